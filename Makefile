@@ -1,0 +1,41 @@
+# Strata: `make demo` to try it, `make test` to prove it. Both install what is missing first.
+
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# What the platform needs from the OS: Docker engines, busybox for the offline sample images, QEMU for VM
+# nodes, an SSH client and tmux for the end-to-end tests, wrk and nginx for the benchmarks' baselines.
+DEB_PACKAGES := docker.io busybox-static openssh-client qemu-system-x86 qemu-utils tmux wrk nginx-light
+
+.PHONY: install system-packages demo test lint clean
+
+install: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	.ci/with-dockerd .ci/demo
+
+test: install
+	$(BIN)/ruff check .
+	.ci/with-dockerd $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""`/tenants/{tenant}/apps`: deploy (PUT the spec), scale, restart, delete — within the tenant's quota."""
+
+from fastapi import APIRouter, Request, Response
+
+from strata.api.deps import DB, Caller, TenantName
+from tenants import apps
+from tenants.schemas import AppRead, AppSpec, Scale
+from tenants.tenancy import get_tenant
+
+router = APIRouter(prefix="/tenants/{tenant}/apps", tags=["apps"])
+
+
+@router.get("")
+def list_apps(session: DB, tenant: TenantName) -> list[AppRead]:
+    owner = get_tenant(session, tenant)
+    return [apps.read_app(app, owner) for app in apps.list_apps(session, owner)]
+
+
+@router.get("/{app}")
+def get_app(session: DB, tenant: TenantName, app: str) -> AppRead:
+    owner = get_tenant(session, tenant)
+    return apps.read_app(apps.get_app(session, owner, app), owner)
+
+
+@router.put("/{app}", responses={201: {"model": AppRead, "description": "created"}})
+def deploy_app(
+    session: DB, principal: Caller, tenant: TenantName, app: str, spec: AppSpec, request: Request, response: Response
+) -> AppRead:
+    """Create the app or replace its spec. A change of anything but `replicas` starts a new revision."""
+    domain = request.app.state.settings.domain
+    row, created = apps.deploy(session, principal.actor, tenant, app, spec, platform_domain=domain)
+    response.status_code = 201 if created else 200
+    return apps.read_app(row, get_tenant(session, tenant))
+
+
+@router.post("/{app}/scale")
+def scale_app(session: DB, principal: Caller, tenant: TenantName, app: str, body: Scale) -> AppRead:
+    row = apps.scale(session, principal.actor, tenant, app, body.replicas)
+    return apps.read_app(row, get_tenant(session, tenant))
+
+
+@router.post("/{app}/restart")
+def restart_app(session: DB, principal: Caller, tenant: TenantName, app: str) -> AppRead:
+    """Replace every instance, one at a time, as a deploy of the same spec would."""
+    row = apps.restart(session, principal.actor, tenant, app)
+    return apps.read_app(row, get_tenant(session, tenant))
+
+
+@router.delete("/{app}", status_code=204)
+def delete_app(session: DB, principal: Caller, tenant: TenantName, app: str) -> Response:
+    apps.delete(session, principal.actor, tenant, app)
+    return Response(status_code=204)

@@ -1,0 +1,50 @@
+"""One error shape for every refusal: `{"error": {"code", "message", "field"}}`, never a bare 500."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from tenants.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, QuotaExceeded
+
+log = logging.getLogger(__name__)
+
+STATUS = {Invalid: 422, NotFound: 404, Conflict: 409, QuotaExceeded: 403, Forbidden: 403}
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "field": field}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into the error shape."""
+
+    @app.exception_handler(DomainError)
+    async def domain(_: Request, exc: DomainError) -> JSONResponse:
+        return error_response(STATUS.get(type(exc), 400), exc.code, exc.message, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        location = [str(part) for part in first["loc"] if part not in ("body", "path", "query")]
+        field = ".".join(location) or None
+        cause = first.get("ctx", {}).get("error")
+        message = str(cause) if isinstance(cause, Exception) else first["msg"]
+        if isinstance(cause, Invalid) and cause.field and not field:
+            field = cause.field
+        return error_response(422, "invalid", f"{field}: {message}" if field else message, field)
+
+    @app.exception_handler(HTTPException)
+    async def http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in the control API")
+        return error_response(500, "internal", "internal error; the daemon's log has the details")

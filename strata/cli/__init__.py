@@ -1,0 +1,5 @@
+"""The `strata` command line."""
+
+from strata.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,169 @@
+"""`strata apps ...`: deploy, list, show, scale, restart, delete."""
+
+import shlex
+
+import click
+
+from strata.cli.context import api, confirm_destructive, fail, json_option, split_ref, validated
+from strata.cli.output import emit_json, fields, table
+from strata.cli.units import Cpu, EnvVar, Memory
+from tenants.client import ApiError, StrataClient
+from tenants.schemas import AppRead, AppSpec
+
+
+@click.group("apps")
+def apps_group() -> None:
+    """Deploy and manage a tenant's apps."""
+
+
+@apps_group.command("deploy")
+@click.argument("ref", metavar="TENANT/APP")
+@click.option("--image", help="Image to run (required for a new app), e.g. strata/hello.")
+@click.option("--port", type=int, help="Port the app listens on in its container [8080].")
+@click.option("--replicas", type=int, help="Number of instances [1].")
+@click.option("--cpu", type=Cpu(), help="CPU per instance: cores (0.5) or millicores (500m) [0.25].")
+@click.option("--memory", type=Memory(), help="Memory per instance: 128M, 1G [128M].")
+@click.option("--env", type=EnvVar(), multiple=True, help="Set an environment variable (repeatable).")
+@click.option("--unset-env", multiple=True, metavar="KEY", help="Remove an environment variable (repeatable).")
+@click.option("--health", help="HTTP path that answers 2xx when the app is healthy, e.g. /healthz.")
+@click.option("--command", help="Command to run instead of the image's, as one shell-quoted string.")
+@click.option("--hostname", multiple=True, help="Extra hostname routed to the app (repeatable; replaces the list).")
+@json_option
+def deploy(
+    ref: str,
+    image: str | None,
+    port: int | None,
+    replicas: int | None,
+    cpu: int | None,
+    memory: int | None,
+    env: tuple[tuple[str, str], ...],
+    unset_env: tuple[str, ...],
+    health: str | None,
+    command: str | None,
+    hostname: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create TENANT/APP, or change it: options not given keep their current value."""
+    tenant, name = split_ref(ref)
+    with api() as client:
+        current = _existing(client, tenant, name)
+        if current is None and image is None:
+            fail(f"{ref} is a new app: give its image with --image")
+        spec = current.model_dump(include=set(AppSpec.model_fields)) if current else {}
+        given = {
+            "image": image,
+            "port": port,
+            "replicas": replicas,
+            "cpu_millicores": cpu,
+            "memory_mib": memory,
+            "health_path": health,
+            "command": shlex.split(command) if command is not None else None,
+        }
+        spec.update({key: value for key, value in given.items() if value is not None})
+        spec["env"] = {
+            key: value for key, value in {**spec.get("env", {}), **dict(env)}.items() if key not in unset_env
+        }
+        if hostname:
+            spec["hostnames"] = list(hostname)
+        app = client.deploy(tenant, name, validated(AppSpec, **spec))
+    if as_json:
+        return emit_json(app)
+    verb = "created" if current is None else "unchanged" if current.revision == app.revision else "deployed"
+    click.echo(f"{verb} {ref} revision {app.revision}, {app.replicas} replica(s) of {app.image}")
+
+
+@apps_group.command("list")
+@click.argument("tenant", required=False)
+@json_option
+def list_(tenant: str | None, as_json: bool) -> None:
+    """List the apps of TENANT (of every tenant you may see when left out)."""
+    with api() as client:
+        names = [tenant] if tenant else [t.name for t in client.tenants()]
+        rows = [app for name in names for app in client.apps(name)]
+    if as_json:
+        return emit_json(rows)
+    table(
+        rows,
+        [
+            ("app", lambda a: f"{a.tenant}/{a.name}"),
+            ("image", lambda a: a.image),
+            ("revision", lambda a: a.revision),
+            ("replicas", lambda a: a.replicas),
+            ("cpu", lambda a: f"{a.cpu_millicores}m"),
+            ("memory", lambda a: f"{a.memory_mib}Mi"),
+            ("port", lambda a: a.port),
+        ],
+        empty="no apps yet; deploy one with `strata apps deploy TENANT/APP --image IMAGE`",
+    )
+
+
+@apps_group.command("show")
+@click.argument("ref", metavar="TENANT/APP")
+@json_option
+def show(ref: str, as_json: bool) -> None:
+    """Show an app's spec and revision."""
+    with api() as client:
+        app = client.app(*split_ref(ref))
+    _print(app, as_json)
+
+
+@apps_group.command("scale")
+@click.argument("ref", metavar="TENANT/APP")
+@click.argument("replicas", type=click.IntRange(min=0))
+def scale(ref: str, replicas: int) -> None:
+    """Run REPLICAS instances of the app (0 stops it and keeps its spec)."""
+    with api() as client:
+        app = client.scale(*split_ref(ref), replicas)
+    click.echo(f"scaled {ref} to {app.replicas} replica(s)")
+
+
+@apps_group.command("restart")
+@click.argument("ref", metavar="TENANT/APP")
+def restart(ref: str) -> None:
+    """Replace every instance, one at a time (a new revision with the same spec)."""
+    with api() as client:
+        app = client.restart(*split_ref(ref))
+    click.echo(f"restarting {ref} as revision {app.revision}")
+
+
+@apps_group.command("delete")
+@click.argument("ref", metavar="TENANT/APP")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(ref: str, yes: bool) -> None:
+    """Delete an app and stop its instances."""
+    tenant, name = split_ref(ref)
+    confirm_destructive(f"Delete app {ref} and stop all its instances?", yes)
+    with api() as client:
+        client.delete_app(tenant, name)
+    click.echo(f"app {ref} deleted")
+
+
+def _existing(client: StrataClient, tenant: str, name: str) -> AppRead | None:
+    """The app as deployed now, or None if the tenant has no such app yet."""
+    try:
+        return client.app(tenant, name)
+    except ApiError as exc:
+        if exc.status == 404 and exc.field == "app":
+            return None
+        raise
+
+
+def _print(app: AppRead, as_json: bool) -> None:
+    if as_json:
+        return emit_json(app)
+    fields(
+        [
+            ("app", f"{app.tenant}/{app.name}"),
+            ("image", app.image),
+            ("command", shlex.join(app.command) if app.command else None),
+            ("revision", app.revision),
+            ("replicas", app.replicas),
+            ("cpu", f"{app.cpu_millicores}m"),
+            ("memory", f"{app.memory_mib}Mi"),
+            ("port", app.port),
+            ("health", app.health_path or "TCP connect"),
+            ("env", app.env),
+            ("hostnames", app.hostnames),
+            ("updated", app.updated_at),
+        ]
+    )

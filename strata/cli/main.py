@@ -1,0 +1,25 @@
+"""The `strata` command: verbs a user guesses right, `--json` on every listing, errors that say what next."""
+
+import click
+
+from strata.cli.access_commands import keys_group, tokens_group
+from strata.cli.app_commands import apps_group
+from strata.cli.event_commands import events
+from strata.cli.platform_commands import doctor_command, up
+from strata.cli.tenant_commands import plans, tenants_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--token",
+    envvar="STRATA_TOKEN",
+    metavar="TOKEN",
+    help="API token [default: $STRATA_TOKEN, else the operator token of $STRATA_HOME].",
+)
+@click.version_option(package_name="strata")
+def main(token: str | None) -> None:
+    """Strata: a self-hosted multi-tenant hosting platform (VMs, app containers, an HTTP gateway)."""
+
+
+for command in (up, doctor_command, plans, tenants_group, apps_group, keys_group, tokens_group, events):
+    main.add_command(command)

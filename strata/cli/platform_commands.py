@@ -1,0 +1,52 @@
+"""`strata up` (the daemon) and `strata doctor` (what the machine has)."""
+
+import json
+import logging
+from dataclasses import asdict
+
+import click
+
+from strata.cli.context import fail, json_option, settings
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65_535:
+        raise click.BadParameter(f"{value!r} should be HOST:PORT, like 127.0.0.1:7070")
+    return host, int(port)
+
+
+@click.command("up")
+@click.option(
+    "--api",
+    "api_address",
+    metavar="HOST:PORT",
+    help="Also serve the control API over TCP here (it is always on $STRATA_HOME/api.sock).",
+)
+def up(api_address: str | None) -> None:
+    """Run the platform in the foreground until Ctrl-C."""
+    from strata import daemon  # the server's imports are heavy; other verbs should start fast
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        daemon.run(settings(), _address(api_address) if api_address else None)
+    except daemon.DaemonError as exc:
+        fail(str(exc))
+
+
+@click.command("doctor")
+@json_option
+def doctor_command(as_json: bool) -> None:
+    """Check what is installed and running: daemon, Docker, QEMU, KVM, busybox."""
+    from strata import doctor
+
+    checks = doctor.run_checks(settings())
+    if as_json:
+        click.echo(json.dumps([asdict(check) for check in checks], indent=2))
+    else:
+        for check in checks:
+            mark = click.style("ok ", fg="green") if check.ok else click.style("!! ", fg="red")
+            click.echo(f"{mark} {check.name:<15} {check.detail}")
+    if any(check.required and not check.ok for check in checks):
+        raise SystemExit(1)

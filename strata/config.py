@@ -1,0 +1,39 @@
+"""Settings of one Strata installation, read from the environment with working defaults.
+
+Everything the daemon keeps lives under `STRATA_HOME` (default `~/.local/share/strata`).
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = Path("~/.local/share/strata")
+DEFAULT_DOMAIN = "localhost"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    domain: str
+
+    @classmethod
+    def from_env(cls, home: Path | None = None) -> "Settings":
+        home = (home or Path(os.environ.get("STRATA_HOME") or DEFAULT_HOME)).expanduser().resolve()
+        return cls(
+            home=home,
+            database_url=os.environ.get("STRATA_DATABASE_URL") or f"sqlite:///{home / 'strata.db'}",
+            domain=os.environ.get("STRATA_DOMAIN") or DEFAULT_DOMAIN,
+        )
+
+    @property
+    def api_socket(self) -> Path:
+        return self.home / "api.sock"
+
+    @property
+    def operator_token_file(self) -> Path:
+        return self.home / "operator.token"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.home / "daemon.lock"

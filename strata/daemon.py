@@ -1,0 +1,149 @@
+"""`strata up`: one process that owns `STRATA_HOME` and serves the control API.
+
+The reconciler, the gateway and the SSH server join this process as they are built; they share its
+event loop and stop with it.
+"""
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+import uvloop
+from sqlalchemy import Engine
+
+from strata.api import create_app
+from strata.config import Settings
+from tenants import db, tokens
+from tenants.enums import Role
+from tenants.schemas import TokenCreate
+
+log = logging.getLogger("strata")
+
+OPERATOR_TOKEN_NAME = "bootstrap"
+SHUTDOWN_GRACE_SECONDS = 5
+
+
+class DaemonError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+def run(settings: Settings, api_address: tuple[str, int] | None = None) -> None:
+    """Run the daemon in the foreground until SIGINT or SIGTERM."""
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _exclusive(settings.lock_file):
+        engine = db.open_engine(settings.database_url)
+        ensure_operator_token(engine, settings.operator_token_file)
+        sockets = [_unix_socket(settings.api_socket)]
+        if api_address:
+            sockets.append(_tcp_socket(api_address))
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(_serve(engine, settings, sockets))
+        finally:
+            settings.api_socket.unlink(missing_ok=True)
+            engine.dispose()
+
+
+async def _serve(engine: Engine, settings: Settings, sockets: list[socket.socket]) -> None:
+    """Serve until SIGINT or SIGTERM, then let in-flight requests finish (within the grace period)."""
+    config = uvicorn.Config(
+        create_app(engine, settings),
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
+    api = _ApiServer(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    serving = asyncio.create_task(api.serve(sockets=sockets))
+    log.info(
+        "control API on %s; operator token in %s",
+        ", ".join(_describe(sock) for sock in sockets),
+        settings.operator_token_file,
+    )
+    await asyncio.wait([serving, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+    api.should_exit = True
+    await serving
+    log.info("stopped")
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns the signals and stops every part."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def ensure_operator_token(engine: Engine, path: Path) -> None:
+    """Keep a working operator token at `path` (0600): minted on first start, or if the file's is void."""
+    with db.session(engine) as session:
+        if path.exists() and tokens.authenticate(session, path.read_text().strip()):
+            return
+        _, secret = tokens.mint(session, "daemon", TokenCreate(role=Role.OPERATOR, name=OPERATOR_TOKEN_NAME))
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    os.replace(temporary, path)
+    log.info("new operator token written to %s", path)
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold a lock on `lock_file` for the daemon's life: two daemons on one home would corrupt it."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode().strip() or "unknown"
+        os.close(fd)
+        raise DaemonError(
+            f"another strata daemon (pid {owner}) is running on {lock_file.parent}; "
+            "stop it first, or set STRATA_HOME to use another home"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _unix_socket(path: Path) -> socket.socket:
+    """Bind the API socket readable by its owner only (0600 from the first instant, via the umask)."""
+    path.unlink(missing_ok=True)  # a stale socket of a daemon that died; we hold the lock now
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    return sock
+
+
+def _tcp_socket(address: tuple[str, int]) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror}") from None
+    return sock
+
+
+def _describe(sock: socket.socket) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"

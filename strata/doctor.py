@@ -1,0 +1,65 @@
+"""`strata doctor`: what this machine has and runs that the platform needs, each with what to do if not."""
+
+import asyncio
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiodocker
+
+from hosting.iaas import detect_accel
+from strata.config import Settings
+from tenants.client import ApiError, StrataClient
+
+BUSYBOX = Path("/bin/busybox")
+PROBE_TIMEOUT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = False  # the platform cannot run apps without it
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [
+        _daemon(settings),
+        asyncio.run(_docker()),
+        _qemu(),
+        Check("accel", True, str(detect_accel())),
+        Check("busybox-static", BUSYBOX.exists(), str(BUSYBOX) if BUSYBOX.exists() else "missing: run `make install`"),
+    ]
+
+
+def _daemon(settings: Settings) -> Check:
+    try:
+        with StrataClient(socket=settings.api_socket, timeout=PROBE_TIMEOUT_SECONDS) as client:
+            health = client.health()
+    except ApiError as exc:
+        return Check("daemon", False, exc.message)
+    return Check("daemon", True, f"running, version {health.version}, API on unix:{settings.api_socket}")
+
+
+async def _docker() -> Check:
+    try:
+        async with aiodocker.Docker() as docker:
+            version = await asyncio.wait_for(docker.version(), PROBE_TIMEOUT_SECONDS)
+            images = await docker.images.list(filters={"reference": ["strata/*"]})
+    except (aiodocker.DockerError, OSError, ValueError, TimeoutError) as exc:
+        return Check("docker", False, f"engine not answering ({exc}); start dockerd", required=True)
+    tags = sorted(tag for image in images for tag in image.get("RepoTags") or [])
+    listed = ", ".join(tags) or "no strata images yet"
+    return Check("docker", True, f"engine {version['Version']}; images: {listed}", required=True)
+
+
+def _qemu() -> Check:
+    binary = shutil.which("qemu-system-x86_64")
+    if binary is None:
+        return Check("qemu", False, "qemu-system-x86_64 missing: run `make install`")
+    first_line = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_SECONDS
+    ).stdout.splitlines()[0]
+    return Check("qemu", True, first_line)

@@ -1,0 +1,141 @@
+"""Apps: the desired state a tenant deploys, checked against names, hostnames and the plan's quotas."""
+
+from sqlmodel import Session, select
+
+from tenants import audit
+from tenants.db import commit
+from tenants.enums import TenantStatus
+from tenants.errors import Conflict, Invalid, NotFound
+from tenants.models import App, Plan, Tenant, utcnow
+from tenants.names import check_name
+from tenants.quotas import check_quota, usage_of
+from tenants.schemas import AppRead, AppSpec
+from tenants.tenancy import get_tenant
+
+# What a container is made from: a change of any of these is a new revision. Replicas are not in it.
+REVISIONED_FIELDS = tuple(field for field in AppSpec.model_fields if field != "replicas")
+
+
+def list_apps(session: Session, tenant: Tenant) -> list[App]:
+    return list(session.exec(select(App).where(App.tenant_id == tenant.id).order_by(App.name)))
+
+
+def get_app(session: Session, tenant: Tenant, name: str) -> App:
+    app = session.exec(select(App).where(App.tenant_id == tenant.id, App.name == name)).first()
+    if app is None:
+        raise NotFound(f"tenant {tenant.name!r} has no app named {name!r}", field="app")
+    return app
+
+
+def deploy(
+    session: Session, actor: str, tenant_name: str, app_name: str, spec: AppSpec, *, platform_domain: str
+) -> tuple[App, bool]:
+    """Create the app or update its spec; returns it and whether it was created.
+
+    The revision goes up only when what the containers are made from changes, so deploying the same
+    spec twice is a no-op (and logs nothing).
+    """
+    check_name(app_name, field="app")
+    tenant = _active_tenant(session, tenant_name)
+    _check_hostnames(session, tenant, app_name, spec.hostnames, platform_domain)
+    apps = list_apps(session, tenant)
+    app = next((a for a in apps if a.name == app_name), None)
+    others = [a for a in apps if a.name != app_name]
+    candidate = App(tenant_id=tenant.id, name=app_name, **spec.model_dump())
+    check_quota(session.get(Plan, tenant.plan), usage_of([*others, candidate]))  # type: ignore[arg-type]
+
+    if app is None:
+        session.add(candidate)
+        audit.record(session, actor, "app.create", tenant.name, app=app_name, revision=1, replicas=spec.replicas)
+        commit(session, conflict=f"app {tenant.name}/{app_name} exists already")
+        return candidate, True
+
+    changed = [f for f in REVISIONED_FIELDS if getattr(app, f) != getattr(spec, f)]
+    if not changed and app.replicas == spec.replicas:
+        return app, False
+    for field in (*changed, "replicas"):
+        setattr(app, field, getattr(spec, field))
+    if changed:
+        app.revision += 1
+    app.updated_at = utcnow()
+    audit.record(
+        session,
+        actor,
+        "app.deploy",
+        tenant.name,
+        app=app_name,
+        revision=app.revision,
+        replicas=app.replicas,
+        changed=changed,
+    )
+    session.commit()
+    return app, False
+
+
+def scale(session: Session, actor: str, tenant_name: str, app_name: str, replicas: int) -> App:
+    tenant = _active_tenant(session, tenant_name)
+    apps = list_apps(session, tenant)
+    app = get_app(session, tenant, app_name)
+    if app.replicas == replicas:
+        return app
+    others = [a for a in apps if a.id != app.id]
+    resized = app.model_copy(update={"replicas": replicas})
+    check_quota(session.get(Plan, tenant.plan), usage_of([*others, resized]))  # type: ignore[arg-type]
+    audit.record(session, actor, "app.scale", tenant.name, app=app_name, replicas=replicas, was=app.replicas)
+    app.replicas = replicas
+    app.updated_at = utcnow()
+    session.commit()
+    return app
+
+
+def restart(session: Session, actor: str, tenant_name: str, app_name: str) -> App:
+    """Roll every instance: a new revision with the same spec, replaced one at a time like a deploy."""
+    tenant = _active_tenant(session, tenant_name)
+    app = get_app(session, tenant, app_name)
+    app.revision += 1
+    app.updated_at = utcnow()
+    audit.record(session, actor, "app.restart", tenant.name, app=app_name, revision=app.revision)
+    session.commit()
+    return app
+
+
+def delete(session: Session, actor: str, tenant_name: str, app_name: str) -> None:
+    tenant = get_tenant(session, tenant_name)
+    app = get_app(session, tenant, app_name)
+    session.delete(app)
+    audit.record(session, actor, "app.delete", tenant.name, app=app_name)
+    session.commit()
+
+
+def read_app(app: App, tenant: Tenant) -> AppRead:
+    return AppRead(tenant=tenant.name, **app.model_dump(exclude={"id", "tenant_id"}))
+
+
+def _active_tenant(session: Session, name: str) -> Tenant:
+    tenant = get_tenant(session, name)
+    if tenant.status == TenantStatus.SUSPENDED:
+        raise Conflict(f"tenant {name!r} is suspended; resume it before changing its apps")
+    return tenant
+
+
+def _check_hostnames(
+    session: Session, tenant: Tenant, app_name: str, hostnames: list[str], platform_domain: str
+) -> None:
+    """Extra hostnames must be outside the platform's domain and claimed by no other app."""
+    suffix = "." + platform_domain
+    for host in hostnames:
+        if host == platform_domain or host.endswith(suffix):
+            raise Invalid(
+                f"{host!r} is under the platform's domain {platform_domain!r}; "
+                f"the app is reached there already as {app_name}.{tenant.name}.{platform_domain}",
+                field="hostnames",
+            )
+    if not hostnames:
+        return
+    rows = session.exec(select(App, Tenant.name).join(Tenant)).all()
+    for other, owner in rows:
+        if (owner, other.name) == (tenant.name, app_name):
+            continue
+        taken = set(hostnames) & set(other.hostnames)
+        if taken:
+            raise Conflict(f"hostname {sorted(taken)[0]!r} is used by another app already", field="hostnames")

@@ -1,0 +1,179 @@
+"""The typed client of the control API, shared by the CLI and the console.
+
+It speaks HTTP over the daemon's unix socket (or a TCP URL) and returns the API's own schemas, so a
+caller never handles raw JSON. Refusals arrive as `ApiError` carrying the API's code, message and field.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from tenants.enums import TenantStatus
+from tenants.schemas import (
+    AppRead,
+    AppSpec,
+    EventRead,
+    Health,
+    KeyCreate,
+    KeyRead,
+    PlanRead,
+    Scale,
+    TenantCreate,
+    TenantRead,
+    TokenCreate,
+    TokenCreated,
+    TokenRead,
+)
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class ApiError(Exception):
+    """The API refused: `status` is the HTTP status, `code` the stable reason, `field` the bad input."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+class DaemonUnavailable(ApiError):
+    """Nothing answers where the daemon should be."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            0,
+            "unavailable",
+            f"the Strata daemon is not running (nothing answers on {where}); start it with `strata up`",
+        )
+
+
+class StrataClient:
+    """One connection pool to the control API; use as a context manager or call `close()`."""
+
+    def __init__(
+        self,
+        *,
+        socket: Path | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        if (socket is None) == (url is None):
+            raise ValueError("give exactly one of socket= and url=")
+        self.where = f"unix:{socket}" if socket else str(url)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        transport = httpx.HTTPTransport(uds=str(socket)) if socket else None
+        self._http = httpx.Client(
+            base_url=url or "http://strata",
+            transport=transport,
+            headers=headers,
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> "StrataClient":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # platform
+    def health(self) -> Health:
+        return self._call("GET", "/healthz", Health)
+
+    def plans(self) -> list[PlanRead]:
+        return self._call("GET", "/plans", list[PlanRead])
+
+    # tenants
+    def tenants(self) -> list[TenantRead]:
+        return self._call("GET", "/tenants", list[TenantRead])
+
+    def tenant(self, name: str) -> TenantRead:
+        return self._call("GET", f"/tenants/{name}", TenantRead)
+
+    def create_tenant(self, spec: TenantCreate) -> TenantRead:
+        return self._call("POST", "/tenants", TenantRead, body=spec)
+
+    def set_tenant_status(self, name: str, status: TenantStatus) -> TenantRead:
+        action = "suspend" if status == TenantStatus.SUSPENDED else "resume"
+        return self._call("POST", f"/tenants/{name}/{action}", TenantRead)
+
+    def delete_tenant(self, name: str) -> None:
+        self._call("DELETE", f"/tenants/{name}", None)
+
+    # apps
+    def apps(self, tenant: str) -> list[AppRead]:
+        return self._call("GET", f"/tenants/{tenant}/apps", list[AppRead])
+
+    def app(self, tenant: str, name: str) -> AppRead:
+        return self._call("GET", f"/tenants/{tenant}/apps/{name}", AppRead)
+
+    def deploy(self, tenant: str, name: str, spec: AppSpec) -> AppRead:
+        return self._call("PUT", f"/tenants/{tenant}/apps/{name}", AppRead, body=spec)
+
+    def scale(self, tenant: str, name: str, replicas: int) -> AppRead:
+        return self._call("POST", f"/tenants/{tenant}/apps/{name}/scale", AppRead, body=Scale(replicas=replicas))
+
+    def restart(self, tenant: str, name: str) -> AppRead:
+        return self._call("POST", f"/tenants/{tenant}/apps/{name}/restart", AppRead)
+
+    def delete_app(self, tenant: str, name: str) -> None:
+        self._call("DELETE", f"/tenants/{tenant}/apps/{name}", None)
+
+    # credentials
+    def keys(self, tenant: str | None = None) -> list[KeyRead]:
+        return self._call("GET", "/keys", list[KeyRead], params={"tenant": tenant})
+
+    def add_key(self, spec: KeyCreate) -> KeyRead:
+        return self._call("POST", "/keys", KeyRead, body=spec)
+
+    def remove_key(self, key_id: int) -> None:
+        self._call("DELETE", f"/keys/{key_id}", None)
+
+    def tokens(self, tenant: str | None = None) -> list[TokenRead]:
+        return self._call("GET", "/tokens", list[TokenRead], params={"tenant": tenant})
+
+    def create_token(self, spec: TokenCreate) -> TokenCreated:
+        return self._call("POST", "/tokens", TokenCreated, body=spec)
+
+    def revoke_token(self, token_id: int) -> None:
+        self._call("DELETE", f"/tokens/{token_id}", None)
+
+    # audit log
+    def events(self, tenant: str | None = None, limit: int = 100, before: int | None = None) -> list[EventRead]:
+        params = {"tenant": tenant, "limit": limit, "before": before}
+        return self._call("GET", "/events", list[EventRead], params=params)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        result: Any,
+        *,
+        body: BaseModel | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        query = {key: value for key, value in (params or {}).items() if value is not None}
+        content = body.model_dump_json().encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        try:
+            response = self._http.request(method, path, content=content, params=query, headers=headers)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+            raise DaemonUnavailable(self.where) from exc
+        if response.is_error:
+            raise _error(response)
+        if result is None:
+            return None
+        return TypeAdapter(result).validate_json(response.content)
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        error = response.json()["error"]
+        return ApiError(response.status_code, error["code"], error["message"], error.get("field"))
+    except (ValueError, KeyError, TypeError):
+        return ApiError(response.status_code, "http", f"HTTP {response.status_code}: {response.text[:200]}")

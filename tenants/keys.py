@@ -1,0 +1,61 @@
+"""SSH public keys that may log in to the platform's SSH server, each with a role (and a tenant)."""
+
+from sqlmodel import Session, col, select
+
+from tenants import audit
+from tenants.db import commit
+from tenants.errors import Conflict, NotFound
+from tenants.models import SshKey, Tenant
+from tenants.schemas import KeyCreate, KeyRead
+from tenants.sshkeys import parse_public_key
+from tenants.tenancy import credential_owner
+
+
+def add_key(session: Session, actor: str, spec: KeyCreate) -> KeyRead:
+    key = parse_public_key(spec.public_key)
+    tenant = credential_owner(session, spec.role, spec.tenant)
+    if session.exec(select(SshKey.id).where(SshKey.fingerprint == key.fingerprint)).first() is not None:
+        raise Conflict(f"key {key.fingerprint} is registered already; remove it first", field="public_key")
+    row = SshKey(
+        fingerprint=key.fingerprint,
+        public_key=key.openssh,
+        comment=key.comment,
+        role=spec.role,
+        tenant_id=tenant.id if tenant else None,
+    )
+    session.add(row)
+    audit.record(session, actor, "key.add", spec.tenant, fingerprint=key.fingerprint, role=spec.role)
+    commit(session, conflict=f"key {key.fingerprint} is registered already")
+    return _read(row, spec.tenant)
+
+
+def list_keys(session: Session, tenant: str | None = None) -> list[KeyRead]:
+    query = select(SshKey, Tenant.name).outerjoin(Tenant).order_by(col(SshKey.id))
+    if tenant is not None:
+        query = query.where(Tenant.name == tenant)
+    return [_read(key, name) for key, name in session.exec(query)]
+
+
+def get_key(session: Session, key_id: int) -> KeyRead:
+    row = session.exec(select(SshKey, Tenant.name).outerjoin(Tenant).where(SshKey.id == key_id)).first()
+    if row is None:
+        raise NotFound(f"no SSH key with id {key_id}")
+    return _read(*row)
+
+
+def remove_key(session: Session, actor: str, key_id: int) -> None:
+    key = get_key(session, key_id)
+    session.delete(session.get(SshKey, key_id))
+    audit.record(session, actor, "key.remove", key.tenant, fingerprint=key.fingerprint)
+    session.commit()
+
+
+def _read(key: SshKey, tenant: str | None) -> KeyRead:
+    return KeyRead(
+        id=key.id,
+        fingerprint=key.fingerprint,
+        comment=key.comment,
+        role=key.role,  # type: ignore[arg-type]
+        tenant=tenant,
+        created_at=key.created_at,
+    )

@@ -1,0 +1,124 @@
+"""The control plane's tables: who the tenants are, what they asked to run, who may act, what happened.
+
+Enumerated fields are stored as plain strings (checked by the API schemas) so a new value never needs a
+database type migration. Times are UTC and come back timezone-aware on every backend.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from tenants.enums import Isolation, TenantStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and read back as aware UTC (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(*, index: bool = False, nullable: bool = False) -> Any:
+    return Field(
+        default_factory=utcnow if not nullable else None,
+        sa_column=Column(UTCDateTime(), nullable=nullable, index=index),
+    )
+
+
+def _tenant_fk(*, nullable: bool) -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("tenant.id", ondelete="CASCADE"), nullable=nullable, index=True),
+    )
+
+
+class Plan(SQLModel, table=True):
+    """A tenant's quota: how much of the platform its apps may claim in all."""
+
+    name: str = Field(primary_key=True)
+    max_apps: int
+    max_instances: int
+    max_cpu_millicores: int
+    max_memory_mib: int
+
+
+class Tenant(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    plan: str = Field(foreign_key="plan.name")
+    isolation: str = Isolation.SHARED
+    status: str = TenantStatus.ACTIVE
+    created_at: datetime = _time()
+
+
+class App(SQLModel, table=True):
+    """The desired state of one app; the reconciler makes the running containers match it.
+
+    `revision` counts changes of what a container is made from (everything but `replicas`), so
+    instances of an older revision are the ones a rolling deploy replaces.
+    """
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    name: str
+    image: str
+    command: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    port: int = 8080
+    replicas: int = 1
+    cpu_millicores: int = 250
+    memory_mib: int = 128
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    health_path: str | None = None
+    hostnames: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    revision: int = 1
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+
+class SshKey(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(unique=True, index=True)
+    public_key: str
+    comment: str = ""
+    role: str
+    tenant_id: int | None = _tenant_fk(nullable=True)
+    created_at: datetime = _time()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token; only its SHA-256 is stored, so the database never holds a usable secret."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, index=True)
+    name: str
+    role: str
+    tenant_id: int | None = _tenant_fk(nullable=True)
+    created_at: datetime = _time()
+    expires_at: datetime | None = _time(nullable=True)
+
+
+class Event(SQLModel, table=True):
+    """One line of the audit log. `tenant` is a name, not a key, so the log outlives the tenant."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: datetime = _time(index=True)
+    actor: str
+    tenant: str | None = Field(default=None, index=True)
+    action: str
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

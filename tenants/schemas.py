@@ -1,0 +1,205 @@
+"""What the control API accepts and returns. Input models carry every bound, so bad input is refused
+with the field named before anything reaches the database, Docker or a file path."""
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from tenants.enums import Isolation, Role, TenantStatus
+from tenants.names import check_hostname, check_name, check_tenant_name
+
+MAX_REPLICAS = 100
+MIN_CPU_MILLICORES, MAX_CPU_MILLICORES = 10, 64_000
+MIN_MEMORY_MIB, MAX_MEMORY_MIB = 6, 1_048_576  # Docker refuses less than 6 MiB
+MAX_ENV_VARS, MAX_ENV_VALUE = 100, 4_096
+MAX_COMMAND_ARGS, MAX_ARG_LENGTH = 64, 4_096
+MAX_HOSTNAMES = 10
+MAX_IMAGE_LENGTH = 255
+MAX_HEALTH_PATH = 256
+MAX_PUBLIC_KEY = 16_384
+MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+# Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest], lowercase path.
+_IMAGE = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HEALTH_PATH = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces: it goes on a request line
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+TenantName = Annotated[str, AfterValidator(check_tenant_name)]
+Argument = Annotated[str, Field(max_length=MAX_ARG_LENGTH), AfterValidator(_no_nul)]
+
+
+class Error(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer of the API has this shape."""
+
+    error: Error
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class PlanRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    max_apps: int
+    max_instances: int
+    max_cpu_millicores: int
+    max_memory_mib: int
+
+
+class Usage(BaseModel):
+    """What a tenant's apps claim in all, counted as the quotas count it."""
+
+    apps: int
+    instances: int
+    cpu_millicores: int
+    memory_mib: int
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: TenantName
+    plan: str = "small"
+    isolation: Isolation = Isolation.SHARED
+
+
+class TenantRead(BaseModel):
+    name: str
+    plan: PlanRead
+    isolation: Isolation
+    status: TenantStatus
+    created_at: datetime
+    usage: Usage
+
+
+class AppSpec(BaseModel):
+    """The body of a deploy (PUT): everything an app's containers are made from, and how many."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_LENGTH)]
+    command: Annotated[list[Argument], Field(max_length=MAX_COMMAND_ARGS)] | None = None
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8080
+    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
+    cpu_millicores: Annotated[int, Field(ge=MIN_CPU_MILLICORES, le=MAX_CPU_MILLICORES)] = 250
+    memory_mib: Annotated[int, Field(ge=MIN_MEMORY_MIB, le=MAX_MEMORY_MIB)] = 128
+    env: Annotated[dict[str, str], Field(max_length=MAX_ENV_VARS)] = {}
+    health_path: Annotated[str, Field(max_length=MAX_HEALTH_PATH)] | None = None
+    hostnames: Annotated[list[str], Field(max_length=MAX_HOSTNAMES)] = []
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not _IMAGE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an image reference (like strata/hello:latest)")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not _ENV_KEY.fullmatch(key) or len(key) > 256:
+                raise ValueError(f"{key!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            if len(item) > MAX_ENV_VALUE or "\x00" in item:
+                raise ValueError(f"the value of {key} is over {MAX_ENV_VALUE} characters or holds NUL")
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, value: str | None) -> str | None:
+        if value is not None and not _HEALTH_PATH.fullmatch(value):
+            raise ValueError("must be a URL path starting with '/' of printable characters, no spaces")
+        return value
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hostnames(cls, value: list[str]) -> list[str]:
+        hosts = [check_hostname(host) for host in value]
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("lists a hostname twice")
+        return hosts
+
+
+class Scale(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)]
+
+
+class AppRead(AppSpec):
+    model_config = ConfigDict(extra="ignore")
+    tenant: str
+    name: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class KeyCreate(BaseModel):
+    """An SSH public key in OpenSSH's one-line format; `tenant` is required for role `tenant`."""
+
+    model_config = ConfigDict(extra="forbid")
+    public_key: Annotated[str, Field(min_length=1, max_length=MAX_PUBLIC_KEY)]
+    role: Role
+    tenant: Name | None = None
+
+
+class KeyRead(BaseModel):
+    id: int
+    fingerprint: str
+    comment: str
+    role: Role
+    tenant: str | None
+    created_at: datetime
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role = Role.TENANT
+    tenant: Name | None = None
+    name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)] = "api"
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TOKEN_TTL_SECONDS)] | None = None
+
+
+class TokenRead(BaseModel):
+    id: int
+    name: str
+    role: Role
+    tenant: str | None
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class TokenCreated(TokenRead):
+    """Returned once, at creation: the only time the secret is shown."""
+
+    token: str
+
+
+class EventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    time: datetime
+    actor: str
+    tenant: str | None
+    action: str
+    detail: dict[str, Any]

@@ -1,0 +1,39 @@
+"""Fixtures: a daemon per session, a fresh tenant name per test, a migrated database per test."""
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from tenants import db
+from tests.harness import Daemon, start_daemon
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for the API and CLI tests; each test uses tenants of its own (see `unique`)."""
+    home = tmp_path_factory.mktemp("strata") / "home"
+    running = start_daemon(home)
+    yield running
+    assert running.stop() == 0
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh tenant name, so tests sharing a daemon never see each other's data."""
+    return f"t{os.getpid() % 10000}-{next(_names)}"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite control-plane database, as the daemon opens it."""
+    engine = db.open_engine(f"sqlite:///{tmp_path / 'strata.db'}")
+    yield engine
+    engine.dispose()

@@ -1,0 +1,82 @@
+"""The real thing, started for tests: a `strata up` daemon in a temporary STRATA_HOME, reached over
+its unix socket (and TCP), and the `strata` CLI run as a subprocess against it."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenants.client import StrataClient
+
+STRATA = [sys.executable, "-m", "strata"]
+START_TIMEOUT_SECONDS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    home: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+        return {**env, "STRATA_HOME": str(self.home)}
+
+    @property
+    def operator_token(self) -> str:
+        return (self.home / "operator.token").read_text().strip()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, token: str | None = None) -> StrataClient:
+        return StrataClient(socket=self.home / "api.sock", token=token)
+
+    def operator(self) -> StrataClient:
+        return self.client(self.operator_token)
+
+    def cli(self, *args: str, token: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = self.env | ({"STRATA_TOKEN": token} if token else {})
+        return subprocess.run(
+            [*STRATA, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def stop(self) -> int:
+        """Stop as Ctrl-C would, and return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=15)
+
+
+def start_daemon(home: Path, port: int | None = None) -> Daemon:
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")} | {"STRATA_HOME": str(home)}
+    log = open(home.parent / f"{home.name}-daemon.log", "ab")  # noqa: SIM115 (the process owns it)
+    process = subprocess.Popen([*STRATA, "up", "--api", f"127.0.0.1:{port}"], env=env, stdout=log, stderr=log)
+    daemon = Daemon(home, port, process)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"strata up exited with {process.returncode}: {log.name}")
+        if (home / "api.sock").exists():
+            try:
+                with daemon.client() as client:
+                    client.health()
+                return daemon
+            except Exception:
+                pass
+        time.sleep(0.05)
+    daemon.stop()
+    raise RuntimeError(f"strata up did not answer within {START_TIMEOUT_SECONDS}s: {log.name}")
