@@ -35,5 +35,9 @@ class Settings:
         return self.home / "operator.token"
 
     @property
+    def platform_id_file(self) -> Path:
+        return self.home / "platform-id"
+
+    @property
     def lock_file(self) -> Path:
         return self.home / "daemon.lock"

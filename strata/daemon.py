@@ -8,6 +8,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import socket
 from collections.abc import Iterator
@@ -16,8 +17,12 @@ from pathlib import Path
 
 import uvicorn
 import uvloop
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from hosting.paas.docker_runtime import DockerRuntime
+from hosting.paas.nodes import LOCAL_DOCKER_URL, NodeHandle
+from hosting.paas.reconciler import Reconciler
 from strata.api import create_app
 from strata.config import Settings
 from tenants import db, tokens
@@ -34,27 +39,35 @@ class DaemonError(Exception):
     """The daemon cannot start; the message says why and what to do."""
 
 
-def run(settings: Settings, api_address: tuple[str, int] | None = None) -> None:
-    """Run the daemon in the foreground until SIGINT or SIGTERM."""
+def run(settings: Settings, api_address: tuple[str, int] | None = None, *, local_node: bool = True) -> None:
+    """Run the daemon in the foreground until SIGINT or SIGTERM.
+
+    `local_node=False` runs a control plane that places no container on this host's Docker engine.
+    """
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _exclusive(settings.lock_file):
         engine = db.open_engine(settings.database_url)
         ensure_operator_token(engine, settings.operator_token_file)
+        nodes = [NodeHandle(DockerRuntime("local", LOCAL_DOCKER_URL), "local", LOCAL_DOCKER_URL)] if local_node else []
+        reconciler = Reconciler(engine, platform_id(settings.platform_id_file), nodes)
         sockets = [_unix_socket(settings.api_socket)]
         if api_address:
             sockets.append(_tcp_socket(api_address))
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(engine, settings, sockets))
+                runner.run(_serve(create_app(engine, settings, reconciler, nodes), reconciler, nodes, sockets))
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
 
 
-async def _serve(engine: Engine, settings: Settings, sockets: list[socket.socket]) -> None:
-    """Serve until SIGINT or SIGTERM, then let in-flight requests finish (within the grace period)."""
+async def _serve(app: FastAPI, reconciler: Reconciler, nodes: list[NodeHandle], sockets: list[socket.socket]) -> None:
+    """Serve and reconcile until SIGINT or SIGTERM, then let in-flight requests finish (within a grace period).
+
+    Containers keep running across a stop: the next start adopts them.
+    """
     config = uvicorn.Config(
-        create_app(engine, settings),
+        app,
         log_level="warning",
         lifespan="off",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
@@ -65,14 +78,16 @@ async def _serve(engine: Engine, settings: Settings, sockets: list[socket.socket
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     serving = asyncio.create_task(api.serve(sockets=sockets))
+    reconciling = asyncio.create_task(reconciler.run(stopping))
     log.info(
-        "control API on %s; operator token in %s",
-        ", ".join(_describe(sock) for sock in sockets),
-        settings.operator_token_file,
+        "control API on %s; nodes: %s", ", ".join(map(_describe, sockets)), ", ".join(n.name for n in nodes) or "none"
     )
     await asyncio.wait([serving, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+    stopping.set()
     api.should_exit = True
-    await serving
+    await asyncio.gather(serving, reconciling)
+    for node in nodes:
+        await node.runtime.close()
     log.info("stopped")
 
 
@@ -96,6 +111,16 @@ def ensure_operator_token(engine: Engine, path: Path) -> None:
         file.write(secret + "\n")
     os.replace(temporary, path)
     log.info("new operator token written to %s", path)
+
+
+def platform_id(path: Path) -> str:
+    """This installation's id, made on first start: its containers carry it, so two installations sharing
+    a Docker engine never take each other's containers for orphans."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.write_text(secrets.token_hex(8) + "\n")
+        return path.read_text().strip()
 
 
 @contextmanager

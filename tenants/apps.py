@@ -6,10 +6,11 @@ from tenants import audit
 from tenants.db import commit
 from tenants.enums import TenantStatus
 from tenants.errors import Conflict, Invalid, NotFound
+from tenants.instances import instances_of
 from tenants.models import App, Plan, Tenant, utcnow
 from tenants.names import check_name
 from tenants.quotas import check_quota, usage_of
-from tenants.schemas import AppRead, AppSpec
+from tenants.schemas import AppRead, AppSpec, InstanceRead
 from tenants.tenancy import get_tenant
 
 # What a container is made from: a change of any of these is a new revision. Replicas are not in it.
@@ -107,8 +108,21 @@ def delete(session: Session, actor: str, tenant_name: str, app_name: str) -> Non
     session.commit()
 
 
-def read_app(app: App, tenant: Tenant) -> AppRead:
-    return AppRead(tenant=tenant.name, **app.model_dump(exclude={"id", "tenant_id"}))
+def read_apps(session: Session, tenant: Tenant, apps: list[App]) -> list[AppRead]:
+    """The API's view of `apps`: each spec with its instances as the reconciler last recorded them."""
+    running = instances_of(session, [app.id for app in apps])  # type: ignore[misc]
+    return [
+        AppRead(
+            tenant=tenant.name,
+            instances=[InstanceRead.model_validate(row) for row in running.get(app.id, [])],  # type: ignore[arg-type]
+            **app.model_dump(exclude={"id", "tenant_id"}),
+        )
+        for app in apps
+    ]
+
+
+def read_app(session: Session, app: App, tenant: Tenant) -> AppRead:
+    return read_apps(session, tenant, [app])[0]
 
 
 def _active_tenant(session: Session, name: str) -> Tenant:

@@ -4,6 +4,7 @@ It speaks HTTP over the daemon's unix socket (or a TCP URL) and returns the API'
 caller never handles raw JSON. Refusals arrive as `ApiError` carrying the API's code, message and field.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,11 @@ from tenants.schemas import (
     AppSpec,
     EventRead,
     Health,
+    ImageRead,
+    InstanceRead,
     KeyCreate,
     KeyRead,
+    NodeRead,
     PlanRead,
     Scale,
     TenantCreate,
@@ -28,6 +32,7 @@ from tenants.schemas import (
 )
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+LONG_TIMEOUT_SECONDS = 600.0  # building or loading images onto every node
 
 
 class ApiError(Exception):
@@ -123,6 +128,46 @@ class StrataClient:
 
     def delete_app(self, tenant: str, name: str) -> None:
         self._call("DELETE", f"/tenants/{tenant}/apps/{name}", None)
+
+    def instances(self, tenant: str, name: str) -> list[InstanceRead]:
+        return self._call("GET", f"/tenants/{tenant}/apps/{name}/instances", list[InstanceRead])
+
+    def logs(self, tenant: str, name: str, *, follow: bool = False, since: int | None = None) -> Iterator[str]:
+        """The app's log lines, `[instance] text`; with `follow`, an endless stream until closed."""
+        params = {"follow": follow, "since": since}
+        query = {key: value for key, value in params.items() if value not in (None, False)}
+        try:
+            with self._http.stream(
+                "GET", f"/tenants/{tenant}/apps/{name}/logs", params=query, timeout=None
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error(response)
+                yield from response.iter_lines()
+        except (httpx.ConnectError, FileNotFoundError) as exc:
+            raise DaemonUnavailable(self.where) from exc
+
+    # nodes and images
+    def nodes(self) -> list[NodeRead]:
+        return self._call("GET", "/nodes", list[NodeRead])
+
+    def images(self) -> list[ImageRead]:
+        return self._call("GET", "/images", list[ImageRead])
+
+    def bootstrap_images(self) -> list[str]:
+        return self._call("POST", "/images/bootstrap", list[str], timeout=LONG_TIMEOUT_SECONDS)
+
+    def load_images(self, archive: Path) -> list[str]:
+        """Upload a `docker save` archive, streamed from disk, to be loaded onto every node."""
+        with archive.open("rb") as file:
+            return self._call(
+                "POST",
+                "/images/load",
+                list[str],
+                raw=file,
+                timeout=LONG_TIMEOUT_SECONDS,
+                headers={"Content-Type": "application/x-tar"},
+            )
 
     # credentials
     def keys(self, tenant: str | None = None) -> list[KeyRead]:

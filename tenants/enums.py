@@ -16,3 +16,11 @@ class TenantStatus(StrEnum):
 class Role(StrEnum):
     OPERATOR = "operator"
     TENANT = "tenant"
+
+
+class InstanceState(StrEnum):
+    STARTING = "starting"  # created, its health check has not passed yet
+    READY = "ready"  # passing its health check: the gateway may route to it
+    UNHEALTHY = "unhealthy"  # was ready, now failing its health check
+    CRASHLOOP = "crashloop"  # exits again and again; restarted with growing delays
+    STOPPING = "stopping"  # being removed; the gateway drains it

@@ -122,3 +122,31 @@ class Event(SQLModel, table=True):
     tenant: str | None = Field(default=None, index=True)
     action: str
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Node(SQLModel, table=True):
+    """A Docker engine the platform may place containers on: the host's own (`local`) or a VM's."""
+
+    name: str = Field(primary_key=True)
+    driver: str  # "local", or the hypervisor driver of a VM node
+    docker_url: str
+    state: str = "ready"  # ready | unreachable
+    cpu_millicores: int = 0
+    memory_mib: int = 0
+    created_at: datetime = _time()
+
+
+class Instance(SQLModel, table=True):
+    """One running copy of an app as the reconciler last saw it; rewritten only when something changes."""
+
+    id: str = Field(primary_key=True)  # also the container's `strata.instance` label
+    app_id: int = Field(sa_column=Column(Integer, ForeignKey("app.id", ondelete="CASCADE"), nullable=False, index=True))
+    node: str
+    container_id: str
+    revision: int
+    state: str  # starting | ready | unhealthy | crashloop | stopping
+    endpoint: str | None = None  # HOST:PORT on 127.0.0.1 (or a node's forward)
+    restarts: int = 0
+    started_at: datetime | None = _time(nullable=True)
+    last_health: str | None = None  # the last health check's result, e.g. "ok", "HTTP 500", "refused"
+    created_at: datetime = _time()

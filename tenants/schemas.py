@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from tenants.enums import Isolation, Role, TenantStatus
+from tenants.enums import InstanceState, Isolation, Role, TenantStatus
 from tenants.names import check_hostname, check_name, check_tenant_name
 
 MAX_REPLICAS = 100
@@ -145,6 +145,21 @@ class Scale(BaseModel):
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)]
 
 
+class InstanceRead(BaseModel):
+    """One running copy of an app. `endpoint` is where the gateway reaches it (HOST:PORT)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    node: str
+    state: InstanceState
+    endpoint: str | None
+    revision: int
+    restarts: int
+    started_at: datetime | None
+    last_health: str | None
+    container_id: str
+
+
 class AppRead(AppSpec):
     model_config = ConfigDict(extra="ignore")
     tenant: str
@@ -152,6 +167,28 @@ class AppRead(AppSpec):
     revision: int
     created_at: datetime
     updated_at: datetime
+    instances: list[InstanceRead] = []
+
+
+class NodeRead(BaseModel):
+    name: str
+    driver: str
+    state: str
+    cpu_millicores: int
+    memory_mib: int
+    instances: int
+    allocated_cpu_millicores: int
+    allocated_memory_mib: int
+
+
+class ImageRead(BaseModel):
+    """An image on one node."""
+
+    node: str
+    tags: list[str]
+    id: str
+    size_bytes: int
+    created: datetime
 
 
 class KeyCreate(BaseModel):

@@ -60,11 +60,13 @@ class Daemon:
         return self.process.wait(timeout=15)
 
 
-def start_daemon(home: Path, port: int | None = None) -> Daemon:
+def start_daemon(home: Path, port: int | None = None, *, local_node: bool = False) -> Daemon:
+    """Start `strata up`; without `local_node` it places no container (a control plane alone)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")} | {"STRATA_HOME": str(home)}
     log = open(home.parent / f"{home.name}-daemon.log", "ab")  # noqa: SIM115 (the process owns it)
-    process = subprocess.Popen([*STRATA, "up", "--api", f"127.0.0.1:{port}"], env=env, stdout=log, stderr=log)
+    node = "--local-node" if local_node else "--no-local-node"
+    process = subprocess.Popen([*STRATA, "up", "--api", f"127.0.0.1:{port}", node], env=env, stdout=log, stderr=log)
     daemon = Daemon(home, port, process)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:

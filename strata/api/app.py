@@ -1,28 +1,62 @@
 """The control API: JSON over HTTP, described by its own OpenAPI schema at `/openapi.json`."""
 
+from collections.abc import Callable
 from importlib.metadata import version
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strata.api import app_routes, credential_routes, errors, event_routes, tenant_routes
+from hosting.paas.nodes import NodeHandle
+from hosting.paas.reconciler import Reconciler
+from strata.api import app_routes, credential_routes, errors, event_routes, runtime_routes, tenant_routes
 from strata.config import Settings
 from tenants.schemas import ErrorBody, Health
 
 ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
 
 
-def create_app(engine: Engine, settings: Settings) -> FastAPI:
+CHANGING_METHODS = frozenset({"POST", "PUT", "DELETE"})
+
+
+def create_app(engine: Engine, settings: Settings, reconciler: Reconciler, nodes: list[NodeHandle]) -> FastAPI:
     app = FastAPI(title="Strata control API", version=version("strata"), responses=ERROR_RESPONSES)
     app.state.engine = engine
     app.state.settings = settings
+    app.state.reconciler = reconciler
+    app.state.nodes = nodes
     errors.install(app)
+    app.add_middleware(NudgeOnChange, nudge=reconciler.nudge)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> Health:
         """Answers without a token: is the daemon up, and which version."""
         return Health(status="ok", version=app.version)
 
-    for module in (tenant_routes, app_routes, credential_routes, event_routes):
+    for module in (tenant_routes, app_routes, credential_routes, event_routes, runtime_routes):
         app.include_router(module.router)
     return app
+
+
+class NudgeOnChange:
+    """After any successful change (the desired state may differ now), wake the reconciler at once."""
+
+    def __init__(self, app: ASGIApp, nudge: Callable[[], None]) -> None:
+        self.app = app
+        self.nudge = nudge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in CHANGING_METHODS:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def remember_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, remember_status)
+        if status < 400:
+            self.nudge()

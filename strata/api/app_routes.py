@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request, Response
 
 from strata.api.deps import DB, Caller, TenantName
 from tenants import apps
-from tenants.schemas import AppRead, AppSpec, Scale
+from tenants.schemas import AppRead, AppSpec, InstanceRead, Scale
 from tenants.tenancy import get_tenant
 
 router = APIRouter(prefix="/tenants/{tenant}/apps", tags=["apps"])
@@ -13,13 +13,20 @@ router = APIRouter(prefix="/tenants/{tenant}/apps", tags=["apps"])
 @router.get("")
 def list_apps(session: DB, tenant: TenantName) -> list[AppRead]:
     owner = get_tenant(session, tenant)
-    return [apps.read_app(app, owner) for app in apps.list_apps(session, owner)]
+    return apps.read_apps(session, owner, apps.list_apps(session, owner))
 
 
 @router.get("/{app}")
 def get_app(session: DB, tenant: TenantName, app: str) -> AppRead:
     owner = get_tenant(session, tenant)
-    return apps.read_app(apps.get_app(session, owner, app), owner)
+    return apps.read_app(session, apps.get_app(session, owner, app), owner)
+
+
+@router.get("/{app}/instances")
+def list_instances(session: DB, tenant: TenantName, app: str) -> list[InstanceRead]:
+    """The app's running copies: node, state (starting, ready, unhealthy, crashloop, stopping), endpoint."""
+    owner = get_tenant(session, tenant)
+    return apps.read_app(session, apps.get_app(session, owner, app), owner).instances
 
 
 @router.put("/{app}", responses={201: {"model": AppRead, "description": "created"}})
@@ -30,20 +37,20 @@ def deploy_app(
     domain = request.app.state.settings.domain
     row, created = apps.deploy(session, principal.actor, tenant, app, spec, platform_domain=domain)
     response.status_code = 201 if created else 200
-    return apps.read_app(row, get_tenant(session, tenant))
+    return apps.read_app(session, row, get_tenant(session, tenant))
 
 
 @router.post("/{app}/scale")
 def scale_app(session: DB, principal: Caller, tenant: TenantName, app: str, body: Scale) -> AppRead:
     row = apps.scale(session, principal.actor, tenant, app, body.replicas)
-    return apps.read_app(row, get_tenant(session, tenant))
+    return apps.read_app(session, row, get_tenant(session, tenant))
 
 
 @router.post("/{app}/restart")
 def restart_app(session: DB, principal: Caller, tenant: TenantName, app: str) -> AppRead:
     """Replace every instance, one at a time, as a deploy of the same spec would."""
     row = apps.restart(session, principal.actor, tenant, app)
-    return apps.read_app(row, get_tenant(session, tenant))
+    return apps.read_app(session, row, get_tenant(session, tenant))
 
 
 @router.delete("/{app}", status_code=204)

@@ -6,7 +6,7 @@ import click
 
 from strata.cli.context import api, confirm_destructive, fail, json_option, split_ref, validated
 from strata.cli.output import emit_json, fields, table
-from strata.cli.units import Cpu, EnvVar, Memory
+from strata.cli.units import Cpu, Duration, EnvVar, Memory
 from tenants.client import ApiError, StrataClient
 from tenants.schemas import AppRead, AppSpec
 
@@ -107,6 +107,20 @@ def show(ref: str, as_json: bool) -> None:
     _print(app, as_json)
 
 
+@apps_group.command("logs")
+@click.argument("ref", metavar="TENANT/APP")
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming new lines until Ctrl-C.")
+@click.option("--since", type=Duration(), help="Only lines of the last 5m, 2h, ...")
+def logs(ref: str, follow: bool, since: int | None) -> None:
+    """Show the output of every instance of the app, each line prefixed by its instance."""
+    with api() as client:
+        try:
+            for line in client.logs(*split_ref(ref), follow=follow, since=since):
+                click.echo(line)
+        except KeyboardInterrupt:
+            pass
+
+
 @apps_group.command("scale")
 @click.argument("ref", metavar="TENANT/APP")
 @click.argument("replicas", type=click.IntRange(min=0))
@@ -166,4 +180,19 @@ def _print(app: AppRead, as_json: bool) -> None:
             ("hostnames", app.hostnames),
             ("updated", app.updated_at),
         ]
+    )
+    click.echo()
+    table(
+        app.instances,
+        [
+            ("instance", lambda i: i.id),
+            ("node", lambda i: i.node),
+            ("state", lambda i: i.state),
+            ("revision", lambda i: i.revision),
+            ("restarts", lambda i: i.restarts),
+            ("endpoint", lambda i: i.endpoint),
+            ("started", lambda i: i.started_at),
+            ("health", lambda i: i.last_health),
+        ],
+        empty="no instances running",
     )

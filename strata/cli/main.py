@@ -6,6 +6,7 @@ from strata.cli.access_commands import keys_group, tokens_group
 from strata.cli.app_commands import apps_group
 from strata.cli.event_commands import events
 from strata.cli.platform_commands import doctor_command, up
+from strata.cli.runtime_commands import images_group, nodes_group
 from strata.cli.tenant_commands import plans, tenants_group
 
 
@@ -21,5 +22,16 @@ def main(token: str | None) -> None:
     """Strata: a self-hosted multi-tenant hosting platform (VMs, app containers, an HTTP gateway)."""
 
 
-for command in (up, doctor_command, plans, tenants_group, apps_group, keys_group, tokens_group, events):
+for command in (
+    up,
+    doctor_command,
+    plans,
+    tenants_group,
+    apps_group,
+    images_group,
+    nodes_group,
+    keys_group,
+    tokens_group,
+    events,
+):
     main.add_command(command)

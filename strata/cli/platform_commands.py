@@ -23,14 +23,21 @@ def _address(value: str) -> tuple[str, int]:
     metavar="HOST:PORT",
     help="Also serve the control API over TCP here (it is always on $STRATA_HOME/api.sock).",
 )
-def up(api_address: str | None) -> None:
+@click.option(
+    "--local-node/--no-local-node",
+    default=True,
+    show_default=True,
+    help="Run app containers on this host's Docker engine.",
+)
+def up(api_address: str | None, local_node: bool) -> None:
     """Run the platform in the foreground until Ctrl-C."""
     from strata import daemon  # the server's imports are heavy; other verbs should start fast
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for chatty in ("alembic", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
-        daemon.run(settings(), _address(api_address) if api_address else None)
+        daemon.run(settings(), _address(api_address) if api_address else None, local_node=local_node)
     except daemon.DaemonError as exc:
         fail(str(exc))
 

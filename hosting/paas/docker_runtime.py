@@ -1,0 +1,283 @@
+"""`NodeRuntime` for a Docker engine, through aiodocker.
+
+Containers get the hardening the platform promises whatever the image: CPU, memory (no swap) and pids
+limits, no new privileges, every capability dropped but those the image declares, a read-only root where
+the image declares it can run so, the app port published on 127.0.0.1 only (Docker picks the host port),
+and the tenant's own network.
+"""
+
+import asyncio
+import io
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from hosting.paas.runtime import (
+    APP_LABEL,
+    CAPABILITIES_LABEL,
+    INSTANCE_LABEL,
+    PLATFORM_LABEL,
+    READ_ONLY_ROOT_LABEL,
+    REVISION_LABEL,
+    TENANT_LABEL,
+    Capacity,
+    Container,
+    EngineError,
+    EngineUnavailable,
+    ImageInfo,
+    ImageMissing,
+    InstanceSpec,
+    NodeRuntime,
+)
+
+MIB = 1024 * 1024
+STOP_TIMEOUT_SECONDS = 5
+API_TIMEOUT_SECONDS = 30
+TMPFS = {"/tmp": "rw,noexec,nosuid,size=64m"}  # writable scratch space for read-only roots
+LOG_OPTIONS = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
+PUBLISH_HOST_IP = "127.0.0.1"
+
+
+class DockerRuntime(NodeRuntime):
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.url = url
+        self._docker: aiodocker.Docker | None = None
+        self._networks: set[str] = set()
+        self._network_lock = asyncio.Lock()
+
+    @property
+    def docker(self) -> aiodocker.Docker:
+        if self._docker is None:  # created lazily: aiodocker needs a running event loop
+            self._docker = aiodocker.Docker(url=self.url, timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_SECONDS))
+        return self._docker
+
+    async def capacity(self) -> Capacity:
+        info = await self._call(self.docker.system.info())
+        return Capacity(cpu_millicores=info["NCPU"] * 1000, memory_mib=info["MemTotal"] // MIB)
+
+    async def containers(self, platform: str) -> list[Container]:
+        filters = {"label": [f"{PLATFORM_LABEL}={platform}"]}
+        listed = await self._call(self.docker.containers.list(all=True, filters=filters))
+        found = await asyncio.gather(*(self._inspect(item.id) for item in listed))
+        return [container for container in found if container is not None]
+
+    async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        async with self._network_lock:  # Docker allows two networks of one name: never race to create
+            if name in self._networks:
+                return
+            found = await self._call(self.docker.networks.list(filters={"name": [name]}))
+            if not any(network["Name"] == name for network in found):
+                config = {"Name": name, "Driver": "bridge", "Labels": labels, "CheckDuplicate": True}
+                await self._call(self.docker.networks.create(config))
+            self._networks.add(name)
+
+    async def create(self, spec: InstanceSpec) -> Container:
+        image = await self.image(spec.image)
+        if image is None:
+            raise ImageMissing(
+                f"image {spec.image} is not on node {self.name}; build or load it "
+                "(`strata images bootstrap`, `strata images load FILE.tar`)"
+            )
+        config = _container_config(spec, image)
+        name = f"strata-{spec.tenant}-{spec.app}-{spec.instance}"
+        try:
+            container = await self._call(self.docker.containers.create(config, name=name))
+        except EngineError as exc:
+            if "network" in str(exc):
+                self._networks.discard(spec.network)  # removed behind our back: look again next time
+            raise
+        try:
+            await self._call(container.start())
+        except EngineError:
+            await self.remove(container.id)
+            raise
+        return await self._running(container.id)
+
+    async def start(self, container_id: str) -> Container:
+        await self._call(self.docker.containers.container(container_id).start())
+        return await self._running(container_id)
+
+    async def stop(self, container_id: str) -> None:
+        await self._call(self.docker.containers.container(container_id).stop(t=STOP_TIMEOUT_SECONDS))
+
+    async def remove(self, container_id: str) -> None:
+        container = self.docker.containers.container(container_id)
+        try:
+            await self._call(container.stop(t=STOP_TIMEOUT_SECONDS))
+            await self._call(container.delete(force=True))
+        except EngineError as exc:
+            if "No such container" not in str(exc) and "404" not in str(exc):
+                raise
+
+    async def logs(self, container_id: str, *, follow: bool, since: int | None) -> AsyncIterator[str]:  # type: ignore[override]
+        container = self.docker.containers.container(container_id)
+        params: dict[str, Any] = {"stdout": True, "stderr": True, "since": since or 0}
+        try:
+            if follow:
+                async for line in container.log(follow=True, **params):
+                    yield line
+            else:
+                for line in await container.log(follow=False, **params):
+                    yield line
+        except aiodocker.DockerError as exc:
+            raise EngineError(exc.message) from None
+
+    async def images(self) -> list[ImageInfo]:
+        listed = await self._call(self.docker.images.list())
+        return [
+            ImageInfo(
+                id=item["Id"],
+                tags=[tag for tag in item.get("RepoTags") or [] if tag != "<none>:<none>"],
+                size_bytes=item.get("Size", 0),
+                created=datetime.fromtimestamp(item.get("Created", 0), UTC),
+                labels=item.get("Labels") or {},
+            )
+            for item in listed
+        ]
+
+    async def image(self, reference: str) -> ImageInfo | None:
+        try:
+            item = await self._call(self.docker.images.inspect(reference))
+        except EngineError:
+            return None
+        return ImageInfo(
+            id=item["Id"],
+            tags=item.get("RepoTags") or [],
+            size_bytes=item.get("Size", 0),
+            created=_docker_time(item["Created"]) or datetime.fromtimestamp(0, UTC),
+            labels=(item.get("Config") or {}).get("Labels") or {},
+        )
+
+    async def build(self, context: bytes, tag: str) -> None:
+        output = await self._call(
+            self.docker.images.build(
+                fileobj=io.BytesIO(context), encoding="application/x-tar", tag=tag, rm=True, forcerm=True
+            )
+        )
+        errors = [line["error"] for line in output if "error" in line]
+        if errors:
+            raise EngineError(f"building {tag} failed: {errors[-1]}")
+
+    async def load(self, archive: AsyncIterable[bytes]) -> list[str]:
+        output = await self._call(self.docker.images.import_image(_Stream(archive)))
+        tags = []
+        for line in output:
+            if "error" in line:
+                raise EngineError(f"loading the archive failed: {line['error']}")
+            status = line.get("stream", "")
+            if status.startswith("Loaded image:"):
+                tags.append(status.split(":", 1)[1].strip())
+        return tags
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+    async def _running(self, container_id: str) -> Container:
+        container = await self._inspect(container_id)
+        if container is None:
+            raise EngineError(f"container {container_id[:12]} vanished right after it started")
+        return container
+
+    async def _inspect(self, container_id: str) -> Container | None:
+        try:
+            data = await self._call(self.docker.containers.container(container_id).show())
+        except EngineError:
+            return None  # removed between list and inspect
+        return _container(self.name, data)
+
+    async def _call(self, awaitable: Any) -> Any:
+        """Await an aiodocker call, turning its failures into the runtime's errors."""
+        try:
+            return await awaitable
+        except aiodocker.DockerError as exc:
+            raise EngineError(f"docker on {self.name}: {exc.message}") from None
+        except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
+            raise EngineUnavailable(f"docker on {self.name} does not answer ({exc})") from None
+
+
+def _container_config(spec: InstanceSpec, image: ImageInfo) -> dict[str, Any]:
+    read_only = image.labels.get(READ_ONLY_ROOT_LABEL) == "true"
+    capabilities = [cap.strip().upper() for cap in image.labels.get(CAPABILITIES_LABEL, "").split(",") if cap.strip()]
+    port = f"{spec.port}/tcp"
+    env = {
+        **spec.env,
+        "PORT": str(spec.port),
+        "STRATA_TENANT": spec.tenant,
+        "STRATA_APP": spec.app,
+        "STRATA_REVISION": str(spec.revision),
+        "STRATA_INSTANCE": spec.instance,
+    }
+    return {
+        "Image": spec.image,
+        **({"Cmd": spec.command} if spec.command else {}),
+        "Env": [f"{key}={value}" for key, value in env.items()],
+        "Labels": spec.labels,
+        "ExposedPorts": {port: {}},
+        "HostConfig": {
+            "NanoCpus": spec.cpu_millicores * 1_000_000,
+            "Memory": spec.memory_mib * MIB,
+            "MemorySwap": spec.memory_mib * MIB,
+            "PidsLimit": spec.pids_limit,
+            "ReadonlyRootfs": read_only,
+            **({"Tmpfs": TMPFS} if read_only else {}),
+            "SecurityOpt": ["no-new-privileges:true"],
+            "CapDrop": ["ALL"],
+            "CapAdd": capabilities,
+            "PortBindings": {port: [{"HostIp": PUBLISH_HOST_IP, "HostPort": ""}]},
+            "NetworkMode": spec.network,
+            "RestartPolicy": {"Name": "no"},  # the reconciler restarts, with backoff, and counts it
+            "LogConfig": LOG_OPTIONS,
+        },
+    }
+
+
+def _container(node: str, data: dict[str, Any]) -> Container | None:
+    labels = data["Config"].get("Labels") or {}
+    state = data["State"]
+    try:
+        revision = int(labels[REVISION_LABEL])
+        tenant, app, instance = labels[TENANT_LABEL], labels[APP_LABEL], labels[INSTANCE_LABEL]
+    except (KeyError, ValueError):
+        return None  # not one of ours after all (a label was tampered with)
+    endpoint = None
+    if state.get("Running"):
+        for bindings in (data["NetworkSettings"].get("Ports") or {}).values():
+            for binding in bindings or []:
+                if binding.get("HostIp") == PUBLISH_HOST_IP and binding.get("HostPort"):
+                    endpoint = f"{PUBLISH_HOST_IP}:{binding['HostPort']}"
+    started = state.get("StartedAt") or ""
+    return Container(
+        node=node,
+        id=data["Id"],
+        tenant=tenant,
+        app=app,
+        revision=revision,
+        instance=instance,
+        running=bool(state.get("Running")),
+        exit_code=None if state.get("Running") else state.get("ExitCode"),
+        started_at=_docker_time(started),
+        endpoint=endpoint,
+    )
+
+
+def _docker_time(value: str) -> datetime | None:
+    """Docker reports UTC times with nanoseconds (which Python does not parse); seconds are enough here."""
+    if not value or value.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(value[:19]).replace(tzinfo=UTC)
+
+
+class _Stream:
+    """An async iterable of bytes in the shape aiohttp takes as a request body."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks.__aiter__()

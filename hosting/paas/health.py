@@ -1,0 +1,54 @@
+"""Health checks of instances: an HTTP GET of the app's health path, or a TCP connect when it has none.
+
+httpx is fine here (a few requests a second, not the hot path); its client keeps no cookies, so one
+app's Set-Cookie can never reach another app's check.
+"""
+
+import asyncio
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
+import httpx
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+OK = "ok"
+
+
+class HealthChecker:
+    def __init__(self, timeout: float = HEALTH_TIMEOUT_SECONDS) -> None:
+        self.timeout = timeout
+        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            cookies=no_cookies,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),  # apps may close after each answer
+        )
+
+    async def check(self, endpoint: str, path: str | None) -> str:
+        """ "ok", or why not ("HTTP 503", "refused", "timeout", ...)."""
+        if path is None:
+            return await self._connect(endpoint)
+        try:
+            response = await self._http.get(f"http://{endpoint}{path}", headers={"User-Agent": "strata-health"})
+        except httpx.TimeoutException:
+            return "timeout"
+        except httpx.ConnectError:
+            return "refused"
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return OK if 200 <= response.status_code < 400 else f"HTTP {response.status_code}"
+
+    async def _connect(self, endpoint: str) -> str:
+        host, _, port = endpoint.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), self.timeout)
+        except TimeoutError:
+            return "timeout"
+        except OSError:
+            return "refused"
+        writer.close()
+        return OK
+
+    async def close(self) -> None:
+        await self._http.aclose()

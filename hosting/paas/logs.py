@@ -1,0 +1,37 @@
+"""Logs of several instances as one stream, each line prefixed by its instance."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from hosting.paas.runtime import EngineError, NodeRuntime
+
+QUEUE_LINES = 1_000  # bounded: a slow reader slows the engines' streams instead of filling memory
+
+
+async def merged_logs(
+    sources: list[tuple[str, NodeRuntime, str]], *, follow: bool, since: int | None
+) -> AsyncIterator[str]:
+    """Yield `[instance] line` from every (instance, runtime, container id) as lines arrive."""
+    queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LINES)
+
+    async def pump(instance: str, runtime: NodeRuntime, container_id: str) -> None:
+        try:
+            async for line in runtime.logs(container_id, follow=follow, since=since):
+                await queue.put(f"[{instance}] {line.rstrip()}\n")
+        except EngineError as exc:
+            await queue.put(f"[{instance}] (logs unavailable: {exc})\n")
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(*source)) for source in sources]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,64 @@
+"""The nodes the reconciler may place instances on, each a runtime plus what placement needs to know."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from hosting.paas.runtime import Capacity, EngineError, NodeRuntime
+from tenants import db
+from tenants import nodes as registry
+from tenants.models import Node
+
+log = logging.getLogger(__name__)
+
+LOCAL_DOCKER_URL = "unix:///var/run/docker.sock"
+
+
+@dataclass
+class NodeHandle:
+    runtime: NodeRuntime
+    driver: str
+    docker_url: str
+    capacity: Capacity | None = None  # unknown until the engine first answers
+    reachable: bool = False
+    tenant: str | None = None  # the owner of a dedicated VM node
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    async def refresh(self, engine: Engine) -> bool:
+        """Ask the engine for its capacity and record the node as ready; False if it does not answer."""
+        try:
+            self.capacity = await self.runtime.capacity()
+        except EngineError as exc:
+            if self.reachable or self.capacity is None:
+                log.warning("node %s: %s", self.name, exc)
+            await self.mark_unreachable(engine)
+            return False
+        self.reachable = True
+        await asyncio.to_thread(self._record, engine, "ready")
+        return True
+
+    async def mark_unreachable(self, engine: Engine) -> None:
+        self.reachable = False
+        await asyncio.to_thread(self._record, engine, "unreachable")
+
+    def _record(self, engine: Engine, state: str) -> None:
+        capacity = self.capacity or Capacity(0, 0)
+        node = Node(
+            name=self.name,
+            driver=self.driver,
+            docker_url=self.docker_url,
+            state=state,
+            cpu_millicores=capacity.cpu_millicores,
+            memory_mib=capacity.memory_mib,
+        )
+        with db.session(engine) as session:
+            if session.get(Node, self.name) is None:
+                registry.register(session, "daemon", node)
+            else:
+                registry.set_state(session, "daemon", self.name, state)
+                registry.register(session, "daemon", node)

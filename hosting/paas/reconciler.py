@@ -1,0 +1,572 @@
+"""The reconciler: make the containers on the nodes match the apps' desired state, again and again.
+
+Level-triggered, as Kubernetes controllers are: each pass reads the whole desired state (the database) and
+the whole actual state (containers found by label on every node), acts idempotently on the difference,
+and records what it did. It trusts no event and no memory it cannot rebuild: after a restart it adopts the
+running containers from their labels and their rows, restarting nothing that was fine.
+
+Per app, a pass
+- restarts crashed instances of the current revision after an exponential backoff (capped), counting them;
+- removes surplus instances (least useful first) and every container whose app no longer exists;
+- creates missing instances where the scheduler places them, all at once, except during a roll;
+- rolls a new revision one instance at a time: it adds one new instance, and removes an old ready one only
+  once a new one is ready, so the app never has fewer ready instances than its replicas.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from hosting.paas.health import OK, HealthChecker
+from hosting.paas.nodes import NodeHandle
+from hosting.paas.runtime import PLATFORM_LABEL, TENANT_LABEL, Container, EngineError, InstanceSpec
+from hosting.paas.scheduler import NodeView, Request, place
+from tenants import db
+from tenants import instances as store
+from tenants.enums import InstanceState, Isolation
+from tenants.instances import ActionEvent, DesiredApp
+from tenants.models import Instance
+
+log = logging.getLogger(__name__)
+
+PASS_INTERVAL_SECONDS = 1.0
+FAST_PASS_INTERVAL_SECONDS = 0.25  # while an instance is starting or waiting to restart
+HEALTH_INTERVAL_SECONDS = 2.0  # between checks of an instance that is ready
+UNHEALTHY_AFTER_FAILURES = 3
+RESTART_UNHEALTHY_AFTER_SECONDS = 60.0
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+CRASHLOOP_AFTER_CRASHES = 3
+STABLE_AFTER_SECONDS = 30.0  # running this long forgives earlier crashes
+PIDS_LIMIT = 256
+MAX_PARALLEL_ACTIONS = 8
+
+AppKey = tuple[str, str]  # (tenant, app)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after the `failures`-th failure in a row: 1, 2, 4, ... up to the cap."""
+    return min(BACKOFF_BASE_SECONDS * 2 ** max(failures - 1, 0), BACKOFF_CAP_SECONDS)
+
+
+@dataclass
+class Tracked:
+    """What the reconciler knows of one instance; the persisted part is rebuilt from its row after a restart."""
+
+    id: str
+    app_id: int
+    node: str
+    container_id: str
+    revision: int
+    state: InstanceState
+    endpoint: str | None
+    restarts: int = 0
+    started_at: datetime | None = None
+    last_health: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    failures: int = 0  # health checks failed in a row
+    crashes: int = 0  # crashes in a row (forgiven once stable)
+    restart_at: float | None = None  # when to restart after a crash (monotonic)
+    checked_at: float = 0.0
+    unhealthy_since: float | None = None
+    saved: tuple[object, ...] | None = None  # the row as last written
+
+    def row(self) -> Instance:
+        return Instance(
+            id=self.id,
+            app_id=self.app_id,
+            node=self.node,
+            container_id=self.container_id,
+            revision=self.revision,
+            state=self.state,
+            endpoint=self.endpoint,
+            restarts=self.restarts,
+            started_at=self.started_at,
+            last_health=self.last_health,
+            created_at=self.created_at,
+        )
+
+    def snapshot(self) -> tuple[object, ...]:
+        return (
+            self.node,
+            self.container_id,
+            self.state,
+            self.endpoint,
+            self.restarts,
+            self.started_at,
+            self.last_health,
+            self.revision,
+        )
+
+    @classmethod
+    def adopt(cls, row: Instance) -> "Tracked":
+        # An instance caught mid-removal by a restart is judged afresh by its health check.
+        state = InstanceState.STARTING if row.state == InstanceState.STOPPING else InstanceState(row.state)
+        tracked = cls(
+            id=row.id,
+            app_id=row.app_id,
+            node=row.node,
+            container_id=row.container_id,
+            revision=row.revision,
+            state=state,
+            endpoint=row.endpoint,
+            restarts=row.restarts,
+            started_at=row.started_at,
+            last_health=row.last_health,
+            created_at=row.created_at,
+        )
+        tracked.saved = tracked.snapshot()
+        return tracked
+
+
+@dataclass
+class _Pass:
+    """The work and the record of one pass."""
+
+    events: list[ActionEvent] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def event(self, action: str, tenant: str, **detail: object) -> None:
+        self.events.append(ActionEvent(action, tenant, detail))
+
+
+class Reconciler:
+    def __init__(self, engine: Engine, platform_id: str, nodes: Iterable[NodeHandle]) -> None:
+        self.engine = engine
+        self.platform_id = platform_id
+        self.nodes = {node.name: node for node in nodes}
+        self.health = HealthChecker()
+        self.tracked: dict[str, Tracked] = {}
+        self._adopted = False
+        self._wake = asyncio.Event()
+        self._create_failures: dict[int, tuple[int, float]] = {}  # app id -> (failures, retry at)
+        self._unschedulable: set[int] = set()
+        self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def nudge(self) -> None:
+        """Ask for a pass now (the desired state changed); safe to call from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Reconcile until `stopping` is set; a failing pass is logged and retried, never fatal."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            while not stopping.is_set():
+                try:
+                    await self.reconcile()
+                except Exception:
+                    log.exception("reconcile pass failed; retrying")
+                interval = FAST_PASS_INTERVAL_SECONDS if self._hurried() else PASS_INTERVAL_SECONDS
+                self._wake.clear()
+                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stopping.wait())]
+                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            await self.health.close()
+
+    async def reconcile(self) -> None:
+        """One pass: observe, act, check health, record."""
+        desired, rows = await asyncio.to_thread(self._load)
+        if rows is not None:
+            self.tracked = {row.id: Tracked.adopt(row) for row in rows.values()}
+            self._adopted = True
+        work = _Pass()
+        names = {app.app_id: (app.tenant, app.name) for app in desired}
+        containers = await self._observe(names)
+        self._track(containers, desired, work)
+
+        wanted = {(app.tenant, app.name): app for app in desired}
+        by_app: dict[AppKey, list[Container]] = defaultdict(list)
+        for container in containers:
+            by_app[(container.tenant, container.app)].append(container)
+
+        actions = []
+        for key, found in by_app.items():
+            if key not in wanted:
+                actions += [self._remove(c, work, reason="orphan") for c in found]
+        views = self._views(containers, wanted)
+        for app in desired:
+            actions += self._plan(app, by_app.get((app.tenant, app.name), []), views, work)
+        await asyncio.gather(*actions)
+        await self._check_health(containers, wanted, work)
+        await asyncio.to_thread(self._save, work)
+
+    # observing
+
+    def _load(self) -> tuple[list[DesiredApp], dict[str, Instance] | None]:
+        with db.session(self.engine) as session:
+            desired = store.desired_apps(session)
+            rows = None if self._adopted else store.load_instances(session)
+        return desired, rows
+
+    async def _observe(self, names: dict[int, AppKey]) -> list[Container]:
+        """Every container of this platform; a node that does not answer keeps its last known instances,
+        so nothing is created twice while it is away."""
+        found: list[Container] = []
+        for node in self.nodes.values():
+            if node.capacity is None or not node.reachable:
+                if not await node.refresh(self.engine):
+                    found += self._remembered(node.name, names)
+                    continue
+            try:
+                found += await node.runtime.containers(self.platform_id)
+            except EngineError as exc:
+                log.warning("node %s: %s", node.name, exc)
+                await node.mark_unreachable(self.engine)
+                found += self._remembered(node.name, names)
+        return found
+
+    def _remembered(self, node: str, names: dict[int, AppKey]) -> list[Container]:
+        return [
+            Container(
+                node=t.node,
+                id=t.container_id,
+                tenant=names[t.app_id][0],
+                app=names[t.app_id][1],
+                revision=t.revision,
+                instance=t.id,
+                running=True,
+                exit_code=None,
+                started_at=t.started_at,
+                endpoint=t.endpoint,
+                remembered=True,
+            )
+            for t in self.tracked.values()
+            if t.node == node and t.app_id in names
+        ]
+
+    def _track(self, containers: list[Container], desired: list[DesiredApp], work: _Pass) -> None:
+        """Adopt containers not yet tracked; forget instances whose container is gone."""
+        app_ids = {(app.tenant, app.name): app.app_id for app in desired}
+        names = {app.app_id: (app.tenant, app.name) for app in desired}
+        present = set()
+        for container in containers:
+            present.add(container.instance)
+            if container.remembered:
+                continue
+            tracked = self.tracked.get(container.instance)
+            if tracked is None and (container.tenant, container.app) in app_ids:
+                self.tracked[container.instance] = Tracked(
+                    id=container.instance,
+                    app_id=app_ids[(container.tenant, container.app)],
+                    node=container.node,
+                    container_id=container.id,
+                    revision=container.revision,
+                    state=InstanceState.STARTING,
+                    endpoint=container.endpoint,
+                    started_at=container.started_at,
+                )
+            elif tracked is not None:
+                tracked.endpoint = container.endpoint
+                tracked.started_at = container.started_at
+                tracked.container_id = container.id
+        for gone in [t for t in self.tracked.values() if t.id not in present]:
+            tenant, app = names.get(gone.app_id, ("", ""))
+            if tenant:
+                work.event("instance.vanished", tenant, app=app, instance=gone.id, node=gone.node)
+            self._forget(gone.id, work)
+
+    def _views(self, containers: list[Container], wanted: dict[AppKey, DesiredApp]) -> dict[str, NodeView]:
+        claims: dict[str, list[int]] = {name: [0, 0] for name in self.nodes}
+        for container in containers:
+            app = wanted.get((container.tenant, container.app))
+            if app and container.node in claims:
+                claims[container.node][0] += app.cpu_millicores
+                claims[container.node][1] += app.memory_mib
+        return {
+            name: NodeView(
+                name=name,
+                ready=node.reachable and node.capacity is not None,
+                cpu_millicores=node.capacity.cpu_millicores if node.capacity else 0,
+                memory_mib=node.capacity.memory_mib if node.capacity else 0,
+                allocated_cpu_millicores=claims[name][0],
+                allocated_memory_mib=claims[name][1],
+                tenant=node.tenant,
+            )
+            for name, node in self.nodes.items()
+        }
+
+    # deciding
+
+    def _plan(self, app: DesiredApp, found: list[Container], views: dict[str, NodeView], work: _Pass) -> list:
+        """The actions that bring `app` one step closer to its desired state."""
+        actions = []
+        current = [c for c in found if c.revision == app.revision]
+        old = [c for c in found if c.revision != app.revision]
+        live = []
+        for container in current:
+            if container.running:
+                live.append(container)
+            elif app.replicas > 0:
+                live.append(container)
+                actions += self._crashed(app, container, work)
+            else:
+                actions.append(self._remove(container, work, reason="scaled to zero"))
+
+        if len(live) > app.replicas:
+            surplus = sorted(live, key=self._usefulness)[: len(live) - app.replicas]
+            actions += [self._remove(c, work, reason="scale down") for c in surplus]
+        elif len(live) < app.replicas and self._may_create(app):
+            rolling = bool(old)
+            if not rolling or all(self._state(c) == InstanceState.READY for c in live):
+                count = 1 if rolling else app.replicas - len(live)
+                actions += [self._create(app, views, work) for _ in range(count)]
+
+        ready_new = sum(1 for c in live if self._state(c) == InstanceState.READY)
+        ready_old = sorted((c for c in old if self._state(c) == InstanceState.READY), key=lambda c: c.revision)
+        for container in old:
+            if self._state(container) != InstanceState.READY:
+                actions.append(self._remove(container, work, reason="old revision"))
+        while ready_old and ready_new + len(ready_old) > app.replicas:
+            actions.append(self._remove(ready_old.pop(0), work, reason="replaced by a new revision"))
+        return actions
+
+    def _crashed(self, app: DesiredApp, container: Container, work: _Pass) -> list:
+        tracked = self.tracked.get(container.instance)
+        if tracked is None:
+            return []
+        now = time.monotonic()
+        if tracked.restart_at is None:
+            tracked.crashes += 1
+            delay = backoff(tracked.crashes)
+            tracked.restart_at = now + delay
+            tracked.failures = 0
+            tracked.state = (
+                InstanceState.CRASHLOOP if tracked.crashes >= CRASHLOOP_AFTER_CRASHES else (InstanceState.STARTING)
+            )
+            work.event(
+                "instance.crashed",
+                app.tenant,
+                app=app.name,
+                instance=container.instance,
+                exit_code=container.exit_code,
+                crashes=tracked.crashes,
+                restart_in_seconds=delay,
+            )
+            return []
+        if now < tracked.restart_at:
+            return []
+        return [self._restart(app, container, tracked, work)]
+
+    def _may_create(self, app: DesiredApp) -> bool:
+        """False while creating this app's instances is backing off after failures."""
+        _, retry_at = self._create_failures.get(app.app_id, (0, 0.0))
+        return time.monotonic() >= retry_at
+
+    def _state(self, container: Container) -> InstanceState | None:
+        tracked = self.tracked.get(container.instance)
+        return tracked.state if tracked else None
+
+    def _usefulness(self, container: Container) -> tuple[int, float]:
+        """Sort key, least useful first: not ready before ready, then the newest."""
+        tracked = self.tracked.get(container.instance)
+        ready = tracked is not None and tracked.state == InstanceState.READY
+        started = container.started_at.timestamp() if container.started_at else float("inf")
+        return (1 if ready else 0, -started)
+
+    def _hurried(self) -> bool:
+        return any(
+            t.state in (InstanceState.STARTING, InstanceState.CRASHLOOP) or t.restart_at is not None
+            for t in self.tracked.values()
+        )
+
+    # acting
+
+    async def _create(self, app: DesiredApp, views: dict[str, NodeView], work: _Pass) -> None:
+        request = Request(app.tenant, app.isolation == Isolation.DEDICATED, app.cpu_millicores, app.memory_mib)
+        target = place(list(views.values()), request)
+        if target is None:
+            if app.app_id not in self._unschedulable:
+                self._unschedulable.add(app.app_id)
+                work.event(
+                    "instance.unschedulable",
+                    app.tenant,
+                    app=app.name,
+                    reason="no node has room" + (" (dedicated nodes only)" if request.dedicated else ""),
+                )
+            return
+        self._unschedulable.discard(app.app_id)
+        views[target.name] = NodeView(
+            **{
+                **target.__dict__,
+                "allocated_cpu_millicores": target.allocated_cpu_millicores + app.cpu_millicores,
+                "allocated_memory_mib": target.allocated_memory_mib + app.memory_mib,
+            }
+        )
+        instance = secrets.token_hex(3)
+        node = self.nodes[target.name]
+        spec = InstanceSpec(
+            platform=self.platform_id,
+            tenant=app.tenant,
+            app=app.name,
+            revision=app.revision,
+            instance=instance,
+            image=app.image,
+            command=app.command,
+            env=app.env,
+            port=app.port,
+            cpu_millicores=app.cpu_millicores,
+            memory_mib=app.memory_mib,
+            pids_limit=PIDS_LIMIT,
+            network=self.network_of(app.tenant),
+        )
+        async with self._limit:
+            try:
+                await node.runtime.ensure_network(
+                    spec.network, {PLATFORM_LABEL: self.platform_id, TENANT_LABEL: app.tenant}
+                )
+                container = await node.runtime.create(spec)
+            except EngineError as exc:
+                failures = self._create_failures.get(app.app_id, (0, 0.0))[0] + 1
+                self._create_failures[app.app_id] = (failures, time.monotonic() + backoff(failures))
+                work.event(
+                    "instance.failed",
+                    app.tenant,
+                    app=app.name,
+                    node=node.name,
+                    reason=str(exc),
+                    retry_in_seconds=backoff(failures),
+                )
+                return
+        self._create_failures.pop(app.app_id, None)
+        self.tracked[instance] = Tracked(
+            id=instance,
+            app_id=app.app_id,
+            node=node.name,
+            container_id=container.id,
+            revision=app.revision,
+            state=InstanceState.STARTING,
+            endpoint=container.endpoint,
+            started_at=container.started_at,
+        )
+        work.event(
+            "instance.create",
+            app.tenant,
+            app=app.name,
+            instance=instance,
+            node=node.name,
+            revision=app.revision,
+            endpoint=container.endpoint,
+        )
+
+    async def _restart(self, app: DesiredApp, container: Container, tracked: Tracked, work: _Pass) -> None:
+        async with self._limit:
+            try:
+                started = await self.nodes[container.node].runtime.start(container.id)
+            except EngineError as exc:
+                tracked.restart_at = time.monotonic() + backoff(tracked.crashes)
+                work.event("instance.failed", app.tenant, app=app.name, instance=tracked.id, reason=str(exc))
+                return
+        tracked.restarts += 1
+        tracked.restart_at = None
+        tracked.endpoint, tracked.started_at = started.endpoint, started.started_at
+        tracked.checked_at = 0.0
+        work.event("instance.restart", app.tenant, app=app.name, instance=tracked.id, restarts=tracked.restarts)
+
+    async def _remove(self, container: Container, work: _Pass, *, reason: str) -> None:
+        tracked = self.tracked.get(container.instance)
+        if tracked is not None:
+            tracked.state = InstanceState.STOPPING
+        async with self._limit:
+            try:
+                await self.nodes[container.node].runtime.remove(container.id)
+            except EngineError as exc:
+                log.warning("removing %s: %s", container.instance, exc)
+                return
+        work.event(
+            "instance.remove",
+            container.tenant,
+            app=container.app,
+            instance=container.instance,
+            node=container.node,
+            reason=reason,
+        )
+        self._forget(container.instance, work)
+
+    def _forget(self, instance: str, work: _Pass) -> None:
+        if self.tracked.pop(instance, None) is not None:
+            work.removed.append(instance)
+
+    # health
+
+    async def _check_health(self, containers: list[Container], wanted: dict[AppKey, DesiredApp], work: _Pass) -> None:
+        now = time.monotonic()
+        due = []
+        for container in containers:
+            tracked = self.tracked.get(container.instance)
+            app = wanted.get((container.tenant, container.app))
+            if tracked is None or app is None or tracked.state == InstanceState.STOPPING:
+                continue
+            if not container.running or tracked.endpoint is None or tracked.restart_at is not None:
+                continue
+            interval = HEALTH_INTERVAL_SECONDS if tracked.state == InstanceState.READY else 0.0
+            if now - tracked.checked_at >= interval:
+                due.append((app, tracked))
+        results = await asyncio.gather(*(self.health.check(t.endpoint, app.health_path) for app, t in due))
+        stuck = [t for (app, t), result in zip(due, results, strict=True) if self._judge(app, t, result, now, work)]
+        await asyncio.gather(*(self._stop(t) for t in stuck))
+
+    def _judge(self, app: DesiredApp, tracked: Tracked, result: str, now: float, work: _Pass) -> bool:
+        """Apply a health result; True if the instance has been unhealthy so long it must be restarted."""
+        tracked.checked_at = now
+        tracked.last_health = result
+        if result == OK:
+            tracked.failures = 0
+            tracked.unhealthy_since = None
+            if tracked.started_at and (datetime.now(UTC) - tracked.started_at).total_seconds() > STABLE_AFTER_SECONDS:
+                tracked.crashes = 0
+            if tracked.state != InstanceState.READY:
+                tracked.state = InstanceState.READY
+                work.event("instance.ready", app.tenant, app=app.name, instance=tracked.id, endpoint=tracked.endpoint)
+            return False
+        tracked.failures += 1
+        if tracked.state == InstanceState.READY and tracked.failures >= UNHEALTHY_AFTER_FAILURES:
+            tracked.state = InstanceState.UNHEALTHY
+            tracked.unhealthy_since = now
+            work.event("instance.unhealthy", app.tenant, app=app.name, instance=tracked.id, health=result)
+        # An instance that stays unhealthy is stopped; the next pass restarts it as a crashed one (liveness).
+        if tracked.unhealthy_since is not None and now - tracked.unhealthy_since > RESTART_UNHEALTHY_AFTER_SECONDS:
+            tracked.unhealthy_since = None
+            work.event(
+                "instance.stopped",
+                app.tenant,
+                app=app.name,
+                instance=tracked.id,
+                reason=f"unhealthy for over {RESTART_UNHEALTHY_AFTER_SECONDS:.0f}s",
+            )
+            return True
+        return False
+
+    async def _stop(self, tracked: Tracked) -> None:
+        try:
+            await self.nodes[tracked.node].runtime.stop(tracked.container_id)
+        except EngineError as exc:
+            log.warning("stopping unhealthy %s: %s", tracked.id, exc)
+
+    # recording
+
+    def _save(self, work: _Pass) -> None:
+        changed = []
+        for tracked in self.tracked.values():
+            snapshot = tracked.snapshot()
+            if snapshot != tracked.saved:
+                changed.append(tracked.row())
+                tracked.saved = snapshot
+        if changed or work.removed or work.events:
+            with db.session(self.engine) as session:
+                store.record(session, changed, work.removed, work.events)
+        for event in work.events:
+            log.info("%s %s %s", event.action, event.tenant, event.detail)
+
+    def network_of(self, tenant: str) -> str:
+        return f"strata-{self.platform_id[:8]}-{tenant}"

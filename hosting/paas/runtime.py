@@ -1,0 +1,153 @@
+"""The node runtime: the one interface through which the platform touches a container engine.
+
+A strict point of cut-off: the reconciler, the scheduler and the API speak only these verbs. `DockerRuntime`
+implements them for any Docker engine aiodocker can reach (the host's socket, or a VM's socket forwarded
+over SSH); nothing above this module knows it is Docker.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Labels that mark a container as Strata's, and say whose and which copy it is.
+PLATFORM_LABEL = "strata.platform"
+TENANT_LABEL = "strata.tenant"
+APP_LABEL = "strata.app"
+REVISION_LABEL = "strata.revision"
+INSTANCE_LABEL = "strata.instance"
+
+# What an image may declare about itself (see hosting/paas/sample_images/*/Dockerfile).
+READ_ONLY_ROOT_LABEL = "strata.read-only-root"
+CAPABILITIES_LABEL = "strata.capabilities"
+
+
+class EngineError(Exception):
+    """The engine refused or failed; the message is fit for an event or the API."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine does not answer at all."""
+
+
+class ImageMissing(EngineError):
+    """The image is not on the node (there is no registry to pull from)."""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpu_millicores: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: list[str]
+    size_bytes: int
+    created: datetime
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything needed to create one instance's container; the limits are enforced by the engine."""
+
+    platform: str
+    tenant: str
+    app: str
+    revision: int
+    instance: str
+    image: str
+    command: list[str] | None
+    env: dict[str, str]
+    port: int
+    cpu_millicores: int
+    memory_mib: int
+    pids_limit: int
+    network: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            PLATFORM_LABEL: self.platform,
+            TENANT_LABEL: self.tenant,
+            APP_LABEL: self.app,
+            REVISION_LABEL: str(self.revision),
+            INSTANCE_LABEL: self.instance,
+        }
+
+
+@dataclass(frozen=True)
+class Container:
+    """An instance's container as the engine reports it now."""
+
+    node: str
+    id: str
+    tenant: str
+    app: str
+    revision: int
+    instance: str
+    running: bool
+    exit_code: int | None
+    started_at: datetime | None
+    endpoint: str | None  # 127.0.0.1:PORT while running
+    remembered: bool = False  # not seen now: its node does not answer, so this is what was known of it
+
+
+class NodeRuntime(ABC):
+    """One container engine. Every method may raise `EngineUnavailable` or `EngineError`."""
+
+    name: str
+
+    @abstractmethod
+    async def capacity(self) -> Capacity:
+        """CPU and memory the engine's machine has."""
+
+    @abstractmethod
+    async def containers(self, platform: str) -> list[Container]:
+        """Every container (running or not) labelled with this platform's id."""
+
+    @abstractmethod
+    async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """Create the network if missing: one per tenant, so tenants cannot reach each other."""
+
+    @abstractmethod
+    async def create(self, spec: InstanceSpec) -> Container:
+        """Create and start the instance's container; raises `ImageMissing` if the image is not here."""
+
+    @abstractmethod
+    async def start(self, container_id: str) -> Container:
+        """Start an exited container again (a restart after a crash)."""
+
+    @abstractmethod
+    async def stop(self, container_id: str) -> None:
+        """Stop the container and keep it (it is then seen as exited, and restarted)."""
+
+    @abstractmethod
+    async def remove(self, container_id: str) -> None:
+        """Stop (briefly gracefully) and delete the container; a container already gone is fine."""
+
+    @abstractmethod
+    def logs(self, container_id: str, *, follow: bool, since: int | None) -> AsyncIterator[str]:
+        """The container's output lines (stdout and stderr), from `since` (unix time) on."""
+
+    @abstractmethod
+    async def images(self) -> list[ImageInfo]:
+        """The images on the node."""
+
+    @abstractmethod
+    async def image(self, reference: str) -> ImageInfo | None:
+        """One image by reference, or None if the node does not have it."""
+
+    @abstractmethod
+    async def build(self, context: bytes, tag: str) -> None:
+        """Build an image from a tar build context (FROM scratch or local images: no registry)."""
+
+    @abstractmethod
+    async def load(self, archive: AsyncIterable[bytes]) -> list[str]:
+        """Load a `docker save` archive; returns the tags it brought."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,121 @@
+"""`/nodes` and `/images` (operators), and an app's logs: the parts of the API that reach the engines."""
+
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from hosting.paas import images
+from hosting.paas.logs import merged_logs
+from hosting.paas.nodes import NodeHandle
+from hosting.paas.runtime import EngineError
+from strata.api.deps import DB, Operator, TenantName
+from tenants import apps, audit, db, nodes
+from tenants.errors import Conflict, Invalid
+from tenants.schemas import ImageRead, InstanceRead, NodeRead
+from tenants.tenancy import get_tenant
+
+router = APIRouter(tags=["runtime"])
+
+MAX_IMAGE_ARCHIVE_BYTES = 8 * 1024**3
+CHUNK_BYTES = 1024 * 1024
+
+
+def _reachable(request: Request) -> list[NodeHandle]:
+    handles: list[NodeHandle] = [node for node in request.app.state.nodes if node.reachable]
+    if not handles:
+        raise Conflict("no node's Docker engine answers; see `strata doctor`")
+    return handles
+
+
+def _log_event(request: Request, actor: str, action: str, **detail: object) -> None:
+    with db.session(request.app.state.engine) as session:
+        audit.record(session, actor, action, None, **detail)
+        session.commit()
+
+
+@router.get("/nodes")
+def list_nodes(session: DB, _: Operator) -> list[NodeRead]:
+    """Every node with its capacity and what its instances claim of it."""
+    return nodes.list_nodes(session)
+
+
+@router.get("/images")
+async def list_images(request: Request, _: Operator) -> list[ImageRead]:
+    found = []
+    for node in _reachable(request):
+        for image in await node.runtime.images():
+            found.append(
+                ImageRead(
+                    node=node.name, tags=image.tags, id=image.id, size_bytes=image.size_bytes, created=image.created
+                )
+            )
+    return found
+
+
+@router.post("/images/bootstrap")
+async def bootstrap_images(request: Request, principal: Operator) -> list[str]:
+    """Build the sample images (strata/hello, strata/static) from busybox-static on every node."""
+    try:
+        built = await images.bootstrap([node.runtime for node in _reachable(request)])
+    except (images.BusyboxMissing, EngineError) as exc:
+        raise Conflict(str(exc)) from None
+    tags = sorted({image.tag for image in built})
+    await asyncio.to_thread(_log_event, request, principal.actor, "image.bootstrap", tags=tags)
+    request.app.state.reconciler.nudge()
+    return tags
+
+
+@router.post("/images/load", openapi_extra={"requestBody": {"content": {"application/x-tar": {}}}})
+async def load_images(request: Request, principal: Operator) -> list[str]:
+    """Load a `docker save` archive (the request body) onto every node; answers the tags it brought."""
+    with tempfile.TemporaryFile() as archive:  # spooled once, then streamed to each node
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_IMAGE_ARCHIVE_BYTES:
+                raise Invalid(f"the archive is over {MAX_IMAGE_ARCHIVE_BYTES // 1024**3} GiB", field="body")
+            await asyncio.to_thread(archive.write, chunk)
+        if size == 0:
+            raise Invalid("the body must be a `docker save` archive", field="body")
+        tags: set[str] = set()
+        for node in _reachable(request):
+            archive.seek(0)
+            try:
+                tags.update(await node.runtime.load(_chunks(archive)))
+            except EngineError as exc:
+                raise Conflict(str(exc)) from None
+    await asyncio.to_thread(_log_event, request, principal.actor, "image.load", tags=sorted(tags), bytes=size)
+    request.app.state.reconciler.nudge()
+    return sorted(tags)
+
+
+@router.get("/tenants/{tenant}/apps/{app}/logs", response_class=StreamingResponse, tags=["apps"])
+async def app_logs(
+    request: Request,
+    tenant: TenantName,
+    app: str,
+    follow: bool = False,
+    since: Annotated[int | None, Query(ge=1, description="only lines of the last N seconds")] = None,
+) -> StreamingResponse:
+    """The output of every instance of the app, each line prefixed by `[instance]`; `follow` streams on."""
+    instances = await asyncio.to_thread(_instances, request, tenant, app)
+    runtimes = {node.name: node.runtime for node in request.app.state.nodes}
+    sources = [(i.id, runtimes[i.node], i.container_id) for i in instances if i.node in runtimes]
+    start = int(time.time()) - since if since else None
+    return StreamingResponse(merged_logs(sources, follow=follow, since=start), media_type="text/plain")
+
+
+def _instances(request: Request, tenant: str, app: str) -> list[InstanceRead]:
+    with db.session(request.app.state.engine) as session:
+        owner = get_tenant(session, tenant)
+        return apps.read_app(session, apps.get_app(session, owner, app), owner).instances
+
+
+async def _chunks(file: tempfile._TemporaryFileWrapper) -> AsyncIterator[bytes]:  # type: ignore[type-arg]
+    while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
+        yield chunk

@@ -1,0 +1,101 @@
+"""What the reconciler reads and records: the desired state of every app, and the instances it runs.
+
+The reconciler owns the `instance` rows; it rewrites one only when the instance changes, and writes the
+audit events of its actions in the same transaction.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, col, delete, select
+
+from tenants import audit
+from tenants.enums import TenantStatus
+from tenants.models import App, Instance, Tenant
+
+RECONCILER = "reconciler"
+
+
+@dataclass(frozen=True)
+class DesiredApp:
+    """One app as the reconciler must make it run; `replicas` is 0 for a suspended tenant."""
+
+    tenant: str
+    isolation: str
+    app_id: int
+    name: str
+    revision: int
+    replicas: int
+    image: str
+    command: list[str] | None
+    port: int
+    cpu_millicores: int
+    memory_mib: int
+    env: dict[str, str]
+    health_path: str | None
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """An audit event of a reconciler action, written with the instance changes it caused."""
+
+    action: str
+    tenant: str
+    detail: dict[str, Any]
+
+
+def desired_apps(session: Session) -> list[DesiredApp]:
+    rows = session.exec(select(App, Tenant).join(Tenant).order_by(Tenant.name, App.name))
+    return [
+        DesiredApp(
+            tenant=tenant.name,
+            isolation=tenant.isolation,
+            app_id=app.id,  # type: ignore[arg-type]
+            name=app.name,
+            revision=app.revision,
+            replicas=0 if tenant.status == TenantStatus.SUSPENDED else app.replicas,
+            image=app.image,
+            command=app.command,
+            port=app.port,
+            cpu_millicores=app.cpu_millicores,
+            memory_mib=app.memory_mib,
+            env=dict(app.env),
+            health_path=app.health_path,
+        )
+        for app, tenant in rows
+    ]
+
+
+def load_instances(session: Session) -> dict[str, Instance]:
+    return {row.id: row for row in session.exec(select(Instance))}
+
+
+def record(
+    session: Session, changed: Iterable[Instance], removed: Iterable[str], events: Iterable[ActionEvent]
+) -> None:
+    """Write changed instance rows, delete removed ones and log the actions, in one transaction.
+
+    Rows of apps deleted meanwhile are skipped (their foreign key is gone).
+    """
+    live_apps = set(session.exec(select(App.id)))
+    for row in changed:
+        if row.app_id in live_apps:
+            session.merge(row)
+    removed = list(removed)
+    if removed:
+        session.exec(delete(Instance).where(col(Instance.id).in_(removed)))  # type: ignore[call-overload]
+    for event in events:
+        audit.record(session, RECONCILER, event.action, event.tenant, **event.detail)
+    session.commit()
+
+
+def instances_of(session: Session, app_ids: Iterable[int]) -> dict[int, list[Instance]]:
+    """The instances of each app, in a stable order (oldest first)."""
+    rows = session.exec(
+        select(Instance).where(col(Instance.app_id).in_(list(app_ids))).order_by(Instance.created_at, Instance.id)
+    )
+    grouped: dict[int, list[Instance]] = {}
+    for row in rows:
+        grouped.setdefault(row.app_id, []).append(row)
+    return grouped

@@ -1,0 +1,61 @@
+"""The registry of nodes (Docker engines) and what the instances on them claim."""
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from tenants import audit
+from tenants.models import App, Instance, Node
+from tenants.schemas import NodeRead
+
+
+def register(session: Session, actor: str, node: Node) -> None:
+    """Add the node, or refresh what is known of it (its capacity may have changed)."""
+    existing = session.get(Node, node.name)
+    if existing is None:
+        session.add(node)
+        audit.record(
+            session,
+            actor,
+            "node.register",
+            None,
+            node=node.name,
+            driver=node.driver,
+            cpu_millicores=node.cpu_millicores,
+            memory_mib=node.memory_mib,
+        )
+    else:
+        for field in ("driver", "docker_url", "state", "cpu_millicores", "memory_mib"):
+            setattr(existing, field, getattr(node, field))
+    session.commit()
+
+
+def set_state(session: Session, actor: str, name: str, state: str) -> None:
+    node = session.get(Node, name)
+    if node is not None and node.state != state:
+        audit.record(session, actor, f"node.{state}", None, node=name, was=node.state)
+        node.state = state
+        session.commit()
+
+
+def list_nodes(session: Session) -> list[NodeRead]:
+    claims = {
+        name: (count, cpu or 0, memory or 0)
+        for name, count, cpu, memory in session.exec(
+            select(Instance.node, func.count(), func.sum(App.cpu_millicores), func.sum(App.memory_mib))
+            .join(App)
+            .group_by(Instance.node)
+        )
+    }
+    return [
+        NodeRead(
+            name=node.name,
+            driver=node.driver,
+            state=node.state,
+            cpu_millicores=node.cpu_millicores,
+            memory_mib=node.memory_mib,
+            instances=claims.get(node.name, (0, 0, 0))[0],
+            allocated_cpu_millicores=claims.get(node.name, (0, 0, 0))[1],
+            allocated_memory_mib=claims.get(node.name, (0, 0, 0))[2],
+        )
+        for node in session.exec(select(Node).order_by(Node.name))
+    ]
