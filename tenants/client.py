@@ -201,12 +201,19 @@ class StrataClient:
         *,
         body: BaseModel | None = None,
         params: dict[str, Any] | None = None,
+        raw: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
     ) -> Any:
+        """One request; `body` goes as JSON, `raw` (bytes or a file) as it is."""
         query = {key: value for key, value in (params or {}).items() if value is not None}
-        content = body.model_dump_json().encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if body is not None else None
+        content = body.model_dump_json().encode() if body is not None else raw
+        if body is not None:
+            headers = {"Content-Type": "application/json"}
         try:
-            response = self._http.request(method, path, content=content, params=query, headers=headers)
+            response = self._http.request(
+                method, path, content=content, params=query, headers=headers, timeout=timeout
+            )
         except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
             raise DaemonUnavailable(self.where) from exc
         if response.is_error:

@@ -215,7 +215,8 @@ def _container_config(spec: InstanceSpec, image: ImageInfo) -> dict[str, Any]:
     }
     return {
         "Image": spec.image,
-        **({"Cmd": spec.command} if spec.command else {}),
+        # A command replaces the image's entrypoint and arguments both (as Kubernetes' `command` does).
+        **({"Entrypoint": spec.command[:1], "Cmd": spec.command[1:]} if spec.command else {}),
         "Env": [f"{key}={value}" for key, value in env.items()],
         "Labels": spec.labels,
         "ExposedPorts": {port: {}},
