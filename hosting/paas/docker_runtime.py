@@ -47,6 +47,7 @@ class DockerRuntime(NodeRuntime):
         self.url = url
         self._docker: aiodocker.Docker | None = None
         self._networks: set[str] = set()
+        self._seen: dict[tuple[str, str], Container | None] = {}  # (id, state) -> what inspect said
         self._network_lock = asyncio.Lock()
 
     @property
@@ -60,10 +61,15 @@ class DockerRuntime(NodeRuntime):
         return Capacity(cpu_millicores=info["NCPU"] * 1000, memory_mib=info["MemTotal"] // MIB)
 
     async def containers(self, platform: str) -> list[Container]:
+        """One list call per pass; a container is inspected only when first seen or when its state changed."""
         filters = {"label": [f"{PLATFORM_LABEL}={platform}"]}
         listed = await self._call(self.docker.containers.list(all=True, filters=filters))
-        found = await asyncio.gather(*(self._inspect(item.id) for item in listed))
-        return [container for container in found if container is not None]
+        keys = [(item["Id"], item["State"]) for item in listed]
+        fresh = [key for key in keys if key not in self._seen]
+        for key, found in zip(fresh, await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh)), strict=True):
+            self._seen[key] = found
+        self._seen = {key: self._seen[key] for key in keys}
+        return [container for key in keys if (container := self._seen[key]) is not None]
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         async with self._network_lock:  # Docker allows two networks of one name: never race to create

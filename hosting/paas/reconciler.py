@@ -37,7 +37,7 @@ from tenants.models import Instance
 log = logging.getLogger(__name__)
 
 PASS_INTERVAL_SECONDS = 1.0
-FAST_PASS_INTERVAL_SECONDS = 0.25  # while an instance is starting or waiting to restart
+FAST_PASS_INTERVAL_SECONDS = 0.1  # while an instance is starting or waiting to restart
 HEALTH_INTERVAL_SECONDS = 2.0  # between checks of an instance that is ready
 UNHEALTHY_AFTER_FAILURES = 3
 RESTART_UNHEALTHY_AFTER_SECONDS = 60.0
@@ -500,14 +500,16 @@ class Reconciler:
     # health
 
     async def _check_health(self, containers: list[Container], wanted: dict[AppKey, DesiredApp], work: _Pass) -> None:
+        """Check every live instance that is due, including those created in this very pass."""
         now = time.monotonic()
+        apps = {app.app_id: app for app in wanted.values()}
+        stopped = {c.instance for c in containers if not c.running}
         due = []
-        for container in containers:
-            tracked = self.tracked.get(container.instance)
-            app = wanted.get((container.tenant, container.app))
-            if tracked is None or app is None or tracked.state == InstanceState.STOPPING:
+        for tracked in self.tracked.values():
+            app = apps.get(tracked.app_id)
+            if app is None or tracked.state == InstanceState.STOPPING or tracked.endpoint is None:
                 continue
-            if not container.running or tracked.endpoint is None or tracked.restart_at is not None:
+            if tracked.id in stopped or tracked.restart_at is not None:
                 continue
             interval = HEALTH_INTERVAL_SECONDS if tracked.state == InstanceState.READY else 0.0
             if now - tracked.checked_at >= interval:
