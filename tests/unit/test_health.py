@@ -1,0 +1,63 @@
+"""Health checks against real servers on loopback."""
+
+import asyncio
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from hosting.paas.health import OK, HealthChecker
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        status = {"/healthz": 200, "/moved": 302, "/sick": 503}.get(self.path, 404)
+        self.send_response(status)
+        self.send_header("Set-Cookie", "session=secret; Path=/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def check(endpoint: str, path: str | None) -> tuple[str, int]:
+    async def run() -> tuple[str, int]:
+        checker = HealthChecker(timeout=1)
+        try:
+            return await checker.check(endpoint, path), len(checker._http.cookies.jar)
+        finally:
+            await checker.close()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("path, result", [("/healthz", OK), ("/moved", OK), ("/sick", "HTTP 503"), ("/x", "HTTP 404")])
+def test_http_checks_pass_on_2xx_and_3xx_only(server: str, path: str, result: str) -> None:
+    assert check(server, path)[0] == result
+
+
+def test_no_cookie_is_kept_between_checks(server: str) -> None:
+    assert check(server, "/healthz")[1] == 0
+
+
+def test_without_a_path_a_tcp_connect_is_the_check(server: str) -> None:
+    assert check(server, None)[0] == OK
+
+
+def test_a_closed_port_is_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening
+        assert check(f"127.0.0.1:{port}", "/healthz")[0] == "refused"
+        assert check(f"127.0.0.1:{port}", None)[0] == "refused"
