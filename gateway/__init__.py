@@ -1,4 +1,12 @@
 """The HTTP front door: route table, reverse proxy, per-route metrics, rate limits.
 
-It learns routes through one narrow interface the control plane fills, and imports no `hosting`, no `tui`.
+It learns routes through one narrow interface the control plane fills (`Gateway.apply` with `RouteSpec`s),
+and imports no `hosting`, no `tui`.
 """
+
+from gateway.admin import serve_admin
+from gateway.metrics import Traffic
+from gateway.routes import RouteSpec
+from gateway.server import Gateway
+
+__all__ = ["Gateway", "RouteSpec", "Traffic", "serve_admin"]

@@ -1,7 +1,5 @@
-"""`strata up`: one process that owns `STRATA_HOME` and serves the control API.
-
-The reconciler, the gateway and the SSH server join this process as they are built; they share its
-event loop and stop with it.
+"""`strata up`: one process that owns `STRATA_HOME` and runs the platform's parts on one event loop —
+the control API, the reconciler and the gateway (the SSH server joins it later) — and stops them together.
 """
 
 import asyncio
@@ -13,6 +11,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -20,9 +19,11 @@ import uvloop
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from gateway import Gateway, RouteSpec, serve_admin
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import LOCAL_DOCKER_URL, NodeHandle
 from hosting.paas.reconciler import Reconciler
+from hosting.paas.serving import ServedApp
 from strata.api import create_app
 from strata.config import Settings
 from tenants import db, tokens
@@ -35,37 +36,81 @@ OPERATOR_TOKEN_NAME = "bootstrap"
 SHUTDOWN_GRACE_SECONDS = 5
 
 
+Address = tuple[str, int]
+
+
 class DaemonError(Exception):
     """The daemon cannot start; the message says why and what to do."""
 
 
-def run(settings: Settings, api_address: tuple[str, int] | None = None, *, local_node: bool = True) -> None:
-    """Run the daemon in the foreground until SIGINT or SIGTERM.
+@dataclass(frozen=True)
+class Options:
+    api: Address | None = None  # the control API over TCP too (it is always on the unix socket)
+    gateway: Address = ("127.0.0.1", 8080)
+    gateway_admin: Address | None = ("127.0.0.1", 9180)  # GET /metrics
+    local_node: bool = True  # place containers on this host's Docker engine
 
-    `local_node=False` runs a control plane that places no container on this host's Docker engine.
-    """
+
+def run(settings: Settings, options: Options) -> None:
+    """Run the daemon in the foreground until SIGINT or SIGTERM."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _exclusive(settings.lock_file):
         engine = db.open_engine(settings.database_url)
         ensure_operator_token(engine, settings.operator_token_file)
-        nodes = [NodeHandle(DockerRuntime("local", LOCAL_DOCKER_URL), "local", LOCAL_DOCKER_URL)] if local_node else []
-        reconciler = Reconciler(engine, platform_id(settings.platform_id_file), nodes)
+        nodes = [NodeHandle(DockerRuntime("local", LOCAL_DOCKER_URL), "local", LOCAL_DOCKER_URL)]
+        nodes = nodes if options.local_node else []
+        (settings.home / "logs").mkdir(exist_ok=True)
+        gateway = Gateway(settings.domain, access_log=settings.home / "logs" / "access.log")
+        reconciler = Reconciler(
+            engine,
+            platform_id(settings.platform_id_file),
+            nodes,
+            publish=lambda served: gateway.apply(map(route_of, served)),
+            drain=gateway.drain,
+        )
+        app = create_app(engine, settings, reconciler, nodes, gateway)
         sockets = [_unix_socket(settings.api_socket)]
-        if api_address:
-            sockets.append(_tcp_socket(api_address))
+        if options.api:
+            sockets.append(_tcp_socket(options.api))
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(create_app(engine, settings, reconciler, nodes), reconciler, nodes, sockets))
+                runner.run(_serve(app, reconciler, gateway, nodes, sockets, options))
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
 
 
-async def _serve(app: FastAPI, reconciler: Reconciler, nodes: list[NodeHandle], sockets: list[socket.socket]) -> None:
-    """Serve and reconcile until SIGINT or SIGTERM, then let in-flight requests finish (within a grace period).
+def route_of(served: ServedApp) -> RouteSpec:
+    return RouteSpec(
+        tenant=served.tenant,
+        app=served.app,
+        hostnames=served.hostnames,
+        endpoints=served.endpoints,
+        requests_per_second=served.requests_per_second,
+        burst=served.burst,
+        max_body_bytes=served.max_body_mib * 1024 * 1024,
+    )
 
-    Containers keep running across a stop: the next start adopts them.
+
+async def _serve(
+    app: FastAPI,
+    reconciler: Reconciler,
+    gateway: Gateway,
+    nodes: list[NodeHandle],
+    sockets: list[socket.socket],
+    options: Options,
+) -> None:
+    """Serve, route and reconcile until SIGINT or SIGTERM, then let in-flight requests finish (within a grace
+    period). Containers keep running across a stop: the next start adopts them.
     """
+    try:
+        where = await gateway.listen(*options.gateway)
+        admin = await serve_admin(gateway, *options.gateway_admin) if options.gateway_admin else None
+    except OSError as exc:
+        raise DaemonError(
+            f"the gateway cannot listen: {exc.strerror}; choose another --gateway/--gateway-admin"
+        ) from None
+    log.info("gateway on http://%s:%d (apps at http://APP.TENANT.%s)", *where, gateway.table.domain)
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -86,6 +131,9 @@ async def _serve(app: FastAPI, reconciler: Reconciler, nodes: list[NodeHandle], 
     stopping.set()
     api.should_exit = True
     await asyncio.gather(serving, reconciling)
+    await gateway.close()
+    if admin is not None:
+        admin.close()
     for node in nodes:
         await node.runtime.close()
     log.info("stopped")

@@ -29,6 +29,7 @@ from tenants.schemas import (
     TokenCreate,
     TokenCreated,
     TokenRead,
+    TrafficRead,
 )
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -147,6 +148,9 @@ class StrataClient:
         except (httpx.ConnectError, FileNotFoundError) as exc:
             raise DaemonUnavailable(self.where) from exc
 
+    def traffic(self, tenant: str, name: str) -> TrafficRead:
+        return self._call("GET", f"/tenants/{tenant}/apps/{name}/traffic", TrafficRead)
+
     # nodes and images
     def nodes(self) -> list[NodeRead]:
         return self._call("GET", "/nodes", list[NodeRead])
@@ -211,9 +215,7 @@ class StrataClient:
         if body is not None:
             headers = {"Content-Type": "application/json"}
         try:
-            response = self._http.request(
-                method, path, content=content, params=query, headers=headers, timeout=timeout
-            )
+            response = self._http.request(method, path, content=content, params=query, headers=headers, timeout=timeout)
         except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
             raise DaemonUnavailable(self.where) from exc
         if response.is_error:

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, delete, select
 
 from tenants import audit
 from tenants.enums import TenantStatus
-from tenants.models import App, Instance, Tenant
+from tenants.models import App, Instance, Plan, Tenant
 
 RECONCILER = "reconciler"
 
@@ -34,6 +34,10 @@ class DesiredApp:
     memory_mib: int
     env: dict[str, str]
     health_path: str | None
+    hostnames: list[str]
+    requests_per_second: int  # the tenant's plan: the gateway's rate limit and body limit
+    burst: int
+    max_body_mib: int
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,12 @@ class ActionEvent:
 
 
 def desired_apps(session: Session) -> list[DesiredApp]:
-    rows = session.exec(select(App, Tenant).join(Tenant).order_by(Tenant.name, App.name))
+    rows = session.exec(
+        select(App, Tenant, Plan)
+        .join(Tenant, App.tenant_id == Tenant.id)  # type: ignore[arg-type]
+        .join(Plan, Tenant.plan == Plan.name)  # type: ignore[arg-type]
+        .order_by(Tenant.name, App.name)
+    )
     return [
         DesiredApp(
             tenant=tenant.name,
@@ -62,8 +71,12 @@ def desired_apps(session: Session) -> list[DesiredApp]:
             memory_mib=app.memory_mib,
             env=dict(app.env),
             health_path=app.health_path,
+            hostnames=list(app.hostnames),
+            requests_per_second=plan.requests_per_second,
+            burst=plan.burst,
+            max_body_mib=plan.max_body_mib,
         )
-        for app, tenant in rows
+        for app, tenant, plan in rows
     ]
 
 

@@ -54,6 +54,9 @@ class Plan(SQLModel, table=True):
     max_instances: int
     max_cpu_millicores: int
     max_memory_mib: int
+    requests_per_second: int = Field(default=100, sa_column_kwargs={"server_default": "100"})
+    burst: int = Field(default=200, sa_column_kwargs={"server_default": "200"})
+    max_body_mib: int = Field(default=10, sa_column_kwargs={"server_default": "10"})
 
 
 class Tenant(SQLModel, table=True):

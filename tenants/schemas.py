@@ -66,6 +66,9 @@ class PlanRead(BaseModel):
     max_instances: int
     max_cpu_millicores: int
     max_memory_mib: int
+    requests_per_second: int
+    burst: int
+    max_body_mib: int
 
 
 class Usage(BaseModel):
@@ -240,3 +243,13 @@ class EventRead(BaseModel):
     tenant: str | None
     action: str
     detail: dict[str, Any]
+
+
+class TrafficRead(BaseModel):
+    """An app's last minute as its users saw it through the gateway."""
+
+    requests_per_second: float
+    p50_ms: float | None
+    p99_ms: float | None
+    error_rate: float  # share of 5xx answers
+    requests: int

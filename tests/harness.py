@@ -27,6 +27,8 @@ class Daemon:
     home: Path
     port: int
     process: subprocess.Popen[bytes]
+    gateway: str  # HOST:PORT
+    admin: str
 
     @property
     def env(self) -> dict[str, str]:
@@ -66,8 +68,10 @@ def start_daemon(home: Path, port: int | None = None, *, local_node: bool = Fals
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")} | {"STRATA_HOME": str(home)}
     log = open(home.parent / f"{home.name}-daemon.log", "ab")  # noqa: SIM115 (the process owns it)
     node = "--local-node" if local_node else "--no-local-node"
-    process = subprocess.Popen([*STRATA, "up", "--api", f"127.0.0.1:{port}", node], env=env, stdout=log, stderr=log)
-    daemon = Daemon(home, port, process)
+    gateway, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    command = [*STRATA, "up", "--api", f"127.0.0.1:{port}", "--gateway", gateway, "--gateway-admin", admin, node]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    daemon = Daemon(home, port, process, gateway, admin)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,6 +28,7 @@ from hosting.paas.health import OK, HealthChecker
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.runtime import PLATFORM_LABEL, TENANT_LABEL, Container, EngineError, InstanceSpec
 from hosting.paas.scheduler import NodeView, Request, place
+from hosting.paas.serving import ServedApp
 from tenants import db
 from tenants import instances as store
 from tenants.enums import InstanceState, Isolation
@@ -137,8 +138,22 @@ class _Pass:
         self.events.append(ActionEvent(action, tenant, detail))
 
 
+Publish = Callable[[list[ServedApp]], None]
+Drain = Callable[[str], Awaitable[bool]]
+
+
 class Reconciler:
-    def __init__(self, engine: Engine, platform_id: str, nodes: Iterable[NodeHandle]) -> None:
+    """`publish` receives every app's ready endpoints whenever they change; `drain` is awaited with an
+    instance's endpoint after it left them and before its container stops (in-flight requests finish)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        platform_id: str,
+        nodes: Iterable[NodeHandle],
+        publish: Publish | None = None,
+        drain: Drain | None = None,
+    ) -> None:
         self.engine = engine
         self.platform_id = platform_id
         self.nodes = {node.name: node for node in nodes}
@@ -150,6 +165,10 @@ class Reconciler:
         self._unschedulable: set[int] = set()
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.publish = publish
+        self.drain = drain
+        self._desired: list[DesiredApp] = []
+        self._published: list[ServedApp] | None = None
 
     def nudge(self) -> None:
         """Ask for a pass now (the desired state changed); safe to call from any thread."""
@@ -181,6 +200,7 @@ class Reconciler:
             self.tracked = {row.id: Tracked.adopt(row) for row in rows.values()}
             self._adopted = True
         work = _Pass()
+        self._desired = desired
         names = {app.app_id: (app.tenant, app.name) for app in desired}
         containers = await self._observe(names)
         self._track(containers, desired, work)
@@ -199,6 +219,7 @@ class Reconciler:
             actions += self._plan(app, by_app.get((app.tenant, app.name), []), views, work)
         await asyncio.gather(*actions)
         await self._check_health(containers, wanted, work)
+        self._publish()
         await asyncio.to_thread(self._save, work)
 
     # observing
@@ -476,7 +497,12 @@ class Reconciler:
     async def _remove(self, container: Container, work: _Pass, *, reason: str) -> None:
         tracked = self.tracked.get(container.instance)
         if tracked is not None:
+            was_serving = tracked.state == InstanceState.READY
             tracked.state = InstanceState.STOPPING
+            if was_serving and tracked.endpoint and self.drain is not None:
+                self._publish()  # out of the routes first...
+                if not await self.drain(tracked.endpoint):  # ...then its requests in flight finish
+                    log.warning("instance %s still had requests in flight after the drain timeout", tracked.id)
         async with self._limit:
             try:
                 await self.nodes[container.node].runtime.remove(container.id)
@@ -554,6 +580,30 @@ class Reconciler:
             await self.nodes[tracked.node].runtime.stop(tracked.container_id)
         except EngineError as exc:
             log.warning("stopping unhealthy %s: %s", tracked.id, exc)
+
+    def _publish(self) -> None:
+        """Tell the front door each app's ready endpoints, if anything changed since the last time."""
+        if self.publish is None:
+            return
+        ready: dict[int, list[str]] = defaultdict(list)
+        for tracked in self.tracked.values():
+            if tracked.state == InstanceState.READY and tracked.endpoint:
+                ready[tracked.app_id].append(tracked.endpoint)
+        served = [
+            ServedApp(
+                tenant=app.tenant,
+                app=app.name,
+                hostnames=tuple(app.hostnames),
+                endpoints=tuple(sorted(ready.get(app.app_id, ()))),
+                requests_per_second=app.requests_per_second,
+                burst=app.burst,
+                max_body_mib=app.max_body_mib,
+            )
+            for app in self._desired
+        ]
+        if served != self._published:
+            self._published = served
+            self.publish(served)
 
     # recording
 

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import Gateway
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.reconciler import Reconciler
 from strata.api import app_routes, credential_routes, errors, event_routes, runtime_routes, tenant_routes
@@ -19,12 +20,15 @@ ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 4
 CHANGING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
-def create_app(engine: Engine, settings: Settings, reconciler: Reconciler, nodes: list[NodeHandle]) -> FastAPI:
+def create_app(
+    engine: Engine, settings: Settings, reconciler: Reconciler, nodes: list[NodeHandle], gateway: Gateway
+) -> FastAPI:
     app = FastAPI(title="Strata control API", version=version("strata"), responses=ERROR_RESPONSES)
     app.state.engine = engine
     app.state.settings = settings
     app.state.reconciler = reconciler
     app.state.nodes = nodes
+    app.state.gateway = gateway
     errors.install(app)
     app.add_middleware(NudgeOnChange, nudge=reconciler.nudge)
 

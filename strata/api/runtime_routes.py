@@ -16,7 +16,7 @@ from hosting.paas.runtime import EngineError
 from strata.api.deps import DB, Operator, TenantName
 from tenants import apps, audit, db, nodes
 from tenants.errors import Conflict, Invalid
-from tenants.schemas import ImageRead, InstanceRead, NodeRead
+from tenants.schemas import ImageRead, InstanceRead, NodeRead, TrafficRead
 from tenants.tenancy import get_tenant
 
 router = APIRouter(tags=["runtime"])
@@ -108,6 +108,16 @@ async def app_logs(
     sources = [(i.id, runtimes[i.node], i.container_id) for i in instances if i.node in runtimes]
     start = int(time.time()) - since if since else None
     return StreamingResponse(merged_logs(sources, follow=follow, since=start), media_type="text/plain")
+
+
+@router.get("/tenants/{tenant}/apps/{app}/traffic", tags=["apps"])
+def app_traffic(request: Request, session: DB, tenant: TenantName, app: str) -> TrafficRead:
+    """Requests per second, latency quantiles and error rate over the last minute, from the gateway."""
+    apps.get_app(session, get_tenant(session, tenant), app)  # 404 for an app that does not exist
+    traffic = request.app.state.gateway.traffic(tenant, app)
+    if traffic is None:
+        return TrafficRead(requests_per_second=0.0, p50_ms=None, p99_ms=None, error_rate=0.0, requests=0)
+    return TrafficRead(**traffic.__dict__)
 
 
 def _instances(request: Request, tenant: str, app: str) -> list[InstanceRead]:

@@ -24,12 +24,27 @@ def _address(value: str) -> tuple[str, int]:
     help="Also serve the control API over TCP here (it is always on $STRATA_HOME/api.sock).",
 )
 @click.option(
+    "--gateway",
+    "gateway_address",
+    metavar="HOST:PORT",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="Where the gateway serves the apps (http://APP.TENANT.DOMAIN).",
+)
+@click.option(
+    "--gateway-admin",
+    metavar="HOST:PORT",
+    default="127.0.0.1:9180",
+    show_default=True,
+    help="The gateway's admin listener (GET /metrics).",
+)
+@click.option(
     "--local-node/--no-local-node",
     default=True,
     show_default=True,
     help="Run app containers on this host's Docker engine.",
 )
-def up(api_address: str | None, local_node: bool) -> None:
+def up(api_address: str | None, gateway_address: str, gateway_admin: str, local_node: bool) -> None:
     """Run the platform in the foreground until Ctrl-C."""
     from strata import daemon  # the server's imports are heavy; other verbs should start fast
 
@@ -37,7 +52,13 @@ def up(api_address: str | None, local_node: bool) -> None:
     for chatty in ("alembic", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
-        daemon.run(settings(), _address(api_address) if api_address else None, local_node=local_node)
+        options = daemon.Options(
+            api=_address(api_address) if api_address else None,
+            gateway=_address(gateway_address),
+            gateway_admin=_address(gateway_admin),
+            local_node=local_node,
+        )
+        daemon.run(settings(), options)
     except daemon.DaemonError as exc:
         fail(str(exc))
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from tenants import apps, audit, db, keys, tenancy, tokens
+from tenants import apps, audit, db, instances, keys, tenancy, tokens
 from tenants.enums import Role, TenantStatus
 from tenants.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from tenants.models import ApiToken, App, Event, SshKey
@@ -159,3 +159,12 @@ def test_a_key_is_registered_once(session: Session) -> None:
     keys.add_key(session, "op", KeyCreate(public_key=KEY, role=Role.OPERATOR))
     with pytest.raises(Conflict, match="registered already"):
         keys.add_key(session, "op", KeyCreate(public_key=KEY, role=Role.TENANT, tenant="acme"))
+
+
+def test_the_desired_state_carries_the_plan_limits_and_zero_replicas_when_suspended(session: Session) -> None:
+    deploy(session, replicas=2, hostnames=["shop.example.com"])
+    [app] = instances.desired_apps(session)
+    assert (app.tenant, app.name, app.replicas, app.hostnames) == ("acme", "web", 2, ["shop.example.com"])
+    assert (app.requests_per_second, app.burst, app.max_body_mib) == (100, 200, 10)  # plan small
+    tenancy.set_status(session, "op", "acme", TenantStatus.SUSPENDED)
+    assert instances.desired_apps(session)[0].replicas == 0

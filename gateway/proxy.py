@@ -1,0 +1,705 @@
+"""The reverse proxy: one protocol object per client connection and per upstream connection.
+
+A client connection parses requests with httptools and answers them in order, one exchange at a time
+(pipelined requests wait, reading paused past a bound). An exchange resolves its route by Host, takes a
+token from its tenant's bucket, picks the instance with the fewest requests in flight, and streams the
+request to it over a pooled keep-alive connection; the response streams back. Back-pressure runs both
+ways: a side that cannot keep up pauses reading on the other. Bodies are never buffered whole.
+
+Upgrade requests (WebSocket) are forwarded with their Upgrade headers; on `101` both connections become a
+plain byte tunnel.
+"""
+
+import asyncio
+import os
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from gateway import limits
+from gateway.pages import page
+from gateway.routes import Endpoint, Route
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = (
+        "method",
+        "keep_alive",
+        "http10",
+        "route",
+        "head",
+        "pending",
+        "body_done",
+        "chunked",
+        "upgrade",
+        "idempotent",
+        "has_body",
+        "received",
+        "sent",
+        "status",
+        "started",
+        "endpoint",
+        "retried",
+        "responded",
+        "request_id",
+        "host",
+        "target",
+        "local",
+    )
+
+    def __init__(self) -> None:
+        self.route: Route | None = None
+        self.pending: list[bytes] = []  # request body read before an upstream connection was attached
+        self.body_done = False
+        self.received = 0
+        self.sent = 0
+        self.status = 0
+        self.endpoint: Endpoint | None = None
+        self.retried = False
+        self.responded = False  # the response head has gone to the client
+        self.local: bytes | None = None  # a response the gateway gives itself
+        self.host = b""
+
+
+class ClientConnection(asyncio.Protocol):
+    """One connection from a client; answers its requests in order."""
+
+    def __init__(self, gateway: "Gateway") -> None:
+        self.gateway = gateway
+        self.loop = gateway.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[Exchange] = deque()
+        self.current: Exchange | None = None  # being parsed
+        self.upstream: UpstreamConnection | None = None
+        self.tunnel: UpstreamConnection | None = None
+        self.paused_writing = False
+        self.paused_for_queue = False
+        self.upgrading = False  # an Upgrade request was read: what follows is not HTTP
+        self.reading_head = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    # connection events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0] if peer else "unix").encode()
+        self.gateway.open_connections += 1
+        self._arm(limits.HEADER_TIMEOUT)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gateway.open_connections -= 1
+        self._disarm()
+        if self.upstream is not None:  # mid-exchange: that upstream connection cannot be reused
+            self.upstream.abandon()
+        if self.tunnel is not None:
+            self.tunnel.close()
+        for exchange in self.queue:
+            self._release(exchange)
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.transport.write(data)
+            return
+        if self.upgrading:  # bytes after an Upgrade request, before the upstream's 101
+            if self.queue:
+                self._forward(self.queue[-1], data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            exchange = self.queue[-1] if self.queue else None
+            if exchange is None or not exchange.upgrade:
+                self._fail(400)
+                return
+            self.upgrading = True
+            rest = data[upgrade.args[0] :]
+            if rest and exchange.local is None:
+                self._forward(exchange, rest)
+        except (httptools.HttpParserError, ValueError):
+            self._fail(400)
+
+    def pause_writing(self) -> None:  # the client reads slower than the upstream sends
+        self.paused_writing = True
+        if self.upstream is not None:
+            self.upstream.transport.pause_reading()
+        if self.tunnel is not None:
+            self.tunnel.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        if self.upstream is not None:
+            self.upstream.transport.resume_reading()
+        if self.tunnel is not None:
+            self.tunnel.transport.resume_reading()
+
+    # parser callbacks (requests)
+
+    def on_message_begin(self) -> None:
+        self._arm(limits.HEADER_TIMEOUT)
+        self.reading_head = True
+        exchange = self.current = Exchange()
+        exchange.started = time.monotonic()
+        self.url = b""
+        self.headers: list[bytes] = []
+        self.header_bytes = 0
+        self.hosts: list[bytes] = []
+        self.forwarded_for = b""
+        self.request_id = b""
+        self.connection_tokens = b""
+        self.expect_continue = False
+        self.content_length = -1
+        self.request_chunked = False
+        self.upgrade_header = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > limits.MAX_REQUEST_LINE:
+            raise httptools.HttpParserError("request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > limits.MAX_HEADER_BYTES or len(self.headers) >= limits.MAX_HEADERS:
+            self.current.local = b"431"  # type: ignore[union-attr]
+            return
+        lower = name.lower()
+        if lower == b"host":
+            self.hosts.append(value)
+        elif lower == b"x-forwarded-for":
+            self.forwarded_for = value
+            return
+        elif lower == b"x-request-id":
+            self.request_id = value
+        elif lower == b"connection":
+            self.connection_tokens += b"," + value.lower()
+            return
+        elif lower == b"expect":
+            self.expect_continue = value.lower() == b"100-continue"
+            return
+        elif lower == b"content-length":
+            self.content_length = int(value) if value.isdigit() else -1
+        elif lower == b"transfer-encoding":
+            self.request_chunked = b"chunked" in value.lower()
+            return
+        elif lower == b"upgrade":
+            self.upgrade_header = value
+            return
+        elif lower in HOP_BY_HOP or lower.startswith(b"x-forwarded-"):
+            return
+        self.headers.append(b"%s: %s\r\n" % (name, value))
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self.reading_head = False
+        parser, exchange = self.parser, self.current
+        assert exchange is not None
+        exchange.method = parser.get_method()
+        exchange.http10 = parser.get_http_version() == "1.0"
+        exchange.upgrade = parser.should_upgrade()
+        exchange.keep_alive = parser.should_keep_alive() and not exchange.upgrade
+        exchange.idempotent = exchange.method in IDEMPOTENT
+        exchange.chunked = self.request_chunked
+        exchange.has_body = self.content_length > 0 or exchange.chunked
+        exchange.body_done = not exchange.has_body and not exchange.upgrade
+        exchange.target = self.url
+        exchange.request_id = self.request_id or os.urandom(12).hex().encode()
+        self.queue.append(exchange)
+        if exchange.local is None:
+            self._route(exchange)
+        if len(self.queue) > limits.MAX_PIPELINED and not self.paused_for_queue:
+            self.paused_for_queue = True
+            self.transport.pause_reading()
+        if len(self.queue) == 1:
+            self._start(exchange)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.current
+        assert exchange is not None
+        exchange.received += len(body)
+        route = exchange.route
+        if route is not None and exchange.received > route.max_body:
+            if exchange.responded:
+                self.transport.close()
+            else:
+                exchange.local, exchange.keep_alive = b"413", False
+                if exchange is self.queue[0] and self.upstream is not None:
+                    self.upstream.abandon()
+                    self.upstream = None
+                    self._answer_locally(exchange)
+            return
+        if exchange.local is None:
+            self._forward(exchange, b"%x\r\n%s\r\n" % (len(body), body) if exchange.chunked else body)
+
+    def on_message_complete(self) -> None:
+        exchange = self.current
+        assert exchange is not None
+        exchange.body_done = True
+        if exchange.chunked and exchange.local is None:
+            self._forward(exchange, LAST_CHUNK)
+
+    # exchanges
+
+    def _route(self, exchange: Exchange) -> None:
+        """Find the exchange's route and build the head to send upstream, or decide a local answer."""
+        host = self._authority(exchange)
+        if host is None:
+            exchange.local = b"400"
+            return
+        exchange.host = host
+        name = host.rsplit(b":", 1)[0] if host[-1:] != b"]" else host
+        route = self.gateway.table.lookup(name.lower())
+        if route is None:
+            exchange.local = b"404"
+            return
+        exchange.route = route
+        if self.content_length > route.max_body:
+            exchange.local, exchange.keep_alive = b"413", False
+            return
+        wait = route.bucket.take()
+        if wait:
+            exchange.local = b"429:%d" % max(1, round(wait + 0.5))
+            return
+        if exchange.upgrade:
+            self.headers.append(b"Connection: upgrade\r\nUpgrade: %s\r\n" % self.upgrade_header)
+        elif exchange.chunked:
+            self.headers.append(b"Transfer-Encoding: chunked\r\n")
+        forwarded_for = self.forwarded_for + b", " + self.peer if self.forwarded_for else self.peer
+        if not self.request_id:
+            self.headers.append(b"X-Request-Id: %s\r\n" % exchange.request_id)
+        exchange.head = (
+            b"%s %s HTTP/1.1\r\n%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n\r\n"
+            % (exchange.method, exchange.target, b"".join(self.headers), forwarded_for, host)
+        )
+        if self.expect_continue:
+            self.transport.write(CONTINUE)
+
+    def _authority(self, exchange: Exchange) -> bytes | None:
+        """The host a request is for, or None when that is ambiguous (then it is refused with 400).
+
+        An absolute-form target (`GET http://host/path`) names the host itself and replaces the Host header
+        (RFC 9112, 3.2.2); otherwise there must be exactly one Host header. Userinfo is never accepted.
+        """
+        if len(self.hosts) > 1:
+            return None
+        target = self.url
+        if target[:1] == b"/":
+            host = self.hosts[0] if self.hosts else b""
+        else:
+            scheme, separator, rest = target.partition(b"://")
+            if not separator or scheme.lower() not in (b"http", b"https"):
+                return None
+            end = min((i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0), default=len(rest))
+            host, path = rest[:end], rest[end:]
+            exchange.target = path if path[:1] == b"/" else b"/" + path
+            self.headers = [line for line in self.headers if line[:5].lower() != b"host:"]
+            self.headers.append(b"Host: %s\r\n" % host)
+        if not host or any(c in host for c in b"@, /\\"):
+            return None
+        return host
+
+    def _start(self, exchange: Exchange) -> None:
+        """Begin answering the exchange at the head of the queue."""
+        if exchange.local is not None:
+            self._answer_locally(exchange)
+            return
+        route = exchange.route
+        assert route is not None
+        endpoint = route.pick()
+        if endpoint is None:
+            exchange.local = b"503"
+            self._answer_locally(exchange)
+            return
+        self._send_to(exchange, endpoint)
+
+    def _send_to(self, exchange: Exchange, endpoint: Endpoint) -> None:
+        exchange.endpoint = endpoint
+        endpoint.outstanding += 1
+        exchange.route.metrics.in_flight += 1  # type: ignore[union-attr]
+        idle = endpoint.idle
+        while idle:
+            connection = idle.pop()
+            if connection.usable():
+                connection.attach(self, exchange, reused=True)
+                return
+        self.loop.create_task(self._connect(exchange, endpoint))
+
+    async def _connect(self, exchange: Exchange, endpoint: Endpoint) -> None:
+        try:
+            _, connection = await asyncio.wait_for(
+                self.loop.create_connection(lambda: UpstreamConnection(endpoint), endpoint.host, endpoint.port),
+                limits.CONNECT_TIMEOUT,
+            )
+        except (OSError, TimeoutError):
+            endpoint.failed()
+            self.upstream_failed(exchange, reused=False)
+            return
+        if self.transport.is_closing() or exchange is not (self.queue[0] if self.queue else None):
+            connection.park()
+            self._release(exchange)
+            return
+        endpoint.failures = 0
+        connection.attach(self, exchange, reused=False)
+
+    def _forward(self, exchange: Exchange, data: bytes) -> None:
+        if self.upstream is not None and self.queue and exchange is self.queue[0]:
+            self.upstream.transport.write(data)
+        else:
+            exchange.pending.append(data)
+
+    def upstream_failed(self, exchange: Exchange, *, reused: bool) -> None:
+        """The upstream refused, reset or closed before answering: retry once if that is safe, else 502."""
+        failed = exchange.endpoint
+        self.upstream = None
+        self._release(exchange)
+        route = exchange.route
+        if route is not None:
+            route.metrics.upstream_errors += 1
+        if self.transport.is_closing():
+            return
+        safe = exchange.idempotent and not exchange.has_body and not exchange.upgrade and not exchange.responded
+        if safe and not exchange.retried and route is not None:
+            exchange.retried = True
+            # Another instance; or the same one afresh if it was a pooled connection that went stale.
+            endpoint = route.pick(exclude=failed) or (failed if reused and not failed.removed else None)  # type: ignore[union-attr]
+            if endpoint is not None:
+                self._send_to(exchange, endpoint)
+                return
+        if exchange.responded:
+            self.transport.close()
+            return
+        exchange.local, exchange.keep_alive = b"502", False
+        self._answer_locally(exchange)
+
+    def upstream_timed_out(self, exchange: Exchange) -> None:
+        self.upstream = None
+        self._release(exchange)
+        if exchange.route is not None:
+            exchange.route.metrics.upstream_errors += 1
+        exchange.local, exchange.keep_alive = b"504", False
+        self._answer_locally(exchange)
+
+    def response_head(self, exchange: Exchange, head: bytes) -> None:
+        exchange.responded = True
+        self.transport.write(head)
+
+    def response_body(self, exchange: Exchange, data: bytes) -> None:
+        exchange.sent += len(data)
+        self.transport.write(data)
+
+    def become_tunnel(self, upstream: "UpstreamConnection") -> None:
+        """After a 101, bytes flow unparsed both ways until either side closes."""
+        self.tunnel = upstream
+        self.upstream = None
+        self._disarm()
+        if self.paused_writing:
+            upstream.transport.pause_reading()
+
+    def finished(self, exchange: Exchange) -> None:
+        """The response is complete: record it, then answer the next request or wait for one."""
+        self.upstream = None
+        self._release(exchange)
+        self._record(exchange)
+        self.queue.popleft()
+        if not exchange.keep_alive or not exchange.body_done or self.transport.is_closing():
+            self.transport.close()
+            return
+        if self.paused_for_queue and len(self.queue) <= limits.MAX_PIPELINED:
+            self.paused_for_queue = False
+            self.transport.resume_reading()
+        if self.queue:
+            self._start(self.queue[0])
+        else:
+            self._arm(limits.IDLE_TIMEOUT)
+
+    def _answer_locally(self, exchange: Exchange) -> None:
+        code = exchange.local or b"500"
+        status, _, retry = code.partition(b":")
+        exchange.status = int(status)
+        close = not exchange.keep_alive or exchange.status in (400, 408, 413, 431, 502, 504) or not exchange.body_done
+        retry_after = int(retry) if retry else (1 if exchange.status == 503 else None)
+        self.transport.write(
+            page(
+                exchange.status,
+                close=close,
+                retry_after=retry_after,
+                request_id=exchange.request_id if exchange.route else b"",
+            )
+        )
+        exchange.responded = True
+        if close:
+            exchange.keep_alive = False
+        self.finished(exchange)
+
+    def _release(self, exchange: Exchange) -> None:
+        if exchange.endpoint is not None:
+            exchange.endpoint.release()
+            exchange.endpoint = None
+            exchange.route.metrics.in_flight -= 1  # type: ignore[union-attr]
+
+    def _record(self, exchange: Exchange) -> None:
+        route = exchange.route
+        elapsed = time.monotonic() - exchange.started
+        if route is not None:
+            route.metrics.observe(exchange.status, elapsed, exchange.received, exchange.sent)
+        log = self.gateway.access_log
+        if log is not None:
+            log.write(exchange, self.peer, elapsed)
+
+    def _fail(self, status: int) -> None:
+        """A request the parser refuses: answer it (if nothing else is being answered) and close."""
+        if not self.transport.is_closing():
+            if self.upstream is None and not (self.queue and self.queue[0].responded):
+                self.transport.write(page(status, close=True))
+            self.transport.close()
+
+    def _arm(self, seconds: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timed_out(self) -> None:
+        """No complete request head in time (slowloris), or an idle keep-alive connection."""
+        self.timer = None
+        if self.queue or self.transport.is_closing():
+            return  # an exchange is under way: its own timeouts apply
+        if self.reading_head:
+            self.transport.write(page(408, close=True))
+        self.transport.close()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an instance; serves one exchange at a time, then returns to the pool."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.client: ClientConnection | None = None
+        self.exchange: Exchange | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.parser = httptools.HttpResponseParser(self)
+        self.loop = asyncio.get_running_loop()
+
+    def usable(self) -> bool:
+        return not self.closed and not self.transport.is_closing()
+
+    def attach(self, client: ClientConnection, exchange: Exchange, *, reused: bool) -> None:
+        self._cancel_timer()
+        self.client, self.exchange, self.reused = client, exchange, reused
+        self.head_seen = False
+        self.tunnelled = False
+        client.upstream = self
+        if client.paused_writing:
+            self.transport.pause_reading()
+        pending, exchange.pending = exchange.pending, []
+        self.transport.write(exchange.head + b"".join(pending) if pending else exchange.head)
+        self.timer = self.loop.call_later(limits.UPSTREAM_TIMEOUT, self._timed_out)
+
+    def park(self) -> None:
+        """Back to the pool, idle; closed if the pool is full or the instance left the table."""
+        self.client = self.exchange = None
+        if self.endpoint.removed or len(self.endpoint.idle) >= limits.MAX_IDLE_PER_ENDPOINT or not self.usable():
+            self.close()
+            return
+        self.transport.resume_reading()
+        self.endpoint.idle.append(self)
+        self.timer = self.loop.call_later(limits.UPSTREAM_IDLE_TIMEOUT, self.close)
+
+    def abandon(self) -> None:
+        """The client went away mid-exchange: this connection is in an unknown state."""
+        self.client = self.exchange = None
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.transport.close()
+
+    # connection events
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is None:
+            self.close()  # nothing was asked: unsolicited bytes on an idle connection
+            return
+        if self.tunnelled:
+            client.transport.write(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:  # a 101 answered an Upgrade request
+            rest = data[upgrade.args[0] :]
+            if rest:
+                client.transport.write(rest)
+        except httptools.HttpParserError:
+            self._broken()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self in self.endpoint.idle:
+            self.endpoint.idle.remove(self)
+        client, exchange = self.client, self.exchange
+        self.client = self.exchange = None
+        if client is None or exchange is None:
+            return
+        if self.tunnelled:
+            client.transport.close()
+        elif not self.head_seen:
+            if not self.reused:
+                self.endpoint.failed()
+            client.upstream_failed(exchange, reused=self.reused)
+        elif self.body_until_close and exc is None:
+            client.finished(exchange)  # a body delimited by the connection's end is complete
+        else:
+            client.transport.close()  # cut off mid-response: the client must not take it as whole
+
+    def pause_writing(self) -> None:  # the instance reads slower than the client sends
+        if self.client is not None:
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.client is not None and not self.client.paused_for_queue:
+            self.client.transport.resume_reading()
+
+    # parser callbacks (responses)
+
+    def on_message_begin(self) -> None:
+        self.headers: list[bytes] = []
+        self.reason = b""
+        self.has_length = False
+        self.chunked_in = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower == b"content-length":
+            self.has_length = True
+        elif lower == b"transfer-encoding":
+            self.chunked_in = True
+            return
+        elif lower in HOP_BY_HOP:
+            return
+        self.headers.append(b"%s: %s\r\n" % (name, value))
+
+    def on_headers_complete(self) -> None:
+        client, exchange = self.client, self.exchange
+        if client is None or exchange is None:
+            return
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            return  # 1xx interim answers: the gateway sent its own 100 Continue
+        self._cancel_timer()
+        self.head_seen = True
+        exchange.status = status
+        if status == 101 and exchange.upgrade:
+            client.response_head(
+                exchange,
+                b"HTTP/1.1 101 %s\r\n%sConnection: upgrade\r\nUpgrade: %s\r\n\r\n"
+                % (self.reason, b"".join(self.headers), client.upgrade_header),
+            )
+            self.tunnelled = True
+            client.become_tunnel(self)
+            return
+        bodiless = exchange.method == b"HEAD" or status in (204, 304)
+        self.chunked_out = self.chunked_in and not bodiless and not exchange.http10
+        self.body_until_close = not (bodiless or self.has_length or self.chunked_in)
+        if self.body_until_close or (self.chunked_in and exchange.http10):
+            exchange.keep_alive = False  # the body ends when a connection closes
+        extra = b"Transfer-Encoding: chunked\r\n" if self.chunked_out else b""
+        if not exchange.keep_alive:
+            extra += b"Connection: close\r\n"
+        elif exchange.http10:
+            extra += b"Connection: keep-alive\r\n"
+        client.response_head(
+            exchange, b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, self.reason, b"".join(self.headers), extra)
+        )
+        if exchange.method == b"HEAD":
+            # httptools cannot be told a response answers HEAD: it is complete now.
+            self.parser = httptools.HttpResponseParser(self)
+            self._done(reuse=True)
+
+    def on_body(self, body: bytes) -> None:
+        client, exchange = self.client, self.exchange
+        if client is not None and exchange is not None:
+            client.response_body(exchange, b"%x\r\n%s\r\n" % (len(body), body) if self.chunked_out else body)
+
+    def on_message_complete(self) -> None:
+        if self.client is None or not self.head_seen or self.tunnelled:
+            return
+        if self.chunked_out:
+            self.client.transport.write(LAST_CHUNK)
+        self._done(reuse=self.parser.should_keep_alive())
+
+    # internals
+
+    def _done(self, *, reuse: bool) -> None:
+        client, exchange = self.client, self.exchange
+        assert client is not None and exchange is not None
+        if reuse and exchange.body_done:
+            self.park()
+        else:
+            self.client = self.exchange = None
+            self.close()
+        client.finished(exchange)
+
+    def _broken(self) -> None:
+        """The instance sent something that is not HTTP."""
+        client, exchange = self.client, self.exchange
+        self.client = self.exchange = None
+        self.close()
+        if client is not None and exchange is not None:
+            if self.head_seen:
+                client.transport.close()
+            else:
+                client.upstream_failed(exchange, reused=False)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        client, exchange = self.client, self.exchange
+        self.client = self.exchange = None
+        self.close()
+        if client is not None and exchange is not None:
+            if self.head_seen:
+                client.transport.close()
+            else:
+                client.upstream_timed_out(exchange)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
