@@ -5,8 +5,9 @@ and imports no `hosting`, no `tui`.
 """
 
 from gateway.admin import serve_admin
+from gateway.limits import Limits
 from gateway.metrics import Traffic
 from gateway.routes import RouteSpec
 from gateway.server import Gateway
 
-__all__ = ["Gateway", "RouteSpec", "Traffic", "serve_admin"]
+__all__ = ["Gateway", "Limits", "RouteSpec", "Traffic", "serve_admin"]

@@ -11,6 +11,7 @@ plain byte tunnel.
 """
 
 import asyncio
+import logging
 import os
 import time
 from collections import deque
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from gateway import limits
+from gateway.limits import Limits
 from gateway.pages import page
 from gateway.routes import Endpoint, Route
 
@@ -41,6 +42,7 @@ HOP_BY_HOP = frozenset(
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
+PENDING_LIMIT = 256 * 1024  # request body held while no upstream connection is attached yet
 
 
 class Exchange:
@@ -53,6 +55,7 @@ class Exchange:
         "route",
         "head",
         "pending",
+        "pending_bytes",
         "body_done",
         "chunked",
         "upgrade",
@@ -74,6 +77,7 @@ class Exchange:
     def __init__(self) -> None:
         self.route: Route | None = None
         self.pending: list[bytes] = []  # request body read before an upstream connection was attached
+        self.pending_bytes = 0
         self.body_done = False
         self.received = 0
         self.sent = 0
@@ -91,6 +95,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, gateway: "Gateway") -> None:
         self.gateway = gateway
         self.loop = gateway.loop
+        self.limits = gateway.limits
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Exchange] = deque()
         self.current: Exchange | None = None  # being parsed
@@ -98,6 +103,7 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: UpstreamConnection | None = None
         self.paused_writing = False
         self.paused_for_queue = False
+        self.paused_for_upstream = False
         self.upgrading = False  # an Upgrade request was read: what follows is not HTTP
         self.reading_head = False
         self.timer: asyncio.TimerHandle | None = None
@@ -109,7 +115,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0] if peer else "unix").encode()
         self.gateway.open_connections += 1
-        self._arm(limits.HEADER_TIMEOUT)
+        self._arm(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gateway.open_connections -= 1
@@ -141,6 +147,9 @@ class ClientConnection(asyncio.Protocol):
             rest = data[upgrade.args[0] :]
             if rest and exchange.local is None:
                 self._forward(exchange, rest)
+        except httptools.HttpParserCallbackError:
+            log.exception("gateway error while handling a request")  # a bug of ours, not bad input
+            self._fail(400)
         except (httptools.HttpParserError, ValueError):
             self._fail(400)
 
@@ -161,7 +170,7 @@ class ClientConnection(asyncio.Protocol):
     # parser callbacks (requests)
 
     def on_message_begin(self) -> None:
-        self._arm(limits.HEADER_TIMEOUT)
+        self._arm(self.limits.header_timeout)
         self.reading_head = True
         exchange = self.current = Exchange()
         exchange.started = time.monotonic()
@@ -179,12 +188,12 @@ class ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > limits.MAX_REQUEST_LINE:
+        if len(self.url) > self.limits.max_request_line:
             raise httptools.HttpParserError("request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > limits.MAX_HEADER_BYTES or len(self.headers) >= limits.MAX_HEADERS:
+        if self.header_bytes > self.limits.max_header_bytes or len(self.headers) >= self.limits.max_headers:
             self.current.local = b"431"  # type: ignore[union-attr]
             return
         lower = name.lower()
@@ -231,7 +240,7 @@ class ClientConnection(asyncio.Protocol):
         self.queue.append(exchange)
         if exchange.local is None:
             self._route(exchange)
-        if len(self.queue) > limits.MAX_PIPELINED and not self.paused_for_queue:
+        if len(self.queue) > self.limits.max_pipelined and not self.paused_for_queue:
             self.paused_for_queue = True
             self.transport.pause_reading()
         if len(self.queue) == 1:
@@ -242,15 +251,17 @@ class ClientConnection(asyncio.Protocol):
         assert exchange is not None
         exchange.received += len(body)
         route = exchange.route
-        if route is not None and exchange.received > route.max_body:
+        if route is not None and exchange.received > route.max_body and exchange.local is None:
             if exchange.responded:
                 self.transport.close()
-            else:
-                exchange.local, exchange.keep_alive = b"413", False
-                if exchange is self.queue[0] and self.upstream is not None:
+                return
+            exchange.local, exchange.keep_alive = b"413", False
+            if self.queue and exchange is self.queue[0]:
+                if self.upstream is not None:  # it has part of a body it will never get whole
                     self.upstream.abandon()
                     self.upstream = None
-                    self._answer_locally(exchange)
+                self._release(exchange)
+                self._answer_locally(exchange)
             return
         if exchange.local is None:
             self._forward(exchange, b"%x\r\n%s\r\n" % (len(body), body) if exchange.chunked else body)
@@ -351,11 +362,13 @@ class ClientConnection(asyncio.Protocol):
     async def _connect(self, exchange: Exchange, endpoint: Endpoint) -> None:
         try:
             _, connection = await asyncio.wait_for(
-                self.loop.create_connection(lambda: UpstreamConnection(endpoint), endpoint.host, endpoint.port),
-                limits.CONNECT_TIMEOUT,
+                self.loop.create_connection(
+                    lambda: UpstreamConnection(endpoint, self.limits), endpoint.host, endpoint.port
+                ),
+                self.limits.connect_timeout,
             )
         except (OSError, TimeoutError):
-            endpoint.failed()
+            endpoint.failed(self.limits)
             self.upstream_failed(exchange, reused=False)
             return
         if self.transport.is_closing() or exchange is not (self.queue[0] if self.queue else None):
@@ -368,8 +381,19 @@ class ClientConnection(asyncio.Protocol):
     def _forward(self, exchange: Exchange, data: bytes) -> None:
         if self.upstream is not None and self.queue and exchange is self.queue[0]:
             self.upstream.transport.write(data)
-        else:
-            exchange.pending.append(data)
+            return
+        exchange.pending.append(data)
+        exchange.pending_bytes += len(data)
+        if exchange.pending_bytes > PENDING_LIMIT and not self.paused_for_upstream:
+            self.paused_for_upstream = True  # no upstream to take the body yet: stop reading it
+            self.transport.pause_reading()
+
+    def upstream_attached(self) -> None:
+        """The body read so far went upstream: read on (flow control is the upstream's from now)."""
+        if self.paused_for_upstream:
+            self.paused_for_upstream = False
+            if not self.paused_for_queue:
+                self.transport.resume_reading()
 
     def upstream_failed(self, exchange: Exchange, *, reused: bool) -> None:
         """The upstream refused, reset or closed before answering: retry once if that is safe, else 502."""
@@ -428,13 +452,13 @@ class ClientConnection(asyncio.Protocol):
         if not exchange.keep_alive or not exchange.body_done or self.transport.is_closing():
             self.transport.close()
             return
-        if self.paused_for_queue and len(self.queue) <= limits.MAX_PIPELINED:
+        if self.paused_for_queue and len(self.queue) <= self.limits.max_pipelined:
             self.paused_for_queue = False
             self.transport.resume_reading()
         if self.queue:
             self._start(self.queue[0])
         else:
-            self._arm(limits.IDLE_TIMEOUT)
+            self._arm(self.limits.idle_timeout)
 
     def _answer_locally(self, exchange: Exchange) -> None:
         code = exchange.local or b"500"
@@ -500,8 +524,9 @@ class ClientConnection(asyncio.Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an instance; serves one exchange at a time, then returns to the pool."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, limits: Limits) -> None:
         self.endpoint = endpoint
+        self.limits = limits
         self.client: ClientConnection | None = None
         self.exchange: Exchange | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -523,19 +548,20 @@ class UpstreamConnection(asyncio.Protocol):
         client.upstream = self
         if client.paused_writing:
             self.transport.pause_reading()
-        pending, exchange.pending = exchange.pending, []
-        self.transport.write(exchange.head + b"".join(pending) if pending else exchange.head)
-        self.timer = self.loop.call_later(limits.UPSTREAM_TIMEOUT, self._timed_out)
+        pending, exchange.pending, exchange.pending_bytes = exchange.pending, [], 0
+        self.transport.writelines([exchange.head, *pending]) if pending else self.transport.write(exchange.head)
+        self.timer = self.loop.call_later(self.limits.upstream_timeout, self._timed_out)
+        client.upstream_attached()
 
     def park(self) -> None:
         """Back to the pool, idle; closed if the pool is full or the instance left the table."""
         self.client = self.exchange = None
-        if self.endpoint.removed or len(self.endpoint.idle) >= limits.MAX_IDLE_PER_ENDPOINT or not self.usable():
+        if self.endpoint.removed or len(self.endpoint.idle) >= self.limits.max_idle_per_endpoint or not self.usable():
             self.close()
             return
         self.transport.resume_reading()
         self.endpoint.idle.append(self)
-        self.timer = self.loop.call_later(limits.UPSTREAM_IDLE_TIMEOUT, self.close)
+        self.timer = self.loop.call_later(self.limits.upstream_idle_timeout, self.close)
 
     def abandon(self) -> None:
         """The client went away mid-exchange: this connection is in an unknown state."""
@@ -579,7 +605,7 @@ class UpstreamConnection(asyncio.Protocol):
             client.transport.close()
         elif not self.head_seen:
             if not self.reused:
-                self.endpoint.failed()
+                self.endpoint.failed(self.limits)
             client.upstream_failed(exchange, reused=self.reused)
         elif self.body_until_close and exc is None:
             client.finished(exchange)  # a body delimited by the connection's end is complete

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.limits import EJECT_AFTER_FAILURES, EJECT_SECONDS
+from gateway.limits import Limits
 from gateway.metrics import RouteMetrics
 from gateway.ratelimit import TokenBucket
 
@@ -45,11 +45,11 @@ class Endpoint:
         self.removed = False
         self._drained: asyncio.Event | None = None
 
-    def failed(self) -> None:
+    def failed(self, limits: Limits) -> None:
         """A connect failure or reset: after a few in a row the instance sits out for a while."""
         self.failures += 1
-        if self.failures >= EJECT_AFTER_FAILURES:
-            self.ejected_until = time.monotonic() + EJECT_SECONDS
+        if self.failures >= limits.eject_after_failures:
+            self.ejected_until = time.monotonic() + limits.eject_seconds
             self.failures = 0
 
     def release(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.accesslog import AccessLog
-from gateway.limits import DRAIN_TIMEOUT
+from gateway.limits import Limits
 from gateway.metrics import Traffic, render_prometheus
 from gateway.proxy import ClientConnection
 from gateway.routes import Endpoint, RouteSpec, RouteTable
@@ -22,8 +22,9 @@ FLUSH_SECONDS = 1.0
 class Gateway:
     """One gateway process. `apply` replaces its routes; `drain` waits out a removed instance's requests."""
 
-    def __init__(self, domain: str, access_log: Path | None = None) -> None:
+    def __init__(self, domain: str, access_log: Path | None = None, limits: Limits | None = None) -> None:
         self.table = RouteTable(domain)
+        self.limits = limits or Limits()
         self.open_connections = 0
         self.access_log = AccessLog(access_log) if access_log else None
         self.loop: asyncio.AbstractEventLoop
@@ -50,12 +51,12 @@ class Gateway:
         self._draining = {a: e for a, e in self._draining.items() if e.outstanding and not self.table.endpoint(a)}
         self._draining.update((endpoint.address, endpoint) for endpoint in gone if endpoint.outstanding)
 
-    async def drain(self, address: str, timeout: float = DRAIN_TIMEOUT) -> bool:
+    async def drain(self, address: str) -> bool:
         """Wait until no request is in flight to `address`, which left the table; False on timeout."""
         endpoint = self._draining.get(address)
         if endpoint is None:
             return True
-        drained = await endpoint.drained(timeout)
+        drained = await endpoint.drained(self.limits.drain_timeout)
         self._draining.pop(address, None)
         return drained
 

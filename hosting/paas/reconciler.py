@@ -169,6 +169,7 @@ class Reconciler:
         self.drain = drain
         self._desired: list[DesiredApp] = []
         self._published: list[ServedApp] | None = None
+        self._busy = False  # the last pass acted: the next one comes soon
 
     def nudge(self) -> None:
         """Ask for a pass now (the desired state changed); safe to call from any thread."""
@@ -218,6 +219,7 @@ class Reconciler:
         for app in desired:
             actions += self._plan(app, by_app.get((app.tenant, app.name), []), views, work)
         await asyncio.gather(*actions)
+        self._busy = bool(actions)
         await self._check_health(containers, wanted, work)
         self._publish()
         await asyncio.to_thread(self._save, work)
@@ -396,6 +398,9 @@ class Reconciler:
         return (1 if ready else 0, -started)
 
     def _hurried(self) -> bool:
+        """Look again soon while something is in motion: starting instances, pending restarts, a roll."""
+        if self._busy:
+            return True
         return any(
             t.state in (InstanceState.STARTING, InstanceState.CRASHLOOP) or t.restart_at is not None
             for t in self.tracked.values()

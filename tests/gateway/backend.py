@@ -28,17 +28,22 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _read_body(self) -> bytes:
+    def _hash_body(self) -> tuple[str, int]:
+        """Read the request body piece by piece (never whole): its SHA-256 and length."""
+        digest, total = hashlib.sha256(), 0
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().strip(), 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+            while size := int(self.rfile.readline().strip(), 16):
+                digest.update(self.rfile.read(size))
+                total += size
                 self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.rfile.readline()
+        else:
+            left = int(self.headers.get("Content-Length") or 0)
+            while left:
+                piece = self.rfile.read(min(left, 65536))
+                digest.update(piece)
+                total, left = total + len(piece), left - len(piece)
+        return digest.hexdigest(), total
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path
@@ -79,8 +84,8 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET  # noqa: N815
 
     def do_POST(self) -> None:  # noqa: N802
-        body = self._read_body()
-        self._send(200, hashlib.sha256(body).hexdigest().encode() + b" %d" % len(body))
+        digest, length = self._hash_body()
+        self._send(200, f"{digest} {length}".encode())
 
     do_PUT = do_POST  # noqa: N815
 
