@@ -26,6 +26,8 @@ from gateway.routes import Endpoint, Route
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
+log = logging.getLogger(__name__)
+
 HOP_BY_HOP = frozenset(
     {
         b"connection",
