@@ -12,14 +12,12 @@ plain byte tunnel.
 
 import asyncio
 import logging
-import os
 import time
 from collections import deque
 from typing import TYPE_CHECKING
 
 import httptools
 
-from gateway.limits import Limits
 from gateway.pages import page
 from gateway.routes import Endpoint, Route
 
@@ -108,7 +106,7 @@ class ClientConnection(asyncio.Protocol):
         self.paused_for_upstream = False
         self.upgrading = False  # an Upgrade request was read: what follows is not HTTP
         self.reading_head = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # when waiting for a request head (or the next request) gives up; 0: never
 
     # connection events
 
@@ -116,11 +114,11 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0] if peer else "unix").encode()
-        self.gateway.open_connections += 1
+        self.gateway.clients.add(self)
         self._arm(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.gateway.open_connections -= 1
+        self.gateway.clients.discard(self)
         self._disarm()
         if self.upstream is not None:  # mid-exchange: that upstream connection cannot be reused
             self.upstream.abandon()
@@ -175,7 +173,7 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.limits.header_timeout)
         self.reading_head = True
         exchange = self.current = Exchange()
-        exchange.started = time.monotonic()
+        exchange.started = time.perf_counter()
         self.url = b""
         self.headers: list[bytes] = []
         self.header_bytes = 0
@@ -238,7 +236,7 @@ class ClientConnection(asyncio.Protocol):
         exchange.has_body = self.content_length > 0 or exchange.chunked
         exchange.body_done = not exchange.has_body and not exchange.upgrade
         exchange.target = self.url
-        exchange.request_id = self.request_id or os.urandom(12).hex().encode()
+        exchange.request_id = self.request_id or self.gateway.request_id()
         self.queue.append(exchange)
         if exchange.local is None:
             self._route(exchange)
@@ -365,7 +363,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             _, connection = await asyncio.wait_for(
                 self.loop.create_connection(
-                    lambda: UpstreamConnection(endpoint, self.limits), endpoint.host, endpoint.port
+                    lambda: UpstreamConnection(endpoint, self.gateway), endpoint.host, endpoint.port
                 ),
                 self.limits.connect_timeout,
             )
@@ -429,14 +427,6 @@ class ClientConnection(asyncio.Protocol):
         exchange.local, exchange.keep_alive = b"504", False
         self._answer_locally(exchange)
 
-    def response_head(self, exchange: Exchange, head: bytes) -> None:
-        exchange.responded = True
-        self.transport.write(head)
-
-    def response_body(self, exchange: Exchange, data: bytes) -> None:
-        exchange.sent += len(data)
-        self.transport.write(data)
-
     def become_tunnel(self, upstream: "UpstreamConnection") -> None:
         """After a 101, bytes flow unparsed both ways until either side closes."""
         self.tunnel = upstream
@@ -489,7 +479,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _record(self, exchange: Exchange) -> None:
         route = exchange.route
-        elapsed = time.monotonic() - exchange.started
+        elapsed = time.perf_counter() - exchange.started
         if route is not None:
             route.metrics.observe(exchange.status, elapsed, exchange.received, exchange.sent)
         log = self.gateway.access_log
@@ -504,18 +494,21 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
 
     def _arm(self, seconds: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(seconds, self._timed_out)
+        self.deadline = self.gateway.now + seconds
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
+
+    def tick(self, now: float) -> None:
+        """Called by the gateway's sweep: enforce this connection's deadlines (and its upstream's)."""
+        if self.deadline and now > self.deadline:
+            self._timed_out()
+        elif self.upstream is not None and self.upstream.deadline and now > self.upstream.deadline:
+            self.upstream.timed_out()
 
     def _timed_out(self) -> None:
         """No complete request head in time (slowloris), or an idle keep-alive connection."""
-        self.timer = None
+        self.deadline = 0.0
         if self.queue or self.transport.is_closing():
             return  # an exchange is under way: its own timeouts apply
         if self.reading_head:
@@ -526,24 +519,25 @@ class ClientConnection(asyncio.Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an instance; serves one exchange at a time, then returns to the pool."""
 
-    def __init__(self, endpoint: Endpoint, limits: Limits) -> None:
+    def __init__(self, endpoint: Endpoint, gateway: "Gateway") -> None:
         self.endpoint = endpoint
-        self.limits = limits
+        self.gateway = gateway
+        self.limits = gateway.limits
         self.client: ClientConnection | None = None
         self.exchange: Exchange | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # when the response head must have come (then 504); 0: not waiting
+        self.idle_since = 0.0  # when it was parked in the pool
         self.closed = False
+        self.out: list[bytes] | None = None  # what one read produced for the client, written as one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)
-        self.loop = asyncio.get_running_loop()
 
     def usable(self) -> bool:
         return not self.closed and not self.transport.is_closing()
 
     def attach(self, client: ClientConnection, exchange: Exchange, *, reused: bool) -> None:
-        self._cancel_timer()
         self.client, self.exchange, self.reused = client, exchange, reused
         self.head_seen = False
         self.tunnelled = False
@@ -552,7 +546,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.pause_reading()
         pending, exchange.pending, exchange.pending_bytes = exchange.pending, [], 0
         self.transport.writelines([exchange.head, *pending]) if pending else self.transport.write(exchange.head)
-        self.timer = self.loop.call_later(self.limits.upstream_timeout, self._timed_out)
+        self.deadline = self.gateway.now + self.limits.upstream_timeout
         client.upstream_attached()
 
     def park(self) -> None:
@@ -562,8 +556,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.transport.resume_reading()
+        self.deadline = 0.0
+        self.idle_since = self.gateway.now
         self.endpoint.idle.append(self)
-        self.timer = self.loop.call_later(self.limits.upstream_idle_timeout, self.close)
 
     def abandon(self) -> None:
         """The client went away mid-exchange: this connection is in an unknown state."""
@@ -572,7 +567,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        self._cancel_timer()
         self.transport.close()
 
     # connection events
@@ -585,18 +579,19 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnelled:
             client.transport.write(data)
             return
+        self.out = []
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:  # a 101 answered an Upgrade request
-            rest = data[upgrade.args[0] :]
-            if rest:
-                client.transport.write(rest)
+            self.out.append(data[upgrade.args[0] :])
         except httptools.HttpParserError:
             self._broken()
+        finally:
+            self._flush()
+            self.out = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
         if self in self.endpoint.idle:
             self.endpoint.idle.remove(self)
         client, exchange = self.client, self.exchange
@@ -651,14 +646,14 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
             return  # 1xx interim answers: the gateway sent its own 100 Continue
-        self._cancel_timer()
+        self.deadline = 0.0
         self.head_seen = True
         exchange.status = status
         if status == 101 and exchange.upgrade:
-            client.response_head(
-                exchange,
+            exchange.responded = True
+            self._send(
                 b"HTTP/1.1 101 %s\r\n%sConnection: upgrade\r\nUpgrade: %s\r\n\r\n"
-                % (self.reason, b"".join(self.headers), client.upgrade_header),
+                % (self.reason, b"".join(self.headers), client.upgrade_header)
             )
             self.tunnelled = True
             client.become_tunnel(self)
@@ -673,29 +668,43 @@ class UpstreamConnection(asyncio.Protocol):
             extra += b"Connection: close\r\n"
         elif exchange.http10:
             extra += b"Connection: keep-alive\r\n"
-        client.response_head(
-            exchange, b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, self.reason, b"".join(self.headers), extra)
-        )
+        exchange.responded = True
+        self._send(b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, self.reason, b"".join(self.headers), extra))
         if exchange.method == b"HEAD":
             # httptools cannot be told a response answers HEAD: it is complete now.
             self.parser = httptools.HttpResponseParser(self)
             self._done(reuse=True)
 
     def on_body(self, body: bytes) -> None:
-        client, exchange = self.client, self.exchange
-        if client is not None and exchange is not None:
-            client.response_body(exchange, b"%x\r\n%s\r\n" % (len(body), body) if self.chunked_out else body)
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.sent += len(body)
+            self._send(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked_out else body)
 
     def on_message_complete(self) -> None:
         if self.client is None or not self.head_seen or self.tunnelled:
             return
         if self.chunked_out:
-            self.client.transport.write(LAST_CHUNK)
+            self._send(LAST_CHUNK)
         self._done(reuse=self.parser.should_keep_alive())
 
     # internals
 
+    def _send(self, data: bytes) -> None:
+        if self.out is not None:
+            self.out.append(data)
+        elif self.client is not None:
+            self.client.transport.write(data)
+
+    def _flush(self) -> None:
+        """Write what this read produced for the client: head and body in one system call."""
+        out = self.out
+        if out and self.client is not None:
+            self.client.transport.writelines(out) if len(out) > 1 else self.client.transport.write(out[0])
+            out.clear()
+
     def _done(self, *, reuse: bool) -> None:
+        self._flush()  # before the client moves on (or closes)
         client, exchange = self.client, self.exchange
         assert client is not None and exchange is not None
         if reuse and exchange.body_done:
@@ -707,6 +716,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _broken(self) -> None:
         """The instance sent something that is not HTTP."""
+        self._flush()
         client, exchange = self.client, self.exchange
         self.client = self.exchange = None
         self.close()
@@ -716,8 +726,9 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 client.upstream_failed(exchange, reused=False)
 
-    def _timed_out(self) -> None:
-        self.timer = None
+    def timed_out(self) -> None:
+        """No response head within the upstream timeout: 504 (or a cut, if the head had gone out)."""
+        self.deadline = 0.0
         client, exchange = self.client, self.exchange
         self.client = self.exchange = None
         self.close()
@@ -726,8 +737,3 @@ class UpstreamConnection(asyncio.Protocol):
                 client.transport.close()
             else:
                 client.upstream_timed_out(exchange)
-
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None

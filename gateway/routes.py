@@ -145,3 +145,6 @@ class RouteTable:
 
     def endpoint(self, address: str) -> Endpoint | None:
         return self._endpoints.get(address)
+
+    def endpoints(self) -> Iterable[Endpoint]:
+        return self._endpoints.values()

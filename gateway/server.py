@@ -2,8 +2,11 @@
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,6 +20,7 @@ log = logging.getLogger(__name__)
 
 BACKLOG = 4096
 FLUSH_SECONDS = 1.0
+SWEEP_SECONDS = 0.25
 
 
 class Gateway:
@@ -25,12 +29,16 @@ class Gateway:
     def __init__(self, domain: str, access_log: Path | None = None, limits: Limits | None = None) -> None:
         self.table = RouteTable(domain)
         self.limits = limits or Limits()
-        self.open_connections = 0
+        self.clients: set[ClientConnection] = set()
+        self.now = time.monotonic()  # coarse time for deadlines, advanced by the sweep
+        self._request_ids = itertools.count()
+        self._request_id_prefix = os.urandom(4).hex().encode()
         self.access_log = AccessLog(access_log) if access_log else None
         self.loop: asyncio.AbstractEventLoop
         self._servers: list[asyncio.Server] = []
         self._draining: dict[str, Endpoint] = {}  # out of the table, maybe with requests in flight
         self._flusher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
         """Serve on HOST:PORT; returns the bound address (port 0 picks one)."""
@@ -41,6 +49,8 @@ class Gateway:
         for sock in server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep())
         if self.access_log is not None and self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_access_log())
         return server.sockets[0].getsockname()[:2]
@@ -64,6 +74,14 @@ class Gateway:
         metrics = self.table.metrics.get((tenant, app))
         return metrics.traffic() if metrics else None
 
+    @property
+    def open_connections(self) -> int:
+        return len(self.clients)
+
+    def request_id(self) -> bytes:
+        """A request id unique to this process's life: a random prefix and a counter (no system call)."""
+        return b"%s%08x" % (self._request_id_prefix, next(self._request_ids))
+
     def prometheus(self) -> str:
         return render_prometheus(self.table.metrics.values(), self.open_connections)
 
@@ -72,12 +90,26 @@ class Gateway:
             server.close()
         for server in self._servers:
             await server.wait_closed()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._flusher, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.access_log is not None:
             self.access_log.flush()
+
+    async def _sweep(self) -> None:
+        """Enforce every deadline a few times a second, instead of a timer per request: timeouts are
+        seconds long, so a quarter second late is fine, and the hot path only sets a number."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            self.now = now = time.monotonic()
+            for client in list(self.clients):
+                client.tick(now)
+            oldest = now - self.limits.upstream_idle_timeout
+            for endpoint in self.table.endpoints():
+                while endpoint.idle and endpoint.idle[0].idle_since < oldest:
+                    endpoint.idle.pop(0).close()
 
     async def _flush_access_log(self) -> None:
         assert self.access_log is not None

@@ -1,0 +1,80 @@
+"""Apps reached through the daemon's gateway: routed as soon as ready, and never a lost request in a roll."""
+
+import threading
+import time
+from collections import Counter
+
+import httpx
+
+from tenants.schemas import AppSpec, TenantCreate
+from tests.harness import Daemon
+from tests.paas.conftest import ready, wait_for
+
+HELLO = AppSpec(image="strata/hello", replicas=2, health_path="/healthz", memory_mib=64)
+
+
+def through_gateway(daemon: Daemon, host: str, path: str = "/") -> httpx.Response:
+    return httpx.get(f"http://{daemon.gateway}{path}", headers={"Host": host}, timeout=10)
+
+
+def test_a_deployed_app_answers_through_the_gateway_and_reports_its_traffic(platform: Daemon, unique: str) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.deploy(unique, "web", HELLO.model_copy(update={"hostnames": [f"{unique}.example.com"]}))
+    instances = {i.id for i in ready(platform, unique, "web", 2)}
+    host = f"web.{unique}.localhost"
+    answered = wait_for(lambda: (r := through_gateway(platform, host)).status_code == 200 and r, what="a route")
+    assert f"tenant={unique} app=web revision=1" in answered.text
+    seen = {through_gateway(platform, host).text.split("instance=")[1].strip() for _ in range(6)}
+    assert seen == instances  # both instances serve
+    assert through_gateway(platform, f"{unique}.example.com").status_code == 200
+
+    with platform.operator() as api:
+        traffic = api.traffic(unique, "web")
+        api.scale(unique, "web", 0)
+    assert traffic.requests >= 8 and traffic.error_rate == 0.0
+    stopped = wait_for(lambda: (r := through_gateway(platform, host)).status_code == 503 and r, what="503")
+    assert stopped.headers["retry-after"]
+    metrics = httpx.get(f"http://{platform.admin}/metrics").text
+    assert f'strata_gateway_requests_total{{tenant="{unique}",app="web",code="2xx"}}' in metrics
+
+
+def test_a_rolling_deploy_under_steady_load_loses_no_request(platform: Daemon, unique: str) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.deploy(unique, "web", HELLO)
+    ready(platform, unique, "web", 2)
+    host = f"web.{unique}.localhost"
+    wait_for(lambda: through_gateway(platform, host).status_code == 200, what="a route")
+
+    statuses: Counter[int | str] = Counter()
+    revisions: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=10) as client:
+            deadline = time.monotonic() + 90  # bounded, whatever happens
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    answer = client.get(f"http://{platform.gateway}/", headers={"Host": host})
+                    statuses[answer.status_code] += 1
+                    revisions[answer.text.split("revision=")[1].split()[0] if answer.status_code == 200 else "-"] += 1
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(0.5)
+        with platform.operator() as api:
+            api.deploy(unique, "web", HELLO.model_copy(update={"env": {"RELEASE": "2"}}))
+        ready(platform, unique, "web", 2, revision=2)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert set(statuses) == {200}, statuses
+    assert statuses[200] > 100
+    assert revisions["1"] and revisions["2"]  # the load really spanned the roll
