@@ -1,6 +1,8 @@
-"""Run the gateway alone with fixed routes — for benchmarks and for trying it without the platform.
+"""Run a gateway process: alone with fixed routes (benchmarks, trying it), or as a worker of the daemon.
 
     python -m gateway --listen 127.0.0.1:8080 --route acme/web=127.0.0.1:9001[,127.0.0.1:9002] [--workers 2]
+    python -m gateway --listen 127.0.0.1:8080 --reuse-port --feed $STRATA_HOME/gateway.sock   (what `strata up
+    --gateway-workers N` starts N-1 times)
 
 With `--workers N`, N processes share the port (SO_REUSEPORT), each with the same routes.
 """
@@ -10,10 +12,12 @@ import asyncio
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import uvloop
 
 from gateway import Gateway, RouteSpec, serve_admin
+from gateway.feed import follow
 
 UNLIMITED = 1_000_000_000
 
@@ -38,7 +42,11 @@ async def serve(args: argparse.Namespace) -> None:
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
-    await stopping.wait()
+    if args.feed:  # a worker of the daemon: routes come from it, and it ends with it
+        feed = asyncio.create_task(follow(Path(args.feed), gateway))
+        await asyncio.wait([feed, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+    else:
+        await stopping.wait()
     await gateway.close()
     if admin is not None:
         admin.close()
@@ -51,7 +59,8 @@ def main() -> None:
     parser.add_argument("--route", action="append", default=[], metavar="TENANT/APP=HOST:PORT[,...]")
     parser.add_argument("--admin", metavar="HOST:PORT", help="serve GET /metrics here")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
+    parser.add_argument("--feed", metavar="SOCKET", help="take routes from the daemon's route feed")
     args = parser.parse_args()
     if args.workers == 1:
         uvloop.run(serve(args))

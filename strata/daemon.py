@@ -20,12 +20,14 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from gateway import Gateway, RouteSpec, serve_admin
+from gateway.feed import RouteFeed
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import LOCAL_DOCKER_URL, NodeHandle
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.serving import ServedApp
 from strata.api import create_app
 from strata.config import Settings
+from strata.gateway_workers import GatewayWorkers
 from tenants import db, tokens
 from tenants.enums import Role
 from tenants.schemas import TokenCreate
@@ -48,6 +50,7 @@ class Options:
     api: Address | None = None  # the control API over TCP too (it is always on the unix socket)
     gateway: Address = ("127.0.0.1", 8080)
     gateway_admin: Address | None = ("127.0.0.1", 9180)  # GET /metrics
+    gateway_workers: int = 1  # gateway processes sharing the gateway's port
     local_node: bool = True  # place containers on this host's Docker engine
 
 
@@ -61,20 +64,28 @@ def run(settings: Settings, options: Options) -> None:
         nodes = nodes if options.local_node else []
         (settings.home / "logs").mkdir(exist_ok=True)
         gateway = Gateway(settings.domain, access_log=settings.home / "logs" / "access.log")
-        reconciler = Reconciler(
-            engine,
-            platform_id(settings.platform_id_file),
-            nodes,
-            publish=lambda served: gateway.apply(map(route_of, served)),
-            drain=gateway.drain,
-        )
+        feed = RouteFeed(settings.home / "gateway.sock") if options.gateway_workers > 1 else None
+
+        def publish(served: list[ServedApp]) -> None:
+            routes = [route_of(app) for app in served]
+            gateway.apply(routes)
+            if feed is not None:
+                feed.publish(routes)
+
+        async def drain(address: str) -> bool:
+            drained = [gateway.drain(address)]
+            if feed is not None:
+                drained.append(feed.drain(address, gateway.limits.drain_timeout))
+            return all(await asyncio.gather(*drained))
+
+        reconciler = Reconciler(engine, platform_id(settings.platform_id_file), nodes, publish=publish, drain=drain)
         app = create_app(engine, settings, reconciler, nodes, gateway)
         sockets = [_unix_socket(settings.api_socket)]
         if options.api:
             sockets.append(_tcp_socket(options.api))
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(app, reconciler, gateway, nodes, sockets, options))
+                runner.run(_serve(app, reconciler, gateway, feed, nodes, sockets, options, settings))
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
@@ -96,15 +107,17 @@ async def _serve(
     app: FastAPI,
     reconciler: Reconciler,
     gateway: Gateway,
+    feed: RouteFeed | None,
     nodes: list[NodeHandle],
     sockets: list[socket.socket],
     options: Options,
+    settings: Settings,
 ) -> None:
     """Serve, route and reconcile until SIGINT or SIGTERM, then let in-flight requests finish (within a grace
     period). Containers keep running across a stop: the next start adopts them.
     """
     try:
-        where = await gateway.listen(*options.gateway)
+        where = await gateway.listen(*options.gateway, reuse_port=feed is not None)
         admin = await serve_admin(gateway, *options.gateway_admin) if options.gateway_admin else None
     except OSError as exc:
         raise DaemonError(
@@ -124,13 +137,22 @@ async def _serve(
         loop.add_signal_handler(signum, stopping.set)
     serving = asyncio.create_task(api.serve(sockets=sockets))
     reconciling = asyncio.create_task(reconciler.run(stopping))
+    tasks = [serving, reconciling]
+    if feed is not None:
+        await feed.start()
+        workers = GatewayWorkers(
+            options.gateway_workers - 1, where, gateway.table.domain, feed.path, settings.home / "logs" / "gateway.log"
+        )
+        tasks.append(asyncio.create_task(workers.run(stopping)))
     log.info(
         "control API on %s; nodes: %s", ", ".join(map(_describe, sockets)), ", ".join(n.name for n in nodes) or "none"
     )
     await asyncio.wait([serving, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
     stopping.set()
     api.should_exit = True
-    await asyncio.gather(serving, reconciling)
+    await asyncio.gather(*tasks)
+    if feed is not None:
+        await feed.close()
     await gateway.close()
     if admin is not None:
         admin.close()

@@ -62,14 +62,27 @@ class Daemon:
         return self.process.wait(timeout=15)
 
 
-def start_daemon(home: Path, port: int | None = None, *, local_node: bool = False) -> Daemon:
+def start_daemon(
+    home: Path, port: int | None = None, *, local_node: bool = False, extra: tuple[str, ...] = ()
+) -> Daemon:
     """Start `strata up`; without `local_node` it places no container (a control plane alone)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")} | {"STRATA_HOME": str(home)}
     log = open(home.parent / f"{home.name}-daemon.log", "ab")  # noqa: SIM115 (the process owns it)
     node = "--local-node" if local_node else "--no-local-node"
     gateway, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    command = [*STRATA, "up", "--api", f"127.0.0.1:{port}", "--gateway", gateway, "--gateway-admin", admin, node]
+    command = [
+        *STRATA,
+        "up",
+        "--api",
+        f"127.0.0.1:{port}",
+        "--gateway",
+        gateway,
+        "--gateway-admin",
+        admin,
+        node,
+        *extra,
+    ]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     daemon = Daemon(home, port, process, gateway, admin)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS

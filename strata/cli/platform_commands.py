@@ -39,12 +39,21 @@ def _address(value: str) -> tuple[str, int]:
     help="The gateway's admin listener (GET /metrics).",
 )
 @click.option(
+    "--gateway-workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Gateway processes sharing its port (SO_REUSEPORT), each with the same routes.",
+)
+@click.option(
     "--local-node/--no-local-node",
     default=True,
     show_default=True,
     help="Run app containers on this host's Docker engine.",
 )
-def up(api_address: str | None, gateway_address: str, gateway_admin: str, local_node: bool) -> None:
+def up(
+    api_address: str | None, gateway_address: str, gateway_admin: str, gateway_workers: int, local_node: bool
+) -> None:
     """Run the platform in the foreground until Ctrl-C."""
     from strata import daemon  # the server's imports are heavy; other verbs should start fast
 
@@ -56,6 +65,7 @@ def up(api_address: str | None, gateway_address: str, gateway_admin: str, local_
             api=_address(api_address) if api_address else None,
             gateway=_address(gateway_address),
             gateway_admin=_address(gateway_admin),
+            gateway_workers=gateway_workers,
             local_node=local_node,
         )
         daemon.run(settings(), options)

@@ -7,8 +7,8 @@ from collections import Counter
 import httpx
 
 from tenants.schemas import AppSpec, TenantCreate
-from tests.harness import Daemon
-from tests.paas.conftest import ready, wait_for
+from tests.harness import Daemon, start_daemon
+from tests.paas.conftest import platform_id, ready, remove_everything_of, wait_for
 
 HELLO = AppSpec(image="strata/hello", replicas=2, health_path="/healthz", memory_mib=64)
 
@@ -78,3 +78,23 @@ def test_a_rolling_deploy_under_steady_load_loses_no_request(platform: Daemon, u
     assert set(statuses) == {200}, statuses
     assert statuses[200] > 100
     assert revisions["1"] and revisions["2"]  # the load really spanned the roll
+
+
+def test_gateway_workers_share_the_port_and_the_routes(tmp_path, unique: str) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(tmp_path / "home", local_node=True, extra=("--gateway-workers", "3"))
+    try:
+        with daemon.operator() as api:
+            assert api.bootstrap_images()
+            api.create_tenant(TenantCreate(name=unique, plan="medium"))
+            api.deploy(unique, "web", HELLO)
+        ready(daemon, unique, "web", 2)
+        host = f"web.{unique}.localhost"
+        wait_for(lambda: all(through_gateway(daemon, host).status_code == 200 for _ in range(10)), what="routes")
+        answers = [through_gateway(daemon, host).status_code for _ in range(60)]  # a new connection each
+        with daemon.operator() as api:
+            seen_by_the_daemons_own_gateway = api.traffic(unique, "web").requests
+        assert answers == [200] * 60
+        assert seen_by_the_daemons_own_gateway < 60  # the other workers, fed the same routes, served the rest
+    finally:
+        assert daemon.stop() == 0
+        remove_everything_of(platform_id(daemon))
