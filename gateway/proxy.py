@@ -302,9 +302,11 @@ class ClientConnection(asyncio.Protocol):
         forwarded_for = self.forwarded_for + b", " + self.peer if self.forwarded_for else self.peer
         if not self.request_id:
             self.headers.append(b"X-Request-Id: %s\r\n" % exchange.request_id)
+        # An HTTP/1.0 client is asked for in HTTP/1.0, so the response never comes chunked (it could not read it).
+        version = b"HTTP/1.0" if exchange.http10 else b"HTTP/1.1"
         exchange.head = (
-            b"%s %s HTTP/1.1\r\n%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n\r\n"
-            % (exchange.method, exchange.target, b"".join(self.headers), forwarded_for, host)
+            b"%s %s %s\r\n%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n\r\n"
+            % (exchange.method, exchange.target, version, b"".join(self.headers), forwarded_for, host)
         )
         if self.expect_continue:
             self.transport.write(CONTINUE)
@@ -540,6 +542,7 @@ class UpstreamConnection(asyncio.Protocol):
     def attach(self, client: ClientConnection, exchange: Exchange, *, reused: bool) -> None:
         self.client, self.exchange, self.reused = client, exchange, reused
         self.head_seen = False
+        self.head_buffer = b""
         self.tunnelled = False
         client.upstream = self
         if client.paused_writing:
@@ -572,6 +575,8 @@ class UpstreamConnection(asyncio.Protocol):
     # connection events
 
     def data_received(self, data: bytes) -> None:
+        """Response bytes go to the client as they came (one write per read); only the head is rewritten.
+        The parser runs over them just to find where the response ends."""
         client = self.client
         if client is None:
             self.close()  # nothing was asked: unsolicited bytes on an idle connection
@@ -580,10 +585,15 @@ class UpstreamConnection(asyncio.Protocol):
             client.transport.write(data)
             return
         self.out = []
+        if self.head_seen:
+            self.out.append(data)
+            self.exchange.sent += len(data)  # type: ignore[union-attr]
+        else:
+            self.head_buffer += data
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:  # a 101 answered an Upgrade request
-            self.out.append(data[upgrade.args[0] :])
+        except httptools.HttpParserUpgrade:  # a 101 answered an Upgrade request: the rest is the tunnel's
+            pass
         except httptools.HttpParserError:
             self._broken()
         finally:
@@ -617,75 +627,50 @@ class UpstreamConnection(asyncio.Protocol):
         if self.client is not None and not self.client.paused_for_queue:
             self.client.transport.resume_reading()
 
-    # parser callbacks (responses)
-
-    def on_message_begin(self) -> None:
-        self.headers: list[bytes] = []
-        self.reason = b""
-        self.has_length = False
-        self.chunked_in = False
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lower = name.lower()
-        if lower == b"content-length":
-            self.has_length = True
-        elif lower == b"transfer-encoding":
-            self.chunked_in = True
-            return
-        elif lower in HOP_BY_HOP:
-            return
-        self.headers.append(b"%s: %s\r\n" % (name, value))
+    # parser callbacks (responses): only the boundaries; headers and body are never called back
 
     def on_headers_complete(self) -> None:
         client, exchange = self.client, self.exchange
         if client is None or exchange is None:
             return
+        buffered = self.head_buffer
+        end = buffered.find(b"\r\n\r\n") + 4
+        head, rest = buffered[:end], buffered[end:]
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
-            return  # 1xx interim answers: the gateway sent its own 100 Continue
+            self.head_buffer = rest  # a 1xx interim answer: the gateway sent its own 100 Continue
+            return
         self.deadline = 0.0
         self.head_seen = True
+        self.head_buffer = b""
         exchange.status = status
+        exchange.responded = True
+        lower = head.lower()
         if status == 101 and exchange.upgrade:
-            exchange.responded = True
-            self._send(
-                b"HTTP/1.1 101 %s\r\n%sConnection: upgrade\r\nUpgrade: %s\r\n\r\n"
-                % (self.reason, b"".join(self.headers), client.upgrade_header)
-            )
+            self._send(_client_head(head, lower, keep=UPGRADE_HEADERS) + rest)
             self.tunnelled = True
             client.become_tunnel(self)
             return
         bodiless = exchange.method == b"HEAD" or status in (204, 304)
-        self.chunked_out = self.chunked_in and not bodiless and not exchange.http10
-        self.body_until_close = not (bodiless or self.has_length or self.chunked_in)
-        if self.body_until_close or (self.chunked_in and exchange.http10):
+        framed = b"\ncontent-length:" in lower or b"\ntransfer-encoding:" in lower
+        self.body_until_close = not (bodiless or framed)
+        if self.body_until_close:
             exchange.keep_alive = False  # the body ends when a connection closes
-        extra = b"Transfer-Encoding: chunked\r\n" if self.chunked_out else b""
-        if not exchange.keep_alive:
-            extra += b"Connection: close\r\n"
-        elif exchange.http10:
-            extra += b"Connection: keep-alive\r\n"
-        exchange.responded = True
-        self._send(b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, self.reason, b"".join(self.headers), extra))
+        extra = b"" if exchange.keep_alive else b"Connection: close\r\n"
+        if exchange.http10 and exchange.keep_alive:
+            extra = b"Connection: keep-alive\r\n"
+        self._send(_client_head(head, lower, extra=extra))
+        if rest and not bodiless:
+            exchange.sent += len(rest)
+            self._send(rest)
         if exchange.method == b"HEAD":
             # httptools cannot be told a response answers HEAD: it is complete now.
             self.parser = httptools.HttpResponseParser(self)
             self._done(reuse=True)
 
-    def on_body(self, body: bytes) -> None:
-        exchange = self.exchange
-        if exchange is not None:
-            exchange.sent += len(body)
-            self._send(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked_out else body)
-
     def on_message_complete(self) -> None:
         if self.client is None or not self.head_seen or self.tunnelled:
             return
-        if self.chunked_out:
-            self._send(LAST_CHUNK)
         self._done(reuse=self.parser.should_keep_alive())
 
     # internals
@@ -700,7 +685,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Write what this read produced for the client: head and body in one system call."""
         out = self.out
         if out and self.client is not None:
-            self.client.transport.writelines(out) if len(out) > 1 else self.client.transport.write(out[0])
+            self.client.transport.write(b"".join(out) if len(out) > 1 else out[0])
             out.clear()
 
     def _done(self, *, reuse: bool) -> None:
@@ -737,3 +722,21 @@ class UpstreamConnection(asyncio.Protocol):
                 client.transport.close()
             else:
                 client.upstream_timed_out(exchange)
+
+
+RESPONSE_HOP_BY_HOP = (b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade")
+UPGRADE_HEADERS = (b"connection", b"upgrade")
+
+
+def _client_head(head: bytes, lower: bytes, *, extra: bytes = b"", keep: tuple[bytes, ...] = ()) -> bytes:
+    """The response head for the client: HTTP/1.1, without the hop-by-hop headers (`keep` excepted), plus
+    `extra`. Transfer-Encoding stays: the body passes through in the framing it came in."""
+    if any(b"\n" + name + b":" in lower for name in RESPONSE_HOP_BY_HOP if name not in keep):
+        lines = head[:-4].split(b"\r\n")
+        kept = [lines[0]] + [
+            line
+            for line in lines[1:]
+            if (name := line.split(b":", 1)[0].strip().lower()) not in RESPONSE_HOP_BY_HOP or name in keep
+        ]
+        head = b"\r\n".join(kept) + b"\r\n\r\n"
+    return b"HTTP/1.1" + head[8:-2] + extra + b"\r\n"
