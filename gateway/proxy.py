@@ -42,6 +42,7 @@ HOP_BY_HOP = frozenset(
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
+JOIN_BELOW = 16 * 1024
 PENDING_LIMIT = 256 * 1024  # request body held while no upstream connection is attached yet
 
 
@@ -685,7 +686,12 @@ class UpstreamConnection(asyncio.Protocol):
         """Write what this read produced for the client: head and body in one system call."""
         out = self.out
         if out and self.client is not None:
-            self.client.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            if len(out) == 1:
+                self.client.transport.write(out[0])
+            elif len(out[-1]) < JOIN_BELOW:  # small: one copy is cheaper than a vectored write
+                self.client.transport.write(b"".join(out))
+            else:
+                self.client.transport.writelines(out)
             out.clear()
 
     def _done(self, *, reuse: bool) -> None:
