@@ -4,7 +4,7 @@ It speaks HTTP over the daemon's unix socket (or a TCP URL) and returns the API'
 caller never handles raw JSON. Refusals arrive as `ApiError` carrying the API's code, message and field.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from tenants.schemas import (
     Scale,
     TenantCreate,
     TenantRead,
+    TenantSummary,
     TokenCreate,
     TokenCreated,
     TokenRead,
@@ -70,6 +71,7 @@ class StrataClient:
             raise ValueError("give exactly one of socket= and url=")
         self.where = f"unix:{socket}" if socket else str(url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._socket, self._url, self._headers = socket, url, headers
         transport = httpx.HTTPTransport(uds=str(socket)) if socket else None
         self._http = httpx.Client(
             base_url=url or "http://strata",
@@ -95,6 +97,10 @@ class StrataClient:
         return self._call("GET", "/plans", list[PlanRead])
 
     # tenants
+    def summary(self) -> list[TenantSummary]:
+        """Every visible tenant with readiness and traffic: the console's overview."""
+        return self._call("GET", "/summary", list[TenantSummary])
+
     def tenants(self) -> list[TenantRead]:
         return self._call("GET", "/tenants", list[TenantRead])
 
@@ -150,6 +156,23 @@ class StrataClient:
 
     def traffic(self, tenant: str, name: str) -> TrafficRead:
         return self._call("GET", f"/tenants/{tenant}/apps/{name}/traffic", TrafficRead)
+
+    async def follow_logs(self, tenant: str, name: str, *, since: int | None = None) -> AsyncIterator[str]:
+        """`logs(follow=True)` for an event loop: cancelling the consumer closes the stream at once."""
+        transport = httpx.AsyncHTTPTransport(uds=str(self._socket)) if self._socket else None
+        params = {"follow": "true", **({"since": str(since)} if since else {})}
+        async with httpx.AsyncClient(
+            base_url=self._url or "http://strata", transport=transport, headers=self._headers, timeout=None
+        ) as client:
+            try:
+                async with client.stream("GET", f"/tenants/{tenant}/apps/{name}/logs", params=params) as response:
+                    if response.is_error:
+                        await response.aread()
+                        raise _error(response)
+                    async for line in response.aiter_lines():
+                        yield line
+            except (httpx.ConnectError, FileNotFoundError) as exc:
+                raise DaemonUnavailable(self.where) from exc
 
     # nodes and images
     def nodes(self) -> list[NodeRead]:

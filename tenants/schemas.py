@@ -253,3 +253,21 @@ class TrafficRead(BaseModel):
     p99_ms: float | None
     error_rate: float  # share of 5xx answers
     requests: int
+
+
+class TenantSummary(BaseModel):
+    """One line of the console's overview: a tenant with its apps' state and traffic, in one call."""
+
+    name: str
+    plan: str
+    isolation: Isolation
+    status: TenantStatus
+    apps: int
+    instances_ready: int
+    instances_desired: int
+    cpu_millicores: int
+    max_cpu_millicores: int
+    memory_mib: int
+    max_memory_mib: int
+    requests_per_second: float
+    error_rate: float

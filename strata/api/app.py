@@ -10,7 +10,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import Gateway
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.reconciler import Reconciler
-from strata.api import app_routes, credential_routes, errors, event_routes, runtime_routes, tenant_routes
+from strata.api import (
+    app_routes,
+    credential_routes,
+    errors,
+    event_routes,
+    overview_routes,
+    runtime_routes,
+    tenant_routes,
+)
 from strata.config import Settings
 from tenants.schemas import ErrorBody, Health
 
@@ -37,7 +45,7 @@ def create_app(
         """Answers without a token: is the daemon up, and which version."""
         return Health(status="ok", version=app.version)
 
-    for module in (tenant_routes, app_routes, credential_routes, event_routes, runtime_routes):
+    for module in (tenant_routes, overview_routes, app_routes, credential_routes, event_routes, runtime_routes):
         app.include_router(module.router)
     return app
 

@@ -5,7 +5,7 @@ import click
 from strata.cli.access_commands import keys_group, tokens_group
 from strata.cli.app_commands import apps_group
 from strata.cli.event_commands import events
-from strata.cli.platform_commands import doctor_command, up
+from strata.cli.platform_commands import console, doctor_command, up
 from strata.cli.runtime_commands import images_group, nodes_group
 from strata.cli.tenant_commands import plans, tenants_group
 
@@ -24,6 +24,7 @@ def main(token: str | None) -> None:
 
 for command in (
     up,
+    console,
     doctor_command,
     plans,
     tenants_group,

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from strata.cli.context import fail, json_option, settings
+from strata.cli.context import api, fail, json_option, settings
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -88,3 +88,13 @@ def doctor_command(as_json: bool) -> None:
             click.echo(f"{mark} {check.name:<15} {check.detail}")
     if any(check.required and not check.ok for check in checks):
         raise SystemExit(1)
+
+
+@click.command("console")
+def console() -> None:
+    """Open the terminal console: IaaS, PaaS and SaaS side by side per tenant."""
+    from tui import ConsoleData, StrataConsole  # Textual is heavy; other verbs should start fast
+
+    with api() as client:
+        client.health()  # fail here, with the usual message, if no daemon answers
+        StrataConsole(ConsoleData(client)).run()

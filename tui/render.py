@@ -1,0 +1,53 @@
+"""How figures look in the console: short, aligned, coloured by meaning."""
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+SPARKS = "▁▂▃▄▅▆▇█"
+STATE_STYLES = {
+    "ready": "green",
+    "starting": "yellow",
+    "unhealthy": "red",
+    "crashloop": "bold red",
+    "stopping": "dim",
+    "active": "green",
+    "suspended": "yellow",
+    "unreachable": "red",
+}
+
+
+def usage(used: int, total: int, unit: str) -> Text:
+    """`500m/2000m` coloured by how full it is."""
+    share = used / total if total else 0.0
+    style = "red" if share > 0.9 else "yellow" if share > 0.7 else ""
+    return Text(f"{used}{unit}/{total}{unit}", style=style)
+
+
+def state(value: str) -> Text:
+    return Text(value, style=STATE_STYLES.get(value, ""))
+
+
+def rate(requests_per_second: float) -> str:
+    return f"{requests_per_second:.1f}" if requests_per_second < 100 else f"{requests_per_second:.0f}"
+
+
+def percent(share: float) -> Text:
+    return Text(f"{share * 100:.1f}%", style="red" if share > 0.05 else "yellow" if share > 0 else "")
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
+
+
+def sparkline(values: Sequence[float], width: int = 20) -> str:
+    """The last `width` values as block characters, scaled to their own maximum."""
+    recent = list(values)[-width:]
+    top = max(recent, default=0.0)
+    if top <= 0:
+        return SPARKS[0] * len(recent)
+    return "".join(SPARKS[min(len(SPARKS) - 1, int(v / top * (len(SPARKS) - 1)))] for v in recent)
+
+
+def ready_of(ready: int, desired: int) -> Text:
+    return Text(f"{ready}/{desired}", style="green" if ready == desired else "yellow")
