@@ -8,8 +8,8 @@ import httpx
 
 from tenants.enums import InstanceState
 from tenants.schemas import AppSpec, TenantCreate
+from tests.containers import containers_of, docker, inspect, platform_id, ready, remove_everything_of, wait_for
 from tests.harness import STRATA, Daemon, start_daemon
-from tests.paas.conftest import containers_of, docker, inspect, platform_id, ready, remove_everything_of, wait_for
 
 HELLO = AppSpec(image="strata/hello", replicas=3, cpu_millicores=250, memory_mib=64, health_path="/healthz")
 

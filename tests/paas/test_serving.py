@@ -7,8 +7,8 @@ from collections import Counter
 import httpx
 
 from tenants.schemas import AppSpec, TenantCreate
+from tests.containers import platform_id, ready, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
-from tests.paas.conftest import platform_id, ready, remove_everything_of, wait_for
 
 HELLO = AppSpec(image="strata/hello", replicas=2, health_path="/healthz", memory_mib=64)
 

@@ -2,13 +2,14 @@
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
 from tenants.enums import TenantStatus
 from tenants.schemas import TenantSummary
 from tui import render
 from tui.dao import ConsoleData
-from tui.model import ordered, visible
+from tui.model import fill, ordered, visible
 from tui.screens.base import DataScreen
 from tui.screens.dialogs import ConfirmDialog, PromptDialog
 
@@ -20,6 +21,24 @@ SORTS = {
     "memory": lambda t: -t.memory_mib,
     "cpu": lambda t: -t.cpu_millicores,
 }
+
+
+FILTER_PAUSE_SECONDS = 0.15
+
+
+def cells(t: TenantSummary) -> tuple[object, ...]:
+    return (
+        t.name,
+        t.plan,
+        t.isolation,
+        render.state(t.status),
+        str(t.apps),
+        render.ready_of(t.instances_ready, t.instances_desired),
+        render.usage(t.cpu_millicores, t.max_cpu_millicores, "m"),
+        render.usage(t.memory_mib, t.max_memory_mib, "Mi"),
+        render.rate(t.requests_per_second),
+        render.percent(t.error_rate),
+    )
 
 
 class OverviewScreen(DataScreen):
@@ -35,8 +54,9 @@ class OverviewScreen(DataScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: list[TenantSummary] = []
+        self.rows: list[TenantSummary] | None = None  # None until the first answer
         self.sort_name = "name"
+        self.typing: Timer | None = None
 
     def body(self) -> ComposeResult:
         yield Input(placeholder="filter tenants (esc clears)", id="filter")
@@ -51,35 +71,19 @@ class OverviewScreen(DataScreen):
         return data.overview()
 
     def show(self, payload: list[TenantSummary]) -> None:
+        if payload == self.rows:
+            return  # nothing changed: nothing to paint
         self.rows = payload
         total = sum(t.requests_per_second for t in payload)
         self.app.sub_title = f"{len(payload)} tenants · {total:.1f} req/s through the gateway"
         self.repaint()
 
     def repaint(self) -> None:
-        table = self.query_one("#tenants", DataTable)
         text = self.query_one("#filter", Input).value
-        rows = ordered(
+        shown = ordered(
             visible(self.rows, text, lambda t: f"{t.name} {t.plan} {t.status}"), SORTS[self.sort_name], reverse=False
         )
-        selected = self.selected()
-        table.clear()
-        for t in rows:
-            table.add_row(
-                t.name,
-                t.plan,
-                t.isolation,
-                render.state(t.status),
-                str(t.apps),
-                render.ready_of(t.instances_ready, t.instances_desired),
-                render.usage(t.cpu_millicores, t.max_cpu_millicores, "m"),
-                render.usage(t.memory_mib, t.max_memory_mib, "Mi"),
-                render.rate(t.requests_per_second),
-                render.percent(t.error_rate),
-                key=t.name,
-            )
-        if selected is not None and selected in {t.name for t in rows}:
-            table.move_cursor(row=table.get_row_index(selected))
+        fill(self.query_one("#tenants", DataTable), [(t.name, cells(t)) for t in shown])
 
     def selected(self) -> str | None:
         table = self.query_one("#tenants", DataTable)
@@ -105,7 +109,9 @@ class OverviewScreen(DataScreen):
         box.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.repaint()
+        if self.typing is not None:
+            self.typing.stop()
+        self.typing = self.set_timer(FILTER_PAUSE_SECONDS, self.repaint)  # repaint once typing pauses
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one("#tenants", DataTable).focus()
@@ -135,7 +141,7 @@ class OverviewScreen(DataScreen):
         self.app.push_screen(PromptDialog("New tenant: NAME [PLAN]", "acme small"), create)
 
     def action_pause(self) -> None:
-        row = next((t for t in self.rows if t.name == self.selected()), None)
+        row = next((t for t in self.rows or [] if t.name == self.selected()), None)
         if row is None:
             return
         status = TenantStatus.ACTIVE if row.status == TenantStatus.SUSPENDED else TenantStatus.SUSPENDED

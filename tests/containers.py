@@ -1,17 +1,14 @@
-"""A daemon with the local node: real containers on the real Docker engine, removed after the tests."""
+"""Helpers for tests with real containers: inspect them with the docker CLI, wait for instances, clean up."""
 
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TypeVar
-
-import pytest
 
 from tenants.enums import InstanceState
 from tenants.schemas import InstanceRead
-from tests.harness import Daemon, start_daemon
+from tests.harness import Daemon
 
 T = TypeVar("T")
 
@@ -62,17 +59,3 @@ def remove_everything_of(platform: str) -> None:
     networks = docker("network", "ls", "-q", f"--filter=label=strata.platform={platform}").split()
     if networks:
         docker("network", "rm", *networks)
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """A running platform with the sample images built; every container it made is removed afterwards."""
-    home: Path = tmp_path_factory.mktemp("paas") / "home"
-    daemon = start_daemon(home, local_node=True)
-    try:
-        with daemon.operator() as api:
-            assert set(api.bootstrap_images()) == {"strata/hello:latest", "strata/static:latest"}
-        yield daemon
-    finally:
-        daemon.stop()
-        remove_everything_of(platform_id(daemon))

@@ -1,0 +1,82 @@
+"""Console responsiveness: time to first paint of the overview, and of one refresh, for 10, 100 and 1,000
+tenants (10 apps each), headless.
+
+    .venv/bin/python bench/console.py
+
+The API data comes from `SyntheticData`, a stand-in for the daemon clearly named as such, so the figures are
+the console's own (fetching, modelling, painting) and not the daemon's. Each refresh changes every tenant's
+traffic figures, so every row really repaints.
+"""
+
+import asyncio
+import statistics
+import time
+
+from textual.widgets import DataTable
+
+from tenants.schemas import TenantSummary
+from tui import StrataConsole
+from tui.screens.overview import OverviewScreen
+
+REFRESHES = 5
+
+
+class SyntheticData:
+    """API-shaped data without a daemon: N tenants of 10 apps each; each call moves the traffic figures."""
+
+    is_operator = True
+
+    def __init__(self, tenants: int) -> None:
+        self.tenants = tenants
+        self.calls = 0
+
+    def overview(self) -> list[TenantSummary]:
+        self.calls += 1
+        return [
+            TenantSummary(
+                name=f"tenant-{i:04d}",
+                plan="medium",
+                isolation="shared",
+                status="active",
+                apps=10,
+                instances_ready=20,
+                instances_desired=20,
+                cpu_millicores=2500,
+                max_cpu_millicores=8000,
+                memory_mib=1280,
+                max_memory_mib=8192,
+                requests_per_second=(i * 7 + self.calls) % 500 / 3,
+                error_rate=((i + self.calls) % 13) / 1000,
+            )
+            for i in range(self.tenants)
+        ]
+
+
+async def measure(tenants: int) -> tuple[float, float]:
+    data = SyntheticData(tenants)
+    app = StrataConsole(data, refresh_seconds=3600)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    async with app.run_test(size=(160, 50)) as pilot:
+        while not (isinstance(app.screen, OverviewScreen) and app.screen.query_one(DataTable).row_count == tenants):
+            await pilot.pause(0.005)
+        first_paint = time.perf_counter() - started
+        screen = app.screen
+        refreshes = []
+        for _ in range(REFRESHES):
+            payload = data.overview()
+            started = time.perf_counter()
+            screen.show(payload)
+            await pilot.pause()  # let it render
+            refreshes.append(time.perf_counter() - started)
+    return first_paint, statistics.median(refreshes)
+
+
+def main() -> None:
+    print(f"{'tenants':>8} {'first paint':>12} {'one refresh':>12}")
+    for tenants in (10, 100, 1000):
+        first, refresh = asyncio.run(measure(tenants))
+        print(f"{tenants:>8} {first * 1000:>10.0f}ms {refresh * 1000:>10.0f}ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The console driven by Textual's Pilot against a real daemon: what it shows, and what its keys do."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from tenants.enums import Role
+from tenants.schemas import AppSpec, TenantCreate, TokenCreate
+from tests.containers import ready
+from tests.harness import Daemon
+from tui import ConsoleData, StrataConsole
+from tui.screens.overview import OverviewScreen
+from tui.screens.tenant import TenantScreen
+
+REFRESH = 0.3
+
+
+def drive(
+    daemon: Daemon,
+    token: str,
+    steps: Callable[[StrataConsole, Pilot], Awaitable[None]],
+    size: tuple[int, int] = (160, 40),
+) -> None:
+    async def run() -> None:
+        with daemon.client(token) as client:
+            app = StrataConsole(ConsoleData(client), refresh_seconds=REFRESH)
+            async with app.run_test(size=size) as pilot:
+                await steps(app, pilot)
+
+    asyncio.run(run())
+
+
+async def until(pilot: Pilot, probe: Callable[[], object], timeout: float = 30, what: str = "it") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"the console never showed {what}")
+
+
+def rows(app: StrataConsole, table_id: str) -> list[list[str]]:
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    return [[str(cell) for cell in table.get_row_at(index)] for index in range(table.row_count)]
+
+
+def toasts(app: StrataConsole) -> list[str]:
+    return [str(toast.message) for toast in app._notifications]  # noqa: SLF001 (Textual keeps them there)
+
+
+def test_overview_filter_and_drill_down_to_a_tenants_three_layers(platform: Daemon, unique: str) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.create_tenant(TenantCreate(name=f"{unique}-x"))
+        api.deploy(unique, "web", AppSpec(image="strata/hello", replicas=2, health_path="/healthz", memory_mib=64))
+    ready(platform, unique, "web", 2)
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: any(r[0] == unique for r in rows(app, "tenants")), what="the tenant")
+        await pilot.press("slash", *f"{unique}-x", "enter")
+        await until(pilot, lambda: [r[0] for r in rows(app, "tenants")] == [f"{unique}-x"], what="the filter")
+        await pilot.press("escape")
+        await until(pilot, lambda: len(rows(app, "tenants")) >= 2, what="the whole list again")
+        table = app.screen.query_one("#tenants", DataTable)
+        table.move_cursor(row=table.get_row_index(unique))
+        mine = rows(app, "tenants")[table.get_row_index(unique)]
+        assert mine[:6] == [unique, "medium", "shared", "active", "1", "2/2"]
+
+        await pilot.press("enter")
+        assert isinstance(app.screen, TenantScreen)
+        await until(pilot, lambda: len(rows(app, "paas")) == 3, what="the app and its instances")
+        paas = rows(app, "paas")
+        assert "web" in paas[0][0] and paas[0][2] == "2/2"
+        assert {r[2] for r in paas[1:]} == {"ready"}
+        assert rows(app, "iaas")[0][:3] == ["◆", "local", "ready"]  # the app's instances run there
+        assert rows(app, "saas")[0][1] == f"http://web.{unique}.localhost"
+
+        await pilot.press("plus")  # scale up from the UI...
+        await until(
+            pilot,
+            lambda: len(rows(app, "paas")) == 4 and rows(app, "paas")[0][2] == "3/3",
+            what="a third ready instance",
+        )  # ...and see the instances change
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+
+    drive(platform, platform.operator_token, steps)
+    with platform.operator() as api:
+        assert api.app(unique, "web").replicas == 3
+
+
+def test_a_quota_refusal_is_shown_as_the_api_words_it(daemon: Daemon, unique: str) -> None:
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+        api.deploy(unique, "web", AppSpec(image="strata/hello", replicas=6))
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: any(r[0] == unique for r in rows(app, "tenants")), what="the tenant")
+        table = app.screen.query_one("#tenants", DataTable)
+        table.move_cursor(row=table.get_row_index(unique))
+        await pilot.press("enter")
+        await until(pilot, lambda: rows(app, "paas"), what="the app")
+        await pilot.press("plus")
+        await until(pilot, lambda: any("instances quota exceeded" in t for t in toasts(app)), what="the refusal")
+
+    drive(daemon, daemon.operator_token, steps)
+    with daemon.operator() as api:
+        assert api.app(unique, "web").replicas == 6
+
+
+def test_a_tenant_token_sees_its_tenant_only(daemon: Daemon, unique: str) -> None:
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+        api.create_tenant(TenantCreate(name=f"{unique}-other"))
+        token = api.create_token(TokenCreate(role=Role.TENANT, tenant=unique)).token
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: rows(app, "tenants"), what="a tenant")
+        await pilot.pause(REFRESH * 3)
+        assert [r[0] for r in rows(app, "tenants")] == [unique]
+        assert not app.data.is_operator
+
+    drive(daemon, token, steps)
+
+
+def test_the_api_going_away_shows_a_banner(tmp_path, unique: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.harness import start_daemon
+
+    daemon = start_daemon(tmp_path / "home")
+    token = daemon.operator_token
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(
+            pilot,
+            lambda: app.screen.query_one("#tenants", DataTable).row_count == 0 and app.sub_title,
+            what="the first paint",
+        )
+        daemon.stop()
+        banner = app.screen.query_one("#banner")
+        await until(pilot, lambda: banner.has_class("shown"), what="the banner")
+        assert "not running" in str(banner.render())
+
+    try:
+        drive(daemon, token, steps)
+    finally:
+        daemon.stop()
+
+
+def test_a_thousand_tenants_render_and_filter_without_stalls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.harness import start_daemon
+
+    daemon = start_daemon(tmp_path / "home")
+    try:
+        with daemon.operator() as api:
+            for index in range(1000):
+                api.create_tenant(TenantCreate(name=f"tenant-{index:04d}"))
+
+        async def steps(app: StrataConsole, pilot: Pilot) -> None:
+            started = time.monotonic()
+            await until(pilot, lambda: len(rows(app, "tenants")) == 1000, what="1,000 tenants")
+            painted = time.monotonic() - started
+            started = time.monotonic()
+            await pilot.press("slash", *"tenant-09", "enter")
+            await until(pilot, lambda: len(rows(app, "tenants")) == 100, what="the filtered 100")
+            filtered = time.monotonic() - started
+            assert painted < 10 and filtered < 3, (painted, filtered)
+
+        drive(daemon, daemon.operator_token, steps, size=(100, 30))
+    finally:
+        daemon.stop()
