@@ -30,6 +30,9 @@ class SyntheticData:
         self.tenants = tenants
         self.calls = 0
 
+    def nodes(self) -> list[object]:
+        return []
+
     def overview(self) -> list[TenantSummary]:
         self.calls += 1
         return [
@@ -65,7 +68,7 @@ async def measure(tenants: int) -> tuple[float, float]:
         for _ in range(REFRESHES):
             payload = data.overview()
             started = time.perf_counter()
-            screen.show(payload)
+            screen.show((payload, []))
             await pilot.pause()  # let it render
             refreshes.append(time.perf_counter() - started)
     return first_paint, statistics.median(refreshes)

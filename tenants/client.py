@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from tenants.catalog import Template
 from tenants.enums import TenantStatus
 from tenants.schemas import (
     AppRead,
@@ -100,6 +101,9 @@ class StrataClient:
     def summary(self) -> list[TenantSummary]:
         """Every visible tenant with readiness and traffic: the console's overview."""
         return self._call("GET", "/summary", list[TenantSummary])
+
+    def catalog(self) -> list[Template]:
+        return self._call("GET", "/catalog", list[Template])
 
     def tenants(self) -> list[TenantRead]:
         return self._call("GET", "/tenants", list[TenantRead])

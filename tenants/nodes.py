@@ -1,10 +1,10 @@
 """The registry of nodes (Docker engines) and what the instances on them claim."""
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tenants import audit
-from tenants.models import App, Instance, Node
+from tenants.models import App, Instance, Node, Tenant
 from tenants.schemas import NodeRead
 
 
@@ -46,6 +46,14 @@ def list_nodes(session: Session) -> list[NodeRead]:
             .group_by(Instance.node)
         )
     }
+    tenants: dict[str, set[str]] = {}
+    placed = (
+        select(Instance.node, Tenant.name)
+        .join(App, col(Instance.app_id) == App.id)
+        .join(Tenant, col(App.tenant_id) == Tenant.id)
+    )
+    for node, tenant in session.exec(placed):
+        tenants.setdefault(node, set()).add(tenant)
     return [
         NodeRead(
             name=node.name,
@@ -56,6 +64,7 @@ def list_nodes(session: Session) -> list[NodeRead]:
             instances=claims.get(node.name, (0, 0, 0))[0],
             allocated_cpu_millicores=claims.get(node.name, (0, 0, 0))[1],
             allocated_memory_mib=claims.get(node.name, (0, 0, 0))[2],
+            tenants=sorted(tenants.get(node.name, ())),
         )
         for node in session.exec(select(Node).order_by(Node.name))
     ]

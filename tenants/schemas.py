@@ -182,6 +182,7 @@ class NodeRead(BaseModel):
     instances: int
     allocated_cpu_millicores: int
     allocated_memory_mib: int
+    tenants: list[str] = []  # whose instances run here
 
 
 class ImageRead(BaseModel):

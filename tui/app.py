@@ -16,6 +16,7 @@ from textual.widgets import Markdown, Static
 from tenants.client import ApiError
 from tui.dao import ConsoleData
 from tui.screens.base import DataScreen
+from tui.screens.catalog import CatalogScreen
 from tui.screens.dialogs import PromptDialog
 from tui.screens.lists import EventsScreen, NodesScreen
 from tui.screens.overview import OverviewScreen
@@ -30,7 +31,8 @@ HELP = """\
 | `esc` | back |
 | `/` | filter tenants |
 | `o` | change the sort order |
-| `:` | command: `tenants`, `nodes`, `events`, `quit` |
+| `:` | command: `tenants`, `nodes`, `events`, `catalog`, `quit` |
+| `d` | deploy an app to the tenant (a form) |
 | `n` | new tenant (operators) |
 | `p` | suspend or resume the tenant (operators) |
 | `+` / `-` | scale the app under the cursor |
@@ -39,7 +41,7 @@ HELP = """\
 | `ctrl+d` | delete (asks first) |
 | `q` | quit |
 """
-COMMANDS = {"tenants": OverviewScreen, "nodes": NodesScreen, "events": EventsScreen}
+COMMANDS = {"tenants": OverviewScreen, "nodes": NodesScreen, "events": EventsScreen, "catalog": CatalogScreen}
 
 
 class HelpScreen(ModalScreen[None]):
@@ -119,11 +121,14 @@ class StrataConsole(App[None]):
             if word in ("q", "quit"):
                 self.exit()
             elif word in COMMANDS:
+                tenant = getattr(self.screen, "tenant", None)
                 while len(self.screen_stack) > 2:
                     self.pop_screen()
-                if word != "tenants":
+                if word == "catalog":
+                    self.push_screen(CatalogScreen(tenant))  # from a tenant's screen: deploy there
+                elif word != "tenants":
                     self.push_screen(COMMANDS[word]())
             else:
-                self.notify(f"unknown command {word!r}; try tenants, nodes, events", severity="warning")
+                self.notify(f"unknown command {word!r}; try tenants, nodes, events, catalog", severity="warning")
 
-        self.push_screen(PromptDialog("Command", "tenants | nodes | events | quit"), run)
+        self.push_screen(PromptDialog("Command", "tenants | nodes | events | catalog | quit"), run)

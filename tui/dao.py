@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from tenants.catalog import Template
 from tenants.client import ApiError, StrataClient
 from tenants.enums import TenantStatus
 from tenants.schemas import (
@@ -53,6 +54,17 @@ class ConsoleData:
                     raise
                 self._operator = False
         return self._operator
+
+    @property
+    def own_tenant(self) -> str | None:
+        """A tenant token's tenant (None for an operator)."""
+        if self.is_operator:
+            return None
+        summaries = self.overview()
+        return summaries[0].name if summaries else None
+
+    def catalog(self) -> list[Template]:
+        return self._call(self.client.catalog)
 
     def overview(self) -> list[TenantSummary]:
         return self._call(self.client.summary)

@@ -1,6 +1,7 @@
 """How figures look in the console: short, aligned, coloured by meaning."""
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from rich.text import Text
 
@@ -47,6 +48,17 @@ def sparkline(values: Sequence[float], width: int = 20) -> str:
     if top <= 0:
         return SPARKS[0] * len(recent)
     return "".join(SPARKS[min(len(SPARKS) - 1, int(v / top * (len(SPARKS) - 1)))] for v in recent)
+
+
+def uptime(started: datetime | None) -> str:
+    """`45s`, `12m`, `3h`, `2d` since `started`."""
+    if started is None:
+        return "-"
+    seconds = max(0, int((datetime.now(UTC) - started).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def ready_of(ready: int, desired: int) -> Text:

@@ -1,8 +1,10 @@
-"""`/summary`: the console's overview — every tenant the caller may see, with readiness and traffic."""
+"""`/summary` (the console's overview: every tenant the caller may see, with readiness and traffic) and
+`/catalog` (the ready apps a tenant can deploy through a form)."""
 
 from fastapi import APIRouter, Request
 
 from strata.api.deps import DB, Caller
+from tenants import catalog
 from tenants.quotas import usage_of
 from tenants.schemas import TenantSummary
 from tenants.summary import tenant_rows
@@ -36,3 +38,8 @@ def summary(request: Request, session: DB, principal: Caller) -> list[TenantSumm
             )
         )
     return rows
+
+
+@router.get("/catalog")
+def list_catalog(_: Caller) -> list[catalog.Template]:
+    return catalog.templates()

@@ -171,3 +171,27 @@ def test_a_thousand_tenants_render_and_filter_without_stalls(tmp_path) -> None: 
         drive(daemon, daemon.operator_token, steps, size=(100, 30))
     finally:
         daemon.stop()
+
+
+def test_deploying_from_the_catalog_through_its_form(daemon: Daemon, unique: str) -> None:
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: rows(app, "tenants"), what="the overview")
+        await pilot.press("colon", *"catalog", "enter")
+        await until(pilot, lambda: rows(app, "catalog"), what="the catalog")
+        assert [r[0] for r in rows(app, "catalog")] == ["hello", "static-site"]
+        await pilot.press("enter")  # hello; an operator is asked for the tenant
+        await pilot.press(*unique, "enter")
+        await pilot.pause(0.2)
+        form = app.screen
+        form.query_one("#app").value = "greeter"
+        form.query_one("#env-GREETING").value = "bonjour"
+        await pilot.press("enter")
+        await until(pilot, lambda: any("deployed" in t for t in toasts(app)), what="the deploy")
+
+    drive(daemon, daemon.operator_token, steps)
+    with daemon.operator() as api:
+        deployed = api.app(unique, "greeter")
+    assert (deployed.image, deployed.replicas, deployed.env) == ("strata/hello", 2, {"GREETING": "bonjour"})

@@ -54,6 +54,9 @@ def test_scaling_down_removes_the_surplus(platform: Daemon, unique: str) -> None
     with platform.operator() as api:
         api.scale(unique, "web", 1)
     [kept] = ready(platform, unique, "web", 1)
+    with platform.operator() as api:
+        [local] = api.nodes()
+    assert local.name == "local" and local.state == "ready" and unique in local.tenants
     assert wait_for(lambda: len(containers_of(platform_id(platform), f"strata.tenant={unique}")) == 1)
     assert httpx.get(f"http://{kept.endpoint}/healthz").status_code == 200
 

@@ -15,7 +15,7 @@ class NodesScreen(DataScreen):
 
     def body(self) -> ComposeResult:
         table: DataTable[object] = DataTable(id="nodes", cursor_type="row")
-        table.add_columns("NODE", "DRIVER", "STATE", "INSTANCES", "CPU ALLOCATED", "MEMORY ALLOCATED")
+        table.add_columns("NODE", "DRIVER", "STATE", "INSTANCES", "CPU ALLOCATED", "MEMORY ALLOCATED", "TENANTS")
         yield table
 
     def load(self, data: ConsoleData) -> list[NodeRead]:
@@ -32,6 +32,7 @@ class NodesScreen(DataScreen):
                 str(node.instances),
                 render.usage(node.allocated_cpu_millicores, node.cpu_millicores, "m"),
                 render.usage(node.allocated_memory_mib, node.memory_mib, "Mi"),
+                ", ".join(node.tenants) or "-",
             )
 
 

@@ -6,7 +6,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
 from tenants.enums import TenantStatus
-from tenants.schemas import TenantSummary
+from tenants.schemas import NodeRead, TenantSummary
 from tui import render
 from tui.dao import ConsoleData
 from tui.model import fill, ordered, visible
@@ -67,15 +67,19 @@ class OverviewScreen(DataScreen):
     def on_mount(self) -> None:
         self.query_one("#tenants", DataTable).focus()
 
-    def load(self, data: ConsoleData) -> list[TenantSummary]:
-        return data.overview()
+    def load(self, data: ConsoleData) -> tuple[list[TenantSummary], list[NodeRead] | None]:
+        return data.overview(), data.nodes() if data.is_operator else None
 
-    def show(self, payload: list[TenantSummary]) -> None:
-        if payload == self.rows:
+    def show(self, payload: tuple[list[TenantSummary], list[NodeRead] | None]) -> None:
+        tenants, nodes = payload
+        total = sum(t.requests_per_second for t in tenants)
+        health = [f"{len(tenants)} tenants", f"gateway {total:.1f} req/s"]
+        if nodes is not None:
+            health.insert(1, f"docker engines {sum(n.state == 'ready' for n in nodes)}/{len(nodes)} ready")
+        self.app.sub_title = " · ".join(health)
+        if tenants == self.rows:
             return  # nothing changed: nothing to paint
-        self.rows = payload
-        total = sum(t.requests_per_second for t in payload)
-        self.app.sub_title = f"{len(payload)} tenants · {total:.1f} req/s through the gateway"
+        self.rows = tenants
         self.repaint()
 
     def repaint(self) -> None:

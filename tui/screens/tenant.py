@@ -9,11 +9,12 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.widgets import DataTable, Label
 
+from tenants.schemas import AppSpec
 from tui import render
 from tui.dao import ConsoleData, TenantDetail
 from tui.model import History
 from tui.screens.base import DataScreen
-from tui.screens.dialogs import ConfirmDialog
+from tui.screens.dialogs import ConfirmDialog, DeployDialog
 
 MARK = "◆"
 WIDE_ENOUGH = 150  # side by side from this width; stacked below it (80×24 works)
@@ -26,6 +27,7 @@ class TenantScreen(DataScreen):
         Binding("minus", "scale(-1)", "Scale -1", key_display="-"),
         Binding("r", "restart", "Restart"),
         Binding("l", "logs", "Logs"),
+        Binding("d", "deploy", "Deploy"),
         Binding("ctrl+d", "delete", "Delete app"),
     ]
     DEFAULT_CSS = """
@@ -49,7 +51,7 @@ class TenantScreen(DataScreen):
                 (
                     "paas",
                     "PaaS — apps and instances",
-                    ("APP / INSTANCE", "REV", "STATE", "NODE", "RESTARTS", "LIMITS", "ENDPOINT"),
+                    ("APP / INSTANCE", "REV", "STATE", "NODE", "RESTARTS", "UP", "LIMITS", "ENDPOINT"),
                 ),
                 ("saas", "SaaS — as users see it", ("", "URL", "REQ/S", "P50", "P99", "ERRORS", "LAST MINUTES")),
             ):
@@ -92,6 +94,7 @@ class TenantScreen(DataScreen):
                 render.ready_of(ready, app.replicas),
                 "",
                 "",
+                "",
                 f"{app.cpu_millicores}m {app.memory_mib}Mi",
                 app.image,
                 key=f"app:{app.name}",
@@ -103,6 +106,7 @@ class TenantScreen(DataScreen):
                     render.state(i.state),
                     i.node,
                     str(i.restarts),
+                    render.uptime(i.started_at),
                     "",
                     i.endpoint or "-",
                     key=f"instance:{app.name}:{i.id}",
@@ -195,6 +199,14 @@ class TenantScreen(DataScreen):
                     self.app.act(lambda data: data.delete_app(self.tenant, app), f"{app} deleted")  # type: ignore[attr-defined]
 
             self.app.push_screen(ConfirmDialog(f"Delete app {self.tenant}/{app} and stop its instances?"), confirmed)
+
+    def action_deploy(self) -> None:
+        def submitted(result: tuple[str, AppSpec] | None) -> None:
+            if result:
+                app, spec = result
+                self.app.act(lambda data: data.deploy(self.tenant, app, spec), f"{app} deployed")  # type: ignore[attr-defined]
+
+        self.app.push_screen(DeployDialog(self.tenant), submitted)
 
     def action_logs(self) -> None:
         from tui.screens.logs import LogsScreen

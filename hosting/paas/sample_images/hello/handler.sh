@@ -23,6 +23,6 @@ case "${target%%\?*}" in
     respond "200 OK" "crashing
 "
     kill -USR1 1 ;;
-  *) respond "200 OK" "hello from tenant=$STRATA_TENANT app=$STRATA_APP revision=$STRATA_REVISION instance=$STRATA_INSTANCE
+  *) respond "200 OK" "${GREETING:-hello} from tenant=$STRATA_TENANT app=$STRATA_APP revision=$STRATA_REVISION instance=$STRATA_INSTANCE
 " ;;
 esac
