@@ -3,8 +3,8 @@ tenants (10 apps each), headless.
 
     .venv/bin/python bench/console.py
 
-The API data comes from `SyntheticData`, a stand-in for the daemon clearly named as such, so the figures are
-the console's own (fetching, modelling, painting) and not the daemon's. Each refresh changes every tenant's
+The API data comes from `tui.synthetic.SyntheticData`, a stand-in for the daemon clearly named as such, so the
+figures are the console's own (modelling, painting) and not the daemon's. Each refresh changes every tenant's
 traffic figures, so every row really repaints.
 """
 
@@ -14,45 +14,11 @@ import time
 
 from textual.widgets import DataTable
 
-from tenants.schemas import TenantSummary
 from tui import StrataConsole
 from tui.screens.overview import OverviewScreen
+from tui.synthetic import SyntheticData
 
 REFRESHES = 5
-
-
-class SyntheticData:
-    """API-shaped data without a daemon: N tenants of 10 apps each; each call moves the traffic figures."""
-
-    is_operator = True
-
-    def __init__(self, tenants: int) -> None:
-        self.tenants = tenants
-        self.calls = 0
-
-    def nodes(self) -> list[object]:
-        return []
-
-    def overview(self) -> list[TenantSummary]:
-        self.calls += 1
-        return [
-            TenantSummary(
-                name=f"tenant-{i:04d}",
-                plan="medium",
-                isolation="shared",
-                status="active",
-                apps=10,
-                instances_ready=20,
-                instances_desired=20,
-                cpu_millicores=2500,
-                max_cpu_millicores=8000,
-                memory_mib=1280,
-                max_memory_mib=8192,
-                requests_per_second=(i * 7 + self.calls) % 500 / 3,
-                error_rate=((i + self.calls) % 13) / 1000,
-            )
-            for i in range(self.tenants)
-        ]
 
 
 async def measure(tenants: int) -> tuple[float, float]:
@@ -66,6 +32,7 @@ async def measure(tenants: int) -> tuple[float, float]:
         screen = app.screen
         refreshes = []
         for _ in range(REFRESHES):
+            data.tick()
             payload = data.overview()
             started = time.perf_counter()
             screen.show((payload, []))

@@ -1,0 +1,51 @@
+"""Snapshots of the main screens (SVG under __snapshots__), on the fixed data of `SyntheticData`, so no
+figure in them is volatile. `pytest --snapshot-update` rewrites them after an intended change of the UI."""
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from tui import StrataConsole
+from tui.synthetic import SyntheticData
+
+SIZE = (120, 32)
+
+
+def console() -> StrataConsole:
+    return StrataConsole(SyntheticData(tenants=12), refresh_seconds=3600)  # type: ignore[arg-type]
+
+
+async def painted(pilot: Pilot, table: str = "#tenants") -> None:
+    while not pilot.app.screen.query(table) or not pilot.app.screen.query_one(table, DataTable).row_count:
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+def test_overview(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(console(), terminal_size=SIZE, run_before=painted)
+
+
+def test_tenant_screen_with_its_three_layers(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def open_tenant(pilot: Pilot) -> None:
+        await painted(pilot)
+        await pilot.press("down", "enter")
+        await painted(pilot, "#paas")
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=open_tenant)
+
+
+def test_tenant_screen_in_80_by_24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def open_tenant(pilot: Pilot) -> None:
+        await painted(pilot)
+        await pilot.press("enter")
+        await painted(pilot, "#paas")
+
+    assert snap_compare(console(), terminal_size=(80, 24), run_before=open_tenant)
+
+
+def test_help(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def help_(pilot: Pilot) -> None:
+        await painted(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=help_)
