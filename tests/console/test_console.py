@@ -195,3 +195,29 @@ def test_deploying_from_the_catalog_through_its_form(daemon: Daemon, unique: str
     with daemon.operator() as api:
         deployed = api.app(unique, "greeter")
     assert (deployed.image, deployed.replicas, deployed.env) == ("strata/hello", 2, {"GREETING": "bonjour"})
+
+
+def test_logs_stream_and_search(platform: Daemon, unique: str) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.deploy(unique, "web", AppSpec(image="strata/hello", replicas=2, memory_mib=64))
+    first, _ = ready(platform, unique, "web", 2)
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        from textual.widgets import Log
+
+        await until(pilot, lambda: any(r[0] == unique for r in rows(app, "tenants")), what="the tenant")
+        table = app.screen.query_one("#tenants", DataTable)
+        table.move_cursor(row=table.get_row_index(unique))
+        await pilot.press("enter")
+        await until(pilot, lambda: len(rows(app, "paas")) == 3, what="the instances")
+        await pilot.press("l")
+        log = app.screen.query_one("#log", Log)
+        await until(pilot, lambda: log.line_count >= 2, what="both instances' first lines")
+        assert all(line.startswith("[") for line in log.lines)
+        await pilot.press("slash", *first.id)
+        await until(pilot, lambda: log.line_count == 1 and first.id in log.lines[0], what="the search")
+        await pilot.press("escape", "escape")
+        assert app.screen.query("#paas")
+
+    drive(platform, platform.operator_token, steps)
