@@ -28,9 +28,11 @@ from hosting.paas.serving import ServedApp
 from strata.api import create_app
 from strata.config import Settings
 from strata.gateway_workers import GatewayWorkers
+from strata.ssh_access import SshAccess
 from tenants import db, tokens
 from tenants.enums import Role
 from tenants.schemas import TokenCreate
+from tui.ssh import serve_ssh
 
 log = logging.getLogger("strata")
 
@@ -51,6 +53,7 @@ class Options:
     gateway: Address = ("127.0.0.1", 8080)
     gateway_admin: Address | None = ("127.0.0.1", 9180)  # GET /metrics
     gateway_workers: int = 1  # gateway processes sharing the gateway's port
+    ssh: Address | None = ("127.0.0.1", 2222)  # the console and tenant commands over SSH
     local_node: bool = True  # place containers on this host's Docker engine
 
 
@@ -124,6 +127,15 @@ async def _serve(
             f"the gateway cannot listen: {exc.strerror}; choose another --gateway/--gateway-admin"
         ) from None
     log.info("gateway on http://%s:%d (apps at http://APP.TENANT.%s)", *where, gateway.table.domain)
+    ssh = None
+    if options.ssh:
+        try:
+            ssh = await serve_ssh(
+                *options.ssh, settings.home / "ssh_host_key", SshAccess(reconciler.engine), settings.home
+            )
+        except OSError as exc:
+            raise DaemonError(f"the SSH server cannot listen: {exc.strerror}; choose another --ssh") from None
+        log.info("SSH on %s:%d (ssh -p %d admin@%s)", *options.ssh, options.ssh[1], options.ssh[0])
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -151,6 +163,8 @@ async def _serve(
     stopping.set()
     api.should_exit = True
     await asyncio.gather(*tasks)
+    if ssh is not None:
+        ssh.close()
     if feed is not None:
         await feed.close()
     await gateway.close()

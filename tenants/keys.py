@@ -36,6 +36,13 @@ def list_keys(session: Session, tenant: str | None = None) -> list[KeyRead]:
     return [_read(key, name) for key, name in session.exec(query)]
 
 
+def find_key(session: Session, fingerprint: str) -> KeyRead | None:
+    """The registered key with this SHA256 fingerprint, or None."""
+    query = select(SshKey, Tenant.name).outerjoin(Tenant).where(SshKey.fingerprint == fingerprint)
+    row = session.exec(query).first()
+    return _read(*row) if row else None
+
+
 def get_key(session: Session, key_id: int) -> KeyRead:
     row = session.exec(select(SshKey, Tenant.name).outerjoin(Tenant).where(SshKey.id == key_id)).first()
     if row is None:

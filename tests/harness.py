@@ -29,6 +29,7 @@ class Daemon:
     process: subprocess.Popen[bytes]
     gateway: str  # HOST:PORT
     admin: str
+    ssh: str
 
     @property
     def env(self) -> dict[str, str]:
@@ -70,21 +71,10 @@ def start_daemon(
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")} | {"STRATA_HOME": str(home)}
     log = open(home.parent / f"{home.name}-daemon.log", "ab")  # noqa: SIM115 (the process owns it)
     node = "--local-node" if local_node else "--no-local-node"
-    gateway, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    command = [
-        *STRATA,
-        "up",
-        "--api",
-        f"127.0.0.1:{port}",
-        "--gateway",
-        gateway,
-        "--gateway-admin",
-        admin,
-        node,
-        *extra,
-    ]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-    daemon = Daemon(home, port, process, gateway, admin)
+    gateway, admin, ssh = (f"127.0.0.1:{free_port()}" for _ in range(3))
+    listen = ["--api", f"127.0.0.1:{port}", "--gateway", gateway, "--gateway-admin", admin, "--ssh", ssh]
+    process = subprocess.Popen([*STRATA, "up", *listen, node, *extra], env=env, stdout=log, stderr=log)
+    daemon = Daemon(home, port, process, gateway, admin, ssh)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:

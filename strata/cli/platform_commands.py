@@ -46,19 +46,32 @@ def _address(value: str) -> tuple[str, int]:
     help="Gateway processes sharing its port (SO_REUSEPORT), each with the same routes.",
 )
 @click.option(
+    "--ssh",
+    "ssh_address",
+    metavar="HOST:PORT",
+    default="127.0.0.1:2222",
+    show_default=True,
+    help="The SSH server: the console and tenant commands (`none` turns it off).",
+)
+@click.option(
     "--local-node/--no-local-node",
     default=True,
     show_default=True,
     help="Run app containers on this host's Docker engine.",
 )
 def up(
-    api_address: str | None, gateway_address: str, gateway_admin: str, gateway_workers: int, local_node: bool
+    api_address: str | None,
+    gateway_address: str,
+    gateway_admin: str,
+    gateway_workers: int,
+    ssh_address: str,
+    local_node: bool,
 ) -> None:
     """Run the platform in the foreground until Ctrl-C."""
     from strata import daemon  # the server's imports are heavy; other verbs should start fast
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for chatty in ("alembic", "httpx"):
+    for chatty in ("alembic", "httpx", "asyncssh"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         options = daemon.Options(
@@ -66,6 +79,7 @@ def up(
             gateway=_address(gateway_address),
             gateway_admin=_address(gateway_admin),
             gateway_workers=gateway_workers,
+            ssh=None if ssh_address == "none" else _address(ssh_address),
             local_node=local_node,
         )
         daemon.run(settings(), options)

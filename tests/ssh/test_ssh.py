@@ -1,0 +1,195 @@
+"""The SSH server with a real OpenSSH client: commands, refusals, and the console on a terminal (tmux)."""
+
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tenants.enums import Role
+from tenants.schemas import AppSpec, KeyCreate, TenantCreate
+from tests.harness import Daemon
+
+SSH_OPTIONS = [
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "IdentitiesOnly=yes",
+]
+
+
+def keypair(directory: Path, name: str) -> Path:
+    key = directory / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    return key
+
+
+def register(daemon: Daemon, key: Path, role: Role, tenant: str | None = None) -> None:
+    with daemon.operator() as api:
+        api.add_key(KeyCreate(public_key=Path(f"{key}.pub").read_text(), role=role, tenant=tenant))
+
+
+def ssh(daemon: Daemon, key: Path, user: str, *command: str) -> subprocess.CompletedProcess[str]:
+    host, port = daemon.ssh.split(":")
+    return subprocess.run(
+        ["ssh", "-p", port, "-i", str(key), *SSH_OPTIONS, f"{user}@{host}", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def acme(daemon: Daemon, unique: str, tmp_path: Path) -> tuple[str, Path]:
+    """A tenant with an app and a key of its own."""
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+        api.deploy(unique, "web", AppSpec(image="strata/hello"))
+    key = keypair(tmp_path, "tenant")
+    register(daemon, key, Role.TENANT, unique)
+    return unique, key
+
+
+def test_tenant_commands_run_scoped_with_the_clis_exit_codes(daemon: Daemon, acme: tuple[str, Path]) -> None:
+    tenant, key = acme
+    listed = ssh(daemon, key, tenant, "apps")
+    assert listed.returncode == 0 and f"{tenant}/web" in listed.stdout
+    assert ssh(daemon, key, tenant, "scale", "web", "2").returncode == 0
+    refused = ssh(daemon, key, tenant, "scale", "web", "99")
+    assert refused.returncode == 1 and "instances quota exceeded" in refused.stderr
+    other = ssh(daemon, key, tenant, "scale", "someone-else/web", "0")
+    assert other.returncode == 2 and "name the app alone" in other.stderr
+    unknown = ssh(daemon, key, tenant, "rm", "-rf", "/")
+    assert unknown.returncode == 2 and "unknown command" in unknown.stderr
+    with daemon.operator() as api:
+        assert api.app(tenant, "web").replicas == 2
+        sessions = [e for e in api.events(tenant) if e.action == "ssh.session"]
+        assert {e.detail["exit_code"] for e in sessions} == {0, 1, 2}
+        assert not [t for t in api.tokens(tenant) if t.name.startswith("ssh:")]  # each session's token is gone
+
+
+def test_refused_logins_are_refused_and_audited(daemon: Daemon, acme: tuple[str, Path], tmp_path: Path) -> None:
+    tenant, key = acme
+    stranger = keypair(tmp_path, "stranger")
+    for who, user in ((stranger, tenant), (key, "admin"), (key, f"{tenant}-other"), (stranger, "admin")):
+        refused = ssh(daemon, who, user, "apps")
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    host, port = daemon.ssh.split(":")
+    password = subprocess.run(
+        [
+            "ssh",
+            "-p",
+            port,
+            *SSH_OPTIONS,
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            f"{tenant}@{host}",
+            "apps",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert password.returncode == 255
+    with daemon.operator() as api:
+        reasons = [
+            e.detail["reason"]
+            for e in api.events(limit=200)
+            if e.action == "ssh.refused" and e.detail["user"] in (tenant, "admin", f"{tenant}-other")
+        ]
+    assert "unknown key" in reasons and "not this user's key" in reasons
+
+
+def test_an_operator_names_any_tenant(daemon: Daemon, acme: tuple[str, Path], tmp_path: Path) -> None:
+    tenant, _ = acme
+    key = keypair(tmp_path, "operator")
+    register(daemon, key, Role.OPERATOR)
+    listed = ssh(daemon, key, "admin", "apps", tenant)
+    assert listed.returncode == 0 and f"{tenant}/web" in listed.stdout
+
+
+class Terminal:
+    """An interactive ssh in a tmux window: type keys, read the screen, resize."""
+
+    def __init__(self, daemon: Daemon, key: Path, user: str, width: int = 120, height: int = 30) -> None:
+        self.name = f"strata-{uuid.uuid4().hex[:8]}"
+        host, port = daemon.ssh.split(":")
+        command = " ".join(["ssh", "-t", "-p", port, "-i", str(key), *SSH_OPTIONS, f"{user}@{host}"])
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.name,
+                "-x",
+                str(width),
+                "-y",
+                str(height),
+                f"{command}; echo SESSION-ENDED $?; sleep 30",
+            ],
+            check=True,
+        )
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True).stdout
+
+    def wait_for(self, text: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in (screen := self.screen()):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared:\n{self.screen()}")
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def resize(self, width: int, height: int) -> None:
+        subprocess.run(["tmux", "resize-window", "-t", self.name, "-x", str(width), "-y", str(height)], check=True)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make install")
+def test_the_console_over_ssh_renders_reacts_and_resizes(
+    daemon: Daemon, acme: tuple[str, Path], tmp_path: Path
+) -> None:
+    tenant, tenant_key = acme
+    key = keypair(tmp_path, "operator")
+    register(daemon, key, Role.OPERATOR)
+    operator, scoped = Terminal(daemon, key, "admin", 120, 30), Terminal(daemon, tenant_key, tenant, 100, 30)
+    try:
+        assert "TENANT" in operator.wait_for("docker engines")  # two sessions at once
+        scoped.wait_for(tenant)
+        time.sleep(1)
+        assert [line.split()[0] for line in scoped.screen().splitlines()[2:] if line.strip()][:1] == [tenant]
+        assert "docker engines" not in scoped.screen()  # a tenant's console offers no operator figures
+
+        operator.keys(":")
+        operator.keys(*"events", "Enter")
+        operator.wait_for("ACTION")
+        before = operator.screen().splitlines()[0]
+        operator.resize(160, 30)
+        deadline = time.monotonic() + 10
+        while operator.screen().splitlines()[0] == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert operator.screen().splitlines()[0] != before  # the header re-centred: SIGWINCH reached it
+
+        operator.keys("q")
+        operator.wait_for("SESSION-ENDED 0")
+    finally:
+        operator.close()
+        scoped.close()
+    with daemon.operator() as api:
+        consoles = [e for e in api.events(limit=300) if e.action == "ssh.session" and e.detail["command"] == "console"]
+    assert any(e.detail["exit_code"] == 0 for e in consoles)
