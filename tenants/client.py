@@ -5,8 +5,10 @@ caller never handles raw JSON. Refusals arrive as `ApiError` carrying the API's 
 """
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -55,6 +57,15 @@ class DaemonUnavailable(ApiError):
             "unavailable",
             f"the Strata daemon is not running (nothing answers on {where}); start it with `strata up`",
         )
+
+
+@dataclass(frozen=True)
+class ExecTarget:
+    """A WebSocket to open: over the daemon's unix socket when `socket` is set, else at `url` itself."""
+
+    socket: Path | None
+    url: str
+    headers: dict[str, str]
 
 
 class StrataClient:
@@ -177,6 +188,16 @@ class StrataClient:
                         yield line
             except (httpx.ConnectError, FileNotFoundError) as exc:
                 raise DaemonUnavailable(self.where) from exc
+
+    def exec_target(self, tenant: str, app: str, instance: str, command: list[str], *, tty: bool) -> ExecTarget:
+        """Where to open a WebSocket for a command in an instance (`/…/exec`), with this client's token."""
+        query = "&".join([f"cmd={quote(word)}" for word in command] + (["tty=true"] if tty else []))
+        return ExecTarget(
+            socket=self._socket,
+            url=f"{(self._url or 'http://strata').replace('http', 'ws', 1)}/tenants/{tenant}/apps/{app}"
+            f"/instances/{instance}/exec?{query}",
+            headers=self._headers,
+        )
 
     # nodes and images
     def nodes(self) -> list[NodeRead]:

@@ -37,7 +37,8 @@ HELP = """\
 | `p` | suspend or resume the tenant (operators) |
 | `+` / `-` | scale the app under the cursor |
 | `r` | restart the app, one instance at a time |
-| `l` | the app's logs, live (`p` pauses) |
+| `l` | the app's logs, live (`p` pauses, `/` searches) |
+| `s` | a shell in the instance (or the app's first ready one) |
 | `ctrl+d` | delete (asks first) |
 | `q` | quit |
 """

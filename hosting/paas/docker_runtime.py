@@ -15,6 +15,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 
+from hosting.paas.docker_exec import DockerExec
 from hosting.paas.runtime import (
     APP_LABEL,
     CAPABILITIES_LABEL,
@@ -27,6 +28,7 @@ from hosting.paas.runtime import (
     Container,
     EngineError,
     EngineUnavailable,
+    ExecSession,
     ImageInfo,
     ImageMissing,
     InstanceSpec,
@@ -131,6 +133,9 @@ class DockerRuntime(NodeRuntime):
                     yield line
         except aiodocker.DockerError as exc:
             raise EngineError(exc.message) from None
+
+    async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:
+        return await DockerExec.start(self.docker.containers.container(container_id), command, tty)
 
     async def images(self) -> list[ImageInfo]:
         listed = await self._call(self.docker.images.list())

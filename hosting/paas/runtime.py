@@ -95,6 +95,32 @@ class Container:
     remembered: bool = False  # not seen now: its node does not answer, so this is what was known of it
 
 
+class ExecSession(ABC):
+    """A command running inside a container, attached: bytes in, (stream, bytes) out, then an exit code."""
+
+    @abstractmethod
+    async def read(self) -> tuple[int, bytes] | None:
+        """(1 for stdout or 2 for stderr, data), or None once the command's output has ended."""
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def close_input(self) -> None:
+        """End of input (the command sees EOF on its stdin)."""
+
+    @abstractmethod
+    async def resize(self, width: int, height: int) -> None: ...
+
+    @abstractmethod
+    async def exit_code(self) -> int | None:
+        """The command's exit code, None while it runs."""
+
+    @abstractmethod
+    async def kill(self) -> None:
+        """End the command and what it started (the engine does not when its client goes)."""
+
+
 class NodeRuntime(ABC):
     """One container engine. Every method may raise `EngineUnavailable` or `EngineError`."""
 
@@ -131,6 +157,10 @@ class NodeRuntime(ABC):
     @abstractmethod
     def logs(self, container_id: str, *, follow: bool, since: int | None) -> AsyncIterator[str]:
         """The container's output lines (stdout and stderr), from `since` (unix time) on."""
+
+    @abstractmethod
+    async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:
+        """Start `command` in the container, attached (with a terminal if `tty`)."""
 
     @abstractmethod
     async def images(self) -> list[ImageInfo]:

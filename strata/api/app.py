@@ -15,6 +15,7 @@ from strata.api import (
     credential_routes,
     errors,
     event_routes,
+    exec_routes,
     overview_routes,
     runtime_routes,
     tenant_routes,
@@ -45,7 +46,15 @@ def create_app(
         """Answers without a token: is the daemon up, and which version."""
         return Health(status="ok", version=app.version)
 
-    for module in (tenant_routes, overview_routes, app_routes, credential_routes, event_routes, runtime_routes):
+    for module in (
+        tenant_routes,
+        overview_routes,
+        app_routes,
+        credential_routes,
+        event_routes,
+        runtime_routes,
+        exec_routes,
+    ):
         app.include_router(module.router)
     return app
 

@@ -7,10 +7,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tenants.enums import Role
-from tenants.schemas import AppSpec, KeyCreate, TenantCreate
+from tenants.schemas import AppSpec, InstanceRead, KeyCreate, TenantCreate, TokenCreate
+from tests.containers import docker, inspect, ready
 from tests.harness import Daemon
+from tui.shell import open_socket
 
 SSH_OPTIONS = [
     "-o",
@@ -119,10 +122,12 @@ def test_an_operator_names_any_tenant(daemon: Daemon, acme: tuple[str, Path], tm
 class Terminal:
     """An interactive ssh in a tmux window: type keys, read the screen, resize."""
 
-    def __init__(self, daemon: Daemon, key: Path, user: str, width: int = 120, height: int = 30) -> None:
+    def __init__(
+        self, daemon: Daemon, key: Path, user: str, width: int = 120, height: int = 30, command: str = ""
+    ) -> None:
         self.name = f"strata-{uuid.uuid4().hex[:8]}"
         host, port = daemon.ssh.split(":")
-        command = " ".join(["ssh", "-t", "-p", port, "-i", str(key), *SSH_OPTIONS, f"{user}@{host}"])
+        command = " ".join(["ssh", "-t", "-p", port, "-i", str(key), *SSH_OPTIONS, f"{user}@{host}", command])
         subprocess.run(
             [
                 "tmux",
@@ -193,3 +198,76 @@ def test_the_console_over_ssh_renders_reacts_and_resizes(
     with daemon.operator() as api:
         consoles = [e for e in api.events(limit=300) if e.action == "ssh.session" and e.detail["command"] == "console"]
     assert any(e.detail["exit_code"] == 0 for e in consoles)
+
+
+@pytest.fixture
+def running(platform: Daemon, unique: str, tmp_path: Path) -> tuple[str, Path, InstanceRead]:
+    """A tenant of the local-node platform with one ready instance and a key of its own."""
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+        api.deploy(unique, "web", AppSpec(image="strata/hello", memory_mib=64))
+    [instance] = ready(platform, unique, "web", 1)
+    key = keypair(tmp_path, "tenant")
+    register(platform, key, Role.TENANT, unique)
+    return unique, key, instance
+
+
+def test_a_shell_command_runs_in_the_tenants_container(platform: Daemon, running) -> None:  # type: ignore[no-untyped-def]
+    tenant, key, instance = running
+    hostname = inspect(instance.container_id)["Config"]["Hostname"]
+    assert ssh(platform, key, tenant, "shell", "web", "--", "hostname").stdout.strip() == hostname
+    assert ssh(platform, key, tenant, 'shell web -- sh -c "exit 7"').returncode == 7
+    host, port = platform.ssh.split(":")
+    piped = subprocess.run(
+        ["ssh", "-p", port, "-i", str(key), *SSH_OPTIONS, f"{tenant}@{host}", "shell", "web", "--", "cat"],
+        input="through stdin\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert piped.stdout == "through stdin\n" and piped.returncode == 0
+    assert ssh(platform, key, tenant, "shell", "nope").returncode == 1
+
+
+def test_a_tenant_never_reaches_another_tenants_container(platform: Daemon, running, unique: str) -> None:  # type: ignore[no-untyped-def]
+    tenant, key, instance = running
+    other = f"{unique}-other"
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=other))
+        api.deploy(other, "web", AppSpec(image="strata/hello", memory_mib=64))
+        token = api.create_token(TokenCreate(role=Role.TENANT, tenant=tenant)).token
+    [theirs] = ready(platform, other, "web", 1)
+    assert ssh(platform, key, tenant, "shell", f"{other}/web").returncode == 2
+    with platform.client(token) as client:
+        target = client.exec_target(other, "web", theirs.id, ["hostname"], tty=False)
+    with pytest.raises(InvalidStatus):  # refused before the socket opens
+        open_socket(target).close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make install")
+def test_an_interactive_shell_returns_its_exit_code_and_a_dropped_client_leaves_nothing_behind(
+    platform: Daemon, running
+) -> None:  # type: ignore[no-untyped-def]
+    tenant, key, instance = running
+    shell = Terminal(platform, key, tenant, command="shell web")
+    try:
+        shell.wait_for("$")
+        shell.keys("hostname", "Enter")
+        shell.wait_for(inspect(instance.container_id)["Config"]["Hostname"])
+        shell.keys("exit 7", "Enter")
+        shell.wait_for("SESSION-ENDED 7")
+    finally:
+        shell.close()
+
+    dropped = Terminal(platform, key, tenant, command="shell web -- sleep 1000")
+    try:
+        deadline = time.monotonic() + 20
+        while "sleep 1000" not in docker("top", instance.container_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "sleep 1000" in docker("top", instance.container_id)
+    finally:
+        dropped.close()  # the client goes away
+    deadline = time.monotonic() + 20
+    while "sleep 1000" in docker("top", instance.container_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "sleep 1000" not in docker("top", instance.container_id)

@@ -28,6 +28,7 @@ class TenantScreen(DataScreen):
         Binding("r", "restart", "Restart"),
         Binding("l", "logs", "Logs"),
         Binding("d", "deploy", "Deploy"),
+        Binding("s", "shell", "Shell"),
         Binding("ctrl+d", "delete", "Delete app"),
     ]
     DEFAULT_CSS = """
@@ -207,6 +208,24 @@ class TenantScreen(DataScreen):
                 self.app.act(lambda data: data.deploy(self.tenant, app, spec), f"{app} deployed")  # type: ignore[attr-defined]
 
         self.app.push_screen(DeployDialog(self.tenant), submitted)
+
+    def action_shell(self) -> None:
+        """A shell in the instance under the cursor (or the app's first ready one): the console steps aside."""
+        from tui.shell import SHELL, run_shell
+
+        paas = self.query_one("#paas", DataTable)
+        if self.detail is None or not paas.row_count:
+            return
+        key = str(paas.coordinate_to_cell_key(paas.cursor_coordinate).row_key.value).split(":")
+        app = next(a for a in self.detail.apps if a.name == key[1])
+        instance = key[2] if key[0] == "instance" else next((i.id for i in app.instances if i.state == "ready"), None)
+        if instance is None:
+            self.notify(f"{app.name} has no ready instance", severity="warning")
+            return
+        target = self.app.data.client.exec_target(self.tenant, app.name, instance, SHELL, tty=True)  # type: ignore[attr-defined]
+        with self.app.suspend():
+            code = run_shell(target)
+        self.notify(f"shell in {instance} exited with {code}")
 
     def action_logs(self) -> None:
         from tui.screens.logs import LogsScreen

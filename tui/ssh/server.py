@@ -8,6 +8,7 @@ action then goes through the control API with that token.
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
 import shlex
@@ -18,11 +19,13 @@ import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncssh
+import websockets
 
-from tui.ssh.commands import UsageError, cli_arguments
+from tenants.client import ApiError, StrataClient
+from tui.ssh.commands import Shell, UsageError, cli_arguments, shell_request
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +119,18 @@ async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STRATA_HOME": str(home), "STRATA_TOKEN": grant.token}
     code = 1
     try:
-        if command:
+        if command and (shell := shell_request(shlex.split(command), grant.tenant)) is not None:
+            code = await _shell(process, shell, grant, home)
+        elif command:
             code = await _command(process, shlex.split(command), grant, env)
         elif process.get_terminal_type() is None:
             process.stderr.write(b"the console needs a terminal: ssh -t ...\n")
             code = 2
         else:
             code = await _console(process, env)
+    except UsageError as usage:
+        process.stderr.write(str(usage).encode())
+        code = 2
     except (asyncssh.BreakReceived, asyncssh.ConnectionLost, BrokenPipeError):
         code = 255
     except Exception:
@@ -224,6 +232,74 @@ async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str
         typing.cancel()
         loop.remove_reader(master)
         os.close(master)
+
+
+async def _shell(process: asyncssh.SSHServerProcess[bytes], shell: Shell, grant: Grant, home: Path) -> int:
+    """Through the control API's exec WebSocket, with the session's token: the API decides what it reaches."""
+    socket = home / "api.sock"
+
+    def instances() -> list[str]:
+        with StrataClient(socket=socket, token=grant.token) as client:
+            return [i.id for i in client.instances(shell.tenant, shell.app) if i.state == "ready"]
+
+    try:
+        ready = await asyncio.to_thread(instances)
+    except ApiError as exc:
+        process.stderr.write(f"error: {exc.message}\n".encode())
+        return 1
+    instance = shell.instance or (ready[0] if ready else None)
+    if instance is None:
+        process.stderr.write(f"error: {shell.tenant}/{shell.app} has no ready instance\n".encode())
+        return 1
+    tty = process.get_terminal_type() is not None
+    with StrataClient(socket=socket, token=grant.token) as client:
+        target = client.exec_target(shell.tenant, shell.app, instance, shell.command, tty=tty)
+    try:
+        async with websockets.unix_connect(
+            str(target.socket), target.url, additional_headers=target.headers, max_size=None
+        ) as ws:
+            if tty:
+                width, height, _, _ = process.get_terminal_size()
+                await ws.send(json.dumps({"resize": [width, height]}))
+            return await _relay(process, ws, tty)
+    except websockets.ConnectionClosed as closed:
+        reason = {4401: "not allowed", 4404: f"no instance {instance} of {shell.tenant}/{shell.app}"}
+        process.stderr.write(f"error: {reason.get(closed.code, closed.reason or 'the shell ended')}\n".encode())
+        return 1
+
+
+async def _relay(process: asyncssh.SSHServerProcess[bytes], ws: Any, tty: bool) -> int:
+    async def keyboard() -> None:
+        while True:
+            try:
+                data = await process.stdin.read(READ_CHUNK)
+            except asyncssh.TerminalSizeChanged as change:
+                await ws.send(json.dumps({"resize": [change.width, change.height]}))
+                continue
+            if not data:
+                if tty:
+                    return  # the client went away: closing the socket ends the command
+                await ws.send(json.dumps({"eof": True}))
+                await asyncio.Event().wait()  # piped input ended; wait for the output to end
+            await ws.send(data)
+
+    async def output() -> int:
+        async for message in ws:
+            if isinstance(message, str):
+                return int(json.loads(message).get("exit", 255))
+            (process.stderr if message[:1] == b"\x02" else process.stdout).write(message[1:])
+        return 255
+
+    typing, reading = asyncio.ensure_future(keyboard()), asyncio.ensure_future(output())
+    try:
+        await asyncio.wait([typing, reading], return_when=asyncio.FIRST_COMPLETED)
+        if reading.done():
+            return reading.result()
+        await ws.close()  # the client went away: the API ends the command when its socket closes
+        return 255
+    finally:
+        typing.cancel()
+        reading.cancel()
 
 
 def _take_controlling_terminal(tty: int) -> None:

@@ -1,0 +1,112 @@
+"""`/tenants/{t}/apps/{a}/instances/{i}/exec`: a command in an instance's container, over a WebSocket (as
+Kubernetes does it). Binary frames carry the bytes: to the command as they come, from it with a first byte
+saying the stream (1 stdout, 2 stderr). Text frames carry control: `{"resize": [w, h]}` and `{"eof": true}` in,
+`{"exit": CODE}` out, last. When the client goes, the command is ended: the engine would let it run on."""
+
+import asyncio
+import contextlib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+
+from hosting.paas.runtime import EngineError, ExecSession
+from tenants import apps, audit, db, tokens
+from tenants.errors import DomainError
+from tenants.tenancy import get_tenant
+
+router = APIRouter(tags=["apps"])
+
+DEFAULT_COMMAND = ["/bin/sh"]
+UNAUTHORIZED, NOT_FOUND, FAILED = 4401, 4404, 4500  # WebSocket close codes (4000-4999: the application's)
+
+
+@router.websocket("/tenants/{tenant}/apps/{app}/instances/{instance}/exec")
+async def exec_in_instance(
+    websocket: WebSocket,
+    tenant: str,
+    app: str,
+    instance: str,
+    cmd: Annotated[list[str], Query()] = DEFAULT_COMMAND,
+    tty: bool = False,
+) -> None:
+    token = websocket.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    found = await asyncio.to_thread(_find, websocket, token, tenant, app, instance, cmd)
+    if isinstance(found, int):
+        await websocket.close(code=found)
+        return
+    node, container_id = found
+    runtime = next((n.runtime for n in websocket.app.state.nodes if n.name == node), None)
+    if runtime is None:
+        await websocket.close(code=NOT_FOUND)
+        return
+    try:
+        session = await runtime.exec(container_id, cmd, tty=tty)
+    except EngineError as exc:
+        await websocket.close(code=FAILED, reason=str(exc)[:120])
+        return
+    await websocket.accept()
+    await _bridge(websocket, session)
+
+
+def _find(
+    websocket: WebSocket, token: str, tenant: str, app: str, instance: str, cmd: list[str]
+) -> tuple[str, str] | int:
+    """(node, container) of the instance if the token may reach it; else a close code. Audited."""
+    with db.session(websocket.app.state.engine) as session:
+        principal = tokens.authenticate(session, token)
+        if principal is None:
+            return UNAUTHORIZED
+        if not principal.is_operator and principal.tenant != tenant:
+            return NOT_FOUND
+        try:
+            owner = get_tenant(session, tenant)
+            row = apps.read_app(session, apps.get_app(session, owner, app), owner)
+        except DomainError:
+            return NOT_FOUND
+        match = next((i for i in row.instances if i.id == instance), None)
+        if match is None:
+            return NOT_FOUND
+        audit.record(session, principal.actor, "instance.exec", tenant, app=app, instance=instance, command=cmd)
+        session.commit()
+        return match.node, match.container_id
+
+
+async def _bridge(websocket: WebSocket, session: ExecSession) -> None:
+    async def output() -> None:
+        while (piece := await session.read()) is not None:
+            stream, data = piece
+            await websocket.send_bytes(bytes([stream]) + data)
+
+    async def input_() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect()
+            if message.get("bytes"):
+                await session.write(message["bytes"])
+            elif message.get("text"):
+                control = json.loads(message["text"])
+                if "resize" in control:
+                    await session.resize(*control["resize"])
+                if control.get("eof"):
+                    await session.close_input()
+
+    reading = asyncio.ensure_future(input_())
+    try:
+        await asyncio.wait([asyncio.ensure_future(output()), reading], return_when=asyncio.FIRST_COMPLETED)
+        if reading.done():  # the client went away before the command ended
+            raise WebSocketDisconnect()
+        code = None
+        for _ in range(50):  # the engine records the exit a moment after the output ends
+            if (code := await session.exit_code()) is not None:
+                break
+            await asyncio.sleep(0.02)
+        await websocket.send_text(json.dumps({"exit": code if code is not None else 255}))
+        await websocket.close()
+    except (WebSocketDisconnect, RuntimeError):
+        await session.kill()
+    finally:
+        reading.cancel()
+        with contextlib.suppress(Exception):
+            await session.kill()
