@@ -17,6 +17,7 @@ import struct
 import sys
 import termios
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 HANGUP_GRACE_SECONDS = 2.0
 READ_CHUNK = 65536
+MAX_SESSIONS_PER_KEY = 10
+KEEPALIVE_SECONDS, KEEPALIVE_MISSES = 30, 3  # a client silent for 90 s is gone: its session ends
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,19 @@ async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: 
     def server() -> asyncssh.SSHServer:
         return _Server(access)
 
+    open_sessions: Counter[str] = Counter()
+
     async def session(process: asyncssh.SSHServerProcess[bytes]) -> None:
-        await _run_session(process, access, home)
+        fingerprint = process.get_extra_info("fingerprint")
+        if open_sessions[fingerprint] >= MAX_SESSIONS_PER_KEY:
+            process.stderr.write(f"this key has {MAX_SESSIONS_PER_KEY} sessions open already\n".encode())
+            process.exit(1)
+            return
+        open_sessions[fingerprint] += 1
+        try:
+            await _run_session(process, access, home)
+        finally:
+            open_sessions[fingerprint] -= 1
 
     return await asyncssh.create_server(
         server,
@@ -77,6 +91,8 @@ async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: 
         allow_scp=False,
         agent_forwarding=False,
         x11_forwarding=False,
+        keepalive_interval=KEEPALIVE_SECONDS,
+        keepalive_count_max=KEEPALIVE_MISSES,
     )
 
 
