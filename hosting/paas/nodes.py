@@ -24,6 +24,7 @@ class NodeHandle:
     capacity: Capacity | None = None  # unknown until the engine first answers
     reachable: bool = False
     tenant: str | None = None  # the owner of a dedicated VM node
+    warned: bool = False  # its being unreachable is logged already
 
     @property
     def name(self) -> str:
@@ -34,10 +35,12 @@ class NodeHandle:
         try:
             self.capacity = await self.runtime.capacity()
         except EngineError as exc:
-            if self.reachable or self.capacity is None:
+            if self.reachable or not self.warned:  # once per outage, not once per pass
                 log.warning("node %s: %s", self.name, exc)
+                self.warned = True
             await self.mark_unreachable(engine)
             return False
+        self.warned = False
         self.reachable = True
         await asyncio.to_thread(self._record, engine, "ready")
         return True

@@ -181,12 +181,12 @@ class Reconciler:
         self._loop = asyncio.get_running_loop()
         try:
             while not stopping.is_set():
+                self._wake.clear()  # before the pass: a nudge during it brings the next one at once
                 try:
                     await self.reconcile()
                 except Exception:
                     log.exception("reconcile pass failed; retrying")
                 interval = FAST_PASS_INTERVAL_SECONDS if self._hurried() else PASS_INTERVAL_SECONDS
-                self._wake.clear()
                 waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stopping.wait())]
                 await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
