@@ -161,6 +161,8 @@ class InstanceRead(BaseModel):
     started_at: datetime | None
     last_health: str | None
     container_id: str
+    cpu_millicores_used: int | None = None  # sampled every few seconds by the daemon, not stored
+    memory_mib_used: int | None = None
 
 
 class AppRead(AppSpec):

@@ -25,6 +25,13 @@ def usage(used: int, total: int, unit: str) -> Text:
     return Text(f"{used}{unit}/{total}{unit}", style=style)
 
 
+def used(value: int | None, limit: int, unit: str) -> Text:
+    """What an instance uses of its limit (`120m/250m`); `-/250m` until the first sample."""
+    if value is None:
+        return Text(f"-/{limit}{unit}", style="dim")
+    return usage(value, limit, unit)
+
+
 def state(value: str) -> Text:
     return Text(value, style=STATE_STYLES.get(value, ""))
 

@@ -33,6 +33,7 @@ from hosting.paas.runtime import (
     ImageMissing,
     InstanceSpec,
     NodeRuntime,
+    Usage,
 )
 
 MIB = 1024 * 1024
@@ -133,6 +134,27 @@ class DockerRuntime(NodeRuntime):
                     yield line
         except aiodocker.DockerError as exc:
             raise EngineError(exc.message) from None
+
+    async def usage(self, container_id: str) -> Usage | None:
+        try:
+            stats = await self._call(
+                self.docker._query_json(
+                    f"containers/{container_id}/stats", params={"stream": "false", "one-shot": "true"}
+                )
+            )
+        except EngineError:
+            return None
+        cpu, memory = stats.get("cpu_stats") or {}, stats.get("memory_stats") or {}
+        if not cpu.get("system_cpu_usage") or "usage" not in memory:
+            return None  # not running
+        detail = memory.get("stats") or {}
+        reclaimable = detail.get("inactive_file", detail.get("total_inactive_file", 0))  # as `docker stats` counts
+        return Usage(
+            cpu_ns=cpu["cpu_usage"]["total_usage"],
+            system_ns=cpu["system_cpu_usage"],
+            cpus=cpu.get("online_cpus") or 1,
+            memory_bytes=max(0, memory["usage"] - reclaimable),
+        )
 
     async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:
         return await DockerExec.start(self.docker.containers.container(container_id), command, tty)

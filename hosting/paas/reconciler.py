@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from hosting.paas.health import OK, HealthChecker
 from hosting.paas.nodes import NodeHandle
-from hosting.paas.runtime import PLATFORM_LABEL, TENANT_LABEL, Container, EngineError, InstanceSpec
+from hosting.paas.runtime import PLATFORM_LABEL, TENANT_LABEL, Container, EngineError, InstanceSpec, Usage
 from hosting.paas.scheduler import NodeView, Request, place
 from hosting.paas.serving import ServedApp
 from tenants import db
@@ -48,6 +48,7 @@ CRASHLOOP_AFTER_CRASHES = 3
 STABLE_AFTER_SECONDS = 30.0  # running this long forgives earlier crashes
 PIDS_LIMIT = 256
 MAX_PARALLEL_ACTIONS = 8
+USAGE_INTERVAL_SECONDS = 10.0  # how often running instances' CPU and memory are sampled
 
 AppKey = tuple[str, str]  # (tenant, app)
 
@@ -170,6 +171,9 @@ class Reconciler:
         self._desired: list[DesiredApp] = []
         self._published: list[ServedApp] | None = None
         self._busy = False  # the last pass acted: the next one comes soon
+        self._samples: dict[str, Usage] = {}  # instance -> its last counters
+        self.usage: dict[str, tuple[int, int]] = {}  # instance -> (millicores, MiB) used lately
+        self._sampled_at = 0.0
 
     def nudge(self) -> None:
         """Ask for a pass now (the desired state changed); safe to call from any thread."""
@@ -221,6 +225,8 @@ class Reconciler:
         await asyncio.gather(*actions)
         self._busy = bool(actions)
         await self._check_health(containers, wanted, work)
+        if time.monotonic() - self._sampled_at >= USAGE_INTERVAL_SECONDS:
+            await self._sample_usage()
         self._publish()
         await asyncio.to_thread(self._save, work)
 
@@ -609,6 +615,24 @@ class Reconciler:
         if served != self._published:
             self._published = served
             self.publish(served)
+
+    async def _sample_usage(self) -> None:
+        """CPU (millicores, between two samples) and memory (MiB) of every running instance: in memory only,
+        for the API and the console; they change too often to be worth a database write."""
+        self._sampled_at = time.monotonic()
+        running = [t for t in self.tracked.values() if t.state != InstanceState.STOPPING and t.node in self.nodes]
+        samples = await asyncio.gather(*(self.nodes[t.node].runtime.usage(t.container_id) for t in running))
+        usage: dict[str, tuple[int, int]] = {}
+        for tracked, now in zip(running, samples, strict=True):
+            before = self._samples.get(tracked.id)
+            if now is None:
+                continue
+            self._samples[tracked.id] = now
+            if before is not None and now.system_ns > before.system_ns:
+                share = (now.cpu_ns - before.cpu_ns) / (now.system_ns - before.system_ns)
+                usage[tracked.id] = (round(share * now.cpus * 1000), -(-now.memory_bytes // 2**20))  # MiB, rounded up
+        self._samples = {key: value for key, value in self._samples.items() if key in self.tracked}
+        self.usage = usage
 
     # recording
 

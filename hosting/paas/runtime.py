@@ -50,6 +50,16 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """A container's resource counters at one moment (CPU as cumulative nanoseconds, to be differenced)."""
+
+    cpu_ns: int
+    system_ns: int
+    cpus: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """Everything needed to create one instance's container; the limits are enforced by the engine."""
 
@@ -157,6 +167,10 @@ class NodeRuntime(ABC):
     @abstractmethod
     def logs(self, container_id: str, *, follow: bool, since: int | None) -> AsyncIterator[str]:
         """The container's output lines (stdout and stderr), from `since` (unix time) on."""
+
+    @abstractmethod
+    async def usage(self, container_id: str) -> Usage | None:
+        """The container's CPU and memory counters now, or None if it is not running."""
 
     @abstractmethod
     async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:

@@ -10,23 +10,33 @@ from tenants.tenancy import get_tenant
 router = APIRouter(prefix="/tenants/{tenant}/apps", tags=["apps"])
 
 
+def with_usage(request: Request, app: AppRead) -> AppRead:
+    """Add what each instance uses now (sampled by the reconciler, kept in memory only)."""
+    usage = request.app.state.reconciler.usage
+    for instance in app.instances:
+        if instance.id in usage:
+            instance.cpu_millicores_used, instance.memory_mib_used = usage[instance.id]
+    return app
+
+
 @router.get("")
-def list_apps(session: DB, tenant: TenantName) -> list[AppRead]:
+def list_apps(request: Request, session: DB, tenant: TenantName) -> list[AppRead]:
     owner = get_tenant(session, tenant)
-    return apps.read_apps(session, owner, apps.list_apps(session, owner))
+    return [with_usage(request, app) for app in apps.read_apps(session, owner, apps.list_apps(session, owner))]
 
 
 @router.get("/{app}")
-def get_app(session: DB, tenant: TenantName, app: str) -> AppRead:
+def get_app(request: Request, session: DB, tenant: TenantName, app: str) -> AppRead:
     owner = get_tenant(session, tenant)
-    return apps.read_app(session, apps.get_app(session, owner, app), owner)
+    return with_usage(request, apps.read_app(session, apps.get_app(session, owner, app), owner))
 
 
 @router.get("/{app}/instances")
-def list_instances(session: DB, tenant: TenantName, app: str) -> list[InstanceRead]:
-    """The app's running copies: node, state (starting, ready, unhealthy, crashloop, stopping), endpoint."""
+def list_instances(request: Request, session: DB, tenant: TenantName, app: str) -> list[InstanceRead]:
+    """The app's running copies: node, state (starting, ready, unhealthy, crashloop, stopping), endpoint, and
+    the CPU and memory they use (sampled every 10 s)."""
     owner = get_tenant(session, tenant)
-    return apps.read_app(session, apps.get_app(session, owner, app), owner).instances
+    return with_usage(request, apps.read_app(session, apps.get_app(session, owner, app), owner)).instances
 
 
 @router.put("/{app}", responses={201: {"model": AppRead, "description": "created"}})

@@ -190,6 +190,8 @@ def _print(app: AppRead, as_json: bool) -> None:
             ("state", lambda i: i.state),
             ("revision", lambda i: i.revision),
             ("restarts", lambda i: i.restarts),
+            ("cpu", lambda i: f"{i.cpu_millicores_used}m" if i.cpu_millicores_used is not None else None),
+            ("memory", lambda i: f"{i.memory_mib_used}Mi" if i.memory_mib_used is not None else None),
             ("endpoint", lambda i: i.endpoint),
             ("started", lambda i: i.started_at),
             ("health", lambda i: i.last_health),

@@ -98,3 +98,19 @@ def test_gateway_workers_share_the_port_and_the_routes(tmp_path, unique: str) ->
     finally:
         assert daemon.stop() == 0
         remove_everything_of(platform_id(daemon))
+
+
+def test_instances_report_the_cpu_and_memory_they_use(platform: Daemon, unique: str) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.deploy(unique, "web", HELLO.model_copy(update={"replicas": 1}))
+    ready(platform, unique, "web", 1)
+
+    def sampled():  # type: ignore[no-untyped-def]
+        with platform.operator() as api:
+            [instance] = api.instances(unique, "web")
+        return instance if instance.memory_mib_used is not None else None
+
+    instance = wait_for(sampled, timeout=40, what="a usage sample")  # two samples, 10 s apart
+    assert 0 < instance.memory_mib_used <= 64
+    assert 0 <= instance.cpu_millicores_used <= 250

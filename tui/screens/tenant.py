@@ -52,7 +52,7 @@ class TenantScreen(DataScreen):
                 (
                     "paas",
                     "PaaS — apps and instances",
-                    ("APP / INSTANCE", "REV", "STATE", "NODE", "RESTARTS", "UP", "LIMITS", "ENDPOINT"),
+                    ("APP / INSTANCE", "REV", "STATE", "NODE", "RESTARTS", "UP", "CPU", "MEMORY", "ENDPOINT"),
                 ),
                 ("saas", "SaaS — as users see it", ("", "URL", "REQ/S", "P50", "P99", "ERRORS", "LAST MINUTES")),
             ):
@@ -96,7 +96,8 @@ class TenantScreen(DataScreen):
                 "",
                 "",
                 "",
-                f"{app.cpu_millicores}m {app.memory_mib}Mi",
+                f"{app.cpu_millicores}m",
+                f"{app.memory_mib}Mi",
                 app.image,
                 key=f"app:{app.name}",
             )
@@ -108,7 +109,8 @@ class TenantScreen(DataScreen):
                     i.node,
                     str(i.restarts),
                     render.uptime(i.started_at),
-                    "",
+                    render.used(i.cpu_millicores_used, app.cpu_millicores, "m"),
+                    render.used(i.memory_mib_used, app.memory_mib, "Mi"),
                     i.endpoint or "-",
                     key=f"instance:{app.name}:{i.id}",
                 )
