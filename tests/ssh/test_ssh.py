@@ -181,6 +181,7 @@ def test_the_console_over_ssh_renders_reacts_and_resizes(
         assert "docker engines" not in scoped.screen()  # a tenant's console offers no operator figures
 
         operator.keys(":")
+        operator.wait_for("tenants | nodes")  # the command prompt is up
         operator.keys(*"events", "Enter")
         operator.wait_for("ACTION")
         before = operator.screen().splitlines()[0]

@@ -12,7 +12,7 @@ from tenants.names import check_name
 from tenants.schemas import AppSpec
 
 DIALOG_CSS = """
-Vertical { width: 70; height: auto; padding: 1 2; border: thick $accent; background: $surface; }
+#dialog { width: 70; height: auto; max-height: 90%; padding: 1 2; border: thick $accent; background: $surface; }
 """
 
 
@@ -27,7 +27,7 @@ class ConfirmDialog(ModalScreen[bool]):
         self.question = question
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Label(self.question)
             yield Label("[b]y[/b] yes    [b]n[/b] no")
 
@@ -46,7 +46,7 @@ class PromptDialog(ModalScreen[str | None]):
         self.label, self.placeholder, self.value = label, placeholder, value
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Label(self.label)
             yield Input(value=self.value, placeholder=self.placeholder)
 
@@ -71,7 +71,7 @@ class DeployDialog(ModalScreen[tuple[str, AppSpec] | None]):
 
     def compose(self) -> ComposeResult:
         t = self.template
-        with Vertical():
+        with Vertical(id="dialog"):
             yield Label(f"Deploy to [b]{self.tenant}[/b]" + (f": {t.description}" if t.description else ""))
             yield Input(value=t.name, placeholder="app name (a DNS label)", id="app")
             yield Input(value=t.image, placeholder="image, e.g. strata/hello", id="image")
