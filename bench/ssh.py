@@ -37,14 +37,23 @@ def strata(home: Path, *args: str) -> str:
 
 
 def private_mib(home: Path) -> list[float]:
-    """Private memory (MiB) of each console process serving this home's SSH sessions."""
-    sizes = []
+    """Private memory (MiB) of each console process serving this home's SSH sessions: the children of its
+    console fork server (pages shared with the fork server count once, there)."""
+    socket_path = str(home / "console.sock").encode()
+    processes = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-            if b"tui" not in cmdline or f"STRATA_HOME={home}".encode() not in environ:
-                continue
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        processes[int(pid)] = (parent, cmdline)
+    zygotes = {pid for pid, (_, cmdline) in processes.items() if socket_path in cmdline}
+    sizes = []
+    for pid, (parent, _) in processes.items():
+        if parent not in zygotes:
+            continue
+        try:
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
         except OSError:
             continue

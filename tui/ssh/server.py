@@ -27,12 +27,14 @@ import websockets
 
 from tenants.client import ApiError, StrataClient
 from tui.ssh.commands import Shell, UsageError, cli_arguments, shell_request
+from tui.ssh.zygote import Zygote
 
 log = logging.getLogger(__name__)
 
 HANGUP_GRACE_SECONDS = 2.0
 READ_CHUNK = 65536
 MAX_SESSIONS_PER_KEY = 10
+ZYGOTE_SOCKET = "console.sock"  # under STRATA_HOME
 KEEPALIVE_SECONDS, KEEPALIVE_MISSES = 30, 3  # a client silent for 90 s is gone: its session ends
 
 
@@ -57,7 +59,17 @@ class Access(Protocol):
         """Revoke the session's token and audit the session."""
 
 
-async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: Path) -> asyncssh.SSHAcceptor:
+@dataclass
+class SshServer:
+    acceptor: asyncssh.SSHAcceptor
+    zygote: Zygote
+
+    def close(self) -> None:
+        self.acceptor.close()
+        self.zygote.stop()
+
+
+async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: Path) -> SshServer:
     """Listen on HOST:PORT; the host key is made on first start and kept (0600) at `host_key`."""
     if not host_key.exists():
         key = asyncssh.generate_private_key("ssh-ed25519")
@@ -68,6 +80,8 @@ async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: 
         return _Server(access)
 
     open_sessions: Counter[str] = Counter()
+    zygote = Zygote(home / ZYGOTE_SOCKET)
+    await asyncio.to_thread(zygote.ensure_running)
 
     async def session(process: asyncssh.SSHServerProcess[bytes]) -> None:
         fingerprint = process.get_extra_info("fingerprint")
@@ -77,11 +91,11 @@ async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: 
             return
         open_sessions[fingerprint] += 1
         try:
-            await _run_session(process, access, home)
+            await _run_session(process, access, home, zygote)
         finally:
             open_sessions[fingerprint] -= 1
 
-    return await asyncssh.create_server(
+    acceptor = await asyncssh.create_server(
         server,
         host,
         port,
@@ -94,6 +108,7 @@ async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: 
         keepalive_interval=KEEPALIVE_SECONDS,
         keepalive_count_max=KEEPALIVE_MISSES,
     )
+    return SshServer(acceptor, zygote)
 
 
 class _Server(asyncssh.SSHServer):
@@ -127,7 +142,7 @@ class _Server(asyncssh.SSHServer):
         return True
 
 
-async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access, home: Path) -> None:
+async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access, home: Path, zygote: Zygote) -> None:
     peer = process.get_extra_info("peername")[0]
     grant = access.grant(process.get_extra_info("username"), process.get_extra_info("fingerprint"), peer)
     command = process.command or ""
@@ -143,7 +158,7 @@ async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access
             process.stderr.write(b"the console needs a terminal: ssh -t ...\n")
             code = 2
         else:
-            code = await _console(process, env)
+            code = await _console(process, env, zygote)
     except UsageError as usage:
         process.stderr.write(str(usage).encode())
         code = 2
@@ -196,24 +211,20 @@ async def _command(
             await _reap(child)
 
 
-async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str]) -> int:
-    """The console in its own process on a pseudo-terminal that is its controlling terminal (so it gets
+async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str], zygote: Zygote) -> int:
+    """The console, forked by the zygote onto a pseudo-terminal that is its controlling terminal (so it gets
     SIGWINCH); no COLUMNS/LINES in its environment, so it asks the terminal for its size."""
     master, slave = os.openpty()
     _resize(master, process.get_terminal_size())
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui",
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env={**env, "TERM": process.get_terminal_type() or "xterm-256color"},
-        preexec_fn=lambda: _take_controlling_terminal(slave),
-    )
-    os.close(slave)
+    try:
+        connection = await asyncio.to_thread(
+            zygote.open_session, slave, {**env, "TERM": process.get_terminal_type() or "xterm-256color"}
+        )
+    finally:
+        os.close(slave)
+    reader, writer = await asyncio.open_unix_connection(sock=connection)
+    pid = int(await reader.readline())
     loop = asyncio.get_running_loop()
-    ended = loop.create_future()
 
     def output() -> None:
         try:
@@ -222,8 +233,6 @@ async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str
             data = b""
         if data:
             process.stdout.write(data)
-        elif not ended.done():
-            ended.set_result(None)
 
     loop.add_reader(master, output)
 
@@ -238,16 +247,25 @@ async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str
                 return
             os.write(master, data)
 
-    typing = asyncio.ensure_future(keyboard())
+    async def exit_code() -> int:
+        line = await reader.readline()  # "exit CODE"
+        return int(line.split()[1]) if line.startswith(b"exit ") else 255
+
+    typing, ended = asyncio.ensure_future(keyboard()), asyncio.ensure_future(exit_code())
     try:
         await asyncio.wait([typing, ended], return_when=asyncio.FIRST_COMPLETED)
-        if typing.done() and child.returncode is None:  # the client went away first
-            _hang_up(child.pid)
-        return await _reap(child)
+        if not ended.done():  # the client went away first: hang up, then insist
+            _signal_group(pid, signal.SIGHUP)
+            try:
+                await asyncio.wait_for(asyncio.shield(ended), HANGUP_GRACE_SECONDS)
+            except TimeoutError:
+                _signal_group(pid, signal.SIGKILL)
+        return await ended
     finally:
         typing.cancel()
         loop.remove_reader(master)
         os.close(master)
+        writer.close()
 
 
 async def _shell(process: asyncssh.SSHServerProcess[bytes], shell: Shell, grant: Grant, home: Path) -> int:
@@ -318,23 +336,22 @@ async def _relay(process: asyncssh.SSHServerProcess[bytes], ws: Any, tty: bool) 
         reading.cancel()
 
 
-def _take_controlling_terminal(tty: int) -> None:
-    """In the child: a session of its own whose controlling terminal is the pty (so SIGWINCH reaches it)."""
-    os.setsid()
-    fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
-
-
 def _resize(fd: int, size: tuple[int, int, int, int]) -> None:
     width, height, pixwidth, pixheight = size
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height or 24, width or 80, pixwidth, pixheight))
 
 
-def _hang_up(pid: int) -> None:
-    """SIGHUP to the session's process group (it is its own session), as a terminal hang-up would."""
+def _signal_group(pid: int, signum: int) -> None:
+    """Signal a session's process group (it leads its own session, so its group is its PID)."""
     try:
-        os.killpg(pid, signal.SIGHUP)
+        os.killpg(pid, signum)
     except ProcessLookupError:
         pass
+
+
+def _hang_up(pid: int) -> None:
+    """SIGHUP, as a terminal hang-up would."""
+    _signal_group(pid, signal.SIGHUP)
 
 
 async def _reap(child: asyncio.subprocess.Process) -> int:
