@@ -23,6 +23,7 @@ from tenants.client import StrataClient
 from tui import ConsoleData, StrataConsole  # imported here, before any fork: that is the point
 
 MAX_MESSAGE = 64 * 1024
+PARENT_CHECK_SECONDS = 1.0
 
 
 def serve(path: str) -> None:
@@ -30,8 +31,16 @@ def serve(path: str) -> None:
     server.bind(path)
     os.chmod(path, 0o600)
     server.listen(64)
+    server.settimeout(PARENT_CHECK_SECONDS)
+    parent = os.getppid()
     while True:
-        connection, _ = server.accept()
+        try:
+            connection, _ = server.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the daemon is gone (even killed): so is its fork server
+                return
+            continue
+        connection.settimeout(None)
         try:
             message, fds, _, _ = socket.recv_fds(connection, MAX_MESSAGE, 1)
             if not fds:
