@@ -156,17 +156,13 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:  # the client reads slower than the upstream sends
         self.paused_writing = True
-        if self.upstream is not None:
-            self.upstream.transport.pause_reading()
-        if self.tunnel is not None:
-            self.tunnel.transport.pause_reading()
+        if (source := self.upstream or self.tunnel) is not None:
+            source.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused_writing = False
-        if self.upstream is not None:
-            self.upstream.transport.resume_reading()
-        if self.tunnel is not None:
-            self.tunnel.transport.resume_reading()
+        if (source := self.upstream or self.tunnel) is not None:
+            source.transport.resume_reading()
 
     # parser callbacks (requests)
 
