@@ -9,7 +9,8 @@ from tenants.schemas import NodeRead
 
 
 def register(session: Session, actor: str, node: Node) -> None:
-    """Add the node, or refresh what is known of it (its capacity may have changed)."""
+    """Add the node, or refresh what is known of it (its capacity may have changed); a change of its state
+    (ready, unreachable) is an event."""
     existing = session.get(Node, node.name)
     if existing is None:
         session.add(node)
@@ -24,17 +25,11 @@ def register(session: Session, actor: str, node: Node) -> None:
             memory_mib=node.memory_mib,
         )
     else:
+        if existing.state != node.state:
+            audit.record(session, actor, f"node.{node.state}", None, node=node.name, was=existing.state)
         for field in ("driver", "docker_url", "state", "cpu_millicores", "memory_mib"):
             setattr(existing, field, getattr(node, field))
     session.commit()
-
-
-def set_state(session: Session, actor: str, name: str, state: str) -> None:
-    node = session.get(Node, name)
-    if node is not None and node.state != state:
-        audit.record(session, actor, f"node.{state}", None, node=name, was=node.state)
-        node.state = state
-        session.commit()
 
 
 def list_nodes(session: Session) -> list[NodeRead]:

@@ -60,8 +60,4 @@ class NodeHandle:
             memory_mib=capacity.memory_mib,
         )
         with db.session(engine) as session:
-            if session.get(Node, self.name) is None:
-                registry.register(session, "daemon", node)
-            else:
-                registry.set_state(session, "daemon", self.name, state)
-                registry.register(session, "daemon", node)
+            registry.register(session, "daemon", node)
