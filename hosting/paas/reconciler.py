@@ -58,6 +58,9 @@ def backoff(failures: int) -> float:
     return min(BACKOFF_BASE_SECONDS * 2 ** max(failures - 1, 0), BACKOFF_CAP_SECONDS)
 
 
+PERSISTED = tuple(Instance.model_fields)  # what of a Tracked instance its row keeps
+
+
 @dataclass
 class Tracked:
     """What the reconciler knows of one instance; the persisted part is rebuilt from its row after a restart."""
@@ -81,49 +84,17 @@ class Tracked:
     saved: tuple[object, ...] | None = None  # the row as last written
 
     def row(self) -> Instance:
-        return Instance(
-            id=self.id,
-            app_id=self.app_id,
-            node=self.node,
-            container_id=self.container_id,
-            revision=self.revision,
-            state=self.state,
-            endpoint=self.endpoint,
-            restarts=self.restarts,
-            started_at=self.started_at,
-            last_health=self.last_health,
-            created_at=self.created_at,
-        )
+        return Instance(**{name: getattr(self, name) for name in PERSISTED})
 
     def snapshot(self) -> tuple[object, ...]:
-        return (
-            self.node,
-            self.container_id,
-            self.state,
-            self.endpoint,
-            self.restarts,
-            self.started_at,
-            self.last_health,
-            self.revision,
-        )
+        """The persisted fields: the row is rewritten only when this changes."""
+        return tuple(getattr(self, name) for name in PERSISTED)
 
     @classmethod
     def adopt(cls, row: Instance) -> "Tracked":
+        tracked = cls(**{name: getattr(row, name) for name in PERSISTED})
         # An instance caught mid-removal by a restart is judged afresh by its health check.
-        state = InstanceState.STARTING if row.state == InstanceState.STOPPING else InstanceState(row.state)
-        tracked = cls(
-            id=row.id,
-            app_id=row.app_id,
-            node=row.node,
-            container_id=row.container_id,
-            revision=row.revision,
-            state=state,
-            endpoint=row.endpoint,
-            restarts=row.restarts,
-            started_at=row.started_at,
-            last_health=row.last_health,
-            created_at=row.created_at,
-        )
+        tracked.state = InstanceState.STARTING if row.state == InstanceState.STOPPING else InstanceState(row.state)
         tracked.saved = tracked.snapshot()
         return tracked
 
