@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -704,18 +705,15 @@ class UpstreamConnection(asyncio.Protocol):
     def _broken(self) -> None:
         """The instance sent something that is not HTTP."""
         self._flush()
-        client, exchange = self.client, self.exchange
-        self.client = self.exchange = None
-        self.close()
-        if client is not None and exchange is not None:
-            if self.head_seen:
-                client.transport.close()
-            else:
-                client.upstream_failed(exchange, reused=False)
+        self._give_up(lambda client, exchange: client.upstream_failed(exchange, reused=False))
 
     def timed_out(self) -> None:
         """No response head within the upstream timeout: 504 (or a cut, if the head had gone out)."""
         self.deadline = 0.0
+        self._give_up(lambda client, exchange: client.upstream_timed_out(exchange))
+
+    def _give_up(self, before_head: Callable[[ClientConnection, Exchange], None]) -> None:
+        """Close this connection; the client's response is cut if it had begun, else `before_head` answers."""
         client, exchange = self.client, self.exchange
         self.client = self.exchange = None
         self.close()
@@ -723,7 +721,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self.head_seen:
                 client.transport.close()
             else:
-                client.upstream_timed_out(exchange)
+                before_head(client, exchange)
 
 
 RESPONSE_HOP_BY_HOP = (b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade")
