@@ -125,6 +125,12 @@ def read_app(session: Session, app: App, tenant: Tenant) -> AppRead:
     return read_apps(session, tenant, [app])[0]
 
 
+def describe(session: Session, tenant_name: str, app_name: str) -> AppRead:
+    """The app TENANT/APP as the API shows it (NotFound for either name)."""
+    tenant = get_tenant(session, tenant_name)
+    return read_app(session, get_app(session, tenant, app_name), tenant)
+
+
 def _active_tenant(session: Session, name: str) -> Tenant:
     tenant = get_tenant(session, name)
     if tenant.status == TenantStatus.SUSPENDED:

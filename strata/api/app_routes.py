@@ -27,16 +27,14 @@ def list_apps(request: Request, session: DB, tenant: TenantName) -> list[AppRead
 
 @router.get("/{app}")
 def get_app(request: Request, session: DB, tenant: TenantName, app: str) -> AppRead:
-    owner = get_tenant(session, tenant)
-    return with_usage(request, apps.read_app(session, apps.get_app(session, owner, app), owner))
+    return with_usage(request, apps.describe(session, tenant, app))
 
 
 @router.get("/{app}/instances")
 def list_instances(request: Request, session: DB, tenant: TenantName, app: str) -> list[InstanceRead]:
     """The app's running copies: node, state (starting, ready, unhealthy, crashloop, stopping), endpoint, and
     the CPU and memory they use (sampled every 10 s)."""
-    owner = get_tenant(session, tenant)
-    return with_usage(request, apps.read_app(session, apps.get_app(session, owner, app), owner)).instances
+    return with_usage(request, apps.describe(session, tenant, app)).instances
 
 
 @router.put("/{app}", responses={201: {"model": AppRead, "description": "created"}})

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from hosting.paas.runtime import EngineError, ExecSession
 from tenants import apps, audit, db, tokens
 from tenants.errors import DomainError
-from tenants.tenancy import get_tenant
 
 router = APIRouter(tags=["apps"])
 
@@ -60,8 +59,7 @@ def _find(
         if not principal.is_operator and principal.tenant != tenant:
             return NOT_FOUND
         try:
-            owner = get_tenant(session, tenant)
-            row = apps.read_app(session, apps.get_app(session, owner, app), owner)
+            row = apps.describe(session, tenant, app)
         except DomainError:
             return NOT_FOUND
         match = next((i for i in row.instances if i.id == instance), None)

@@ -122,8 +122,7 @@ def app_traffic(request: Request, session: DB, tenant: TenantName, app: str) -> 
 
 def _instances(request: Request, tenant: str, app: str) -> list[InstanceRead]:
     with db.session(request.app.state.engine) as session:
-        owner = get_tenant(session, tenant)
-        return apps.read_app(session, apps.get_app(session, owner, app), owner).instances
+        return apps.describe(session, tenant, app).instances
 
 
 async def _chunks(file: tempfile._TemporaryFileWrapper) -> AsyncIterator[bytes]:  # type: ignore[type-arg]
