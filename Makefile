@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # What the platform needs from the OS: Docker engines, busybox for the offline sample images, QEMU for VM
-# nodes, an SSH client and tmux for the end-to-end tests, wrk and nginx for the benchmarks' baselines.
-DEB_PACKAGES := docker.io busybox-static openssh-client qemu-system-x86 qemu-utils tmux wrk nginx-light
+# nodes (and debootstrap, e2fsprogs, cpio to build their guest image), an SSH client and tmux for the end-to-end tests, wrk and nginx for the benchmarks' baselines.
+DEB_PACKAGES := docker.io busybox-static openssh-client qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio tmux wrk nginx-light
 
 .PHONY: install system-packages demo test lint clean
 
