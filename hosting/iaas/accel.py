@@ -24,7 +24,7 @@ class Accel:
     def qemu_args(self) -> list[str]:
         if self.name == "kvm":
             return ["-accel", "kvm", "-cpu", "host"]
-        return ["-accel", "tcg,tb-size=256", "-cpu", "max"]
+        return ["-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max"]
 
 
 def detect_accel(device: Path = KVM_DEVICE, pvm_module: Path = PVM_MODULE) -> Accel:

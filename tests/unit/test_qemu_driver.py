@@ -1,0 +1,111 @@
+"""The qemu driver's command line, and its QMP exchange with a real QEMU (a machine with no CPU: instant)."""
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hosting.iaas.accel import Accel
+from hosting.iaas.driver import GuestImage, Identity, VmSpec, VmState
+from hosting.iaas.flavors import flavor
+from hosting.iaas.net import free_port
+from hosting.iaas.qemu import QemuDriver, command_line, parse_usernet
+
+IMAGE = GuestImage("node-test", Path("/img/vmlinuz"), Path("/img/initrd.img"), Path("/img/base.ext4"))
+SPEC = VmSpec("n1", flavor("medium"), IMAGE, ssh_port=40022)
+IDENTITY = Identity("n1", "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n", "ssh-ed25519 AAAA strata")
+
+
+def option(args: list[str], name: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args) if arg == name]
+
+
+def test_kvm_gets_the_host_cpu_and_tcg_the_emulated_one() -> None:
+    kvm = command_line("qemu", SPEC, Path("/vms/n1"), Accel("kvm"), restore=None)
+    tcg = command_line("qemu", SPEC, Path("/vms/n1"), Accel("tcg", "pvm"), restore=None)
+    assert (option(kvm, "-accel"), option(kvm, "-cpu")) == (["kvm"], ["host"])
+    assert (option(tcg, "-accel"), option(tcg, "-cpu")) == (["tcg,thread=multi,tb-size=256"], ["max"])
+    assert (option(kvm, "-smp"), option(kvm, "-m")) == (["2"], ["2048"])
+
+
+def test_networking_is_user_mode_restricted_and_forwards_listen_on_loopback_only() -> None:
+    args = command_line("qemu", SPEC, Path("/vms/n1"), Accel("tcg"), restore=None)
+    (netdev,) = option(args, "-netdev")
+    assert netdev == "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22"
+
+
+def test_identity_goes_by_fw_cfg_and_a_restore_reads_the_snapshot() -> None:
+    args = command_line("qemu", SPEC, Path("/vms/n1"), Accel("tcg"), restore=Path("/snaps/small.snap"))
+    assert option(args, "-fw_cfg") == [
+        "name=opt/strata/hostname,file=/vms/n1/hostname",
+        "name=opt/strata/ssh_host_ed25519_key,file=/vms/n1/host_key",
+        "name=opt/strata/authorized_keys,file=/vms/n1/authorized_keys",
+    ]
+    assert option(args, "-incoming") == ["exec:cat /snaps/small.snap"]
+    assert "vmgenid,guid=auto" in option(args, "-device")
+    assert "-incoming" not in command_line("qemu", SPEC, Path("/vms/n1"), Accel("tcg"), restore=None)
+
+
+def test_usernet_table_gives_guest_to_host_ports() -> None:
+    table = """Hub -1 (n0):
+  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+  TCP[HOST_FORWARD]  11       127.0.0.1 34567       10.0.2.15    22     0     0
+  TCP[HOST_FORWARD]  12       127.0.0.1 34999       10.0.2.15  8080     0     0
+  TCP[ESTABLISHED]   13        10.0.2.2 52512       10.0.2.15    22     0     0
+"""
+    assert parse_usernet(table) == {22: 34567, 8080: 34999}
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[QemuDriver, str]]:
+    """A VM defined by the driver, run by a real QEMU without a CPU (nothing to boot, QMP all the same)."""
+    base = tmp_path / "base.raw"
+    base.write_bytes(b"\0" * 4096)
+    driver = QemuDriver(tmp_path / "vms", Accel("tcg", "test"))
+    spec = VmSpec("n1", flavor("small"), GuestImage("t", base, base, base), ssh_port=free_port())
+    asyncio.run(driver.create(spec, IDENTITY))
+    directory = tmp_path / "vms" / "n1"
+    subprocess.run(
+        ["qemu-system-x86_64", "-name", "n1", "-M", "none", "-nodefaults", "-display", "none",
+         "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
+         "-qmp", f"unix:{directory / 'qmp.sock'},server=on,wait=off",
+         "-pidfile", str(directory / "qemu.pid"), "-daemonize"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    yield driver, "n1"
+    asyncio.run(driver.destroy("n1"))
+
+
+def test_forwards_are_added_listed_and_removed_over_qmp(running: tuple[QemuDriver, str]) -> None:
+    driver, name = running
+
+    async def exchange() -> tuple[int, dict[int, int], dict[int, int]]:
+        host_port = await driver.forward(name, 8080)
+        during = await driver.forwards(name)
+        await driver.unforward(name, host_port)
+        return host_port, during, await driver.forwards(name)
+
+    host_port, during, after = asyncio.run(exchange())
+    spec = driver.spec(name)
+    assert during == {22: spec.ssh_port, 8080: host_port}
+    assert after == {22: spec.ssh_port}
+
+
+def test_info_stats_and_stop(running: tuple[QemuDriver, str]) -> None:
+    driver, name = running
+    info = asyncio.run(driver.info(name))
+    assert (info.state, info.accel) == (VmState.RUNNING, "tcg (kvm unusable: test)")
+    stats = asyncio.run(driver.stats(name))
+    assert stats.memory_bytes > 1024 * 1024  # QEMU's own resident memory
+    assert stats.disk_bytes > 0
+    asyncio.run(driver.stop(name, timeout=0.2))  # no guest to power down: it is made to quit
+    assert not Path(f"/proc/{info.pid}").exists()
+    assert asyncio.run(driver.info(name)).state == VmState.DEFINED
+
+
+def test_a_vm_exists_once(running: tuple[QemuDriver, str]) -> None:
+    driver, name = running
+    with pytest.raises(Exception, match="exists already"):
+        asyncio.run(driver.create(driver.spec(name), IDENTITY))
