@@ -17,7 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from hosting.paas.health import OK, HealthChecker
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.runtime import PLATFORM_LABEL, TENANT_LABEL, Container, EngineError, InstanceSpec, Usage
-from hosting.paas.scheduler import NodeView, Request, place
+from hosting.paas.scheduler import NodeView, NoFit, Request, Scheduler, Strategy
 from hosting.paas.serving import ServedApp
 from tenants import db
 from tenants import instances as store
@@ -125,6 +125,7 @@ class Reconciler:
         nodes: Iterable[NodeHandle],
         publish: Publish | None = None,
         drain: Drain | None = None,
+        strategy: Strategy | None = None,
     ) -> None:
         self.engine = engine
         self.platform_id = platform_id
@@ -145,6 +146,7 @@ class Reconciler:
         self._samples: dict[str, Usage] = {}  # instance -> its last counters
         self.usage: dict[str, tuple[int, int]] = {}  # instance -> (millicores, MiB) used lately
         self._sampled_at = 0.0
+        self.strategy = strategy or Strategy.from_env()
 
     def nudge(self) -> None:
         """Ask for a pass now (the desired state changed); safe to call from any thread."""
@@ -276,15 +278,17 @@ class Reconciler:
                 work.event("instance.vanished", tenant, app=app, instance=gone.id, node=gone.node)
             self._forget(gone.id, work)
 
-    def _views(self, containers: list[Container], wanted: dict[AppKey, DesiredApp]) -> dict[str, NodeView]:
+    def _views(self, containers: list[Container], wanted: dict[AppKey, DesiredApp]) -> Scheduler:
         claims: dict[str, list[int]] = {name: [0, 0] for name in self.nodes}
+        instances: dict[str, Counter[AppKey]] = {name: Counter() for name in self.nodes}
         for container in containers:
             app = wanted.get((container.tenant, container.app))
             if app and container.node in claims:
                 claims[container.node][0] += app.cpu_millicores
                 claims[container.node][1] += app.memory_mib
-        return {
-            name: NodeView(
+                instances[container.node][(container.tenant, container.app)] += 1
+        views = (
+            NodeView(
                 name=name,
                 ready=node.reachable and node.capacity is not None,
                 cpu_millicores=node.capacity.cpu_millicores if node.capacity else 0,
@@ -292,13 +296,15 @@ class Reconciler:
                 allocated_cpu_millicores=claims[name][0],
                 allocated_memory_mib=claims[name][1],
                 tenant=node.tenant,
+                instances=instances[name],
             )
             for name, node in self.nodes.items()
-        }
+        )
+        return Scheduler(views, self.strategy)
 
     # deciding
 
-    def _plan(self, app: DesiredApp, found: list[Container], views: dict[str, NodeView], work: _Pass) -> list:
+    def _plan(self, app: DesiredApp, found: list[Container], views: Scheduler, work: _Pass) -> list:
         """The actions that bring `app` one step closer to its desired state."""
         actions = []
         current = [c for c in found if c.revision == app.revision]
@@ -385,27 +391,20 @@ class Reconciler:
 
     # acting
 
-    async def _create(self, app: DesiredApp, views: dict[str, NodeView], work: _Pass) -> None:
-        request = Request(app.tenant, app.isolation == Isolation.DEDICATED, app.cpu_millicores, app.memory_mib)
-        target = place(list(views.values()), request)
-        if target is None:
+    async def _create(self, app: DesiredApp, views: Scheduler, work: _Pass) -> None:
+        dedicated = app.isolation == Isolation.DEDICATED
+        target = views.place(Request(app.tenant, app.name, dedicated, app.cpu_millicores, app.memory_mib))
+        if isinstance(target, NoFit):
             if app.app_id not in self._unschedulable:
                 self._unschedulable.add(app.app_id)
                 work.event(
                     "instance.unschedulable",
                     app.tenant,
                     app=app.name,
-                    reason="no node has room" + (" (dedicated nodes only)" if request.dedicated else ""),
+                    reason=target.reason,
                 )
             return
         self._unschedulable.discard(app.app_id)
-        views[target.name] = NodeView(
-            **{
-                **target.__dict__,
-                "allocated_cpu_millicores": target.allocated_cpu_millicores + app.cpu_millicores,
-                "allocated_memory_mib": target.allocated_memory_mib + app.memory_mib,
-            }
-        )
         instance = secrets.token_hex(3)
         node = self.nodes[target.name]
         spec = InstanceSpec(

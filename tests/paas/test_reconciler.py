@@ -6,7 +6,7 @@ import subprocess
 
 import httpx
 
-from tenants.enums import InstanceState
+from tenants.enums import InstanceState, Isolation
 from tenants.schemas import AppSpec, TenantCreate
 from tests.containers import containers_of, docker, inspect, platform_id, ready, remove_everything_of, wait_for
 from tests.harness import STRATA, Daemon, start_daemon
@@ -232,3 +232,17 @@ def test_an_app_whose_image_is_missing_is_reported_not_retried_in_a_hot_loop(pla
     assert "strata/absent" in first.detail["reason"] and "strata images" in first.detail["reason"]
     __import__("time").sleep(2)
     assert len(failures()) <= 3  # backing off: 1 s, 2 s, 4 s ...
+
+
+def test_an_instance_no_node_fits_stays_pending_saying_why(platform: Daemon, unique: str) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium", isolation=Isolation.DEDICATED))
+    deploy(platform, unique, HELLO.model_copy(update={"replicas": 1}))  # the only node is shared
+
+    def unschedulable():  # type: ignore[no-untyped-def]
+        with platform.operator() as api:
+            return [e for e in api.events(unique) if e.action == "instance.unschedulable"]
+
+    [event] = wait_for(unschedulable, what="the unschedulable event")
+    assert event.detail["reason"] == f"no node fits: 1 not dedicated to {unique}"
+    assert not containers_of(platform_id(platform), f"strata.tenant={unique}")
