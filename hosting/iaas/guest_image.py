@@ -37,6 +37,8 @@ SSHD_PID_FILE = "/run/sshd.pid"
 
 KERNEL, INITRD, DISK = "vmlinuz", "initrd.img", "base.ext4"
 RECIPE_FILE = "recipe.sha256"  # written last: an image directory without it is not complete
+LOCK_FILE = ".build.lock"  # in images_dir, held by the build in progress
+WORK_DIR = ".work"  # in images_dir, the build's cache (debs, the debootstrapped rootfs)
 LOG_TAIL_LINES = 30
 
 
@@ -115,7 +117,7 @@ def build_node_image(
             shutil.rmtree(leftover, ignore_errors=True)
         partial.mkdir()
         try:
-            _run_build(partial, images_dir / ".work", images_dir / f"{final.name}.log", log)
+            _run_build(partial, images_dir / WORK_DIR, images_dir / f"{final.name}.log", log)
             (partial / RECIPE_FILE).write_text(digest + "\n")
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -135,7 +137,7 @@ def fw_cfg_args(*, authorized_keys: Path, host_key: Path, hostname: Path) -> lis
 
 @contextmanager
 def _build_lock(images_dir: Path, log: Callable[[str], None]) -> Iterator[None]:
-    with (images_dir / ".build.lock").open("w") as lock:
+    with (images_dir / LOCK_FILE).open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,4 +1,7 @@
+import fcntl
 import shutil
+import threading
+import time
 from pathlib import Path
 
 from hosting.iaas.guest_image import (
@@ -6,8 +9,11 @@ from hosting.iaas.guest_image import (
     GUEST_DIR,
     INITRD,
     KERNEL,
+    LOCK_FILE,
     PACKAGES,
     RECIPE_FILE,
+    NodeImage,
+    build_node_image,
     find_node_image,
     fw_cfg_args,
     recipe_digest,
@@ -86,3 +92,20 @@ def test_the_identity_goes_to_the_fw_cfg_names_the_guest_reads(tmp_path: Path) -
         "-fw_cfg",
         f"name=opt/strata/hostname,file={tmp_path / 'h'}",
     ]
+
+
+def test_a_build_waits_for_the_one_in_progress_then_takes_its_image(tmp_path: Path) -> None:
+    _fake_image(tmp_path, recipe_digest(), (KERNEL, INITRD, DISK, RECIPE_FILE))  # what the other build made
+    steps: list[str] = []
+    built: list[NodeImage] = []
+    with (tmp_path / LOCK_FILE).open("w") as other_build:
+        fcntl.flock(other_build, fcntl.LOCK_EX)
+        waiting = threading.Thread(target=lambda: built.append(build_node_image(tmp_path, log=steps.append)))
+        waiting.start()
+        deadline = time.monotonic() + 5
+        while not steps and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert steps == [f"waiting for another build in {tmp_path}"]
+        assert waiting.is_alive() and built == []
+    waiting.join(5)
+    assert built == [find_node_image(tmp_path)]
