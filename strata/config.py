@@ -16,6 +16,7 @@ class Settings:
     home: Path
     database_url: str
     domain: str
+    images_dir: Path  # VM guest images, built here (`strata images node-build`)
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> "Settings":
@@ -24,6 +25,7 @@ class Settings:
             home=home,
             database_url=os.environ.get("STRATA_DATABASE_URL") or f"sqlite:///{home / 'strata.db'}",
             domain=os.environ.get("STRATA_DOMAIN") or DEFAULT_DOMAIN,
+            images_dir=Path(os.environ.get("STRATA_IMAGES_DIR") or home / "images").expanduser().resolve(),
         )
 
     @property

@@ -1,16 +1,18 @@
 """`strata images ...` and `strata nodes ...` (operators)."""
 
+import time
 from pathlib import Path
 
 import click
 
-from strata.cli.context import api, json_option
+from hosting.iaas import ImageBuildError, NodeImage, build_node_image, find_node_image
+from strata.cli.context import api, fail, json_option, settings
 from strata.cli.output import emit_json, table
 
 
 @click.group("images")
 def images_group() -> None:
-    """Images on the nodes: built here or loaded from archives (no registry is needed)."""
+    """App images on the nodes (built here or loaded from archives, no registry) and the node VMs' guest image."""
 
 
 @images_group.command("bootstrap")
@@ -49,6 +51,28 @@ def list_images(as_json: bool) -> None:
         ],
         empty="no images; build the samples with `strata images bootstrap`",
     )
+
+
+@images_group.command("node-build")
+@click.option("--force", is_flag=True, help="Rebuild it even if the image of the current recipe is built.")
+def node_build(force: bool) -> None:
+    """Build the node VM guest image (kernel, initramfs, root disk) into $STRATA_IMAGES_DIR, here, as root."""
+    images_dir = settings().images_dir
+    if not force and (image := find_node_image(images_dir)):
+        click.echo(f"already built: {_describe(image)}")
+        return
+    started = time.monotonic()
+    try:
+        image = build_node_image(
+            images_dir, force=force, log=lambda step: click.echo(f"[{time.monotonic() - started:5.1f}s] {step}")
+        )
+    except ImageBuildError as exc:
+        fail(str(exc), hint="it needs root, apt and debootstrap (`make install`); the log says where it stopped")
+    click.echo(f"built in {time.monotonic() - started:.0f}s: {_describe(image)}")
+
+
+def _describe(image: NodeImage) -> str:
+    return f"{image.directory} ({image.allocated_bytes() / 1024**2:.0f}MiB on disk)"
 
 
 @click.group("nodes")
