@@ -2,6 +2,7 @@
 clone its own identity (host key, hostname, clock) in place of its template's."""
 
 import asyncio
+import secrets
 import shlex
 import time
 from pathlib import Path
@@ -69,15 +70,18 @@ mv /etc/ssh/ssh_host_ed25519_key.new /etc/ssh/ssh_host_ed25519_key
 ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key > /etc/ssh/ssh_host_ed25519_key.pub
 hostname "$1"; echo "$1" > /etc/hostname
 date -s "@$2" > /dev/null
+printf %s "$3" > /dev/urandom
 kill -HUP "$(cat /run/sshd.pid)"
 """
 
 
 async def rebirth(connection: SSHClientConnection, identity: Identity) -> None:
     """Make a clone restored from a snapshot its own machine: a new SSH host key (sshd reloads it; this
-    connection stays up), its hostname, and the time now (its clock stopped when the snapshot was taken).
-    Its random generator reseeds by itself: the vmgenid device changes on restore."""
-    command = shlex.join(["sh", "-c", REBIRTH, "rebirth", identity.hostname, str(int(time.time()))])
+    connection stays up), its hostname, the time now (its clock stopped when the snapshot was taken), and
+    fresh randomness from the host mixed into its random pool, which it shares with every clone otherwise
+    (kernels with a vmgenid driver reseed by themselves too: the device's id changes on restore)."""
+    arguments = [identity.hostname, str(int(time.time())), secrets.token_hex(64)]
+    command = shlex.join(["sh", "-c", REBIRTH, "rebirth", *arguments])
     result = await connection.run(command, input=identity.host_key, check=False)
     if result.exit_status != 0:
         raise HypervisorError(f"giving {identity.hostname} its identity failed: {result.stderr}")

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hosting.iaas.driver import GuestImage
+
 GUEST_DIR = Path(__file__).parent / "guest"
 KERNEL_FLAVOUR = "cloud-amd64"
 DEBIAN_SUITE = "bookworm"
@@ -67,6 +69,11 @@ class NodeImage:
         stamp = self.directory / RECIPE_FILE
         parts = (self.kernel, self.initrd, self.disk)
         return stamp.is_file() and stamp.read_text().strip() == self.digest and all(p.is_file() for p in parts)
+
+    @property
+    def guest(self) -> GuestImage:
+        """The image as a hypervisor driver boots it."""
+        return GuestImage(self.directory.name, self.kernel, self.initrd, self.disk)
 
     def allocated_bytes(self) -> int:
         """What the image takes on disk (`disk` is sparse: far less than its apparent size)."""

@@ -10,3 +10,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
         return probe.getsockname()[1]
+
+
+GUEST_ADDRESS = "10.0.2.15"  # the guest's own address on QEMU's user network, where forwards arrive

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from asyncssh import SSHClientConnection, SSHKey
@@ -23,6 +23,14 @@ COLD_BOOT_TIMEOUT_SECONDS = 600  # TCG on a busy 2-core host: ~36 s alone, ~60 s
 RESTORE_TIMEOUT_SECONDS = 60
 
 Ready = Callable[[SSHClientConnection], Awaitable[None]]  # returns once the guest is usable
+
+
+@dataclass(frozen=True)
+class Booted:
+    connection: SSHClientConnection
+    restored: bool  # from its template's snapshot, not a cold boot
+    ssh_seconds: float  # from the start to a login as itself
+    ready_seconds: float  # from the start to `ready` passing
 
 
 class Provisioner:
@@ -56,11 +64,12 @@ class Provisioner:
             spec = replace(spec, image=image, template=template)
         await self.driver.create(spec, new_identity(name, self.client))
 
-    async def boot(self, name: str) -> SSHClientConnection:
+    async def boot(self, name: str) -> Booted:
         """Start a defined VM and return an SSH connection to it once it is ready: restored from its
         template's snapshot if it is a template's clone, booted cold otherwise."""
         spec = self.driver.spec(name)
         identity = self.driver.identity(name)
+        started = time.monotonic()
         if spec.template is not None:
             template = self.templates.identity(spec.template)
             await self.driver.start(name, restore=self._snapshot(spec.template))
@@ -71,12 +80,13 @@ class Provisioner:
         else:
             await self.driver.start(name)
             connection = await connect(spec.ssh_port, identity, self.client, COLD_BOOT_TIMEOUT_SECONDS)
+        ssh_ready = time.monotonic() - started
         try:
             await self.ready(connection)
         except BaseException:
             connection.close()
             raise
-        return connection
+        return Booted(connection, spec.template is not None, ssh_ready, time.monotonic() - started)
 
     async def template(self, flavor: Flavor) -> str:
         """The name of `flavor`'s template VM, booted cold and saved as a snapshot now if it was not (a failed

@@ -32,13 +32,12 @@ from hosting.iaas.driver import (
     VmStats,
 )
 from hosting.iaas.flavors import Flavor
+from hosting.iaas.guest_image import KERNEL_ARGS, fw_cfg_args
 from hosting.iaas.net import LOOPBACK, free_port
 from hosting.iaas.qmp import Qmp, qmp_session
 
 QEMU = "qemu-system-x86_64"
 NETDEV = "n0"
-FW_CFG_PREFIX = "opt/strata"  # the guest's init reads these (hosting/iaas/guest/build.sh)
-IDENTITY_FILES = {"hostname": "hostname", "ssh_host_ed25519_key": "host_key", "authorized_keys": "authorized_keys"}
 RUNNING_TIMEOUT_SECONDS = 60
 MIGRATION_BANDWIDTH = 8 * 1024**3  # bytes/s: QEMU's default (32 MiB/s) would make a snapshot take ~10 s
 
@@ -221,7 +220,7 @@ class QemuDriver(HypervisorDriver):
         return _locked(self._locks.setdefault(name, asyncio.Lock()), self.vms_dir / name / "qmp.sock", name)
 
     async def _until_running(self, name: str, timeout: float) -> None:
-        """Wait until the guest runs (a restore runs once QEMU has read the whole snapshot)."""
+        """Wait until the guest runs; a restore is resumed once QEMU has read the whole snapshot."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._pid(name) is None:
@@ -230,6 +229,10 @@ class QemuDriver(HypervisorDriver):
                 status = await qmp.execute("query-status")
             if status["running"]:
                 return
+            if status["status"] == "paused":  # restored: the snapshot was taken of a paused VM
+                async with self._qmp(name) as qmp:
+                    await qmp.execute("cont")
+                continue
             if status["status"] not in ("inmigrate", "prelaunch"):
                 raise HypervisorError(f"VM {name}: QEMU is {status['status']}, not running")
             await asyncio.sleep(0.02)
@@ -240,7 +243,9 @@ def command_line(binary: str, spec: VmSpec, directory: Path, accel: Accel, *, re
     """QEMU's arguments for `spec`: q35, virtio disk/net/rng, vmgenid (a restored clone reseeds its random
     generator), identity by fw_cfg, the serial console to a file, QMP on a unix socket, SSH on 127.0.0.1."""
     flavor = spec.flavor
-    identity = [f"name={FW_CFG_PREFIX}/{key},file={directory / filename}" for key, filename in IDENTITY_FILES.items()]
+    identity = fw_cfg_args(
+        authorized_keys=directory / "authorized_keys", host_key=directory / "host_key", hostname=directory / "hostname"
+    )
     return [
         binary,
         "-name", spec.name,
@@ -252,14 +257,14 @@ def command_line(binary: str, spec: VmSpec, directory: Path, accel: Accel, *, re
         "-serial", f"file:{directory / 'console.log'}",
         "-kernel", str(spec.image.kernel),
         "-initrd", str(spec.image.initrd),
-        "-append", "console=ttyS0 quiet panic=-1 rw",
+        "-append", KERNEL_ARGS,
         "-drive", f"file={directory / 'disk.qcow2'},if=none,id=d0,format=qcow2,discard=unmap",
         "-device", "virtio-blk-pci,drive=d0",
         "-netdev", f"user,id={NETDEV},restrict=on,hostfwd=tcp:{LOOPBACK}:{spec.ssh_port}-:22",
         "-device", f"virtio-net-pci,netdev={NETDEV}",
         "-device", "virtio-rng-pci",
         "-device", "vmgenid,guid=auto",
-        *[arg for entry in identity for arg in ("-fw_cfg", entry)],
+        *identity,
         "-qmp", f"unix:{directory / 'qmp.sock'},server=on,wait=off",
         "-pidfile", str(directory / "qemu.pid"),
         "-daemonize",

@@ -38,10 +38,10 @@ def test_networking_is_user_mode_restricted_and_forwards_listen_on_loopback_only
 
 def test_identity_goes_by_fw_cfg_and_a_restore_reads_the_snapshot() -> None:
     args = command_line("qemu", SPEC, Path("/vms/n1"), Accel("tcg"), restore=Path("/snaps/small.snap"))
-    assert option(args, "-fw_cfg") == [
+    assert sorted(option(args, "-fw_cfg")) == [
+        "name=opt/strata/authorized_keys,file=/vms/n1/authorized_keys",
         "name=opt/strata/hostname,file=/vms/n1/hostname",
         "name=opt/strata/ssh_host_ed25519_key,file=/vms/n1/host_key",
-        "name=opt/strata/authorized_keys,file=/vms/n1/authorized_keys",
     ]
     assert option(args, "-incoming") == ["exec:cat /snaps/small.snap"]
     assert "vmgenid,guid=auto" in option(args, "-device")
