@@ -24,6 +24,7 @@ from tenants.schemas import (
     InstanceRead,
     KeyCreate,
     KeyRead,
+    NodeCreate,
     NodeRead,
     PlanRead,
     Scale,
@@ -202,6 +203,21 @@ class StrataClient:
     # nodes and images
     def nodes(self) -> list[NodeRead]:
         return self._call("GET", "/nodes", list[NodeRead])
+
+    def node(self, name: str) -> NodeRead:
+        return self._call("GET", f"/nodes/{name}", NodeRead)
+
+    def add_node(self, spec: NodeCreate) -> NodeRead:
+        return self._call("POST", "/nodes", NodeRead, body=spec)
+
+    def drain_node(self, name: str) -> NodeRead:
+        return self._call("POST", f"/nodes/{name}/drain", NodeRead)
+
+    def resume_node(self, name: str) -> NodeRead:
+        return self._call("POST", f"/nodes/{name}/resume", NodeRead)
+
+    def remove_node(self, name: str, *, force: bool = False) -> NodeRead:
+        return self._call("DELETE", f"/nodes/{name}", NodeRead, params={"force": force})
 
     def images(self) -> list[ImageRead]:
         return self._call("GET", "/images", list[ImageRead])

@@ -24,3 +24,11 @@ class InstanceState(StrEnum):
     UNHEALTHY = "unhealthy"  # was ready, now failing its health check
     CRASHLOOP = "crashloop"  # exits again and again; restarted with growing delays
     STOPPING = "stopping"  # being removed; the gateway drains it
+
+
+class NodeState(StrEnum):
+    PROVISIONING = "provisioning"  # a VM node booting; ready once its engine answers
+    READY = "ready"
+    UNREACHABLE = "unreachable"  # its engine stopped answering
+    FAILED = "failed"  # it could not be made; `message` says why
+    REMOVING = "removing"

@@ -133,10 +133,15 @@ class Node(SQLModel, table=True):
     name: str = Field(primary_key=True)
     driver: str  # "local", or the hypervisor driver of a VM node
     docker_url: str
-    state: str = "ready"  # ready | unreachable
+    state: str = "ready"  # NodeState
     cpu_millicores: int = 0
     memory_mib: int = 0
     created_at: datetime = _time()
+    flavor: str | None = None  # a VM node's size
+    tenant: str | None = None  # the tenant a dedicated VM node is for; None: shared
+    draining: bool = False  # no new instances; those on it move elsewhere
+    accel: str | None = None  # what a VM node's hypervisor runs it with, e.g. "tcg (kvm unusable: pvm)"
+    message: str | None = None  # why it failed, when it did
 
 
 class Instance(SQLModel, table=True):

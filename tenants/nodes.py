@@ -4,8 +4,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from tenants import audit
+from tenants.db import commit
+from tenants.enums import Isolation, NodeState
+from tenants.errors import Conflict, Invalid, NotFound
 from tenants.models import App, Instance, Node, Tenant
-from tenants.schemas import NodeRead
+from tenants.schemas import NodeCreate, NodeRead
+from tenants.tenancy import get_tenant
 
 
 def register(session: Session, actor: str, node: Node) -> None:
@@ -27,9 +31,85 @@ def register(session: Session, actor: str, node: Node) -> None:
     else:
         if existing.state != node.state:
             audit.record(session, actor, f"node.{node.state}", None, node=node.name, was=existing.state)
-        for field in ("driver", "docker_url", "state", "cpu_millicores", "memory_mib"):
+        for field in ("driver", "docker_url", "state", "cpu_millicores", "memory_mib", "message"):
             setattr(existing, field, getattr(node, field))
     session.commit()
+
+
+def add_vm(session: Session, actor: str, spec: NodeCreate, accel: str) -> Node:
+    """Ask for a VM node: recorded `provisioning`; the daemon boots it and marks it ready."""
+    if session.get(Node, spec.name) is not None:
+        raise Conflict(f"node {spec.name} exists already")
+    if spec.tenant is not None:
+        tenant = get_tenant(session, spec.tenant)
+        if tenant.isolation != Isolation.DEDICATED:
+            raise Invalid(
+                f"tenant {spec.tenant} is shared: its instances never go to a dedicated VM; "
+                f"make it dedicated first (strata tenants update {spec.tenant} --isolation dedicated)",
+                field="tenant",
+            )
+    node = Node(
+        name=spec.name,
+        driver=spec.driver,
+        docker_url="",
+        state=NodeState.PROVISIONING,
+        flavor=spec.flavor,
+        tenant=spec.tenant,
+        accel=accel,
+    )
+    session.add(node)
+    audit.record(session, actor, "node.add", spec.tenant, node=spec.name, driver=spec.driver, flavor=spec.flavor)
+    commit(session, conflict=f"node {spec.name} exists already")
+    return node
+
+
+def get_node(session: Session, name: str) -> Node:
+    node = session.get(Node, name)
+    if node is None:
+        raise NotFound(f"no node {name}")
+    return node
+
+
+def set_draining(session: Session, actor: str, name: str, draining: bool) -> Node:
+    """Drain a node (no new instances; those on it move elsewhere, one by one) or put it back in service."""
+    node = get_node(session, name)
+    node.draining = draining
+    audit.record(session, actor, "node.drain" if draining else "node.resume", node.tenant, node=name)
+    session.commit()
+    return node
+
+
+def request_removal(session: Session, actor: str, name: str, *, force: bool) -> Node:
+    """Mark a VM node for removal (the daemon destroys its VM, then forgets it). Refused while instances run
+    on it, unless `force`: drain it first and they move without downtime."""
+    node = get_node(session, name)
+    if node.driver == "local":
+        raise Invalid("the local node is this host's own engine; it is not removed (drain it instead)", field="name")
+    count = session.exec(select(func.count()).select_from(Instance).where(Instance.node == name)).one()
+    if count and not force:
+        raise Conflict(
+            f"node {name} runs {count} instance(s); drain it first (strata nodes drain {name}) "
+            "so they move elsewhere, or remove it with --force"
+        )
+    node.state = NodeState.REMOVING
+    audit.record(session, actor, "node.remove", node.tenant, node=name, instances=count)
+    session.commit()
+    return node
+
+
+def forget(session: Session, name: str) -> None:
+    """Drop a removed node's record, and its instances' (their VM is gone)."""
+    node = session.get(Node, name)
+    if node is not None:
+        for instance in session.exec(select(Instance).where(Instance.node == name)):
+            session.delete(instance)
+        session.delete(node)
+        audit.record(session, "daemon", "node.removed", node.tenant, node=name)
+        session.commit()
+
+
+def vm_nodes(session: Session, driver: str) -> list[Node]:
+    return list(session.exec(select(Node).where(Node.driver == driver).order_by(Node.name)))
 
 
 def list_nodes(session: Session) -> list[NodeRead]:
@@ -60,6 +140,16 @@ def list_nodes(session: Session) -> list[NodeRead]:
             allocated_cpu_millicores=claims.get(node.name, (0, 0, 0))[1],
             allocated_memory_mib=claims.get(node.name, (0, 0, 0))[2],
             tenants=sorted(tenants.get(node.name, ())),
+            flavor=node.flavor,
+            tenant=node.tenant,
+            draining=node.draining,
+            accel=node.accel,
+            message=node.message,
         )
         for node in session.exec(select(Node).order_by(Node.name))
     ]
+
+
+def draining(session: Session) -> set[str]:
+    """The names of the nodes being drained."""
+    return set(session.exec(select(Node.name).where(col(Node.draining))))

@@ -175,6 +175,12 @@ class AppRead(AppSpec):
     instances: list[InstanceRead] = []
 
 
+class VmStatsRead(BaseModel):
+    cpu_seconds: float
+    memory_bytes: int
+    disk_bytes: int
+
+
 class NodeRead(BaseModel):
     name: str
     driver: str
@@ -185,6 +191,19 @@ class NodeRead(BaseModel):
     allocated_cpu_millicores: int
     allocated_memory_mib: int
     tenants: list[str] = []  # whose instances run here
+    flavor: str | None = None
+    tenant: str | None = None  # a dedicated VM node's tenant
+    draining: bool = False
+    accel: str | None = None
+    message: str | None = None
+    vm: VmStatsRead | None = None  # what a VM node costs its host, when it is a VM
+
+
+class NodeCreate(BaseModel):
+    name: Name
+    driver: str = "qemu"
+    flavor: str = "small"
+    tenant: TenantName | None = None  # dedicate the VM to this tenant
 
 
 class ImageRead(BaseModel):
