@@ -1,28 +1,30 @@
 """`ExecSession` for a Docker engine: `docker exec` through aiodocker's attached stream."""
 
-import os
-import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiodocker
 
 from hosting.paas.runtime import EngineError, ExecSession
 
+Kill = Callable[[int], Awaitable[None]]  # SIGKILL a PID of the engine's machine
+
 
 class DockerExec(ExecSession):
-    def __init__(self, execution: Any, stream: Any) -> None:
+    def __init__(self, execution: Any, stream: Any, kill: Kill) -> None:
         self._exec = execution
         self._stream = stream
+        self._kill = kill
 
     @classmethod
-    async def start(cls, container: Any, command: list[str], tty: bool) -> "DockerExec":
+    async def start(cls, container: Any, command: list[str], tty: bool, kill: Kill) -> "DockerExec":
         try:
             execution = await container.exec(command, stdin=True, tty=tty)
             stream = execution.start(detach=False)
             await stream.__aenter__()
         except aiodocker.DockerError as exc:
             raise EngineError(exc.message) from None
-        return cls(execution, stream)
+        return cls(execution, stream, kill)
 
     async def read(self) -> tuple[int, bytes] | None:
         message = await self._stream.read_out()
@@ -48,16 +50,10 @@ class DockerExec(ExecSession):
         return None if info["Running"] else info["ExitCode"]
 
     async def kill(self) -> None:
-        """SIGKILL the command by the PID the engine reports (its host PID: so for a local engine only), and
+        """SIGKILL the command by the PID the engine reports (a PID of the engine's machine, killed there), and
         the process group it leads, if it leads one (with a terminal it leads a session)."""
         info = await self._exec.inspect()
         pid = info.get("Pid") if info["Running"] else None
         if pid:
-            try:
-                if os.getpgid(pid) == pid:
-                    os.killpg(pid, signal.SIGKILL)
-                else:
-                    os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            await self._kill(pid)
         await self._stream.close()

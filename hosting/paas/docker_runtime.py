@@ -2,13 +2,17 @@
 
 Containers get the hardening the platform promises whatever the image: CPU, memory (no swap) and pids
 limits, no new privileges, every capability dropped but those the image declares, a read-only root where
-the image declares it can run so, the app port published on 127.0.0.1 only (Docker picks the host port),
-and the tenant's own network.
+the image declares it can run so, the app port published where its `EngineHost` says (127.0.0.1 on this
+host; a VM's forwards otherwise), and the tenant's own network.
 """
 
 import asyncio
 import io
+import os
+import signal
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,17 +41,58 @@ from hosting.paas.runtime import (
 )
 
 MIB = 1024 * 1024
+SAVE_CHUNK_BYTES = 256 * 1024
 STOP_TIMEOUT_SECONDS = 5
 API_TIMEOUT_SECONDS = 30
 TMPFS = {"/tmp": "rw,noexec,nosuid,size=64m"}  # writable scratch space for read-only roots
 LOG_OPTIONS = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
-PUBLISH_HOST_IP = "127.0.0.1"
+
+
+class EngineHost(ABC):
+    """The machine a Docker engine runs on, as far as the runtime must know it: where containers publish
+    their port, how a published port is reached from here, and how to end a process of an exec."""
+
+    publish_ip: str
+
+    @abstractmethod
+    async def endpoint(self, port: int) -> str:
+        """HOST:PORT reaching the engine's published `port` from the platform's host."""
+
+    @abstractmethod
+    async def retain(self, ports: set[int]) -> None:
+        """Only these published ports are in use now: what was set up for any other may go."""
+
+    @abstractmethod
+    async def kill(self, pid: int) -> None:
+        """SIGKILL the process `pid` of the engine's machine, and the process group it leads, if it does."""
+
+
+class ThisHost(EngineHost):
+    """The engine of the platform's own host: ports published on 127.0.0.1 and reached as they are."""
+
+    publish_ip = "127.0.0.1"
+
+    async def endpoint(self, port: int) -> str:
+        return f"{self.publish_ip}:{port}"
+
+    async def retain(self, ports: set[int]) -> None:
+        pass
+
+    async def kill(self, pid: int) -> None:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class DockerRuntime(NodeRuntime):
-    def __init__(self, name: str, url: str) -> None:
+    def __init__(self, name: str, url: str, host: EngineHost | None = None) -> None:
         self.name = name
         self.url = url
+        self.host = host or ThisHost()
         self._docker: aiodocker.Docker | None = None
         self._networks: set[str] = set()
         self._seen: dict[tuple[str, str], Container | None] = {}  # (id, state) -> what inspect said
@@ -72,7 +117,9 @@ class DockerRuntime(NodeRuntime):
         for key, found in zip(fresh, await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh)), strict=True):
             self._seen[key] = found
         self._seen = {key: self._seen[key] for key in keys}
-        return [container for key in keys if (container := self._seen[key]) is not None]
+        found = [container for key in keys if (container := self._seen[key]) is not None]
+        await self.host.retain({c.published for c in found if c.published is not None})
+        return found
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         async with self._network_lock:  # Docker allows two networks of one name: never race to create
@@ -91,7 +138,7 @@ class DockerRuntime(NodeRuntime):
                 f"image {spec.image} is not on node {self.name}; build or load it "
                 "(`strata images bootstrap`, `strata images load FILE.tar`)"
             )
-        config = _container_config(spec, image)
+        config = _container_config(spec, image, self.host.publish_ip)
         name = f"strata-{spec.tenant}-{spec.app}-{spec.instance}"
         try:
             container = await self._call(self.docker.containers.create(config, name=name))
@@ -157,7 +204,7 @@ class DockerRuntime(NodeRuntime):
         )
 
     async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:
-        return await DockerExec.start(self.docker.containers.container(container_id), command, tty)
+        return await DockerExec.start(self.docker.containers.container(container_id), command, tty, self.host.kill)
 
     async def images(self) -> list[ImageInfo]:
         listed = await self._call(self.docker.images.list())
@@ -195,6 +242,16 @@ class DockerRuntime(NodeRuntime):
         if errors:
             raise EngineError(f"building {tag} failed: {errors[-1]}")
 
+    async def save(self, reference: str) -> AsyncIterator[bytes]:  # type: ignore[override]
+        try:
+            async with self.docker.images.export_image(reference) as content:
+                async for chunk in content.iter_chunked(SAVE_CHUNK_BYTES):
+                    yield chunk
+        except aiodocker.DockerError as exc:
+            raise EngineError(f"docker on {self.name}: {exc.message}") from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise EngineUnavailable(f"docker on {self.name} does not answer ({exc})") from None
+
     async def load(self, archive: AsyncIterable[bytes]) -> list[str]:
         output = await self._call(self.docker.images.import_image(_Stream(archive)))
         tags = []
@@ -222,7 +279,10 @@ class DockerRuntime(NodeRuntime):
             data = await self._call(self.docker.containers.container(container_id).show())
         except EngineError:
             return None  # removed between list and inspect
-        return _container(self.name, data)
+        container = _container(self.name, data, self.host.publish_ip)
+        if container is not None and container.published is not None:
+            container = replace(container, endpoint=await self.host.endpoint(container.published))
+        return container
 
     async def _call(self, awaitable: Any) -> Any:
         """Await an aiodocker call, turning its failures into the runtime's errors."""
@@ -234,7 +294,7 @@ class DockerRuntime(NodeRuntime):
             raise EngineUnavailable(f"docker on {self.name} does not answer ({exc})") from None
 
 
-def _container_config(spec: InstanceSpec, image: ImageInfo) -> dict[str, Any]:
+def _container_config(spec: InstanceSpec, image: ImageInfo, publish_ip: str) -> dict[str, Any]:
     read_only = image.labels.get(READ_ONLY_ROOT_LABEL) == "true"
     capabilities = [cap.strip().upper() for cap in image.labels.get(CAPABILITIES_LABEL, "").split(",") if cap.strip()]
     port = f"{spec.port}/tcp"
@@ -263,7 +323,7 @@ def _container_config(spec: InstanceSpec, image: ImageInfo) -> dict[str, Any]:
             "SecurityOpt": ["no-new-privileges:true"],
             "CapDrop": ["ALL"],
             "CapAdd": capabilities,
-            "PortBindings": {port: [{"HostIp": PUBLISH_HOST_IP, "HostPort": ""}]},
+            "PortBindings": {port: [{"HostIp": publish_ip, "HostPort": ""}]},
             "NetworkMode": spec.network,
             "RestartPolicy": {"Name": "no"},  # the reconciler restarts, with backoff, and counts it
             "LogConfig": LOG_OPTIONS,
@@ -271,7 +331,8 @@ def _container_config(spec: InstanceSpec, image: ImageInfo) -> dict[str, Any]:
     }
 
 
-def _container(node: str, data: dict[str, Any]) -> Container | None:
+def _container(node: str, data: dict[str, Any], publish_ip: str) -> Container | None:
+    """The container `data` (from inspect) describes, its published port as the engine's machine sees it."""
     labels = data["Config"].get("Labels") or {}
     state = data["State"]
     try:
@@ -279,12 +340,12 @@ def _container(node: str, data: dict[str, Any]) -> Container | None:
         tenant, app, instance = labels[TENANT_LABEL], labels[APP_LABEL], labels[INSTANCE_LABEL]
     except (KeyError, ValueError):
         return None  # not one of ours after all (a label was tampered with)
-    endpoint = None
+    published = None
     if state.get("Running"):
         for bindings in (data["NetworkSettings"].get("Ports") or {}).values():
             for binding in bindings or []:
-                if binding.get("HostIp") == PUBLISH_HOST_IP and binding.get("HostPort"):
-                    endpoint = f"{PUBLISH_HOST_IP}:{binding['HostPort']}"
+                if binding.get("HostIp") == publish_ip and binding.get("HostPort"):
+                    published = int(binding["HostPort"])
     started = state.get("StartedAt") or ""
     return Container(
         node=node,
@@ -296,7 +357,8 @@ def _container(node: str, data: dict[str, Any]) -> Container | None:
         running=bool(state.get("Running")),
         exit_code=None if state.get("Running") else state.get("ExitCode"),
         started_at=_docker_time(started),
-        endpoint=endpoint,
+        endpoint=None,
+        published=published,
     )
 
 

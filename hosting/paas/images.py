@@ -7,7 +7,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hosting.paas.runtime import NodeRuntime
+from hosting.paas.runtime import ImageMissing, NodeRuntime
 
 BUSYBOX = Path("/bin/busybox")
 SAMPLES = Path(__file__).parent / "sample_images"
@@ -64,3 +64,14 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     if info.isfile() and info.name.endswith(".sh"):
         info.mode = 0o755
     return info
+
+
+async def ship(reference: str, source: NodeRuntime, target: NodeRuntime) -> None:
+    """Copy image `reference` from `source` to `target` (save → load, streamed): nodes pull from no registry,
+    and a VM node's guest has no network at all. What a node holds is its engine's own business after this."""
+    if await source.image(reference) is None:
+        raise ImageMissing(
+            f"image {reference} is in the platform's image store ({source.name}) neither; build or load it "
+            "(`strata images bootstrap`, `strata images load FILE.tar`)"
+        )
+    await target.load(source.save(reference))

@@ -101,7 +101,8 @@ class Container:
     running: bool
     exit_code: int | None
     started_at: datetime | None
-    endpoint: str | None  # 127.0.0.1:PORT while running
+    endpoint: str | None  # 127.0.0.1:PORT reaching it from the platform's host, while running
+    published: int | None = None  # the port it publishes on its engine's machine
     remembered: bool = False  # not seen now: its node does not answer, so this is what was known of it
 
 
@@ -187,6 +188,10 @@ class NodeRuntime(ABC):
     @abstractmethod
     async def build(self, context: bytes, tag: str) -> None:
         """Build an image from a tar build context (FROM scratch or local images: no registry)."""
+
+    @abstractmethod
+    def save(self, reference: str) -> AsyncIterator[bytes]:
+        """The image as a `docker save` archive, streamed."""
 
     @abstractmethod
     async def load(self, archive: AsyncIterable[bytes]) -> list[str]:
