@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -14,6 +15,7 @@ from tenants.models import Node
 log = logging.getLogger(__name__)
 
 LOCAL_DOCKER_URL = "unix:///var/run/docker.sock"
+NODE_LOST_AFTER_SECONDS = 30.0  # unreachable this long: its instances are placed elsewhere
 
 
 @dataclass
@@ -24,7 +26,14 @@ class NodeHandle:
     capacity: Capacity | None = None  # unknown until the engine first answers
     reachable: bool = False
     tenant: str | None = None  # the owner of a dedicated VM node
+    draining: bool = False  # no new instances; those on it are replaced elsewhere
     warned: bool = False  # its being unreachable is logged already
+    unreachable_since: float | None = None  # monotonic time it stopped answering
+    lost_after: float = NODE_LOST_AFTER_SECONDS
+
+    def lost(self, now: float) -> bool:
+        """Unreachable for so long that its instances are given up (and placed elsewhere)."""
+        return self.unreachable_since is not None and now - self.unreachable_since >= self.lost_after
 
     @property
     def name(self) -> str:
@@ -42,11 +51,14 @@ class NodeHandle:
             return False
         self.warned = False
         self.reachable = True
+        self.unreachable_since = None
         await asyncio.to_thread(self._record, engine, "ready")
         return True
 
     async def mark_unreachable(self, engine: Engine) -> None:
         self.reachable = False
+        if self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
         await asyncio.to_thread(self._record, engine, "unreachable")
 
     def _record(self, engine: Engine, state: str) -> None:

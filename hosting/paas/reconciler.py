@@ -24,13 +24,24 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from hosting.paas import images
 from hosting.paas.health import OK, HealthChecker
 from hosting.paas.nodes import NodeHandle
-from hosting.paas.runtime import PLATFORM_LABEL, TENANT_LABEL, Container, EngineError, InstanceSpec, Usage
+from hosting.paas.runtime import (
+    PLATFORM_LABEL,
+    TENANT_LABEL,
+    Container,
+    EngineError,
+    ImageMissing,
+    InstanceSpec,
+    NodeRuntime,
+    Usage,
+)
 from hosting.paas.scheduler import NodeView, NoFit, Request, Scheduler, Strategy
 from hosting.paas.serving import ServedApp
 from tenants import db
 from tenants import instances as store
+from tenants import nodes as registry
 from tenants.enums import InstanceState, Isolation
 from tenants.instances import ActionEvent, DesiredApp
 from tenants.models import Instance
@@ -125,11 +136,13 @@ class Reconciler:
         nodes: Iterable[NodeHandle],
         publish: Publish | None = None,
         drain: Drain | None = None,
+        image_store: NodeRuntime | None = None,
         strategy: Strategy | None = None,
     ) -> None:
         self.engine = engine
         self.platform_id = platform_id
         self.nodes = {node.name: node for node in nodes}
+        self.image_store = image_store  # where images are built and loaded; shipped to nodes from there
         self.health = HealthChecker()
         self.tracked: dict[str, Tracked] = {}
         self._adopted = False
@@ -147,6 +160,16 @@ class Reconciler:
         self.usage: dict[str, tuple[int, int]] = {}  # instance -> (millicores, MiB) used lately
         self._sampled_at = 0.0
         self.strategy = strategy or Strategy.from_env()
+
+    def attach(self, node: NodeHandle) -> None:
+        """Place instances on `node` too (a VM node that became ready), replacing a handle of its name."""
+        self.nodes[node.name] = node
+        self.nudge()
+
+    def detach(self, name: str) -> None:
+        """Stop using node `name` (it is being removed); its instances are then gone and placed elsewhere."""
+        self.nodes.pop(name, None)
+        self.nudge()
 
     def nudge(self) -> None:
         """Ask for a pass now (the desired state changed); safe to call from any thread."""
@@ -173,7 +196,9 @@ class Reconciler:
 
     async def reconcile(self) -> None:
         """One pass: observe, act, check health, record."""
-        desired, rows = await asyncio.to_thread(self._load)
+        desired, rows, draining = await asyncio.to_thread(self._load)
+        for node in self.nodes.values():
+            node.draining = node.name in draining
         if rows is not None:
             self.tracked = {row.id: Tracked.adopt(row) for row in rows.values()}
             self._adopted = True
@@ -205,30 +230,34 @@ class Reconciler:
 
     # observing
 
-    def _load(self) -> tuple[list[DesiredApp], dict[str, Instance] | None]:
+    def _load(self) -> tuple[list[DesiredApp], dict[str, Instance] | None, set[str]]:
         with db.session(self.engine) as session:
             desired = store.desired_apps(session)
             rows = None if self._adopted else store.load_instances(session)
-        return desired, rows
+            draining = registry.draining(session)
+        return desired, rows, draining
 
     async def _observe(self, names: dict[int, AppKey]) -> list[Container]:
         """Every container of this platform; a node that does not answer keeps its last known instances,
         so nothing is created twice while it is away."""
         found: list[Container] = []
-        for node in self.nodes.values():
+        for node in list(self.nodes.values()):
             if node.capacity is None or not node.reachable:
                 if not await node.refresh(self.engine):
-                    found += self._remembered(node.name, names)
+                    found += self._remembered(node, names)
                     continue
             try:
                 found += await node.runtime.containers(self.platform_id)
             except EngineError as exc:
                 log.warning("node %s: %s", node.name, exc)
                 await node.mark_unreachable(self.engine)
-                found += self._remembered(node.name, names)
+                found += self._remembered(node, names)
         return found
 
-    def _remembered(self, node: str, names: dict[int, AppKey]) -> list[Container]:
+    def _remembered(self, node: NodeHandle, names: dict[int, AppKey]) -> list[Container]:
+        """What was last known of an unreachable node's containers; nothing once the node counts as lost."""
+        if node.lost(time.monotonic()):
+            return []
         return [
             Container(
                 node=t.node,
@@ -244,7 +273,7 @@ class Reconciler:
                 remembered=True,
             )
             for t in self.tracked.values()
-            if t.node == node and t.app_id in names
+            if t.node == node.name and t.app_id in names
         ]
 
     def _track(self, containers: list[Container], desired: list[DesiredApp], work: _Pass) -> None:
@@ -296,6 +325,7 @@ class Reconciler:
                 allocated_cpu_millicores=claims[name][0],
                 allocated_memory_mib=claims[name][1],
                 tenant=node.tenant,
+                draining=node.draining,
                 instances=instances[name],
             )
             for name, node in self.nodes.items()
@@ -307,8 +337,9 @@ class Reconciler:
     def _plan(self, app: DesiredApp, found: list[Container], views: Scheduler, work: _Pass) -> list:
         """The actions that bring `app` one step closer to its desired state."""
         actions = []
-        current = [c for c in found if c.revision == app.revision]
-        old = [c for c in found if c.revision != app.revision]
+        # Instances on a draining node are replaced as old revisions are: a new one first, then the old goes.
+        current = [c for c in found if c.revision == app.revision and not self._draining(c)]
+        old = [c for c in found if c.revision != app.revision or self._draining(c)]
         live = []
         for container in current:
             if container.running:
@@ -369,6 +400,10 @@ class Reconciler:
         _, retry_at = self._create_failures.get(app.app_id, (0, 0.0))
         return time.monotonic() >= retry_at
 
+    def _draining(self, container: Container) -> bool:
+        node = self.nodes.get(container.node)
+        return node is not None and node.draining
+
     def _state(self, container: Container) -> InstanceState | None:
         tracked = self.tracked.get(container.instance)
         return tracked.state if tracked else None
@@ -427,7 +462,7 @@ class Reconciler:
                 await node.runtime.ensure_network(
                     spec.network, {PLATFORM_LABEL: self.platform_id, TENANT_LABEL: app.tenant}
                 )
-                container = await node.runtime.create(spec)
+                container = await self._create_container(node.runtime, spec)
             except EngineError as exc:
                 failures = self._create_failures.get(app.app_id, (0, 0.0))[0] + 1
                 self._create_failures[app.app_id] = (failures, time.monotonic() + backoff(failures))
@@ -460,6 +495,16 @@ class Reconciler:
             revision=app.revision,
             endpoint=container.endpoint,
         )
+
+    async def _create_container(self, runtime: NodeRuntime, spec: InstanceSpec) -> Container:
+        """Create the instance's container, shipping its image to the node first if the node lacks it."""
+        try:
+            return await runtime.create(spec)
+        except ImageMissing:
+            if self.image_store is None or self.image_store is runtime:
+                raise
+        await images.ship(spec.image, self.image_store, runtime)
+        return await runtime.create(spec)
 
     async def _restart(self, app: DesiredApp, container: Container, tracked: Tracked, work: _Pass) -> None:
         async with self._limit:

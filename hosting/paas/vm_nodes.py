@@ -1,0 +1,265 @@
+"""VM nodes: the daemon's side of them. Brings each VM node the registry lists to life (defined, booted or
+restored, connected), reaches its Docker engine over SSH, and hands it to the reconciler as a node.
+
+Level-triggered like the reconciler: every pass compares the registry's VM nodes with what runs and acts on
+the difference, so a daemon restart adopts the VMs still running, and a VM that died is booted again once
+the reconciler has given its instances up (`NodeHandle.lost`).
+"""
+
+import asyncio
+import logging
+import shlex
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+
+from asyncssh import SSHClientConnection, SSHListener
+from sqlalchemy import Engine
+
+from hosting.iaas.driver import HypervisorDriver, HypervisorError, VmState
+from hosting.iaas.flavors import flavor
+from hosting.iaas.guest import connect
+from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
+from hosting.iaas.provision import Provisioner
+from hosting.paas.docker_runtime import DockerRuntime, EngineHost
+from hosting.paas.nodes import NodeHandle
+from hosting.paas.runtime import EngineError
+from tenants import db
+from tenants import nodes as registry
+from tenants.enums import NodeState
+from tenants.models import Node
+
+log = logging.getLogger(__name__)
+
+GUEST_DOCKER_SOCKET = "/var/run/docker.sock"
+PASS_INTERVAL_SECONDS = 5
+RECONNECT_TIMEOUT_SECONDS = 20
+ENGINE_READY_TIMEOUT_SECONDS = 120
+
+
+class GuestHost(EngineHost):
+    """A VM node's machine: containers publish on the guest's user-network address, each published port is
+    reached through a QEMU forward on 127.0.0.1 (added on first use, removed when no container uses it),
+    and an exec's process is killed inside the guest."""
+
+    publish_ip = GUEST_ADDRESS
+
+    def __init__(self, driver: HypervisorDriver, vm: str, connection: SSHClientConnection, ssh_port: int) -> None:
+        self.driver = driver
+        self.vm = vm
+        self.connection = connection
+        self.ssh_port = ssh_port
+        self._forwards: dict[int, int] | None = None  # guest port -> host port
+        self._lock = asyncio.Lock()
+
+    async def endpoint(self, port: int) -> str:
+        async with self._lock:
+            forwards = await self._known()
+            if port not in forwards:
+                forwards[port] = await self.driver.forward(self.vm, port)
+            return f"{LOOPBACK}:{forwards[port]}"
+
+    async def retain(self, ports: set[int]) -> None:
+        async with self._lock:
+            forwards = await self._known()
+            for guest_port in [p for p in forwards if p not in ports and forwards[p] != self.ssh_port]:
+                await self.driver.unforward(self.vm, forwards.pop(guest_port))
+
+    async def kill(self, pid: int) -> None:
+        await self.connection.run(f"kill -KILL -{pid} 2>/dev/null || kill -KILL {pid}", check=False)
+
+    async def _known(self) -> dict[int, int]:
+        if self._forwards is None:  # what QEMU has: forwards outlive a restart of the platform
+            try:
+                self._forwards = await self.driver.forwards(self.vm)
+            except HypervisorError as exc:
+                raise EngineError(str(exc)) from None
+        return self._forwards
+
+
+async def engine_ready(connection: SSHClientConnection) -> None:
+    """Return once the guest's Docker engine answers."""
+    probe = "until docker info >/dev/null 2>&1; do sleep 0.1; done"
+    command = f"timeout {ENGINE_READY_TIMEOUT_SECONDS} sh -c {shlex.quote(probe)}"
+    result = await connection.run(command, check=False)
+    if result.exit_status != 0:
+        raise HypervisorError(f"the guest's Docker engine did not answer within {ENGINE_READY_TIMEOUT_SECONDS} s")
+
+
+@dataclass
+class _Connected:
+    handle: NodeHandle
+    connection: SSHClientConnection
+    listener: SSHListener
+
+
+class VmNodes:
+    """`attach`/`detach` give a connected node to the reconciler, or take it back."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        driver: HypervisorDriver,
+        provisioner: Callable[[], Provisioner | None],  # None while no node image is built
+        sockets: Path,
+        attach: Callable[[NodeHandle], None],
+        detach: Callable[[str], None],
+    ) -> None:
+        self.engine = engine
+        self.driver = driver
+        self._make_provisioner = provisioner
+        self.provisioner: Provisioner | None = None
+        self.sockets = sockets
+        self.attach = attach
+        self.detach = detach
+        self.connected: dict[str, _Connected] = {}
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def nudge(self) -> None:
+        """Look at the registry now (a node was added or removed); safe from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            while not stopping.is_set():
+                self._wake.clear()
+                try:
+                    await self.sync()
+                except Exception:
+                    log.exception("VM nodes pass failed; retrying")
+                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stopping.wait())]
+                await asyncio.wait(waiters, timeout=PASS_INTERVAL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            for task in self._busy.values():
+                task.cancel()
+            for name in list(self.connected):
+                await self._disconnect(name)  # the VMs keep running: the next start adopts them
+
+    async def sync(self) -> None:
+        """One pass: act on each VM node whose state differs from what its registry row asks."""
+        rows = await asyncio.to_thread(self._rows)
+        for name in [n for n in self.connected if n not in {row.name for row in rows}]:
+            await self._disconnect(name)
+        for row in rows:
+            if row.name in self._busy:
+                continue
+            work = self._work_for(row)
+            if work is not None:
+                self._busy[row.name] = asyncio.create_task(self._run(row.name, work))
+
+    def _work_for(self, row: Node) -> Coroutine[None, None, None] | None:
+        if row.state == NodeState.REMOVING:
+            return self._remove(row)
+        connected = self.connected.get(row.name)
+        if connected is not None and not connected.connection.is_closed():
+            return None
+        if connected is not None:  # its SSH connection dropped: the VM died, or its network did
+            if not connected.handle.lost(time.monotonic()):
+                return None  # its instances wait for it until the reconciler gives them up
+        if row.state == NodeState.FAILED:
+            return None
+        return self._bring_up(row)
+
+    async def _run(self, name: str, work: Coroutine[None, None, None]) -> None:
+        try:
+            await work
+        except (HypervisorError, EngineError, OSError, ValueError) as exc:
+            log.warning("VM node %s: %s", name, exc)
+            await asyncio.to_thread(self._record, name, NodeState.FAILED, str(exc))
+        finally:
+            self._busy.pop(name, None)
+
+    async def _bring_up(self, row: Node) -> None:
+        """Define the VM if it is new, boot (or restore) it if it does not run, connect to it either way."""
+        self.provisioner = self.provisioner or self._make_provisioner()
+        if self.provisioner is None:
+            raise HypervisorError("no node image is built; build it first: strata images node-build")
+        await self._disconnect(row.name)
+        if row.name not in self.driver.names():
+            await self.provisioner.create(row.name, flavor(row.flavor or "small"))
+        info = await self.driver.info(row.name)
+        if info.state == VmState.RUNNING:
+            try:
+                connection = await self._reconnect(row.name)
+            except HypervisorError:
+                await self.driver.stop(row.name, timeout=0)  # hung, or not what we think: boot it again
+                connection = await self._boot(row.name)
+        else:
+            if info.state == VmState.PAUSED:
+                await self.driver.stop(row.name, timeout=0)
+            connection = await self._boot(row.name)
+        await self._connected(row, connection)
+
+    async def _boot(self, name: str) -> SSHClientConnection:
+        assert self.provisioner is not None
+        booted = await self.provisioner.boot(name)
+        how = "restored from its template" if booted.restored else "booted cold"
+        log.info("VM node %s %s: SSH in %.1f s, Docker in %.1f s", name, how, booted.ssh_seconds, booted.ready_seconds)
+        return booted.connection
+
+    async def _reconnect(self, name: str) -> SSHClientConnection:
+        spec = self.driver.spec(name)
+        assert self.provisioner is not None
+        connection = await connect(
+            spec.ssh_port, self.driver.identity(name), self.provisioner.client, RECONNECT_TIMEOUT_SECONDS
+        )
+        await engine_ready(connection)
+        return connection
+
+    async def _connected(self, row: Node, connection: SSHClientConnection) -> None:
+        """Forward the guest's Docker socket to a local one, and give the node to the reconciler."""
+        socket = self.sockets / f"{row.name}.sock"
+        socket.unlink(missing_ok=True)
+        listener = await connection.forward_local_path(str(socket), GUEST_DOCKER_SOCKET)
+        url = f"unix://{socket}"
+        host = GuestHost(self.driver, row.name, connection, self.driver.spec(row.name).ssh_port)
+        handle = NodeHandle(DockerRuntime(row.name, url, host), self.driver.name, url, tenant=row.tenant)
+        if not await handle.refresh(self.engine):
+            listener.close()
+            connection.close()
+            raise EngineError(f"the Docker engine of {row.name} does not answer through its forwarded socket")
+        self.connected[row.name] = _Connected(handle, connection, listener)
+        self.attach(handle)
+        log.info("VM node %s is ready", row.name)
+
+    async def _remove(self, row: Node) -> None:
+        self.detach(row.name)
+        await self._disconnect(row.name)
+        await self.driver.destroy(row.name)
+        await asyncio.to_thread(self._forget, row.name)
+        log.info("VM node %s removed", row.name)
+
+    async def _disconnect(self, name: str) -> None:
+        connected = self.connected.pop(name, None)
+        if connected is None:
+            return
+        await connected.handle.runtime.close()
+        connected.listener.close()
+        connected.connection.close()
+        (self.sockets / f"{name}.sock").unlink(missing_ok=True)
+
+    def _rows(self) -> list[Node]:
+        with db.session(self.engine) as session:
+            return registry.vm_nodes(session, self.driver.name)
+
+    def _record(self, name: str, state: NodeState, message: str | None) -> None:
+        with db.session(self.engine) as session:
+            node = session.get(Node, name)
+            if node is not None and node.state != NodeState.REMOVING:
+                registry.register(
+                    session,
+                    "daemon",
+                    Node(name=name, driver=node.driver, docker_url=node.docker_url, state=state, message=message),
+                )
+
+    def _forget(self, name: str) -> None:
+        with db.session(self.engine) as session:
+            registry.forget(session, name)
