@@ -21,10 +21,16 @@ from sqlalchemy import Engine
 
 from gateway import Gateway, RouteSpec, serve_admin
 from gateway.feed import RouteFeed
+from hosting.iaas import detect_accel
+from hosting.iaas.guest import client_key
+from hosting.iaas.guest_image import find_node_image
+from hosting.iaas.provision import Provisioner
+from hosting.iaas.qemu import QemuDriver
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import LOCAL_DOCKER_URL, NodeHandle
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.serving import ServedApp
+from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import create_app
 from strata.config import Settings
 from strata.gateway_workers import GatewayWorkers
@@ -63,8 +69,8 @@ def run(settings: Settings, options: Options) -> None:
     with _exclusive(settings.lock_file):
         engine = db.open_engine(settings.database_url)
         ensure_operator_token(engine, settings.operator_token_file)
-        nodes = [NodeHandle(DockerRuntime("local", LOCAL_DOCKER_URL), "local", LOCAL_DOCKER_URL)]
-        nodes = nodes if options.local_node else []
+        local = DockerRuntime("local", LOCAL_DOCKER_URL)
+        nodes = [NodeHandle(local, "local", LOCAL_DOCKER_URL)] if options.local_node else []
         (settings.home / "logs").mkdir(exist_ok=True)
         gateway = Gateway(settings.domain, access_log=settings.home / "logs" / "access.log")
         feed = RouteFeed(settings.home / "gateway.sock") if options.gateway_workers > 1 else None
@@ -81,17 +87,47 @@ def run(settings: Settings, options: Options) -> None:
                 drained.append(feed.drain(address, gateway.limits.drain_timeout))
             return all(await asyncio.gather(*drained))
 
-        reconciler = Reconciler(engine, platform_id(settings.platform_id_file), nodes, publish=publish, drain=drain)
-        app = create_app(engine, settings, reconciler, nodes, gateway)
+        reconciler = Reconciler(
+            engine,
+            platform_id(settings.platform_id_file),
+            nodes,
+            publish=publish,
+            drain=drain,
+            image_store=local if options.local_node else None,
+        )
+        vm_nodes = _vm_nodes(engine, settings, reconciler)
+        app = create_app(engine, settings, reconciler, gateway, vm_nodes)
         sockets = [_unix_socket(settings.api_socket)]
         if options.api:
             sockets.append(_tcp_socket(options.api))
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(app, reconciler, gateway, feed, nodes, sockets, options, settings))
+                runner.run(_serve(app, reconciler, vm_nodes, gateway, feed, sockets, options, settings))
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
+
+
+def _vm_nodes(engine: Engine, settings: Settings, reconciler: Reconciler) -> VmNodes:
+    """VM nodes on QEMU: VMs under `vms/`, their flavors' templates under `templates/` with the snapshots
+    under `snapshots/`, all booted from the node image `strata images node-build` made."""
+    accel = detect_accel()
+    driver = QemuDriver(settings.home / "vms", accel)
+
+    def provisioner() -> Provisioner | None:
+        image = find_node_image(settings.images_dir)
+        if image is None:
+            return None
+        return Provisioner(
+            driver,
+            QemuDriver(settings.home / "templates", accel),
+            image.guest,
+            client_key(settings.home / "vm_client_key"),
+            engine_ready,
+            settings.home / "snapshots",
+        )
+
+    return VmNodes(engine, driver, provisioner, settings.home / "sockets", reconciler.attach, reconciler.detach)
 
 
 def route_of(served: ServedApp) -> RouteSpec:
@@ -109,9 +145,9 @@ def route_of(served: ServedApp) -> RouteSpec:
 async def _serve(
     app: FastAPI,
     reconciler: Reconciler,
+    vm_nodes: VmNodes,
     gateway: Gateway,
     feed: RouteFeed | None,
-    nodes: list[NodeHandle],
     sockets: list[socket.socket],
     options: Options,
     settings: Settings,
@@ -150,6 +186,7 @@ async def _serve(
     serving = asyncio.create_task(api.serve(sockets=sockets))
     reconciling = asyncio.create_task(reconciler.run(stopping))
     tasks = [serving, reconciling]
+    tasks.append(asyncio.create_task(vm_nodes.run(stopping)))
     if feed is not None:
         await feed.start()
         workers = GatewayWorkers(
@@ -157,7 +194,9 @@ async def _serve(
         )
         tasks.append(asyncio.create_task(workers.run(stopping)))
     log.info(
-        "control API on %s; nodes: %s", ", ".join(map(_describe, sockets)), ", ".join(n.name for n in nodes) or "none"
+        "control API on %s; nodes: %s",
+        ", ".join(map(_describe, sockets)),
+        ", ".join(reconciler.nodes) or "none yet",
     )
     await asyncio.wait([serving, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
     stopping.set()
@@ -170,7 +209,7 @@ async def _serve(
     await gateway.close()
     if admin is not None:
         admin.close()
-    for node in nodes:
+    for node in reconciler.nodes.values():
         await node.runtime.close()
     log.info("stopped")
 

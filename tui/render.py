@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
+from tenants.schemas import NodeRead
+
 SPARKS = "▁▂▃▄▅▆▇█"
 STATE_STYLES = {
     "ready": "green",
@@ -15,6 +17,9 @@ STATE_STYLES = {
     "active": "green",
     "suspended": "yellow",
     "unreachable": "red",
+    "provisioning": "yellow",
+    "failed": "bold red",
+    "removing": "dim",
 }
 
 
@@ -34,6 +39,20 @@ def used(value: int | None, limit: int, unit: str) -> Text:
 
 def state(value: str) -> Text:
     return Text(value, style=STATE_STYLES.get(value, ""))
+
+
+def node_state(node: NodeRead) -> Text:
+    """A node's state, and whether it is draining."""
+    text = state(node.state)
+    return text.append(" draining", style="yellow") if node.draining else text
+
+
+def vm(node: NodeRead) -> str:
+    """What a VM node runs on and costs its host (`tcg 1.2s 600Mi`); `-` for the host's own engine."""
+    if node.vm is None:
+        return "-"
+    accel = (node.accel or "").split(" ")[0]
+    return f"{accel} {node.vm.cpu_seconds:.0f}s {node.vm.memory_bytes // 1024**2}Mi"
 
 
 def rate(requests_per_second: float) -> str:

@@ -8,7 +8,16 @@ a live platform would.
 from datetime import UTC, datetime
 
 from tenants.catalog import Template, templates
-from tenants.schemas import AppRead, EventRead, InstanceRead, NodeRead, TenantRead, TenantSummary, TrafficRead
+from tenants.schemas import (
+    AppRead,
+    EventRead,
+    InstanceRead,
+    NodeRead,
+    TenantRead,
+    TenantSummary,
+    TrafficRead,
+    VmStatsRead,
+)
 from tui.dao import TenantDetail
 
 APPS_PER_TENANT = 10
@@ -58,7 +67,21 @@ class SyntheticData:
                 allocated_cpu_millicores=1500,
                 allocated_memory_mib=3072,
                 tenants=[f"tenant-{i:04d}" for i in range(self.tenants)],
-            )
+            ),
+            NodeRead(
+                name="vm-1",
+                driver="qemu",
+                state="ready",
+                cpu_millicores=1000,
+                memory_mib=976,
+                instances=2,
+                allocated_cpu_millicores=500,
+                allocated_memory_mib=128,
+                tenants=["tenant-0000"],
+                flavor="small",
+                accel="tcg (kvm unusable: pvm)",
+                vm=VmStatsRead(cpu_seconds=42.0, memory_bytes=640 * 1024**2, disk_bytes=96 * 1024**2),
+            ),
         ]
 
     def tenant(self, name: str) -> TenantDetail:

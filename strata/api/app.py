@@ -8,8 +8,8 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import Gateway
-from hosting.paas.nodes import NodeHandle
 from hosting.paas.reconciler import Reconciler
+from hosting.paas.vm_nodes import VmNodes
 from strata.api import (
     app_routes,
     credential_routes,
@@ -30,13 +30,13 @@ CHANGING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
 def create_app(
-    engine: Engine, settings: Settings, reconciler: Reconciler, nodes: list[NodeHandle], gateway: Gateway
+    engine: Engine, settings: Settings, reconciler: Reconciler, gateway: Gateway, vm_nodes: VmNodes | None = None
 ) -> FastAPI:
     app = FastAPI(title="Strata control API", version=version("strata"), responses=ERROR_RESPONSES)
     app.state.engine = engine
     app.state.settings = settings
     app.state.reconciler = reconciler
-    app.state.nodes = nodes
+    app.state.vm_nodes = vm_nodes
     app.state.gateway = gateway
     errors.install(app)
     app.add_middleware(NudgeOnChange, nudge=reconciler.nudge)

@@ -3,30 +3,35 @@
 import asyncio
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from sqlmodel import Session
 
+from hosting.iaas.driver import HypervisorError
+from hosting.iaas.flavors import flavor
 from hosting.paas import images
 from hosting.paas.logs import merged_logs
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.runtime import EngineError
 from strata.api.deps import DB, Operator, TenantName
 from tenants import apps, audit, db, nodes
-from tenants.errors import Conflict, Invalid
-from tenants.schemas import ImageRead, InstanceRead, NodeRead, TrafficRead
+from tenants.errors import Conflict, Invalid, NotFound
+from tenants.schemas import ImageRead, InstanceRead, NodeCreate, NodeRead, TrafficRead, VmStatsRead
 from tenants.tenancy import get_tenant
 
 router = APIRouter(tags=["runtime"])
+T = TypeVar("T")
 
 MAX_IMAGE_ARCHIVE_BYTES = 8 * 1024**3
 CHUNK_BYTES = 1024 * 1024
 
 
 def _reachable(request: Request) -> list[NodeHandle]:
-    handles: list[NodeHandle] = [node for node in request.app.state.nodes if node.reachable]
+    handles: list[NodeHandle] = [node for node in request.app.state.reconciler.nodes.values() if node.reachable]
     if not handles:
         raise Conflict("no node's Docker engine answers; see `strata doctor`")
     return handles
@@ -39,9 +44,79 @@ def _log_event(request: Request, actor: str, action: str, **detail: object) -> N
 
 
 @router.get("/nodes")
-def list_nodes(session: DB, _: Operator) -> list[NodeRead]:
-    """Every node with its capacity and what its instances claim of it."""
-    return nodes.list_nodes(session)
+async def list_nodes(request: Request, _: Operator) -> list[NodeRead]:
+    """Every node with its capacity, what its instances claim of it, and what a VM node costs its host."""
+    found = await asyncio.to_thread(_in_session, request, nodes.list_nodes)
+    return [await _with_vm_stats(request, node) for node in found]
+
+
+@router.get("/nodes/{name}")
+async def show_node(request: Request, name: str, _: Operator) -> NodeRead:
+    found = await asyncio.to_thread(_in_session, request, nodes.list_nodes)
+    node = next((node for node in found if node.name == name), None)
+    if node is None:
+        raise NotFound(f"no node {name}")
+    return await _with_vm_stats(request, node)
+
+
+@router.post("/nodes", status_code=202)
+def add_node(request: Request, session: DB, principal: Operator, spec: NodeCreate) -> NodeRead:
+    """Ask for a VM node; it is `provisioning` until its engine answers (a restore from the flavor's
+    template snapshot takes seconds; the flavor's first VM boots cold, once)."""
+    vm_nodes = request.app.state.vm_nodes
+    if vm_nodes is None or spec.driver != vm_nodes.driver.name:
+        drivers = vm_nodes.driver.name if vm_nodes else "none (VM nodes are off)"
+        raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {drivers}", field="driver")
+    try:
+        flavor(spec.flavor)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="flavor") from None
+    node = nodes.add_vm(session, principal.actor, spec, str(vm_nodes.driver.accel))
+    vm_nodes.nudge()
+    return _read(session, node.name)
+
+
+@router.post("/nodes/{name}/drain")
+def drain_node(request: Request, session: DB, principal: Operator, name: str) -> NodeRead:
+    """No new instances on the node; those on it are replaced elsewhere, a new one ready before an old goes."""
+    nodes.set_draining(session, principal.actor, name, True)
+    return _read(session, name)
+
+
+@router.post("/nodes/{name}/resume")
+def resume_node(request: Request, session: DB, principal: Operator, name: str) -> NodeRead:
+    """Put a drained node back in service."""
+    nodes.set_draining(session, principal.actor, name, False)
+    return _read(session, name)
+
+
+@router.delete("/nodes/{name}", status_code=202)
+def remove_node(request: Request, session: DB, principal: Operator, name: str, force: bool = False) -> NodeRead:
+    """Destroy a VM node (refused while instances run on it, unless `force`); it is gone once `removing` ends."""
+    nodes.request_removal(session, principal.actor, name, force=force)
+    if request.app.state.vm_nodes is not None:
+        request.app.state.vm_nodes.nudge()
+    return _read(session, name)
+
+
+def _read(session: Session, name: str) -> NodeRead:
+    return next(node for node in nodes.list_nodes(session) if node.name == name)
+
+
+def _in_session(request: Request, read: Callable[[Session], T]) -> T:
+    with db.session(request.app.state.engine) as session:
+        return read(session)
+
+
+async def _with_vm_stats(request: Request, node: NodeRead) -> NodeRead:
+    vm_nodes = request.app.state.vm_nodes
+    if vm_nodes is None or node.driver != vm_nodes.driver.name or node.name not in vm_nodes.driver.names():
+        return node
+    try:
+        stats = await vm_nodes.driver.stats(node.name)
+    except (HypervisorError, OSError):
+        return node  # it stopped meanwhile
+    return node.model_copy(update={"vm": VmStatsRead(**asdict(stats))})
 
 
 @router.get("/images")
@@ -104,7 +179,7 @@ async def app_logs(
 ) -> StreamingResponse:
     """The output of every instance of the app, each line prefixed by `[instance]`; `follow` streams on."""
     instances = await asyncio.to_thread(_instances, request, tenant, app)
-    runtimes = {node.name: node.runtime for node in request.app.state.nodes}
+    runtimes = {node.name: node.runtime for node in request.app.state.reconciler.nodes.values()}
     sources = [(i.id, runtimes[i.node], i.container_id) for i in instances if i.node in runtimes]
     start = int(time.time()) - since if since else None
     return StreamingResponse(merged_logs(sources, follow=follow, since=start), media_type="text/plain")

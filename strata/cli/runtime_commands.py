@@ -6,8 +6,11 @@ from pathlib import Path
 import click
 
 from hosting.iaas import ImageBuildError, NodeImage, build_node_image, find_node_image
-from strata.cli.context import api, fail, json_option, settings
-from strata.cli.output import emit_json, table
+from hosting.iaas.flavors import FLAVORS
+from strata.cli.context import api, confirm_destructive, fail, json_option, settings, validated
+from strata.cli.output import emit_json, fields, table
+from tenants.enums import NodeState
+from tenants.schemas import NodeCreate, NodeRead
 
 
 @click.group("images")
@@ -77,7 +80,75 @@ def _describe(image: NodeImage) -> str:
 
 @click.group("nodes")
 def nodes_group() -> None:
-    """The Docker engines app containers run on."""
+    """The Docker engines app containers run on: this host's, and VMs'."""
+
+
+@nodes_group.command("add")
+@click.argument("name")
+@click.option("--driver", default="qemu", show_default=True, help="The hypervisor driver.")
+@click.option(
+    "--flavor",
+    type=click.Choice(list(FLAVORS)),
+    default="small",
+    show_default=True,
+    help=", ".join(f"{f.name}: {f.vcpus} vCPU {f.memory_mib} MiB {f.disk_gib} GiB" for f in FLAVORS.values()),
+)
+@click.option("--tenant", help="Dedicate the VM to this tenant (a dedicated tenant's instances run only there).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the node is ready.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait.")
+@json_option
+def add(name: str, driver: str, flavor: str, tenant: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+    """Add a VM node NAME: a VM booted (or restored from its flavor's snapshot) with a Docker engine."""
+    spec = validated(NodeCreate, name=name, driver=driver, flavor=flavor, tenant=tenant)
+    with api() as client:
+        node = client.add_node(spec)
+        deadline = time.monotonic() + timeout
+        while wait and node.state == NodeState.PROVISIONING and time.monotonic() < deadline:
+            time.sleep(0.25)
+            node = client.node(name)
+    if wait and node.state != NodeState.READY:
+        fail(f"node {name} is {node.state}" + (f": {node.message}" if node.message else ""), code=1)
+    _print_node(node, as_json)
+
+
+@nodes_group.command("show")
+@click.argument("name")
+@json_option
+def show(name: str, as_json: bool) -> None:
+    """Show one node: its state, capacity, claims, and what a VM node costs its host."""
+    with api() as client:
+        node = client.node(name)
+    _print_node(node, as_json)
+
+
+@nodes_group.command("drain")
+@click.argument("name")
+def drain(name: str) -> None:
+    """Place nothing more on NAME, and move its instances elsewhere (a new one ready before an old goes)."""
+    with api() as client:
+        client.drain_node(name)
+    click.echo(f"node {name} is draining; `strata nodes resume {name}` puts it back in service")
+
+
+@nodes_group.command("resume")
+@click.argument("name")
+def resume(name: str) -> None:
+    """Put a drained node back in service."""
+    with api() as client:
+        client.resume_node(name)
+    click.echo(f"node {name} is in service")
+
+
+@nodes_group.command("remove")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Even with instances on it (they are then placed elsewhere).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def remove(name: str, force: bool, yes: bool) -> None:
+    """Destroy the VM node NAME (drain it first, and its instances move without downtime)."""
+    confirm_destructive(f"Destroy VM node {name!r} and its disk?", yes)
+    with api() as client:
+        client.remove_node(name, force=force)
+    click.echo(f"node {name} is being removed")
 
 
 @nodes_group.command("list")
@@ -93,10 +164,37 @@ def list_nodes(as_json: bool) -> None:
         [
             ("name", lambda n: n.name),
             ("driver", lambda n: n.driver),
-            ("state", lambda n: n.state),
+            ("state", lambda n: n.state + (" (draining)" if n.draining else "")),
+            ("accel", lambda n: n.accel or "-"),
+            ("tenant", lambda n: n.tenant or "-"),
             ("instances", lambda n: n.instances),
             ("cpu", lambda n: f"{n.allocated_cpu_millicores}m/{n.cpu_millicores}m"),
             ("memory", lambda n: f"{n.allocated_memory_mib}Mi/{n.memory_mib}Mi"),
         ],
         empty="no nodes; `strata up` registers the local Docker engine unless --no-local-node",
     )
+
+
+def _print_node(node: NodeRead, as_json: bool) -> None:
+    if as_json:
+        return emit_json(node)
+    rows = [
+        ("name", node.name),
+        ("driver", node.driver),
+        ("state", node.state + (" (draining)" if node.draining else "")),
+        ("flavor", node.flavor or "-"),
+        ("accel", node.accel or "-"),
+        ("tenant", node.tenant or "shared"),
+        ("instances", node.instances),
+        ("cpu", f"{node.allocated_cpu_millicores}m of {node.cpu_millicores}m"),
+        ("memory", f"{node.allocated_memory_mib}Mi of {node.memory_mib}Mi"),
+    ]
+    if node.vm is not None:
+        rows += [
+            ("vm cpu time", f"{node.vm.cpu_seconds:.1f}s"),
+            ("vm memory", f"{node.vm.memory_bytes / 1024**2:.0f}MiB resident"),
+            ("vm disk", f"{node.vm.disk_bytes / 1024**2:.0f}MiB"),
+        ]
+    if node.message:
+        rows.append(("message", node.message))
+    fields(rows)

@@ -15,7 +15,9 @@ class NodesScreen(DataScreen):
 
     def body(self) -> ComposeResult:
         table: DataTable[object] = DataTable(id="nodes", cursor_type="row")
-        table.add_columns("NODE", "DRIVER", "STATE", "INSTANCES", "CPU ALLOCATED", "MEMORY ALLOCATED", "TENANTS")
+        table.add_columns(
+            "NODE", "DRIVER", "STATE", "TENANT", "INSTANCES", "CPU ALLOCATED", "MEMORY ALLOCATED", "VM", "TENANTS"
+        )
         yield table
 
     def load(self, data: ConsoleData) -> list[NodeRead]:
@@ -28,10 +30,12 @@ class NodesScreen(DataScreen):
             table.add_row(
                 node.name,
                 node.driver,
-                render.state(node.state),
+                render.node_state(node),
+                node.tenant or "shared",
                 str(node.instances),
                 render.usage(node.allocated_cpu_millicores, node.cpu_millicores, "m"),
                 render.usage(node.allocated_memory_mib, node.memory_mib, "Mi"),
+                render.vm(node),
                 ", ".join(node.tenants) or "-",
             )
 

@@ -48,7 +48,7 @@ class TenantScreen(DataScreen):
     def body(self) -> ComposeResult:
         with Container(id="layers"):
             for pane, title, columns in (
-                ("iaas", "IaaS — nodes", ("", "NODE", "STATE", "INSTANCES", "CPU", "MEMORY")),
+                ("iaas", "IaaS — nodes", ("", "NODE", "STATE", "INSTANCES", "CPU", "MEMORY", "VM")),
                 (
                     "paas",
                     "PaaS — apps and instances",
@@ -123,10 +123,11 @@ class TenantScreen(DataScreen):
             iaas.add_row(
                 MARK if node.name in on_nodes else "",
                 node.name,
-                render.state(node.state),
+                render.node_state(node),
                 str(node.instances),
                 render.usage(node.allocated_cpu_millicores, node.cpu_millicores, "m"),
                 render.usage(node.allocated_memory_mib, node.memory_mib, "Mi"),
+                render.vm(node),
                 key=node.name,
             )
         saas = self.query_one("#saas", DataTable)
