@@ -30,11 +30,11 @@ class Daemon:
     gateway: str  # HOST:PORT
     admin: str
     ssh: str
+    extra_env: dict[str, str]
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-        return {**env, "STRATA_HOME": str(self.home)}
+        return _env(self.home, self.extra_env)
 
     @property
     def operator_token(self) -> str:
@@ -50,10 +50,12 @@ class Daemon:
     def operator(self) -> StrataClient:
         return self.client(self.operator_token)
 
-    def cli(self, *args: str, token: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, token: str | None = None, stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         env = self.env | ({"STRATA_TOKEN": token} if token else {})
         return subprocess.run(
-            [*STRATA, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False
+            [*STRATA, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
         )
 
     def stop(self) -> int:
@@ -64,17 +66,23 @@ class Daemon:
 
 
 def start_daemon(
-    home: Path, port: int | None = None, *, local_node: bool = False, extra: tuple[str, ...] = ()
+    home: Path,
+    port: int | None = None,
+    *,
+    local_node: bool = False,
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Daemon:
-    """Start `strata up`; without `local_node` it places no container (a control plane alone)."""
+    """Start `strata up`; without `local_node` it places no container (a control plane alone). `env` adds
+    STRATA_* settings (all others from the test's environment are dropped)."""
     port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")} | {"STRATA_HOME": str(home)}
     log = open(home.parent / f"{home.name}-daemon.log", "ab")  # noqa: SIM115 (the process owns it)
     node = "--local-node" if local_node else "--no-local-node"
     gateway, admin, ssh = (f"127.0.0.1:{free_port()}" for _ in range(3))
     listen = ["--api", f"127.0.0.1:{port}", "--gateway", gateway, "--gateway-admin", admin, "--ssh", ssh]
-    process = subprocess.Popen([*STRATA, "up", *listen, node, *extra], env=env, stdout=log, stderr=log)
-    daemon = Daemon(home, port, process, gateway, admin, ssh)
+    env = env or {}
+    process = subprocess.Popen([*STRATA, "up", *listen, node, *extra], env=_env(home, env), stdout=log, stderr=log)
+    daemon = Daemon(home, port, process, gateway, admin, ssh, env)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -89,3 +97,9 @@ def start_daemon(
         time.sleep(0.05)
     daemon.stop()
     raise RuntimeError(f"strata up did not answer within {START_TIMEOUT_SECONDS}s: {log.name}")
+
+
+def _env(home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """The test's environment without its STRATA_* settings, plus `extra` and the daemon's home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+    return {**env, **extra, "STRATA_HOME": str(home)}

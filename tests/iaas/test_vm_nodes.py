@@ -1,0 +1,132 @@
+"""VM nodes end to end, with real QEMU (TCG here): a node added, an app placed on it and reached through the
+gateway, the VM killed and the app moved to the local node. Slow: only with STRATA_VM_TESTS=1."""
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hosting.iaas import detect_accel
+from tenants.enums import InstanceState
+from tenants.schemas import AppSpec, InstanceRead, TenantCreate
+from tests.containers import platform_id, remove_everything_of, wait_for
+from tests.harness import Daemon, start_daemon
+
+pytestmark = pytest.mark.skipif(os.environ.get("STRATA_VM_TESTS") != "1", reason="VM tests: STRATA_VM_TESTS=1")
+
+IMAGES = os.environ.get("STRATA_TEST_IMAGES_DIR", "/var/tmp/strata-test-images")
+HELLO = AppSpec(image="strata/hello", replicas=1, cpu_millicores=250, memory_mib=64, health_path="/healthz")
+
+
+@pytest.fixture(scope="module")
+def vm_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A platform with the local node and the node image built (cached between runs in IMAGES)."""
+    home: Path = tmp_path_factory.mktemp("vms") / "home"
+    home.mkdir()
+    daemon = start_daemon(home, local_node=True, env={"STRATA_IMAGES_DIR": IMAGES})
+    try:
+        built = daemon.cli("images", "node-build", timeout=900)
+        assert built.returncode == 0, built.stderr
+        with daemon.operator() as api:
+            api.bootstrap_images()
+        yield daemon
+    finally:
+        with daemon.operator() as api:
+            for node in api.nodes():
+                if node.driver == "qemu":
+                    api.remove_node(node.name, force=True)
+        wait_for(lambda: _qemu_pids(home) == [], timeout=60, what="the VMs to be destroyed")
+        daemon.stop()
+        for pid in _qemu_pids(home):  # what a failed test left running (templates included)
+            os.kill(pid, signal.SIGKILL)
+        remove_everything_of(platform_id(daemon))
+
+
+def test_an_app_runs_on_a_vm_node_and_moves_when_the_vm_dies(vm_platform: Daemon, unique: str) -> None:
+    started = time.monotonic()
+    added = vm_platform.cli("nodes", "add", "vm1", "--flavor", "small", "--json", timeout=900)
+    assert added.returncode == 0, added.stderr
+    first = time.monotonic() - started  # the flavor's template boots cold first, then vm1 is restored
+    node = json.loads(added.stdout)
+    assert (node["state"], node["driver"], node["flavor"]) == ("ready", "qemu", "small")
+    assert node["accel"] == str(detect_accel())
+    assert node["cpu_millicores"] == 1000 and 900 <= node["memory_mib"] <= 1024
+
+    # Only vm1 takes new instances: the app lands there, its image shipped in (the guest has no network).
+    assert vm_platform.cli("nodes", "drain", "local").returncode == 0
+    with vm_platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.deploy(unique, "web", HELLO.model_copy(update={"env": {"GREETING": "from a VM"}}))
+    (instance,) = wait_for(lambda: _ready_on(vm_platform, unique, "vm1"), timeout=240, what="an instance on vm1")
+    assert _get(vm_platform, unique).text.startswith("from a VM")
+
+    listed = json.loads(vm_platform.cli("nodes", "list", "--json").stdout)
+    vm = next(n for n in listed if n["name"] == "vm1")
+    assert vm["instances"] == 1 and vm["tenants"] == [unique]
+    assert vm["vm"]["memory_bytes"] > 100 * 1024**2 and vm["vm"]["cpu_seconds"] > 0
+
+    # The VM dies: once the grace period is over, the instance is placed on the local node again.
+    assert vm_platform.cli("nodes", "resume", "local").returncode == 0
+    qemu = int((vm_platform.home / "vms" / "vm1" / "qemu.pid").read_text())
+    os.kill(qemu, signal.SIGKILL)
+    (moved,) = wait_for(lambda: _ready_on(vm_platform, unique, "local"), timeout=120, what="the instance on local")
+    assert moved.id != instance.id
+    assert _get(vm_platform, unique).text.startswith("from a VM")
+
+    # And the node comes back by itself, restored from its template: seconds, not a cold boot.
+    back = wait_for(lambda: _node_state(vm_platform, "vm1") == "ready", timeout=120, what="vm1 ready again")
+    assert back
+    print(f"\nfirst node (template cold boot + restore): {first:.1f} s")
+
+
+def test_a_restored_clone_is_its_own_machine(vm_platform: Daemon) -> None:
+    """Two clones of one template: different SSH host keys (checked by the platform's known host key),
+    hostnames and random state; each reached on its own forward."""
+    started = time.monotonic()
+    added = vm_platform.cli("nodes", "add", "vm2", "--json", timeout=600)
+    assert added.returncode == 0, added.stderr
+    restore = time.monotonic() - started
+    keys = {(vm_platform.home / "vms" / name / "host_key").read_text() for name in ("vm1", "vm2")}
+    assert len(keys) == 2
+    print(f"\nnode added from the template snapshot in {restore:.1f} s")
+
+
+def test_a_vm_node_refuses_bad_input(vm_platform: Daemon) -> None:
+    bad_flavor = vm_platform.cli("nodes", "add", "vm9", "--flavor", "huge")
+    assert bad_flavor.returncode == 2 and "huge" in bad_flavor.stderr
+    taken = vm_platform.cli("nodes", "add", "local", "--no-wait")
+    assert taken.returncode != 0 and "exists already" in taken.stderr
+    local = vm_platform.cli("nodes", "remove", "local", "--yes")
+    assert local.returncode != 0 and "local node" in local.stderr
+
+
+def _ready_on(daemon: Daemon, tenant: str, node: str) -> list[InstanceRead] | None:
+    with daemon.operator() as api:
+        found = api.instances(tenant, "web")
+    placed = len(found) == 1 and found[0].node == node and found[0].state == InstanceState.READY
+    return found if placed else None
+
+
+def _node_state(daemon: Daemon, name: str) -> str:
+    with daemon.operator() as api:
+        return api.node(name).state
+
+
+def _get(daemon: Daemon, tenant: str) -> httpx.Response:
+    response = httpx.get(f"http://{daemon.gateway}/", headers={"Host": f"web.{tenant}.localhost"}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def _qemu_pids(home: Path) -> list[int]:
+    pids = []
+    for pid_file in [*home.glob("vms/*/qemu.pid"), *home.glob("templates/*/qemu.pid")]:
+        pid = int(pid_file.read_text())
+        if Path(f"/proc/{pid}").exists():
+            pids.append(pid)
+    return pids
