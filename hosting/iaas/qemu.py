@@ -81,7 +81,9 @@ class QemuDriver(HypervisorDriver):
         spec = self.spec(name)
         if restore is not None:
             await _new_disk(spec, directory / "disk.qcow2")
-        await _run(*command_line(self.binary, spec, directory, self.accel, restore=restore))
+        await _daemonize(
+            command_line(self.binary, spec, directory, self.accel, restore=restore), directory / "qemu.log"
+        )
         await self._until_running(name, RUNNING_TIMEOUT_SECONDS)
 
     async def stop(self, name: str, *, timeout: float) -> None:
@@ -296,6 +298,18 @@ async def _new_disk(spec: VmSpec, path: Path) -> None:
         "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2" if backing.suffix == ".qcow2" else "raw",
         "-b", str(backing), str(path), f"{spec.flavor.disk_gib}G",
     )  # fmt: skip
+
+
+async def _daemonize(args: list[str], log: Path) -> None:
+    """Run QEMU until it has daemonized. Its errors go to `log`, not to a pipe: the daemon would hold a pipe
+    open for its whole life (uvloop leaves it inherited), and waiting for its end would never end."""
+    with log.open("wb") as errors:
+        process = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=errors, stderr=errors
+        )
+        await process.wait()
+    if process.returncode != 0:
+        raise HypervisorError(f"{args[0]} failed: {log.read_text(errors='replace').strip()}")
 
 
 async def _run(*args: str) -> None:
