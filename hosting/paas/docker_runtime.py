@@ -97,9 +97,12 @@ class DockerRuntime(NodeRuntime):
         self._networks: set[str] = set()
         self._seen: dict[tuple[str, str], Container | None] = {}  # (id, state) -> what inspect said
         self._network_lock = asyncio.Lock()
+        self._closed = False
 
     @property
     def docker(self) -> aiodocker.Docker:
+        if self._closed:
+            raise EngineUnavailable(f"the connection to docker on {self.name} is closed")
         if self._docker is None:  # created lazily: aiodocker needs a running event loop
             self._docker = aiodocker.Docker(url=self.url, timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_SECONDS))
         return self._docker
@@ -264,6 +267,7 @@ class DockerRuntime(NodeRuntime):
         return tags
 
     async def close(self) -> None:
+        self._closed = True
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
