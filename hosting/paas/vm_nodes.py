@@ -21,11 +21,11 @@ from hosting.iaas.driver import HypervisorDriver, HypervisorError, VmState
 from hosting.iaas.flavors import flavor
 from hosting.iaas.guest import connect
 from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
-from hosting.iaas.provision import Provisioner
+from hosting.iaas.provision import Booted, Provisioner
 from hosting.paas.docker_runtime import DockerRuntime, EngineHost
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.runtime import EngineError
-from tenants import db
+from tenants import audit, db
 from tenants import nodes as registry
 from tenants.enums import NodeState
 from tenants.models import Node
@@ -203,6 +203,7 @@ class VmNodes:
         booted = await self.provisioner.boot(name)
         how = "restored from its template" if booted.restored else "booted cold"
         log.info("VM node %s %s: SSH in %.1f s, Docker in %.1f s", name, how, booted.ssh_seconds, booted.ready_seconds)
+        await asyncio.to_thread(self._event, name, booted)
         return booted.connection
 
     async def _reconnect(self, name: str) -> SSHClientConnection:
@@ -259,6 +260,20 @@ class VmNodes:
                     "daemon",
                     Node(name=name, driver=node.driver, docker_url=node.docker_url, state=state, message=message),
                 )
+
+    def _event(self, name: str, booted: Booted) -> None:
+        with db.session(self.engine) as session:
+            audit.record(
+                session,
+                "daemon",
+                "node.boot",
+                None,
+                node=name,
+                restored=booted.restored,
+                ssh_seconds=round(booted.ssh_seconds, 2),
+                docker_seconds=round(booted.ready_seconds, 2),
+            )
+            session.commit()
 
     def _forget(self, name: str) -> None:
         with db.session(self.engine) as session:

@@ -71,7 +71,7 @@ def up(
     from strata import daemon  # the server's imports are heavy; other verbs should start fast
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for chatty in ("alembic", "httpx", "asyncssh"):
+    for chatty in ("alembic", "httpx", "asyncssh", "qemu.qmp"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         options = daemon.Options(
