@@ -49,3 +49,12 @@ def test_help(snap_compare) -> None:  # type: ignore[no-untyped-def]
         await pilot.pause(0.2)
 
     assert snap_compare(console(), terminal_size=SIZE, run_before=help_)
+
+
+def test_nodes_with_a_vm_node(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def nodes(pilot: Pilot) -> None:
+        await painted(pilot)
+        await pilot.press("colon", *"nodes", "enter")
+        await painted(pilot, "#nodes")
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=nodes)

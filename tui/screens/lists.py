@@ -16,7 +16,16 @@ class NodesScreen(DataScreen):
     def body(self) -> ComposeResult:
         table: DataTable[object] = DataTable(id="nodes", cursor_type="row")
         table.add_columns(
-            "NODE", "DRIVER", "STATE", "TENANT", "INSTANCES", "CPU ALLOCATED", "MEMORY ALLOCATED", "VM", "TENANTS"
+            "NODE",
+            "DRIVER",
+            "ACCEL",
+            "STATE",
+            "TENANT",
+            "INSTANCES",
+            "CPU ALLOCATED",
+            "MEMORY ALLOCATED",
+            "VM",
+            "TENANTS",
         )
         yield table
 
@@ -30,6 +39,7 @@ class NodesScreen(DataScreen):
             table.add_row(
                 node.name,
                 node.driver,
+                node.accel or "-",
                 render.node_state(node),
                 node.tenant or "shared",
                 str(node.instances),
