@@ -8,7 +8,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # nodes (and debootstrap, e2fsprogs, cpio to build their guest image), an SSH client and tmux for the end-to-end tests, wrk and nginx for the benchmarks' baselines.
 DEB_PACKAGES := docker.io busybox-static openssh-client qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio tmux wrk nginx-light
 
-.PHONY: install system-packages demo test lint clean
+.PHONY: install system-packages demo test test-vm lint clean
 
 install: system-packages $(VENV)/.installed
 
@@ -32,6 +32,9 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	.ci/with-dockerd $(BIN)/pytest
+
+test-vm: install
+	STRATA_VM_TESTS=1 .ci/with-dockerd $(BIN)/pytest tests/iaas
 
 lint: install
 	$(BIN)/ruff check .
