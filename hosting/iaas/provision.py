@@ -12,7 +12,7 @@ from pathlib import Path
 
 from asyncssh import SSHClientConnection, SSHKey
 
-from hosting.iaas.driver import GuestImage, HypervisorDriver, VmSpec
+from hosting.iaas.driver import GuestImage, HypervisorDriver, HypervisorError, VmSpec
 from hosting.iaas.flavors import Flavor
 from hosting.iaas.guest import connect, new_identity, rebirth
 from hosting.iaas.net import free_port
@@ -56,12 +56,17 @@ class Provisioner:
 
     async def create(self, name: str, flavor: Flavor, *, restore: bool = True) -> None:
         """Define VM `name`: its disk an overlay of its flavor's template (made now if missing) when the
-        driver can snapshot and `restore` is asked, of the guest image otherwise."""
+        driver can snapshot and `restore` is asked, of the guest image otherwise (or if no template can be
+        made: the VM then boots cold)."""
         spec = VmSpec(name, flavor, self.image, free_port())
         if restore and self.driver.capabilities.snapshots:
-            template = await self.template(flavor)
-            image = replace(self.image, name=template, disk=self.templates.disk(template))
-            spec = replace(spec, image=image, template=template)
+            try:
+                template = await self.template(flavor)
+            except HypervisorError as exc:
+                log.warning("no %s template (%s); %s boots cold", flavor.name, exc, name)
+            else:
+                image = replace(self.image, name=template, disk=self.templates.disk(template))
+                spec = replace(spec, image=image, template=template)
         await self.driver.create(spec, new_identity(name, self.client))
 
     async def boot(self, name: str) -> Booted:
