@@ -10,9 +10,10 @@ import asyncio
 import logging
 import shlex
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from asyncssh import SSHClientConnection, SSHListener
 from sqlalchemy import Engine
@@ -24,13 +25,14 @@ from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
 from hosting.iaas.provision import Booted, Provisioner
 from hosting.paas.docker_runtime import DockerRuntime, EngineHost
 from hosting.paas.nodes import NodeHandle
-from hosting.paas.runtime import EngineError
+from hosting.paas.runtime import EngineError, EngineUnavailable
 from tenants import audit, db
 from tenants import nodes as registry
 from tenants.enums import NodeState
 from tenants.models import Node
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GUEST_DOCKER_SOCKET = "/var/run/docker.sock"
 PASS_INTERVAL_SECONDS = 5
@@ -57,25 +59,30 @@ class GuestHost(EngineHost):
         async with self._lock:
             forwards = await self._known()
             if port not in forwards:
-                forwards[port] = await self.driver.forward(self.vm, port)
+                forwards[port] = await _engine_call(self.driver.forward(self.vm, port))
             return f"{LOOPBACK}:{forwards[port]}"
 
     async def retain(self, ports: set[int]) -> None:
         async with self._lock:
             forwards = await self._known()
             for guest_port in [p for p in forwards if p not in ports and forwards[p] != self.ssh_port]:
-                await self.driver.unforward(self.vm, forwards.pop(guest_port))
+                await _engine_call(self.driver.unforward(self.vm, forwards.pop(guest_port)))
 
     async def kill(self, pid: int) -> None:
         await self.connection.run(f"kill -KILL -{pid} 2>/dev/null || kill -KILL {pid}", check=False)
 
     async def _known(self) -> dict[int, int]:
         if self._forwards is None:  # what QEMU has: forwards outlive a restart of the platform
-            try:
-                self._forwards = await self.driver.forwards(self.vm)
-            except HypervisorError as exc:
-                raise EngineError(str(exc)) from None
+            self._forwards = await _engine_call(self.driver.forwards(self.vm))
         return self._forwards
+
+
+async def _engine_call(call: Awaitable[T]) -> T:
+    """A hypervisor call made for the engine: its failure is the engine's (the VM is gone, so is its engine)."""
+    try:
+        return await call
+    except HypervisorError as exc:
+        raise EngineUnavailable(str(exc)) from None
 
 
 async def engine_ready(connection: SSHClientConnection) -> None:
