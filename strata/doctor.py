@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiodocker
 
-from hosting.iaas import detect_accel
+from hosting.iaas import detect_accel, find_node_image
 from strata.config import Settings
 from tenants.client import ApiError, StrataClient
 
@@ -30,6 +30,7 @@ def run_checks(settings: Settings) -> list[Check]:
         asyncio.run(_docker()),
         _qemu(),
         Check("accel", True, str(detect_accel())),
+        _node_image(settings),
         Check("busybox-static", BUSYBOX.exists(), str(BUSYBOX) if BUSYBOX.exists() else "missing: run `make install`"),
     ]
 
@@ -53,6 +54,13 @@ async def _docker() -> Check:
     tags = sorted(tag for image in images for tag in image.get("RepoTags") or [])
     listed = ", ".join(tags) or "no strata images yet"
     return Check("docker", True, f"engine {version['Version']}; images: {listed}", required=True)
+
+
+def _node_image(settings: Settings) -> Check:
+    image = find_node_image(settings.images_dir)
+    if image is None:
+        return Check("node image", False, f"not built in {settings.images_dir}: `strata images node-build` (VM nodes)")
+    return Check("node image", True, f"{image.directory} ({image.allocated_bytes() / 1024**2:.0f} MiB)")
 
 
 def _qemu() -> Check:

@@ -150,7 +150,9 @@ def test_without_a_daemon_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
 
 def test_doctor_reports_the_machine(daemon: Daemon) -> None:
     checks = {c["name"]: c for c in json.loads(ok(daemon.cli("doctor", "--json")))}
-    assert set(checks) == {"daemon", "docker", "qemu", "accel", "busybox-static"}
+    assert set(checks) == {"daemon", "docker", "qemu", "accel", "node image", "busybox-static"}
     assert checks["daemon"]["ok"] and "version" in checks["daemon"]["detail"]
     assert checks["docker"]["ok"], checks["docker"]["detail"]
     assert checks["accel"]["detail"].startswith(("kvm", "tcg"))
+    image = checks["node image"]  # the test daemon's home has none built
+    assert not image["ok"] and "strata images node-build" in image["detail"]
