@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,28 +28,44 @@ IMAGES = os.environ.get("STRATA_TEST_IMAGES_DIR", "/var/tmp/strata-test-images")
 HELLO = AppSpec(image="strata/hello", replicas=1, cpu_millicores=250, memory_mib=64, health_path="/healthz")
 
 
+@dataclass
+class Platform:
+    home: Path
+    daemon: Daemon
+
+    def restart(self) -> None:
+        """Stop the daemon (its VMs and containers keep running) and start another one on the same home."""
+        assert self.daemon.stop() == 0
+        self.daemon = start_daemon(self.home, local_node=True, env={"STRATA_IMAGES_DIR": IMAGES})
+
+
 @pytest.fixture(scope="module")
-def vm_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def platform_with_vms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """A platform with the local node and the node image built (cached between runs in IMAGES)."""
     home: Path = tmp_path_factory.mktemp("vms") / "home"
     home.mkdir()
-    daemon = start_daemon(home, local_node=True, env={"STRATA_IMAGES_DIR": IMAGES})
+    platform = Platform(home, start_daemon(home, local_node=True, env={"STRATA_IMAGES_DIR": IMAGES}))
     try:
-        built = daemon.cli("images", "node-build", timeout=900)
+        built = platform.daemon.cli("images", "node-build", timeout=900)
         assert built.returncode == 0, built.stderr
-        with daemon.operator() as api:
+        with platform.daemon.operator() as api:
             api.bootstrap_images()
-        yield daemon
+        yield platform
     finally:
-        with daemon.operator() as api:
+        with platform.daemon.operator() as api:
             for node in api.nodes():
                 if node.driver == "qemu":
                     api.remove_node(node.name, force=True)
         wait_for(lambda: _qemu_pids(home, "vms") == [], timeout=60, what="the VMs to be destroyed")
-        daemon.stop()
+        platform.daemon.stop()
         for pid in _qemu_pids(home, "vms") + _qemu_pids(home, "templates"):  # a template, or what a failure left
             os.kill(pid, signal.SIGKILL)
-        remove_everything_of(platform_id(daemon))
+        remove_everything_of(platform_id(platform.daemon))
+
+
+@pytest.fixture
+def vm_platform(platform_with_vms: Platform) -> Daemon:
+    return platform_with_vms.daemon
 
 
 def test_an_app_runs_on_a_vm_node_and_moves_when_the_vm_dies(
@@ -162,3 +179,27 @@ def _qemu_pids(home: Path, kind: str) -> list[int]:
         if Path(f"/proc/{pid}").exists():
             pids.append(pid)
     return pids
+
+
+def test_a_restarted_daemon_adopts_its_vms_and_their_containers(platform_with_vms: Platform, unique: str) -> None:
+    daemon = platform_with_vms.daemon
+    assert daemon.cli("nodes", "drain", "local").returncode == 0
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.deploy(unique, "web", HELLO)
+        boots = sum(1 for e in api.events(limit=500) if e.action == "node.boot")
+    (before,) = wait_for(
+        lambda: _ready_on(daemon, unique, "vm1") or _ready_on(daemon, unique, "vm2"),
+        timeout=240,
+        what="an instance on a VM node",
+    )
+
+    platform_with_vms.restart()
+    daemon = platform_with_vms.daemon
+    (after,) = wait_for(lambda: _ready_on(daemon, unique, before.node), timeout=120, what="the instance adopted")
+    assert (after.id, after.container_id, after.endpoint) == (before.id, before.container_id, before.endpoint)
+    assert _get(daemon, unique).status_code == 200  # through the new daemon's gateway, the VM's same forward
+    with daemon.operator() as api:
+        assert sum(1 for e in api.events(limit=500) if e.action == "node.boot") == boots  # reconnected, not booted
+        api.delete_app(unique, "web")
+    assert daemon.cli("nodes", "resume", "local").returncode == 0
