@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import asyncssh
 from asyncssh import SSHClientConnection, SSHListener
 from sqlalchemy import Engine
 
@@ -178,7 +179,7 @@ class VmNodes:
     async def _run(self, name: str, work: Coroutine[None, None, None]) -> None:
         try:
             await work
-        except (HypervisorError, EngineError, OSError, ValueError) as exc:
+        except (HypervisorError, EngineError, asyncssh.Error, OSError, ValueError) as exc:
             log.warning("VM node %s: %s", name, exc)
             await asyncio.to_thread(self._record, name, NodeState.FAILED, str(exc))
         finally:
