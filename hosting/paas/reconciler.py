@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from hosting.paas import images
 from hosting.paas.health import OK, HealthChecker
-from hosting.paas.nodes import NodeHandle
+from hosting.paas.nodes import NODE_LOST_AFTER_SECONDS, NodeHandle
 from hosting.paas.runtime import (
     PLATFORM_LABEL,
     TENANT_LABEL,
@@ -143,6 +143,8 @@ class Reconciler:
         self.platform_id = platform_id
         self.nodes = {node.name: node for node in nodes}
         self.image_store = image_store  # where images are built and loaded; shipped to nodes from there
+        self._away_since: dict[str, float] = {}  # node not attached (yet) -> since when, for its instances
+        self._removed: set[str] = set()  # nodes detached for good: their instances are gone at once
         self.health = HealthChecker()
         self.tracked: dict[str, Tracked] = {}
         self._adopted = False
@@ -164,11 +166,14 @@ class Reconciler:
     def attach(self, node: NodeHandle) -> None:
         """Place instances on `node` too (a VM node that became ready), replacing a handle of its name."""
         self.nodes[node.name] = node
+        self._away_since.pop(node.name, None)
+        self._removed.discard(node.name)
         self.nudge()
 
     def detach(self, name: str) -> None:
         """Stop using node `name` (it is being removed); its instances are then gone and placed elsewhere."""
         self.nodes.pop(name, None)
+        self._removed.add(name)
         self.nudge()
 
     def nudge(self) -> None:
@@ -252,29 +257,40 @@ class Reconciler:
                 log.warning("node %s: %s", node.name, exc)
                 await node.mark_unreachable(self.engine)
                 found += self._remembered(node, names)
-        return found
+        return found + self._away(names)
+
+    def _away(self, names: dict[int, AppKey]) -> list[Container]:
+        """The instances last seen on a node that is not attached: after a restart of the daemon a VM node
+        attaches only once it is connected again, so they are kept as they were for as long as an unreachable
+        node's are (and nothing is created twice meanwhile); a removed node's are gone at once."""
+        now = time.monotonic()
+        away = {t.node for t in self.tracked.values()} - set(self.nodes) - self._removed
+        self._away_since = {node: self._away_since.get(node, now) for node in away}
+        kept = {node for node, since in self._away_since.items() if now - since < NODE_LOST_AFTER_SECONDS}
+        return [self._container_of(t, names) for t in self.tracked.values() if t.node in kept and t.app_id in names]
 
     def _remembered(self, node: NodeHandle, names: dict[int, AppKey]) -> list[Container]:
         """What was last known of an unreachable node's containers; nothing once the node counts as lost."""
         if node.lost(time.monotonic()):
             return []
-        return [
-            Container(
-                node=t.node,
-                id=t.container_id,
-                tenant=names[t.app_id][0],
-                app=names[t.app_id][1],
-                revision=t.revision,
-                instance=t.id,
-                running=True,
-                exit_code=None,
-                started_at=t.started_at,
-                endpoint=t.endpoint,
-                remembered=True,
-            )
-            for t in self.tracked.values()
-            if t.node == node.name and t.app_id in names
-        ]
+        tracked = self.tracked.values()
+        return [self._container_of(t, names) for t in tracked if t.node == node.name and t.app_id in names]
+
+    def _container_of(self, tracked: Tracked, names: dict[int, AppKey]) -> Container:
+        """A tracked instance as its container was last seen (its node does not answer now)."""
+        return Container(
+            node=tracked.node,
+            id=tracked.container_id,
+            tenant=names[tracked.app_id][0],
+            app=names[tracked.app_id][1],
+            revision=tracked.revision,
+            instance=tracked.id,
+            running=True,
+            exit_code=None,
+            started_at=tracked.started_at,
+            endpoint=tracked.endpoint,
+            remembered=True,
+        )
 
     def _track(self, containers: list[Container], desired: list[DesiredApp], work: _Pass) -> None:
         """Adopt containers not yet tracked; forget instances whose container is gone."""
