@@ -107,12 +107,16 @@ def test_an_app_runs_on_a_vm_node_and_moves_when_the_vm_dies(
 
 
 def test_a_restored_clone_is_its_own_machine(vm_platform: Daemon, report: Callable[[str], None]) -> None:
-    """A second clone of the template: its own SSH host key (the platform logs in checking it), its own name."""
+    """A node of another flavor: its CPUs, memory and disk; its own SSH host key (the platform logs in checking
+    it) and name, though restored from a snapshot like every node of its flavor."""
     started = time.monotonic()
-    added = vm_platform.cli("nodes", "add", "vm2", "--json", timeout=600)
+    added = vm_platform.cli("nodes", "add", "vm2", "--flavor", "medium", "--json", timeout=900)
     assert added.returncode == 0, added.stderr
-    report(f"next node, restored from the template: {time.monotonic() - started:.1f} s")
+    report(f"a medium node (its own template first): {time.monotonic() - started:.1f} s")
     report(_boot(vm_platform, "vm2"))
+    node = json.loads(added.stdout)
+    assert node["cpu_millicores"] == 2000 and 1900 <= node["memory_mib"] <= 2048
+    assert 7.5 < int(_ssh(vm_platform.home, "vm2", "df -B1M --output=size / | tail -1")) / 1024 <= 8
     keys = {(vm_platform.home / "vms" / name / "host_key").read_text() for name in ("vm1", "vm2")}
     assert len(keys) == 2
     assert _ssh(vm_platform.home, "vm2", "hostname") == "vm2"  # OpenSSH, checking vm2's own host key
