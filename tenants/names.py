@@ -8,7 +8,8 @@ from tenants.errors import Invalid
 MAX_NAME_LENGTH = 40
 RESERVED_TENANT_NAMES = frozenset({"admin", "api", "www", "system", "root"})
 
-_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+NAME_PATTERN = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"  # a DNS label
+_LABEL = re.compile(NAME_PATTERN)
 # RFC 1123 hostname: dot-separated labels of up to 63 characters, 253 in all.
 _HOSTNAME_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 MAX_HOSTNAME_LENGTH = 253

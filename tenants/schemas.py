@@ -5,10 +5,10 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from tenants.enums import InstanceState, Isolation, Role, TenantStatus
-from tenants.names import check_hostname, check_name, check_tenant_name
+from tenants.names import MAX_NAME_LENGTH, NAME_PATTERN, check_hostname, check_name, check_tenant_name
 
 MAX_REPLICAS = 100
 MIN_CPU_MILLICORES, MAX_CPU_MILLICORES = 10, 64_000
@@ -37,8 +37,10 @@ def _no_nul(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(check_name)]
-TenantName = Annotated[str, AfterValidator(check_tenant_name)]
+# The schema says what `check_name` enforces (so API clients and fuzzers know); the check gives the messages.
+NAME_SCHEMA = {"type": "string", "pattern": f"^{NAME_PATTERN}$", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
+Name = Annotated[str, AfterValidator(check_name), WithJsonSchema(NAME_SCHEMA)]
+TenantName = Annotated[str, AfterValidator(check_tenant_name), WithJsonSchema(NAME_SCHEMA)]
 Argument = Annotated[str, Field(max_length=MAX_ARG_LENGTH), AfterValidator(_no_nul)]
 
 

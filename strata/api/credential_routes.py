@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Response
 
-from strata.api.deps import DB, Caller, check_credential_role, listing_scope
+from strata.api.deps import DB, Caller, RowId, check_credential_role, listing_scope
 from tenants import keys, tokens
 from tenants.errors import NotFound
 from tenants.schemas import KeyCreate, KeyRead, TokenCreate, TokenCreated, TokenRead
@@ -22,7 +22,7 @@ def add_key(session: DB, principal: Caller, spec: KeyCreate) -> KeyRead:
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-def remove_key(session: DB, principal: Caller, key_id: int) -> Response:
+def remove_key(session: DB, principal: Caller, key_id: RowId) -> Response:
     _own(principal, keys.get_key(session, key_id).tenant, f"no SSH key with id {key_id}")
     keys.remove_key(session, principal.actor, key_id)
     return Response(status_code=204)
@@ -42,7 +42,7 @@ def create_token(session: DB, principal: Caller, spec: TokenCreate) -> TokenCrea
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(session: DB, principal: Caller, token_id: int) -> Response:
+def revoke_token(session: DB, principal: Caller, token_id: RowId) -> Response:
     _own(principal, tokens.get_token(session, token_id).tenant, f"no token with id {token_id}")
     tokens.revoke(session, principal.actor, token_id)
     return Response(status_code=204)

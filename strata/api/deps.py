@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from starlette.exceptions import HTTPException
@@ -60,6 +60,9 @@ def visible_tenant(principal: Caller, tenant: str) -> str:
 
 
 TenantName = Annotated[str, Depends(visible_tenant)]
+
+MAX_ROW_ID = 2**63 - 1  # what a database's BIGINT holds
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def listing_scope(principal: Principal, tenant: str | None) -> str | None:

@@ -5,6 +5,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from tenants.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, QuotaExceeded
@@ -12,6 +13,7 @@ from tenants.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, 
 log = logging.getLogger(__name__)
 
 STATUS = {Invalid: 422, NotFound: 404, Conflict: 409, QuotaExceeded: 403, Forbidden: 403}
+CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
 def error_response(
@@ -40,11 +42,25 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid", f"{field}: {message}" if field else message, field)
 
     @app.exception_handler(HTTPException)
-    async def http(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    async def http(request: Request, exc: HTTPException) -> JSONResponse:
+        code = CODES.get(exc.status_code, "error")
+        headers = exc.headers
+        if exc.status_code == 405:  # every method of the path, not only those of the route Starlette tried
+            headers = {"Allow": ", ".join(_allowed(request))}
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in the control API")
         return error_response(500, "internal", "internal error; the daemon's log has the details")
+
+
+def _allowed(request: Request) -> list[str]:
+    path = request.url.path
+    methods = {
+        method
+        for route in request.app.routes
+        if isinstance(route, APIRoute) and route.path_regex.fullmatch(path)
+        for method in route.methods
+    }
+    return sorted(methods)

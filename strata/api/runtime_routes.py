@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 MAX_IMAGE_ARCHIVE_BYTES = 8 * 1024**3
 CHUNK_BYTES = 1024 * 1024
+MAX_LOG_AGE_SECONDS = 10 * 365 * 24 * 3600
 
 
 def _reachable(request: Request) -> list[NodeHandle]:
@@ -72,8 +73,9 @@ def add_node(request: Request, session: DB, principal: Operator, spec: NodeCreat
     except ValueError as exc:
         raise Invalid(str(exc), field="flavor") from None
     node = nodes.add_vm(session, principal.actor, spec, str(vm_nodes.driver.accel))
+    added = _read(session, node.name)
     vm_nodes.nudge()
-    return _read(session, node.name)
+    return added
 
 
 @router.post("/nodes/{name}/drain")
@@ -94,9 +96,10 @@ def resume_node(request: Request, session: DB, principal: Operator, name: str) -
 def remove_node(request: Request, session: DB, principal: Operator, name: str, force: bool = False) -> NodeRead:
     """Destroy a VM node (refused while instances run on it, unless `force`); it is gone once `removing` ends."""
     nodes.request_removal(session, principal.actor, name, force=force)
+    removing = _read(session, name)  # before the nudge: the record may be gone a moment later
     if request.app.state.vm_nodes is not None:
         request.app.state.vm_nodes.nudge()
-    return _read(session, name)
+    return removing
 
 
 def _read(session: Session, name: str) -> NodeRead:
@@ -175,7 +178,9 @@ async def app_logs(
     tenant: TenantName,
     app: str,
     follow: bool = False,
-    since: Annotated[int | None, Query(ge=1, description="only lines of the last N seconds")] = None,
+    since: Annotated[
+        int | None, Query(ge=1, le=MAX_LOG_AGE_SECONDS, description="only lines of the last N seconds")
+    ] = None,
 ) -> StreamingResponse:
     """The output of every instance of the app, each line prefixed by `[instance]`; `follow` streams on."""
     instances = await asyncio.to_thread(_instances, request, tenant, app)
