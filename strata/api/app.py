@@ -23,7 +23,7 @@ from strata.api import (
 from strata.config import Settings
 from tenants.schemas import ErrorBody, Health
 
-ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)}
+ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 503)}
 
 
 CHANGING_METHODS = frozenset({"POST", "PUT", "DELETE"})

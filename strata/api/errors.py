@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from tenants.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, QuotaExceeded
@@ -13,6 +14,7 @@ from tenants.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, 
 log = logging.getLogger(__name__)
 
 STATUS = {Invalid: 422, NotFound: 404, Conflict: 409, QuotaExceeded: 403, Forbidden: 403}
+RETRY_AFTER_SECONDS = 1
 CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
@@ -48,6 +50,16 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:  # every method of the path, not only those of the route Starlette tried
             headers = {"Allow": ", ".join(_allowed(request))}
         return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(OperationalError)
+    async def database(_: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("the database refused: %s", exc.orig)
+        return error_response(
+            503,
+            "unavailable",
+            "the database is busy or cannot write now (locked, or its disk full); nothing was changed: try again",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
