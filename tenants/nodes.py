@@ -14,7 +14,7 @@ from tenants.tenancy import get_tenant
 
 def register(session: Session, actor: str, node: Node) -> None:
     """Add the node, or refresh what is known of it (its capacity may have changed); a change of its state
-    (ready, unreachable) is an event."""
+    (ready, unreachable) is an event. A node being removed stays `removing`."""
     existing = session.get(Node, node.name)
     if existing is None:
         session.add(node)
@@ -29,6 +29,8 @@ def register(session: Session, actor: str, node: Node) -> None:
             memory_mib=node.memory_mib,
         )
     else:
+        if existing.state == NodeState.REMOVING:
+            node.state = existing.state  # the operator asked for its removal: nothing the node says undoes that
         if existing.state != node.state:
             audit.record(session, actor, f"node.{node.state}", None, node=node.name, was=existing.state)
         for field in ("driver", "docker_url", "state", "cpu_millicores", "memory_mib", "message"):

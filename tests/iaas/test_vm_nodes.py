@@ -171,9 +171,13 @@ def _node_state(daemon: Daemon, name: str) -> str:
 
 
 def _get(daemon: Daemon, tenant: str) -> httpx.Response:
-    response = httpx.get(f"http://{daemon.gateway}/", headers={"Host": f"web.{tenant}.localhost"}, timeout=10)
-    assert response.status_code == 200, response.text
-    return response
+    """The app's answer through the gateway, once it routes there (after a restart: once health is checked)."""
+
+    def answer() -> httpx.Response | None:
+        response = httpx.get(f"http://{daemon.gateway}/", headers={"Host": f"web.{tenant}.localhost"}, timeout=10)
+        return response if response.status_code == 200 else None
+
+    return wait_for(answer, timeout=30, what=f"web.{tenant} to answer through the gateway")
 
 
 def _qemu_pids(home: Path, kind: str) -> list[int]:
@@ -202,7 +206,7 @@ def test_a_restarted_daemon_adopts_its_vms_and_their_containers(platform_with_vm
     daemon = platform_with_vms.daemon
     (after,) = wait_for(lambda: _ready_on(daemon, unique, before.node), timeout=120, what="the instance adopted")
     assert (after.id, after.container_id, after.endpoint) == (before.id, before.container_id, before.endpoint)
-    assert _get(daemon, unique).status_code == 200  # through the new daemon's gateway, the VM's same forward
+    assert _get(daemon, unique).text  # through the new daemon's gateway, and the VM's same forward
     with daemon.operator() as api:
         assert sum(1 for e in api.events(limit=500) if e.action == "node.boot") == boots  # reconnected, not booted
         api.delete_app(unique, "web")
