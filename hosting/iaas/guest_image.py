@@ -15,6 +15,7 @@ hypervisor driver keeps with it:
 import fcntl
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 from collections import deque
@@ -39,6 +40,7 @@ SSHD_PID_FILE = "/run/sshd.pid"
 
 KERNEL, INITRD, DISK = "vmlinuz", "initrd.img", "base.ext4"
 RECIPE_FILE = "recipe.sha256"  # written last: an image directory without it is not complete
+BUILD_ID_FILE = "build-id"  # new on every build, even of the same recipe (`--force`)
 LOCK_FILE = ".build.lock"  # in images_dir, held by the build in progress
 WORK_DIR = ".work"  # in images_dir, the build's cache (debs, the debootstrapped rootfs)
 LOG_TAIL_LINES = 30
@@ -72,8 +74,11 @@ class NodeImage:
 
     @property
     def guest(self) -> GuestImage:
-        """The image as a hypervisor driver boots it."""
-        return GuestImage(self.directory.name, self.kernel, self.initrd, self.disk)
+        """The image as a hypervisor driver boots it, named by its build: snapshots of VMs booted from one build
+        never serve another (a forced rebuild of the same recipe replaces the disk under the same path)."""
+        build = self.directory / BUILD_ID_FILE
+        build_id = build.read_text().strip() if build.exists() else self.digest[:8]
+        return GuestImage(f"{self.directory.name}-{build_id}", self.kernel, self.initrd, self.disk)
 
     def allocated_bytes(self) -> int:
         """What the image takes on disk (`disk` is sparse: far less than its apparent size)."""
@@ -125,6 +130,7 @@ def build_node_image(
         partial.mkdir()
         try:
             _run_build(partial, images_dir / WORK_DIR, images_dir / f"{final.name}.log", log)
+            (partial / BUILD_ID_FILE).write_text(secrets.token_hex(4) + "\n")
             (partial / RECIPE_FILE).write_text(digest + "\n")
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
