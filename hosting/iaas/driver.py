@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from hosting.iaas.accel import Accel
 from hosting.iaas.flavors import Flavor
 
 
@@ -80,6 +81,7 @@ class HypervisorDriver(ABC):
 
     name: str
     capabilities: Capabilities
+    accel: Accel  # what its VMs run with (kvm, or tcg and why)
 
     @abstractmethod
     async def create(self, spec: VmSpec, identity: Identity) -> None:

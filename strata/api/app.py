@@ -30,7 +30,7 @@ CHANGING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
 def create_app(
-    engine: Engine, settings: Settings, reconciler: Reconciler, gateway: Gateway, vm_nodes: VmNodes | None = None
+    engine: Engine, settings: Settings, reconciler: Reconciler, gateway: Gateway, vm_nodes: VmNodes
 ) -> FastAPI:
     app = FastAPI(title="Strata control API", version=version("strata"), responses=ERROR_RESPONSES)
     app.state.engine = engine

@@ -65,9 +65,8 @@ def add_node(request: Request, session: DB, principal: Operator, spec: NodeCreat
     """Ask for a VM node; it is `provisioning` until its engine answers (a restore from the flavor's
     template snapshot takes seconds; the flavor's first VM boots cold, once)."""
     vm_nodes = request.app.state.vm_nodes
-    if vm_nodes is None or spec.driver != vm_nodes.driver.name:
-        drivers = vm_nodes.driver.name if vm_nodes else "none (VM nodes are off)"
-        raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {drivers}", field="driver")
+    if spec.driver != vm_nodes.driver.name:
+        raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {vm_nodes.driver.name}", field="driver")
     try:
         flavor(spec.flavor)
     except ValueError as exc:
@@ -97,8 +96,7 @@ def remove_node(request: Request, session: DB, principal: Operator, name: str, f
     """Destroy a VM node (refused while instances run on it, unless `force`); it is gone once `removing` ends."""
     nodes.request_removal(session, principal.actor, name, force=force)
     removing = _read(session, name)  # before the nudge: the record may be gone a moment later
-    if request.app.state.vm_nodes is not None:
-        request.app.state.vm_nodes.nudge()
+    request.app.state.vm_nodes.nudge()
     return removing
 
 
@@ -113,7 +111,7 @@ def _in_session(request: Request, read: Callable[[Session], T]) -> T:
 
 async def _with_vm_stats(request: Request, node: NodeRead) -> NodeRead:
     vm_nodes = request.app.state.vm_nodes
-    if vm_nodes is None or node.driver != vm_nodes.driver.name or node.name not in vm_nodes.driver.names():
+    if node.driver != vm_nodes.driver.name or node.name not in vm_nodes.driver.names():
         return node
     try:
         stats = await vm_nodes.driver.stats(node.name)
