@@ -1,0 +1,182 @@
+"""Soak: many keep-alive connections through the gateway across apps of several tenants, while the apps are
+scaled and redeployed (rolling). Every request must succeed, and the daemon (the gateway runs in it) must stay
+within a memory bound.
+
+    .venv/bin/python bench/soak.py [--seconds 60] [--connections 1000] [--apps 20] [--tenants 5]
+
+Load: one wrk per app (keep-alive, `--timeout 10s`), the connections shared among them, on strata/static
+(busybox httpd) with 2 replicas per app. Churn meanwhile: every few seconds one app is scaled to 3 and back,
+or redeployed with a new revision. Prints requests, failures (non-2xx, socket errors), p50/p99 and the
+daemon's peak RSS; exits 1 if a request failed or the peak passed `--max-rss-mib`. Needs a Docker engine.
+A short run (10 s, 100 connections, 4 apps) is part of `make test` (tests/faults/test_soak.py). Every process
+and container it starts it removes again; traffic stays on 127.0.0.1.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tenants.client import StrataClient
+from tenants.schemas import AppSpec, TenantCreate
+
+SPEC = AppSpec(image="strata/static", replicas=2, cpu_millicores=100, memory_mib=32)
+CHURN_EVERY_SECONDS = 3.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_daemon(home: Path, gateway: int) -> subprocess.Popen[bytes]:
+    home.mkdir(parents=True)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "strata", "up", "--local-node", "--gateway", f"127.0.0.1:{gateway}",
+         "--gateway-admin", f"127.0.0.1:{free_port()}", "--ssh", "none"],
+        env={**os.environ, "STRATA_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=open(home.parent / "daemon.log", "wb"),  # noqa: SIM115 (the process owns it)
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (home / "api.sock").exists():
+        if time.monotonic() > deadline or daemon.poll() is not None:
+            raise SystemExit(f"strata up did not start; see {home.parent / 'daemon.log'}")
+        time.sleep(0.05)
+    return daemon
+
+
+def wait_ready(client: StrataClient, apps: list[tuple[str, str]], replicas: int) -> None:
+    deadline = time.monotonic() + 120
+    for tenant, app in apps:
+        while sum(i.state == "ready" for i in client.instances(tenant, app)) < replicas:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{tenant}/{app} did not get {replicas} ready instances")
+            time.sleep(0.1)
+
+
+def wrk(gateway: int, tenant: str, app: str, connections: int, seconds: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+         "-H", f"Host: {app}.{tenant}.localhost", f"http://127.0.0.1:{gateway}/"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+FAILURES = ("non-2xx", "connect", "read", "write", "timeout")
+
+
+def parse(out: str) -> dict[str, float]:
+    """requests, failures by kind (non-2xx answers, socket errors), p50 and p99 in ms, from wrk's report."""
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non_2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    kinds = [non_2xx, *(int(n) for n in errors.groups())] if errors else [non_2xx, 0, 0, 0, 0]
+    return {
+        "requests": requests,
+        **dict(zip(FAILURES, kinds, strict=True)),
+        "p50": _ms(out, "50%"),
+        "p99": _ms(out, "99%"),
+    }
+
+
+def _ms(out: str, quantile: str) -> float:
+    value, unit = re.search(rf"{quantile}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def churn(client: StrataClient, apps: list[tuple[str, str]], stop: threading.Event, done: list[str]) -> None:
+    """Scale one app up and back, or roll a new revision of it, every few seconds, round robin."""
+    step = 0
+    while not stop.wait(CHURN_EVERY_SECONDS):
+        tenant, app = apps[step % len(apps)]
+        if step % 2:
+            client.deploy(tenant, app, SPEC.model_copy(update={"env": {"REVISION": str(step)}}))
+            done.append(f"redeploy {tenant}/{app}")
+        else:
+            client.scale(tenant, app, 3)
+            stop.wait(CHURN_EVERY_SECONDS / 2)
+            client.scale(tenant, app, 2)
+            done.append(f"scale {tenant}/{app} 2→3→2")
+        step += 1
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--apps", type=int, default=20)
+    parser.add_argument("--tenants", type=int, default=5)
+    parser.add_argument("--max-rss-mib", type=float, default=512)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="strata-soak-") as scratch:
+        home, gateway = Path(scratch) / "home", free_port()
+        daemon = start_daemon(home, gateway)
+        platform = ""
+        try:
+            platform = (home / "platform-id").read_text().strip()
+            token = (home / "operator.token").read_text().strip()
+            with StrataClient(socket=home / "api.sock", token=token, timeout=60) as client:
+                client.bootstrap_images()
+                tenants = [f"soak{t}" for t in range(args.tenants)]
+                for tenant in tenants:
+                    client.create_tenant(TenantCreate(name=tenant, plan="large"))
+                apps = [(tenants[a % len(tenants)], f"app{a}") for a in range(args.apps)]
+                for tenant, app in apps:
+                    client.deploy(tenant, app, SPEC)
+                wait_ready(client, apps, 2)
+
+                per_app = max(1, args.connections // len(apps))
+                loads = [wrk(gateway, tenant, app, per_app, args.seconds) for tenant, app in apps]
+                stop, done = threading.Event(), []
+                churner = threading.Thread(target=churn, args=(client, apps, stop, done))
+                churner.start()
+                results = [parse(load.communicate()[0]) for load in loads]
+                stop.set()
+                churner.join()
+            peak = peak_rss_mib(daemon.pid)
+        finally:
+            daemon.send_signal(signal.SIGINT)
+            daemon.wait(timeout=30)
+            _remove_containers(platform)
+
+    requests = sum(r["requests"] for r in results)
+    failures = {kind: sum(int(r[kind]) for r in results) for kind in FAILURES}
+    failed = sum(failures.values())
+    print(f"{per_app * len(apps)} connections over {len(apps)} apps of {args.tenants} tenants, {args.seconds} s")
+    print(f"churn: {len(done)} changes ({', '.join(done[:4])}{' ...' if len(done) > 4 else ''})")
+    kinds = ", ".join(f"{kind} {count}" for kind, count in failures.items() if count)
+    print(f"requests {requests} ({requests / args.seconds:.0f}/s), failed {failed}" + (f" ({kinds})" if kinds else ""))
+    print(f"p50 {statistics.median(r['p50'] for r in results):.1f} ms (median of apps), "
+          f"p99 {max(r['p99'] for r in results):.1f} ms (worst app)")  # fmt: skip
+    print(f"daemon peak RSS {peak:.0f} MiB (bound {args.max_rss_mib:.0f} MiB)")
+    return 0 if failed == 0 and peak <= args.max_rss_mib and done else 1
+
+
+def _remove_containers(platform: str) -> None:
+    if not platform:
+        return
+    label = f"--filter=label=strata.platform={platform}"
+    for listing, removal in ((["ps", "-aq"], ["rm", "-f"]), (["network", "ls", "-q"], ["network", "rm"])):
+        ids = subprocess.run(["docker", *listing, label], capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", *removal, *ids], capture_output=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
