@@ -28,8 +28,8 @@ from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver
 from hosting.paas import images
 from hosting.paas.docker_runtime import DockerRuntime
-from hosting.paas.nodes import LOCAL_DOCKER_URL
 from hosting.paas.vm_nodes import engine_ready
+from strata.config import Settings
 
 IMAGES = Path(os.environ.get("STRATA_IMAGES_DIR") or "/var/tmp/strata-test-images")
 IMAGE = "strata/static:latest"
@@ -70,7 +70,7 @@ async def main(seconds: int) -> None:
     image = find_node_image(IMAGES)
     if image is None:
         raise SystemExit(f"no node image in {IMAGES}: build it with `strata images node-build`")
-    local = DockerRuntime("local", LOCAL_DOCKER_URL)
+    local = DockerRuntime("local", Settings.from_env().docker_url)
     await images.bootstrap([local])
     results: dict[str, tuple[float, float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="strata-fwd-bench-") as scratch:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 DEFAULT_HOME = Path("~/.local/share/strata")
 DEFAULT_DOMAIN = "localhost"
+DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Settings:
     database_url: str
     domain: str
     images_dir: Path  # VM guest images, built here (`strata images node-build`)
+    docker_url: str  # this host's Docker engine (the `local` node), where DOCKER_HOST says, as for `docker`
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> "Settings":
@@ -26,6 +28,7 @@ class Settings:
             database_url=os.environ.get("STRATA_DATABASE_URL") or f"sqlite:///{home / 'strata.db'}",
             domain=os.environ.get("STRATA_DOMAIN") or DEFAULT_DOMAIN,
             images_dir=Path(os.environ.get("STRATA_IMAGES_DIR") or home / "images").expanduser().resolve(),
+            docker_url=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL,
         )
 
     @property

@@ -27,7 +27,7 @@ from hosting.iaas.guest_image import find_node_image
 from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver
 from hosting.paas.docker_runtime import DockerRuntime
-from hosting.paas.nodes import LOCAL_DOCKER_URL, NodeHandle
+from hosting.paas.nodes import NodeHandle
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.serving import ServedApp
 from hosting.paas.vm_nodes import VmNodes, engine_ready
@@ -69,8 +69,8 @@ def run(settings: Settings, options: Options) -> None:
     with _exclusive(settings.lock_file):
         engine = db.open_engine(settings.database_url)
         ensure_operator_token(engine, settings.operator_token_file)
-        local = DockerRuntime("local", LOCAL_DOCKER_URL)
-        nodes = [NodeHandle(local, "local", LOCAL_DOCKER_URL)] if options.local_node else []
+        local = DockerRuntime("local", settings.docker_url)
+        nodes = [NodeHandle(local, "local", settings.docker_url)] if options.local_node else []
         (settings.home / "logs").mkdir(exist_ok=True)
         gateway = Gateway(settings.domain, access_log=settings.home / "logs" / "access.log")
         feed = RouteFeed(settings.home / "gateway.sock") if options.gateway_workers > 1 else None

@@ -14,7 +14,6 @@ from tenants.models import Node
 
 log = logging.getLogger(__name__)
 
-LOCAL_DOCKER_URL = "unix:///var/run/docker.sock"
 NODE_LOST_AFTER_SECONDS = 30.0  # unreachable this long: its instances are placed elsewhere
 
 
