@@ -11,7 +11,6 @@ Every process it starts it stops again, by PID; all traffic stays on 127.0.0.1.
 
 import argparse
 import os
-import re
 import signal
 import socket
 import statistics
@@ -20,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from wrk_report import parse
 
 HOST = "app.bench.localhost"
 FILES = {"100 B": ("small.txt", 100), "64 KiB": ("big.bin", 64 * 1024)}
@@ -80,15 +81,10 @@ def wrk(port: int, path: str, seconds: int, cpus: str | None) -> tuple[float, fl
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
+    report = parse(out)
+    if report.failed:
         raise SystemExit(f"wrk saw errors:\n{out}")
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rate, _ms(out, "50%"), _ms(out, "99%")
-
-
-def _ms(out: str, quantile: str) -> float:
-    value, unit = re.search(rf"{quantile}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return report.rate, report.p50_ms, report.p99_ms
 
 
 def measure(label: str, port: int, args: argparse.Namespace, pinned: bool) -> dict[str, tuple[float, float, float]]:

@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from wrk_report import FAILURE_KINDS, parse
+
 from tenants.client import StrataClient
 from tenants.schemas import AppSpec, TenantCreate
 
@@ -70,28 +72,6 @@ def wrk(gateway: int, tenant: str, app: str, connections: int, seconds: int) -> 
          "-H", f"Host: {app}.{tenant}.localhost", f"http://127.0.0.1:{gateway}/"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-
-
-FAILURES = ("non-2xx", "connect", "read", "write", "timeout")
-
-
-def parse(out: str) -> dict[str, float]:
-    """requests, failures by kind (non-2xx answers, socket errors), p50 and p99 in ms, from wrk's report."""
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non_2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    kinds = [non_2xx, *(int(n) for n in errors.groups())] if errors else [non_2xx, 0, 0, 0, 0]
-    return {
-        "requests": requests,
-        **dict(zip(FAILURES, kinds, strict=True)),
-        "p50": _ms(out, "50%"),
-        "p99": _ms(out, "99%"),
-    }
-
-
-def _ms(out: str, quantile: str) -> float:
-    value, unit = re.search(rf"{quantile}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def churn(client: StrataClient, apps: list[tuple[str, str]], stop: threading.Event, done: list[str]) -> None:
@@ -155,15 +135,15 @@ def main() -> int:
             daemon.wait(timeout=30)
             _remove_containers(platform)
 
-    requests = sum(r["requests"] for r in results)
-    failures = {kind: sum(int(r[kind]) for r in results) for kind in FAILURES}
+    requests = sum(r.requests for r in results)
+    failures = {kind: sum(r.failures[kind] for r in results) for kind in FAILURE_KINDS}
     failed = sum(failures.values())
     print(f"{per_app * len(apps)} connections over {len(apps)} apps of {args.tenants} tenants, {args.seconds} s")
     print(f"churn: {len(done)} changes ({', '.join(done[:4])}{' ...' if len(done) > 4 else ''})")
     kinds = ", ".join(f"{kind} {count}" for kind, count in failures.items() if count)
     print(f"requests {requests} ({requests / args.seconds:.0f}/s), failed {failed}" + (f" ({kinds})" if kinds else ""))
-    print(f"p50 {statistics.median(r['p50'] for r in results):.1f} ms (median of apps), "
-          f"p99 {max(r['p99'] for r in results):.1f} ms (worst app)")  # fmt: skip
+    print(f"p50 {statistics.median(r.p50_ms for r in results):.1f} ms (median of apps), "
+          f"p99 {max(r.p99_ms for r in results):.1f} ms (worst app)")  # fmt: skip
     print(f"daemon peak RSS {peak:.0f} MiB (bound {args.max_rss_mib:.0f} MiB)")
     return 0 if failed == 0 and peak <= args.max_rss_mib and done else 1
 

@@ -12,12 +12,12 @@ container. wrk: 1 thread, 16 connections, strata/static's index page (busybox ht
 import argparse
 import asyncio
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from wrk_report import parse
 
 from hosting.iaas import detect_accel
 from hosting.iaas.flavors import flavor
@@ -42,16 +42,10 @@ async def wrk(port: int, seconds: int) -> tuple[float, float, float]:
         "wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out = (await process.communicate())[0].decode()
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise SystemExit(f"wrk saw errors:\n{out}")
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rate, _ms(out, "50%"), _ms(out, "99%")
-
-
-def _ms(out: str, quantile: str) -> float:
-    value, unit = re.search(rf"{quantile}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    report = parse((await process.communicate())[0].decode())
+    if report.failed:
+        raise SystemExit(f"wrk saw errors: {report.failures}")
+    return report.rate, report.p50_ms, report.p99_ms
 
 
 async def first_answer(port: int) -> float:
