@@ -7,6 +7,7 @@ it through DOCKER_HOST, as the docker CLI would."""
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,9 +55,8 @@ class Engine:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    root = Path("/tmp") / f"strata-engine-{tmp_path.name}"  # short: the socket's path has a length limit
-    root.mkdir()
+def engine() -> Iterator[Engine]:
+    root = Path(tempfile.mkdtemp(prefix="strata-engine-", dir="/tmp"))  # short: a socket path's length is limited
     engine = Engine(root)
     engine.start()
     try:
@@ -65,7 +65,14 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         if engine.answers():
             engine.remove_all()
         engine.stop()
+        for mount in _mounts_under(root):  # what a container stopped with its engine may leave mounted
+            subprocess.run(["umount", "-l", mount], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _mounts_under(root: Path) -> list[str]:
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    return sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True)
 
 
 @pytest.mark.timeout(300)
