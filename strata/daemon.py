@@ -202,6 +202,7 @@ async def _serve(
     stopping.set()
     api.should_exit = True
     await asyncio.gather(*tasks)
+    await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
     if ssh is not None:
         ssh.close()
     if feed is not None:

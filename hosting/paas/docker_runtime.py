@@ -281,6 +281,8 @@ class DockerRuntime(NodeRuntime):
     async def _inspect(self, container_id: str) -> Container | None:
         try:
             data = await self._call(self.docker.containers.container(container_id).show())
+        except EngineUnavailable:
+            raise  # the engine is gone, not the container: nothing may be taken for vanished
         except EngineError:
             return None  # removed between list and inspect
         container = _container(self.name, data, self.host.publish_ip)

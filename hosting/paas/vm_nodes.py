@@ -148,8 +148,12 @@ class VmNodes:
         finally:
             for task in self._busy.values():
                 task.cancel()
-            for name in list(self.connected):
-                await self._disconnect(name)  # the VMs keep running: the next start adopts them
+
+    async def close(self) -> None:
+        """Let the VM nodes go (once the reconciler has stopped using them): the VMs keep running, and the
+        next start adopts them."""
+        for name in list(self.connected):
+            await self._disconnect(name)
 
     async def sync(self) -> None:
         """One pass: act on each VM node whose state differs from what its registry row asks."""
