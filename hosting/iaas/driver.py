@@ -26,7 +26,6 @@ class VmState(StrEnum):
 @dataclass(frozen=True)
 class Capabilities:
     snapshots: bool  # save a running VM to a file and restore clones of it
-    runtime_forwards: bool  # add and remove host → guest TCP forwards while it runs
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ MIGRATION_BANDWIDTH = 8 * 1024**3  # bytes/s: QEMU's default (32 MiB/s) would ma
 
 class QemuDriver(HypervisorDriver):
     name = "qemu"
-    capabilities = Capabilities(snapshots=True, runtime_forwards=True)
+    capabilities = Capabilities(snapshots=True)
 
     def __init__(self, vms_dir: Path, accel: Accel, binary: str = QEMU) -> None:
         self.vms_dir = vms_dir

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from hosting.paas import images
 from hosting.paas.health import OK, HealthChecker
 from hosting.paas.nodes import NODE_LOST_AFTER_SECONDS, NodeHandle
+from hosting.paas.pause import pause
 from hosting.paas.runtime import (
     PLATFORM_LABEL,
     TENANT_LABEL,
@@ -192,10 +193,7 @@ class Reconciler:
                 except Exception:
                     log.exception("reconcile pass failed; retrying")
                 interval = FAST_PASS_INTERVAL_SECONDS if self._hurried() else PASS_INTERVAL_SECONDS
-                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stopping.wait())]
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+                await pause(self._wake, stopping, interval)
         finally:
             await self.health.close()
 

@@ -26,6 +26,7 @@ from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
 from hosting.iaas.provision import Booted, Provisioner
 from hosting.paas.docker_runtime import DockerRuntime, EngineHost
 from hosting.paas.nodes import NodeHandle
+from hosting.paas.pause import pause
 from hosting.paas.runtime import EngineError, EngineUnavailable
 from tenants import audit, db
 from tenants import nodes as registry
@@ -141,10 +142,7 @@ class VmNodes:
                     await self.sync()
                 except Exception:
                     log.exception("VM nodes pass failed; retrying")
-                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stopping.wait())]
-                await asyncio.wait(waiters, timeout=PASS_INTERVAL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+                await pause(self._wake, stopping, PASS_INTERVAL_SECONDS)
         finally:
             for task in self._busy.values():
                 task.cancel()
