@@ -8,17 +8,16 @@ temporary STRATA_HOME, its containers, the baseline containers — it removes ag
 """
 
 import argparse
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import strata_daemon
 
 from tenants.client import StrataClient
 from tenants.schemas import AppSpec, TenantCreate
@@ -55,22 +54,6 @@ def docker_runs_until_answering(count: int) -> float:
         return max(pool.map(lambda _: docker_run_until_answering(), range(count)))
 
 
-def start_daemon(home: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "STRATA_HOME": str(home)}
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "strata", "up", "--local-node"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(home.parent / "daemon.log", "wb"),  # noqa: SIM115
-    )
-    deadline = time.monotonic() + 30
-    while not (home / "api.sock").exists():
-        if time.monotonic() > deadline or daemon.poll() is not None:
-            raise SystemExit(f"strata up did not start; see {home.parent / 'daemon.log'}")
-        time.sleep(0.05)
-    return daemon
-
-
 def deploy_until_ready(client: StrataClient, app: str, replicas: int) -> tuple[float, float]:
     """Seconds from the deploy request to the first ready instance, and to all `replicas` ready."""
     start = time.perf_counter()
@@ -99,7 +82,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        daemon = start_daemon(home)
+        daemon = strata_daemon.start(home, "--local-node")
         platform = ""
         try:
             token = (home / "operator.token").read_text().strip()

@@ -13,7 +13,6 @@ and container it starts it removes again; traffic stays on 127.0.0.1.
 """
 
 import argparse
-import os
 import re
 import signal
 import socket
@@ -25,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import strata_daemon
 from wrk_report import FAILURE_KINDS, parse
 
 from tenants.client import StrataClient
@@ -38,23 +38,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def start_daemon(home: Path, gateway: int) -> subprocess.Popen[bytes]:
-    home.mkdir(parents=True)
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "strata", "up", "--local-node", "--gateway", f"127.0.0.1:{gateway}",
-         "--gateway-admin", f"127.0.0.1:{free_port()}", "--ssh", "none"],
-        env={**os.environ, "STRATA_HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=open(home.parent / "daemon.log", "wb"),  # noqa: SIM115 (the process owns it)
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not (home / "api.sock").exists():
-        if time.monotonic() > deadline or daemon.poll() is not None:
-            raise SystemExit(f"strata up did not start; see {home.parent / 'daemon.log'}")
-        time.sleep(0.05)
-    return daemon
 
 
 def wait_ready(client: StrataClient, apps: list[tuple[str, str]], replicas: int) -> None:
@@ -106,7 +89,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="strata-soak-") as scratch:
         home, gateway = Path(scratch) / "home", free_port()
-        daemon = start_daemon(home, gateway)
+        admin = f"127.0.0.1:{free_port()}"
+        daemon = strata_daemon.start(
+            home, "--local-node", "--gateway", f"127.0.0.1:{gateway}", "--gateway-admin", admin, "--ssh", "none"
+        )
         platform = ""
         try:
             platform = (home / "platform-id").read_text().strip()
