@@ -142,10 +142,15 @@ def build_node_image(
         return NodeImage(final, digest)
 
 
+def fw_cfg_entries(*, authorized_keys: Path, host_key: Path, hostname: Path) -> dict[str, Path]:
+    """The fw_cfg entries that give a VM its identity, each read from a file (kept until QEMU has started)."""
+    return {FW_CFG_AUTHORIZED_KEYS: authorized_keys, FW_CFG_HOST_KEY: host_key, FW_CFG_HOSTNAME: hostname}
+
+
 def fw_cfg_args(*, authorized_keys: Path, host_key: Path, hostname: Path) -> list[str]:
-    """The QEMU arguments that give a VM its identity, read from these files (kept until QEMU has started)."""
-    files = {FW_CFG_AUTHORIZED_KEYS: authorized_keys, FW_CFG_HOST_KEY: host_key, FW_CFG_HOSTNAME: hostname}
-    return [arg for name, path in files.items() for arg in ("-fw_cfg", f"name={name},file={path}")]
+    """The QEMU arguments for `fw_cfg_entries`."""
+    entries = fw_cfg_entries(authorized_keys=authorized_keys, host_key=host_key, hostname=hostname)
+    return [arg for name, path in entries.items() for arg in ("-fw_cfg", f"name={name},file={path}")]
 
 
 @contextmanager

@@ -1,14 +1,10 @@
 """The `qemu` hypervisor driver: QEMU processes the platform starts itself, controlled over QMP.
 
-Each VM lives in `VMS_DIR/NAME/`: `spec.json`, a qcow2 disk (a copy-on-write overlay of the guest image, or
-of a template's disk for a restored clone), its identity files (passed to the guest by fw_cfg), the QMP
-socket, the pid file and the serial console log. QEMU runs daemonized, so VMs outlive a restart of the
-platform. Networking is user-mode only (`restrict=on`: the guest reaches nothing outside), and every forward
-listens on 127.0.0.1.
+A VM's files are those of `vm_dir`, plus its QMP socket and pid file. QEMU runs daemonized, so VMs outlive a
+restart of the platform.
 """
 
 import asyncio
-import json
 import os
 import shlex
 import shutil
@@ -16,33 +12,20 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 from hosting.iaas.accel import Accel
-from hosting.iaas.driver import (
-    Capabilities,
-    GuestImage,
-    HypervisorDriver,
-    HypervisorError,
-    Identity,
-    VmInfo,
-    VmSpec,
-    VmState,
-    VmStats,
-)
-from hosting.iaas.flavors import Flavor
-from hosting.iaas.guest_image import KERNEL_ARGS, fw_cfg_args
-from hosting.iaas.net import LOOPBACK, free_port
+from hosting.iaas.driver import Capabilities, HypervisorError, VmInfo, VmSpec, VmState, VmStats
+from hosting.iaas.guest_image import KERNEL_ARGS
 from hosting.iaas.qmp import Qmp, qmp_session
+from hosting.iaas.vm_dir import NETDEV, VmDirectoryDriver, identity_entries, netdev, new_disk
 
 QEMU = "qemu-system-x86_64"
-NETDEV = "n0"
 RUNNING_TIMEOUT_SECONDS = 60
 MIGRATION_BANDWIDTH = 8 * 1024**3  # bytes/s: QEMU's default (32 MiB/s) would make a snapshot take ~10 s
 
 
-class QemuDriver(HypervisorDriver):
+class QemuDriver(VmDirectoryDriver):
     name = "qemu"
     capabilities = Capabilities(snapshots=True)
 
@@ -54,24 +37,6 @@ class QemuDriver(HypervisorDriver):
 
     # lifecycle
 
-    async def create(self, spec: VmSpec, identity: Identity) -> None:
-        directory = self.vms_dir / spec.name
-        if directory.exists():
-            raise HypervisorError(f"VM {spec.name} exists already")
-        directory.mkdir(parents=True, mode=0o700)
-        try:
-            for name, content in (
-                ("hostname", identity.hostname + "\n"),
-                ("host_key", identity.host_key),
-                ("authorized_keys", identity.authorized_key + "\n"),
-            ):
-                _write_private(directory / name, content)
-            _write_private(directory / "spec.json", json.dumps(_spec_to_json(spec), indent=2))
-            await _new_disk(spec, directory / "disk.qcow2")
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-
     async def start(self, name: str, *, restore: Path | None = None) -> None:
         directory = self._directory(name)
         if self._pid(name) is not None:
@@ -80,7 +45,7 @@ class QemuDriver(HypervisorDriver):
             (directory / stale).unlink(missing_ok=True)
         spec = self.spec(name)
         if restore is not None:
-            await _new_disk(spec, directory / "disk.qcow2")
+            await new_disk(spec, directory / "disk.qcow2")
         await _daemonize(
             command_line(self.binary, spec, directory, self.accel, restore=restore), directory / "qemu.log"
         )
@@ -116,23 +81,6 @@ class QemuDriver(HypervisorDriver):
 
     # what it is and costs
 
-    def names(self) -> list[str]:
-        return sorted(path.parent.name for path in self.vms_dir.glob("*/spec.json"))
-
-    def spec(self, name: str) -> VmSpec:
-        return _spec_from_json(json.loads((self._directory(name) / "spec.json").read_text()))
-
-    def identity(self, name: str) -> Identity:
-        directory = self._directory(name)
-        return Identity(
-            hostname=(directory / "hostname").read_text().strip(),
-            host_key=(directory / "host_key").read_text(),
-            authorized_key=(directory / "authorized_keys").read_text().strip(),
-        )
-
-    def disk(self, name: str) -> Path:
-        return self._directory(name) / "disk.qcow2"
-
     async def info(self, name: str) -> VmInfo:
         spec = self.spec(name)
         pid = self._pid(name)
@@ -145,7 +93,7 @@ class QemuDriver(HypervisorDriver):
 
     async def stats(self, name: str) -> VmStats:
         """vCPU time from the vCPU threads QMP names; memory from the QEMU process; disk from the overlay."""
-        disk = (self._directory(name) / "disk.qcow2").stat().st_blocks * 512
+        disk = self.disk_bytes(name)
         pid = self._pid(name)
         if pid is None:
             return VmStats(cpu_seconds=0.0, memory_bytes=0, disk_bytes=disk)
@@ -159,31 +107,9 @@ class QemuDriver(HypervisorDriver):
             disk_bytes=disk,
         )
 
-    def console_log(self, name: str, lines: int = 50) -> str:
-        try:
-            text = (self._directory(name) / "console.log").read_bytes().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    # forwards
-
-    async def forward(self, name: str, guest_port: int) -> int:
-        for _ in range(3):  # a free port may be taken between finding and binding it
-            host_port = free_port()
-            async with self._qmp(name) as qmp:
-                answer = await qmp.hmp(f"hostfwd_add {NETDEV} tcp:{LOOPBACK}:{host_port}-:{guest_port}")
-            if not answer.strip():
-                return host_port
-        raise HypervisorError(f"VM {name}: cannot forward a port to guest port {guest_port}: {answer.strip()}")
-
-    async def forwards(self, name: str) -> dict[int, int]:
+    async def _monitor(self, name: str, command: str) -> str:
         async with self._qmp(name) as qmp:
-            return parse_usernet(await qmp.hmp("info usernet"))
-
-    async def unforward(self, name: str, host_port: int) -> None:
-        async with self._qmp(name) as qmp:
-            await qmp.hmp(f"hostfwd_remove {NETDEV} tcp:{LOOPBACK}:{host_port}")
+            return await qmp.hmp(command)
 
     # snapshots
 
@@ -202,12 +128,6 @@ class QemuDriver(HypervisorDriver):
         partial.replace(path)
 
     # helpers
-
-    def _directory(self, name: str) -> Path:
-        directory = self.vms_dir / name
-        if not (directory / "spec.json").exists():
-            raise HypervisorError(f"no VM {name}")
-        return directory
 
     def _pid(self, name: str) -> int | None:
         """The QEMU process of the VM, if it runs (a pid file may outlive its process, or name another)."""
@@ -245,9 +165,8 @@ def command_line(binary: str, spec: VmSpec, directory: Path, accel: Accel, *, re
     """QEMU's arguments for `spec`: q35, virtio disk/net/rng, vmgenid (a restored clone reseeds its random
     generator), identity by fw_cfg, the serial console to a file, QMP on a unix socket, SSH on 127.0.0.1."""
     flavor = spec.flavor
-    identity = fw_cfg_args(
-        authorized_keys=directory / "authorized_keys", host_key=directory / "host_key", hostname=directory / "hostname"
-    )
+    entries = identity_entries(directory).items()
+    identity = [arg for name, path in entries for arg in ("-fw_cfg", f"name={name},file={path}")]
     return [
         binary,
         "-name", spec.name,
@@ -262,7 +181,7 @@ def command_line(binary: str, spec: VmSpec, directory: Path, accel: Accel, *, re
         "-append", KERNEL_ARGS,
         "-drive", f"file={directory / 'disk.qcow2'},if=none,id=d0,format=qcow2,discard=unmap",
         "-device", "virtio-blk-pci,drive=d0",
-        "-netdev", f"user,id={NETDEV},restrict=on,hostfwd=tcp:{LOOPBACK}:{spec.ssh_port}-:22",
+        "-netdev", netdev(spec.ssh_port),
         "-device", f"virtio-net-pci,netdev={NETDEV}",
         "-device", "virtio-rng-pci",
         "-device", "vmgenid,guid=auto",
@@ -274,30 +193,10 @@ def command_line(binary: str, spec: VmSpec, directory: Path, accel: Accel, *, re
     ]  # fmt: skip
 
 
-def parse_usernet(text: str) -> dict[int, int]:
-    """Guest port → host port of the TCP host forwards in `info usernet`'s table."""
-    forwards = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if fields and fields[0] == "TCP[HOST_FORWARD]" and len(fields) >= 6:
-            forwards[int(fields[5])] = int(fields[3])
-    return forwards
-
-
 @asynccontextmanager
 async def _locked(lock: asyncio.Lock, socket_path: Path, name: str) -> AsyncIterator[Qmp]:
     async with lock, qmp_session(socket_path, name) as qmp:
         yield qmp
-
-
-async def _new_disk(spec: VmSpec, path: Path) -> None:
-    """An empty copy-on-write overlay of the spec's image (a template's disk, for a clone)."""
-    path.unlink(missing_ok=True)
-    backing = spec.image.disk
-    await _run(
-        "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2" if backing.suffix == ".qcow2" else "raw",
-        "-b", str(backing), str(path), f"{spec.flavor.disk_gib}G",
-    )  # fmt: skip
 
 
 async def _daemonize(args: list[str], log: Path) -> None:
@@ -312,15 +211,6 @@ async def _daemonize(args: list[str], log: Path) -> None:
         raise HypervisorError(f"{args[0]} failed: {log.read_text(errors='replace').strip()}")
 
 
-async def _run(*args: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await process.communicate()
-    if process.returncode != 0:
-        raise HypervisorError(f"{args[0]} failed: {stderr.decode(errors='replace').strip()}")
-
-
 async def _exited(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -333,29 +223,3 @@ async def _exited(pid: int, timeout: float) -> bool:
 def _thread_ticks(pid: int, thread: int) -> int:
     fields = Path(f"/proc/{pid}/task/{thread}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _write_private(path: Path, content: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(content)
-
-
-def _spec_to_json(spec: VmSpec) -> dict:
-    return {
-        "name": spec.name,
-        "flavor": asdict(spec.flavor),
-        "image": {key: str(value) for key, value in asdict(spec.image).items()},
-        "ssh_port": spec.ssh_port,
-        "template": spec.template,
-    }
-
-
-def _spec_from_json(data: dict) -> VmSpec:
-    return VmSpec(
-        name=data["name"],
-        flavor=Flavor(**data["flavor"]),
-        image=GuestImage(**{key: Path(value) for key, value in data["image"].items()}),
-        ssh_port=data["ssh_port"],
-        template=data.get("template"),
-    )

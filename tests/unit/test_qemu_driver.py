@@ -11,7 +11,8 @@ from hosting.iaas.accel import Accel
 from hosting.iaas.driver import GuestImage, Identity, VmSpec, VmState
 from hosting.iaas.flavors import flavor
 from hosting.iaas.net import free_port
-from hosting.iaas.qemu import QemuDriver, command_line, parse_usernet
+from hosting.iaas.qemu import QemuDriver, command_line
+from hosting.iaas.vm_dir import parse_usernet
 
 IMAGE = GuestImage("node-test", Path("/img/vmlinuz"), Path("/img/initrd.img"), Path("/img/base.ext4"))
 SPEC = VmSpec("n1", flavor("medium"), IMAGE, ssh_port=40022)
