@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # What the platform needs from the OS: Docker engines, busybox for the offline sample images, QEMU for VM
-# nodes (and debootstrap, e2fsprogs, cpio to build their guest image), an SSH client and tmux for the end-to-end tests, wrk and nginx for the benchmarks' baselines.
-DEB_PACKAGES := docker.io busybox-static openssh-client qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio tmux wrk nginx-light
+# nodes (and debootstrap, e2fsprogs, cpio to build their guest image), libvirt's QEMU driver and what builds its
+# Python binding, an SSH client and tmux for the end-to-end tests, wrk and nginx for the benchmarks' baselines.
+DEB_PACKAGES := docker.io busybox-static openssh-client qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio \
+	libvirt-daemon libvirt-dev pkg-config gcc tmux wrk nginx-light
 
 .PHONY: install system-packages demo test test-vm lint clean
 
@@ -19,6 +21,10 @@ system-packages:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# libvirt's QEMU driver will not start without the user it runs QEMU as (libvirt-daemon-system makes it,
+	@# with systemd and a network stack this platform does not use); the tests' libvirtd runs QEMU as root.
+	@getent passwd libvirt-qemu >/dev/null || $(SUDO) useradd --system --user-group --no-create-home \
+		--home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -163,7 +163,12 @@ def _spec_from_json(data: dict) -> VmSpec:
     return VmSpec(
         name=data["name"],
         flavor=Flavor(**data["flavor"]),
-        image=GuestImage(**{key: Path(value) for key, value in data["image"].items()}),
+        image=GuestImage(
+            name=data["image"]["name"],
+            kernel=Path(data["image"]["kernel"]),
+            initrd=Path(data["image"]["initrd"]),
+            disk=Path(data["image"]["disk"]),
+        ),
         ssh_port=data["ssh_port"],
         template=data.get("template"),
     )
