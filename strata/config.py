@@ -19,6 +19,7 @@ class Settings:
     domain: str
     images_dir: Path  # VM guest images, built here (`strata images node-build`)
     docker_url: str  # this host's Docker engine (the `local` node), where DOCKER_HOST says, as for `docker`
+    libvirt_uri: str | None  # VM nodes through libvirt too (driver `libvirt`), at this URI of this host
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> "Settings":
@@ -29,6 +30,7 @@ class Settings:
             domain=os.environ.get("STRATA_DOMAIN") or DEFAULT_DOMAIN,
             images_dir=Path(os.environ.get("STRATA_IMAGES_DIR") or home / "images").expanduser().resolve(),
             docker_url=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL,
+            libvirt_uri=os.environ.get("STRATA_LIBVIRT_URI") or None,
         )
 
     @property

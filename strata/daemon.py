@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 from gateway import Gateway, RouteSpec, serve_admin
 from gateway.feed import RouteFeed
 from hosting.iaas import detect_accel
+from hosting.iaas.driver import HypervisorDriver
 from hosting.iaas.guest import client_key
 from hosting.iaas.guest_image import find_node_image
 from hosting.iaas.provision import Provisioner
@@ -95,39 +97,57 @@ def run(settings: Settings, options: Options) -> None:
             drain=drain,
             image_store=local if options.local_node else None,
         )
-        vm_nodes = _vm_nodes(engine, settings, reconciler)
-        app = create_app(engine, settings, reconciler, gateway, vm_nodes)
+        hypervisors = _hypervisors(engine, settings, reconciler)
+        app = create_app(engine, settings, reconciler, gateway, hypervisors)
         sockets = [_unix_socket(settings.api_socket)]
         if options.api:
             sockets.append(_tcp_socket(options.api))
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(app, reconciler, vm_nodes, gateway, feed, sockets, options, settings))
+                runner.run(_serve(app, reconciler, hypervisors, gateway, feed, sockets, options, settings))
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
 
 
-def _vm_nodes(engine: Engine, settings: Settings, reconciler: Reconciler) -> VmNodes:
-    """VM nodes on QEMU: VMs under `vms/`, their flavors' templates under `templates/` with the snapshots
-    under `snapshots/`, all booted from the node image `strata images node-build` made."""
+def _hypervisors(engine: Engine, settings: Settings, reconciler: Reconciler) -> list[VmNodes]:
+    """VM nodes on QEMU, and through libvirt when `STRATA_LIBVIRT_URI` says where. QEMU's VMs are under
+    `vms/`, their flavors' templates under `templates/` with the snapshots under `snapshots/`; libvirt's under
+    `libvirt/vms/` (it boots every VM cold). All boot the node image `strata images node-build` made."""
     accel = detect_accel()
-    driver = QemuDriver(settings.home / "vms", accel)
+    drivers: list[tuple[HypervisorDriver, HypervisorDriver]] = [
+        (QemuDriver(settings.home / "vms", accel), QemuDriver(settings.home / "templates", accel))
+    ]
+    if settings.libvirt_uri:
+        from hosting.iaas.libvirt import LibvirtDriver  # libvirt-python only where libvirt is used
 
-    def provisioner() -> Provisioner | None:
-        image = find_node_image(settings.images_dir)
-        if image is None:
-            return None
-        return Provisioner(
+        libvirt = LibvirtDriver(settings.home / "libvirt" / "vms", accel, settings.libvirt_uri)
+        drivers.append((libvirt, libvirt))
+    return [
+        VmNodes(
+            engine,
             driver,
-            QemuDriver(settings.home / "templates", accel),
-            image.guest,
-            client_key(settings.home / "vm_client_key"),
-            engine_ready,
-            settings.home / "snapshots",
+            partial(_provisioner, settings, driver, templates),
+            settings.home / "sockets",
+            reconciler.attach,
+            reconciler.detach,
         )
+        for driver, templates in drivers
+    ]
 
-    return VmNodes(engine, driver, provisioner, settings.home / "sockets", reconciler.attach, reconciler.detach)
+
+def _provisioner(settings: Settings, driver: HypervisorDriver, templates: HypervisorDriver) -> Provisioner | None:
+    image = find_node_image(settings.images_dir)
+    if image is None:
+        return None
+    return Provisioner(
+        driver,
+        templates,
+        image.guest,
+        client_key(settings.home / "vm_client_key"),
+        engine_ready,
+        settings.home / "snapshots",
+    )
 
 
 def route_of(served: ServedApp) -> RouteSpec:
@@ -145,7 +165,7 @@ def route_of(served: ServedApp) -> RouteSpec:
 async def _serve(
     app: FastAPI,
     reconciler: Reconciler,
-    vm_nodes: VmNodes,
+    hypervisors: list[VmNodes],
     gateway: Gateway,
     feed: RouteFeed | None,
     sockets: list[socket.socket],
@@ -186,7 +206,7 @@ async def _serve(
     serving = asyncio.create_task(api.serve(sockets=sockets))
     reconciling = asyncio.create_task(reconciler.run(stopping))
     tasks = [serving, reconciling]
-    tasks.append(asyncio.create_task(vm_nodes.run(stopping)))
+    tasks.extend(asyncio.create_task(vm_nodes.run(stopping)) for vm_nodes in hypervisors)
     if feed is not None:
         await feed.start()
         workers = GatewayWorkers(
@@ -202,7 +222,8 @@ async def _serve(
     stopping.set()
     api.should_exit = True
     await asyncio.gather(*tasks)
-    await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
+    for vm_nodes in hypervisors:
+        await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
     if ssh is not None:
         ssh.close()
     if feed is not None:

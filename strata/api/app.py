@@ -30,13 +30,13 @@ CHANGING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
 def create_app(
-    engine: Engine, settings: Settings, reconciler: Reconciler, gateway: Gateway, vm_nodes: VmNodes
+    engine: Engine, settings: Settings, reconciler: Reconciler, gateway: Gateway, hypervisors: list[VmNodes]
 ) -> FastAPI:
     app = FastAPI(title="Strata control API", version=version("strata"), responses=ERROR_RESPONSES)
     app.state.engine = engine
     app.state.settings = settings
     app.state.reconciler = reconciler
-    app.state.vm_nodes = vm_nodes
+    app.state.hypervisors = {vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors}
     app.state.gateway = gateway
     errors.install(app)
     app.add_middleware(NudgeOnChange, nudge=reconciler.nudge)

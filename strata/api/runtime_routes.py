@@ -17,6 +17,7 @@ from hosting.paas import images
 from hosting.paas.logs import merged_logs
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.runtime import EngineError
+from hosting.paas.vm_nodes import VmNodes
 from strata.api.deps import DB, Operator, TenantName
 from tenants import apps, audit, db, nodes
 from tenants.errors import Conflict, Invalid, NotFound
@@ -64,9 +65,10 @@ async def show_node(request: Request, name: str, _: Operator) -> NodeRead:
 def add_node(request: Request, session: DB, principal: Operator, spec: NodeCreate) -> NodeRead:
     """Ask for a VM node; it is `provisioning` until its engine answers (a restore from the flavor's
     template snapshot takes seconds; the flavor's first VM boots cold, once)."""
-    vm_nodes = request.app.state.vm_nodes
-    if spec.driver != vm_nodes.driver.name:
-        raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {vm_nodes.driver.name}", field="driver")
+    hypervisors: dict[str, VmNodes] = request.app.state.hypervisors
+    vm_nodes = hypervisors.get(spec.driver)
+    if vm_nodes is None:
+        raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {', '.join(hypervisors)}", field="driver")
     try:
         flavor(spec.flavor)
     except ValueError as exc:
@@ -96,7 +98,9 @@ def remove_node(request: Request, session: DB, principal: Operator, name: str, f
     """Destroy a VM node (refused while instances run on it, unless `force`); it is gone once `removing` ends."""
     nodes.request_removal(session, principal.actor, name, force=force)
     removing = _read(session, name)  # before the nudge: the record may be gone a moment later
-    request.app.state.vm_nodes.nudge()
+    vm_nodes = request.app.state.hypervisors.get(removing.driver)
+    if vm_nodes is not None:
+        vm_nodes.nudge()
     return removing
 
 
@@ -110,8 +114,8 @@ def _in_session(request: Request, read: Callable[[Session], T]) -> T:
 
 
 async def _with_vm_stats(request: Request, node: NodeRead) -> NodeRead:
-    vm_nodes = request.app.state.vm_nodes
-    if node.driver != vm_nodes.driver.name or node.name not in vm_nodes.driver.names():
+    vm_nodes = request.app.state.hypervisors.get(node.driver)
+    if vm_nodes is None or node.name not in vm_nodes.driver.names():
         return node
     try:
         stats = await vm_nodes.driver.stats(node.name)

@@ -85,7 +85,12 @@ def nodes_group() -> None:
 
 @nodes_group.command("add")
 @click.argument("name")
-@click.option("--driver", default="qemu", show_default=True, help="The hypervisor driver.")
+@click.option(
+    "--driver",
+    default="qemu",
+    show_default=True,
+    help="The hypervisor driver: qemu, or libvirt (with STRATA_LIBVIRT_URI).",
+)
 @click.option(
     "--flavor",
     type=click.Choice(list(FLAVORS)),
