@@ -7,17 +7,20 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import libvirt
 import pytest
 
 from hosting.iaas import detect_accel
 from tenants.enums import InstanceState
-from tenants.schemas import AppSpec, InstanceRead, TenantCreate
+from tenants.schemas import AppSpec, InstanceRead, NodeRead, TenantCreate
 from tests.containers import platform_id, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
+from tests.libvirtd import libvirtd
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("STRATA_VM_TESTS") != "1", reason="VM tests: STRATA_VM_TESTS=1"),
@@ -31,20 +34,29 @@ HELLO = AppSpec(image="strata/hello", replicas=1, cpu_millicores=250, memory_mib
 @dataclass
 class Platform:
     home: Path
+    env: dict[str, str]
     daemon: Daemon
 
     def restart(self) -> None:
         """Stop the daemon (its VMs and containers keep running) and start another one on the same home."""
         assert self.daemon.stop() == 0
-        self.daemon = start_daemon(self.home, local_node=True, env={"STRATA_IMAGES_DIR": IMAGES})
+        self.daemon = start_daemon(self.home, local_node=True, env=self.env)
 
 
 @pytest.fixture(scope="module")
 def platform_with_vms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """A platform with the local node and the node image built (cached between runs in IMAGES)."""
-    home: Path = tmp_path_factory.mktemp("vms") / "home"
+    """A platform with the local node, the node image built (cached between runs in IMAGES), and both hypervisor
+    drivers: QEMU, and libvirt through a libvirtd of the test's own."""
+    root: Path = tmp_path_factory.mktemp("vms")
+    home = root / "home"
     home.mkdir()
-    platform = Platform(home, start_daemon(home, local_node=True, env={"STRATA_IMAGES_DIR": IMAGES}))
+    with libvirtd(root / "libvirtd") as uri:
+        env = {"STRATA_IMAGES_DIR": IMAGES, "STRATA_LIBVIRT_URI": uri}
+        yield from _platform(home, env)
+
+
+def _platform(home: Path, env: dict[str, str]) -> Iterator[Platform]:
+    platform = Platform(home, env, start_daemon(home, local_node=True, env=env))
     try:
         built = platform.daemon.cli("images", "node-build", timeout=900)
         assert built.returncode == 0, built.stderr
@@ -54,7 +66,7 @@ def platform_with_vms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plat
     finally:
         with platform.daemon.operator() as api:
             for node in api.nodes():
-                if node.driver == "qemu":
+                if node.driver != "local":
                     api.remove_node(node.name, force=True)
         wait_for(lambda: _qemu_pids(home, "vms") == [], timeout=60, what="the VMs to be destroyed")
         platform.daemon.stop()
@@ -211,3 +223,46 @@ def test_a_restarted_daemon_adopts_its_vms_and_their_containers(platform_with_vm
         assert sum(1 for e in api.events(limit=500) if e.action == "node.boot") == boots  # reconnected, not booted
         api.delete_app(unique, "web")
     assert daemon.cli("nodes", "resume", "local").returncode == 0
+
+
+def test_a_libvirt_node_boots_cold_serves_an_app_and_goes_with_its_domain(
+    vm_platform: Daemon, unique: str, report: Callable[[str], None]
+) -> None:
+    """The same node image through the libvirt driver: defined in libvirtd, booted cold (no snapshots there),
+    an app placed on it and served through the gateway; removed, its domain and files are gone."""
+    added = vm_platform.cli("nodes", "add", "lv1", "--driver", "libvirt", "--json", timeout=900)
+    assert added.returncode == 0, added.stderr
+    report(_boot(vm_platform, "lv1"))
+    node = json.loads(added.stdout)
+    assert (node["state"], node["driver"], node["accel"]) == ("ready", "libvirt", str(detect_accel()))
+    others = [n.name for n in _nodes(vm_platform) if n.name != "lv1"]
+    for other in others:
+        assert vm_platform.cli("nodes", "drain", other).returncode == 0
+    with vm_platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.deploy(unique, "web", HELLO.model_copy(update={"env": {"GREETING": "from libvirt"}}))
+    wait_for(lambda: _ready_on(vm_platform, unique, "lv1"), timeout=240, what="an instance on lv1")
+    assert _get(vm_platform, unique).text.startswith("from libvirt")
+    listed = json.loads(vm_platform.cli("nodes", "list", "--json").stdout)
+    stats = next(n for n in listed if n["name"] == "lv1")["vm"]
+    assert stats["memory_bytes"] > 100 * 1024**2 and stats["cpu_seconds"] > 0 and stats["disk_bytes"] > 0
+
+    assert vm_platform.cli("nodes", "resume", "local").returncode == 0
+    removed = vm_platform.cli("nodes", "remove", "lv1", "--force", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    wait_for(lambda: "lv1" not in [n.name for n in _nodes(vm_platform)], timeout=120, what="lv1 removed")
+    uri = vm_platform.env["STRATA_LIBVIRT_URI"]
+    with closing(libvirt.open(uri)) as connection:
+        assert connection.listAllDomains() == []
+    assert not (vm_platform.home / "libvirt" / "vms" / "lv1").exists()
+    wait_for(lambda: _ready_on(vm_platform, unique, "local"), timeout=120, what="the instance back on local")
+    assert _get(vm_platform, unique).text.startswith("from libvirt")
+    for other in others:
+        assert vm_platform.cli("nodes", "resume", other).returncode == 0
+    with vm_platform.operator() as api:
+        api.delete_app(unique, "web")
+
+
+def _nodes(daemon: Daemon) -> list[NodeRead]:
+    with daemon.operator() as api:
+        return api.nodes()
