@@ -31,6 +31,7 @@ def run_checks(settings: Settings) -> list[Check]:
         _qemu(),
         Check("accel", True, str(detect_accel())),
         _node_image(settings),
+        *([_libvirt(settings.libvirt_uri)] if settings.libvirt_uri else []),
         Check("busybox-static", BUSYBOX.exists(), str(BUSYBOX) if BUSYBOX.exists() else "missing: run `make install`"),
     ]
 
@@ -61,6 +62,23 @@ def _node_image(settings: Settings) -> Check:
     if image is None:
         return Check("node image", False, f"not built in {settings.images_dir}: `strata images node-build` (VM nodes)")
     return Check("node image", True, f"{image.directory} ({image.allocated_bytes() / 1024**2:.0f} MiB)")
+
+
+def _libvirt(uri: str) -> Check:
+    """Whether the libvirt driver's libvirt answers (asked for only when `STRATA_LIBVIRT_URI` is set)."""
+    try:
+        import libvirt  # libvirt-python only where libvirt is used
+    except ImportError:
+        return Check("libvirt", False, "libvirt-python missing: pip install 'strata[libvirt]'")
+    try:
+        connection = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        return Check("libvirt", False, f"{uri}: {exc.get_error_message()}")
+    try:
+        major, minor = divmod(connection.getLibVersion() // 1000, 1000)
+        return Check("libvirt", True, f"{uri}: libvirt {major}.{minor}, {connection.getType()}")
+    finally:
+        connection.close()
 
 
 def _qemu() -> Check:

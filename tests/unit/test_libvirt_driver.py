@@ -2,8 +2,10 @@
 tests' part, `tests/iaas`)."""
 
 import asyncio
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import libvirt
@@ -14,6 +16,8 @@ from hosting.iaas.driver import GuestImage, HypervisorError, Identity, VmSpec, V
 from hosting.iaas.flavors import flavor
 from hosting.iaas.libvirt import QEMU_NAMESPACE, LibvirtDriver, domain_xml
 from hosting.iaas.net import free_port
+from strata.config import Settings
+from strata.doctor import run_checks
 from tests.libvirtd import libvirtd
 
 IMAGE = GuestImage("node-test", Path("/img/vmlinuz"), Path("/img/initrd.img"), Path("/img/base.ext4"))
@@ -94,3 +98,13 @@ def test_an_unreachable_libvirt_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HypervisorError, match=r"VM n1: libvirt \(qemu:///system\?socket=.*/none\): .*connect"):
         asyncio.run(driver.create(spec, IDENTITY))
     assert driver.names() == []  # nothing left behind
+
+
+def test_doctor_says_whether_libvirt_answers(uri: str, tmp_path: Path) -> None:
+    settings = Settings.from_env(tmp_path)
+    assert "libvirt" not in [check.name for check in run_checks(settings)]  # not asked for: not checked
+    (answers,) = [c for c in run_checks(replace(settings, libvirt_uri=uri)) if c.name == "libvirt"]
+    assert answers.ok and re.fullmatch(rf"{re.escape(uri)}: libvirt \d+\.\d+, QEMU", answers.detail)
+    gone = f"qemu:///system?socket={tmp_path}/none"
+    (refused,) = [c for c in run_checks(replace(settings, libvirt_uri=gone)) if c.name == "libvirt"]
+    assert not refused.ok and refused.detail.startswith(f"{gone}: Failed to connect socket")
