@@ -3,6 +3,7 @@
 REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
+    405: b"Method Not Allowed",
     408: b"Request Timeout",
     413: b"Content Too Large",
     414: b"URI Too Long",
@@ -14,6 +15,7 @@ REASONS = {
 }
 MESSAGES = {
     404: b"No app is served at this address.",
+    405: b"This gateway opens no tunnels (CONNECT).",
     408: b"The request took too long to arrive.",
     413: b"The request body is larger than this app accepts.",
     429: b"Too many requests; slow down and retry later.",

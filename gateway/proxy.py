@@ -47,6 +47,10 @@ JOIN_BELOW = 16 * 1024
 PENDING_LIMIT = 256 * 1024  # request body held while no upstream connection is attached yet
 
 
+class RequestLineTooLong(Exception):
+    """Raised from the parser's callback: the parser stops, and the client gets a 400."""
+
+
 class Exchange:
     """One request and its response."""
 
@@ -149,8 +153,9 @@ class ClientConnection(asyncio.Protocol):
             rest = data[upgrade.args[0] :]
             if rest and exchange.local is None:
                 self._forward(exchange, rest)
-        except httptools.HttpParserCallbackError:
-            log.exception("gateway error while handling a request")  # a bug of ours, not bad input
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, RequestLineTooLong):
+                log.exception("gateway error while handling a request")  # a bug of ours, not bad input
             self._fail(400)
         except (httptools.HttpParserError, ValueError):
             self._fail(400)
@@ -187,7 +192,7 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self.limits.max_request_line:
-            raise httptools.HttpParserError("request line too long")
+            raise RequestLineTooLong
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
@@ -235,6 +240,8 @@ class ClientConnection(asyncio.Protocol):
         exchange.body_done = not exchange.has_body and not exchange.upgrade
         exchange.target = self.url
         exchange.request_id = self.request_id or self.gateway.request_id()
+        if exchange.method == b"CONNECT":  # a reverse proxy: it routes to apps, it opens no tunnels
+            exchange.local, exchange.keep_alive = b"405", False
         self.queue.append(exchange)
         if exchange.local is None:
             self._route(exchange)
@@ -420,11 +427,16 @@ class ClientConnection(asyncio.Protocol):
         self._answer_locally(exchange)
 
     def upstream_timed_out(self, exchange: Exchange) -> None:
+        """No response head in time: the instance's fault (504), unless the client never sent its whole body
+        (408: the instance was waiting for it)."""
         self.upstream = None
         self._release(exchange)
-        if exchange.route is not None:
-            exchange.route.metrics.upstream_errors += 1
-        exchange.local, exchange.keep_alive = b"504", False
+        if not exchange.body_done:
+            exchange.local, exchange.keep_alive = b"408", False
+        else:
+            if exchange.route is not None:
+                exchange.route.metrics.upstream_errors += 1
+            exchange.local, exchange.keep_alive = b"504", False
         self._answer_locally(exchange)
 
     def become_tunnel(self, upstream: "UpstreamConnection") -> None:

@@ -218,6 +218,9 @@ def test_a_websocket_echoes_through_the_gateway(gw, backends) -> None:  # type: 
             b"431",
         ),
         (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: web.acme.localhost\r\n\r\n", b"400"),
+        (b"CONNECT web.acme.localhost:443 HTTP/1.1\r\nHost: web.acme.localhost\r\n\r\n", b"405"),
+        # a chunked body promised and never sent: the client's delay (408), not the app's (504)
+        (b"POST / HTTP/1.1\r\nHost: web.acme.localhost\r\nTransfer-Encoding: chunked\r\n\r\n", b"408"),
     ],
 )
 def test_hostile_requests_are_refused_and_the_gateway_keeps_serving(gw, backends, request_bytes, status) -> None:  # type: ignore[no-untyped-def]
