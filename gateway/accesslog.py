@@ -56,16 +56,24 @@ class AccessLog:
         lines, self.lines = self.lines, []
         return lines
 
-    def flush(self) -> None:
-        self.append(self.take())
-
     def append(self, lines: list[str]) -> None:
-        """Write `lines` to the file (in a worker thread), rotating it past its size."""
+        """Write `lines` to the file (in a worker thread), rotating it past its size. All or nothing: a write
+        the disk refuses half-way (full) is cut back before the error is raised, so no line is ever torn."""
         if not lines:
             return
-        with open(self.path, "a", encoding="utf-8") as file:
-            file.write("\n".join(lines) + "\n")
-            size = file.tell()
+        data = memoryview(("\n".join(lines) + "\n").encode())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            start = os.fstat(fd).st_size  # one writer (this gateway), so the end stays where it was
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+            except OSError:
+                os.ftruncate(fd, start)
+                raise
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
         if size > self.max_bytes:
             for index in range(self.keep - 1, 0, -1):
                 older = f"{self.path}.{index}"

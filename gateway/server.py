@@ -96,7 +96,7 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self.access_log is not None:
-            self.access_log.flush()
+            self._write_access_log(self.access_log.take())
 
     async def _sweep(self) -> None:
         """Enforce every deadline a few times a second, instead of a timer per request: timeouts are
@@ -116,7 +116,12 @@ class Gateway:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             lines = self.access_log.take()  # on the loop's thread, where lines are added
-            try:
-                await asyncio.to_thread(self.access_log.append, lines)
-            except OSError as exc:
-                log.warning("access log: %s", exc)
+            await asyncio.to_thread(self._write_access_log, lines)
+
+    def _write_access_log(self, lines: list[str]) -> None:
+        """Append `lines`; a disk that refuses them (full) costs these lines, never the gateway or its stop."""
+        assert self.access_log is not None
+        try:
+            self.access_log.append(lines)
+        except OSError as exc:
+            log.warning("access log: %d lines not written: %s", len(lines), exc)
