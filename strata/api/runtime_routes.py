@@ -150,7 +150,10 @@ async def bootstrap_images(request: Request, principal: Operator) -> list[str]:
     return tags
 
 
-@router.post("/images/load", openapi_extra={"requestBody": {"content": {"application/x-tar": {}}}})
+TAR_BODY = {"requestBody": {"content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post("/images/load", openapi_extra=TAR_BODY)
 async def load_images(request: Request, principal: Operator) -> list[str]:
     """Load a `docker save` archive (the request body) onto every node; answers the tags it brought."""
     with tempfile.TemporaryFile() as archive:  # spooled once, then streamed to each node
