@@ -39,11 +39,13 @@ from hosting.paas.runtime import (
     NodeRuntime,
     Usage,
 )
+from hosting.paas.subnets import PoolExhausted, free_subnet, subnets_of
 
 MIB = 1024 * 1024
 SAVE_CHUNK_BYTES = 256 * 1024
 STOP_TIMEOUT_SECONDS = 5
 API_TIMEOUT_SECONDS = 30
+NETWORK_ATTEMPTS = 3  # a subnet taken between listing and creating is tried again
 TMPFS = {"/tmp": "rw,noexec,nosuid,size=64m"}  # writable scratch space for read-only roots
 LOG_OPTIONS = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
 
@@ -125,13 +127,31 @@ class DockerRuntime(NodeRuntime):
         return found
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """The tenant's network, on a subnet of the platform's pool (see `subnets`)."""
         async with self._network_lock:  # Docker allows two networks of one name: never race to create
             if name in self._networks:
                 return
-            found = await self._call(self.docker.networks.list(filters={"name": [name]}))
-            if not any(network["Name"] == name for network in found):
-                config = {"Name": name, "Driver": "bridge", "Labels": labels, "CheckDuplicate": True}
-                await self._call(self.docker.networks.create(config))
+            for attempt in range(NETWORK_ATTEMPTS):
+                found = await self._call(self.docker.networks.list())
+                if any(network["Name"] == name for network in found):
+                    break
+                try:
+                    subnet = free_subnet(subnets_of(found))
+                except PoolExhausted as exc:
+                    raise EngineError(f"on {self.name}: {exc}") from None
+                config = {
+                    "Name": name,
+                    "Driver": "bridge",
+                    "Labels": labels,
+                    "CheckDuplicate": True,
+                    "IPAM": {"Config": [{"Subnet": subnet}]},
+                }
+                try:
+                    await self._call(self.docker.networks.create(config))
+                    break
+                except EngineError as exc:  # another platform on this engine took the subnet meanwhile
+                    if "overlap" not in str(exc) or attempt == NETWORK_ATTEMPTS - 1:
+                        raise
             self._networks.add(name)
 
     async def create(self, spec: InstanceSpec) -> Container:

@@ -1,11 +1,14 @@
 """Deployed apps really run: real containers on the real Docker engine, kept as the desired state says."""
 
+import ipaddress
+import json
 import os
 import signal
 import subprocess
 
 import httpx
 
+from hosting.paas.subnets import TENANT_POOL
 from tenants.enums import InstanceState, Isolation
 from tenants.schemas import AppSpec, TenantCreate
 from tests.containers import containers_of, docker, inspect, platform_id, ready, remove_everything_of, wait_for
@@ -178,6 +181,9 @@ def test_tenants_networks_keep_them_apart(platform: Daemon, unique: str) -> None
     name = {i.id: inspect(i.container_id)["Name"].lstrip("/") for i in (a1, a2, b1)}
     networks = {i.id: set(inspect(i.container_id)["NetworkSettings"]["Networks"]) for i in (a1, a2, b1)}
     assert networks[a1.id] == networks[a2.id] and not networks[a1.id] & networks[b1.id]
+    subnets = {i.id: _subnet(next(iter(networks[i.id]))) for i in (a1, b1)}
+    assert subnets[a1.id] != subnets[b1.id]
+    assert all(ipaddress.ip_network(s).subnet_of(TENANT_POOL) for s in subnets.values())  # not Docker's pools
 
     # Docker's DNS (on the container's own loopback) knows a tenant's containers only inside its network.
     def lookup(instance, target):  # type: ignore[no-untyped-def]
@@ -191,6 +197,10 @@ def test_tenants_networks_keep_them_apart(platform: Daemon, unique: str) -> None
     assert lookup(a1, a2).returncode == 0
     assert lookup(a1, b1).returncode != 0
     assert "b-only" not in docker("exec", a1.container_id, "env")
+
+
+def _subnet(network: str) -> str:
+    return json.loads(docker("network", "inspect", network))[0]["IPAM"]["Config"][0]["Subnet"]
 
 
 def test_logs_stream_each_instance_prefixed(platform: Daemon, unique: str) -> None:
