@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tenants import db
-from tests.containers import platform_id, remove_everything_of
+from tests.containers import running_platform
 from tests.harness import Daemon, start_daemon
 
 _names = itertools.count(1)
@@ -42,13 +42,6 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """A running platform with the sample images built; every container it made is removed afterwards."""
-    home: Path = tmp_path_factory.mktemp("paas") / "home"
-    daemon = start_daemon(home, local_node=True)
-    try:
-        with daemon.operator() as api:
-            assert set(api.bootstrap_images()) == {"strata/hello:latest", "strata/static:latest"}
+    """A running platform with the sample images built, shared by the tests of the session."""
+    with running_platform(tmp_path_factory.mktemp("paas") / "home") as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-        remove_everything_of(platform_id(daemon))

@@ -3,12 +3,14 @@
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from tenants.enums import InstanceState
 from tenants.schemas import InstanceRead
-from tests.harness import Daemon
+from tests.harness import Daemon, start_daemon
 
 T = TypeVar("T")
 
@@ -59,3 +61,16 @@ def remove_everything_of(platform: str) -> None:
     networks = docker("network", "ls", "-q", f"--filter=label=strata.platform={platform}").split()
     if networks:
         docker("network", "rm", *networks)
+
+
+@contextmanager
+def running_platform(home: Path) -> Iterator[Daemon]:
+    """A platform with the local node and the sample images built; every container it made is removed after."""
+    daemon = start_daemon(home, local_node=True)
+    try:
+        with daemon.operator() as api:
+            assert set(api.bootstrap_images()) == {"strata/hello:latest", "strata/static:latest"}
+        yield daemon
+    finally:
+        daemon.stop()
+        remove_everything_of(platform_id(daemon))

@@ -16,7 +16,7 @@ import pytest
 
 from hosting.paas.reconciler import PIDS_LIMIT
 from tenants.schemas import AppSpec, TenantCreate
-from tests.containers import docker, inspect, ready, wait_for
+from tests.containers import docker, inspect, ready, running_platform, wait_for
 from tests.harness import Daemon
 
 # A asks for everything its plan (small: 2,000 millicores) allows, which on this 2-core machine is all of it.
@@ -34,6 +34,14 @@ MAX_SLOWDOWN = 5.0
 HOG_MIB = 256  # what A's memory hog allocates, four times A's limit
 CGROUP = Path("/sys/fs/cgroup")
 CGROUP_V1 = (CGROUP / "memory").is_dir()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A platform of these tests' own: A asks for all of the local node's CPU its plan allows, and the session's
+    platform holds every other test's apps besides."""
+    with running_platform(tmp_path_factory.mktemp("starvation") / "home") as daemon:
+        yield daemon
 
 
 @pytest.fixture(scope="module")
