@@ -73,10 +73,15 @@ def get_node(session: Session, name: str) -> Node:
 
 
 def set_draining(session: Session, actor: str, name: str, draining: bool) -> Node:
-    """Drain a node (no new instances; those on it move elsewhere, one by one) or put it back in service."""
+    """Drain a node (no new instances; those on it move elsewhere, one by one) or put it back in service; a VM
+    node that failed is provisioned again (once what failed is mended, e.g. the node image built)."""
     node = get_node(session, name)
     node.draining = draining
-    audit.record(session, actor, "node.drain" if draining else "node.resume", node.tenant, node=name)
+    retry = not draining and node.state == NodeState.FAILED
+    if retry:
+        node.state, node.message = NodeState.PROVISIONING, None
+    action = "node.drain" if draining else "node.resume"
+    audit.record(session, actor, action, node.tenant, node=name, **({"retry": True} if retry else {}))
     session.commit()
     return node
 

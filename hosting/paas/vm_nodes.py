@@ -191,7 +191,9 @@ class VmNodes:
         """Define the VM if it is new, boot (or restore) it if it does not run, connect to it either way."""
         self.provisioner = self.provisioner or self._make_provisioner()
         if self.provisioner is None:
-            raise HypervisorError("no node image is built; build it first: strata images node-build")
+            raise HypervisorError(
+                f"no node image is built; build it (strata images node-build), then: strata nodes resume {row.name}"
+            )
         await self._disconnect(row.name)
         if row.name not in self.driver.names():
             await self.provisioner.create(row.name, flavor(row.flavor or "small"))

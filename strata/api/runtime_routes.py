@@ -88,9 +88,13 @@ def drain_node(request: Request, session: DB, principal: Operator, name: str) ->
 
 @router.post("/nodes/{name}/resume")
 def resume_node(request: Request, session: DB, principal: Operator, name: str) -> NodeRead:
-    """Put a drained node back in service."""
-    nodes.set_draining(session, principal.actor, name, False)
-    return _read(session, name)
+    """Put a drained node back in service; a VM node that failed is tried again."""
+    node = nodes.set_draining(session, principal.actor, name, False)
+    resumed = _read(session, name)
+    vm_nodes = request.app.state.hypervisors.get(node.driver)
+    if vm_nodes is not None:
+        vm_nodes.nudge()
+    return resumed
 
 
 @router.delete("/nodes/{name}", status_code=202)

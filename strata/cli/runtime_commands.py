@@ -138,10 +138,10 @@ def drain(name: str) -> None:
 @nodes_group.command("resume")
 @click.argument("name")
 def resume(name: str) -> None:
-    """Put a drained node back in service."""
+    """Put a drained node back in service; a VM node that failed is tried again."""
     with api() as client:
-        client.resume_node(name)
-    click.echo(f"node {name} is in service")
+        node = client.resume_node(name)
+    click.echo(f"node {name} is {'being provisioned again' if node.state == 'provisioning' else 'in service'}")
 
 
 @nodes_group.command("remove")

@@ -17,11 +17,17 @@ def test_a_vm_node_without_a_node_image_fails_saying_how_to_build_one(daemon: Da
         assert asked.accel and asked.accel.split(" ")[0] in ("kvm", "tcg")
         failed = wait_for(lambda: (n := api.node(asked.name)).state == NodeState.FAILED and n, what="failed")
         assert "strata images node-build" in (failed.message or "")
+        assert f"strata nodes resume {asked.name}" in (failed.message or "")
+
+        retried = api.resume_node(asked.name)  # tried again: it fails again, for the image is still not built
+        assert (retried.state, retried.message) == (NodeState.PROVISIONING, None)
+        wait_for(lambda: api.node(asked.name).state == NodeState.FAILED, what="failed again")
 
         api.remove_node(asked.name)
         wait_for(lambda: asked.name not in {n.name for n in api.nodes()}, what="the node to be gone")
         actions = [e.action for e in api.events() if e.detail.get("node") == asked.name]
-        assert {"node.add", "node.failed", "node.remove", "node.removed"} <= set(actions)
+        assert {"node.add", "node.failed", "node.resume", "node.remove", "node.removed"} <= set(actions)
+        assert actions.count("node.failed") == 2
 
 
 def test_bad_node_requests_are_refused_and_change_nothing(daemon: Daemon, unique: str) -> None:
