@@ -39,7 +39,7 @@ from hosting.paas.runtime import (
     NodeRuntime,
     Usage,
 )
-from hosting.paas.subnets import PoolExhausted, free_subnet, subnets_of
+from hosting.paas.subnets import PoolExhausted, free_subnet, host_routes, subnets_of
 
 MIB = 1024 * 1024
 SAVE_CHUNK_BYTES = 256 * 1024
@@ -136,7 +136,7 @@ class DockerRuntime(NodeRuntime):
                 if any(network["Name"] == name for network in found):
                     break
                 try:
-                    subnet = free_subnet(subnets_of(found))
+                    subnet = free_subnet(subnets_of(found) + host_routes())
                 except PoolExhausted as exc:
                     raise EngineError(f"on {self.name}: {exc}") from None
                 config = {

@@ -3,11 +3,14 @@
 Each tenant has a bridge network of its own on every node it runs on. Left to Docker, each takes a /16 or /20
 of Docker's default pools, which hold 31 networks in all: the 30th tenant on a node would get no network.
 The platform gives each a /24 of its pool instead (256 tenants per node for the default /16), the first one
-no network of that engine overlaps.
+that overlaps no network of that engine and no route of this host (another engine's bridges, the LAN).
 """
 
 import ipaddress
 from collections.abc import Iterable
+from pathlib import Path
+
+ROUTES = Path("/proc/net/route")
 
 TENANT_POOL = ipaddress.IPv4Network("10.210.0.0/16")
 TENANT_PREFIX = 24  # 254 addresses: a tenant's instances on one node
@@ -30,3 +33,14 @@ def subnets_of(networks: Iterable[dict]) -> list[str]:
     """The subnets of Docker networks as `GET /networks` lists them."""
     return [config["Subnet"] for network in networks for config in (network.get("IPAM") or {}).get("Config") or []
             if config.get("Subnet")]  # fmt: skip
+
+
+def host_routes(routes: Path = ROUTES) -> list[str]:
+    """The destinations of this host's IPv4 routes but the default one (`/proc/net/route`: little-endian hex)."""
+    found = []
+    for line in routes.read_text().splitlines()[1:]:
+        fields = line.split()
+        destination, mask = (int.from_bytes(bytes.fromhex(field), "little") for field in (fields[1], fields[7]))
+        if mask:
+            found.append(str(ipaddress.IPv4Network((destination, bin(mask).count("1")), strict=False)))
+    return found

@@ -1,10 +1,11 @@
 """Tenant networks' subnets: the first /24 of the pool that no network of the engine overlaps."""
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
-from hosting.paas.subnets import PoolExhausted, free_subnet, subnets_of
+from hosting.paas.subnets import PoolExhausted, free_subnet, host_routes, subnets_of
 
 
 @pytest.mark.parametrize(
@@ -41,3 +42,16 @@ def test_subnets_are_read_from_dockers_network_list() -> None:
         {"Name": "t", "IPAM": {"Config": [{"Subnet": "10.210.0.0/24"}, {"Subnet": "fd00::/64"}]}},
     ]
     assert subnets_of(listed) == ["172.17.0.0/16", "10.210.0.0/24", "fd00::/64"]
+
+
+def test_this_hosts_routes_are_read_without_the_default_one(tmp_path: Path) -> None:
+    routes = tmp_path / "route"
+    routes.write_text(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "br-1\t0000D20A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        "docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    )
+    assert host_routes(routes) == ["10.210.0.0/24", "192.0.2.0/24", "172.17.0.0/16"]
+    assert free_subnet(host_routes(routes)) == "10.210.1.0/24"  # another engine's bridge on this host
