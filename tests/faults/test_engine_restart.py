@@ -52,6 +52,8 @@ class Engine:
         ids = subprocess.run(["docker", "ps", "-aq"], env=env, capture_output=True, text=True).stdout.split()
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], env=env, capture_output=True)
+        # Its networks' bridges are this host's interfaces: they would outlive the engine and its data root.
+        subprocess.run(["docker", "network", "prune", "-f"], env=env, capture_output=True)
 
 
 @pytest.fixture
