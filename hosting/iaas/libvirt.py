@@ -1,10 +1,11 @@
 """The `libvirt` hypervisor driver: the same QEMU guests as the `qemu` driver, defined in and run by libvirt.
 
-It talks to libvirt's QEMU driver by URI: `qemu:///system` (a libvirtd on this host; `?socket=` for another
-one's socket), or `qemu:///embed?root=DIR` (libvirt's QEMU driver inside the daemon, no libvirtd). A VM's
-files stay in `vm_dir`'s directory, so the URI must be of this host. Forwards go through QEMU's human monitor
-as libvirt passes it on (`qemuMonitorCommand`); the user network is QEMU's own (`restrict=on`, which libvirt's
-`<interface type='user'>` cannot say), given on QEMU's command line through libvirt's QEMU namespace.
+It talks to a libvirtd of this host by URI: `qemu:///system`, or `qemu:///system?socket=PATH` for another
+one's socket. A VM's files stay in `vm_dir`'s directory, so the URI must be of this host, and libvirt's QEMU
+must be able to read them (the tests' libvirtd runs QEMU as root, as the qemu driver does). Forwards go
+through QEMU's human monitor as libvirt passes it on (`qemuMonitorCommand`); the user network is QEMU's own
+(`restrict=on`, which libvirt's `<interface type='user'>` cannot say), given on QEMU's command line through
+libvirt's QEMU namespace.
 
 No snapshots: libvirt restores a saved VM only under its own name, so every VM boots cold.
 """
