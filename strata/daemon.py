@@ -122,7 +122,7 @@ def _hypervisors(engine: Engine, settings: Settings, reconciler: Reconciler) -> 
         from hosting.iaas.libvirt import LibvirtDriver  # libvirt-python only where libvirt is used
 
         libvirt = LibvirtDriver(settings.home / "libvirt" / "vms", accel, settings.libvirt_uri)
-        drivers.append((libvirt, libvirt))
+        drivers.append((libvirt, libvirt))  # its own templates' driver, unused: it cannot snapshot
     return [
         VmNodes(
             engine,
