@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROUTES = Path("/proc/net/route")
 
+# Addresses Docker gives tenant bridges; the platform sends nothing there (it reaches ports on 127.0.0.1).
 TENANT_POOL = ipaddress.IPv4Network("10.210.0.0/16")
 TENANT_PREFIX = 24  # 254 addresses: a tenant's instances on one node
 
