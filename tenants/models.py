@@ -32,6 +32,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Integer ids are never reused (SQLite reuses a deleted row's id without AUTOINCREMENT): whatever holds an id
+# in memory, a log line or a client can never take a new row for a deleted one.
+AUTOINCREMENT = {"sqlite_autoincrement": True}
+
+
 def _time(*, index: bool = False, nullable: bool = False) -> Any:
     return Field(
         default_factory=utcnow if not nullable else None,
@@ -60,6 +65,8 @@ class Plan(SQLModel, table=True):
 
 
 class Tenant(SQLModel, table=True):
+    __table_args__ = AUTOINCREMENT
+
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     plan: str = Field(foreign_key="plan.name")
@@ -75,7 +82,7 @@ class App(SQLModel, table=True):
     instances of an older revision are the ones a rolling deploy replaces.
     """
 
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "name"), AUTOINCREMENT)
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: int = _tenant_fk(nullable=False)
@@ -92,9 +99,12 @@ class App(SQLModel, table=True):
     revision: int = 1
     created_at: datetime = _time()
     updated_at: datetime = _time()
+    problem: str | None = None  # written by the reconciler: why the app does not run as asked, in words
 
 
 class SshKey(SQLModel, table=True):
+    __table_args__ = AUTOINCREMENT
+
     id: int | None = Field(default=None, primary_key=True)
     fingerprint: str = Field(unique=True, index=True)
     public_key: str
@@ -107,6 +117,8 @@ class SshKey(SQLModel, table=True):
 class ApiToken(SQLModel, table=True):
     """A bearer token; only its SHA-256 is stored, so the database never holds a usable secret."""
 
+    __table_args__ = AUTOINCREMENT
+
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(unique=True, index=True)
     name: str
@@ -118,6 +130,8 @@ class ApiToken(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     """One line of the audit log. `tenant` is a name, not a key, so the log outlives the tenant."""
+
+    __table_args__ = AUTOINCREMENT
 
     id: int | None = Field(default=None, primary_key=True)
     time: datetime = _time(index=True)
@@ -157,4 +171,5 @@ class Instance(SQLModel, table=True):
     restarts: int = 0
     started_at: datetime | None = _time(nullable=True)
     last_health: str | None = None  # the last health check's result, e.g. "ok", "HTTP 500", "refused"
+    message: str | None = None  # why it is not ready, in words (an exit code and last log lines, a failing check)
     created_at: datetime = _time()

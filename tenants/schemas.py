@@ -162,6 +162,7 @@ class InstanceRead(BaseModel):
     restarts: int
     started_at: datetime | None
     last_health: str | None
+    message: str | None = None  # why it is not ready, in words
     container_id: str
     cpu_millicores_used: int | None = None  # sampled every few seconds by the daemon, not stored
     memory_mib_used: int | None = None
@@ -174,6 +175,7 @@ class AppRead(AppSpec):
     revision: int
     created_at: datetime
     updated_at: datetime
+    problem: str | None = None  # why it does not run as asked (a missing image, no node fits), in words
     instances: list[InstanceRead] = []
 
 
