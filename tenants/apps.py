@@ -37,6 +37,7 @@ def deploy(
     spec twice is a no-op (and logs nothing).
     """
     check_name(app_name, field="app")
+    _check_env(spec)
     tenant = _active_tenant(session, tenant_name)
     _check_hostnames(session, tenant, app_name, spec.hostnames, platform_domain)
     apps = list_apps(session, tenant)
@@ -136,6 +137,21 @@ def _active_tenant(session: Session, name: str) -> Tenant:
     if tenant.status == TenantStatus.SUSPENDED:
         raise Conflict(f"tenant {name!r} is suspended; resume it before changing its apps")
     return tenant
+
+
+def _check_env(spec: AppSpec) -> None:
+    """The platform sets PORT (to the app's port) and STRATA_* in every container: an env that says otherwise
+    would be shown by `apps show` and silently not be what runs, so it is refused."""
+    port = spec.env.get("PORT")
+    if port is not None and port != str(spec.port):
+        raise Invalid(
+            f"env PORT={port} conflicts with the app's port {spec.port}: the platform sets PORT to the port; "
+            f"deploy with --port {port if port.isdigit() else 'N'} and without --env PORT",
+            field="env",
+        )
+    reserved = sorted(key for key in spec.env if key.upper().startswith("STRATA_"))
+    if reserved:
+        raise Invalid(f"env {reserved[0]} is the platform's: STRATA_* names are set in every container", field="env")
 
 
 def _check_hostnames(

@@ -113,6 +113,17 @@ def test_hostnames_are_exclusive_and_outside_the_platform_domain(session: Sessio
     assert deploy(session, hostnames=["shop.example.com", "www.example.com"])[0].revision == 2
 
 
+def test_an_env_the_platform_would_override_is_refused_and_changes_nothing(session: Session) -> None:
+    """PORT is set to the app's port in every container: an env saying otherwise is refused, not ignored."""
+    deploy(session, env={"PORT": "8080"})  # the same as the port: what runs is what is shown
+    with pytest.raises(Invalid, match="PORT=8080 conflicts with the app's port 9999") as refused:
+        deploy(session, env={"PORT": "8080"}, port=9999)
+    assert refused.value.field == "env"
+    with pytest.raises(Invalid, match="STRATA_TENANT is the platform's"):
+        deploy(session, env={"STRATA_TENANT": "other"})
+    assert apps.get_app(session, tenancy.get_tenant(session, "acme"), "web").port == 8080
+
+
 def test_deleting_a_tenant_removes_what_it_owns_and_keeps_its_events(session: Session) -> None:
     deploy(session)
     keys.add_key(session, "op", KeyCreate(public_key=KEY, role=Role.TENANT, tenant="acme"))
