@@ -21,7 +21,7 @@ class Role(StrEnum):
 class InstanceState(StrEnum):
     STARTING = "starting"  # created, its health check has not passed yet
     READY = "ready"  # passing its health check: the gateway may route to it
-    UNHEALTHY = "unhealthy"  # was ready, now failing its health check
+    UNHEALTHY = "unhealthy"  # failing its health check: once ready, or never healthy in its start period
     CRASHLOOP = "crashloop"  # exits again and again; restarted with growing delays
     STOPPING = "stopping"  # being removed; the gateway drains it
 

@@ -4,11 +4,11 @@ The reconciler owns the `instance` rows; it rewrites one only when the instance 
 audit events of its actions in the same transaction.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, select, update
 
 from tenants import audit
 from tenants.enums import TenantStatus
@@ -85,9 +85,14 @@ def load_instances(session: Session) -> dict[str, Instance]:
 
 
 def record(
-    session: Session, changed: Iterable[Instance], removed: Iterable[str], events: Iterable[ActionEvent]
+    session: Session,
+    changed: Iterable[Instance],
+    removed: Iterable[str],
+    events: Iterable[ActionEvent],
+    problems: Mapping[int, str | None] | None = None,
 ) -> None:
-    """Write changed instance rows, delete removed ones and log the actions, in one transaction.
+    """Write changed instance rows, delete removed ones, set apps' problems (app id -> why it does not run as
+    asked, None once it does) and log the actions, in one transaction.
 
     Rows of apps deleted meanwhile are skipped (their foreign key is gone).
     """
@@ -95,6 +100,8 @@ def record(
     for row in changed:
         if row.app_id in live_apps:
             session.merge(row)
+    for app_id, problem in (problems or {}).items():
+        session.exec(update(App).where(col(App.id) == app_id).values(problem=problem))  # type: ignore[call-overload]
     removed = list(removed)
     if removed:
         session.exec(delete(Instance).where(col(Instance.id).in_(removed)))  # type: ignore[call-overload]

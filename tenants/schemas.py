@@ -178,6 +178,22 @@ class AppRead(AppSpec):
     problem: str | None = None  # why it does not run as asked (a missing image, no node fits), in words
     instances: list[InstanceRead] = []
 
+    def ready(self) -> int:
+        """How many instances of the current revision are ready."""
+        return sum(1 for i in self.instances if i.revision == self.revision and i.state == InstanceState.READY)
+
+    def reason(self) -> str | None:
+        """Why the app does not run as asked, in words, or None when it does: its problem, else what the
+        first instance that is not ready says of itself."""
+        if self.problem:
+            return self.problem
+        waiting = [i for i in self.instances if i.state != InstanceState.READY and i.message]
+        if waiting:
+            return f"instance {waiting[0].id}: {waiting[0].message}"
+        if self.ready() < self.replicas:
+            return f"{self.ready()} of {self.replicas} instances ready"
+        return None
+
 
 class VmStatsRead(BaseModel):
     cpu_seconds: float

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiodocker
 import aiohttp
+from aiodocker.networks import DockerNetwork
 
 from hosting.paas.docker_exec import DockerExec
 from hosting.paas.runtime import (
@@ -153,6 +154,19 @@ class DockerRuntime(NodeRuntime):
                     if "overlap" not in str(exc) or attempt == NETWORK_ATTEMPTS - 1:
                         raise
             self._networks.add(name)
+
+    async def networks(self, platform: str) -> dict[str, str]:
+        found = await self._call(self.docker.networks.list(filters={"label": [f"{PLATFORM_LABEL}={platform}"]}))
+        return {network["Name"]: (network.get("Labels") or {}).get(TENANT_LABEL, "") for network in found}
+
+    async def remove_network(self, name: str) -> None:
+        async with self._network_lock:  # never between ensure_network's look and its create
+            self._networks.discard(name)
+            try:
+                await self._call(DockerNetwork(self.docker, name).delete())  # the API takes a name for an id
+            except EngineError as exc:
+                if "not found" not in str(exc) and "404" not in str(exc):
+                    raise
 
     async def create(self, spec: InstanceSpec) -> Container:
         image = await self.image(spec.image)

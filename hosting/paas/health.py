@@ -11,6 +11,7 @@ import httpx
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 OK = "ok"
+REFUSED = "refused"
 
 
 class HealthChecker:
@@ -26,27 +27,33 @@ class HealthChecker:
         )
 
     async def check(self, endpoint: str, path: str | None) -> str:
-        """ "ok", or why not ("HTTP 503", "refused", "timeout", ...)."""
+        """ "ok", or why not in a few words that `apps show` prints as they are ("HTTP 503", "refused", ...)."""
         if path is None:
             return await self._connect(endpoint)
         try:
             response = await self._http.get(f"http://{endpoint}{path}", headers={"User-Agent": "strata-health"})
         except httpx.TimeoutException:
-            return "timeout"
+            return self._silent
         except httpx.ConnectError:
-            return "refused"
+            return REFUSED
+        except httpx.RemoteProtocolError:
+            return "no HTTP answer (the connection closed, or another protocol answered)"
         except httpx.HTTPError as exc:
-            return type(exc).__name__
+            return f"the connection failed ({type(exc).__name__})"
         return OK if 200 <= response.status_code < 400 else f"HTTP {response.status_code}"
+
+    @property
+    def _silent(self) -> str:
+        return f"no answer within {self.timeout:g} s"
 
     async def _connect(self, endpoint: str) -> str:
         host, _, port = endpoint.rpartition(":")
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), self.timeout)
         except TimeoutError:
-            return "timeout"
+            return self._silent
         except OSError:
-            return "refused"
+            return REFUSED
         writer.close()
         return OK
 

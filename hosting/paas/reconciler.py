@@ -6,11 +6,15 @@ and records what it did. It trusts no event and no memory it cannot rebuild: aft
 running containers from their labels and their rows, restarting nothing that was fine.
 
 Per app, a pass
-- restarts crashed instances of the current revision after an exponential backoff (capped), counting them;
+- restarts crashed instances of the current revision after an exponential backoff (capped), counting them,
+  and so those never healthy within their start period (stopped as a liveness failure);
 - removes surplus instances (least useful first) and every container whose app no longer exists;
 - creates missing instances where the scheduler places them, all at once, except during a roll;
 - rolls a new revision one instance at a time: it adds one new instance, and removes an old ready one only
-  once a new one is ready, so the app never has fewer ready instances than its replicas.
+  once a new one is ready, so the app never has fewer ready instances than its replicas;
+- says in words why an app or an instance is not as asked (the app's `problem`, the instance's `message`).
+After a pass that removed containers, and now and then, it removes the networks of tenants with nothing left
+on a node. State it keeps in memory is keyed by app ids, which are never reused (see `tenants.models`).
 """
 
 import asyncio
@@ -25,7 +29,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from hosting.paas import images
-from hosting.paas.health import OK, HealthChecker
+from hosting.paas.health import OK, REFUSED, HealthChecker
 from hosting.paas.nodes import NODE_LOST_AFTER_SECONDS, NodeHandle
 from hosting.paas.pause import pause
 from hosting.paas.runtime import (
@@ -58,6 +62,9 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 CRASHLOOP_AFTER_CRASHES = 3
 STABLE_AFTER_SECONDS = 30.0  # running this long forgives earlier crashes
+START_PERIOD_SECONDS = 60.0  # an instance never healthy this long after it started is stopped and restarted
+LAST_OUTPUT_LINES = 3  # of a crashed instance's output, in its message
+NETWORK_SWEEP_SECONDS = 60.0  # how often networks are swept when no pass removed anything
 PIDS_LIMIT = 256
 MAX_PARALLEL_ACTIONS = 8
 USAGE_INTERVAL_SECONDS = 10.0  # how often running instances' CPU and memory are sampled
@@ -93,6 +100,7 @@ class Tracked:
     restart_at: float | None = None  # when to restart after a crash (monotonic)
     checked_at: float = 0.0
     unhealthy_since: float | None = None
+    stopped_because: str | None = None  # why the reconciler stopped it (a liveness failure), for its message
     saved: tuple[object, ...] | None = None  # the row as last written
 
     def row(self) -> Instance:
@@ -152,6 +160,9 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._create_failures: dict[int, tuple[int, float]] = {}  # app id -> (failures, retry at)
         self._unschedulable: set[int] = set()
+        self._problems: dict[int, str | None] = {}  # app id -> why it does not run as asked
+        self._problems_saved: dict[int, str | None] = {}
+        self._swept_at = 0.0
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.publish = publish
@@ -226,10 +237,15 @@ class Reconciler:
         await asyncio.gather(*actions)
         self._busy = bool(actions)
         await self._check_health(containers, wanted, work)
+        for app in desired:
+            self._judge_app(app, by_app.get((app.tenant, app.name), []))
+        self._forget_apps({app.app_id for app in desired})
         if time.monotonic() - self._sampled_at >= USAGE_INTERVAL_SECONDS:
             await self._sample_usage()
         self._publish()
         await asyncio.to_thread(self._save, work)
+        if work.removed or time.monotonic() - self._swept_at >= NETWORK_SWEEP_SECONDS:
+            await self._sweep_networks(containers, desired, work)
 
     # observing
 
@@ -395,6 +411,14 @@ class Reconciler:
             tracked.state = (
                 InstanceState.CRASHLOOP if tracked.crashes >= CRASHLOOP_AFTER_CRASHES else (InstanceState.STARTING)
             )
+            times = f"{tracked.crashes} times in a row" if tracked.crashes > 1 else "once"
+            if tracked.stopped_because:
+                tracked.message = f"{tracked.stopped_because}; restarted {times}"
+                tracked.stopped_because = None
+                explain = []
+            else:
+                tracked.message = f"exited with code {container.exit_code}, {times}"
+                explain = [self._add_last_output(container, tracked)]
             work.event(
                 "instance.crashed",
                 app.tenant,
@@ -404,10 +428,39 @@ class Reconciler:
                 crashes=tracked.crashes,
                 restart_in_seconds=delay,
             )
-            return []
+            return explain
         if now < tracked.restart_at:
             return []
         return [self._restart(app, container, tracked, work)]
+
+    async def _add_last_output(self, container: Container, tracked: Tracked) -> None:
+        """Append the last lines a crashed instance printed to its message: what a user needs to see first."""
+        node = self.nodes.get(container.node)
+        if node is None:
+            return
+        lines: list[str] = []
+        try:
+            async for line in node.runtime.logs(container.id, follow=False, since=None):
+                if line.strip():
+                    lines = [*lines[1 - LAST_OUTPUT_LINES :], line.strip()[:200]]
+        except EngineError as exc:
+            log.warning("reading the output of %s: %s", tracked.id, exc)
+            return
+        if lines and tracked.message:
+            tracked.message += "; last output: " + " | ".join(lines)
+
+    def _judge_app(self, app: DesiredApp, found: list[Container]) -> None:
+        """Forget the app's problem once it runs as asked: all its replicas of the current revision ready."""
+        ready = [c for c in found if c.revision == app.revision and self._state(c) == InstanceState.READY]
+        if len(ready) >= app.replicas:
+            self._problems[app.app_id] = None
+
+    def _forget_apps(self, live: set[int]) -> None:
+        """Drop what is held in memory for apps that no longer exist."""
+        self._create_failures = {key: value for key, value in self._create_failures.items() if key in live}
+        self._unschedulable &= live
+        self._problems = {key: value for key, value in self._problems.items() if key in live}
+        self._problems_saved = {key: value for key, value in self._problems_saved.items() if key in live}
 
     def _may_create(self, app: DesiredApp) -> bool:
         """False while creating this app's instances is backing off after failures."""
@@ -444,6 +497,7 @@ class Reconciler:
         dedicated = app.isolation == Isolation.DEDICATED
         target = views.place(Request(app.tenant, app.name, dedicated, app.cpu_millicores, app.memory_mib))
         if isinstance(target, NoFit):
+            self._problems[app.app_id] = f"cannot be placed: {target.reason}"
             if app.app_id not in self._unschedulable:
                 self._unschedulable.add(app.app_id)
                 work.event(
@@ -480,6 +534,7 @@ class Reconciler:
             except EngineError as exc:
                 failures = self._create_failures.get(app.app_id, (0, 0.0))[0] + 1
                 self._create_failures[app.app_id] = (failures, time.monotonic() + backoff(failures))
+                self._problems[app.app_id] = f"{exc} (tried {failures} times, again with backoff)"
                 work.event(
                     "instance.failed",
                     app.tenant,
@@ -490,6 +545,7 @@ class Reconciler:
                 )
                 return
         self._create_failures.pop(app.app_id, None)
+        self._problems[app.app_id] = None
         self.tracked[instance] = Tracked(
             id=instance,
             app_id=app.app_id,
@@ -591,20 +647,35 @@ class Reconciler:
         if result == OK:
             tracked.failures = 0
             tracked.unhealthy_since = None
-            if tracked.started_at and (datetime.now(UTC) - tracked.started_at).total_seconds() > STABLE_AFTER_SECONDS:
+            tracked.message = None
+            if _age(tracked) > STABLE_AFTER_SECONDS:
                 tracked.crashes = 0
             if tracked.state != InstanceState.READY:
                 tracked.state = InstanceState.READY
                 work.event("instance.ready", app.tenant, app=app.name, instance=tracked.id, endpoint=tracked.endpoint)
             return False
         tracked.failures += 1
+        check = _describe_check(app, result)
         if tracked.state == InstanceState.READY and tracked.failures >= UNHEALTHY_AFTER_FAILURES:
             tracked.state = InstanceState.UNHEALTHY
             tracked.unhealthy_since = now
             work.event("instance.unhealthy", app.tenant, app=app.name, instance=tracked.id, health=result)
+        if tracked.state == InstanceState.UNHEALTHY:
+            tracked.message = f"unhealthy: {check}"
+        elif tracked.state != InstanceState.READY:  # not healthy yet
+            if _age(tracked) <= START_PERIOD_SECONDS:
+                if not tracked.crashes:  # else its message says why it was restarted, which matters more
+                    tracked.message = f"waiting for its health check: {check}"
+                return False
+            # Never healthy: a liveness failure, stopped now and restarted with backoff as a crash is.
+            tracked.state = InstanceState.UNHEALTHY
+            tracked.message = tracked.stopped_because = f"not healthy {START_PERIOD_SECONDS:.0f} s after start: {check}"
+            work.event("instance.unhealthy", app.tenant, app=app.name, instance=tracked.id, health=result, reason=check)
+            return True
         # An instance that stays unhealthy is stopped; the next pass restarts it as a crashed one (liveness).
         if tracked.unhealthy_since is not None and now - tracked.unhealthy_since > RESTART_UNHEALTHY_AFTER_SECONDS:
             tracked.unhealthy_since = None
+            tracked.stopped_because = f"unhealthy for over {RESTART_UNHEALTHY_AFTER_SECONDS:.0f} s: {check}"
             work.event(
                 "instance.stopped",
                 app.tenant,
@@ -620,6 +691,24 @@ class Reconciler:
             await self.nodes[tracked.node].runtime.stop(tracked.container_id)
         except EngineError as exc:
             log.warning("stopping unhealthy %s: %s", tracked.id, exc)
+
+    async def _sweep_networks(self, containers: list[Container], desired: list[DesiredApp], work: _Pass) -> None:
+        """Remove each node's networks of tenants that have neither a container there nor an app to run: a
+        deleted tenant's network must not outlive it (it holds a subnet of the node's pool)."""
+        self._swept_at = time.monotonic()
+        wanted = {app.tenant for app in desired if app.replicas > 0}
+        for node in list(self.nodes.values()):
+            if not node.reachable or node.capacity is None:
+                continue
+            used = {c.tenant for c in containers if c.node == node.name and c.instance not in work.removed}
+            try:
+                networks = await node.runtime.networks(self.platform_id)
+                for name, tenant in networks.items():
+                    if tenant not in used and tenant not in wanted:
+                        await node.runtime.remove_network(name)
+                        log.info("removed network %s of %s on %s: nothing of it runs there", name, tenant, node.name)
+            except EngineError as exc:  # a container made meanwhile, or the engine away: next time
+                log.warning("sweeping the networks of %s: %s", node.name, exc)
 
     def _publish(self) -> None:
         """Tell the front door each app's ready endpoints, if anything changed since the last time."""
@@ -672,11 +761,29 @@ class Reconciler:
             if snapshot != tracked.saved:
                 changed.append(tracked.row())
                 tracked.saved = snapshot
-        if changed or work.removed or work.events:
+        problems = {key: text for key, text in self._problems.items() if self._problems_saved.get(key) != text}
+        if changed or work.removed or work.events or problems:
             with db.session(self.engine) as session:
-                store.record(session, changed, work.removed, work.events)
+                store.record(session, changed, work.removed, work.events, problems)
+            self._problems_saved.update(problems)
         for event in work.events:
             log.info("%s %s %s", event.action, event.tenant, event.detail)
 
     def network_of(self, tenant: str) -> str:
         return f"strata-{self.platform_id[:8]}-{tenant}"
+
+
+def _age(tracked: Tracked) -> float:
+    """Seconds since the instance's container last started (0 when unknown)."""
+    return (datetime.now(UTC) - tracked.started_at).total_seconds() if tracked.started_at else 0.0
+
+
+def _describe_check(app: DesiredApp, result: str) -> str:
+    """A failed health check in words: what was tried, and what came of it."""
+    if app.health_path is None:
+        tried = f"a TCP connect to port {app.port}"
+    else:
+        tried = f"GET {app.health_path} on port {app.port}"
+    if result == REFUSED:
+        result = "connection refused (is the app listening on that port?)"
+    return f"{tried}: {result}"

@@ -150,6 +150,14 @@ class NodeRuntime(ABC):
         """Create the network if missing: one per tenant, so tenants cannot reach each other."""
 
     @abstractmethod
+    async def networks(self, platform: str) -> dict[str, str]:
+        """This platform's networks on the engine: name -> the tenant it is for."""
+
+    @abstractmethod
+    async def remove_network(self, name: str) -> None:
+        """Remove a network; one gone already is fine, one still in use raises `EngineError`."""
+
+    @abstractmethod
     async def create(self, spec: InstanceSpec) -> Container:
         """Create and start the instance's container; raises `ImageMissing` if the image is not here."""
 

@@ -218,6 +218,11 @@ class Scheduler:
         """Count every node under the first filter that rejects it: the operator sees what to add or fix."""
         if not self.nodes:
             return "no node fits: there are no nodes"
+        if request.dedicated and all(node.tenant != request.tenant for node in self.nodes.values()):
+            return (
+                f"no node fits: tenant {request.tenant} is dedicated and has no VM node: "
+                f"add one with `strata nodes add NAME --tenant {request.tenant}`"
+            )
         counts = dict.fromkeys([why for _, why in NODE_FILTERS] + [why(request) for _, why in FILTERS], 0)
         for node in self.nodes.values():
             counts[self._rejection(node, request)] += 1

@@ -10,6 +10,8 @@ from strata.cli.units import Cpu, Duration, EnvVar, Memory
 from tenants.client import ApiError, StrataClient
 from tenants.schemas import AppRead, AppSpec
 
+STATUS_WIDTH = 60  # of the reason in `apps list`
+
 
 @click.group("apps")
 def apps_group() -> None:
@@ -88,10 +90,11 @@ def list_(tenant: str | None, as_json: bool) -> None:
             ("app", lambda a: f"{a.tenant}/{a.name}"),
             ("image", lambda a: a.image),
             ("revision", lambda a: a.revision),
-            ("replicas", lambda a: a.replicas),
+            ("ready", lambda a: f"{a.ready()}/{a.replicas}"),
             ("cpu", lambda a: f"{a.cpu_millicores}m"),
             ("memory", lambda a: f"{a.memory_mib}Mi"),
             ("port", lambda a: a.port),
+            ("status", lambda a: _short(a.reason()) or "ok"),
         ],
         empty="no apps yet; deploy one with `strata apps deploy TENANT/APP --image IMAGE`",
     )
@@ -168,6 +171,7 @@ def _print(app: AppRead, as_json: bool) -> None:
     fields(
         [
             ("app", f"{app.tenant}/{app.name}"),
+            ("status", app.reason() or f"ok: {app.ready()}/{app.replicas} ready"),
             ("image", app.image),
             ("command", shlex.join(app.command) if app.command else None),
             ("revision", app.revision),
@@ -198,3 +202,13 @@ def _print(app: AppRead, as_json: bool) -> None:
         ],
         empty="no instances running",
     )
+    for instance in app.instances:
+        if instance.message:
+            click.echo(f"{instance.id}: {instance.message}")
+
+
+def _short(reason: str | None, width: int = STATUS_WIDTH) -> str | None:
+    """A reason cut to a table cell, marked when cut (`apps show` has it whole)."""
+    if reason is None or len(reason) <= width:
+        return reason
+    return reason[: width - 1] + "…"

@@ -243,6 +243,14 @@ def test_an_app_whose_image_is_missing_is_reported_not_retried_in_a_hot_loop(pla
     __import__("time").sleep(2)
     assert len(failures()) <= 3  # backing off: 1 s, 2 s, 4 s ...
 
+    # `apps show` and `apps list` say why, not only the events.
+    shown = platform.cli("apps", "show", f"{unique}/web")
+    assert shown.returncode == 0, shown.stderr
+    [status] = [line for line in shown.stdout.splitlines() if line.startswith("status:")]
+    assert "image strata/absent is not on node local" in status and "again with backoff" in status
+    listed = platform.cli("apps", "list", unique)
+    assert "0/1" in listed.stdout and "image strata/absent is not on node" in listed.stdout
+
 
 def test_an_instance_no_node_fits_stays_pending_saying_why(platform: Daemon, unique: str) -> None:
     with platform.operator() as api:
@@ -254,5 +262,37 @@ def test_an_instance_no_node_fits_stays_pending_saying_why(platform: Daemon, uni
             return [e for e in api.events(unique) if e.action == "instance.unschedulable"]
 
     [event] = wait_for(unschedulable, what="the unschedulable event")
-    assert event.detail["reason"] == f"no node fits: 1 not dedicated to {unique}"
+    hint = f"tenant {unique} is dedicated and has no VM node: add one with `strata nodes add NAME --tenant {unique}`"
+    assert event.detail["reason"] == f"no node fits: {hint}"
     assert not containers_of(platform_id(platform), f"strata.tenant={unique}")
+    with platform.operator() as api:
+        assert api.app(unique, "web").reason() == f"cannot be placed: no node fits: {hint}"
+
+
+def test_a_crashing_instance_says_its_exit_code_and_last_output(platform: Daemon, unique: str) -> None:
+    crashing = ["sh", "-c", "echo starting >&2; echo 'fatal: no DATABASE_URL' >&2; exit 3"]  # one stream: in order
+    deploy(platform, unique, HELLO.model_copy(update={"replicas": 1, "command": crashing}))
+
+    def explained():  # type: ignore[no-untyped-def]
+        with platform.operator() as api:
+            instances = api.instances(unique, "web")
+        message = instances[0].message if instances else None
+        return message if message and message.startswith("exited") else None
+
+    message = wait_for(explained, timeout=15, what="the crash's message")
+    assert message.startswith("exited with code 3, ") and "last output: starting | fatal: no DATABASE_URL" in message
+    with platform.operator() as api:
+        reason = api.app(unique, "web").reason()  # the first instance that is not ready speaks for the app
+    assert reason and reason.startswith("instance ") and "exited with code 3" in reason
+
+
+def test_a_deleted_tenants_network_is_removed_from_the_engine(platform: Daemon, unique: str) -> None:
+    deploy(platform, unique, HELLO.model_copy(update={"replicas": 1}))
+    [instance] = ready(platform, unique, "web", 1)
+    [network] = inspect(instance.container_id)["NetworkSettings"]["Networks"]
+    assert platform.cli("tenants", "delete", unique, "--yes").returncode == 0
+
+    def gone() -> bool:
+        return not docker("network", "ls", "-q", "--filter", f"name=^{network}$").split()
+
+    wait_for(gone, timeout=20, what=f"network {network} to be removed")

@@ -171,7 +171,12 @@ def test_each_placement_claims_its_resources_until_the_node_is_full() -> None:
             SHARED,
             "no node fits: 1 dedicated to a tenant, 1 short of memory (need 512 MiB), 1 short of CPU (need 500m)",
         ),
-        (numbered(node(), node(tenant="globex")), DEDICATED, "no node fits: 2 not dedicated to acme"),
+        (
+            numbered(node(), node(tenant="globex")),
+            DEDICATED,
+            "no node fits: tenant acme is dedicated and has no VM node: "
+            "add one with `strata nodes add NAME --tenant acme`",
+        ),
         (
             numbered(node(ready=False, tenant="acme"), node()),
             DEDICATED,
