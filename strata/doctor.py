@@ -31,7 +31,7 @@ def run_checks(settings: Settings) -> list[Check]:
         _qemu(),
         Check("accel", True, str(detect_accel())),
         _node_image(settings),
-        *([_libvirt(settings.libvirt_uri)] if settings.libvirt_uri else []),
+        _libvirt(settings.libvirt_uri),
         Check("busybox-static", BUSYBOX.exists(), str(BUSYBOX) if BUSYBOX.exists() else "missing: run `make install`"),
     ]
 
@@ -41,8 +41,8 @@ def _daemon(settings: Settings) -> Check:
         with StrataClient(socket=settings.api_socket, timeout=PROBE_TIMEOUT_SECONDS) as client:
             health = client.health()
     except ApiError as exc:
-        return Check("daemon", False, exc.message)
-    return Check("daemon", True, f"running, version {health.version}, API on unix:{settings.api_socket}")
+        return Check("daemon", False, exc.message, required=True)
+    return Check("daemon", True, f"running, version {health.version}, API on unix:{settings.api_socket}", True)
 
 
 async def _docker() -> Check:
@@ -64,8 +64,10 @@ def _node_image(settings: Settings) -> Check:
     return Check("node image", True, f"{image.directory} ({image.allocated_bytes() / 1024**2:.0f} MiB)")
 
 
-def _libvirt(uri: str) -> Check:
-    """Whether the libvirt driver's libvirt answers (asked for only when `STRATA_LIBVIRT_URI` is set)."""
+def _libvirt(uri: str | None) -> Check:
+    """Whether the libvirt driver's libvirt answers (tried only when `STRATA_LIBVIRT_URI` asks for it)."""
+    if not uri:
+        return Check("libvirt", True, "not used: set STRATA_LIBVIRT_URI for the libvirt driver (qemu needs none)")
     try:
         import libvirt  # libvirt-python only where libvirt is used
     except ImportError:

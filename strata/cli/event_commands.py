@@ -11,13 +11,13 @@ from strata.cli.output import emit_json, table
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @json_option
 def events(tenant: str | None, limit: int, as_json: bool) -> None:
-    """Show the newest events of the audit log: who did what, when."""
+    """Show the newest events of the audit log, newest first (as --json and the console): who did what, when."""
     with api() as client:
         rows = client.events(tenant, limit=limit)
     if as_json:
         return emit_json(rows)
     table(
-        reversed(rows),
+        rows,
         [
             ("time", lambda e: e.time),
             ("actor", lambda e: e.actor),

@@ -111,6 +111,9 @@ def plans(as_json: bool) -> None:
             ("instances", lambda p: p.max_instances),
             ("cpu", lambda p: f"{p.max_cpu_millicores}m"),
             ("memory", lambda p: f"{p.max_memory_mib}Mi"),
+            ("req/s", lambda p: p.requests_per_second),
+            ("burst", lambda p: p.burst),
+            ("body", lambda p: f"{p.max_body_mib}Mi"),
         ],
     )
 

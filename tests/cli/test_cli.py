@@ -1,6 +1,7 @@
 """The `strata` CLI run as a user runs it: a subprocess against a real daemon."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -133,7 +134,15 @@ def test_events_show_who_did_what(daemon: Daemon, unique: str) -> None:
     events = json.loads(ok(daemon.cli("events", "--tenant", unique, "--json")))
     assert [e["action"] for e in events] == ["tenant.resume", "tenant.suspend", "tenant.create"]
     assert {e["actor"] for e in events} == {"operator/bootstrap"}
-    assert "tenant.suspend" in ok(daemon.cli("events", "--tenant", unique))
+    table = ok(daemon.cli("events", "--tenant", unique))
+    actions = [word for line in table.splitlines()[1:] for word in line.split() if word.startswith("tenant.")]
+    assert actions == ["tenant.resume", "tenant.suspend", "tenant.create"]  # newest first, as --json
+
+
+def test_plans_show_every_limit(daemon: Daemon) -> None:
+    header, *rows = ok(daemon.cli("plans")).splitlines()
+    assert header.split() == ["NAME", "APPS", "INSTANCES", "CPU", "MEMORY", "REQ/S", "BURST", "BODY"]
+    assert len(rows) == 3 and all(len(row.split()) == 8 for row in rows)
 
 
 def test_without_a_daemon_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
@@ -148,9 +157,21 @@ def test_without_a_daemon_the_cli_says_how_to_start_one(tmp_path: Path) -> None:
     assert "the Strata daemon is not running" in result.stderr and "strata up" in result.stderr
 
 
+def test_doctor_fails_when_the_daemon_is_down(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*STRATA, "doctor"],
+        env={"STRATA_HOME": str(tmp_path), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    [line] = [line for line in result.stdout.splitlines() if " daemon " in line]
+    assert "the Strata daemon is not running" in line
+
+
 def test_doctor_reports_the_machine(daemon: Daemon) -> None:
     checks = {c["name"]: c for c in json.loads(ok(daemon.cli("doctor", "--json")))}
-    assert set(checks) == {"daemon", "docker", "qemu", "accel", "node image", "busybox-static"}
+    assert set(checks) == {"daemon", "docker", "qemu", "accel", "node image", "libvirt", "busybox-static"}
     assert checks["daemon"]["ok"] and "version" in checks["daemon"]["detail"]
     assert checks["docker"]["ok"], checks["docker"]["detail"]
     assert checks["accel"]["detail"].startswith(("kvm", "tcg"))
