@@ -94,6 +94,7 @@ class Tracked:
     restarts: int = 0
     started_at: datetime | None = None
     last_health: str | None = None
+    message: str | None = None  # why it is not ready, in words
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     failures: int = 0  # health checks failed in a row
     crashes: int = 0  # crashes in a row (forgiven once stable)

@@ -148,7 +148,10 @@ def test_a_killed_daemon_restarted_adopts_its_containers(tmp_path, unique: str) 
         assert len(containers_of(platform)) == 2
         with daemon.operator() as api:
             creates = [e for e in api.events(unique) if e.action == "instance.create"]
-        assert len(creates) == 2
+            assert len(creates) == 2
+            api.scale(unique, "web", 3)  # the adopted state is one passes can act on
+        ready(daemon, unique, "web", 3)
+        assert "reconcile pass failed" not in (tmp_path / "home-daemon.log").read_text()
     finally:
         daemon.stop()
         remove_everything_of(platform)
