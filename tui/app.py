@@ -7,6 +7,7 @@ Enter drill down, `esc` back, `l` logs, `ctrl+d` delete (with confirmation), `q`
 from collections.abc import Callable
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App
 from textual.binding import Binding
@@ -17,40 +18,53 @@ from tenants.client import ApiError
 from tui.dao import ConsoleData
 from tui.screens.base import DataScreen
 from tui.screens.catalog import CatalogScreen
-from tui.screens.dialogs import PromptDialog
+from tui.screens.dialogs import message, prompt
 from tui.screens.lists import EventsScreen, NodesScreen
 from tui.screens.overview import OverviewScreen
 
 REFRESH_SECONDS = 2.0
-HELP = """\
-# Strata console
-
-| key | does |
-|---|---|
-| `Enter` | open the tenant under the cursor |
-| `esc` | back |
-| `/` | filter tenants |
-| `o` | change the sort order |
-| `:` | command: `tenants`, `nodes`, `events`, `catalog`, `quit` |
-| `d` | deploy an app to the tenant (a form) |
-| `n` | new tenant (operators) |
-| `p` | suspend or resume the tenant (operators) |
-| `+` / `-` | scale the app under the cursor |
-| `r` | restart the app, one instance at a time |
-| `l` | the app's logs, live (`p` pauses, `/` searches) |
-| `s` | a shell in the instance (or the app's first ready one) |
-| `ctrl+d` | delete (asks first) |
-| `q` | quit |
-"""
+KEYS = [  # (key, what it does, for operators only)
+    ("`Enter`", "open the tenant under the cursor (an event: its whole record)", False),
+    ("`esc`", "back", False),
+    ("`/`", "filter tenants", False),
+    ("`o`", "change the sort order", False),
+    ("`:`", "command: {commands}", False),
+    ("`d`", "deploy an app to the tenant (a form)", False),
+    ("`n`", "new tenant", True),
+    ("`p`", "suspend or resume the tenant", True),
+    ("`+` / `-`", "scale the app under the cursor", False),
+    ("`r`", "restart the app, one instance at a time", False),
+    ("`l`", "the app's logs, live (`p` pauses, `/` searches)", False),
+    ("`s`", "a shell in the instance (or the app's first ready one)", False),
+    ("`ctrl+d`", "delete (asks first; a tenant: operators only)", False),
+    ("`q`", "quit", False),
+]
 COMMANDS = {"tenants": OverviewScreen, "nodes": NodesScreen, "events": EventsScreen, "catalog": CatalogScreen}
+OPERATOR_COMMANDS = {"nodes"}
+
+
+def commands(operator: bool) -> list[str]:
+    """The `:` commands this token may use (a tenant's may not see nodes)."""
+    return [word for word in COMMANDS if operator or word not in OPERATOR_COMMANDS] + ["quit"]
+
+
+def help_text(operator: bool) -> str:
+    """The help, listing only the keys and commands this token may use."""
+    words = ", ".join(f"`{word}`" for word in commands(operator))
+    rows = [f"| {key} | {does.format(commands=words)} |" for key, does, only in KEYS if operator or not only]
+    return "\n".join(["# Strata console", "", "| key | does |", "|---|---|", *rows, ""])
 
 
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = "HelpScreen { align: center middle; } Markdown { width: 70; height: auto; }"
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close")]
 
+    def __init__(self, operator: bool) -> None:
+        super().__init__()
+        self.operator = operator
+
     def compose(self):  # type: ignore[no-untyped-def]
-        yield Markdown(HELP)
+        yield Markdown(help_text(self.operator))
 
 
 class StrataConsole(App[None]):
@@ -89,36 +103,46 @@ class StrataConsole(App[None]):
         if screen.is_attached:
             self.banner(screen, None)
             screen.show(payload)
+            screen.refresh_bindings()  # the first answer tells whether operator keys apply
 
     def banner(self, screen: DataScreen, message: str | None) -> None:
         if not screen.is_attached:
             return
         banner = screen.query_one("#banner", Static)
-        banner.update(message or "")
+        banner.update(Text(message or ""))
         banner.set_class(message is not None, "shown")
 
     def act(self, change: Callable[[ConsoleData], object], done: str) -> None:
-        """Run a change through the API; its refusal (a quota, say) is shown as the API words it."""
+        """Run a change through the API; its refusal (a quota, say, or input a model refuses) is shown as words."""
         self._act(change, done)
 
     @work(thread=True, group="actions")
     def _act(self, change: Callable[[ConsoleData], object], done: str) -> None:
         try:
             change(self.data)
-        except ApiError as exc:
-            self.call_from_thread(self.notify, exc.message, title="refused", severity="error", timeout=8)
+        except (ApiError, ValueError) as exc:  # pydantic's ValidationError and Invalid are ValueErrors
+            self.call_from_thread(self.notify, message(exc), title="refused", severity="error", timeout=8, markup=False)
             return
-        self.call_from_thread(self.notify, done)
-        self.call_from_thread(self.refresh_data)
+        self.call_from_thread(self.acted, done)
+
+    def acted(self, done: str) -> None:
+        """A change went through (from a key or a form): say so, and show its effect at once."""
+        self.notify(done, markup=False)
+        self.refresh_data()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.data.known_operator))
 
     def action_command(self) -> None:
+        allowed = commands(self.data.known_operator)
+
+        def check(command: str) -> None:
+            word = command.lstrip(":").strip().lower()
+            if word and word not in allowed and word != "q":
+                raise ValueError(f"unknown command {word!r}; try {', '.join(allowed)}")
+
         def run(command: str | None) -> None:
-            if not command:
-                return
-            word = command.lstrip(":").split()[0].lower()
+            word = (command or "").lstrip(":").strip().lower()
             if word in ("q", "quit"):
                 self.exit()
             elif word in COMMANDS:
@@ -129,7 +153,5 @@ class StrataConsole(App[None]):
                     self.push_screen(CatalogScreen(tenant))  # from a tenant's screen: deploy there
                 elif word != "tenants":
                     self.push_screen(COMMANDS[word]())
-            else:
-                self.notify(f"unknown command {word!r}; try tenants, nodes, events, catalog", severity="warning")
 
-        self.push_screen(PromptDialog("Command", "tenants | nodes | events | catalog | quit"), run)
+        self.push_screen(prompt("Command", " | ".join(allowed), check), run)

@@ -5,9 +5,11 @@ client. Whether the token is an operator's is learnt once, from the API's own an
 """
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
+
+import httpx
 
 from tenants.catalog import Template
 from tenants.client import ApiError, StrataClient
@@ -28,13 +30,45 @@ LOG_BACKLOG_SECONDS = 300
 
 
 @dataclass(frozen=True)
+class NodeShare:
+    """A node as one tenant uses it: the tenant's own instances there and what they claim (CPU, memory), beside
+    the node's own figures, all tenants together (`node`: None for a tenant's token, which may not see nodes)."""
+
+    name: str
+    instances: int
+    cpu_millicores: int
+    memory_mib: int
+    node: NodeRead | None
+
+
+@dataclass(frozen=True)
 class TenantDetail:
     """One tenant across the three layers: its nodes (IaaS), apps and instances (PaaS), traffic (SaaS)."""
 
     tenant: TenantRead
     apps: list[AppRead]
-    nodes: list[NodeRead]  # those its instances run on (every node's figures need an operator token)
+    nodes: list[NodeShare]  # those its instances run on
     traffic: dict[str, TrafficRead]
+
+
+def shares(apps: Sequence[AppRead], nodes: Sequence[NodeRead] | None) -> list[NodeShare]:
+    """The nodes `apps`' instances run on, by name, with what those instances claim there (each its app's CPU and
+    memory, as the nodes' own allocation counts them); `nodes` are every node, or None when they may not be seen."""
+    placed: dict[str, list[AppRead]] = {}
+    for app in apps:
+        for instance in app.instances:
+            placed.setdefault(instance.node, []).append(app)
+    known = {node.name: node for node in nodes or ()}
+    return [
+        NodeShare(
+            name=name,
+            instances=len(placed[name]),
+            cpu_millicores=sum(app.cpu_millicores for app in placed[name]),
+            memory_mib=sum(app.memory_mib for app in placed[name]),
+            node=known.get(name),
+        )
+        for name in sorted(placed)
+    ]
 
 
 class ConsoleData:
@@ -45,6 +79,7 @@ class ConsoleData:
 
     @property
     def is_operator(self) -> bool:
+        """Whether the token is an operator's, learnt from the API's first answer (so it may ask, and raise)."""
         if self._operator is None:
             try:
                 self._call(self.client.nodes)
@@ -54,6 +89,12 @@ class ConsoleData:
                     raise
                 self._operator = False
         return self._operator
+
+    @property
+    def known_operator(self) -> bool:
+        """True once the API has said the token is an operator's; never asks, so the UI thread may use it to offer
+        operator keys only when they would work (a tenant's token, or one not yet known, gets none)."""
+        return bool(self._operator)
 
     @property
     def own_tenant(self) -> str | None:
@@ -73,25 +114,7 @@ class ConsoleData:
         tenant = self._call(lambda: self.client.tenant(name))
         apps = self._call(lambda: self.client.apps(name))
         traffic = {app.name: self._call(lambda a=app.name: self.client.traffic(name, a)) for app in apps}
-        used = {instance.node for app in apps for instance in app.instances}
-        nodes = (
-            [node for node in self.nodes() if node.name in used]
-            if self.is_operator
-            else [
-                NodeRead(
-                    name=node,
-                    driver="?",
-                    state="?",
-                    cpu_millicores=0,
-                    memory_mib=0,
-                    instances=0,
-                    allocated_cpu_millicores=0,
-                    allocated_memory_mib=0,
-                )
-                for node in sorted(used)
-            ]
-        )
-        return TenantDetail(tenant, apps, nodes, traffic)
+        return TenantDetail(tenant, apps, shares(apps, self.nodes() if self.is_operator else None), traffic)
 
     def nodes(self) -> list[NodeRead]:
         return self._call(self.client.nodes)
@@ -127,5 +150,10 @@ class ConsoleData:
         self._call(lambda: self.client.delete_app(tenant, app))
 
     def _call(self, call: Callable[[], T]) -> T:
+        """One call at a time; a transport failure the client leaves raw (a timeout) is an `ApiError` here too,
+        so the screens handle every failure of the API in one way."""
         with self._lock:
-            return call()
+            try:
+                return call()
+            except httpx.HTTPError as exc:
+                raise ApiError(0, "unavailable", f"the API did not answer ({exc.__class__.__name__})") from exc

@@ -2,6 +2,7 @@
 
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from textual.widgets import DataTable
@@ -19,6 +20,29 @@ def visible(rows: Iterable[Row], text: str, key: Callable[[Row], str]) -> list[R
 
 def ordered(rows: Sequence[Row], sort_key: Callable[[Row], object] | None, reverse: bool) -> list[Row]:
     return sorted(rows, key=sort_key, reverse=reverse) if sort_key else list(rows)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column; the lower its `priority`, the longer it stays when the table is too narrow for all.
+    `width` reserves room for cells that grow (a sparkline), so the column does not come and go as they do."""
+
+    label: str
+    priority: int
+    width: int = 0
+
+
+def fit(columns: Sequence[Column], widths: Sequence[int], room: int) -> list[int]:
+    """The indices (in table order) of the columns to show in `room` cells, given each one's `widths`: taken by
+    priority, each while it still fits, so the least important go first (a wide one may give way to a narrower,
+    less important one). The most important always stays, so no table is ever empty."""
+    kept: list[int] = []
+    used = 0
+    for index in sorted(range(len(columns)), key=lambda i: columns[i].priority):
+        if not kept or used + widths[index] <= room:
+            kept.append(index)
+            used += widths[index]
+    return sorted(kept)
 
 
 class History:

@@ -8,6 +8,7 @@ from rich.text import Text
 from tenants.schemas import NodeRead
 
 SPARKS = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 20
 STATE_STYLES = {
     "ready": "green",
     "starting": "yellow",
@@ -67,7 +68,7 @@ def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
 
 
-def sparkline(values: Sequence[float], width: int = 20) -> str:
+def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
     """The last `width` values as block characters, scaled to their own maximum."""
     recent = list(values)[-width:]
     top = max(recent, default=0.0)
@@ -85,6 +86,11 @@ def uptime(started: datetime | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 tenant`, `2 tenants`, `0 tenants`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def ready_of(ready: int, desired: int) -> Text:

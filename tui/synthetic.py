@@ -5,6 +5,7 @@ fixed platform: N tenants of 10 apps each, one local node. `tick()` moves the tr
 a live platform would.
 """
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from tenants.catalog import Template, templates
@@ -18,14 +19,14 @@ from tenants.schemas import (
     TrafficRead,
     VmStatsRead,
 )
-from tui.dao import TenantDetail
+from tui.dao import TenantDetail, shares
 
 APPS_PER_TENANT = 10
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class SyntheticData:
-    is_operator = True
+    is_operator = known_operator = True
     own_tenant = None
 
     def __init__(self, tenants: int) -> None:
@@ -61,11 +62,11 @@ class SyntheticData:
                 name="local",
                 driver="local",
                 state="ready",
-                cpu_millicores=2000,
-                memory_mib=24105,
-                instances=2 * APPS_PER_TENANT * self.tenants,
-                allocated_cpu_millicores=1500,
-                allocated_memory_mib=3072,
+                cpu_millicores=64000,
+                memory_mib=65536,
+                instances=2 * APPS_PER_TENANT * self.tenants,  # every app of every tenant: 2 instances, as below
+                allocated_cpu_millicores=2 * APPS_PER_TENANT * self.tenants * 250,
+                allocated_memory_mib=2 * APPS_PER_TENANT * self.tenants * 128,
                 tenants=[f"tenant-{i:04d}" for i in range(self.tenants)],
             ),
             NodeRead(
@@ -142,7 +143,7 @@ class SyntheticData:
                 "usage": {"apps": 10, "instances": 20, "cpu_millicores": 2500, "memory_mib": 1280},
             }
         )
-        return TenantDetail(tenant, apps, self.nodes(), traffic)
+        return TenantDetail(tenant, apps, shares(apps, self.nodes()), traffic)
 
     def events(self, tenant: str | None = None) -> list[EventRead]:
         return [
@@ -158,3 +159,8 @@ class SyntheticData:
 
     def catalog(self) -> list[Template]:
         return templates()
+
+    async def logs(self, tenant: str, app: str) -> AsyncIterator[str]:
+        """Each instance's first line, then nothing more (a live stream would wait here)."""
+        for instance in next(a for a in self.tenant(tenant).apps if a.name == app).instances:
+            yield f"[{instance.id}] listening on :8080"

@@ -5,14 +5,16 @@ import time
 from collections.abc import Awaitable, Callable
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Label, Markdown
 
 from tenants.enums import Role
 from tenants.schemas import AppSpec, TenantCreate, TokenCreate
 from tests.containers import ready
 from tests.harness import Daemon
 from tui import ConsoleData, StrataConsole
+from tui.screens.dialogs import FormDialog
 from tui.screens.overview import OverviewScreen
+from tui.screens.table import FittingTable
 from tui.screens.tenant import TenantScreen
 
 REFRESH = 0.3
@@ -123,7 +125,102 @@ def test_a_tenant_token_sees_its_tenant_only(daemon: Daemon, unique: str) -> Non
         assert [r[0] for r in rows(app, "tenants")] == [unique]
         assert not app.data.is_operator
 
+        offered = {active.binding.description for active in app.screen.active_bindings.values()}
+        assert "Filter" in offered and not offered & {"New tenant", "Suspend/resume", "Delete"}
+        await pilot.press("n", "p", "ctrl+d")
+        assert isinstance(app.screen, OverviewScreen)
+        await pilot.press("question_mark")
+        assert "new tenant" not in str(app.screen.query_one(Markdown).source)
+        await pilot.press("escape", "colon", *"nodes", "enter")
+        assert "unknown command 'nodes'" in str(app.screen.query_one("#error", Label).render())
+        await pilot.press("escape", "enter")
+        await until(pilot, lambda: isinstance(app.screen, TenantScreen), what="its tenant screen")
+        iaas = app.screen.query_one("#iaas", FittingTable)
+        assert [column.label for column in iaas.spec] == ["", "NODE", "TENANT INST", "TENANT CPU", "TENANT MEM"]
+
     drive(daemon, token, steps)
+
+
+def form_error(app: StrataConsole) -> str:
+    assert isinstance(app.screen, FormDialog), app.screen
+    return str(app.screen.query_one("#error", Label).render())
+
+
+async def submit(pilot: Pilot, **values: str) -> None:
+    """Fill the open form's fields by id and press Enter."""
+    for field, value in values.items():
+        pilot.app.screen.query_one(f"#{field}", Input).value = value
+    pilot.app.screen.query_one(f"#{next(iter(values))}", Input).focus()
+    await pilot.press("enter")
+
+
+async def refused(pilot: Pilot, words: str, **values: str) -> None:
+    await submit(pilot, **values)
+    await until(pilot, lambda: words in form_error(pilot.app), what=f"{words!r} in the form")  # type: ignore[arg-type]
+
+
+def test_the_new_tenant_form_says_what_is_wrong_and_sends_nothing(daemon: Daemon, unique: str) -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: app.screen.sub_title, what="the overview")
+        await pilot.press("n")
+        await refused(pilot, "'Bad_Name' is not a DNS label", name="Bad_Name")
+        await refused(pilot, "reserved", name="admin")
+        await refused(pilot, "no plan named 'huge'", name=unique, plan="huge")  # the API's refusal, in the form
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+        await pilot.press("n")
+        await submit(pilot, name=unique, plan="medium")
+        await until(pilot, lambda: f"tenant {unique} created" in toasts(app), what="the new tenant")
+
+    drive(daemon, daemon.operator_token, steps)
+    with daemon.operator() as api:
+        assert api.tenant(unique).plan.name == "medium"
+        assert [e.action for e in api.events(unique, limit=10)] == ["tenant.create"]
+
+
+def test_the_deploy_form_says_what_is_wrong_and_sends_nothing(daemon: Daemon, unique: str) -> None:
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: any(r[0] == unique for r in rows(app, "tenants")), what="the tenant")
+        table = app.screen.query_one("#tenants", DataTable)
+        table.move_cursor(row=table.get_row_index(unique))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TenantScreen), what="the tenant screen")
+        await pilot.press("d")
+        await refused(pilot, "is not a DNS label", app="[/b]")  # markup, too, is only text
+        await refused(pilot, "not an image reference", app="web", image="Not An Image")
+        await refused(pilot, "replicas must be a whole number", image="strata/hello", replicas="many")
+        await refused(pilot, "less than or equal to 100", replicas="101")
+        await refused(pilot, "quota", replicas="99")  # the API's refusal, in the form
+        await pilot.press("escape")
+        assert isinstance(app.screen, TenantScreen)
+
+    drive(daemon, daemon.operator_token, steps)
+    with daemon.operator() as api:
+        assert api.apps(unique) == []
+
+
+def test_the_catalog_form_says_what_is_wrong_and_sends_nothing(daemon: Daemon, unique: str) -> None:
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: rows(app, "tenants"), what="the overview")
+        await pilot.press("colon", *"catalog", "enter")
+        await until(pilot, lambda: rows(app, "catalog"), what="the catalog")
+        await pilot.press("enter")
+        await refused(pilot, "'Bad_Name' is not a DNS label", line="Bad_Name")
+        await submit(pilot, line=unique)
+        await until(pilot, lambda: app.screen.query("#env-GREETING"), what="the hello form")
+        await refused(pilot, "replicas must be a whole number", replicas="-1")
+        await refused(pilot, "GREETING", replicas="1", **{"env-GREETING": "x" * 5000})
+        await pilot.press("escape")
+
+    drive(daemon, daemon.operator_token, steps)
+    with daemon.operator() as api:
+        assert api.apps(unique) == []
 
 
 def test_the_api_going_away_shows_a_banner(tmp_path, unique: str) -> None:  # type: ignore[no-untyped-def]
@@ -135,7 +232,7 @@ def test_the_api_going_away_shows_a_banner(tmp_path, unique: str) -> None:  # ty
     async def steps(app: StrataConsole, pilot: Pilot) -> None:
         await until(
             pilot,
-            lambda: app.screen.query_one("#tenants", DataTable).row_count == 0 and app.sub_title,
+            lambda: app.screen.query_one("#tenants", DataTable).row_count == 0 and app.screen.sub_title,
             what="the first paint",
         )
         daemon.stop()

@@ -33,6 +33,17 @@ def test_tenant_screen_with_its_three_layers(snap_compare) -> None:  # type: ign
     assert snap_compare(console(), terminal_size=SIZE, run_before=open_tenant)
 
 
+def test_tenant_screen_side_by_side_at_160_columns_names_what_it_hides(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """Each pane shows its most important columns, and names under it those that did not fit."""
+
+    async def open_tenant(pilot: Pilot) -> None:
+        await painted(pilot)
+        await pilot.press("enter")
+        await painted(pilot, "#paas")
+
+    assert snap_compare(console(), terminal_size=(160, 40), run_before=open_tenant)
+
+
 def test_tenant_screen_in_80_by_24(snap_compare) -> None:  # type: ignore[no-untyped-def]
     async def open_tenant(pilot: Pilot) -> None:
         await painted(pilot)

@@ -8,10 +8,17 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui.dao import ConsoleData
+from tui.screens.table import FittingTable
 
 
 class DataScreen(Screen[None]):
-    """A screen that refreshes from the API every few seconds, without blocking the UI."""
+    """A screen that refreshes from the API every few seconds, without blocking the UI. Its tables sit in
+    `.pane` containers, a table `X` in `#X-pane`, whose bottom border names the columns the width hides."""
+
+    DEFAULT_CSS = """
+    DataScreen .pane { height: 1fr; border: round $primary-darken-2; border-subtitle-color: $warning; }
+    DataScreen .pane > Label { text-style: bold; color: $accent; }
+    """
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -29,6 +36,11 @@ class DataScreen(Screen[None]):
     def show(self, payload: Any) -> None:
         """Paint `payload` (on the UI thread)."""
         raise NotImplementedError
+
+    def on_fitting_table_fitted(self, event: FittingTable.Fitted) -> None:
+        hidden = event.hidden
+        note = f"{len(hidden)} hidden: {', '.join(hidden)}" if hidden else ""
+        self.query_one(f"#{event.table.id}-pane").border_subtitle = note
 
     def on_screen_resume(self) -> None:
         self.app.refresh_data()  # type: ignore[attr-defined]

@@ -1,13 +1,16 @@
 """The catalog (`:catalog`): ready apps to deploy through a form, for tenants who write no code."""
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
 from tenants.catalog import Template
+from tenants.names import check_name
+from tenants.schemas import AppSpec
 from tui.dao import ConsoleData
 from tui.screens.base import DataScreen
-from tui.screens.dialogs import DeployDialog, PromptDialog
+from tui.screens.dialogs import deploy_form, prompt
 
 
 class CatalogScreen(DataScreen):
@@ -17,6 +20,7 @@ class CatalogScreen(DataScreen):
         super().__init__()
         self.tenant = tenant
         self.templates: list[Template] = []
+        self.sub_title = "catalog" + (f" — deploying to {tenant}" if tenant else "")
 
     def body(self) -> ComposeResult:
         table: DataTable[object] = DataTable(id="catalog", cursor_type="row")
@@ -24,20 +28,21 @@ class CatalogScreen(DataScreen):
         yield table
 
     def on_mount(self) -> None:
-        self.app.sub_title = "catalog" + (f" — deploying to {self.tenant}" if self.tenant else "")
         self.query_one("#catalog", DataTable).focus()
 
-    def load(self, data: ConsoleData) -> list[Template]:
-        return data.catalog()
+    def load(self, data: ConsoleData) -> tuple[list[Template], str | None]:
+        """The templates, and the tenant to deploy to when it goes without asking (a tenant token's own)."""
+        return data.catalog(), self.tenant or data.own_tenant
 
-    def show(self, payload: list[Template]) -> None:
-        if payload == self.templates:
+    def show(self, payload: tuple[list[Template], str | None]) -> None:
+        templates, self.tenant = payload
+        if templates == self.templates:
             return
-        self.templates = payload
+        self.templates = templates
         table = self.query_one("#catalog", DataTable)
         table.clear()
-        for template in payload:
-            table.add_row(template.name, template.image, template.description, key=template.name)
+        for template in templates:
+            table.add_row(Text(template.name), Text(template.image), Text(template.description), key=template.name)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_deploy()
@@ -50,21 +55,18 @@ class CatalogScreen(DataScreen):
         if self.tenant:
             self._form(self.tenant, template)
             return
-        own = self.app.data.own_tenant  # type: ignore[attr-defined]
-        if own:
-            self._form(own, template)
-            return
 
         def chosen(tenant: str | None) -> None:
             if tenant:
                 self._form(tenant, template)
 
-        self.app.push_screen(PromptDialog("Deploy to which tenant?", "acme"), chosen)
+        self.app.push_screen(
+            prompt("Deploy to which tenant?", "acme", lambda name: check_name(name, field="tenant")), chosen
+        )
 
     def _form(self, tenant: str, template: Template) -> None:
-        def submitted(result: tuple[str, object] | None) -> None:
+        def deployed(result: tuple[str, AppSpec] | None) -> None:
             if result:
-                app, spec = result
-                self.app.act(lambda data: data.deploy(tenant, app, spec), f"{tenant}/{app} deployed")  # type: ignore[attr-defined]
+                self.app.acted(f"{tenant}/{result[0]} deployed")  # type: ignore[attr-defined]
 
-        self.app.push_screen(DeployDialog(tenant, template), submitted)
+        self.app.push_screen(deploy_form(tenant, template), deployed)

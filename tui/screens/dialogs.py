@@ -1,19 +1,47 @@
-"""Modal dialogs: a yes/no confirmation, a one-line prompt, and the deploy form."""
+"""Modal dialogs: a yes/no confirmation, forms (a one-line prompt, a new tenant, a deploy), and an event's
+whole record. No input may crash the console: a form says what is wrong inside itself and sends nothing."""
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, Static
 
 from tenants.catalog import Template
+from tenants.client import ApiError
 from tenants.errors import Invalid
 from tenants.names import check_name
-from tenants.schemas import AppSpec
+from tenants.schemas import AppSpec, EventRead, TenantCreate
+from tui.dao import ConsoleData
 
+Result = TypeVar("Result")
 DIALOG_CSS = """
 #dialog { width: 70; height: auto; max-height: 90%; padding: 1 2; border: thick $accent; background: $surface; }
+#dialog > .label { margin-top: 1; }
+#error { color: $error; margin-top: 1; }
 """
+HINT = "Enter submits, esc cancels"
+
+
+def message(exc: Exception) -> str:
+    """What was refused, in the words of the check that refused it (the API's, or a model's)."""
+    if isinstance(exc, ApiError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, Invalid):
+            return cause.message
+        where = ".".join(map(str, first["loc"]))
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return str(exc)
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -28,79 +56,151 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.question)
+            yield Label(Text(self.question))
             yield Label("[b]y[/b] yes    [b]n[/b] no")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
 
 
-class PromptDialog(ModalScreen[str | None]):
-    """One line of input; Enter returns it, `esc` returns None."""
+@dataclass(frozen=True)
+class Field:
+    """One input of a form: its id (the key of its value), a label above it, what it starts with."""
 
-    DEFAULT_CSS = "PromptDialog { align: center middle; }" + DIALOG_CSS
+    id: str
+    label: str
+    value: str = ""
+    placeholder: str = ""
+
+
+class FormDialog(ModalScreen[Result | None], Generic[Result]):
+    """Labelled inputs. Enter hands their values (stripped, by field id) to `parse`; what it returns goes to
+    `send` (in a worker, through the API), and the form closes with it once sent. A refusal of either (an
+    `ApiError`, or a `ValueError`, which pydantic's `ValidationError` and `Invalid` are) is said under the form,
+    which stays open: nothing bad is sent, and nothing is half-done. `esc` closes it with None."""
+
+    DEFAULT_CSS = "FormDialog { align: center middle; }" + DIALOG_CSS
     BINDINGS = [("escape", "cancel", "Cancel")]
 
-    def __init__(self, label: str, placeholder: str = "", value: str = "") -> None:
+    def __init__(
+        self,
+        title: str | Text,
+        fields: Sequence[Field],
+        parse: Callable[[dict[str, str]], Result],
+        send: Callable[[ConsoleData, Result], object] | None = None,
+    ) -> None:
         super().__init__()
-        self.label, self.placeholder, self.value = label, placeholder, value
+        self.title_text, self.fields, self.parse, self.send = title, fields, parse, send
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.label)
-            yield Input(value=self.value, placeholder=self.placeholder)
+            yield Label(self.title_text)
+            for field in self.fields:
+                if field.label:
+                    yield Label(Text(field.label), classes="label")
+                yield Input(value=field.value, placeholder=field.placeholder, id=field.id)
+            yield Label(HINT, id="error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class DeployDialog(ModalScreen[tuple[str, AppSpec] | None]):
-    """A deploy form: app name, image, replicas, and the template's environment (required ones marked *).
-    Returns (app name, spec), or None when cancelled; bad input is said under the form, nothing is sent."""
-
-    DEFAULT_CSS = "DeployDialog { align: center middle; } #error { color: $error; }" + DIALOG_CSS
-    BINDINGS = [("escape", "cancel", "Cancel")]
-
-    def __init__(self, tenant: str, template: Template | None = None) -> None:
-        super().__init__()
-        self.tenant = tenant
-        self.template = template or Template(name="", description="", image="")
-
-    def compose(self) -> ComposeResult:
-        t = self.template
-        with Vertical(id="dialog"):
-            yield Label(f"Deploy to [b]{self.tenant}[/b]" + (f": {t.description}" if t.description else ""))
-            yield Input(value=t.name, placeholder="app name (a DNS label)", id="app")
-            yield Input(value=t.image, placeholder="image, e.g. strata/hello", id="image")
-            yield Input(value=str(t.replicas), placeholder="replicas", id="replicas")
-            for field in t.env:
-                mark = "*" if field.required else ""
-                yield Label(f"{field.name}{mark} — {field.description}" if field.description else field.name + mark)
-                yield Input(value=field.default, placeholder=field.name, id=f"env-{field.name}")
-            yield Label("Enter deploys, esc cancels", id="error")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        values = {i.id: i.value.strip() for i in self.query(Input) if i.id}
+        event.stop()
+        values = {field.id: self.query_one(f"#{field.id}", Input).value.strip() for field in self.fields}
         try:
-            env = {f.name: values[f"env-{f.name}"] for f in self.template.env}
-            template = self.template.model_copy(update={"image": values["image"]})
-            spec = template.spec(env).model_copy(update={"replicas": int(values["replicas"] or 1)})
-            spec = AppSpec.model_validate(spec.model_dump())
-            check_name(values["app"], field="app")
-        except (Invalid, ValidationError, ValueError) as exc:
-            self.query_one("#error", Label).update(f"[b]{_message(exc)}[/b]")
+            result = self.parse(values)
+        except ValueError as exc:
+            self.refuse(exc)
             return
-        self.dismiss((values["app"], spec))
+        if self.send is None:
+            self.dismiss(result)
+        else:
+            self.sending(self.send, result)
+
+    @work(thread=True, exclusive=True, group="form")
+    def sending(self, send: Callable[[ConsoleData, Result], object], result: Result) -> None:
+        try:
+            send(self.app.data, result)  # type: ignore[attr-defined]
+        except (ApiError, ValueError) as exc:
+            self.app.call_from_thread(self.refuse, exc)
+            return
+        self.app.call_from_thread(self.dismiss, result)
+
+    def refuse(self, exc: Exception) -> None:
+        self.query_one("#error", Label).update(Text(message(exc), style="bold"))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
 
-def _message(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
-    return str(exc)
+def prompt(title: str, placeholder: str = "", check: Callable[[str], object] | None = None) -> FormDialog[str]:
+    """One line; `check` (raising `ValueError`) refuses a bad one in the prompt. Returns what was typed."""
+
+    def parse(values: dict[str, str]) -> str:
+        if check is not None:
+            check(values["line"])
+        return values["line"]
+
+    return FormDialog(title, [Field("line", "", placeholder=placeholder)], parse)
+
+
+def new_tenant_form() -> FormDialog[TenantCreate]:
+    """A tenant's name and plan, checked here (the name) and by the API (the plan) before the form closes."""
+
+    def parse(values: dict[str, str]) -> TenantCreate:
+        return TenantCreate(name=values["name"], plan=values["plan"] or "small")
+
+    fields = [Field("name", "Name (a DNS label)", placeholder="acme"), Field("plan", "Plan", "small", "small")]
+    return FormDialog("New tenant", fields, parse, lambda data, spec: data.create_tenant(spec.name, spec.plan))
+
+
+def deploy_form(tenant: str, template: Template | None = None) -> FormDialog[tuple[str, AppSpec]]:
+    """App name, image, replicas and the template's environment (required ones marked *); sent as a deploy."""
+    t = template or Template(name="", description="", image="")
+    fields = [
+        Field("app", "App name (a DNS label)", t.name, "web"),
+        Field("image", "Image", t.image, "strata/hello"),
+        Field("replicas", "Replicas", str(t.replicas), "1"),
+        *(
+            Field(
+                f"env-{f.name}",
+                f"{f.name}{'*' if f.required else ''}" + (f" — {f.description}" if f.description else ""),
+                f.default,
+                f.name,
+            )
+            for f in t.env
+        ),
+    ]
+
+    def parse(values: dict[str, str]) -> tuple[str, AppSpec]:
+        check_name(values["app"], field="app")
+        replicas = values["replicas"] or str(t.replicas)
+        if not replicas.isdecimal():
+            raise Invalid(f"replicas must be a whole number, not {replicas!r}", field="replicas")
+        env = {f.name: values[f"env-{f.name}"] for f in t.env}
+        spec = t.model_copy(update={"image": values["image"]}).spec(env)
+        return values["app"], AppSpec.model_validate({**spec.model_dump(), "replicas": int(replicas)})
+
+    title = Text.assemble("Deploy to ", (tenant, "bold"), f": {t.description}" if t.description else "")
+    return FormDialog(title, fields, parse, lambda data, app: data.deploy(tenant, *app))
+
+
+class EventDialog(ModalScreen[None]):
+    """One audit event, whole: the events table cuts its detail to the line."""
+
+    DEFAULT_CSS = "EventDialog { align: center middle; } #dialog { width: 90; }" + DIALOG_CSS
+    BINDINGS = [("escape,enter,q", "app.pop_screen", "Close")]
+
+    def __init__(self, event: EventRead) -> None:
+        super().__init__()
+        self.event = event
+
+    def compose(self) -> ComposeResult:
+        e = self.event
+        record: dict[str, Any] = {
+            "time": e.time.isoformat(),
+            "actor": e.actor,
+            "tenant": e.tenant,
+            "action": e.action,
+        }
+        with VerticalScroll(id="dialog"):
+            yield Static(Text(f"event {e.id}", style="bold"))
+            yield Static(Text("\n".join(f"{key}: {value}" for key, value in record.items())))
+            yield Static(Text(json.dumps(e.detail, indent=2, ensure_ascii=False, default=str)), classes="label")

@@ -26,6 +26,7 @@ class LogsScreen(Screen[None]):
         super().__init__()
         self.tenant, self.app_name = tenant, app
         self.paused = False
+        self.sub_title = f"logs of {tenant}/{app}"
         self.lines: deque[str] = deque(maxlen=MAX_LINES)  # everything received, for searching
 
     def compose(self) -> ComposeResult:
@@ -35,7 +36,6 @@ class LogsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.sub_title = f"logs of {self.tenant}/{self.app_name}"
         self.query_one("#log", Log).focus()
         self.stream()
 

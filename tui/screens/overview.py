@@ -1,19 +1,33 @@
 """The overview: every tenant the token may see, with its apps' readiness, claims and traffic."""
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
 from tenants.enums import TenantStatus
-from tenants.schemas import NodeRead, TenantSummary
+from tenants.schemas import NodeRead, TenantCreate, TenantSummary
 from tui import render
 from tui.dao import ConsoleData
-from tui.model import fill, ordered, visible
+from tui.model import Column, ordered, visible
 from tui.screens.base import DataScreen
-from tui.screens.dialogs import ConfirmDialog, PromptDialog
+from tui.screens.dialogs import ConfirmDialog, new_tenant_form
+from tui.screens.table import FittingTable
 
-COLUMNS = ("TENANT", "PLAN", "ISOLATION", "STATUS", "APPS", "READY", "CPU", "MEMORY", "REQ/S", "ERRORS")
+COLUMNS = [
+    Column("TENANT", 0),
+    Column("PLAN", 8),
+    Column("ISOLATION", 9),
+    Column("STATUS", 1),
+    Column("APPS", 7),
+    Column("READY", 2),
+    Column("CPU", 5),
+    Column("MEMORY", 6),
+    Column("REQ/S", 4),
+    Column("ERRORS", 3),
+]
 SORTS = {
     "name": lambda t: t.name,
     "req/s": lambda t: -t.requests_per_second,
@@ -24,12 +38,13 @@ SORTS = {
 
 
 FILTER_PAUSE_SECONDS = 0.15
+OPERATOR_ACTIONS = {"new", "pause", "delete"}  # the API refuses them to a tenant's token
 
 
 def cells(t: TenantSummary) -> tuple[object, ...]:
     return (
-        t.name,
-        t.plan,
+        Text(t.name),
+        Text(t.plan),
         t.isolation,
         render.state(t.status),
         str(t.apps),
@@ -60,9 +75,10 @@ class OverviewScreen(DataScreen):
 
     def body(self) -> ComposeResult:
         yield Input(placeholder="filter tenants (esc clears)", id="filter")
-        table: DataTable[object] = DataTable(id="tenants", cursor_type="row", zebra_stripes=True)
-        table.add_columns(*COLUMNS)
-        yield table
+        with Vertical(id="tenants-pane", classes="pane"):
+            table = FittingTable(COLUMNS, id="tenants")
+            table.zebra_stripes = True
+            yield table
 
     def on_mount(self) -> None:
         self.query_one("#tenants", DataTable).focus()
@@ -73,10 +89,10 @@ class OverviewScreen(DataScreen):
     def show(self, payload: tuple[list[TenantSummary], list[NodeRead] | None]) -> None:
         tenants, nodes = payload
         total = sum(t.requests_per_second for t in tenants)
-        health = [f"{len(tenants)} tenants", f"gateway {total:.1f} req/s"]
+        health = [render.plural(len(tenants), "tenant"), f"gateway {total:.1f} req/s"]
         if nodes is not None:
             health.insert(1, f"docker engines {sum(n.state == 'ready' for n in nodes)}/{len(nodes)} ready")
-        self.app.sub_title = " · ".join(health)
+        self.sub_title = " · ".join(health)
         if tenants == self.rows:
             return  # nothing changed: nothing to paint
         self.rows = tenants
@@ -87,7 +103,7 @@ class OverviewScreen(DataScreen):
         shown = ordered(
             visible(self.rows, text, lambda t: f"{t.name} {t.plan} {t.status}"), SORTS[self.sort_name], reverse=False
         )
-        fill(self.query_one("#tenants", DataTable), [(t.name, cells(t)) for t in shown])
+        self.query_one("#tenants", FittingTable).show([(t.name, cells(t)) for t in shown])
 
     def selected(self) -> str | None:
         table = self.query_one("#tenants", DataTable)
@@ -133,16 +149,16 @@ class OverviewScreen(DataScreen):
         self.notify(f"sorted by {self.sort_name}")
         self.repaint()
 
-    def action_new(self) -> None:
-        def create(answer: str | None) -> None:
-            if answer:
-                name, _, plan = answer.partition(" ")
-                self.app.act(
-                    lambda data: data.create_tenant(name, plan.strip() or "small"),  # type: ignore[attr-defined]
-                    f"tenant {name} created",
-                )
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
+        """Offer the operators' keys only to a token known to be an operator's: a tenant gets what it may use."""
+        return action not in OPERATOR_ACTIONS or self.app.data.known_operator  # type: ignore[attr-defined]
 
-        self.app.push_screen(PromptDialog("New tenant: NAME [PLAN]", "acme small"), create)
+    def action_new(self) -> None:
+        def created(spec: TenantCreate | None) -> None:
+            if spec:
+                self.app.acted(f"tenant {spec.name} created")  # type: ignore[attr-defined]
+
+        self.app.push_screen(new_tenant_form(), created)
 
     def action_pause(self) -> None:
         row = next((t for t in self.rows or [] if t.name == self.selected()), None)

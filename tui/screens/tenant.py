@@ -4,20 +4,59 @@ Moving onto an app in the PaaS pane marks its instances' nodes (◆) and its tra
 the layers.
 """
 
+from collections.abc import Iterator
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.widgets import DataTable, Label
 
-from tenants.schemas import AppSpec
+from tenants.schemas import AppSpec, TrafficRead
 from tui import render
-from tui.dao import ConsoleData, TenantDetail
-from tui.model import History
+from tui.dao import ConsoleData, NodeShare, TenantDetail
+from tui.model import Column, History
 from tui.screens.base import DataScreen
-from tui.screens.dialogs import ConfirmDialog, DeployDialog
+from tui.screens.dialogs import ConfirmDialog, deploy_form
+from tui.screens.table import FittingTable
 
 MARK = "◆"
 WIDE_ENOUGH = 150  # side by side from this width; stacked below it (80×24 works)
+# Each pane's columns, in table order; when a pane is too narrow, the highest priority numbers go first.
+IAAS = [
+    Column("", 1),
+    Column("NODE", 0),
+    Column("STATE", 4),
+    Column("TENANT INST", 5),
+    Column("TENANT CPU", 2),
+    Column("TENANT MEM", 6),
+    Column("NODE INST", 8),
+    Column("NODE CPU", 3),
+    Column("NODE MEM", 7),
+    Column("VM", 9),
+]
+NODES_OWN = {"STATE", "NODE INST", "NODE CPU", "NODE MEM", "VM"}  # figures a tenant's token may not see
+IAAS_FOR_TENANTS = [column for column in IAAS if column.label not in NODES_OWN]
+PAAS = [
+    Column("APP / INSTANCE", 0),
+    Column("REV", 8),
+    Column("STATE", 1),
+    Column("NODE", 2),
+    Column("RESTARTS", 3),
+    Column("UP", 7),
+    Column("CPU", 5),
+    Column("MEMORY", 6),
+    Column("ENDPOINT", 4),
+]
+SAAS = [
+    Column("", 1),
+    Column("URL", 0),
+    Column("REQ/S", 2),
+    Column("P50", 6),
+    Column("P99", 4),
+    Column("ERRORS", 3),
+    Column("LAST MINUTES", 5, render.SPARK_WIDTH),
+]
 
 
 class TenantScreen(DataScreen):
@@ -34,9 +73,8 @@ class TenantScreen(DataScreen):
     DEFAULT_CSS = """
     #layers { layout: vertical; height: 1fr; }
     #layers.wide { layout: horizontal; }
-    #layers > Vertical { height: 1fr; border: round $primary-darken-2; }
-    #layers.wide > Vertical { width: 1fr; }
-    #layers > Vertical > Label { text-style: bold; color: $accent; }
+    #layers.wide > .pane { width: 3fr; }
+    #layers.wide > #iaas-pane { width: 2fr; }
     """
 
     def __init__(self, tenant: str) -> None:
@@ -44,26 +82,21 @@ class TenantScreen(DataScreen):
         self.tenant = tenant
         self.detail: TenantDetail | None = None
         self.history = History()
+        self.sub_title = f"tenant {tenant}"
 
     def body(self) -> ComposeResult:
+        iaas = IAAS if self.app.data.known_operator else IAAS_FOR_TENANTS  # type: ignore[attr-defined]
         with Container(id="layers"):
             for pane, title, columns in (
-                ("iaas", "IaaS — nodes", ("", "NODE", "STATE", "INSTANCES", "CPU", "MEMORY", "VM")),
-                (
-                    "paas",
-                    "PaaS — apps and instances",
-                    ("APP / INSTANCE", "REV", "STATE", "NODE", "RESTARTS", "UP", "CPU", "MEMORY", "ENDPOINT"),
-                ),
-                ("saas", "SaaS — as users see it", ("", "URL", "REQ/S", "P50", "P99", "ERRORS", "LAST MINUTES")),
+                ("iaas", "IaaS — nodes", iaas),
+                ("paas", "PaaS — apps and instances", PAAS),
+                ("saas", "SaaS — as users see it", SAAS),
             ):
-                with Vertical():
+                with Vertical(id=f"{pane}-pane", classes="pane"):
                     yield Label(title)
-                    table: DataTable[object] = DataTable(id=pane, cursor_type="row")
-                    table.add_columns(*columns)
-                    yield table
+                    yield FittingTable(columns, id=pane)
 
     def on_mount(self) -> None:
-        self.app.sub_title = f"tenant {self.tenant}"
         self.query_one("#paas", DataTable).focus()
 
     def on_resize(self) -> None:
@@ -82,68 +115,63 @@ class TenantScreen(DataScreen):
         detail = self.detail
         if detail is None:
             return
+        paas = self.query_one("#paas", FittingTable)
+        paas.show(list(self.paas_rows(detail)))
         chosen = self.chosen_app()
         on_nodes = {i.node for a in detail.apps if a.name == chosen for i in a.instances}
-        paas = self.query_one("#paas", DataTable)
-        keep = paas.cursor_row
-        paas.clear()
+        self.query_one("#iaas", FittingTable).show(
+            [(share.name, iaas_cells(share, share.name in on_nodes)) for share in detail.nodes]
+        )
+        self.query_one("#saas", FittingTable).show(
+            [
+                (app.name, self.saas_cells(app.name, detail.traffic.get(app.name), app.name == chosen))
+                for app in detail.apps
+            ]
+        )
+
+    def paas_rows(self, detail: TenantDetail) -> Iterator[tuple[str, list[object]]]:
         for app in detail.apps:
             ready = sum(1 for i in app.instances if i.state == "ready")
-            paas.add_row(
-                f"[b]{app.name}[/b]",
-                str(app.revision),
-                render.ready_of(ready, app.replicas),
-                "",
-                "",
-                "",
-                f"{app.cpu_millicores}m",
-                f"{app.memory_mib}Mi",
-                app.image,
-                key=f"app:{app.name}",
+            yield (
+                f"app:{app.name}",
+                [
+                    Text(app.name, style="bold"),
+                    str(app.revision),
+                    render.ready_of(ready, app.replicas),
+                    "",
+                    "",
+                    "",
+                    f"{app.cpu_millicores}m",
+                    f"{app.memory_mib}Mi",
+                    Text(app.image),
+                ],
             )
             for i in app.instances:
-                paas.add_row(
-                    f"  {i.id}",
-                    str(i.revision),
-                    render.state(i.state),
-                    i.node,
-                    str(i.restarts),
-                    render.uptime(i.started_at),
-                    render.used(i.cpu_millicores_used, app.cpu_millicores, "m"),
-                    render.used(i.memory_mib_used, app.memory_mib, "Mi"),
-                    i.endpoint or "-",
-                    key=f"instance:{app.name}:{i.id}",
+                yield (
+                    f"instance:{app.name}:{i.id}",
+                    [
+                        Text(f"  {i.id}"),
+                        str(i.revision),
+                        render.state(i.state),
+                        Text(i.node),
+                        str(i.restarts),
+                        render.uptime(i.started_at),
+                        render.used(i.cpu_millicores_used, app.cpu_millicores, "m"),
+                        render.used(i.memory_mib_used, app.memory_mib, "Mi"),
+                        Text(i.endpoint or "-"),
+                    ],
                 )
-        if paas.row_count:
-            paas.move_cursor(row=min(keep, paas.row_count - 1))
 
-        iaas = self.query_one("#iaas", DataTable)
-        iaas.clear()
-        for node in detail.nodes:
-            iaas.add_row(
-                MARK if node.name in on_nodes else "",
-                node.name,
-                render.node_state(node),
-                str(node.instances),
-                render.usage(node.allocated_cpu_millicores, node.cpu_millicores, "m"),
-                render.usage(node.allocated_memory_mib, node.memory_mib, "Mi"),
-                render.vm(node),
-                key=node.name,
-            )
-        saas = self.query_one("#saas", DataTable)
-        saas.clear()
-        for app in detail.apps:
-            traffic = detail.traffic.get(app.name)
-            saas.add_row(
-                MARK if app.name == chosen else "",
-                f"http://{app.name}.{self.tenant}.localhost",
-                render.rate(traffic.requests_per_second) if traffic else "-",
-                render.ms(traffic.p50_ms if traffic else None),
-                render.ms(traffic.p99_ms if traffic else None),
-                render.percent(traffic.error_rate if traffic else 0.0),
-                render.sparkline(self.history.of(app.name)),
-                key=app.name,
-            )
+    def saas_cells(self, app: str, traffic: TrafficRead | None, marked: bool) -> list[object]:
+        return [
+            MARK if marked else "",
+            Text(f"http://{app}.{self.tenant}.localhost"),
+            render.rate(traffic.requests_per_second) if traffic else "-",
+            render.ms(traffic.p50_ms if traffic else None),
+            render.ms(traffic.p99_ms if traffic else None),
+            render.percent(traffic.error_rate if traffic else 0.0),
+            render.sparkline(self.history.of(app)),
+        ]
 
     def chosen_app(self) -> str | None:
         """The app under the PaaS cursor (its own row or one of its instances)."""
@@ -162,11 +190,11 @@ class TenantScreen(DataScreen):
         if detail is None:
             return
         on_nodes = {i.node for a in detail.apps if a.name == chosen for i in a.instances}
-        iaas, saas = self.query_one("#iaas", DataTable), self.query_one("#saas", DataTable)
-        for node in detail.nodes:
-            iaas.update_cell(node.name, iaas.ordered_columns[0].key, MARK if node.name in on_nodes else "")
+        iaas, saas = self.query_one("#iaas", FittingTable), self.query_one("#saas", FittingTable)
+        for share in detail.nodes:
+            iaas.set_cell(share.name, "", MARK if share.name in on_nodes else "")
         for app in detail.apps:
-            saas.update_cell(app.name, saas.ordered_columns[0].key, MARK if app.name == chosen else "")
+            saas.set_cell(app.name, "", MARK if app.name == chosen else "")
 
     # keys
 
@@ -205,12 +233,11 @@ class TenantScreen(DataScreen):
             self.app.push_screen(ConfirmDialog(f"Delete app {self.tenant}/{app} and stop its instances?"), confirmed)
 
     def action_deploy(self) -> None:
-        def submitted(result: tuple[str, AppSpec] | None) -> None:
+        def deployed(result: tuple[str, AppSpec] | None) -> None:
             if result:
-                app, spec = result
-                self.app.act(lambda data: data.deploy(self.tenant, app, spec), f"{app} deployed")  # type: ignore[attr-defined]
+                self.app.acted(f"{result[0]} deployed")  # type: ignore[attr-defined]
 
-        self.app.push_screen(DeployDialog(self.tenant), submitted)
+        self.app.push_screen(deploy_form(self.tenant), deployed)
 
     def action_shell(self) -> None:
         """A shell in the instance under the cursor (or the app's first ready one): the console steps aside."""
@@ -236,3 +263,26 @@ class TenantScreen(DataScreen):
         app = self.chosen_app()
         if app:
             self.app.push_screen(LogsScreen(self.tenant, app))
+
+
+def iaas_cells(share: NodeShare, marked: bool) -> list[object]:
+    """A node's row: the tenant's share of it, and (for an operator) the node's own state and totals."""
+    node = share.node
+    return [
+        MARK if marked else "",
+        Text(share.name),
+        *([render.node_state(node)] if node else []),
+        str(share.instances),
+        f"{share.cpu_millicores}m",
+        f"{share.memory_mib}Mi",
+        *(
+            [
+                str(node.instances),
+                render.usage(node.allocated_cpu_millicores, node.cpu_millicores, "m"),
+                render.usage(node.allocated_memory_mib, node.memory_mib, "Mi"),
+                render.vm(node),
+            ]
+            if node
+            else []
+        ),
+    ]

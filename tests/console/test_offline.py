@@ -1,0 +1,174 @@
+"""The console on `SyntheticData` (no daemon): how it lays out, titles and words what it shows, and that no input
+of its prompts and filters can crash it."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Header, Input, Label
+
+from tenants.errors import Invalid
+from tui import StrataConsole
+from tui.screens.dialogs import EventDialog, FormDialog
+from tui.screens.logs import LogsScreen
+from tui.screens.table import FittingTable
+from tui.screens.tenant import TenantScreen
+from tui.synthetic import SyntheticData
+
+PANES = ("iaas", "paas", "saas")
+
+
+def offline(
+    steps: Callable[[StrataConsole, Pilot], Awaitable[None]], size: tuple[int, int] = (160, 40), tenants: int = 12
+) -> None:
+    async def run() -> None:
+        app = StrataConsole(SyntheticData(tenants), refresh_seconds=3600)  # type: ignore[arg-type]
+        async with app.run_test(size=size) as pilot:
+            await painted(pilot, "#tenants")
+            await steps(app, pilot)
+        assert app.return_code in (None, 0) and app._exception is None  # noqa: SLF001 (how Textual keeps a crash)
+
+    asyncio.run(run())
+
+
+async def painted(pilot: Pilot, table: str) -> None:
+    for _ in range(100):
+        if pilot.app.screen.query(table) and pilot.app.screen.query_one(table, DataTable).row_count:
+            await pilot.pause(0.1)
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"{table} never filled")
+
+
+async def open_tenant(pilot: Pilot) -> TenantScreen:
+    await pilot.press("enter")
+    await painted(pilot, "#paas")
+    assert isinstance(pilot.app.screen, TenantScreen)
+    return pilot.app.screen
+
+
+def error_of(app: StrataConsole) -> str:
+    return str(app.screen.query_one("#error", Label).render())
+
+
+def test_side_by_side_no_column_is_cut_without_a_note_under_its_pane() -> None:
+    for width in (160, 250):
+
+        async def steps(app: StrataConsole, pilot: Pilot, width: int = width) -> None:
+            screen = await open_tenant(pilot)
+            for pane in PANES:
+                table = screen.query_one(f"#{pane}", FittingTable)
+                shown = [str(column.label) for column in table.ordered_columns]
+                assert sum(column.get_render_width(table) for column in table.ordered_columns) <= table.size.width
+                assert not table.show_horizontal_scrollbar  # no stray scrollbar glyphs mid-pane
+                hidden = [column.label for column in table.spec if column.label not in shown]
+                note = str(screen.query_one(f"#{pane}-pane").border_subtitle or "")
+                assert all(label in note for label in hidden), (width, pane, hidden, note)
+
+        offline(steps, size=(width, 40))
+
+
+def test_the_iaas_pane_shows_the_tenants_share_beside_the_nodes_total() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        table = screen.query_one("#iaas", FittingTable)
+        row = dict(zip(["", "NODE", "STATE", "TENANT INST", "TENANT CPU", "TENANT MEM", "NODE INST", "NODE CPU",
+                        "NODE MEM", "VM"], table.rows_shown[0][1], strict=True))  # fmt: skip
+        # 10 apps of 2 instances of 250m and 128Mi each; the node holds 12 such tenants
+        assert (str(row["TENANT INST"]), str(row["TENANT CPU"]), str(row["TENANT MEM"])) == ("20", "5000m", "2560Mi")
+        assert (str(row["NODE INST"]), str(row["NODE CPU"])) == ("240", "60000m/64000m")
+
+    offline(steps, size=(250, 40))
+
+
+def test_the_title_follows_the_screen_back_from_the_logs() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await open_tenant(pilot)
+        await pilot.press("l")
+        assert isinstance(app.screen, LogsScreen)
+        assert app.screen.query_one(Header).screen_sub_title == "logs of tenant-0000/app-0"
+        await pilot.press("escape")
+        assert app.screen.query_one(Header).screen_sub_title == "tenant tenant-0000"
+
+    offline(steps)
+
+
+def test_counts_are_pluralised_properly() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        assert app.screen.query_one(Header).screen_sub_title.startswith("1 tenant ·")
+        await pilot.press("colon", *"events", "enter")
+        await painted(pilot, "#events")
+        assert app.screen.query_one(Header).screen_sub_title == "audit log · 1 event"
+
+    offline(steps, tenants=1)
+
+
+def test_enter_on_an_event_shows_it_whole() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await pilot.press("colon", *"events", "enter")
+        await painted(pilot, "#events")
+        await pilot.press("enter")
+        assert isinstance(app.screen, EventDialog)
+        assert '"plan": "medium"' in str(app.screen.query_one(".label").render())
+        await pilot.press("escape")
+        assert app.screen.query("#events")
+
+    offline(steps)
+
+
+def test_every_field_of_the_catalog_form_is_labelled() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await pilot.press("colon", *"catalog", "enter")
+        await painted(pilot, "#catalog")
+        await pilot.press("enter", *"tenant-0000", "enter")  # an operator is asked for the tenant
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, FormDialog)
+        labels = [str(label.render()) for label in app.screen.query(".label")]
+        assert [label.split(" ")[0] for label in labels] == ["App", "Image", "Replicas", "GREETING"]
+
+    offline(steps)
+
+
+def test_bad_commands_and_tenant_names_are_refused_inside_their_prompts() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await pilot.press("colon", "enter")  # nothing typed: the prompt just closes
+        assert not isinstance(app.screen, FormDialog)
+        await pilot.press("colon", *":", "enter")
+        await pilot.press("colon", *"nosuch", "enter")
+        assert isinstance(app.screen, FormDialog)
+        assert "unknown command 'nosuch'" in error_of(app)
+        await pilot.press("escape")
+
+        await pilot.press("colon", *"catalog", "enter")
+        await painted(pilot, "#catalog")
+        await pilot.press("enter", *"Bad_Name", "enter")
+        assert isinstance(app.screen, FormDialog)
+        assert "is not a DNS label" in error_of(app)
+
+    offline(steps)
+
+
+def test_filters_and_searches_take_any_text() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await pilot.press("slash", *"[/b] Bad_Name [", "enter")
+        await pilot.pause(0.3)
+        assert app.screen.query_one("#tenants", DataTable).row_count == 0
+        await pilot.press("escape")
+        await painted(pilot, "#tenants")
+        await open_tenant(pilot)
+        await pilot.press("l", "slash", *"[/b] ((", "enter")
+        assert app.screen.query_one("#search", Input).value == "[/b] (("
+
+    offline(steps)
+
+
+def test_a_refused_action_is_shown_not_raised() -> None:
+    def refused(data: object) -> None:
+        raise Invalid("replicas must be at most 100", field="replicas")
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        app.act(refused, "never said")
+        await pilot.pause(0.5)
+        assert [str(toast.message) for toast in app._notifications] == ["replicas must be at most 100"]  # noqa: SLF001
+
+    offline(steps)
