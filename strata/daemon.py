@@ -220,12 +220,12 @@ async def _serve(
     )
     await asyncio.wait([serving, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
     stopping.set()
+    if ssh is not None:
+        await ssh.close()  # first: its sessions' commands are clients of the API, and end with their sessions
     api.should_exit = True
     await asyncio.gather(*tasks)
     for vm_nodes in hypervisors:
         await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
-    if ssh is not None:
-        ssh.close()
     if feed is not None:
         await feed.close()
     await gateway.close()

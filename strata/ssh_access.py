@@ -7,9 +7,11 @@ of its own (expiring, revoked when the session ends), so the SSH server can do n
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from tenants import audit, db, keys, tokens
 from tenants.enums import Role
+from tenants.models import ApiToken
 from tenants.schemas import TokenCreate
 from tui.ssh import Grant
 
@@ -44,7 +46,7 @@ class SshAccess:
     def grant(self, username: str, fingerprint: str, peer: str) -> Grant:
         tenant = None if username == OPERATOR_USER else username
         with db.session(self.engine) as session:
-            row, secret = tokens.mint(
+            _, secret = tokens.mint(
                 session,
                 "ssh",
                 TokenCreate(
@@ -54,11 +56,14 @@ class SshAccess:
                     ttl_seconds=int(SESSION_TOKEN_TTL.total_seconds()),
                 ),
             )
-        return Grant(username=username, tenant=tenant, token=secret, token_id=row.id)  # type: ignore[arg-type]
+        return Grant(username=username, tenant=tenant, token=secret)
 
     def end(self, grant: Grant, peer: str, command: str, exit_code: int, seconds: float) -> None:
+        """Revoke the session's token, found by its secret (an operator may have revoked it already), and audit."""
         with db.session(self.engine) as session:
-            tokens.revoke(session, "ssh", grant.token_id)
+            token = session.exec(select(ApiToken).where(ApiToken.token_hash == tokens.digest(grant.token))).first()
+            if token is not None:  # even expired: it goes with its session
+                tokens.revoke(session, "ssh", token.id)  # type: ignore[arg-type]
             audit.record(
                 session,
                 f"{grant.tenant or 'operator'}/ssh:{grant.username}@{peer}",

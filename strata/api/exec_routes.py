@@ -77,10 +77,8 @@ async def _bridge(websocket: WebSocket, session: ExecSession) -> None:
             await websocket.send_bytes(bytes([stream]) + data)
 
     async def input_() -> None:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect()
+        """Returns when the client goes."""
+        while (message := await websocket.receive())["type"] != "websocket.disconnect":
             if message.get("bytes"):
                 await session.write(message["bytes"])
             elif message.get("text"):
@@ -90,10 +88,10 @@ async def _bridge(websocket: WebSocket, session: ExecSession) -> None:
                 if control.get("eof"):
                     await session.close_input()
 
-    reading = asyncio.ensure_future(input_())
+    writing, reading = asyncio.ensure_future(output()), asyncio.ensure_future(input_())
     try:
-        await asyncio.wait([asyncio.ensure_future(output()), reading], return_when=asyncio.FIRST_COMPLETED)
-        if reading.done():  # the client went away before the command ended
+        await asyncio.wait([writing, reading], return_when=asyncio.FIRST_COMPLETED)
+        if reading.done() or writing.exception() is not None:  # the client went away before the command ended
             raise WebSocketDisconnect()
         code = None
         for _ in range(50):  # the engine records the exit a moment after the output ends
@@ -105,6 +103,8 @@ async def _bridge(websocket: WebSocket, session: ExecSession) -> None:
     except (WebSocketDisconnect, RuntimeError):
         await session.kill()
     finally:
-        reading.cancel()
+        for task in (writing, reading):
+            task.cancel()
+        await asyncio.gather(writing, reading, return_exceptions=True)  # collected: no failure goes unretrieved
         with contextlib.suppress(Exception):
             await session.kill()

@@ -11,7 +11,7 @@ from websockets.exceptions import InvalidStatus
 
 from tenants.enums import Role
 from tenants.schemas import AppSpec, InstanceRead, KeyCreate, TenantCreate, TokenCreate
-from tests.containers import docker, inspect, ready
+from tests.containers import docker, inspect, ready, wait_for
 from tests.harness import Daemon
 from tui.shell import open_socket
 
@@ -40,14 +40,26 @@ def register(daemon: Daemon, key: Path, role: Role, tenant: str | None = None) -
         api.add_key(KeyCreate(public_key=Path(f"{key}.pub").read_text(), role=role, tenant=tenant))
 
 
-def ssh(daemon: Daemon, key: Path, user: str, *command: str) -> subprocess.CompletedProcess[str]:
+def ssh_command(daemon: Daemon, key: Path, user: str, *command: str, tty: bool = False) -> list[str]:
     host, port = daemon.ssh.split(":")
-    return subprocess.run(
-        ["ssh", "-p", port, "-i", str(key), *SSH_OPTIONS, f"{user}@{host}", *command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return ["ssh", *(["-tt"] if tty else []), "-p", port, "-i", str(key), *SSH_OPTIONS, f"{user}@{host}", *command]
+
+
+def ssh(daemon: Daemon, key: Path, user: str, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(ssh_command(daemon, key, user, *command), capture_output=True, text=True, timeout=60)
+
+
+def children(pid: int) -> list[str]:
+    """The command lines of the processes whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+    return found
 
 
 @pytest.fixture
@@ -272,3 +284,73 @@ def test_an_interactive_shell_returns_its_exit_code_and_a_dropped_client_leaves_
     while "sleep 1000" in docker("top", instance.container_id) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "sleep 1000" not in docker("top", instance.container_id)
+
+
+def test_a_shell_in_an_instance_that_does_not_exist_names_the_instances(platform: Daemon, running) -> None:  # type: ignore[no-untyped-def]
+    tenant, key, instance = running
+    refused = ssh(platform, key, tenant, "shell", "web", "NOSUCH", "--", "true")
+    assert refused.returncode == 1
+    assert f"no instance NOSUCH of web; its instances are: {instance.id}" in refused.stderr
+
+
+def test_piped_input_to_a_terminal_shell_is_kept_and_its_exit_code_returned(platform: Daemon, running) -> None:  # type: ignore[no-untyped-def]
+    tenant, key, _ = running
+    command = " ".join(ssh_command(platform, key, tenant, "shell", "web", tty=True))
+    piped = subprocess.run(
+        ["sh", "-c", f"(sleep 2; printf 'echo h\"\"i; exit 3\\n') | {command}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "hi" in [line.strip() for line in piped.stdout.splitlines()], piped.stdout
+    assert piped.returncode == 3, piped.stderr
+
+
+@pytest.mark.parametrize("stdin", [subprocess.DEVNULL, subprocess.PIPE], ids=["input-ended", "input-open"])
+def test_a_dropped_client_ends_its_commands_process_token_and_session(platform: Daemon, running, stdin: int) -> None:  # type: ignore[no-untyped-def]
+    tenant, key, _ = running
+
+    def follower() -> list[str]:
+        return [c for c in children(platform.process.pid) if f"apps logs {tenant}/web --follow" in c]
+
+    def session_tokens() -> list[str]:
+        with platform.operator() as api:
+            return [t.name for t in api.tokens(tenant) if t.name.startswith("ssh:")]
+
+    client = subprocess.Popen(
+        ssh_command(platform, key, tenant, "logs", "web", "-f"),
+        stdin=stdin,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(follower, 20, "the session's `strata apps logs --follow`")
+        assert session_tokens()
+        time.sleep(2)  # as `timeout 3 ssh ...`: a client without input has sent its EOF long before it goes
+    finally:
+        client.kill()  # the client goes away, as `timeout 3 ssh ...` makes it
+        client.wait()
+    wait_for(lambda: not follower(), 5, "the session's command to end")
+    wait_for(lambda: not session_tokens(), 5, "the session's token to be revoked")
+    with platform.operator() as api:
+        sessions = [e for e in api.events(tenant) if e.action == "ssh.session"]
+    assert [e.detail["command"] for e in sessions] == ["logs web -f"]
+
+
+def test_a_session_whose_token_was_revoked_meanwhile_still_ends_audited(platform: Daemon, running) -> None:  # type: ignore[no-untyped-def]
+    tenant, key, _ = running
+    client = subprocess.Popen(
+        ssh_command(platform, key, tenant, "logs", "web", "-f"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        with platform.operator() as api:
+            [token] = wait_for(lambda: [t for t in api.tokens(tenant) if t.name.startswith("ssh:")], 20, "a token")
+            api.revoke_token(token.id)  # an operator revokes it; its session ends with the client
+            other = api.create_token(TokenCreate(role=Role.TENANT, tenant=tenant, name="ci"))
+    finally:
+        client.kill()
+        client.wait()
+    with platform.operator() as api:
+        wait_for(lambda: [e for e in api.events(tenant) if e.action == "ssh.session"], 5, "the session's event")
+    with platform.client(other.token) as mine:
+        assert mine.app(tenant, "web").name == "web"  # ending the session revoked only its own token

@@ -18,24 +18,50 @@ import sys
 import termios
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncssh
 import websockets
+from websockets.exceptions import InvalidStatus
 
 from tenants.client import ApiError, StrataClient
 from tui.ssh.commands import Shell, UsageError, cli_arguments, shell_request
 from tui.ssh.zygote import Zygote
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HANGUP_GRACE_SECONDS = 2.0
+CLOSE_TIMEOUT_SECONDS = HANGUP_GRACE_SECONDS + 3  # at stop, for the sessions to end (hang-ups and audits)
 READ_CHUNK = 65536
 MAX_SESSIONS_PER_KEY = 10
 ZYGOTE_SOCKET = "console.sock"  # under STRATA_HOME
 KEEPALIVE_SECONDS, KEEPALIVE_MISSES = 30, 3  # a client silent for 90 s is gone: its session ends
+
+# What a hardened OpenSSH offers (ssh-audit's guide), of what asyncssh has: x25519 key exchange (alone and with
+# ML-KEM, post-quantum), no finite-field or NIST-curve one; AEAD or CTR ciphers; encrypt-then-MAC SHA-2 MACs;
+# no compression. The host key is ed25519 (made so), so it is the only host key algorithm.
+KEX_ALGORITHMS = ["mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org"]
+CIPHERS = [
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+]
+MACS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"]
+
+# Throttling by source address, after OpenSSH's PerSourceMaxStartups and PerSourcePenalties (whose defaults are
+# 5 s, 1 s and 15 s: here ten quick failed logins, not three, make a source refused).
+MAX_STARTUPS_PER_SOURCE = 10  # connections not yet authenticated at once; more are dropped at once
+AUTHFAIL_PENALTY_SECONDS = 2.0  # a connection that tried to log in and ended without succeeding
+NOAUTH_PENALTY_SECONDS = 1.0  # one that ended without trying (a scan, a DHEat flood)
+PENALTY_MIN_SECONDS = 20.0  # a source is refused once its penalties add up to this, until they run out
+PENALTY_MAX_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -44,8 +70,7 @@ class Grant:
 
     username: str
     tenant: str | None  # None: an operator
-    token: str
-    token_id: int
+    token: str  # unique, unlike a row id: ending the session revokes this token and no other
 
 
 class Access(Protocol):
@@ -56,17 +81,63 @@ class Access(Protocol):
         """Open a session for an allowed key: mint its token."""
 
     def end(self, grant: Grant, peer: str, command: str, exit_code: int, seconds: float) -> None:
-        """Revoke the session's token and audit the session."""
+        """Revoke the session's token (if it still exists) and audit the session; never raises for a token gone."""
+
+
+@dataclass
+class Throttle:
+    """Which connections to take, by source address, as OpenSSH's PerSourceMaxStartups and PerSourcePenalties:
+    at most MAX_STARTUPS_PER_SOURCE unauthenticated connections at once; each that ends unauthenticated adds
+    to its source's penalty, and a source whose penalty adds up to PENALTY_MIN_SECONDS is refused until it
+    runs out. Refused connections are dropped before the handshake, costing the server nothing."""
+
+    starting: Counter[str] = field(default_factory=Counter)
+    penalties: dict[str, tuple[float, bool]] = field(default_factory=dict)  # source: (runs out at, refusing)
+
+    def admit(self, source: str) -> bool:
+        """Take a new connection from `source`? If so, it counts as starting until `authenticated` or `ended`."""
+        until, refusing = self.penalties.get(source, (0.0, False))
+        if (refusing and until > time.monotonic()) or self.starting[source] >= MAX_STARTUPS_PER_SOURCE:
+            return False
+        self.starting[source] += 1
+        return True
+
+    def authenticated(self, source: str) -> None:
+        self._started(source)
+
+    def ended(self, source: str, tried: bool) -> None:
+        """An admitted connection ended unauthenticated, having `tried` to log in or not: penalise its source."""
+        self._started(source)
+        now = time.monotonic()
+        self.penalties = {s: p for s, p in self.penalties.items() if p[0] > now}  # forget the served ones
+        until, refusing = self.penalties.get(source, (now, False))
+        until = min(until + (AUTHFAIL_PENALTY_SECONDS if tried else NOAUTH_PENALTY_SECONDS), now + PENALTY_MAX_SECONDS)
+        if not refusing and until - now >= PENALTY_MIN_SECONDS:
+            log.warning("SSH: refusing %s for %.0f s: too many failed or idle connections", source, until - now)
+            refusing = True
+        self.penalties[source] = (until, refusing)
+
+    def _started(self, source: str) -> None:
+        self.starting[source] -= 1
+        if not self.starting[source]:
+            del self.starting[source]
 
 
 @dataclass
 class SshServer:
     acceptor: asyncssh.SSHAcceptor
     zygote: Zygote
+    connections: set[asyncssh.SSHServerConnection]
+    sessions: set[asyncio.Task[None]]
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Stop listening and end every session as if its client went: commands hung up, tokens revoked, audited."""
         self.acceptor.close()
-        self.zygote.stop()
+        for connection in list(self.connections):
+            connection.close()
+        if self.sessions:
+            await asyncio.wait(self.sessions, timeout=CLOSE_TIMEOUT_SECONDS)
+        await asyncio.to_thread(self.zygote.stop)
 
 
 async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: Path) -> SshServer:
@@ -76,8 +147,12 @@ async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: 
         key.write_private_key(str(host_key))
         host_key.chmod(0o600)
 
+    throttle = Throttle()
+    connections: set[asyncssh.SSHServerConnection] = set()
+    sessions: set[asyncio.Task[None]] = set()
+
     def server() -> asyncssh.SSHServer:
-        return _Server(access)
+        return _Server(access, throttle, connections)
 
     open_sessions: Counter[str] = Counter()
     zygote = Zygote(home / ZYGOTE_SOCKET)
@@ -90,10 +165,14 @@ async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: 
             process.exit(1)
             return
         open_sessions[fingerprint] += 1
+        task = asyncio.current_task()
+        assert task is not None
+        sessions.add(task)
         try:
             await _run_session(process, access, home, zygote)
         finally:
             open_sessions[fingerprint] -= 1
+            sessions.discard(task)
 
     acceptor = await asyncssh.create_server(
         server,
@@ -107,20 +186,46 @@ async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: 
         x11_forwarding=False,
         keepalive_interval=KEEPALIVE_SECONDS,
         keepalive_count_max=KEEPALIVE_MISSES,
+        kex_algs=KEX_ALGORITHMS,
+        encryption_algs=CIPHERS,
+        mac_algs=MACS,
+        compression_algs=["none"],
     )
-    return SshServer(acceptor, zygote)
+    return SshServer(acceptor, zygote, connections, sessions)
 
 
 class _Server(asyncssh.SSHServer):
-    def __init__(self, access: Access) -> None:
+    """One per connection: authenticates it, and reports it to the throttle and the server's set."""
+
+    def __init__(self, access: Access, throttle: Throttle, connections: set[asyncssh.SSHServerConnection]) -> None:
         self.access = access
+        self.throttle = throttle
+        self.connections = connections
         self.connection: asyncssh.SSHServerConnection | None = None
+        self.source = ""
+        self.state = "refused"  # then "starting", "trying" (auth begun), "authenticated"
 
     def connection_made(self, connection: asyncssh.SSHServerConnection) -> None:
-        self.connection = connection
+        self.source = connection.get_extra_info("peername")[0]
+        if not self.throttle.admit(self.source):
+            connection.abort()  # before the server's version string: nothing else is sent or computed
+            return
+        self.connection, self.state = connection, "starting"
+        self.connections.add(connection)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.connection is not None:
+            self.connections.discard(self.connection)
+        if self.state in ("starting", "trying"):
+            self.throttle.ended(self.source, tried=self.state == "trying")
 
     def begin_auth(self, username: str) -> bool:
+        self.state = "trying"
         return True
+
+    def auth_completed(self) -> None:
+        self.state = "authenticated"
+        self.throttle.authenticated(self.source)
 
     def public_key_auth_supported(self) -> bool:
         return True
@@ -134,26 +239,26 @@ class _Server(asyncssh.SSHServer):
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         """Asked once to probe the key and once more with its signature: only checks, mints nothing."""
         assert self.connection is not None
-        peer = self.connection.get_extra_info("peername")[0]
         fingerprint = key.get_fingerprint("sha256")
-        if not self.access.allowed(username, fingerprint, peer):
+        if not self.access.allowed(username, fingerprint, self.source):
             return False
         self.connection.set_extra_info(fingerprint=fingerprint)
         return True
 
 
 async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access, home: Path, zygote: Zygote) -> None:
+    """Run what the client asked for; however it ends (even cancelled), revoke its token and audit it."""
     peer = process.get_extra_info("peername")[0]
     grant = access.grant(process.get_extra_info("username"), process.get_extra_info("fingerprint"), peer)
     command = process.command or ""
     started = time.monotonic()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STRATA_HOME": str(home), "STRATA_TOKEN": grant.token}
-    code = 1
+    code = 255
     try:
         if command and (shell := shell_request(shlex.split(command), grant.tenant)) is not None:
             code = await _shell(process, shell, grant, home)
         elif command:
-            code = await _command(process, shlex.split(command), grant, env)
+            code = await _command(process, cli_arguments(shlex.split(command), grant.tenant), env)
         elif process.get_terminal_type() is None:
             process.stderr.write(b"the console needs a terminal: ssh -t ...\n")
             code = 2
@@ -168,18 +273,36 @@ async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access
         log.exception("SSH session of %s failed", grant.username)
         code = 255
     finally:
-        access.end(grant, peer, command or "console", code, time.monotonic() - started)
-        process.exit(code)
+        try:
+            await asyncio.to_thread(access.end, grant, peer, command or "console", code, time.monotonic() - started)
+        finally:
+            process.exit(code)
 
 
-async def _command(
-    process: asyncssh.SSHServerProcess[bytes], words: list[str], grant: Grant, env: dict[str, str]
-) -> int:
+async def _until_gone(process: asyncssh.SSHServerProcess[bytes], work: Awaitable[T]) -> T:
+    """`work`'s result, unless the client goes first: then `work` is cancelled and ConnectionLost raised.
+
+    The client going is the channel closing, not the end of its input: a client may send EOF at once
+    (`ssh -n`, input from /dev/null) and go much later, and after an EOF asyncssh's reads say nothing more."""
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(process.channel.wait_closed())
     try:
-        arguments = cli_arguments(words, grant.tenant)
-    except UsageError as usage:
-        process.stderr.write(str(usage).encode())
-        return 2
+        await asyncio.wait([task, gone], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            raise asyncssh.ConnectionLost("the client went away")
+        return task.result()
+    finally:
+        await _cancel(task, gone)
+
+
+async def _cancel(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel and collect `tasks`: none outlives its session, and no failure of one is left unretrieved."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _command(process: asyncssh.SSHServerProcess[bytes], arguments: list[str], env: dict[str, str]) -> int:
+    """`strata ARGUMENTS` with the session's token, its output relayed; hung up if the client goes."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -196,16 +319,13 @@ async def _command(
         while chunk := await source.read(READ_CHUNK):
             sink.write(chunk)
 
-    pumps = asyncio.gather(pump(child.stdout, process.stdout), pump(child.stderr, process.stderr))  # type: ignore[arg-type]
-    gone = asyncio.ensure_future(process.stdin.read())  # EOF or the client going away
-    try:
-        await asyncio.wait([pumps, gone], return_when=asyncio.FIRST_COMPLETED)
-        if not pumps.done() and gone.done() and process.is_closing():
-            raise asyncssh.ConnectionLost("client went away")
-        await pumps
+    async def finished() -> int:
+        await asyncio.gather(pump(child.stdout, process.stdout), pump(child.stderr, process.stderr))  # type: ignore[arg-type]
         return await child.wait()
+
+    try:
+        return await _until_gone(process, finished())
     finally:
-        gone.cancel()
         if child.returncode is None:
             _hang_up(child.pid)
             await _reap(child)
@@ -213,7 +333,8 @@ async def _command(
 
 async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str], zygote: Zygote) -> int:
     """The console, forked by the zygote onto a pseudo-terminal that is its controlling terminal (so it gets
-    SIGWINCH); no COLUMNS/LINES in its environment, so it asks the terminal for its size."""
+    SIGWINCH); no COLUMNS/LINES in its environment, so it asks the terminal for its size. When the client goes,
+    it is hung up (SIGHUP), then killed."""
     master, slave = os.openpty()
     _resize(master, process.get_terminal_size())
     try:
@@ -244,7 +365,7 @@ async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str
                 _resize(master, (change.width, change.height, change.pixwidth, change.pixheight))
                 continue
             if not data:
-                return
+                return  # a terminal has no end of file: what was typed stays for the console to read
             os.write(master, data)
 
     async def exit_code() -> int:
@@ -253,16 +374,16 @@ async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str
 
     typing, ended = asyncio.ensure_future(keyboard()), asyncio.ensure_future(exit_code())
     try:
-        await asyncio.wait([typing, ended], return_when=asyncio.FIRST_COMPLETED)
-        if not ended.done():  # the client went away first: hang up, then insist
-            _signal_group(pid, signal.SIGHUP)
-            try:
-                await asyncio.wait_for(asyncio.shield(ended), HANGUP_GRACE_SECONDS)
-            except TimeoutError:
-                _signal_group(pid, signal.SIGKILL)
-        return await ended
+        return await _until_gone(process, asyncio.shield(ended))
+    except asyncssh.ConnectionLost:
+        _signal_group(pid, signal.SIGHUP)
+        try:
+            await asyncio.wait_for(asyncio.shield(ended), HANGUP_GRACE_SECONDS)
+        except TimeoutError:
+            _signal_group(pid, signal.SIGKILL)
+        raise
     finally:
-        typing.cancel()
+        await _cancel(typing, ended)
         loop.remove_reader(master)
         os.close(master)
         writer.close()
@@ -272,16 +393,21 @@ async def _shell(process: asyncssh.SSHServerProcess[bytes], shell: Shell, grant:
     """Through the control API's exec WebSocket, with the session's token: the API decides what it reaches."""
     socket = home / "api.sock"
 
-    def instances() -> list[str]:
+    def instances() -> list[tuple[str, bool]]:
         with StrataClient(socket=socket, token=grant.token) as client:
-            return [i.id for i in client.instances(shell.tenant, shell.app) if i.state == "ready"]
+            return [(i.id, i.state == "ready") for i in client.instances(shell.tenant, shell.app)]
 
     try:
-        ready = await asyncio.to_thread(instances)
+        found = await asyncio.to_thread(instances)
     except ApiError as exc:
         process.stderr.write(f"error: {exc.message}\n".encode())
         return 1
-    instance = shell.instance or (ready[0] if ready else None)
+    ids = [id for id, _ in found]
+    if shell.instance is not None and shell.instance not in ids:
+        some = f"its instances are: {', '.join(ids)}" if ids else "it has none"
+        process.stderr.write(f"error: no instance {shell.instance} of {shell.app}; {some}\n".encode())
+        return 1
+    instance = shell.instance or next((id for id, ready in found if ready), None)
     if instance is None:
         process.stderr.write(f"error: {shell.tenant}/{shell.app} has no ready instance\n".encode())
         return 1
@@ -296,6 +422,9 @@ async def _shell(process: asyncssh.SSHServerProcess[bytes], shell: Shell, grant:
                 width, height, _, _ = process.get_terminal_size()
                 await ws.send(json.dumps({"resize": [width, height]}))
             return await _relay(process, ws, tty)
+    except InvalidStatus as refused:  # the API refuses before the socket opens (it answers 403)
+        process.stderr.write(f"error: the shell was refused ({refused.response.status_code})\n".encode())
+        return 1
     except websockets.ConnectionClosed as closed:
         reason = {4401: "not allowed", 4404: f"no instance {instance} of {shell.tenant}/{shell.app}"}
         process.stderr.write(f"error: {reason.get(closed.code, closed.reason or 'the shell ended')}\n".encode())
@@ -303,6 +432,10 @@ async def _shell(process: asyncssh.SSHServerProcess[bytes], shell: Shell, grant:
 
 
 async def _relay(process: asyncssh.SSHServerProcess[bytes], ws: Any, tty: bool) -> int:
+    """Relay until the command exits (its code) or the client goes (ConnectionLost: closing the socket makes
+    the API end the command). The client's EOF ends the command's input; with a terminal, as with OpenSSH, it
+    ends nothing: the command reads on what was typed before it, and the session lasts until the command exits."""
+
     async def keyboard() -> None:
         while True:
             try:
@@ -311,11 +444,10 @@ async def _relay(process: asyncssh.SSHServerProcess[bytes], ws: Any, tty: bool) 
                 await ws.send(json.dumps({"resize": [change.width, change.height]}))
                 continue
             if not data:
-                if tty:
-                    return  # the client went away: closing the socket ends the command
-                await ws.send(json.dumps({"eof": True}))
-                await asyncio.Event().wait()  # piped input ended; wait for the output to end
+                break
             await ws.send(data)
+        if not tty:
+            await ws.send(json.dumps({"eof": True}))
 
     async def output() -> int:
         async for message in ws:
@@ -324,16 +456,11 @@ async def _relay(process: asyncssh.SSHServerProcess[bytes], ws: Any, tty: bool) 
             (process.stderr if message[:1] == b"\x02" else process.stdout).write(message[1:])
         return 255
 
-    typing, reading = asyncio.ensure_future(keyboard()), asyncio.ensure_future(output())
+    typing = asyncio.ensure_future(keyboard())
     try:
-        await asyncio.wait([typing, reading], return_when=asyncio.FIRST_COMPLETED)
-        if reading.done():
-            return reading.result()
-        await ws.close()  # the client went away: the API ends the command when its socket closes
-        return 255
+        return await _until_gone(process, output())
     finally:
-        typing.cancel()
-        reading.cancel()
+        await _cancel(typing)
 
 
 def _resize(fd: int, size: tuple[int, int, int, int]) -> None:
