@@ -5,7 +5,8 @@ Protocol, over a unix socket: the SSH server sends one message with the session'
 by SCM_RIGHTS) and its environment as JSON; the zygote answers `PID\\n` when the console runs, then
 `exit CODE\\n` when it ends.
 
-    python -m tui.ssh.zygote SOCKET
+It runs as `python -m tui.ssh SOCKET` (`__main__.py`): the package imports this module, so running it as
+`-m tui.ssh.zygote` would run a second copy of it.
 """
 
 import fcntl
@@ -103,9 +104,7 @@ class Zygote:
         if self.process is not None and self.process.poll() is None:
             return
         self.path.unlink(missing_ok=True)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tui.ssh.zygote", str(self.path)], stdin=subprocess.DEVNULL
-        )
+        self.process = subprocess.Popen([sys.executable, "-m", "tui.ssh", str(self.path)], stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.START_TIMEOUT_SECONDS
         while not self.path.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -129,7 +128,3 @@ def send(path: str, tty: int, env: dict[str, str]) -> socket.socket:
     connection.connect(path)
     socket.send_fds(connection, [json.dumps(env).encode()], [tty])
     return connection
-
-
-if __name__ == "__main__":
-    serve(sys.argv[1])
