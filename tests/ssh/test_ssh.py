@@ -189,7 +189,9 @@ def test_the_console_over_ssh_renders_reacts_and_resizes(
         assert "TENANT" in operator.wait_for("docker engines")  # two sessions at once
         scoped.wait_for(tenant)
         time.sleep(1)
-        assert [line.split()[0] for line in scoped.screen().splitlines()[2:] if line.strip()][:1] == [tenant]
+        rows = [line.strip("│ ").split() for line in scoped.screen().splitlines()]  # inside the table's border
+        header = next(i for i, row in enumerate(rows) if row[:1] == ["TENANT"])
+        assert [row[0] for row in rows[header + 1 :] if row][:1] == [tenant]  # its own tenant heads the table
         assert "docker engines" not in scoped.screen()  # a tenant's console offers no operator figures
 
         operator.keys(":")
