@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hosting.paas.scheduler import Strategy
+
 DEFAULT_HOME = Path("~/.local/share/strata")
 DEFAULT_DOMAIN = "localhost"
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
@@ -20,6 +22,7 @@ class Settings:
     images_dir: Path  # VM guest images, built here (`strata images node-build`)
     docker_url: str  # this host's Docker engine (the `local` node), where DOCKER_HOST says, as for `docker`
     libvirt_uri: str | None  # VM nodes through libvirt too (driver `libvirt`), at this URI of this host
+    scheduler: Strategy  # how placement orders the nodes that fit (STRATA_SCHEDULER: spread or binpack)
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> "Settings":
@@ -31,6 +34,7 @@ class Settings:
             images_dir=Path(os.environ.get("STRATA_IMAGES_DIR") or home / "images").expanduser().resolve(),
             docker_url=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL,
             libvirt_uri=os.environ.get("STRATA_LIBVIRT_URI") or None,
+            scheduler=_strategy(os.environ.get("STRATA_SCHEDULER") or Strategy.SPREAD),
         )
 
     @property
@@ -48,3 +52,10 @@ class Settings:
     @property
     def lock_file(self) -> Path:
         return self.home / "daemon.lock"
+
+
+def _strategy(value: str) -> Strategy:
+    try:
+        return Strategy(value)
+    except ValueError:
+        raise ValueError(f"STRATA_SCHEDULER={value!r}: expected one of {', '.join(Strategy)}") from None

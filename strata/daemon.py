@@ -29,7 +29,7 @@ from hosting.iaas.guest_image import find_node_image
 from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver
 from hosting.paas.docker_runtime import DockerRuntime
-from hosting.paas.nodes import NodeHandle
+from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.serving import ServedApp
 from hosting.paas.vm_nodes import VmNodes, engine_ready
@@ -92,7 +92,8 @@ def run(settings: Settings, options: Options) -> None:
         reconciler = Reconciler(
             engine,
             platform_id(settings.platform_id_file),
-            nodes,
+            NodePool(nodes),
+            settings.scheduler,
             publish=publish,
             drain=drain,
             image_store=local if options.local_node else None,
@@ -129,8 +130,8 @@ def _hypervisors(engine: Engine, settings: Settings, reconciler: Reconciler) -> 
             driver,
             partial(_provisioner, settings, driver, templates),
             settings.home / "sockets",
-            reconciler.attach,
-            reconciler.detach,
+            reconciler.pool.attach,
+            reconciler.pool.detach,
         )
         for driver, templates in drivers
     ]
@@ -216,7 +217,7 @@ async def _serve(
     log.info(
         "control API on %s; nodes: %s",
         ", ".join(map(_describe, sockets)),
-        ", ".join(reconciler.nodes) or "none yet",
+        ", ".join(reconciler.pool.names()) or "none yet",
     )
     await asyncio.wait([serving, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
     stopping.set()
@@ -231,7 +232,7 @@ async def _serve(
     await gateway.close()
     if admin is not None:
         admin.close()
-    for node in reconciler.nodes.values():
+    for node in reconciler.pool:
         await node.runtime.close()
     log.info("stopped")
 

@@ -1,13 +1,16 @@
-"""The nodes the reconciler may place instances on, each a runtime plus what placement needs to know."""
+"""The nodes the platform may place instances on: each a runtime plus what placement needs to know, and the pool
+of those that are live, shared by the reconciler, the VM nodes and the API."""
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from hosting.paas.runtime import Capacity, EngineError, NodeRuntime
+from hosting.paas.scheduler import NodeView
 from tenants import db
 from tenants import nodes as registry
 from tenants.models import Node
@@ -25,7 +28,6 @@ class NodeHandle:
     capacity: Capacity | None = None  # unknown until the engine first answers
     reachable: bool = False
     tenant: str | None = None  # the owner of a dedicated VM node
-    draining: bool = False  # no new instances; those on it are replaced elsewhere
     warned: bool = False  # its being unreachable is logged already
     unreachable_since: float | None = None  # monotonic time it stopped answering
     lost_after: float = NODE_LOST_AFTER_SECONDS
@@ -72,3 +74,69 @@ class NodeHandle:
         )
         with db.session(engine) as session:
             registry.register(session, "daemon", node)
+
+
+class NodePool:
+    """The live nodes by name. VM nodes attach theirs once connected and detach them when removed; a node that
+    is gone but not detached (a daemon restarted before its VMs reconnect) is `away`, and its instances are kept
+    for as long as an unreachable node's. `on_change` is called on every attach and detach."""
+
+    def __init__(self, nodes: Iterable[NodeHandle] = ()) -> None:
+        self._nodes = {node.name: node for node in nodes}
+        self._away_since: dict[str, float] = {}  # node not attached (yet) -> since when, for its instances
+        self._removed: set[str] = set()  # nodes detached for good: their instances are gone at once
+        self.on_change: Callable[[], None] = lambda: None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def __getitem__(self, name: str) -> NodeHandle:
+        return self._nodes[name]
+
+    def __iter__(self) -> Iterator[NodeHandle]:
+        return iter(list(self._nodes.values()))  # a copy: nodes may come and go while a caller awaits
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def names(self) -> list[str]:
+        return list(self._nodes)
+
+    def attach(self, node: NodeHandle) -> None:
+        """Place instances on `node` too (a VM node that became ready), replacing a handle of its name."""
+        self._nodes[node.name] = node
+        self._away_since.pop(node.name, None)
+        self._removed.discard(node.name)
+        self.on_change()
+
+    def detach(self, name: str) -> None:
+        """Stop using node `name` (it is being removed); its instances are then gone and placed elsewhere."""
+        self._nodes.pop(name, None)
+        self._removed.add(name)
+        self.on_change()
+
+    def kept_away(self, nodes: set[str], now: float) -> set[str]:
+        """Of the nodes named (those instances were last seen on), the ones not attached whose instances are
+        still kept: not detached for good, and away for less than a lost node's time."""
+        away = nodes - set(self._nodes) - self._removed
+        self._away_since = {node: self._away_since.get(node, now) for node in away}
+        return {node for node, since in self._away_since.items() if now - since < NODE_LOST_AFTER_SECONDS}
+
+    def views(self, draining: set[str]) -> list[NodeView]:
+        """Each node as placement sees it before any claim; `draining` names the nodes being drained."""
+        views = []
+        for node in self._nodes.values():
+            capacity = node.capacity or Capacity(0, 0)
+            views.append(
+                NodeView(
+                    name=node.name,
+                    ready=node.reachable and node.capacity is not None,
+                    cpu_millicores=capacity.cpu_millicores,
+                    memory_mib=capacity.memory_mib,
+                    allocated_cpu_millicores=0,
+                    allocated_memory_mib=0,
+                    tenant=node.tenant,
+                    draining=node.name in draining,
+                )
+            )
+        return views

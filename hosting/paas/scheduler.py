@@ -1,14 +1,13 @@
 """Placement: which node gets a new instance. Filters say which nodes may; scorers say which is best.
 
 Each filter is a few lines with one job, and the lists of them are the configuration. The scorers are two:
-fewer of the app's replicas on a node first, then the `Strategy` (spread or binpack, from `STRATA_SCHEDULER`)
+fewer of the app's replicas on a node first, then the `Strategy` (spread or binpack, as `strata.config` reads it)
 orders by free memory. A `Scheduler` applies them for one reconcile pass: it is built once from the node
 views, claims each placement's resources so the next placement sees them, and explains itself when no node
 fits.
 """
 
 import math
-import os
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -18,7 +17,6 @@ from enum import StrEnum
 # memory may not (the kernel's OOM killer is no scheduler).
 CPU_ALLOCATION_RATIO = 4.0
 MEMORY_ALLOCATION_RATIO = 1.0
-STRATEGY_ENV = "STRATA_SCHEDULER"
 
 AppKey = tuple[str, str]  # (tenant, app)
 
@@ -65,15 +63,6 @@ class Strategy(StrEnum):
 
     SPREAD = "spread"  # the most free MiB first (as Nova's RAM weigher): load spreads evenly
     BINPACK = "binpack"  # the least free MiB that still fits first: the tightest fit keeps whole nodes free
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Strategy":
-        """The strategy `STRATA_SCHEDULER` names, spread when unset."""
-        value = environ.get(STRATEGY_ENV) or cls.SPREAD
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"{STRATEGY_ENV}={value!r}: expected one of {', '.join(cls)}") from None
 
 
 NodeFilter = Callable[[NodeView], bool]

@@ -12,7 +12,7 @@ router = APIRouter(prefix="/tenants/{tenant}/apps", tags=["apps"])
 
 def with_usage(request: Request, app: AppRead) -> AppRead:
     """Add what each instance uses now (sampled by the reconciler, kept in memory only)."""
-    usage = request.app.state.reconciler.usage
+    usage = request.app.state.reconciler.usage.usage
     for instance in app.instances:
         if instance.id in usage:
             instance.cpu_millicores_used, instance.memory_mib_used = usage[instance.id]

@@ -35,7 +35,7 @@ async def exec_in_instance(
         await websocket.close(code=found)
         return
     node, container_id = found
-    runtime = next((n.runtime for n in websocket.app.state.reconciler.nodes.values() if n.name == node), None)
+    runtime = next((n.runtime for n in websocket.app.state.reconciler.pool if n.name == node), None)
     if runtime is None:
         await websocket.close(code=NOT_FOUND)
         return

@@ -33,7 +33,7 @@ MAX_LOG_AGE_SECONDS = 10 * 365 * 24 * 3600
 
 
 def _reachable(request: Request) -> list[NodeHandle]:
-    handles: list[NodeHandle] = [node for node in request.app.state.reconciler.nodes.values() if node.reachable]
+    handles: list[NodeHandle] = [node for node in request.app.state.reconciler.pool if node.reachable]
     if not handles:
         raise Conflict("no node's Docker engine answers; see `strata doctor`")
     return handles
@@ -193,7 +193,7 @@ async def app_logs(
 ) -> StreamingResponse:
     """The output of every instance of the app, each line prefixed by `[instance]`; `follow` streams on."""
     instances = await asyncio.to_thread(_instances, request, tenant, app)
-    runtimes = {node.name: node.runtime for node in request.app.state.reconciler.nodes.values()}
+    runtimes = {node.name: node.runtime for node in request.app.state.reconciler.pool}
     sources = [(i.id, runtimes[i.node], i.container_id) for i in instances if i.node in runtimes]
     start = int(time.time()) - since if since else None
     return StreamingResponse(merged_logs(sources, follow=follow, since=start), media_type="text/plain")

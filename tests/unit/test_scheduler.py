@@ -1,10 +1,11 @@
 import random
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from hosting.paas.reconciler import BACKOFF_CAP_SECONDS, backoff
+from hosting.paas.planner import BACKOFF_CAP_SECONDS, backoff
 from hosting.paas.scheduler import (
     FILTERS,
     NODE_FILTERS,
@@ -21,6 +22,7 @@ from hosting.paas.scheduler import (
     not_draining,
     replicas_on,
 )
+from strata.config import Settings
 
 
 def node(
@@ -188,17 +190,19 @@ def test_no_fitting_node_says_why_each_node_was_rejected(nodes: list[NodeView], 
     assert placed(nodes, request_) == reason
 
 
-@pytest.mark.parametrize(
-    "environ, strategy",
-    [({}, SPREAD), ({"STRATA_SCHEDULER": ""}, SPREAD), ({"STRATA_SCHEDULER": "binpack"}, BINPACK)],
-)
-def test_strategy_is_read_from_the_environment(environ: dict[str, str], strategy: Strategy) -> None:
-    assert Strategy.from_env(environ) is strategy
+@pytest.mark.parametrize("value, strategy", [(None, SPREAD), ("", SPREAD), ("binpack", BINPACK)])
+def test_strategy_is_read_from_the_environment(
+    value: str | None, strategy: Strategy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("STRATA_SCHEDULER", value)
+    assert Settings.from_env(tmp_path).scheduler is strategy
 
 
-def test_an_unknown_strategy_is_refused_with_the_choices() -> None:
+def test_an_unknown_strategy_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("STRATA_SCHEDULER", "fastest")
     with pytest.raises(ValueError, match="STRATA_SCHEDULER='fastest': expected one of spread, binpack"):
-        Strategy.from_env({"STRATA_SCHEDULER": "fastest"})
+        Settings.from_env(tmp_path)
 
 
 def best_by_definition(nodes: list[NodeView], request: Request, strategy: Strategy) -> str | None:

@@ -1,0 +1,113 @@
+"""Liveness: which instances' health is checked when, and what a result makes of an instance.
+
+A starting instance is checked every pass until it passes (then it is `ready`, and routed to); a ready one every
+few seconds. Three failures in a row make a ready instance `unhealthy` (out of the routes); unhealthy for a
+minute, it is stopped, and the next pass restarts it as a crashed one. An instance never healthy within its start
+period is stopped the same way at once. `judge` holds these rules without I/O; `Liveness` runs the checks.
+"""
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from hosting.paas.health import OK, REFUSED, HealthChecker
+from hosting.paas.tracked import Tracked
+from tenants.enums import InstanceState
+from tenants.instances import ActionEvent, DesiredApp
+
+HEALTH_INTERVAL_SECONDS = 2.0  # between checks of an instance that is ready
+UNHEALTHY_AFTER_FAILURES = 3
+RESTART_UNHEALTHY_AFTER_SECONDS = 60.0
+START_PERIOD_SECONDS = 60.0  # an instance never healthy this long after it started is stopped and restarted
+STABLE_AFTER_SECONDS = 30.0  # healthy and running this long forgives earlier crashes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a health result made of an instance: whether to stop it now, and the event to log, if any."""
+
+    stop: bool = False
+    event: ActionEvent | None = None
+
+
+def judge(app: DesiredApp, tracked: Tracked, result: str, now: float) -> Verdict:
+    """Apply one health result (`now` is monotonic) to `tracked`: its state, streaks and message."""
+    tracked.checked_at = now
+    tracked.last_health = result
+    if result == OK:
+        tracked.failures = 0
+        tracked.unhealthy_since = None
+        tracked.message = None
+        if tracked.age() > STABLE_AFTER_SECONDS:
+            tracked.crashes = 0
+        if tracked.state != InstanceState.READY:
+            tracked.state = InstanceState.READY
+            return Verdict(event=_event("instance.ready", app, tracked, endpoint=tracked.endpoint))
+        return Verdict()
+    tracked.failures += 1
+    check = describe_check(app, result)
+    if tracked.state == InstanceState.READY:
+        if tracked.failures < UNHEALTHY_AFTER_FAILURES:
+            return Verdict()  # a failure or two: not unhealthy yet
+        tracked.state = InstanceState.UNHEALTHY
+        tracked.unhealthy_since = now
+        tracked.message = f"unhealthy: {check}"
+        return Verdict(event=_event("instance.unhealthy", app, tracked, health=result))
+    if tracked.state == InstanceState.UNHEALTHY:
+        tracked.message = f"unhealthy: {check}"
+        if tracked.unhealthy_since is None or now - tracked.unhealthy_since <= RESTART_UNHEALTHY_AFTER_SECONDS:
+            return Verdict()
+        tracked.unhealthy_since = None
+        tracked.stopped_because = f"unhealthy for over {RESTART_UNHEALTHY_AFTER_SECONDS:.0f} s: {check}"
+        reason = f"unhealthy for over {RESTART_UNHEALTHY_AFTER_SECONDS:.0f}s"
+        return Verdict(stop=True, event=_event("instance.stopped", app, tracked, reason=reason))
+    if tracked.age() <= START_PERIOD_SECONDS:  # not healthy yet
+        if not tracked.crashes:  # else its message says why it was restarted, which matters more
+            tracked.message = f"waiting for its health check: {check}"
+        return Verdict()
+    # Never healthy: a liveness failure, stopped now and restarted with backoff as a crash is.
+    tracked.state = InstanceState.UNHEALTHY
+    tracked.message = tracked.stopped_because = f"not healthy {START_PERIOD_SECONDS:.0f} s after start: {check}"
+    return Verdict(stop=True, event=_event("instance.unhealthy", app, tracked, health=result, reason=check))
+
+
+def describe_check(app: DesiredApp, result: str) -> str:
+    """A failed health check in words: what was tried, and what came of it."""
+    if app.health_path is None:
+        tried = f"a TCP connect to port {app.port}"
+    else:
+        tried = f"GET {app.health_path} on port {app.port}"
+    if result == REFUSED:
+        result = "connection refused (is the app listening on that port?)"
+    return f"{tried}: {result}"
+
+
+def _event(action: str, app: DesiredApp, tracked: Tracked, **detail: object) -> ActionEvent:
+    return ActionEvent(action, app.tenant, {"app": app.name, "instance": tracked.id, **detail})
+
+
+class Liveness:
+    """Runs the checks that are due and judges their results."""
+
+    def __init__(self, checker: HealthChecker | None = None) -> None:
+        self.checker = checker or HealthChecker()
+
+    async def check(
+        self, tracked: Iterable[Tracked], apps: Mapping[int, DesiredApp], stopped: set[str], now: float
+    ) -> list[tuple[Tracked, Verdict]]:
+        """Check every live instance that is due (those created this very pass included), all at once."""
+        due = [
+            (apps[t.app_id], t, t.endpoint)
+            for t in tracked
+            if t.app_id in apps
+            and t.state != InstanceState.STOPPING
+            and t.endpoint is not None
+            and t.id not in stopped
+            and t.restart_at is None
+            and now - t.checked_at >= (HEALTH_INTERVAL_SECONDS if t.state == InstanceState.READY else 0.0)
+        ]
+        results = await asyncio.gather(*(self.checker.check(endpoint, app.health_path) for app, _, endpoint in due))
+        return [(t, judge(app, t, result, now)) for (app, t, _), result in zip(due, results, strict=True)]
+
+    async def close(self) -> None:
+        await self.checker.close()

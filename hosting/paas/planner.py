@@ -1,0 +1,199 @@
+"""The reconciler's decisions, apart from everything it does: a pure function of the apps as desired, the
+containers as found, what is remembered of each instance, and the time.
+
+`plan` returns values (create, remove, restart, a crash to record, an app that cannot be placed); the
+reconciler carries them out. No engine, no database, no clock of its own, so the rules are tested as tables
+(`tests/unit/test_planner.py`). Per app:
+- a crashed instance of the current revision is recorded (crashes in a row, `crashloop` from the third) and
+  restarted after an exponential backoff: 1, 2, 4 ... 60 s;
+- surplus instances go, least useful first (not ready before ready, then the newest); so does every container
+  of an app that no longer exists, and every instance of an app scaled to zero;
+- missing instances are created where the scheduler places them, all at once, unless creating is backing off
+  after failures, or a roll is under way;
+- a new revision rolls one instance at a time: one new instance is added, and an old ready one removed only
+  once a new one is ready, so the app never has fewer ready instances than its replicas; old instances that are
+  not ready go at once. Instances on a draining node are replaced the same way.
+"""
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from hosting.paas.runtime import Container
+from hosting.paas.scheduler import NodeView, NoFit, Request, Scheduler, Strategy
+from hosting.paas.tracked import Tracked
+from tenants.enums import InstanceState, Isolation
+from tenants.instances import DesiredApp
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+CRASHLOOP_AFTER_CRASHES = 3
+
+AppKey = tuple[str, str]  # (tenant, app)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after the `failures`-th failure in a row: 1, 2, 4, ... up to the cap."""
+    return min(BACKOFF_BASE_SECONDS * 2 ** max(failures - 1, 0), BACKOFF_CAP_SECONDS)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a pass found: every container (those of unreachable nodes as last seen), what is remembered of each
+    instance, the nodes as placement sees them (their claims are counted here), and when each app whose
+    creates failed may try again (monotonic)."""
+
+    containers: Sequence[Container]
+    tracked: Mapping[str, Tracked]
+    nodes: Sequence[NodeView]
+    retry_at: Mapping[int, float]
+
+
+@dataclass(frozen=True)
+class Create:
+    app: DesiredApp
+    node: str
+
+
+@dataclass(frozen=True)
+class Unplaceable:
+    app: DesiredApp
+    reason: str
+
+
+@dataclass(frozen=True)
+class Remove:
+    """Remove a container; a ready instance leaves the routes and is drained first."""
+
+    container: Container
+    reason: str
+
+
+@dataclass(frozen=True)
+class Restart:
+    app: DesiredApp
+    container: Container
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """A crash to record: the count in a row, when to restart, and the state until then."""
+
+    app: DesiredApp
+    container: Container
+    crashes: int
+    restart_at: float
+    state: InstanceState
+
+
+Action = Create | Unplaceable | Remove | Restart | Crashed
+
+
+def plan(desired: Sequence[DesiredApp], observed: Observed, now: float, strategy: Strategy) -> list[Action]:
+    """Everything to do this pass, in order; placements claim their node's room as they are made."""
+    wanted = {(app.tenant, app.name): app for app in desired}
+    by_app: dict[AppKey, list[Container]] = defaultdict(list)
+    for container in observed.containers:
+        by_app[(container.tenant, container.app)].append(container)
+    actions: list[Action] = [
+        Remove(container, "orphan") for key, found in by_app.items() if key not in wanted for container in found
+    ]
+    scheduler = Scheduler(_claimed(observed.nodes, observed.containers, wanted), strategy)
+    draining = {node.name for node in observed.nodes if node.draining}
+    for app in desired:
+        actions += _plan_app(app, by_app.get((app.tenant, app.name), []), observed, scheduler, draining, now)
+    return actions
+
+
+def _plan_app(
+    app: DesiredApp,
+    found: list[Container],
+    observed: Observed,
+    scheduler: Scheduler,
+    draining: set[str],
+    now: float,
+) -> list[Action]:
+    def state(container: Container) -> InstanceState | None:
+        tracked = observed.tracked.get(container.instance)
+        return tracked.state if tracked else None
+
+    current = [c for c in found if c.revision == app.revision and c.node not in draining]
+    old = [c for c in found if c.revision != app.revision or c.node in draining]
+    actions: list[Action] = []
+    live = []
+    for container in current:
+        if container.running:
+            live.append(container)
+        elif app.replicas > 0:
+            live.append(container)
+            actions += _crashed(app, container, observed.tracked.get(container.instance), now)
+        else:
+            actions.append(Remove(container, "scaled to zero"))
+
+    if len(live) > app.replicas:
+        surplus = sorted(live, key=lambda c: _usefulness(c, state(c)))[: len(live) - app.replicas]
+        actions += [Remove(c, "scale down") for c in surplus]
+    elif len(live) < app.replicas and now >= observed.retry_at.get(app.app_id, 0.0):
+        rolling = bool(old)
+        if not rolling or all(state(c) == InstanceState.READY for c in live):
+            actions += _place(app, scheduler, 1 if rolling else app.replicas - len(live))
+
+    ready_new = sum(1 for c in live if state(c) == InstanceState.READY)
+    ready_old = sorted((c for c in old if state(c) == InstanceState.READY), key=lambda c: c.revision)
+    actions += [Remove(c, "old revision") for c in old if state(c) != InstanceState.READY]
+    while ready_old and ready_new + len(ready_old) > app.replicas:
+        actions.append(Remove(ready_old.pop(0), "replaced by a new revision"))
+    return actions
+
+
+def _crashed(app: DesiredApp, container: Container, tracked: Tracked | None, now: float) -> list[Action]:
+    """Record a crash when first seen; restart once its backoff has passed."""
+    if tracked is None:
+        return []
+    if tracked.restart_at is None:
+        crashes = tracked.crashes + 1
+        state = InstanceState.CRASHLOOP if crashes >= CRASHLOOP_AFTER_CRASHES else InstanceState.STARTING
+        return [Crashed(app, container, crashes, now + backoff(crashes), state)]
+    return [Restart(app, container)] if now >= tracked.restart_at else []
+
+
+def _place(app: DesiredApp, scheduler: Scheduler, count: int) -> list[Action]:
+    """Up to `count` placements; what does not fit is said once (the rest would not fit either)."""
+    request = Request(app.tenant, app.name, app.isolation == Isolation.DEDICATED, app.cpu_millicores, app.memory_mib)
+    actions: list[Action] = []
+    for _ in range(count):
+        target = scheduler.place(request)
+        if isinstance(target, NoFit):
+            return [*actions, Unplaceable(app, target.reason)]
+        actions.append(Create(app, target.name))
+    return actions
+
+
+def _usefulness(container: Container, state: InstanceState | None) -> tuple[int, float]:
+    """Sort key, least useful first: not ready before ready, then the newest."""
+    started = container.started_at.timestamp() if container.started_at else float("inf")
+    return (1 if state == InstanceState.READY else 0, -started)
+
+
+def _claimed(
+    nodes: Sequence[NodeView], containers: Sequence[Container], wanted: Mapping[AppKey, DesiredApp]
+) -> list[NodeView]:
+    """The nodes with what the instances of wanted apps found on them claim (orphans claim nothing)."""
+    cpu: Counter[str] = Counter()
+    memory: Counter[str] = Counter()
+    instances: dict[str, Counter[AppKey]] = defaultdict(Counter)
+    for container in containers:
+        app = wanted.get((container.tenant, container.app))
+        if app is not None:
+            cpu[container.node] += app.cpu_millicores
+            memory[container.node] += app.memory_mib
+            instances[container.node][(container.tenant, container.app)] += 1
+    return [
+        replace(
+            node,
+            allocated_cpu_millicores=node.allocated_cpu_millicores + cpu[node.name],
+            allocated_memory_mib=node.allocated_memory_mib + memory[node.name],
+            instances=dict(instances[node.name]),
+        )
+        for node in nodes
+    ]
