@@ -295,11 +295,14 @@ def test_a_shell_in_an_instance_that_does_not_exist_names_the_instances(platform
     assert f"no instance NOSUCH of web; its instances are: {instance.id}" in refused.stderr
 
 
-def test_piped_input_to_a_terminal_shell_is_kept_and_its_exit_code_returned(platform: Daemon, running) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("delay", [0, 2], ids=["before-the-shell-is-ready", "once-it-runs"])
+def test_piped_input_to_a_terminal_shell_is_kept_and_its_exit_code_returned(
+    platform: Daemon, running: tuple[str, Path, InstanceRead], delay: int
+) -> None:
     tenant, key, _ = running
     command = " ".join(ssh_command(platform, key, tenant, "shell", "web", tty=True))
     piped = subprocess.run(
-        ["sh", "-c", f"(sleep 2; printf 'echo h\"\"i; exit 3\\n') | {command}"],
+        ["sh", "-c", f"(sleep {delay}; printf 'echo h\"\"i; exit 3\\n') | {command}"],
         capture_output=True,
         text=True,
         timeout=60,
