@@ -86,7 +86,7 @@ class StrataConsole(App[None]):
         self.set_interval(self.refresh_seconds, self.refresh_data)
 
     def refresh_data(self) -> None:
-        screen = self.screen
+        screen = self.screen_stack[-1] if self.screen_stack else None  # none while the console closes
         if isinstance(screen, DataScreen):
             self.fetch(screen)
 
@@ -100,13 +100,17 @@ class StrataConsole(App[None]):
         self.call_from_thread(self.painted, screen, payload)
 
     def painted(self, screen: DataScreen, payload: Any) -> None:
-        if screen.is_attached:
-            self.banner(screen, None)
-            screen.show(payload)
-            screen.refresh_bindings()  # the first answer tells whether operator keys apply
+        if not screen.is_attached:
+            return  # gone meanwhile
+        if not screen.is_mounted:  # an answer may beat a screen's first compose: paint it once composed
+            self.call_after_refresh(self.painted, screen, payload)
+            return
+        self.banner(screen, None)
+        screen.show(payload)
+        screen.refresh_bindings()  # the first answer tells whether operator keys apply
 
     def banner(self, screen: DataScreen, message: str | None) -> None:
-        if not screen.is_attached:
+        if not (screen.is_attached and screen.is_mounted):
             return
         banner = screen.query_one("#banner", Static)
         banner.update(Text(message or ""))
