@@ -45,7 +45,10 @@ async def until(pilot: Pilot, probe: Callable[[], object], timeout: float = 30, 
 
 
 def rows(app: StrataConsole, table_id: str) -> list[list[str]]:
+    """The table's rows as text, every column of them (shown or hidden by the width), in table order."""
     table = app.screen.query_one(f"#{table_id}", DataTable)
+    if isinstance(table, FittingTable):
+        return [[str(cell) for cell in cells] for _, cells in table.rows_shown]
     return [[str(cell) for cell in table.get_row_at(index)] for index in range(table.row_count)]
 
 
@@ -78,6 +81,7 @@ def test_overview_filter_and_drill_down_to_a_tenants_three_layers(platform: Daem
         assert "web" in paas[0][0] and paas[0][2] == "2/2"
         assert {r[2] for r in paas[1:]} == {"ready"}
         assert rows(app, "iaas")[0][:3] == ["◆", "local", "ready"]  # the app's instances run there
+        assert rows(app, "iaas")[0][3:6] == ["2", "500m", "128Mi"]  # the tenant's share: 2 × (250m, 64Mi)
         assert rows(app, "saas")[0][1] == f"http://web.{unique}.localhost"
 
         await pilot.press("plus")  # scale up from the UI...

@@ -119,9 +119,8 @@ class TenantScreen(DataScreen):
         paas.show(list(self.paas_rows(detail)))
         chosen = self.chosen_app()
         on_nodes = {i.node for a in detail.apps if a.name == chosen for i in a.instances}
-        self.query_one("#iaas", FittingTable).show(
-            [(share.name, iaas_cells(share, share.name in on_nodes)) for share in detail.nodes]
-        )
+        iaas = self.query_one("#iaas", FittingTable)
+        iaas.show([(share.name, iaas_cells(share, share.name in on_nodes, iaas.spec)) for share in detail.nodes])
         self.query_one("#saas", FittingTable).show(
             [
                 (app.name, self.saas_cells(app.name, detail.traffic.get(app.name), app.name == chosen))
@@ -265,24 +264,23 @@ class TenantScreen(DataScreen):
             self.app.push_screen(LogsScreen(self.tenant, app))
 
 
-def iaas_cells(share: NodeShare, marked: bool) -> list[object]:
-    """A node's row: the tenant's share of it, and (for an operator) the node's own state and totals."""
+def iaas_cells(share: NodeShare, marked: bool, columns: list[Column]) -> list[object]:
+    """A node's row for `columns`: the tenant's share of it, and the node's own state and totals when known (an
+    operator's token; a node gone meanwhile shows `-`)."""
     node = share.node
-    return [
-        MARK if marked else "",
-        Text(share.name),
-        *([render.node_state(node)] if node else []),
-        str(share.instances),
-        f"{share.cpu_millicores}m",
-        f"{share.memory_mib}Mi",
-        *(
-            [
-                str(node.instances),
-                render.usage(node.allocated_cpu_millicores, node.cpu_millicores, "m"),
-                render.usage(node.allocated_memory_mib, node.memory_mib, "Mi"),
-                render.vm(node),
-            ]
-            if node
-            else []
-        ),
-    ]
+    cells: dict[str, object] = {
+        "": MARK if marked else "",
+        "NODE": Text(share.name),
+        "TENANT INST": str(share.instances),
+        "TENANT CPU": f"{share.cpu_millicores}m",
+        "TENANT MEM": f"{share.memory_mib}Mi",
+    }
+    if node is not None:
+        cells |= {
+            "STATE": render.node_state(node),
+            "NODE INST": str(node.instances),
+            "NODE CPU": render.usage(node.allocated_cpu_millicores, node.cpu_millicores, "m"),
+            "NODE MEM": render.usage(node.allocated_memory_mib, node.memory_mib, "Mi"),
+            "VM": render.vm(node),
+        }
+    return [cells.get(column.label, "-") for column in columns]
