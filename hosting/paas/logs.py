@@ -6,6 +6,16 @@ from collections.abc import AsyncIterator
 from hosting.paas.runtime import EngineError, NodeRuntime
 
 QUEUE_LINES = 1_000  # bounded: a slow reader slows the engines' streams instead of filling memory
+LINE_CHARS = 200  # of a line in `last_lines`
+
+
+async def last_lines(runtime: NodeRuntime, container_id: str, count: int) -> list[str]:
+    """The last `count` lines a container printed that are not blank, each cut to LINE_CHARS."""
+    lines: list[str] = []
+    async for line in runtime.logs(container_id, follow=False, since=None):
+        if line.strip():
+            lines = [*lines[1 - count :], line.strip()[:LINE_CHARS]]
+    return lines
 
 
 async def merged_logs(

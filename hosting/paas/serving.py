@@ -3,7 +3,12 @@
 The daemon turns these into the gateway's routes; neither side imports the other.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from hosting.paas.tracked import Tracked
+from tenants.enums import InstanceState
+from tenants.instances import DesiredApp
 
 
 @dataclass(frozen=True)
@@ -15,3 +20,23 @@ class ServedApp:
     requests_per_second: int
     burst: int
     max_body_mib: int
+
+
+def served_apps(desired: Iterable[DesiredApp], tracked: Iterable[Tracked]) -> list[ServedApp]:
+    """Every app with the endpoints of its ready instances (sorted, so an unchanged set compares equal)."""
+    ready: dict[int, list[str]] = {}
+    for instance in tracked:
+        if instance.state == InstanceState.READY and instance.endpoint:
+            ready.setdefault(instance.app_id, []).append(instance.endpoint)
+    return [
+        ServedApp(
+            app.tenant,
+            app.name,
+            tuple(app.hostnames),
+            tuple(sorted(ready.get(app.app_id, ()))),
+            app.requests_per_second,
+            app.burst,
+            app.max_body_mib,
+        )
+        for app in desired
+    ]
