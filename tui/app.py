@@ -69,6 +69,9 @@ class HelpScreen(ModalScreen[None]):
 
 class StrataConsole(App[None]):
     TITLE = "Strata"
+    # `:` is the console's palette; Textual's own (ctrl+p) would offer a tenant's SSH session commands beyond its
+    # token, such as saving a screenshot to a file on the server, and takes footer room that 80 columns lack.
+    ENABLE_COMMAND_PALETTE = False
     CSS = "#banner { display: none; background: $error; color: $text; padding: 0 1; } #banner.shown { display: block; }"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
