@@ -4,11 +4,13 @@ of its prompts and filters can crash it."""
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Header, Input, Label
 
 from tenants.errors import Invalid
 from tui import StrataConsole
+from tui.model import Column, fit
 from tui.screens.dialogs import EventDialog, FormDialog
 from tui.screens.logs import LogsScreen
 from tui.screens.table import FittingTable
@@ -172,3 +174,17 @@ def test_a_refused_action_is_shown_not_raised() -> None:
         assert [str(toast.message) for toast in app._notifications] == ["replicas must be at most 100"]  # noqa: SLF001
 
     offline(steps)
+
+
+@pytest.mark.parametrize(
+    ("widths", "room", "kept"),
+    [
+        ([10, 10, 10], 30, [0, 1, 2]),  # all fit
+        ([10, 10, 10], 25, [0, 2]),  # priorities 0, 2, 1: the least important (1) goes
+        ([10, 30, 5], 20, [0, 2]),  # a wide one gives way to a narrower, less important one
+        ([50, 10, 10], 20, [0]),  # the most important stays even when it alone is too wide
+    ],
+)
+def test_fit_keeps_the_most_important_columns_that_fit(widths: list[int], room: int, kept: list[int]) -> None:
+    columns = [Column("A", 0), Column("B", 2), Column("C", 1)]
+    assert fit(columns, widths, room) == kept
