@@ -25,11 +25,13 @@ def ordered(rows: Sequence[Row], sort_key: Callable[[Row], object] | None, rever
 @dataclass(frozen=True)
 class Column:
     """A table column; the lower its `priority`, the longer it stays when the table is too narrow for all.
-    `width` reserves room for cells that grow (a sparkline), so the column does not come and go as they do."""
+    `width` reserves room for cells that grow (a sparkline), so the column does not come and go as they do;
+    a `sparse` column (a reason) takes room only while some row has something in it."""
 
     label: str
     priority: int
     width: int = 0
+    sparse: bool = False
 
 
 def fit(columns: Sequence[Column], widths: Sequence[int], room: int) -> list[int]:

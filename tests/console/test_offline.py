@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Header, Input, Label
 
 from tenants.errors import Invalid
 from tui import StrataConsole
+from tui.dao import TenantDetail
 from tui.model import Column, fit
 from tui.screens.dialogs import EventDialog, FormDialog
 from tui.screens.logs import LogsScreen
@@ -63,7 +64,7 @@ def test_side_by_side_no_column_is_cut_without_a_note_under_its_pane() -> None:
                 shown = [str(column.label) for column in table.ordered_columns]
                 assert sum(column.get_render_width(table) for column in table.ordered_columns) <= table.size.width
                 assert not table.show_horizontal_scrollbar  # no stray scrollbar glyphs mid-pane
-                hidden = [column.label for column in table.spec if column.label not in shown]
+                hidden = [c.label for c in table.spec if c.label not in shown and not c.sparse]  # sparse: all empty
                 note = str(screen.query_one(f"#{pane}-pane").border_subtitle or "")
                 assert all(label in note for label in hidden), (width, pane, hidden, note)
 
@@ -188,3 +189,25 @@ def test_a_refused_action_is_shown_not_raised() -> None:
 def test_fit_keeps_the_most_important_columns_that_fit(widths: list[int], room: int, kept: list[int]) -> None:
     columns = [Column("A", 0), Column("B", 2), Column("C", 1)]
     assert fit(columns, widths, room) == kept
+
+
+def test_the_paas_pane_says_why_an_app_is_not_as_asked_only_when_one_is_not() -> None:
+    class Troubled(SyntheticData):
+        def tenant(self, name: str) -> TenantDetail:
+            detail = super().tenant(name)
+            detail.apps[0].problem = "image nginx:latest not found"
+            return detail
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        paas = screen.query_one("#paas", FittingTable)
+        assert [str(c.label) for c in paas.ordered_columns][-1] == "WHY"
+        assert str(paas.get_row_at(0)[-1]) == "image nginx:latest not found"
+
+    async def run() -> None:
+        app = StrataConsole(Troubled(3), refresh_seconds=3600)  # type: ignore[arg-type]
+        async with app.run_test(size=(250, 40)) as pilot:
+            await painted(pilot, "#tenants")
+            await steps(app, pilot)
+
+    asyncio.run(run())

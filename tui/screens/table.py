@@ -59,12 +59,16 @@ class FittingTable(DataTable[object]):
         ]
         overflows = len(self.rows_shown) + 1 > self.size.height  # a vertical scrollbar will take its share
         room = self.size.width - (self.styles.scrollbar_size_vertical if overflows else 0)
-        kept = fit(self.spec, widths, room)
+        empty = {i for i, c in enumerate(self.spec) if c.sparse and not any(str(r[i]) for _, r in self.rows_shown)}
+        widths = [0 if index in empty else size for index, size in enumerate(widths)]
+        kept = [index for index in fit(self.spec, widths, room) if index not in empty]
         if kept != self.kept:
             self.kept = kept
             self.clear(columns=True)
             for index in kept:
                 self.add_column(self.spec[index].label, key=str(index))
-            hidden = [column.label for index, column in enumerate(self.spec) if index not in kept]
+            hidden = [
+                column.label for index, column in enumerate(self.spec) if index not in kept and index not in empty
+            ]
             self.post_message(self.Fitted(self, hidden))
         fill(self, [(key, [cells[index] for index in kept]) for key, cells in self.rows_shown])

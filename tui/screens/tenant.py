@@ -39,15 +39,17 @@ NODES_OWN = {"STATE", "NODE INST", "NODE CPU", "NODE MEM", "VM"}  # figures a te
 IAAS_FOR_TENANTS = [column for column in IAAS if column.label not in NODES_OWN]
 PAAS = [
     Column("APP / INSTANCE", 0),
-    Column("REV", 8),
+    Column("REV", 9),
     Column("STATE", 1),
-    Column("NODE", 2),
-    Column("RESTARTS", 3),
-    Column("UP", 7),
-    Column("CPU", 5),
-    Column("MEMORY", 6),
-    Column("ENDPOINT", 4),
+    Column("NODE", 3),
+    Column("RESTARTS", 4),
+    Column("UP", 8),
+    Column("CPU", 6),
+    Column("MEMORY", 7),
+    Column("ENDPOINT", 5),
+    Column("WHY", 2, sparse=True),
 ]
+WHY_WIDTH = 40  # of a reason in the PaaS pane; `apps show` has it whole
 SAAS = [
     Column("", 1),
     Column("URL", 0),
@@ -143,6 +145,7 @@ class TenantScreen(DataScreen):
                     f"{app.cpu_millicores}m",
                     f"{app.memory_mib}Mi",
                     Text(app.image),
+                    why(app.problem),
                 ],
             )
             for i in app.instances:
@@ -158,6 +161,7 @@ class TenantScreen(DataScreen):
                         render.used(i.cpu_millicores_used, app.cpu_millicores, "m"),
                         render.used(i.memory_mib_used, app.memory_mib, "Mi"),
                         Text(i.endpoint or "-"),
+                        why(i.message),
                     ],
                 )
 
@@ -262,6 +266,12 @@ class TenantScreen(DataScreen):
         app = self.chosen_app()
         if app:
             self.app.push_screen(LogsScreen(self.tenant, app))
+
+
+def why(reason: str | None) -> Text:
+    """Why an app or instance is not as asked (the API's words), cut to the pane with a `…`."""
+    text = reason or ""
+    return Text(text if len(text) <= WHY_WIDTH else text[: WHY_WIDTH - 1] + "…", style="yellow")
 
 
 def iaas_cells(share: NodeShare, marked: bool, columns: list[Column]) -> list[object]:
