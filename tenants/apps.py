@@ -7,11 +7,11 @@ from tenants.db import commit
 from tenants.enums import TenantStatus
 from tenants.errors import Conflict, Invalid, NotFound
 from tenants.instances import instances_of
-from tenants.models import App, Plan, Tenant, utcnow
+from tenants.models import App, Tenant, saved_id, utcnow
 from tenants.names import check_name
 from tenants.quotas import check_quota, usage_of
 from tenants.schemas import AppRead, AppSpec, InstanceRead
-from tenants.tenancy import get_tenant
+from tenants.tenancy import get_plan, get_tenant
 
 # What a container is made from: a change of any of these is a new revision. Replicas are not in it.
 REVISIONED_FIELDS = tuple(field for field in AppSpec.model_fields if field != "replicas")
@@ -43,8 +43,8 @@ def deploy(
     apps = list_apps(session, tenant)
     app = next((a for a in apps if a.name == app_name), None)
     others = [a for a in apps if a.name != app_name]
-    candidate = App(tenant_id=tenant.id, name=app_name, **spec.model_dump())
-    check_quota(session.get(Plan, tenant.plan), usage_of([*others, candidate]))  # type: ignore[arg-type]
+    candidate = App(tenant_id=saved_id(tenant), name=app_name, **spec.model_dump())
+    check_quota(get_plan(session, tenant.plan), usage_of([*others, candidate]))
 
     if app is None:
         session.add(candidate)
@@ -82,7 +82,7 @@ def scale(session: Session, actor: str, tenant_name: str, app_name: str, replica
         return app
     others = [a for a in apps if a.id != app.id]
     resized = app.model_copy(update={"replicas": replicas})
-    check_quota(session.get(Plan, tenant.plan), usage_of([*others, resized]))  # type: ignore[arg-type]
+    check_quota(get_plan(session, tenant.plan), usage_of([*others, resized]))
     audit.record(session, actor, "app.scale", tenant.name, app=app_name, replicas=replicas, was=app.replicas)
     app.replicas = replicas
     app.updated_at = utcnow()
@@ -111,11 +111,11 @@ def delete(session: Session, actor: str, tenant_name: str, app_name: str) -> Non
 
 def read_apps(session: Session, tenant: Tenant, apps: list[App]) -> list[AppRead]:
     """The API's view of `apps`: each spec with its instances as the reconciler last recorded them."""
-    running = instances_of(session, [app.id for app in apps])  # type: ignore[misc]
+    running = instances_of(session, [saved_id(app) for app in apps])
     return [
         AppRead(
             tenant=tenant.name,
-            instances=[InstanceRead.model_validate(row) for row in running.get(app.id, [])],  # type: ignore[arg-type]
+            instances=[InstanceRead.model_validate(row) for row in running.get(saved_id(app), [])],
             **app.model_dump(exclude={"id", "tenant_id"}),
         )
         for app in apps

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, delete, select, update
 
 from tenants import audit
 from tenants.enums import TenantStatus
-from tenants.models import App, Instance, Plan, Tenant
+from tenants.models import App, Instance, Plan, Tenant, saved_id
 
 RECONCILER = "reconciler"
 
@@ -52,15 +52,15 @@ class ActionEvent:
 def desired_apps(session: Session) -> list[DesiredApp]:
     rows = session.exec(
         select(App, Tenant, Plan)
-        .join(Tenant, App.tenant_id == Tenant.id)  # type: ignore[arg-type]
-        .join(Plan, Tenant.plan == Plan.name)  # type: ignore[arg-type]
+        .join(Tenant, col(App.tenant_id) == Tenant.id)
+        .join(Plan, col(Tenant.plan) == Plan.name)
         .order_by(Tenant.name, App.name)
     )
     return [
         DesiredApp(
             tenant=tenant.name,
             isolation=tenant.isolation,
-            app_id=app.id,  # type: ignore[arg-type]
+            app_id=saved_id(app),
             name=app.name,
             revision=app.revision,
             replicas=0 if tenant.status == TenantStatus.SUSPENDED else app.replicas,
@@ -101,10 +101,10 @@ def record(
         if row.app_id in live_apps:
             session.merge(row)
     for app_id, problem in (problems or {}).items():
-        session.exec(update(App).where(col(App.id) == app_id).values(problem=problem))  # type: ignore[call-overload]
+        session.exec(update(App).where(col(App.id) == app_id).values(problem=problem))
     removed = list(removed)
     if removed:
-        session.exec(delete(Instance).where(col(Instance.id).in_(removed)))  # type: ignore[call-overload]
+        session.exec(delete(Instance).where(col(Instance.id).in_(removed)))
     for event in events:
         audit.record(session, RECONCILER, event.action, event.tenant, **event.detail)
     session.commit()
@@ -113,7 +113,9 @@ def record(
 def instances_of(session: Session, app_ids: Iterable[int]) -> dict[int, list[Instance]]:
     """The instances of each app, in a stable order (oldest first)."""
     rows = session.exec(
-        select(Instance).where(col(Instance.app_id).in_(list(app_ids))).order_by(Instance.created_at, Instance.id)
+        select(Instance)
+        .where(col(Instance.app_id).in_(list(app_ids)))
+        .order_by(col(Instance.created_at), col(Instance.id))
     )
     grouped: dict[int, list[Instance]] = {}
     for row in rows:

@@ -4,8 +4,9 @@ from sqlmodel import Session, col, select
 
 from tenants import audit
 from tenants.db import commit
+from tenants.enums import Role
 from tenants.errors import Conflict, NotFound
-from tenants.models import SshKey, Tenant
+from tenants.models import SshKey, Tenant, saved_id
 from tenants.schemas import KeyCreate, KeyRead
 from tenants.sshkeys import parse_public_key
 from tenants.tenancy import credential_owner
@@ -59,10 +60,10 @@ def remove_key(session: Session, actor: str, key_id: int) -> None:
 
 def _read(key: SshKey, tenant: str | None) -> KeyRead:
     return KeyRead(
-        id=key.id,
+        id=saved_id(key),
         fingerprint=key.fingerprint,
         comment=key.comment,
-        role=key.role,  # type: ignore[arg-type]
+        role=Role(key.role),
         tenant=tenant,
         created_at=key.created_at,
     )

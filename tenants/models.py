@@ -5,7 +5,7 @@ database type migration. Times are UTC and come back timezone-aware on every bac
 """
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -35,6 +35,18 @@ class UTCDateTime(TypeDecorator[datetime]):
 # Integer ids are never reused (SQLite reuses a deleted row's id without AUTOINCREMENT): whatever holds an id
 # in memory, a log line or a client can never take a new row for a deleted one.
 AUTOINCREMENT = {"sqlite_autoincrement": True}
+
+
+class _Row(Protocol):
+    id: int | None
+
+
+def saved_id(row: _Row) -> int:
+    """The id of a row read from (or flushed to) the database: SQLModel types it `int | None` because a row
+    not yet inserted has none."""
+    if row.id is None:
+        raise ValueError(f"this {type(row).__name__} has no id: it was never written")
+    return row.id
 
 
 def _time(*, index: bool = False, nullable: bool = False) -> Any:

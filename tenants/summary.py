@@ -5,12 +5,12 @@ from collections import Counter
 from sqlmodel import Session, col, select
 
 from tenants.enums import InstanceState
-from tenants.models import App, Instance, Plan, Tenant
+from tenants.models import App, Instance, Plan, Tenant, saved_id
 
 
 def tenant_rows(session: Session, only: str | None = None) -> list[tuple[Tenant, Plan, list[App], int]]:
     """(tenant, plan, its apps, its ready instances) for every tenant, or just `only`."""
-    query = select(Tenant, Plan).join(Plan, Tenant.plan == Plan.name).order_by(Tenant.name)  # type: ignore[arg-type]
+    query = select(Tenant, Plan).join(Plan, col(Tenant.plan) == Plan.name).order_by(Tenant.name)
     if only is not None:
         query = query.where(Tenant.name == only)
     tenants = list(session.exec(query))
@@ -24,4 +24,4 @@ def tenant_rows(session: Session, only: str | None = None) -> list[tuple[Tenant,
             .where(Instance.state == InstanceState.READY)
         )
     )
-    return [(tenant, plan, apps.get(tenant.id, []), ready[tenant.id]) for tenant, plan in tenants]  # type: ignore[index]
+    return [(tenant, plan, apps.get(saved_id(tenant), []), ready[saved_id(tenant)]) for tenant, plan in tenants]

@@ -1,10 +1,10 @@
 """Tenants and their plans: create, look up, suspend, resume, delete (with everything they own)."""
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tenants import audit
 from tenants.db import commit
-from tenants.enums import Role, TenantStatus
+from tenants.enums import Isolation, Role, TenantStatus
 from tenants.errors import Conflict, Invalid, NotFound
 from tenants.models import App, Plan, Tenant
 from tenants.quotas import usage_of
@@ -12,7 +12,7 @@ from tenants.schemas import PlanRead, TenantCreate, TenantRead
 
 
 def list_plans(session: Session) -> list[Plan]:
-    return list(session.exec(select(Plan).order_by(Plan.max_instances)))
+    return list(session.exec(select(Plan).order_by(col(Plan.max_instances))))
 
 
 def get_plan(session: Session, name: str, *, field: str = "plan") -> Plan:
@@ -73,8 +73,8 @@ def read_tenant(session: Session, tenant: Tenant) -> TenantRead:
     return TenantRead(
         name=tenant.name,
         plan=PlanRead.model_validate(plan),
-        isolation=tenant.isolation,
-        status=tenant.status,
+        isolation=Isolation(tenant.isolation),
+        status=TenantStatus(tenant.status),
         created_at=tenant.created_at,
         usage=usage_of(apps),
     )

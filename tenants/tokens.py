@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from tenants import audit
 from tenants.enums import Role
 from tenants.errors import NotFound
-from tenants.models import ApiToken, Tenant, utcnow
+from tenants.models import ApiToken, Tenant, saved_id, utcnow
 from tenants.schemas import TokenCreate, TokenRead
 from tenants.tenancy import credential_owner
 
@@ -84,7 +84,7 @@ def authenticate(session: Session, secret: str) -> Principal | None:
     token, tenant_name = row
     if token.expires_at is not None and token.expires_at <= utcnow():
         return None
-    return Principal(Role(token.role), tenant_name, token.id, token.name)  # type: ignore[arg-type]
+    return Principal(Role(token.role), tenant_name, saved_id(token), token.name)
 
 
 def list_tokens(session: Session, tenant: str | None = None) -> list[TokenRead]:
@@ -111,10 +111,10 @@ def revoke(session: Session, actor: str, token_id: int) -> None:
 
 def _read(token: ApiToken, tenant: str | None) -> TokenRead:
     return TokenRead(
-        id=token.id,
+        id=saved_id(token),
         name=token.name,
-        role=token.role,
-        tenant=tenant,  # type: ignore[arg-type]
+        role=Role(token.role),
+        tenant=tenant,
         created_at=token.created_at,
         expires_at=token.expires_at,
     )
