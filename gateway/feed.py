@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from gateway.routes import RouteSpec
 from gateway.server import Gateway
@@ -25,7 +26,7 @@ def encode(routes: Iterable[RouteSpec]) -> bytes:
     return json.dumps({"routes": [asdict(route) for route in routes]}).encode() + b"\n"
 
 
-def decode(message: dict) -> list[RouteSpec]:  # type: ignore[type-arg]
+def decode(message: dict[str, Any]) -> list[RouteSpec]:
     return [
         RouteSpec(**{**route, "hostnames": tuple(route["hostnames"]), "endpoints": tuple(route["endpoints"])})
         for route in message["routes"]

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -79,6 +79,18 @@ class Exchange:
         "target",
         "local",
     )
+    # Set from the request line and head (`on_message_begin`, `on_headers_complete`, `_route`):
+    started: float
+    method: bytes
+    target: bytes
+    http10: bool
+    keep_alive: bool
+    upgrade: bool
+    idempotent: bool
+    chunked: bool
+    has_body: bool
+    request_id: bytes
+    head: bytes  # the request head as forwarded upstream
 
     def __init__(self) -> None:
         self.route: Route | None = None
@@ -117,7 +129,7 @@ class ClientConnection(asyncio.Protocol):
     # connection events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream protocol's transport
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0] if peer else "unix").encode()
         self.gateway.clients.add(self)
@@ -197,7 +209,8 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
         if self.header_bytes > self.limits.max_header_bytes or len(self.headers) >= self.limits.max_headers:
-            self.current.local = b"431"  # type: ignore[union-attr]
+            assert self.current is not None  # set by on_message_begin
+            self.current.local = b"431"
             return
         lower = name.lower()
         if lower == b"host":
@@ -357,7 +370,8 @@ class ClientConnection(asyncio.Protocol):
     def _send_to(self, exchange: Exchange, endpoint: Endpoint) -> None:
         exchange.endpoint = endpoint
         endpoint.outstanding += 1
-        exchange.route.metrics.in_flight += 1  # type: ignore[union-attr]
+        assert exchange.route is not None  # only a routed exchange is sent
+        exchange.route.metrics.in_flight += 1
         idle = endpoint.idle
         while idle:
             connection = idle.pop()
@@ -416,7 +430,8 @@ class ClientConnection(asyncio.Protocol):
         if safe and not exchange.retried and route is not None:
             exchange.retried = True
             # Another instance; or the same one afresh if it was a pooled connection that went stale.
-            endpoint = route.pick(exclude=failed) or (failed if reused and not failed.removed else None)  # type: ignore[union-attr]
+            stale = reused and failed is not None and not failed.removed
+            endpoint = route.pick(exclude=failed) or (failed if stale else None)
             if endpoint is not None:
                 self._send_to(exchange, endpoint)
                 return
@@ -487,7 +502,8 @@ class ClientConnection(asyncio.Protocol):
         if exchange.endpoint is not None:
             exchange.endpoint.release()
             exchange.endpoint = None
-            exchange.route.metrics.in_flight -= 1  # type: ignore[union-attr]
+            assert exchange.route is not None  # an endpoint is only ever one of its route's
+            exchange.route.metrics.in_flight -= 1
 
     def _record(self, exchange: Exchange) -> None:
         route = exchange.route
@@ -543,7 +559,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.out: list[bytes] | None = None  # what one read produced for the client, written as one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream protocol's transport
         self.parser = httptools.HttpResponseParser(self)
 
     def usable(self) -> bool:
@@ -597,7 +613,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.out = []
         if self.head_seen:
             self.out.append(data)
-            self.exchange.sent += len(data)  # type: ignore[union-attr]
+            assert self.exchange is not None  # attached: a head was seen for it
+            self.exchange.sent += len(data)
         else:
             self.head_buffer += data
         try:
