@@ -120,8 +120,8 @@ class DockerRuntime(NodeRuntime):
         listed = await self._call(self.docker.containers.list(all=True, filters=filters))
         keys = [(item["Id"], item["State"]) for item in listed]
         fresh = [key for key in keys if key not in self._seen]
-        for key, found in zip(fresh, await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh)), strict=True):
-            self._seen[key] = found
+        for key, inspected in zip(fresh, await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh)), strict=True):
+            self._seen[key] = inspected
         self._seen = {key: self._seen[key] for key in keys}
         found = [container for key in keys if (container := self._seen[key]) is not None]
         await self.host.retain({c.published for c in found if c.published is not None})
@@ -206,7 +206,7 @@ class DockerRuntime(NodeRuntime):
             if "No such container" not in str(exc) and "404" not in str(exc):
                 raise
 
-    async def logs(self, container_id: str, *, follow: bool, since: int | None) -> AsyncIterator[str]:  # type: ignore[override]
+    async def logs(self, container_id: str, *, follow: bool, since: int | None) -> AsyncIterator[str]:
         container = self.docker.containers.container(container_id)
         params: dict[str, Any] = {"stdout": True, "stderr": True, "since": since or 0}
         try:
@@ -279,7 +279,7 @@ class DockerRuntime(NodeRuntime):
         if errors:
             raise EngineError(f"building {tag} failed: {errors[-1]}")
 
-    async def save(self, reference: str) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def save(self, reference: str) -> AsyncIterator[bytes]:
         try:
             async with self.docker.images.export_image(reference) as content:
                 async for chunk in content.iter_chunked(SAVE_CHUNK_BYTES):
