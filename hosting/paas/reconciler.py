@@ -80,12 +80,14 @@ class Reconciler:
         publish: Publish | None = None,
         drain: Drain | None = None,
         image_store: NodeRuntime | None = None,
+        liveness: Liveness | None = None,  # its health checker: tests pass one for FakeRuntime's endpoints
+        clock: Callable[[], float] = time.monotonic,  # for deadlines and backoff; tests pass a FakeClock's
     ) -> None:
         self.engine, self.platform_id, self.pool, self.strategy = engine, platform_id, pool, strategy
         pool.on_change = self.nudge
-        self.publish, self.drain = publish, drain
+        self.publish, self.drain, self.clock = publish, drain, clock
         self.image_store = image_store  # where images are built and loaded; shipped to nodes from there
-        self.liveness, self.usage, self.problems = Liveness(), UsageSampler(), AppProblems()
+        self.liveness, self.usage, self.problems = liveness or Liveness(), UsageSampler(), AppProblems()
         self.tracked: dict[str, Tracked] = {}
         self._adopted = False
         self._desired: list[DesiredApp] = []
@@ -121,7 +123,7 @@ class Reconciler:
         if rows is not None:
             self.tracked = {row.id: Tracked.adopt(row) for row in rows.values()}
             self._adopted = True
-        self._desired, work, now = desired, _Pass(), time.monotonic()
+        self._desired, work, now = desired, _Pass(), self.clock()
         names = {app.app_id: (app.tenant, app.name) for app in desired}
         containers = await observe(self.engine, self.platform_id, self.pool, self.tracked, names)
         work.removed, work.events = track(self.tracked, containers, names)
@@ -141,8 +143,8 @@ class Reconciler:
         await self.usage.sample(self.pool, list(self.tracked.values()))
         self._publish()
         await asyncio.to_thread(self._save, work)
-        if work.removed or time.monotonic() - self._swept_at >= networks.SWEEP_SECONDS:
-            self._swept_at = time.monotonic()
+        if work.removed or self.clock() - self._swept_at >= networks.SWEEP_SECONDS:
+            self._swept_at = self.clock()
             present = [c for c in containers if c.instance not in work.removed]
             await networks.sweep(self.pool, self.platform_id, present, {a.tenant for a in desired if a.replicas})
 
@@ -180,7 +182,7 @@ class Reconciler:
                 await node.runtime.ensure_network(network, {PLATFORM_LABEL: self.platform_id, TENANT_LABEL: app.tenant})
                 container = await self._create_container(node.runtime, spec)
             except EngineError as exc:
-                delay = self.problems.create_failed(app, str(exc), time.monotonic())
+                delay = self.problems.create_failed(app, str(exc), self.clock())
                 detail = {"app": app.name, "node": node.name, "reason": str(exc), "retry_in_seconds": delay}
                 work.events.append(ActionEvent("instance.failed", app.tenant, detail))
                 return
@@ -208,7 +210,7 @@ class Reconciler:
             try:
                 started = await self.pool[container.node].runtime.start(container.id)
             except EngineError as exc:
-                tracked.restart_at = time.monotonic() + backoff(tracked.crashes)
+                tracked.restart_at = self.clock() + backoff(tracked.crashes)
                 work.event("instance.failed", app.tenant, app=app.name, instance=tracked.id, reason=str(exc))
                 return
         tracked.restarts += 1
@@ -221,7 +223,7 @@ class Reconciler:
         tracked, container, app = self.tracked[crash.container.instance], crash.container, crash.app
         tracked.crashes, tracked.restart_at, tracked.state = crash.crashes, crash.restart_at, crash.state
         tracked.failures = 0
-        delay = round(crash.restart_at - time.monotonic())
+        delay = round(crash.restart_at - self.clock())
         detail = {"app": app.name, "instance": tracked.id, "exit_code": container.exit_code, "crashes": crash.crashes}
         work.events.append(ActionEvent("instance.crashed", app.tenant, {**detail, "restart_in_seconds": delay}))
         times = f"{crash.crashes} times in a row" if crash.crashes > 1 else "once"

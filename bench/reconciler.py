@@ -1,0 +1,184 @@
+"""Reconciler passes at scale: the real `Reconciler` on 200 `FakeRuntime` nodes running 2,000 instances.
+
+    .venv/bin/python bench/reconciler.py [--nodes 200] [--instances 2000] [--replicas 10] [--passes 10] [--seed 1]
+
+Engines in memory (no Docker), a migrated SQLite database in a temporary directory, a `FakeClock`, and health
+checks answered by `FakeHealthChecker`: what is timed is the platform's own work in a pass (reading the desired
+state, observing every node, planning, acting, judging health, writing rows and events), not an engine's. Each
+phase is one kind of pass, timed `--passes` times where it repeats (median and worst):
+- deploy: the first pass, which creates every instance (placed by SPREAD) and sees them ready;
+- idle: nothing to do and no health check due;
+- checks due: nothing to do, but every ready instance's health check is due (every 2 s on the clock);
+- crashes: 1% of the instances crashed since the last pass (recorded, their last output read);
+- restarts: those crashed instances restarted once their backoff has passed;
+- scale up: every app gets one replica more;
+- unreachable: a node's engine stops answering (its instances are kept, as for 30 s);
+- node lost: the next pass gives that node up (its `lost_after` is 0 here): its instances are placed elsewhere.
+Bounded: the whole run stops after `--timeout` seconds (300 by default) and says so. No baseline: absolute times.
+"""
+
+import argparse
+import asyncio
+import logging
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from hosting.paas.fake_runtime import FakeClock, FakeHealthChecker, FakePorts, FakeRuntime
+from hosting.paas.liveness import HEALTH_INTERVAL_SECONDS, Liveness
+from hosting.paas.nodes import NodeHandle, NodePool
+from hosting.paas.planner import BACKOFF_CAP_SECONDS
+from hosting.paas.reconciler import Reconciler
+from hosting.paas.runtime import Capacity
+from hosting.paas.scheduler import Strategy
+from tenants import apps, db, tenancy
+from tenants.enums import InstanceState
+from tenants.models import App, Tenant
+from tenants.schemas import AppSpec, TenantCreate
+
+PLATFORM = "benchplatform001"
+NODE_SIZES = [Capacity(4000, 8192), Capacity(8000, 16384)]
+APPS_PER_TENANT = 5  # the large plan allows 50 apps and 100 instances per tenant
+CRASHED_SHARE = 0.01
+TIMEOUT_SECONDS = 300.0
+
+
+def make_world(engine: Engine, args: argparse.Namespace) -> tuple[Reconciler, FakeClock, list[FakeRuntime]]:
+    """The nodes, the apps (10 replicas each by default, five per tenant) and a reconciler over them."""
+    rng = random.Random(args.seed)
+    clock, ports = FakeClock(), FakePorts()
+    nodes = [
+        FakeRuntime(f"node-{i:03d}", capacity=rng.choice(NODE_SIZES), clock=clock.now, ports=ports)
+        for i in range(args.nodes)
+    ]
+    apps_wanted = max(1, args.instances // args.replicas)
+    with db.session(engine) as session:
+        for index in range(apps_wanted):
+            tenant = f"t{index // APPS_PER_TENANT:03d}"
+            if index % APPS_PER_TENANT == 0:
+                tenancy.create_tenant(session, "bench", TenantCreate(name=tenant, plan="large"))
+            spec = AppSpec(image="strata/hello", replicas=args.replicas, cpu_millicores=100, memory_mib=64)
+            apps.deploy(session, "bench", tenant, f"app{index % APPS_PER_TENANT}", spec, platform_domain="localhost")
+    reconciler = Reconciler(
+        engine,
+        PLATFORM,
+        NodePool(NodeHandle(node, "local", "fake://") for node in nodes),
+        Strategy.SPREAD,
+        publish=lambda routes: None,
+        liveness=Liveness(FakeHealthChecker(ports)),
+        clock=clock.monotonic,
+    )
+    return reconciler, clock, nodes
+
+
+async def timed(reconciler: Reconciler, before: Callable[[], object] = lambda: None) -> float:
+    before()
+    started = time.perf_counter()
+    await reconciler.reconcile()
+    return time.perf_counter() - started
+
+
+async def phases(reconciler: Reconciler, clock: FakeClock, nodes: list[FakeRuntime], args: argparse.Namespace) -> None:
+    rng = random.Random(args.seed)
+    print(f"{args.nodes} nodes, {args.instances} instances wanted, {args.passes} passes per repeated phase")
+    print(f"{'phase':<12} {'median':>9} {'worst':>9} {'per instance':>13}  what")
+
+    def report(name: str, seconds: list[float], what: str) -> None:
+        instances = max(1, len(reconciler.tracked))
+        median = statistics.median(seconds)
+        print(
+            f"{name:<12} {median * 1000:>7.0f}ms {max(seconds) * 1000:>7.0f}ms "
+            f"{median / instances * 1e6:>11.0f}us  {what}"
+        )
+
+    def ready() -> int:
+        return sum(1 for t in reconciler.tracked.values() if t.state == InstanceState.READY)
+
+    deploy = [await timed(reconciler)]
+    report("deploy", deploy, f"{sum(len(n.running()) for n in nodes)} created, {ready()} ready")
+
+    report("idle", [await timed(reconciler) for _ in range(args.passes)], "nothing due")
+
+    def checks_due() -> None:
+        clock.advance(HEALTH_INTERVAL_SECONDS)
+
+    due = [await timed(reconciler, checks_due) for _ in range(args.passes)]
+    report("checks due", due, f"{ready()} ready instances checked each pass")
+
+    running = [(node, c.instance) for node in nodes for c in node.running()]
+    crashed = rng.sample(running, max(1, int(len(running) * CRASHED_SHARE)))
+
+    def crash() -> None:
+        for node, instance in crashed:
+            node.emit(instance, "panic: the benchmark")
+            node.crash(instance, exit_code=2)
+
+    report("crashes", [await timed(reconciler, crash)], f"{len(crashed)} crashes recorded")
+
+    def backoff_passes() -> None:
+        clock.advance(BACKOFF_CAP_SECONDS)
+
+    starts = sum(node.calls["start"] for node in nodes)
+    restart = [await timed(reconciler, backoff_passes)]
+    report("restarts", restart, f"{sum(node.calls['start'] for node in nodes) - starts} restarted")
+
+    def scale_up() -> None:
+        with db.session(reconciler.engine) as session:
+            for app, tenant in session.exec(select(App, Tenant).join(Tenant, col(App.tenant_id) == Tenant.id)).all():
+                apps.scale(session, "bench", tenant.name, app.name, app.replicas + 1)
+
+    created = sum(node.calls["create"] for node in nodes)
+    scale = [await timed(reconciler, scale_up)]
+    report("scale up", scale, f"{sum(node.calls['create'] for node in nodes) - created} created")
+
+    lost = max(nodes, key=lambda node: len(node.running()))  # SPREAD fills the roomiest nodes first
+
+    def lose_a_node() -> None:
+        lost.unreachable()
+        reconciler.pool[lost.name].lost_after = 0.0  # given up at once, not after 30 s
+
+    had = len(lost.running())
+    report("unreachable", [await timed(reconciler, lose_a_node)], f"a node of {had} stops answering: they are kept")
+    created = sum(node.calls["create"] for node in nodes)
+    moved = [await timed(reconciler)]
+    report("node lost", moved, f"{sum(n.calls['create'] for n in nodes) - created} of its {had} placed elsewhere")
+
+
+async def bounded(work: Awaitable[None], seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(work, seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--replicas", type=int, default=10)
+    parser.add_argument("--passes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS)
+    args = parser.parse_args()
+    logging.getLogger("hosting").setLevel(logging.ERROR)  # a lost node's warning is the point of a phase
+    with tempfile.TemporaryDirectory(prefix="strata-bench-") as home:
+        engine = db.open_engine(f"sqlite:///{Path(home) / 'strata.db'}")
+        try:
+            reconciler, clock, nodes = make_world(engine, args)
+            if not asyncio.run(bounded(phases(reconciler, clock, nodes, args), args.timeout)):
+                print(f"stopped after {args.timeout:.0f} s (--timeout)", file=sys.stderr)
+                sys.exit(1)
+        finally:
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
