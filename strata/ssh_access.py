@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from tenants import audit, db, keys, tokens
 from tenants.enums import Role
-from tenants.models import ApiToken
+from tenants.models import ApiToken, saved_id
 from tenants.schemas import TokenCreate
 from tui.ssh import Grant
 
@@ -63,7 +63,7 @@ class SshAccess:
         with db.session(self.engine) as session:
             token = session.exec(select(ApiToken).where(ApiToken.token_hash == tokens.digest(grant.token))).first()
             if token is not None:  # even expired: it goes with its session
-                tokens.revoke(session, "ssh", token.id)  # type: ignore[arg-type]
+                tokens.revoke(session, "ssh", saved_id(token))
             audit.record(
                 session,
                 f"{grant.tenant or 'operator'}/ssh:{grant.username}@{peer}",

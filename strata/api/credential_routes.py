@@ -5,6 +5,7 @@ from fastapi import APIRouter, Response
 from strata.api.deps import DB, Caller, RowId, check_credential_role, listing_scope
 from tenants import keys, tokens
 from tenants.errors import NotFound
+from tenants.models import saved_id
 from tenants.schemas import KeyCreate, KeyRead, TokenCreate, TokenCreated, TokenRead
 
 router = APIRouter(tags=["credentials"])
@@ -38,7 +39,7 @@ def create_token(session: DB, principal: Caller, spec: TokenCreate) -> TokenCrea
     """The answer holds the token's secret; it is shown this once and stored only as a hash."""
     check_credential_role(principal, spec.role, spec.tenant)
     row, secret = tokens.mint(session, principal.actor, spec)
-    return TokenCreated(**tokens.get_token(session, row.id).model_dump(), token=secret)  # type: ignore[arg-type]
+    return TokenCreated(**tokens.get_token(session, saved_id(row)).model_dump(), token=secret)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)

@@ -1,6 +1,7 @@
 """One error shape for every refusal: `{"error": {"code", "message", "field"}}`, never a bare 500."""
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +20,7 @@ CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "field": field}}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -73,6 +74,6 @@ def _allowed(request: Request) -> list[str]:
         method
         for route in request.app.routes
         if isinstance(route, APIRoute) and route.path_regex.fullmatch(path)
-        for method in route.methods
+        for method in route.methods or ()
     }
     return sorted(methods)

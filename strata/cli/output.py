@@ -46,5 +46,5 @@ def _text(value: object) -> str:
     if isinstance(value, dict):
         return " ".join(f"{key}={item}" for key, item in value.items()) or "-"
     if hasattr(value, "isoformat"):
-        return value.isoformat(timespec="seconds")  # type: ignore[no-any-return]
+        return value.isoformat(timespec="seconds")
     return str(value)
