@@ -9,25 +9,12 @@ per-tenant rate buckets carry over from one table to the next.
 import asyncio
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.limits import Limits
 from gateway.metrics import RouteMetrics
 from gateway.ratelimit import TokenBucket
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """One app as the gateway must serve it: its hostnames, its ready instances, its tenant's limits."""
-
-    tenant: str
-    app: str
-    hostnames: tuple[str, ...]  # extra hostnames; `<app>.<tenant>.<domain>` is implied
-    endpoints: tuple[str, ...]  # HOST:PORT of each ready instance
-    requests_per_second: int
-    burst: int
-    max_body_bytes: int
+from tenants.routes import RouteSpec
 
 
 class Endpoint:

@@ -20,7 +20,7 @@ import uvloop
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from gateway import Gateway, RouteSpec, serve_admin
+from gateway import Gateway, serve_admin
 from gateway.feed import RouteFeed
 from hosting.iaas import detect_accel
 from hosting.iaas.driver import HypervisorDriver
@@ -31,7 +31,6 @@ from hosting.iaas.qemu import QemuDriver
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
-from hosting.paas.serving import ServedApp
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import create_app
 from strata.config import Settings
@@ -39,6 +38,7 @@ from strata.gateway_workers import GatewayWorkers
 from strata.ssh_access import SshAccess
 from tenants import db, tokens
 from tenants.enums import Role
+from tenants.routes import RouteSpec
 from tenants.schemas import TokenCreate
 from tui.ssh import serve_ssh
 
@@ -77,8 +77,7 @@ def run(settings: Settings, options: Options) -> None:
         gateway = Gateway(settings.domain, access_log=settings.home / "logs" / "access.log")
         feed = RouteFeed(settings.home / "gateway.sock") if options.gateway_workers > 1 else None
 
-        def publish(served: list[ServedApp]) -> None:
-            routes = [route_of(app) for app in served]
+        def publish(routes: list[RouteSpec]) -> None:
             gateway.apply(routes)
             if feed is not None:
                 feed.publish(routes)
@@ -148,18 +147,6 @@ def _provisioner(settings: Settings, driver: HypervisorDriver, templates: Hyperv
         client_key(settings.home / "vm_client_key"),
         engine_ready,
         settings.home / "snapshots",
-    )
-
-
-def route_of(served: ServedApp) -> RouteSpec:
-    return RouteSpec(
-        tenant=served.tenant,
-        app=served.app,
-        hostnames=served.hostnames,
-        endpoints=served.endpoints,
-        requests_per_second=served.requests_per_second,
-        burst=served.burst,
-        max_body_bytes=served.max_body_mib * 1024 * 1024,
     )
 
 

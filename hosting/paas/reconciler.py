@@ -24,17 +24,9 @@ from hosting.paas.observer import observe, track
 from hosting.paas.pause import pause
 from hosting.paas.planner import Action, Crashed, Create, Observed, Remove, Restart, Unplaceable, backoff, plan
 from hosting.paas.problems import AppProblems
-from hosting.paas.runtime import (
-    PLATFORM_LABEL,
-    TENANT_LABEL,
-    Container,
-    EngineError,
-    ImageMissing,
-    InstanceSpec,
-    NodeRuntime,
-)
+from hosting.paas.runtime import Container, EngineError, ImageMissing, InstanceSpec, NodeRuntime
 from hosting.paas.scheduler import Strategy
-from hosting.paas.serving import ServedApp, served_apps
+from hosting.paas.serving import routes
 from hosting.paas.tracked import Tracked
 from hosting.paas.usage import UsageSampler
 from tenants import db
@@ -43,6 +35,7 @@ from tenants import nodes as registry
 from tenants.enums import InstanceState
 from tenants.instances import ActionEvent, DesiredApp
 from tenants.models import Instance
+from tenants.routes import RouteSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +45,7 @@ LAST_OUTPUT_LINES = 3  # of a crashed instance's output, in its message
 PIDS_LIMIT = 256
 MAX_PARALLEL_ACTIONS = 8
 
-Publish = Callable[[list[ServedApp]], None]
+Publish = Callable[[list[RouteSpec]], None]
 Drain = Callable[[str], Awaitable[bool]]
 
 
@@ -91,7 +84,7 @@ class Reconciler:
         self.tracked: dict[str, Tracked] = {}
         self._adopted = False
         self._desired: list[DesiredApp] = []
-        self._published: list[ServedApp] | None = None
+        self._published: list[RouteSpec] | None = None
         self._busy = False  # the last pass acted: the next one comes soon
         self._swept_at = 0.0
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
@@ -179,7 +172,7 @@ class Reconciler:
         )  # fmt: skip
         async with self._limit:
             try:
-                await node.runtime.ensure_network(network, {PLATFORM_LABEL: self.platform_id, TENANT_LABEL: app.tenant})
+                await node.runtime.ensure_network(network, spec.network_labels)
                 container = await self._create_container(node.runtime, spec)
             except EngineError as exc:
                 delay = self.problems.create_failed(app, str(exc), self.clock())
@@ -280,7 +273,7 @@ class Reconciler:
 
     def _publish(self) -> None:
         """Tell the front door each app's ready endpoints, if anything changed since the last time."""
-        served = served_apps(self._desired, self.tracked.values())
+        served = routes(self._desired, self.tracked.values())
         if self.publish is not None and served != self._published:
             self._published = served
             self.publish(served)

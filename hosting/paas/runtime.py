@@ -78,6 +78,11 @@ class InstanceSpec:
     network: str
 
     @property
+    def network_labels(self) -> dict[str, str]:
+        """The labels of the tenant's network the instance joins."""
+        return {PLATFORM_LABEL: self.platform, TENANT_LABEL: self.tenant}
+
+    @property
     def labels(self) -> dict[str, str]:
         return {
             PLATFORM_LABEL: self.platform,

@@ -1,0 +1,20 @@
+"""The one value the control plane hands the front door: an app as it must be served.
+
+The reconciler makes them (`hosting.paas.serving`) and the gateway serves them (`gateway.routes`); it lives
+here, on the ground floor both may stand on, so neither imports the other and no copy is written by hand.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One app as the gateway must serve it: its hostnames, its ready instances, its tenant's limits."""
+
+    tenant: str
+    app: str
+    hostnames: tuple[str, ...]  # extra hostnames; `<app>.<tenant>.<domain>` is implied
+    endpoints: tuple[str, ...]  # HOST:PORT of each ready instance
+    requests_per_second: int
+    burst: int
+    max_body_bytes: int
