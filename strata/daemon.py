@@ -32,7 +32,7 @@ from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.vm_nodes import VmNodes, engine_ready
-from strata.api import create_app
+from strata.api import Platform, create_app
 from strata.config import Settings
 from strata.gateway_workers import GatewayWorkers
 from strata.ssh_access import SshAccess
@@ -98,7 +98,16 @@ def run(settings: Settings, options: Options) -> None:
             image_store=local if options.local_node else None,
         )
         hypervisors = _hypervisors(engine, settings, reconciler)
-        app = create_app(engine, settings, reconciler, gateway, hypervisors)
+        platform = Platform(
+            engine=engine,
+            settings=settings,
+            pool=reconciler.pool,
+            usage=reconciler.usage,
+            gateway=gateway,
+            hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
+            nudge=reconciler.nudge,
+        )
+        app = create_app(platform)
         sockets = [_unix_socket(settings.api_socket)]
         if options.api:
             sockets.append(_tcp_socket(options.api))

@@ -2,14 +2,11 @@
 
 from collections.abc import Callable
 from importlib.metadata import version
+from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import Gateway
-from hosting.paas.reconciler import Reconciler
-from hosting.paas.vm_nodes import VmNodes
 from strata.api import (
     app_routes,
     credential_routes,
@@ -20,26 +17,23 @@ from strata.api import (
     runtime_routes,
     tenant_routes,
 )
-from strata.config import Settings
+from strata.api.deps import Platform
 from tenants.schemas import ErrorBody, Health
 
-ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 503)}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 503)
+}
 
 
 CHANGING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
-def create_app(
-    engine: Engine, settings: Settings, reconciler: Reconciler, gateway: Gateway, hypervisors: list[VmNodes]
-) -> FastAPI:
+def create_app(platform: Platform) -> FastAPI:
+    """The API over `platform`, which its routes reach through the dependencies of `strata.api.deps`."""
     app = FastAPI(title="Strata control API", version=version("strata"), responses=ERROR_RESPONSES)
-    app.state.engine = engine
-    app.state.settings = settings
-    app.state.reconciler = reconciler
-    app.state.hypervisors = {vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors}
-    app.state.gateway = gateway
+    platform.install(app)
     errors.install(app)
-    app.add_middleware(NudgeOnChange, nudge=reconciler.nudge)
+    app.add_middleware(NudgeOnChange, nudge=platform.nudge)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> Health:

@@ -1,8 +1,10 @@
 """`/tenants/{tenant}/apps`: deploy (PUT the spec), scale, restart, delete — within the tenant's quota."""
 
-from fastapi import APIRouter, Request, Response
+from collections.abc import Mapping
 
-from strata.api.deps import DB, Caller, TenantName
+from fastapi import APIRouter, Response
+
+from strata.api.deps import DB, Caller, Config, InstanceUsage, TenantName
 from tenants import apps
 from tenants.schemas import AppRead, AppSpec, InstanceRead, Scale
 from tenants.tenancy import get_tenant
@@ -10,9 +12,8 @@ from tenants.tenancy import get_tenant
 router = APIRouter(prefix="/tenants/{tenant}/apps", tags=["apps"])
 
 
-def with_usage(request: Request, app: AppRead) -> AppRead:
+def with_usage(usage: Mapping[str, tuple[int, int]], app: AppRead) -> AppRead:
     """Add what each instance uses now (sampled by the reconciler, kept in memory only)."""
-    usage = request.app.state.reconciler.usage.usage
     for instance in app.instances:
         if instance.id in usage:
             instance.cpu_millicores_used, instance.memory_mib_used = usage[instance.id]
@@ -20,30 +21,29 @@ def with_usage(request: Request, app: AppRead) -> AppRead:
 
 
 @router.get("")
-def list_apps(request: Request, session: DB, tenant: TenantName) -> list[AppRead]:
+def list_apps(session: DB, tenant: TenantName, usage: InstanceUsage) -> list[AppRead]:
     owner = get_tenant(session, tenant)
-    return [with_usage(request, app) for app in apps.read_apps(session, owner, apps.list_apps(session, owner))]
+    return [with_usage(usage, app) for app in apps.read_apps(session, owner, apps.list_apps(session, owner))]
 
 
 @router.get("/{app}")
-def get_app(request: Request, session: DB, tenant: TenantName, app: str) -> AppRead:
-    return with_usage(request, apps.describe(session, tenant, app))
+def get_app(session: DB, tenant: TenantName, app: str, usage: InstanceUsage) -> AppRead:
+    return with_usage(usage, apps.describe(session, tenant, app))
 
 
 @router.get("/{app}/instances")
-def list_instances(request: Request, session: DB, tenant: TenantName, app: str) -> list[InstanceRead]:
+def list_instances(session: DB, tenant: TenantName, app: str, usage: InstanceUsage) -> list[InstanceRead]:
     """The app's running copies: node, state (starting, ready, unhealthy, crashloop, stopping), endpoint, and
     the CPU and memory they use (sampled every 10 s)."""
-    return with_usage(request, apps.describe(session, tenant, app)).instances
+    return with_usage(usage, apps.describe(session, tenant, app)).instances
 
 
 @router.put("/{app}", responses={201: {"model": AppRead, "description": "created"}})
 def deploy_app(
-    session: DB, principal: Caller, tenant: TenantName, app: str, spec: AppSpec, request: Request, response: Response
+    session: DB, principal: Caller, tenant: TenantName, app: str, spec: AppSpec, settings: Config, response: Response
 ) -> AppRead:
     """Create the app or replace its spec. A change of anything but `replicas` starts a new revision."""
-    domain = request.app.state.settings.domain
-    row, created = apps.deploy(session, principal.actor, tenant, app, spec, platform_domain=domain)
+    row, created = apps.deploy(session, principal.actor, tenant, app, spec, platform_domain=settings.domain)
     response.status_code = 201 if created else 200
     return apps.read_app(session, row, get_tenant(session, tenant))
 

@@ -1,27 +1,102 @@
-"""Who is asking, and what they may see: the one place the control API decides authorisation."""
+"""What a route may reach, and who is asking: the one place the control API reads `app.state` (the
+`Platform` that `create_app` stored) and decides authorisation. Routes take both as typed dependencies."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, FastAPI, Path
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 
+from gateway import Gateway
+from hosting.paas.nodes import NodePool
+from hosting.paas.usage import UsageSampler
+from hosting.paas.vm_nodes import VmNodes
+from strata.config import Settings
 from tenants import db, tokens
 from tenants.enums import Role
 from tenants.errors import Forbidden, NotFound
 from tenants.tokens import Principal
 
-_bearer = HTTPBearer(auto_error=False)
+
+@dataclass(frozen=True)
+class Platform:
+    """The running parts the routes use, beside the database: the live nodes, what their instances use, the
+    gateway's traffic, the VM nodes of each hypervisor driver (by its name), and `nudge`, which asks the
+    reconciler for a pass now. Made by the daemon, stored once by `create_app`, shared by every request."""
+
+    engine: Engine
+    settings: Settings
+    pool: NodePool
+    usage: UsageSampler
+    gateway: Gateway
+    hypervisors: Mapping[str, VmNodes]
+    nudge: Callable[[], None]
+
+    def install(self, app: FastAPI) -> None:
+        app.state.platform = self
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with db.session(request.app.state.engine) as session:
+async def get_platform(connection: HTTPConnection) -> Platform:
+    """For HTTP and WebSocket routes alike (both are an `HTTPConnection`). The getters are coroutines so that
+    FastAPI calls them on the loop, not in a worker thread."""
+    platform: Platform = connection.app.state.platform
+    return platform
+
+
+_Platform = Annotated[Platform, Depends(get_platform)]
+
+
+async def get_engine(platform: _Platform) -> Engine:
+    return platform.engine
+
+
+async def get_settings(platform: _Platform) -> Settings:
+    return platform.settings
+
+
+async def get_pool(platform: _Platform) -> NodePool:
+    return platform.pool
+
+
+async def get_usage(platform: _Platform) -> Mapping[str, tuple[int, int]]:
+    """Instance -> (millicores, MiB) used lately: the sampler's latest, read per request (it is replaced)."""
+    return platform.usage.usage
+
+
+async def get_gateway(platform: _Platform) -> Gateway:
+    return platform.gateway
+
+
+async def get_hypervisors(platform: _Platform) -> Mapping[str, VmNodes]:
+    return platform.hypervisors
+
+
+async def get_nudge(platform: _Platform) -> Callable[[], None]:
+    return platform.nudge
+
+
+DbEngine = Annotated[Engine, Depends(get_engine)]
+Config = Annotated[Settings, Depends(get_settings)]
+Pool = Annotated[NodePool, Depends(get_pool)]
+InstanceUsage = Annotated[Mapping[str, tuple[int, int]], Depends(get_usage)]
+FrontDoor = Annotated[Gateway, Depends(get_gateway)]
+Hypervisors = Annotated[Mapping[str, VmNodes], Depends(get_hypervisors)]
+Nudge = Annotated[Callable[[], None], Depends(get_nudge)]
+
+
+def get_session(engine: DbEngine) -> Iterator[Session]:
+    with db.session(engine) as session:
         yield session
 
 
 DB = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False)
 
 
 def get_principal(

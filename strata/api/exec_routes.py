@@ -9,8 +9,10 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from sqlalchemy import Engine
 
 from hosting.paas.runtime import EngineError, ExecSession
+from strata.api.deps import DbEngine, Pool
 from tenants import apps, audit, db, tokens
 from tenants.errors import DomainError
 
@@ -23,6 +25,8 @@ UNAUTHORIZED, NOT_FOUND, FAILED = 4401, 4404, 4500  # WebSocket close codes (400
 @router.websocket("/tenants/{tenant}/apps/{app}/instances/{instance}/exec")
 async def exec_in_instance(
     websocket: WebSocket,
+    engine: DbEngine,
+    pool: Pool,
     tenant: str,
     app: str,
     instance: str,
@@ -30,15 +34,15 @@ async def exec_in_instance(
     tty: bool = False,
 ) -> None:
     token = websocket.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    found = await asyncio.to_thread(_find, websocket, token, tenant, app, instance, cmd)
+    found = await asyncio.to_thread(_find, engine, token, tenant, app, instance, cmd)
     if isinstance(found, int):
         await websocket.close(code=found)
         return
     node, container_id = found
-    runtime = next((n.runtime for n in websocket.app.state.reconciler.pool if n.name == node), None)
-    if runtime is None:
+    if node not in pool:
         await websocket.close(code=NOT_FOUND)
         return
+    runtime = pool[node].runtime
     try:
         session = await runtime.exec(container_id, cmd, tty=tty)
     except EngineError as exc:
@@ -48,11 +52,9 @@ async def exec_in_instance(
     await _bridge(websocket, session)
 
 
-def _find(
-    websocket: WebSocket, token: str, tenant: str, app: str, instance: str, cmd: list[str]
-) -> tuple[str, str] | int:
+def _find(engine: Engine, token: str, tenant: str, app: str, instance: str, cmd: list[str]) -> tuple[str, str] | int:
     """(node, container) of the instance if the token may reach it; else a close code. Audited."""
-    with db.session(websocket.app.state.engine) as session:
+    with db.session(engine) as session:
         principal = tokens.authenticate(session, token)
         if principal is None:
             return UNAUTHORIZED

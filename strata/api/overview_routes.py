@@ -1,10 +1,11 @@
 """`/summary` (the console's overview: every tenant the caller may see, with readiness and traffic) and
 `/catalog` (the ready apps a tenant can deploy through a form)."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from strata.api.deps import DB, Caller
+from strata.api.deps import DB, Caller, FrontDoor
 from tenants import catalog
+from tenants.enums import Isolation, TenantStatus
 from tenants.quotas import usage_of
 from tenants.schemas import TenantSummary
 from tenants.summary import tenant_rows
@@ -13,8 +14,7 @@ router = APIRouter(tags=["tenants"])
 
 
 @router.get("/summary")
-def summary(request: Request, session: DB, principal: Caller) -> list[TenantSummary]:
-    gateway = request.app.state.gateway
+def summary(session: DB, principal: Caller, gateway: FrontDoor) -> list[TenantSummary]:
     rows = []
     for tenant, plan, apps, ready in tenant_rows(session, None if principal.is_operator else principal.tenant):
         usage = usage_of(apps)
@@ -24,8 +24,8 @@ def summary(request: Request, session: DB, principal: Caller) -> list[TenantSumm
             TenantSummary(
                 name=tenant.name,
                 plan=plan.name,
-                isolation=tenant.isolation,
-                status=tenant.status,  # type: ignore[arg-type]
+                isolation=Isolation(tenant.isolation),
+                status=TenantStatus(tenant.status),
                 apps=usage.apps,
                 instances_ready=ready,
                 instances_desired=usage.instances,

@@ -3,22 +3,23 @@
 import asyncio
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict
-from typing import Annotated, TypeVar
+from typing import IO, Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hosting.iaas.driver import HypervisorError
 from hosting.iaas.flavors import flavor
 from hosting.paas import images
 from hosting.paas.logs import merged_logs
-from hosting.paas.nodes import NodeHandle
+from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.runtime import EngineError
 from hosting.paas.vm_nodes import VmNodes
-from strata.api.deps import DB, Operator, TenantName
+from strata.api.deps import DB, DbEngine, FrontDoor, Hypervisors, Nudge, Operator, Pool, TenantName
 from tenants import apps, audit, db, nodes
 from tenants.errors import Conflict, Invalid, NotFound
 from tenants.schemas import ImageRead, InstanceRead, NodeCreate, NodeRead, TrafficRead, VmStatsRead
@@ -32,40 +33,39 @@ CHUNK_BYTES = 1024 * 1024
 MAX_LOG_AGE_SECONDS = 10 * 365 * 24 * 3600
 
 
-def _reachable(request: Request) -> list[NodeHandle]:
-    handles: list[NodeHandle] = [node for node in request.app.state.reconciler.pool if node.reachable]
+def _reachable(pool: NodePool) -> list[NodeHandle]:
+    handles = [node for node in pool if node.reachable]
     if not handles:
         raise Conflict("no node's Docker engine answers; see `strata doctor`")
     return handles
 
 
-def _log_event(request: Request, actor: str, action: str, **detail: object) -> None:
-    with db.session(request.app.state.engine) as session:
+def _log_event(engine: Engine, actor: str, action: str, **detail: object) -> None:
+    with db.session(engine) as session:
         audit.record(session, actor, action, None, **detail)
         session.commit()
 
 
 @router.get("/nodes")
-async def list_nodes(request: Request, _: Operator) -> list[NodeRead]:
+async def list_nodes(engine: DbEngine, hypervisors: Hypervisors, _: Operator) -> list[NodeRead]:
     """Every node with its capacity, what its instances claim of it, and what a VM node costs its host."""
-    found = await asyncio.to_thread(_in_session, request, nodes.list_nodes)
-    return [await _with_vm_stats(request, node) for node in found]
+    found = await asyncio.to_thread(_in_session, engine, nodes.list_nodes)
+    return [await _with_vm_stats(hypervisors, node) for node in found]
 
 
 @router.get("/nodes/{name}")
-async def show_node(request: Request, name: str, _: Operator) -> NodeRead:
-    found = await asyncio.to_thread(_in_session, request, nodes.list_nodes)
+async def show_node(engine: DbEngine, hypervisors: Hypervisors, name: str, _: Operator) -> NodeRead:
+    found = await asyncio.to_thread(_in_session, engine, nodes.list_nodes)
     node = next((node for node in found if node.name == name), None)
     if node is None:
         raise NotFound(f"no node {name}")
-    return await _with_vm_stats(request, node)
+    return await _with_vm_stats(hypervisors, node)
 
 
 @router.post("/nodes", status_code=202)
-def add_node(request: Request, session: DB, principal: Operator, spec: NodeCreate) -> NodeRead:
+def add_node(session: DB, hypervisors: Hypervisors, principal: Operator, spec: NodeCreate) -> NodeRead:
     """Ask for a VM node; it is `provisioning` until its engine answers (a restore from the flavor's
     template snapshot takes seconds; the flavor's first VM boots cold, once)."""
-    hypervisors: dict[str, VmNodes] = request.app.state.hypervisors
     vm_nodes = hypervisors.get(spec.driver)
     if vm_nodes is None:
         raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {', '.join(hypervisors)}", field="driver")
@@ -80,29 +80,29 @@ def add_node(request: Request, session: DB, principal: Operator, spec: NodeCreat
 
 
 @router.post("/nodes/{name}/drain")
-def drain_node(request: Request, session: DB, principal: Operator, name: str) -> NodeRead:
+def drain_node(session: DB, principal: Operator, name: str) -> NodeRead:
     """No new instances on the node; those on it are replaced elsewhere, a new one ready before an old goes."""
     nodes.set_draining(session, principal.actor, name, True)
     return _read(session, name)
 
 
 @router.post("/nodes/{name}/resume")
-def resume_node(request: Request, session: DB, principal: Operator, name: str) -> NodeRead:
+def resume_node(session: DB, hypervisors: Hypervisors, principal: Operator, name: str) -> NodeRead:
     """Put a drained node back in service; a VM node that failed is tried again."""
     node = nodes.set_draining(session, principal.actor, name, False)
     resumed = _read(session, name)
-    vm_nodes = request.app.state.hypervisors.get(node.driver)
+    vm_nodes = hypervisors.get(node.driver)
     if vm_nodes is not None:
         vm_nodes.nudge()
     return resumed
 
 
 @router.delete("/nodes/{name}", status_code=202)
-def remove_node(request: Request, session: DB, principal: Operator, name: str, force: bool = False) -> NodeRead:
+def remove_node(session: DB, hypervisors: Hypervisors, principal: Operator, name: str, force: bool = False) -> NodeRead:
     """Destroy a VM node (refused while instances run on it, unless `force`); it is gone once `removing` ends."""
     nodes.request_removal(session, principal.actor, name, force=force)
     removing = _read(session, name)  # before the nudge: the record may be gone a moment later
-    vm_nodes = request.app.state.hypervisors.get(removing.driver)
+    vm_nodes = hypervisors.get(removing.driver)
     if vm_nodes is not None:
         vm_nodes.nudge()
     return removing
@@ -112,13 +112,13 @@ def _read(session: Session, name: str) -> NodeRead:
     return next(node for node in nodes.list_nodes(session) if node.name == name)
 
 
-def _in_session(request: Request, read: Callable[[Session], T]) -> T:
-    with db.session(request.app.state.engine) as session:
+def _in_session(engine: Engine, read: Callable[[Session], T]) -> T:
+    with db.session(engine) as session:
         return read(session)
 
 
-async def _with_vm_stats(request: Request, node: NodeRead) -> NodeRead:
-    vm_nodes = request.app.state.hypervisors.get(node.driver)
+async def _with_vm_stats(hypervisors: Mapping[str, VmNodes], node: NodeRead) -> NodeRead:
+    vm_nodes = hypervisors.get(node.driver)
     if vm_nodes is None or node.name not in vm_nodes.driver.names():
         return node
     try:
@@ -129,9 +129,9 @@ async def _with_vm_stats(request: Request, node: NodeRead) -> NodeRead:
 
 
 @router.get("/images")
-async def list_images(request: Request, _: Operator) -> list[ImageRead]:
+async def list_images(pool: Pool, _: Operator) -> list[ImageRead]:
     found = []
-    for node in _reachable(request):
+    for node in _reachable(pool):
         for image in await node.runtime.images():
             found.append(
                 ImageRead(
@@ -142,15 +142,15 @@ async def list_images(request: Request, _: Operator) -> list[ImageRead]:
 
 
 @router.post("/images/bootstrap")
-async def bootstrap_images(request: Request, principal: Operator) -> list[str]:
+async def bootstrap_images(engine: DbEngine, pool: Pool, nudge: Nudge, principal: Operator) -> list[str]:
     """Build the sample images (strata/hello, strata/static) from busybox-static on every node."""
     try:
-        built = await images.bootstrap([node.runtime for node in _reachable(request)])
+        built = await images.bootstrap([node.runtime for node in _reachable(pool)])
     except (images.BusyboxMissing, EngineError) as exc:
         raise Conflict(str(exc)) from None
     tags = sorted({image.tag for image in built})
-    await asyncio.to_thread(_log_event, request, principal.actor, "image.bootstrap", tags=tags)
-    request.app.state.reconciler.nudge()
+    await asyncio.to_thread(_log_event, engine, principal.actor, "image.bootstrap", tags=tags)
+    nudge()
     return tags
 
 
@@ -158,7 +158,7 @@ TAR_BODY = {"requestBody": {"content": {"application/x-tar": {"schema": {"type":
 
 
 @router.post("/images/load", openapi_extra=TAR_BODY)
-async def load_images(request: Request, principal: Operator) -> list[str]:
+async def load_images(request: Request, engine: DbEngine, pool: Pool, nudge: Nudge, principal: Operator) -> list[str]:
     """Load a `docker save` archive (the request body) onto every node; answers the tags it brought."""
     with tempfile.TemporaryFile() as archive:  # spooled once, then streamed to each node
         size = 0
@@ -170,20 +170,21 @@ async def load_images(request: Request, principal: Operator) -> list[str]:
         if size == 0:
             raise Invalid("the body must be a `docker save` archive", field="body")
         tags: set[str] = set()
-        for node in _reachable(request):
+        for node in _reachable(pool):
             archive.seek(0)
             try:
                 tags.update(await node.runtime.load(_chunks(archive)))
             except EngineError as exc:
                 raise Conflict(str(exc)) from None
-    await asyncio.to_thread(_log_event, request, principal.actor, "image.load", tags=sorted(tags), bytes=size)
-    request.app.state.reconciler.nudge()
+    await asyncio.to_thread(_log_event, engine, principal.actor, "image.load", tags=sorted(tags), bytes=size)
+    nudge()
     return sorted(tags)
 
 
 @router.get("/tenants/{tenant}/apps/{app}/logs", response_class=StreamingResponse, tags=["apps"])
 async def app_logs(
-    request: Request,
+    engine: DbEngine,
+    pool: Pool,
     tenant: TenantName,
     app: str,
     follow: bool = False,
@@ -192,28 +193,28 @@ async def app_logs(
     ] = None,
 ) -> StreamingResponse:
     """The output of every instance of the app, each line prefixed by `[instance]`; `follow` streams on."""
-    instances = await asyncio.to_thread(_instances, request, tenant, app)
-    runtimes = {node.name: node.runtime for node in request.app.state.reconciler.pool}
+    instances = await asyncio.to_thread(_instances, engine, tenant, app)
+    runtimes = {node.name: node.runtime for node in pool}
     sources = [(i.id, runtimes[i.node], i.container_id) for i in instances if i.node in runtimes]
     start = int(time.time()) - since if since else None
     return StreamingResponse(merged_logs(sources, follow=follow, since=start), media_type="text/plain")
 
 
 @router.get("/tenants/{tenant}/apps/{app}/traffic", tags=["apps"])
-def app_traffic(request: Request, session: DB, tenant: TenantName, app: str) -> TrafficRead:
+def app_traffic(session: DB, gateway: FrontDoor, tenant: TenantName, app: str) -> TrafficRead:
     """Requests per second, latency quantiles and error rate over the last minute, from the gateway."""
     apps.get_app(session, get_tenant(session, tenant), app)  # 404 for an app that does not exist
-    traffic = request.app.state.gateway.traffic(tenant, app)
+    traffic = gateway.traffic(tenant, app)
     if traffic is None:
         return TrafficRead(requests_per_second=0.0, p50_ms=None, p99_ms=None, error_rate=0.0, requests=0)
     return TrafficRead(**traffic.__dict__)
 
 
-def _instances(request: Request, tenant: str, app: str) -> list[InstanceRead]:
-    with db.session(request.app.state.engine) as session:
+def _instances(engine: Engine, tenant: str, app: str) -> list[InstanceRead]:
+    with db.session(engine) as session:
         return apps.describe(session, tenant, app).instances
 
 
-async def _chunks(file: tempfile._TemporaryFileWrapper) -> AsyncIterator[bytes]:  # type: ignore[type-arg]
+async def _chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
     while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
         yield chunk
