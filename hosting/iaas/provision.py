@@ -1,6 +1,6 @@
 """Booting VMs fast: per flavor, a template VM is booted cold once and saved as a snapshot; every VM after
 it is a clone restored from that snapshot (as Firecracker's snapshots do), then made its own machine
-(`guest.rebirth`). A cold boot is the fallback where the driver cannot snapshot.
+(`guest_ssh.rebirth`). A cold boot is the fallback where the driver cannot snapshot.
 """
 
 import asyncio
@@ -14,7 +14,7 @@ from asyncssh import SSHClientConnection, SSHKey
 
 from hosting.iaas.driver import GuestImage, HypervisorDriver, HypervisorError, VmSpec
 from hosting.iaas.flavors import Flavor
-from hosting.iaas.guest import connect, new_identity, rebirth
+from hosting.iaas.guest_ssh import connect, new_identity, rebirth
 from hosting.iaas.net import free_port
 
 log = logging.getLogger(__name__)

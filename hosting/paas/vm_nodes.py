@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from hosting.iaas.driver import HypervisorDriver, HypervisorError, VmState
 from hosting.iaas.flavors import flavor
-from hosting.iaas.guest import connect
+from hosting.iaas.guest_ssh import connect
 from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
 from hosting.iaas.provision import Booted, Provisioner
 from hosting.paas.docker_runtime import DockerRuntime, EngineHost
