@@ -18,8 +18,8 @@ from pathlib import Path
 
 from hosting.iaas import detect_accel
 from hosting.iaas.flavors import flavor
-from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.guest_image import find_node_image
+from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.provision import Booted, Provisioner
 from hosting.iaas.qemu import QemuDriver
 from hosting.paas.vm_nodes import engine_ready

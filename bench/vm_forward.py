@@ -21,8 +21,8 @@ from wrk_report import parse
 
 from hosting.iaas import detect_accel
 from hosting.iaas.flavors import flavor
-from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.guest_image import find_node_image
+from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.net import GUEST_ADDRESS
 from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver

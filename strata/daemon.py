@@ -24,8 +24,8 @@ from gateway import Gateway, serve_admin
 from gateway.feed import RouteFeed
 from hosting.iaas import detect_accel
 from hosting.iaas.driver import HypervisorDriver
-from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.guest_image import find_node_image
+from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver
 from hosting.paas.docker_runtime import DockerRuntime
