@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import work
-from textual.app import App
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Markdown, Static
@@ -63,7 +63,7 @@ class HelpScreen(ModalScreen[None]):
         super().__init__()
         self.operator = operator
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield Markdown(help_text(self.operator))
 
 

@@ -1,7 +1,7 @@
 """What every console screen shares: a header, a banner for the API's troubles, a footer of keys, and the
 refresh cycle — `load` runs in a worker thread against the API, `show` paints its result."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.screen import Screen
@@ -9,6 +9,11 @@ from textual.widgets import Footer, Header, Static
 
 from tui.dao import ConsoleData
 from tui.screens.table import FittingTable
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app import StrataConsole
 
 
 class DataScreen(Screen[None]):
@@ -19,6 +24,9 @@ class DataScreen(Screen[None]):
     DataScreen .pane { height: 1fr; border: round $primary-darken-2; border-subtitle-color: $warning; }
     DataScreen .pane > Label { text-style: bold; color: $accent; }
     """
+
+    if TYPE_CHECKING:  # Textual's typed `app` (its `getters.app`), for type checkers only: tui.app imports this
+        app = getters.app(StrataConsole)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -43,4 +51,4 @@ class DataScreen(Screen[None]):
         self.query_one(f"#{event.table.id}-pane").border_subtitle = note
 
     def on_screen_resume(self) -> None:
-        self.app.refresh_data()  # type: ignore[attr-defined]
+        self.app.refresh_data()

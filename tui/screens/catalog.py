@@ -67,6 +67,6 @@ class CatalogScreen(DataScreen):
     def _form(self, tenant: str, template: Template) -> None:
         def deployed(result: tuple[str, AppSpec] | None) -> None:
             if result:
-                self.app.acted(f"{tenant}/{result[0]} deployed")  # type: ignore[attr-defined]
+                self.app.acted(f"{tenant}/{result[0]} deployed")
 
         self.app.push_screen(deploy_form(tenant, template), deployed)

@@ -4,7 +4,7 @@ whole record. No input may crash the console: a form says what is wrong inside i
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError
 from rich.text import Text
@@ -20,6 +20,11 @@ from tenants.errors import Invalid
 from tenants.names import check_name
 from tenants.schemas import AppSpec, EventRead, TenantCreate
 from tui.dao import ConsoleData
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app import StrataConsole
 
 Result = TypeVar("Result")
 DIALOG_CSS = """
@@ -82,6 +87,9 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
     DEFAULT_CSS = "FormDialog { align: center middle; }" + DIALOG_CSS
     BINDINGS = [("escape", "cancel", "Cancel")]
 
+    if TYPE_CHECKING:  # Textual's typed `app` (its `getters.app`), for type checkers only: tui.app imports this
+        app = getters.app(StrataConsole)
+
     def __init__(
         self,
         title: str | Text,
@@ -117,7 +125,7 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
     @work(thread=True, exclusive=True, group="form")
     def sending(self, send: Callable[[ConsoleData, Result], object], result: Result) -> None:
         try:
-            send(self.app.data, result)  # type: ignore[attr-defined]
+            send(self.app.data, result)
         except (ApiError, ValueError) as exc:
             self.app.call_from_thread(self.refuse, exc)
             return

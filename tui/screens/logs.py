@@ -2,6 +2,7 @@
 `/` shows only the lines that contain what is typed (esc shows all again)."""
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import ComposeResult
@@ -10,6 +11,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Log
 
 from tenants.client import ApiError
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app import StrataConsole
 
 MAX_LINES = 5_000
 
@@ -21,6 +27,9 @@ class LogsScreen(Screen[None]):
         Binding("slash", "search", "Search", key_display="/"),
     ]
     DEFAULT_CSS = "#search { display: none; } #search.shown { display: block; }"
+
+    if TYPE_CHECKING:  # Textual's typed `app` (its `getters.app`), for type checkers only: tui.app imports this
+        app = getters.app(StrataConsole)
 
     def __init__(self, tenant: str, app: str) -> None:
         super().__init__()
@@ -43,7 +52,7 @@ class LogsScreen(Screen[None]):
     async def stream(self) -> None:
         """Follow the logs until the screen goes (its workers are cancelled, which closes the stream)."""
         try:
-            async for line in self.app.data.logs(self.tenant, self.app_name):  # type: ignore[attr-defined]
+            async for line in self.app.data.logs(self.tenant, self.app_name):
                 self.add(line)
         except ApiError as exc:
             self.add(f"(logs unavailable: {exc.message})")

@@ -99,6 +99,8 @@ class OverviewScreen(DataScreen):
         self.repaint()
 
     def repaint(self) -> None:
+        if self.rows is None:
+            return  # nothing to paint before the first answer (a sort or a filter may come sooner)
         text = self.query_one("#filter", Input).value
         shown = ordered(
             visible(self.rows, text, lambda t: f"{t.name} {t.plan} {t.status}"), SORTS[self.sort_name], reverse=False
@@ -151,12 +153,12 @@ class OverviewScreen(DataScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
         """Offer the operators' keys only to a token known to be an operator's: a tenant gets what it may use."""
-        return action not in OPERATOR_ACTIONS or self.app.data.known_operator  # type: ignore[attr-defined]
+        return action not in OPERATOR_ACTIONS or self.app.data.known_operator
 
     def action_new(self) -> None:
         def created(spec: TenantCreate | None) -> None:
             if spec:
-                self.app.acted(f"tenant {spec.name} created")  # type: ignore[attr-defined]
+                self.app.acted(f"tenant {spec.name} created")
 
         self.app.push_screen(new_tenant_form(), created)
 
@@ -165,7 +167,7 @@ class OverviewScreen(DataScreen):
         if row is None:
             return
         status = TenantStatus.ACTIVE if row.status == TenantStatus.SUSPENDED else TenantStatus.SUSPENDED
-        self.app.act(lambda data: data.set_status(row.name, status), f"tenant {row.name} {status}")  # type: ignore[attr-defined]
+        self.app.act(lambda data: data.set_status(row.name, status), f"tenant {row.name} {status}")
 
     def action_delete(self) -> None:
         name = self.selected()
@@ -174,6 +176,6 @@ class OverviewScreen(DataScreen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.app.act(lambda data: data.delete_tenant(name), f"tenant {name} deleted")  # type: ignore[attr-defined]
+                self.app.act(lambda data: data.delete_tenant(name), f"tenant {name} deleted")
 
         self.app.push_screen(ConfirmDialog(f"Delete tenant {name} with all its apps, keys and tokens?"), confirmed)

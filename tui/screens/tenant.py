@@ -87,7 +87,7 @@ class TenantScreen(DataScreen):
         self.sub_title = f"tenant {tenant}"
 
     def body(self) -> ComposeResult:
-        iaas = IAAS if self.app.data.known_operator else IAAS_FOR_TENANTS  # type: ignore[attr-defined]
+        iaas = IAAS if self.app.data.known_operator else IAAS_FOR_TENANTS
         with Container(id="layers"):
             for pane, title, columns in (
                 ("iaas", "IaaS — nodes", iaas),
@@ -209,7 +209,7 @@ class TenantScreen(DataScreen):
         if app is not None:
             replicas = max(0, app.replicas + step)
             self.app.act(
-                lambda data: data.scale(self.tenant, app.name, replicas),  # type: ignore[attr-defined]
+                lambda data: data.scale(self.tenant, app.name, replicas),
                 f"{app.name} scaled to {replicas}",
             )
 
@@ -219,7 +219,7 @@ class TenantScreen(DataScreen):
 
             def confirmed(yes: bool | None) -> None:
                 if yes:
-                    self.app.act(lambda data: data.restart(self.tenant, app), f"{app} restarting")  # type: ignore[attr-defined]
+                    self.app.act(lambda data: data.restart(self.tenant, app), f"{app} restarting")
 
             self.app.push_screen(
                 ConfirmDialog(f"Restart every instance of {self.tenant}/{app}, one at a time?"), confirmed
@@ -231,14 +231,14 @@ class TenantScreen(DataScreen):
 
             def confirmed(yes: bool | None) -> None:
                 if yes:
-                    self.app.act(lambda data: data.delete_app(self.tenant, app), f"{app} deleted")  # type: ignore[attr-defined]
+                    self.app.act(lambda data: data.delete_app(self.tenant, app), f"{app} deleted")
 
             self.app.push_screen(ConfirmDialog(f"Delete app {self.tenant}/{app} and stop its instances?"), confirmed)
 
     def action_deploy(self) -> None:
         def deployed(result: tuple[str, AppSpec] | None) -> None:
             if result:
-                self.app.acted(f"{result[0]} deployed")  # type: ignore[attr-defined]
+                self.app.acted(f"{result[0]} deployed")
 
         self.app.push_screen(deploy_form(self.tenant), deployed)
 
@@ -255,7 +255,7 @@ class TenantScreen(DataScreen):
         if instance is None:
             self.notify(f"{app.name} has no ready instance", severity="warning")
             return
-        target = self.app.data.client.exec_target(self.tenant, app.name, instance, SHELL, tty=True)  # type: ignore[attr-defined]
+        target = self.app.data.client.exec_target(self.tenant, app.name, instance, SHELL, tty=True)
         with self.app.suspend():
             code = run_shell(target)
         self.notify(f"shell in {instance} exited with {code}")
