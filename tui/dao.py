@@ -7,6 +7,7 @@ client. Whether the token is an operator's is learnt once, from the API's own an
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import httpx
@@ -113,7 +114,7 @@ class ConsoleData:
     def tenant(self, name: str) -> TenantDetail:
         tenant = self._call(lambda: self.client.tenant(name))
         apps = self._call(lambda: self.client.apps(name))
-        traffic = {app.name: self._call(lambda a=app.name: self.client.traffic(name, a)) for app in apps}
+        traffic = {app.name: self._call(partial(self.client.traffic, name, app.name)) for app in apps}
         return TenantDetail(tenant, apps, shares(apps, self.nodes() if self.is_operator else None), traffic)
 
     def nodes(self) -> list[NodeRead]:

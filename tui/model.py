@@ -3,9 +3,12 @@
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.widgets import DataTable
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
 Row = TypeVar("Row")
 
@@ -18,8 +21,10 @@ def visible(rows: Iterable[Row], text: str, key: Callable[[Row], str]) -> list[R
     return [row for row in rows if all(word in key(row).lower() for word in words)]
 
 
-def ordered(rows: Sequence[Row], sort_key: Callable[[Row], object] | None, reverse: bool) -> list[Row]:
-    return sorted(rows, key=sort_key, reverse=reverse) if sort_key else list(rows)  # type: ignore[arg-type]
+def ordered(
+    rows: Sequence[Row], sort_key: "Callable[[Row], SupportsRichComparison] | None", reverse: bool
+) -> list[Row]:
+    return sorted(rows, key=sort_key, reverse=reverse) if sort_key else list(rows)
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class History:
         return list(self._series.get(name, ()))
 
 
-def fill(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -> None:  # type: ignore[type-arg]
+def fill(table: DataTable[Any], rows: Sequence[tuple[str, Sequence[object]]]) -> None:
     """Make `table` show `rows` (key, cells), keeping the cursor on its row. When the keys are the same as
     shown, only changed cells are touched: a refresh of 1,000 unchanged tenants costs next to nothing."""
     current = [str(key.value) for key in table.rows]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from tenants.catalog import Template, templates
+from tenants.enums import InstanceState, Isolation, TenantStatus
 from tenants.schemas import (
     AppRead,
     EventRead,
@@ -41,8 +42,8 @@ class SyntheticData:
             TenantSummary(
                 name=f"tenant-{i:04d}",
                 plan="medium",
-                isolation="shared",
-                status="active",
+                isolation=Isolation.SHARED,
+                status=TenantStatus.ACTIVE,
                 apps=APPS_PER_TENANT,
                 instances_ready=20,
                 instances_desired=20,
@@ -101,7 +102,7 @@ class SyntheticData:
                     InstanceRead(
                         id=f"{a:02d}{k:04x}",
                         node="local",
-                        state="ready",
+                        state=InstanceState.READY,
                         endpoint=f"127.0.0.1:{30000 + a * 2 + k}",
                         revision=1,
                         restarts=0,

@@ -320,7 +320,8 @@ async def _command(process: asyncssh.SSHServerProcess[bytes], arguments: list[st
             sink.write(chunk)
 
     async def finished() -> int:
-        await asyncio.gather(pump(child.stdout, process.stdout), pump(child.stderr, process.stderr))  # type: ignore[arg-type]
+        assert child.stdout is not None and child.stderr is not None  # both piped above
+        await asyncio.gather(pump(child.stdout, process.stdout), pump(child.stderr, process.stderr))
         return await child.wait()
 
     try:
