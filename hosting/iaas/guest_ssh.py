@@ -84,4 +84,4 @@ async def rebirth(connection: SSHClientConnection, identity: Identity) -> None:
     command = shlex.join(["sh", "-c", REBIRTH, "rebirth", *arguments])
     result = await connection.run(command, input=identity.host_key, check=False)
     if result.exit_status != 0:
-        raise HypervisorError(f"giving {identity.hostname} its identity failed: {result.stderr}")
+        raise HypervisorError(f"giving {identity.hostname} its identity failed: {result.stderr!s}")
