@@ -37,6 +37,8 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy strata tenants hosting gateway tui
 	.ci/with-dockerd $(BIN)/pytest
 
 test-vm: install
@@ -45,6 +47,7 @@ test-vm: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy strata tenants hosting gateway tui
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache
