@@ -27,9 +27,18 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 
 @pytest.fixture
-def unique() -> str:
-    """A fresh tenant name, so tests sharing a daemon never see each other's data."""
-    return f"t{os.getpid() % 10000}-{next(_names)}"
+def unique(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh tenant name, so tests sharing a daemon never see each other's data. Afterwards the tenants of
+    that name (and `NAME-...`) are deleted from the shared platform: their instances would otherwise keep
+    claiming its node's CPU and memory, and the session's later tests would find no room."""
+    name = f"t{os.getpid() % 10000}-{next(_names)}"
+    yield name
+    if "platform" in request.fixturenames:
+        shared: Daemon = request.getfixturevalue("platform")
+        with shared.operator() as api:
+            for tenant in api.tenants():
+                if tenant.name == name or tenant.name.startswith(f"{name}-"):
+                    api.delete_tenant(tenant.name)
 
 
 @pytest.fixture
