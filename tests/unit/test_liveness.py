@@ -9,28 +9,10 @@ from hosting.paas.runtime import Container
 from hosting.paas.scheduler import Strategy
 from hosting.paas.tracked import Tracked
 from tenants.enums import InstanceState
-from tenants.instances import DesiredApp
 from tenants.models import Instance
+from tests.unit.desired import desired_app
 
-APP = DesiredApp(
-    tenant="acme",
-    isolation="shared",
-    app_id=1,
-    name="wrongport",
-    revision=1,
-    replicas=1,
-    image="strata/hello",
-    command=None,
-    port=9999,
-    cpu_millicores=250,
-    memory_mib=64,
-    env={},
-    health_path="/healthz",
-    hostnames=[],
-    requests_per_second=100,
-    burst=200,
-    max_body_mib=10,
-)
+APP = desired_app("wrongport", app_id=1, port=9999, memory_mib=64)
 
 
 def started(seconds_ago: float, state: InstanceState = InstanceState.STARTING) -> Tracked:

@@ -23,6 +23,7 @@ from hosting.paas.scheduler import NodeView, Strategy
 from hosting.paas.tracked import Tracked
 from tenants.enums import InstanceState
 from tenants.instances import DesiredApp
+from tests.unit.desired import desired_app
 
 READY, STARTING, CRASHLOOP, UNHEALTHY = (
     InstanceState.READY,
@@ -35,26 +36,7 @@ EPOCH = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def app(name: str = "web", replicas: int = 3, revision: int = 1, **changes: object) -> DesiredApp:
-    base = DesiredApp(
-        tenant="acme",
-        isolation="shared",
-        app_id=hash(name) % 1000,
-        name=name,
-        revision=revision,
-        replicas=replicas,
-        image="strata/hello",
-        command=None,
-        port=8080,
-        cpu_millicores=250,
-        memory_mib=128,
-        env={},
-        health_path="/healthz",
-        hostnames=[],
-        requests_per_second=100,
-        burst=200,
-        max_body_mib=10,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]  # DesiredApp's fields, by name
+    return desired_app(name, replicas=replicas, revision=revision, **changes)
 
 
 def node(name: str = "n1", memory: int = 4096, cpu: int = 2000, **changes: object) -> NodeView:
