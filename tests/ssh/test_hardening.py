@@ -14,7 +14,7 @@ from tenants.enums import Role
 from tenants.schemas import TenantCreate
 from tests.harness import Daemon, start_daemon
 from tests.ssh.test_ssh import SSH_OPTIONS, keypair, register, ssh
-from tui.ssh.server import MAX_STARTUPS_PER_SOURCE
+from tui.ssh.throttle import MAX_STARTUPS_PER_SOURCE
 
 
 @pytest.fixture

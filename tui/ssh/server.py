@@ -19,7 +19,7 @@ import termios
 import time
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +29,7 @@ from websockets.exceptions import InvalidStatus
 
 from tenants.client import ApiError, StrataClient
 from tui.ssh.commands import Shell, UsageError, cli_arguments, shell_request
+from tui.ssh.throttle import Throttle
 from tui.ssh.zygote import Zygote
 
 log = logging.getLogger(__name__)
@@ -55,14 +56,6 @@ CIPHERS = [
 ]
 MACS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"]
 
-# Throttling by source address, after OpenSSH's PerSourceMaxStartups and PerSourcePenalties (whose defaults are
-# 5 s, 1 s and 15 s: here ten quick failed logins, not three, make a source refused).
-MAX_STARTUPS_PER_SOURCE = 10  # connections not yet authenticated at once; more are dropped at once
-AUTHFAIL_PENALTY_SECONDS = 2.0  # a connection that tried to log in and ended without succeeding
-NOAUTH_PENALTY_SECONDS = 1.0  # one that ended without trying (a scan, a DHEat flood)
-PENALTY_MIN_SECONDS = 20.0  # a source is refused once its penalties add up to this, until they run out
-PENALTY_MAX_SECONDS = 600.0
-
 
 @dataclass(frozen=True)
 class Grant:
@@ -82,45 +75,6 @@ class Access(Protocol):
 
     def end(self, grant: Grant, peer: str, command: str, exit_code: int, seconds: float) -> None:
         """Revoke the session's token (if it still exists) and audit the session; never raises for a token gone."""
-
-
-@dataclass
-class Throttle:
-    """Which connections to take, by source address, as OpenSSH's PerSourceMaxStartups and PerSourcePenalties:
-    at most MAX_STARTUPS_PER_SOURCE unauthenticated connections at once; each that ends unauthenticated adds
-    to its source's penalty, and a source whose penalty adds up to PENALTY_MIN_SECONDS is refused until it
-    runs out. Refused connections are dropped before the handshake, costing the server nothing."""
-
-    starting: Counter[str] = field(default_factory=Counter)
-    penalties: dict[str, tuple[float, bool]] = field(default_factory=dict)  # source: (runs out at, refusing)
-
-    def admit(self, source: str) -> bool:
-        """Take a new connection from `source`? If so, it counts as starting until `authenticated` or `ended`."""
-        until, refusing = self.penalties.get(source, (0.0, False))
-        if (refusing and until > time.monotonic()) or self.starting[source] >= MAX_STARTUPS_PER_SOURCE:
-            return False
-        self.starting[source] += 1
-        return True
-
-    def authenticated(self, source: str) -> None:
-        self._started(source)
-
-    def ended(self, source: str, tried: bool) -> None:
-        """An admitted connection ended unauthenticated, having `tried` to log in or not: penalise its source."""
-        self._started(source)
-        now = time.monotonic()
-        self.penalties = {s: p for s, p in self.penalties.items() if p[0] > now}  # forget the served ones
-        until, refusing = self.penalties.get(source, (now, False))
-        until = min(until + (AUTHFAIL_PENALTY_SECONDS if tried else NOAUTH_PENALTY_SECONDS), now + PENALTY_MAX_SECONDS)
-        if not refusing and until - now >= PENALTY_MIN_SECONDS:
-            log.warning("SSH: refusing %s for %.0f s: too many failed or idle connections", source, until - now)
-            refusing = True
-        self.penalties[source] = (until, refusing)
-
-    def _started(self, source: str) -> None:
-        self.starting[source] -= 1
-        if not self.starting[source]:
-            del self.starting[source]
 
 
 @dataclass
