@@ -40,15 +40,16 @@ class NodeHandle:
     def name(self) -> str:
         return self.runtime.name
 
-    async def refresh(self, engine: Engine) -> bool:
-        """Ask the engine for its capacity and record the node as ready; False if it does not answer."""
+    async def refresh(self, engine: Engine, now: float | None = None) -> bool:
+        """Ask the engine for its capacity and record the node as ready; False if it does not answer (`now`,
+        monotonic, is when: the reconciler's clock)."""
         try:
             self.capacity = await self.runtime.capacity()
         except EngineError as exc:
             if self.reachable or not self.warned:  # once per outage, not once per pass
                 log.warning("node %s: %s", self.name, exc)
                 self.warned = True
-            await self.mark_unreachable(engine)
+            await self.mark_unreachable(engine, now)
             return False
         self.warned = False
         self.reachable = True
@@ -56,10 +57,10 @@ class NodeHandle:
         await asyncio.to_thread(self._record, engine, "ready")
         return True
 
-    async def mark_unreachable(self, engine: Engine) -> None:
+    async def mark_unreachable(self, engine: Engine, now: float | None = None) -> None:
         self.reachable = False
         if self.unreachable_since is None:
-            self.unreachable_since = time.monotonic()
+            self.unreachable_since = time.monotonic() if now is None else now
         await asyncio.to_thread(self._record, engine, "unreachable")
 
     def _record(self, engine: Engine, state: str) -> None:

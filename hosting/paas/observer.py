@@ -6,7 +6,6 @@ are gone at once. Containers not yet tracked are adopted; instances whose contai
 """
 
 import logging
-import time
 
 from sqlalchemy import Engine
 
@@ -22,21 +21,20 @@ Names = dict[int, tuple[str, str]]  # app id -> (tenant, app) of the apps that e
 
 
 async def observe(
-    engine: Engine, platform: str, pool: NodePool, tracked: dict[str, Tracked], names: Names
+    engine: Engine, platform: str, pool: NodePool, tracked: dict[str, Tracked], names: Names, now: float
 ) -> list[Container]:
-    """The containers found now, and as last seen on the nodes that do not answer (`remembered`)."""
-    now = time.monotonic()
+    """The containers found at `now` (monotonic), and as last seen on the nodes that do not answer (`remembered`)."""
     found: list[Container] = []
     for node in pool:
         if node.capacity is None or not node.reachable:
-            if not await node.refresh(engine):
+            if not await node.refresh(engine, now):
                 found += [] if node.lost(now) else remembered(tracked, {node.name}, names)
                 continue
         try:
             found += await node.runtime.containers(platform)
         except EngineError as exc:
             log.warning("node %s: %s", node.name, exc)
-            await node.mark_unreachable(engine)
+            await node.mark_unreachable(engine, now)
             found += [] if node.lost(now) else remembered(tracked, {node.name}, names)
     return found + remembered(tracked, pool.kept_away({t.node for t in tracked.values()}, now), names)
 

@@ -118,7 +118,7 @@ class Reconciler:
             self._adopted = True
         self._desired, work, now = desired, _Pass(), self.clock()
         names = {app.app_id: (app.tenant, app.name) for app in desired}
-        containers = await observe(self.engine, self.platform_id, self.pool, self.tracked, names)
+        containers = await observe(self.engine, self.platform_id, self.pool, self.tracked, names, now)
         work.removed, work.events = track(self.tracked, containers, names)
 
         observed = Observed(containers, self.tracked, self.pool.views(draining), self.problems.retry_at())
