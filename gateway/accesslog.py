@@ -52,6 +52,12 @@ class AccessLog:
             )
         )
 
+    def refusal(self, peer: bytes, status: int, sent: int) -> None:
+        """What never became a request (bad syntax, a head too big or too slow): no route, no target."""
+        line = {"time": round(self.clock(), 3), "id": None, "client": peer.decode(), "host": None, "method": None}
+        line |= {"target": None, "status": status, "bytes": sent, "ms": None, "tenant": None, "app": None}
+        self.lines.append(json.dumps(line))
+
     def take(self) -> list[str]:
         lines, self.lines = self.lines, []
         return lines

@@ -6,7 +6,7 @@ Updating them is on the hot path: plain integer increments and one bisect per re
 import bisect
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # Upper bounds of the latency buckets, in seconds (the last one is +Inf).
@@ -106,12 +106,15 @@ def _quantile(counts: list[int], q: float) -> float | None:
     return None
 
 
-def render_prometheus(routes: Iterable[RouteMetrics], open_connections: int) -> str:
+def render_prometheus(routes: Iterable[RouteMetrics], open_connections: int, unrouted: Mapping[int, int]) -> str:
     """The Prometheus text exposition format (version 0.0.4)."""
     lines = [
         "# HELP strata_gateway_open_connections Client connections open now.",
         "# TYPE strata_gateway_open_connections gauge",
         f"strata_gateway_open_connections {open_connections}",
+        "# HELP strata_gateway_unrouted_total Answers that went to no app: unknown hosts, bad or slow requests.",
+        "# TYPE strata_gateway_unrouted_total counter",
+        *(f'strata_gateway_unrouted_total{{code="{code}"}} {count}' for code, count in sorted(unrouted.items())),
         "# HELP strata_gateway_requests_total Requests answered, by status class.",
         "# TYPE strata_gateway_requests_total counter",
     ]

@@ -25,6 +25,11 @@ MESSAGES = {
 }
 
 
+def body_length(response: bytes) -> int:
+    """The body's bytes of a whole response (what the access log and the metrics count as sent)."""
+    return len(response) - response.index(b"\r\n\r\n") - 4
+
+
 def page(status: int, *, close: bool = False, retry_after: int | None = None, request_id: bytes = b"") -> bytes:
     """A whole HTTP/1.1 response with a small HTML body."""
     reason = REASONS.get(status, b"Error")

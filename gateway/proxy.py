@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from gateway.pages import page
+from gateway.pages import body_length, page
 from gateway.routes import Endpoint, Route
 
 if TYPE_CHECKING:
@@ -485,14 +485,10 @@ class ClientConnection(asyncio.Protocol):
         exchange.status = int(status)
         close = not exchange.keep_alive or exchange.status in (400, 408, 413, 431, 502, 504) or not exchange.body_done
         retry_after = int(retry) if retry else (1 if exchange.status == 503 else None)
-        self.transport.write(
-            page(
-                exchange.status,
-                close=close,
-                retry_after=retry_after,
-                request_id=exchange.request_id if exchange.route else b"",
-            )
-        )
+        request_id = exchange.request_id if exchange.route else b""
+        response = page(exchange.status, close=close, retry_after=retry_after, request_id=request_id)
+        self.transport.write(response)
+        exchange.sent += body_length(response)
         exchange.responded = True
         if close:
             exchange.keep_alive = False
@@ -510,6 +506,8 @@ class ClientConnection(asyncio.Protocol):
         elapsed = time.perf_counter() - exchange.started
         if route is not None:
             route.metrics.observe(exchange.status, elapsed, exchange.received, exchange.sent)
+        else:
+            self.gateway.unrouted[exchange.status] += 1
         log = self.gateway.access_log
         if log is not None:
             log.write(exchange, self.peer, elapsed)
@@ -518,8 +516,17 @@ class ClientConnection(asyncio.Protocol):
         """A request the parser refuses: answer it (if nothing else is being answered) and close."""
         if not self.transport.is_closing():
             if self.upstream is None and not (self.queue and self.queue[0].responded):
-                self.transport.write(page(status, close=True))
+                self._refuse(status)
             self.transport.close()
+
+    def _refuse(self, status: int) -> None:
+        """Answer what never became a request (bad syntax, a head too big or too slow): counted and logged
+        apart from the routes, since it has none."""
+        response = page(status, close=True)
+        self.transport.write(response)
+        self.gateway.unrouted[status] += 1
+        if self.gateway.access_log is not None:
+            self.gateway.access_log.refusal(self.peer, status, body_length(response))
 
     def _arm(self, seconds: float) -> None:
         self.deadline = self.gateway.now + seconds
@@ -540,7 +547,7 @@ class ClientConnection(asyncio.Protocol):
         if self.queue or self.transport.is_closing():
             return  # an exchange is under way: its own timeouts apply
         if self.reading_head:
-            self.transport.write(page(408, close=True))
+            self._refuse(408)
         self.transport.close()
 
 

@@ -113,21 +113,23 @@ class RouteTable:
         hosts: dict[bytes, Route] = {}
         endpoints: dict[str, Endpoint] = {}
         buckets: dict[str, TokenBucket] = {}
+        metrics: dict[tuple[str, str], RouteMetrics] = {}  # only the apps routed now: a deleted app's series go
         for spec in specs:
             mine = tuple(endpoints.setdefault(a, self._endpoints.get(a) or Endpoint(a)) for a in spec.endpoints)
             bucket = buckets.get(spec.tenant) or self._buckets.get(spec.tenant)
             if bucket is None or (bucket.rate, bucket.burst) != (spec.requests_per_second, spec.burst):
                 bucket = TokenBucket(spec.requests_per_second, spec.burst)
             buckets[spec.tenant] = bucket
-            metrics = self.metrics.setdefault((spec.tenant, spec.app), RouteMetrics(spec.tenant, spec.app))
-            route = Route(spec, mine, bucket, metrics)
+            key = (spec.tenant, spec.app)
+            metrics[key] = self.metrics.get(key) or RouteMetrics(spec.tenant, spec.app)
+            route = Route(spec, mine, bucket, metrics[key])
             for name in (f"{spec.app}.{spec.tenant}.{self.domain}", *spec.hostnames):
                 hosts[name.lower().encode()] = route
         gone = [endpoint for address, endpoint in self._endpoints.items() if address not in endpoints]
         for endpoint in gone:
             endpoint.removed = True
             endpoint.close_idle()
-        self.hosts, self._endpoints, self._buckets = hosts, endpoints, buckets  # the atomic swap
+        self.hosts, self._endpoints, self._buckets, self.metrics = hosts, endpoints, buckets, metrics  # atomic
         return gone
 
     def endpoint(self, address: str) -> Endpoint | None:

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Gateway:
         self._request_ids = itertools.count()
         self._request_id_prefix = os.urandom(4).hex().encode()
         self.access_log = AccessLog(access_log) if access_log else None
+        self.unrouted: Counter[int] = Counter()  # answers that went to no app (404, 400, 408, 431), by status
         self.loop: asyncio.AbstractEventLoop
         self._servers: list[asyncio.Server] = []
         self._draining: dict[str, Endpoint] = {}  # out of the table, maybe with requests in flight
@@ -83,7 +85,7 @@ class Gateway:
         return b"%s%08x" % (self._request_id_prefix, next(self._request_ids))
 
     def prometheus(self) -> str:
-        return render_prometheus(self.table.metrics.values(), self.open_connections)
+        return render_prometheus(self.table.metrics.values(), self.open_connections, self.unrouted)
 
     async def close(self) -> None:
         for server in self._servers:

@@ -5,6 +5,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -57,10 +58,10 @@ def route(
     return RouteSpec(tenant, app, hostnames, endpoints, rate, burst, max_body)
 
 
-def start_gateway(limits: Limits | None = None) -> RunningGateway:
+def start_gateway(limits: Limits | None = None, access_log: Path | None = None) -> RunningGateway:
     loop = uvloop.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    gateway = Gateway("localhost", limits=limits)
+    gateway = Gateway("localhost", access_log=access_log, limits=limits)
     address = asyncio.run_coroutine_threadsafe(gateway.listen("127.0.0.1", 0), loop).result()
     return RunningGateway(gateway, loop, address)
 

@@ -12,8 +12,9 @@ import tracemalloc
 import httpx
 import pytest
 
+from gateway import Limits
 from tests.gateway.backend import start_backend
-from tests.gateway.conftest import RunningGateway, route
+from tests.gateway.conftest import RunningGateway, route, start_gateway, stop_gateway
 
 
 def get(gw: RunningGateway, host: str, path: str = "/", **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
@@ -310,3 +311,32 @@ def test_metrics_count_each_route(gw, backends) -> None:  # type: ignore[no-unty
     assert 'strata_gateway_requests_total{tenant="acme",app="web",code="5xx"} 1' in text
     traffic = gw.gateway.traffic("acme", "web")
     assert traffic.requests == 4 and traffic.error_rate == 0.25 and traffic.p50_ms is not None
+
+    gw.apply(route("api", "acme", backends["one"]))  # web deleted
+    assert 'app="web"' not in gw.gateway.prometheus() and gw.gateway.traffic("acme", "web") is None
+
+
+def test_the_gateways_own_answers_and_refusals_are_logged_and_counted(tmp_path, backends) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "access.log"
+    running = start_gateway(Limits(header_timeout=0.5), access_log=log)
+    try:
+        running.apply(route("web", "acme", backends["one"]))
+        assert get(running, "nowhere.localhost").status_code == 404
+        assert running.raw(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")  # never a request
+        assert running.raw(b"GET / HTTP/1.1\r\nHost: web.acme.localhost\r\n").startswith(b"HTTP/1.1 408")
+
+        def lines() -> list[dict]:  # type: ignore[type-arg]
+            return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+        deadline = time.monotonic() + 10
+        while len(lines()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the log is flushed once a second
+        by_status = {line["status"]: line for line in lines()}
+        assert set(by_status) == {404, 400, 408}
+        assert all(line["bytes"] > 0 for line in by_status.values())  # the page's body, not 0
+        assert by_status[400]["client"] == "127.0.0.1" and by_status[400]["tenant"] is None
+        text = running.gateway.prometheus()
+        for code in (404, 400, 408):
+            assert f'strata_gateway_unrouted_total{{code="{code}"}} 1' in text
+    finally:
+        stop_gateway(running)
