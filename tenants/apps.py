@@ -146,7 +146,7 @@ def _check_env(spec: AppSpec) -> None:
     if port is not None and port != str(spec.port):
         raise Invalid(
             f"env PORT={port} conflicts with the app's port {spec.port}: the platform sets PORT to the port; "
-            f"deploy with --port {port if port.isdigit() else 'N'} and without --env PORT",
+            f"deploy with --port {port if port.isdigit() else 'N'} and leave PORT out (--unset-env PORT)",
             field="env",
         )
     reserved = sorted(key for key in spec.env if key.upper().startswith("STRATA_"))

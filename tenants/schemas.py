@@ -187,7 +187,8 @@ class AppRead(AppSpec):
         first instance that is not ready says of itself."""
         if self.problem:
             return self.problem
-        waiting = [i for i in self.instances if i.state != InstanceState.READY and i.message]
+        waiting = [i for i in self.instances if i.revision == self.revision and i.state != InstanceState.READY]
+        waiting = [i for i in waiting if i.message]
         if waiting:
             return f"instance {waiting[0].id}: {waiting[0].message}"
         if self.ready() < self.replicas:

@@ -55,7 +55,9 @@ def judge(app: DesiredApp, tracked: Tracked, result: str, now: float) -> Verdict
         return Verdict(event=_event("instance.unhealthy", app, tracked, health=result))
     if tracked.state == InstanceState.UNHEALTHY:
         tracked.message = f"unhealthy: {check}"
-        if tracked.unhealthy_since is None or now - tracked.unhealthy_since <= RESTART_UNHEALTHY_AFTER_SECONDS:
+        if tracked.unhealthy_since is None:
+            tracked.unhealthy_since = now  # adopted unhealthy after a restart: timed from now
+        if now - tracked.unhealthy_since <= RESTART_UNHEALTHY_AFTER_SECONDS:
             return Verdict()
         tracked.unhealthy_since = None
         tracked.stopped_because = f"unhealthy for over {RESTART_UNHEALTHY_AFTER_SECONDS:.0f} s: {check}"

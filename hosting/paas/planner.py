@@ -102,7 +102,9 @@ def plan(desired: Sequence[DesiredApp], observed: Observed, now: float, strategy
     draining = {node.name for node in observed.nodes if node.draining}
     for app in desired:
         actions += _plan_app(app, by_app.get((app.tenant, app.name), []), observed, scheduler, draining, now)
-    return actions
+    # A container remembered from a node that does not answer (or is not attached yet) cannot be removed now:
+    # it is, once its node answers again (or counts as lost, and the container with it).
+    return [a for a in actions if not (isinstance(a, Remove) and a.container.remembered)]
 
 
 def _plan_app(

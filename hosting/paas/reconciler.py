@@ -123,7 +123,9 @@ class Reconciler:
 
         observed = Observed(containers, self.tracked, self.pool.views(draining), self.problems.retry_at())
         actions = plan(desired, observed, now, self.strategy)
-        await asyncio.gather(*(self._act(action, work) for action in actions))
+        for failed in await asyncio.gather(*(self._act(action, work) for action in actions), return_exceptions=True):
+            if isinstance(failed, Exception):  # one action's failure must not cost the pass its routes and record
+                log.error("a reconcile action failed", exc_info=failed)
         self._busy = bool(actions)
 
         apps = {app.app_id: app for app in desired}
@@ -234,9 +236,10 @@ class Reconciler:
 
     async def _remove(self, container: Container, reason: str, work: _Pass) -> None:
         tracked = self.tracked.get(container.instance)
+        was = tracked.state if tracked is not None else None
         if tracked is not None:
-            was_serving = tracked.state == InstanceState.READY
             tracked.state = InstanceState.STOPPING
+            was_serving = was == InstanceState.READY
             if was_serving and tracked.endpoint and self.drain is not None:
                 self._publish()  # out of the routes first...
                 if not await self.drain(tracked.endpoint):  # ...then its requests in flight finish
@@ -246,6 +249,8 @@ class Reconciler:
                 await self.pool[container.node].runtime.remove(container.id)
             except EngineError as exc:
                 log.warning("removing %s: %s", container.instance, exc)
+                if tracked is not None and was is not None:
+                    tracked.state = was  # judged as before, and planned again next pass
                 return
         detail = {"app": container.app, "instance": container.instance, "node": container.node, "reason": reason}
         work.events.append(ActionEvent("instance.remove", container.tenant, detail))
@@ -279,16 +284,14 @@ class Reconciler:
             self.publish(served)
 
     def _save(self, work: _Pass) -> None:
-        changed = []
-        for tracked in self.tracked.values():
-            snapshot = tracked.snapshot()
-            if snapshot != tracked.saved:
-                changed.append(tracked.row())
-                tracked.saved = snapshot
+        changed = [(t, t.snapshot()) for t in self.tracked.values()]
+        changed = [(tracked, snapshot) for tracked, snapshot in changed if snapshot != tracked.saved]
         problems = self.problems.unsaved()
         if changed or work.removed or work.events or problems:
             with db.session(self.engine) as session:
-                store.record(session, changed, work.removed, work.events, problems)
+                store.record(session, [t.row() for t, _ in changed], work.removed, work.events, problems)
+            for tracked, snapshot in changed:  # only once written: a failed write is tried again next pass
+                tracked.saved = snapshot
             self.problems.saved(problems)
         for event in work.events:
             log.info("%s %s %s", event.action, event.tenant, event.detail)

@@ -26,7 +26,9 @@ class UsageSampler:
         if time.monotonic() - self._sampled_at < USAGE_INTERVAL_SECONDS:
             return
         self._sampled_at = time.monotonic()
-        running = [t for t in tracked if t.state != InstanceState.STOPPING and t.node in pool]
+        running = [
+            t for t in tracked if t.state != InstanceState.STOPPING and t.node in pool and pool[t.node].reachable
+        ]
         samples = await asyncio.gather(*(pool[t.node].runtime.usage(t.container_id) for t in running))
         usage: dict[str, tuple[int, int]] = {}
         for instance, now in zip(running, samples, strict=True):

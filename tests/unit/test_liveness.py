@@ -80,3 +80,11 @@ def test_every_field_of_an_instance_row_is_tracked() -> None:
     )
     tracked = Tracked.adopt(row)
     assert tracked.row().model_dump() == row.model_dump() and tracked.message == "x"
+
+
+def test_an_instance_adopted_unhealthy_after_a_restart_is_restarted_a_minute_later() -> None:
+    """What only memory held (since when it is unhealthy) is gone after a restart: timed afresh, not forever."""
+    tracked = started(seconds_ago=3600, state=InstanceState.UNHEALTHY)
+    assert tracked.unhealthy_since is None
+    assert not judge(APP, tracked, "HTTP 503", 100.0).stop
+    assert judge(APP, tracked, "HTTP 503", 161.0).stop

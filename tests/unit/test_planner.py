@@ -296,6 +296,13 @@ def test_instances_of_an_unreachable_node_as_last_seen_are_kept_and_nothing_is_c
     assert world.plan(web, nodes=[node("away", ready=False), node("n1")]) == []
 
 
+def test_a_container_remembered_from_a_silent_node_is_not_removed_until_it_answers() -> None:
+    world = World()
+    world.add(app("gone"), "x", node="away", remembered=True)  # an orphan, but its node cannot be asked now
+    world.add(app("web", replicas=0), "y", node="away", remembered=True)
+    assert world.plan(app("web", replicas=0), nodes=[node("away", ready=False)]) == []
+
+
 def test_adopted_instances_after_a_restart_create_nothing() -> None:
     world, web = World(), app(replicas=3)
     for name in "abc":

@@ -165,6 +165,24 @@ def test_scaling_up_adds_instances_and_scaling_down_removes_the_surplus(world: W
     assert [e.detail["reason"] for e in world.events("instance.remove")] == ["scale down"] * 4
 
 
+def test_a_remove_the_engine_refuses_leaves_the_instance_as_it_was(world: World) -> None:
+    local = world.node("local")
+    reconciler = world.reconciler()
+    world.deploy()
+
+    async def scenario() -> None:
+        await passes(reconciler)
+        local.fail("remove")
+        world.scale(2)
+        await reconciler.reconcile()  # the remove fails: the instance is still there, and judged as before
+        assert states(reconciler) == [InstanceState.READY] * 3 and len(world.served()) == 3
+        world.scale(3)
+        await passes(reconciler, 2)
+
+    run(scenario)
+    assert len(world.running()) == 3 and states(reconciler) == [InstanceState.READY] * 3
+
+
 def test_spread_places_an_apps_instances_on_different_nodes(world: World) -> None:
     for name in ("n1", "n2", "n3"):
         world.node(name)
