@@ -99,6 +99,7 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
     ) -> None:
         super().__init__()
         self.title_text, self.fields, self.parse, self.send = title, fields, parse, send
+        self.busy = False  # sent, no answer yet: Enter and esc wait for it (its answer closes or refuses)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -111,6 +112,8 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        if self.busy:
+            return
         values = {field.id: self.query_one(f"#{field.id}", Input).value.strip() for field in self.fields}
         try:
             result = self.parse(values)
@@ -120,6 +123,8 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
         if self.send is None:
             self.dismiss(result)
         else:
+            self.busy = True
+            self.query_one("#error", Label).update(Text("sending…"))
             self.sending(self.send, result)
 
     @work(thread=True, exclusive=True, group="form")
@@ -132,10 +137,12 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
         self.app.call_from_thread(self.dismiss, result)
 
     def refuse(self, exc: Exception) -> None:
+        self.busy = False
         self.query_one("#error", Label).update(Text(message(exc), style="bold"))
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        if not self.busy:
+            self.dismiss(None)
 
 
 def prompt(title: str, placeholder: str = "", check: Callable[[str], object] | None = None) -> FormDialog[str]:

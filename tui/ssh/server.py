@@ -203,7 +203,14 @@ class _Server(asyncssh.SSHServer):
 async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access, home: Path, zygote: Zygote) -> None:
     """Run what the client asked for; however it ends (even cancelled), revoke its token and audit it."""
     peer = process.get_extra_info("peername")[0]
-    grant = access.grant(process.get_extra_info("username"), process.get_extra_info("fingerprint"), peer)
+    username, fingerprint = process.get_extra_info("username"), process.get_extra_info("fingerprint")
+    try:  # a database write: in a thread, as `end` is, so the daemon's loop (the API, the gateway) never waits
+        grant = await asyncio.to_thread(access.grant, username, fingerprint, peer)
+    except Exception:  # the key or its tenant went between the login and now
+        log.exception("SSH session of %s could not start", username)
+        process.stderr.write(b"error: this session could not start; try again\n")
+        process.exit(1)
+        return
     command = process.command or ""
     started = time.monotonic()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STRATA_HOME": str(home), "STRATA_TOKEN": grant.token}
