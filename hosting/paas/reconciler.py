@@ -86,6 +86,7 @@ class Reconciler:
         self._desired: list[DesiredApp] = []
         self._published: list[RouteSpec] | None = None
         self._busy = False  # the last pass acted: the next one comes soon
+        self._unsaved = _Pass()  # removals and events a failed write (a full disk, a lock) left for the next
         self._swept_at = 0.0
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._wake = asyncio.Event()
@@ -284,12 +285,14 @@ class Reconciler:
             self.publish(served)
 
     def _save(self, work: _Pass) -> None:
-        changed = [(t, t.snapshot()) for t in self.tracked.values()]
-        changed = [(tracked, snapshot) for tracked, snapshot in changed if snapshot != tracked.saved]
+        work = _Pass(self._unsaved.events + work.events, self._unsaved.removed + work.removed)
+        changed = [(t, snapshot) for t in self.tracked.values() if (snapshot := t.snapshot()) != t.saved]
         problems = self.problems.unsaved()
         if changed or work.removed or work.events or problems:
+            self._unsaved = work
             with db.session(self.engine) as session:
                 store.record(session, [t.row() for t, _ in changed], work.removed, work.events, problems)
+            self._unsaved = _Pass()
             for tracked, snapshot in changed:  # only once written: a failed write is tried again next pass
                 tracked.saved = snapshot
             self.problems.saved(problems)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from hosting.paas.fake_runtime import FakeClock, FakeHealthChecker, FakePorts, FakeRuntime
@@ -20,7 +21,7 @@ from hosting.paas.nodes import NODE_LOST_AFTER_SECONDS, NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.runtime import Capacity
 from hosting.paas.scheduler import Strategy
-from tenants import apps, db, tenancy
+from tenants import apps, db, instances, tenancy
 from tenants.enums import InstanceState
 from tenants.models import App, Event, Instance, Node
 from tenants.schemas import AppSpec, TenantCreate
@@ -181,6 +182,30 @@ def test_a_remove_the_engine_refuses_leaves_the_instance_as_it_was(world: World)
 
     run(scenario)
     assert len(world.running()) == 3 and states(reconciler) == [InstanceState.READY] * 3
+
+
+def test_what_a_failed_write_held_is_written_with_the_next_pass(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk or a lock fails one pass's write: its removals and events are not lost with it."""
+    world.node("local")
+    reconciler = world.reconciler()
+    world.deploy()
+    record = instances.record
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    async def scenario() -> None:
+        await passes(reconciler)
+        world.scale(2)
+        monkeypatch.setattr(instances, "record", refused)
+        with pytest.raises(OperationalError):
+            await reconciler.reconcile()
+        monkeypatch.setattr(instances, "record", record)
+        await passes(reconciler)
+
+    run(scenario)
+    assert len(world.rows()) == 2  # the removed instance's row went too
+    assert [e.detail["reason"] for e in world.events("instance.remove")] == ["scale down"]
 
 
 def test_spread_places_an_apps_instances_on_different_nodes(world: World) -> None:
