@@ -32,3 +32,14 @@ class NodeState(StrEnum):
     UNREACHABLE = "unreachable"  # its engine stopped answering
     FAILED = "failed"  # it could not be made; `message` says why
     REMOVING = "removing"
+
+
+class ImageSource(StrEnum):
+    PULL = "pull"  # pulled from a registry with the tenant's credentials
+    BUILD = "build"  # built from the tenant's source
+
+
+class BuildState(StrEnum):
+    BUILDING = "building"
+    SUCCEEDED = "succeeded"  # built and deployed as a new revision (or the app already ran that image)
+    FAILED = "failed"  # `message` says why; the running revision keeps serving

@@ -74,6 +74,8 @@ class Plan(SQLModel, table=True):
     requests_per_second: int = Field(default=100, sa_column_kwargs={"server_default": "100"})
     burst: int = Field(default=200, sa_column_kwargs={"server_default": "200"})
     max_body_mib: int = Field(default=10, sa_column_kwargs={"server_default": "10"})
+    build_cpu_millicores: int = Field(default=500, sa_column_kwargs={"server_default": "500"})  # one build's cap
+    build_memory_mib: int = Field(default=512, sa_column_kwargs={"server_default": "512"})
 
 
 class Tenant(SQLModel, table=True):
@@ -112,6 +114,7 @@ class App(SQLModel, table=True):
     created_at: datetime = _time()
     updated_at: datetime = _time()
     problem: str | None = None  # written by the reconciler: why the app does not run as asked, in words
+    commit: str | None = None  # the git commit its image was built from, when it was
 
 
 class SshKey(SQLModel, table=True):
@@ -185,3 +188,53 @@ class Instance(SQLModel, table=True):
     last_health: str | None = None  # the last health check's result, e.g. "ok", "HTTP 500", "refused"
     message: str | None = None  # why it is not ready, in words (an exit code and last log lines, a failing check)
     created_at: datetime = _time()
+
+
+class RegistryCredential(SQLModel, table=True):
+    """A tenant's login to one container registry, used for that tenant's pulls only. The password is kept
+    encrypted (`tenants.secrets`): the database alone never holds a usable secret."""
+
+    __table_args__ = (UniqueConstraint("tenant_id", "host"), AUTOINCREMENT)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    host: str  # the registry's host[:port], as image references name it
+    username: str
+    password_encrypted: str
+    created_at: datetime = _time()
+
+
+class TenantImage(SQLModel, table=True):
+    """An image a tenant may run: pulled with its credentials, or built by it. Another tenant naming the same
+    reference pulls it with its own credentials (Kubernetes' AlwaysPullImages): an image on a node is no
+    proof that a tenant may use it."""
+
+    __table_args__ = (UniqueConstraint("tenant_id", "reference"), AUTOINCREMENT)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    reference: str  # as the tenant names it, e.g. registry.example.com/team/web:1.4
+    image_id: str  # the engine's immutable id (sha256:...): what the tenant's containers are created from
+    source: str  # ImageSource: pull | build
+    size_bytes: int = 0
+    created_at: datetime = _time()
+
+
+class Build(SQLModel, table=True):
+    """One build of an app from source (a `git push` or an uploaded context); its log is a file under
+    STRATA_HOME/builds/."""
+
+    __table_args__ = AUTOINCREMENT
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    app: str  # a name, not a key: the first push of an app builds before the app exists
+    state: str  # BuildState: building | succeeded | failed
+    source: str  # git | upload
+    actor: str
+    commit: str | None = None
+    image: str | None = None  # the tag it made, once it succeeded
+    revision: int | None = None  # the app's revision it deployed
+    message: str | None = None  # why it failed, in words
+    started_at: datetime = _time(index=True)
+    finished_at: datetime | None = _time(nullable=True)

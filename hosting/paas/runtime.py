@@ -31,7 +31,47 @@ class EngineUnavailable(EngineError):
 
 
 class ImageMissing(EngineError):
-    """The image is not on the node (there is no registry to pull from)."""
+    """The image is not on the node."""
+
+
+class PullFailed(EngineError):
+    """A registry refused or failed a pull; `reason` names it in one word, as Kubernetes' ErrImagePull does:
+    NotFound, Unauthorized, Unreachable, NoSpace or Failed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BuildFailed(EngineError):
+    """A build's Dockerfile failed (a step exited non-zero, a limit or the timeout was hit); the message says
+    which, in the builder's words."""
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    """A login to a registry, sent with one pull and never kept by the runtime."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """How far a pull is: bytes downloaded of what the layers announced so far (0 while unknown), and the
+    engine's last status line (e.g. "Downloading", "Pull complete")."""
+
+    done_bytes: int
+    total_bytes: int
+    status: str
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """What one build may use of its node: enforced by the engine on every build step's container."""
+
+    cpu_millicores: int
+    memory_mib: int
 
 
 @dataclass(frozen=True)
@@ -197,6 +237,10 @@ class NodeRuntime(ABC):
     @abstractmethod
     async def image(self, reference: str) -> ImageInfo | None:
         """One image by reference, or None if the node does not have it."""
+
+    @abstractmethod
+    def pull(self, reference: str, auth: RegistryAuth | None) -> AsyncIterator[PullProgress]:
+        """Pull `reference` from its registry, yielding progress; raises `PullFailed` saying why."""
 
     @abstractmethod
     async def build(self, context: bytes, tag: str) -> None:
