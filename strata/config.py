@@ -53,6 +53,11 @@ class Settings:
     def lock_file(self) -> Path:
         return self.home / "daemon.lock"
 
+    @property
+    def secret_key_file(self) -> Path:
+        """The key that encrypts secrets at rest (registry passwords), made on first use, mode 0600."""
+        return self.home / "secret.key"
+
 
 def _strategy(value: str) -> Strategy:
     try:

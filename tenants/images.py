@@ -2,8 +2,10 @@
 
 The rule that keeps tenants' images apart (Kubernetes' AlwaysPullImages, done once per tenant and reference):
 a tenant runs a reference only as the image recorded for it here. A reference no tenant owns and that the
-image store holds is the platform's own (`strata images bootstrap`, `strata images load`), usable by all;
-anything else is pulled with the tenant's credentials first, and the pull is what proves the tenant may.
+image store holds as built or loaded there (`strata images bootstrap`, `strata images load`; never pulled from a
+registry, so a deleted tenant's pulls never become everyone's) is the platform's own, usable by all; anything
+else is pulled with the tenant's credentials first, and the pull is what proves the tenant may. References are
+kept in their canonical spelling (`tenants.references.canonical`).
 """
 
 from sqlmodel import Session, col, select

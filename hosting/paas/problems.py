@@ -33,6 +33,10 @@ class AppProblems:
         self._problems[app.app_id] = f"{why} (tried {failures} times, again with backoff)"
         return backoff(failures)
 
+    def pull_failed(self, app: DesiredApp, why: str) -> None:
+        """Record that the app's image could not be pulled (`pulls` keeps the count and the backoff)."""
+        self._problems[app.app_id] = why
+
     def created(self, app: DesiredApp) -> None:
         self._failures.pop(app.app_id, None)
         self._unplaceable.discard(app.app_id)

@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from hosting.paas import images, networks
+from hosting.paas.builds import sweep_images
 from hosting.paas.liveness import Liveness
 from hosting.paas.logs import last_lines
 from hosting.paas.nodes import NodeHandle, NodePool
@@ -24,6 +26,7 @@ from hosting.paas.observer import observe, track
 from hosting.paas.pause import pause
 from hosting.paas.planner import Action, Crashed, Create, Observed, Remove, Restart, Unplaceable, backoff, plan
 from hosting.paas.problems import AppProblems
+from hosting.paas.pulls import ImagePuller
 from hosting.paas.runtime import Container, EngineError, ImageMissing, InstanceSpec, NodeRuntime
 from hosting.paas.scheduler import Strategy
 from hosting.paas.serving import routes
@@ -34,8 +37,9 @@ from tenants import instances as store
 from tenants import nodes as registry
 from tenants.enums import InstanceState
 from tenants.instances import ActionEvent, DesiredApp
-from tenants.models import Instance
+from tenants.models import Instance, Tenant
 from tenants.routes import RouteSpec
+from tenants.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +79,13 @@ class Reconciler:
         image_store: NodeRuntime | None = None,
         liveness: Liveness | None = None,  # its health checker: tests pass one for FakeRuntime's endpoints
         clock: Callable[[], float] = time.monotonic,  # for deadlines and backoff; tests pass a FakeClock's
+        secrets: SecretBox | None = None,  # decrypts tenants' registry logins for their pulls
     ) -> None:
         self.engine, self.platform_id, self.pool, self.strategy = engine, platform_id, pool, strategy
         pool.on_change = self.nudge
         self.publish, self.drain, self.clock = publish, drain, clock
-        self.image_store = image_store  # where images are built and loaded; shipped to nodes from there
+        self.image_store = image_store  # where images are built, loaded and pulled; shipped to nodes from there
+        self.pulls = ImagePuller(engine, image_store, secrets, clock, self.nudge) if image_store else None
         self.liveness, self.usage, self.problems = liveness or Liveness(), UsageSampler(), AppProblems()
         self.tracked: dict[str, Tracked] = {}
         self._adopted = False
@@ -88,6 +94,7 @@ class Reconciler:
         self._busy = False  # the last pass acted: the next one comes soon
         self._unsaved = _Pass()  # removals and events a failed write (a full disk, a lock) left for the next
         self._swept_at = 0.0
+        self._tenants_seen: set[str] = set()  # the tenants with apps last pass: one gone brings a sweep
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,19 +117,27 @@ class Reconciler:
                 await pause(self._wake, stopping, self._interval())
         finally:
             await self.liveness.close()
+            if self.pulls is not None:
+                await self.pulls.close()
 
     async def reconcile(self) -> None:
         """One pass: observe, plan, act, check health, record."""
         desired, rows, draining = await asyncio.to_thread(self._load)
+        with_apps = {app.tenant for app in desired}
+        tenants_gone, self._tenants_seen = bool(self._tenants_seen - with_apps), with_apps
         if rows is not None:
             self.tracked = {row.id: Tracked.adopt(row) for row in rows.values()}
             self._adopted = True
-        self._desired, work, now = desired, _Pass(), self.clock()
+        work, waiting = _Pass(), dict[int, float]()  # apps whose image is not pulled yet create nothing (`pulls`)
+        if self.pulls is not None:
+            desired, waiting = await self.pulls.resolve(desired, work.events, self.problems)
+        self._desired, now = desired, self.clock()
         names = {app.app_id: (app.tenant, app.name) for app in desired}
         containers = await observe(self.engine, self.platform_id, self.pool, self.tracked, names, now)
-        work.removed, work.events = track(self.tracked, containers, names)
+        work.removed, found = track(self.tracked, containers, names)
+        work.events += found
 
-        observed = Observed(containers, self.tracked, self.pool.views(draining), self.problems.retry_at())
+        observed = Observed(containers, self.tracked, self.pool.views(draining), self.problems.retry_at() | waiting)
         actions = plan(desired, observed, now, self.strategy)
         for failed in await asyncio.gather(*(self._act(action, work) for action in actions), return_exceptions=True):
             if isinstance(failed, Exception):  # one action's failure must not cost the pass its routes and record
@@ -139,10 +154,24 @@ class Reconciler:
         await self.usage.sample(self.pool, list(self.tracked.values()))
         self._publish()
         await asyncio.to_thread(self._save, work)
-        if work.removed or self.clock() - self._swept_at >= networks.SWEEP_SECONDS:
+        if work.removed or tenants_gone or self.clock() - self._swept_at >= networks.SWEEP_SECONDS:
             self._swept_at = self.clock()
             present = [c for c in containers if c.instance not in work.removed]
             await networks.sweep(self.pool, self.platform_id, present, {a.tenant for a in desired if a.replicas})
+            await self._sweep_images(present)
+
+    async def _sweep_images(self, present: list[Container]) -> None:
+        """Remove deleted tenants' build images from the image store and the nodes (after their containers)."""
+        if self.image_store is None:
+            return
+        nodes = [node.runtime for node in self.pool if node.reachable and node.capacity is not None]
+        runtimes = {id(runtime): runtime for runtime in [self.image_store, *nodes]}
+        tenants = await asyncio.to_thread(self._tenant_names)
+        await sweep_images(runtimes.values(), self.platform_id, tenants, present)
+
+    def _tenant_names(self) -> set[str]:
+        with db.session(self.engine) as session:
+            return set(session.exec(select(Tenant.name)))
 
     def _load(self) -> tuple[list[DesiredApp], dict[str, Instance] | None, set[str]]:
         with db.session(self.engine) as session:

@@ -4,9 +4,9 @@ from collections.abc import Mapping
 
 from fastapi import APIRouter, Response
 
-from strata.api.deps import DB, Caller, Config, InstanceUsage, TenantName
+from strata.api.deps import DB, Caller, Config, InstanceUsage, Pulls, TenantName
 from tenants import apps
-from tenants.schemas import AppRead, AppSpec, InstanceRead, Scale
+from tenants.schemas import AppRead, AppSpec, InstanceRead, PullRead, Scale
 from tenants.tenancy import get_tenant
 
 router = APIRouter(prefix="/tenants/{tenant}/apps", tags=["apps"])
@@ -20,15 +20,24 @@ def with_usage(usage: Mapping[str, tuple[int, int]], app: AppRead) -> AppRead:
     return app
 
 
+def with_pull(pulls: Mapping[tuple[str, str], PullRead], app: AppRead) -> AppRead:
+    """Add the pull of its image for its current revision, while it runs or after it failed (in memory)."""
+    pull = pulls.get((app.tenant, app.name))
+    app.pull = pull if pull is not None and pull.revision == app.revision else None
+    return app
+
+
 @router.get("")
-def list_apps(session: DB, tenant: TenantName, usage: InstanceUsage) -> list[AppRead]:
+def list_apps(session: DB, tenant: TenantName, usage: InstanceUsage, pulls: Pulls) -> list[AppRead]:
     owner = get_tenant(session, tenant)
-    return [with_usage(usage, app) for app in apps.read_apps(session, owner, apps.list_apps(session, owner))]
+    found = apps.read_apps(session, owner, apps.list_apps(session, owner))
+    return [with_pull(pulls, with_usage(usage, app)) for app in found]
 
 
 @router.get("/{app}")
-def get_app(session: DB, tenant: TenantName, app: str, usage: InstanceUsage) -> AppRead:
-    return with_usage(usage, apps.describe(session, tenant, app))
+def get_app(session: DB, tenant: TenantName, app: str, usage: InstanceUsage, pulls: Pulls) -> AppRead:
+    """The app's spec, its instances (with what they use), and the pull of its image while there is one."""
+    return with_pull(pulls, with_usage(usage, apps.describe(session, tenant, app)))
 
 
 @router.get("/{app}/instances")

@@ -21,6 +21,7 @@ from hosting.paas.runtime import EngineError
 from hosting.paas.vm_nodes import VmNodes
 from strata.api.deps import DB, DbEngine, FrontDoor, Hypervisors, Nudge, Operator, Pool, TenantName
 from tenants import apps, audit, db, nodes
+from tenants import images as tenant_images
 from tenants.errors import Conflict, Invalid, NotFound
 from tenants.schemas import ImageRead, InstanceRead, NodeCreate, NodeRead, TrafficRead, VmStatsRead
 from tenants.tenancy import get_tenant
@@ -129,16 +130,30 @@ async def _with_vm_stats(hypervisors: Mapping[str, VmNodes], node: NodeRead) -> 
 
 
 @router.get("/images")
-async def list_images(pool: Pool, _: Operator) -> list[ImageRead]:
+async def list_images(engine: DbEngine, pool: Pool, _: Operator) -> list[ImageRead]:
+    """Every node's images, each with the tenants it was pulled or built for (none: the platform's own)."""
+    owners = await asyncio.to_thread(_in_session, engine, _owners)
     found = []
     for node in _reachable(pool):
         for image in await node.runtime.images():
             found.append(
                 ImageRead(
-                    node=node.name, tags=image.tags, id=image.id, size_bytes=image.size_bytes, created=image.created
+                    node=node.name,
+                    tags=image.tags,
+                    id=image.id,
+                    size_bytes=image.size_bytes,
+                    created=image.created,
+                    owners=sorted(owners.get(image.id, set())),
                 )
             )
     return found
+
+
+def _owners(session: Session) -> dict[str, set[str]]:
+    owners: dict[str, set[str]] = {}
+    for tenant, image in tenant_images.list_owned(session, None):
+        owners.setdefault(image.image_id, set()).add(tenant)
+    return owners
 
 
 @router.post("/images/bootstrap")

@@ -9,13 +9,14 @@ from hosting.iaas import ImageBuildError, NodeImage, build_node_image, find_node
 from hosting.iaas.flavors import FLAVORS
 from strata.cli.context import api, confirm_destructive, fail, json_option, settings, validated
 from strata.cli.output import emit_json, fields, table
+from tenants.client import ApiError, StrataClient
 from tenants.enums import NodeState
-from tenants.schemas import NodeCreate, NodeRead
+from tenants.schemas import NodeCreate, NodeRead, TenantImageRead
 
 
 @click.group("images")
 def images_group() -> None:
-    """App images on the nodes (built here or loaded from archives, no registry) and the node VMs' guest image."""
+    """App images: the platform's (built here or loaded), tenants' own (pulled or built); the node VMs' image."""
 
 
 @images_group.command("bootstrap")
@@ -36,10 +37,16 @@ def load(archive: Path) -> None:
 
 
 @images_group.command("list")
+@click.argument("tenant", required=False)
 @json_option
-def list_images(as_json: bool) -> None:
-    """List the tagged images of every node."""
+def list_images(tenant: str | None, as_json: bool) -> None:
+    """List the images TENANT owns (pulled with its logins or built); without TENANT, an operator sees every
+    node's tagged images and their owners, a tenant its own."""
     with api() as client:
+        if tenant is None and not _is_operator(client):
+            tenant = client.tenants()[0].name
+        if tenant is not None:
+            return _tenant_images(client.tenant_images(tenant), as_json)
         rows = [image for image in client.images() if image.tags]
     if as_json:
         return emit_json(rows)
@@ -50,9 +57,37 @@ def list_images(as_json: bool) -> None:
             ("image", lambda row: row[1]),
             ("id", lambda row: row[0].id.removeprefix("sha256:")[:12]),
             ("size", lambda row: f"{row[0].size_bytes / 1024**2:.1f}MiB"),
+            ("owners", lambda row: row[0].owners or "platform"),
             ("created", lambda row: row[0].created),
         ],
         empty="no images; build the samples with `strata images bootstrap`",
+    )
+
+
+def _is_operator(client: StrataClient) -> bool:
+    try:
+        client.nodes()
+    except ApiError as exc:
+        if exc.status == 403:
+            return False
+        raise
+    return True
+
+
+def _tenant_images(rows: list[TenantImageRead], as_json: bool) -> None:
+    if as_json:
+        return emit_json(rows)
+    table(
+        rows,
+        [
+            ("tenant", lambda i: i.tenant),
+            ("image", lambda i: i.reference),
+            ("id", lambda i: i.image_id.removeprefix("sha256:")[:12]),
+            ("source", lambda i: i.source),
+            ("size", lambda i: f"{i.size_bytes / 1024**2:.1f}MiB"),
+            ("since", lambda i: i.created_at),
+        ],
+        empty="no images of its own yet: deploy one from a registry (`strata registries add` first if it is private)",
     )
 
 

@@ -45,11 +45,12 @@ def test_apps_deploy_keeps_what_is_not_given_and_counts_revisions(daemon: Daemon
             "/healthz",
             "--command",
             "httpd -f -p 8080",
+            "--detach",  # this daemon has no node: the rollout would never end
         )
     )
     assert created.strip() == f"created {ref} revision 1, 2 replica(s) of strata/hello"
     assert "unchanged" in ok(daemon.cli("apps", "deploy", ref, "--replicas", "3"))
-    assert "revision 2" in ok(daemon.cli("apps", "deploy", ref, "--env", "MODE=fast"))
+    assert "revision 2" in ok(daemon.cli("apps", "deploy", ref, "--env", "MODE=fast", "--detach"))
 
     app = json.loads(ok(daemon.cli("apps", "show", ref, "--json")))
     assert app["replicas"] == 3 and app["cpu_millicores"] == 500 and app["memory_mib"] == 64
@@ -82,7 +83,7 @@ def test_refusals_go_to_stderr_with_a_nonzero_exit(daemon: Daemon, unique: str) 
 
 def test_delete_asks_for_confirmation_and_without_a_terminal_needs_yes(daemon: Daemon, unique: str) -> None:
     ok(daemon.cli("tenants", "create", unique))
-    ok(daemon.cli("apps", "deploy", f"{unique}/web", "--image", "strata/hello"))
+    ok(daemon.cli("apps", "deploy", f"{unique}/web", "--image", "strata/hello", "--detach"))
 
     refused = daemon.cli("tenants", "delete", unique, stdin="y\n")
     assert refused.returncode == 2 and "--yes" in refused.stderr
