@@ -34,7 +34,7 @@ KEYS = [  # (key, what it does, for operators only)
     ("`p`", "suspend or resume the tenant", True),
     ("`+` / `-`", "scale the app under the cursor", False),
     ("`r`", "restart the app, one instance at a time", False),
-    ("`l`", "the app's logs, live (`p` pauses, `/` searches)", False),
+    ("`l`", "the app's logs, live (`p` pauses, `/` searches); in the builds pane, the build's log", False),
     ("`s`", "a shell in the instance (or the app's first ready one)", False),
     ("`ctrl+d`", "delete (asks first; a tenant: operators only)", False),
     ("`q`", "quit", False),

@@ -6,7 +6,7 @@ client. Whether the token is an operator's is learnt once, from the API's own an
 
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
@@ -18,6 +18,7 @@ from tenants.enums import TenantStatus
 from tenants.schemas import (
     AppRead,
     AppSpec,
+    BuildRead,
     EventRead,
     NodeRead,
     TenantCreate,
@@ -28,6 +29,7 @@ from tenants.schemas import (
 
 T = TypeVar("T")
 LOG_BACKLOG_SECONDS = 300
+BUILDS_SHOWN = 5  # a tenant's latest builds on its screen; `strata builds` lists them all
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,14 @@ class NodeShare:
 
 @dataclass(frozen=True)
 class TenantDetail:
-    """One tenant across the three layers: its nodes (IaaS), apps and instances (PaaS), traffic (SaaS)."""
+    """One tenant across the three layers: its nodes (IaaS), apps and instances (PaaS), traffic (SaaS); and its
+    latest builds from source, newest first."""
 
     tenant: TenantRead
     apps: list[AppRead]
     nodes: list[NodeShare]  # those its instances run on
     traffic: dict[str, TrafficRead]
+    builds: list[BuildRead] = field(default_factory=list)
 
 
 def shares(apps: Sequence[AppRead], nodes: Sequence[NodeRead] | None) -> list[NodeShare]:
@@ -115,7 +119,16 @@ class ConsoleData:
         tenant = self._call(lambda: self.client.tenant(name))
         apps = self._call(lambda: self.client.apps(name))
         traffic = {app.name: self._call(partial(self.client.traffic, name, app.name)) for app in apps}
-        return TenantDetail(tenant, apps, shares(apps, self.nodes() if self.is_operator else None), traffic)
+        builds = self.builds(name)
+        return TenantDetail(tenant, apps, shares(apps, self.nodes() if self.is_operator else None), traffic, builds)
+
+    def builds(self, tenant: str, app: str | None = None, limit: int = BUILDS_SHOWN) -> list[BuildRead]:
+        """The tenant's latest builds (of `app`), newest first."""
+        return self._call(lambda: self.client.builds(tenant, app, limit=limit))
+
+    def build_log(self, tenant: str, build_id: int) -> str:
+        """A build's output so far (all of it, and how it ended, once it has)."""
+        return self._call(lambda: self.client.build_log(tenant, build_id))
 
     def nodes(self) -> list[NodeRead]:
         return self._call(self.client.nodes)

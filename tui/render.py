@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
-from tenants.schemas import NodeRead
+from tenants.schemas import NodeRead, PullRead
 
 SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 20
@@ -21,6 +21,8 @@ STATE_STYLES = {
     "provisioning": "yellow",
     "failed": "bold red",
     "removing": "dim",
+    "building": "yellow",
+    "succeeded": "green",
 }
 
 
@@ -86,6 +88,26 @@ def uptime(started: datetime | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def took(started: datetime, finished: datetime) -> str:
+    """How long something ran: `48s`, `2m05s`, `1h07m`."""
+    seconds = max(0, int((finished - started).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def pull(progress: PullRead) -> Text:
+    """An image's pull as a status: its figures first (`pulling 12.3 of 45.6 MiB (27%) REF`), so that a cut to a
+    narrow column takes the reference, not the progress; a failed one says why."""
+    if progress.status == "failed":
+        return Text(f"pull of {progress.reference} failed: {progress.detail}", style="red")
+    done, total = progress.done_bytes / 2**20, progress.total_bytes / 2**20
+    figures = f"{done:.1f} of {total:.1f} MiB ({progress.done_bytes * 100 // progress.total_bytes}%) " if total else ""
+    return Text(f"pulling {figures}{progress.reference}", style="cyan")
 
 
 def plural(count: int, noun: str) -> str:

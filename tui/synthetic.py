@@ -1,20 +1,25 @@
 """`SyntheticData`: API-shaped data without a daemon, a stand-in for `ConsoleData` clearly named as one.
 
 For what must not depend on a live platform — the console's benchmark and its snapshot tests — it serves a
-fixed platform: N tenants of 10 apps each, one local node. `tick()` moves the traffic figures, as a refresh of
-a live platform would.
+fixed platform: N tenants of 10 apps each, one local node; in each tenant, app-3 pulls its new image while its
+first revision serves, and three builds: one running, one failed (with its log), one deployed. `tick()` moves
+the traffic figures, as a refresh of a live platform would. Builds' times are relative to now, half-way
+between the minutes the console shows, so that they read the same at each run.
 """
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tenants.catalog import Template, templates
-from tenants.enums import InstanceState, Isolation, TenantStatus
+from tenants.client import ApiError
+from tenants.enums import BuildSource, BuildState, InstanceState, Isolation, TenantStatus
 from tenants.schemas import (
     AppRead,
+    BuildRead,
     EventRead,
     InstanceRead,
     NodeRead,
+    PullRead,
     TenantRead,
     TenantSummary,
     TrafficRead,
@@ -24,6 +29,18 @@ from tui.dao import TenantDetail, shares
 
 APPS_PER_TENANT = 10
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+PULLING_APP = 3  # app-3 pulls its revision 2's image
+FAILED_BUILD = 2
+FAILED_LOG = """\
+Step 1/4 : FROM strata/static
+ ---> 5b0c8e1f2a3d
+Step 2/4 : COPY . /srv
+ ---> 9e7d6c5b4a32
+Step 3/4 : RUN make site
+/bin/sh: make: not found
+The command '/bin/sh -c make site' returned a non-zero code: 127
+failed: the build failed: The command '/bin/sh -c make site' returned a non-zero code: 127
+"""
 
 
 class SyntheticData:
@@ -94,10 +111,20 @@ class SyntheticData:
                 name=f"app-{a}",
                 image="strata/hello",
                 replicas=2,
-                revision=1,
+                revision=2 if a == PULLING_APP else 1,
                 created_at=EPOCH,
                 updated_at=EPOCH,
                 health_path="/healthz",
+                pull=PullRead(
+                    reference="registry.example.com/team/app-3:1.4",
+                    revision=2,
+                    status="pulling",
+                    done_bytes=12 * 2**20,
+                    total_bytes=48 * 2**20,
+                    detail="Downloading",
+                )
+                if a == PULLING_APP
+                else None,
                 instances=[
                     InstanceRead(
                         id=f"{a:02d}{k:04x}",
@@ -144,7 +171,66 @@ class SyntheticData:
                 "usage": {"apps": 10, "instances": 20, "cpu_millicores": 2500, "memory_mib": 1280},
             }
         )
-        return TenantDetail(tenant, apps, shares(apps, self.nodes()), traffic)
+        return TenantDetail(tenant, apps, shares(apps, self.nodes()), traffic, self.builds(name))
+
+    def builds(self, tenant: str, app: str | None = None, limit: int = 100) -> list[BuildRead]:
+        now = datetime.now(UTC)
+        every = [
+            BuildRead(
+                id=3,
+                tenant=tenant,
+                app="app-2",
+                state=BuildState.BUILDING,
+                source=BuildSource.GIT,
+                actor=f"{tenant}/laptop",
+                commit="4e1d2c9b" * 5,
+                image=None,
+                revision=None,
+                message=None,
+                started_at=now - timedelta(minutes=1, seconds=30),
+                finished_at=None,
+            ),
+            BuildRead(
+                id=FAILED_BUILD,
+                tenant=tenant,
+                app="app-1",
+                state=BuildState.FAILED,
+                source=BuildSource.UPLOAD,
+                actor=f"{tenant}/ci",
+                commit=None,
+                image=None,
+                revision=None,
+                message="the build failed: The command '/bin/sh -c make site' returned a non-zero code: 127",
+                started_at=now - timedelta(minutes=12, seconds=30),
+                finished_at=now - timedelta(minutes=11, seconds=42),
+            ),
+            BuildRead(
+                id=1,
+                tenant=tenant,
+                app="app-1",
+                state=BuildState.SUCCEEDED,
+                source=BuildSource.GIT,
+                actor=f"{tenant}/laptop",
+                commit="a3f09e71" * 5,
+                image=f"strata-build/{tenant}/app-1:1",
+                revision=1,
+                message=None,
+                started_at=now - timedelta(hours=2, minutes=30),
+                finished_at=now - timedelta(hours=2, minutes=28, seconds=55),
+            ),
+        ]
+        return [build for build in every if app in (None, build.app)][:limit]
+
+    def build_log(self, tenant: str, build_id: int) -> str:
+        """The failed build's whole log; the others' few lines."""
+        logs = {
+            1: "Step 1/2 : FROM strata/static\nStep 2/2 : COPY . /srv\nsucceeded: revision 1\n",
+            FAILED_BUILD: FAILED_LOG,
+            3: "Step 1/3 : FROM strata/static\n",
+        }
+        if build_id not in logs:
+            raise ApiError(404, "not_found", f"build {build_id} not found")
+        return logs[build_id]
 
     def events(self, tenant: str | None = None) -> list[EventRead]:
         return [

@@ -11,7 +11,8 @@ from tenants.enums import Role
 from tenants.schemas import AppSpec, TenantCreate, TokenCreate
 from tests.containers import ready
 from tests.harness import Daemon
-from tui import ConsoleData, StrataConsole
+from tui.app import StrataConsole
+from tui.dao import ConsoleData
 from tui.screens.dialogs import FormDialog
 from tui.screens.overview import OverviewScreen
 from tui.screens.table import FittingTable

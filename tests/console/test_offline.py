@@ -5,27 +5,34 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Header, Input, Label
+from textual.widgets import DataTable, Header, Input, Label, Log
 
+from tenants.enums import BuildState
 from tenants.errors import Invalid
-from tui import StrataConsole
+from tenants.schemas import BuildRead
+from tui.app import StrataConsole
 from tui.dao import TenantDetail
 from tui.model import Column, fit
+from tui.screens.build_log import BuildLogScreen
 from tui.screens.dialogs import EventDialog, FormDialog
 from tui.screens.logs import LogsScreen
 from tui.screens.table import FittingTable
-from tui.screens.tenant import TenantScreen
+from tui.screens.tenant import BUILDS, TenantScreen
 from tui.synthetic import SyntheticData
 
 PANES = ("iaas", "paas", "saas")
 
 
 def offline(
-    steps: Callable[[StrataConsole, Pilot], Awaitable[None]], size: tuple[int, int] = (160, 40), tenants: int = 12
+    steps: Callable[[StrataConsole, Pilot], Awaitable[None]],
+    size: tuple[int, int] = (160, 40),
+    tenants: int = 12,
+    data: SyntheticData | None = None,
 ) -> None:
     async def run() -> None:
-        app = StrataConsole(SyntheticData(tenants), refresh_seconds=3600)  # type: ignore[arg-type]
+        app = StrataConsole(data or SyntheticData(tenants), refresh_seconds=3600)  # type: ignore[arg-type]
         async with app.run_test(size=size) as pilot:
             await painted(pilot, "#tenants")
             await steps(app, pilot)
@@ -211,3 +218,117 @@ def test_the_paas_pane_says_why_an_app_is_not_as_asked_only_when_one_is_not() ->
             await steps(app, pilot)
 
     asyncio.run(run())
+
+
+def test_the_builds_pane_shows_the_latest_builds_newest_first_a_failed_one_in_red() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        builds = screen.query_one("#builds", FittingTable)
+        assert screen.query_one("#builds-pane").display
+        assert [key for key, _ in builds.rows_shown] == ["build:3", "build:2", "build:1"]
+        row = dict(zip([c.label for c in BUILDS], builds.rows_shown[1][1], strict=True))
+        assert (str(row["APP"]), str(row["STATE"]), str(row["SOURCE"]), str(row["TOOK"])) == (
+            "app-1", "failed", "upload", "48s"
+        )  # fmt: skip
+        assert isinstance(row["STATE"], Text) and "red" in str(row["STATE"].style)
+        assert isinstance(row["MESSAGE"], Text) and "red" in str(row["MESSAGE"].style)
+        assert str(row["MESSAGE"]).startswith("the build failed: The command")
+        running = dict(zip([c.label for c in BUILDS], builds.rows_shown[0][1], strict=True))
+        assert (str(running["STATE"]), str(running["COMMIT"]), str(running["AGE"])) == ("building", "4e1d2c9", "1m")
+
+    offline(steps, size=(250, 40))
+
+
+def test_a_tenant_that_never_built_has_no_builds_pane() -> None:
+    class Unbuilt(SyntheticData):
+        def builds(self, tenant: str, app: str | None = None, limit: int = 100) -> list[BuildRead]:
+            return []
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        assert not screen.query_one("#builds-pane").display
+
+    offline(steps, data=Unbuilt(3))
+
+
+def test_l_opens_the_log_of_the_build_under_the_cursor_and_still_the_apps_logs_from_the_paas_pane() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        screen.query_one("#builds", FittingTable).focus()
+        await pilot.press("down", "l")
+        await painted_log(pilot)
+        assert isinstance(app.screen, BuildLogScreen)
+        assert app.screen.query_one(Header).screen_sub_title == "build 2 of tenant-0000/app-1 · failed"
+        lines = [line for line in app.screen.query_one("#log", Log).lines if line]
+        assert "/bin/sh: make: not found" in lines and lines[-1].startswith("failed: the build failed")
+        await pilot.press("escape")
+        assert app.screen is screen
+        screen.query_one("#paas", FittingTable).focus()
+        await pilot.press("l")
+        assert isinstance(app.screen, LogsScreen)
+
+    offline(steps)
+
+
+def test_a_running_builds_log_follows_it_until_it_ends() -> None:
+    class Building(SyntheticData):
+        def __init__(self, tenants: int) -> None:
+            super().__init__(tenants)
+            self.log_reads = 0
+
+        def builds(self, tenant: str, app: str | None = None, limit: int = 100) -> list[BuildRead]:
+            builds = super().builds(tenant, app, limit)
+            if self.ticks:  # the build of app-2 has ended meanwhile
+                builds[0] = builds[0].model_copy(update={"state": BuildState.SUCCEEDED, "revision": 2})
+            return builds
+
+        def build_log(self, tenant: str, build_id: int) -> str:
+            self.log_reads += 1
+            return super().build_log(tenant, build_id) + (
+                "Step 2/3 : COPY . /srv\nsucceeded: revision 2\n" * bool(self.ticks)
+            )
+
+    data = Building(3)
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        screen.query_one("#builds", FittingTable).focus()
+        await pilot.press("enter")  # Enter opens it too
+        await painted_log(pilot)
+        assert isinstance(app.screen, BuildLogScreen)
+        assert app.screen.query_one(Header).screen_sub_title.endswith("· building")
+        assert app.screen.query_one("#log", Log).lines[0] == "Step 1/3 : FROM strata/static"
+        data.tick()
+        app.refresh_data()
+        await pilot.pause(0.3)
+        assert app.screen.query_one(Header).screen_sub_title == "build 3 of tenant-0000/app-2 · succeeded"
+        lines = app.screen.query_one("#log", Log).lines
+        assert [line for line in lines if line] == [  # what was added, written once
+            "Step 1/3 : FROM strata/static", "Step 2/3 : COPY . /srv", "succeeded: revision 2"
+        ]  # fmt: skip
+        reads = data.log_reads
+        app.refresh_data()
+        await pilot.pause(0.3)
+        assert data.log_reads == reads  # an ended build's log is not fetched again
+
+    offline(steps, data=data)
+
+
+def test_the_paas_pane_shows_an_apps_image_pull_progress_figures_first() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        paas = dict(screen.query_one("#paas", FittingTable).rows_shown)
+        why = str(paas["app:app-3"][-1])
+        assert why.startswith("pulling 12.0 of 48.0 MiB (25%) registry"), why  # the cut takes the reference
+        assert str(paas["app:app-2"][-1]) == ""
+
+    offline(steps, size=(250, 40))
+
+
+async def painted_log(pilot: Pilot) -> None:
+    for _ in range(100):
+        screen = pilot.app.screen
+        if isinstance(screen, BuildLogScreen) and screen.text is not None:
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the build's log never showed")

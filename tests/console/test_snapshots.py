@@ -4,7 +4,7 @@ figure in them is volatile. `pytest --snapshot-update` rewrites them after an in
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from tui import StrataConsole
+from tui.app import StrataConsole
 from tui.synthetic import SyntheticData
 
 SIZE = (120, 32)

@@ -1,7 +1,8 @@
-"""One tenant across the three layers, side by side: IaaS (nodes), PaaS (apps, instances), SaaS (traffic).
+"""One tenant across the three layers, side by side: IaaS (nodes), PaaS (apps, instances), SaaS (traffic); under
+them, once the tenant has built from source, its latest builds (`l` there: a build's log).
 
-Moving onto an app in the PaaS pane marks its instances' nodes (◆) and its traffic row: a drill-down across
-the layers.
+Moving onto an app in the PaaS pane marks its instances' nodes (◆), its traffic row and its builds: a drill-down
+across the layers.
 """
 
 from collections.abc import Iterator
@@ -12,11 +13,13 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.widgets import DataTable, Label
 
-from tenants.schemas import AppSpec, TrafficRead
+from tenants.enums import BuildState
+from tenants.schemas import AppRead, AppSpec, BuildRead, TrafficRead
 from tui import render
-from tui.dao import ConsoleData, NodeShare, TenantDetail
+from tui.dao import BUILDS_SHOWN, ConsoleData, NodeShare, TenantDetail
 from tui.model import Column, History
 from tui.screens.base import DataScreen
+from tui.screens.build_log import BuildLogScreen
 from tui.screens.dialogs import ConfirmDialog, deploy_form
 from tui.screens.table import FittingTable
 
@@ -59,6 +62,28 @@ SAAS = [
     Column("ERRORS", 3),
     Column("LAST MINUTES", 5, render.SPARK_WIDTH),
 ]
+BUILDS = [
+    Column("", 3),
+    Column("APP", 0),
+    Column("BUILD", 9),
+    Column("STATE", 1),
+    Column("COMMIT", 5),
+    Column("SOURCE", 8),
+    Column("BY", 7),
+    Column("AGE", 4),
+    Column("TOOK", 6),
+    Column("MESSAGE", 2, sparse=True),
+]
+MESSAGE_WIDTH = 60  # of a build's message (its first line) in the builds pane; its log has it all
+STACKED_BUILDS = 3  # builds shown at once while the layers are stacked (below WIDE_ENOUGH); the rest scroll
+TALL_ENOUGH = 32  # lines; below, stacked, only the newest build shows, so that 80×24 keeps room for the apps
+
+
+class BuildsTable(FittingTable):
+    """The builds pane's table: its `l` (and Enter) opens the log of the build under the cursor, where the
+    screen's `l` opens an app's."""
+
+    BINDINGS = [Binding("l", "screen.build_log", "Build log")]
 
 
 class TenantScreen(DataScreen):
@@ -77,6 +102,8 @@ class TenantScreen(DataScreen):
     #layers.wide { layout: horizontal; }
     #layers.wide > .pane { width: 3fr; }
     #layers.wide > #iaas-pane { width: 2fr; }
+    #builds-pane { display: none; }
+    #builds-pane.shown { display: block; }
     """
 
     def __init__(self, tenant: str) -> None:
@@ -97,12 +124,27 @@ class TenantScreen(DataScreen):
                 with Vertical(id=f"{pane}-pane", classes="pane"):
                     yield Label(title)
                     yield FittingTable(columns, id=pane)
+        with Vertical(id="builds-pane", classes="pane"):
+            yield Label("Builds — the latest, newest first")
+            yield BuildsTable(BUILDS, id="builds")
 
     def on_mount(self) -> None:
         self.query_one("#paas", DataTable).focus()
 
     def on_resize(self) -> None:
         self.query_one("#layers").set_class(self.size.width >= WIDE_ENOUGH, "wide")
+        self.size_builds()
+
+    def size_builds(self) -> None:
+        """The builds pane as tall as its rows (fewer while the layers are stacked), and none without builds."""
+        count = len(self.detail.builds) if self.detail else 0
+        pane = self.query_one("#builds-pane")
+        pane.set_class(count > 0, "shown")
+        if self.size.width >= WIDE_ENOUGH:
+            shown = min(count, BUILDS_SHOWN)
+        else:
+            shown = min(count, STACKED_BUILDS if self.size.height >= TALL_ENOUGH else 1)
+        pane.styles.height = shown + 4  # its title, the table's header and the border's two lines
 
     def load(self, data: ConsoleData) -> TenantDetail:
         return data.tenant(self.tenant)
@@ -129,6 +171,10 @@ class TenantScreen(DataScreen):
                 for app in detail.apps
             ]
         )
+        self.query_one("#builds", FittingTable).show(
+            [(f"build:{build.id}", build_cells(build, build.app == chosen)) for build in detail.builds]
+        )
+        self.size_builds()
 
     def paas_rows(self, detail: TenantDetail) -> Iterator[tuple[str, list[object]]]:
         for app in detail.apps:
@@ -145,7 +191,7 @@ class TenantScreen(DataScreen):
                     f"{app.cpu_millicores}m",
                     f"{app.memory_mib}Mi",
                     Text(app.image),
-                    why(app.problem),
+                    status(app),
                 ],
             )
             for i in app.instances:
@@ -184,6 +230,14 @@ class TenantScreen(DataScreen):
         key = str(paas.coordinate_to_cell_key(paas.cursor_coordinate).row_key.value)
         return key.split(":")[1]
 
+    def chosen_build(self) -> BuildRead | None:
+        """The build under the builds pane's cursor."""
+        table = self.query_one("#builds", DataTable)
+        if self.detail is None or not table.row_count:
+            return None
+        key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return next((b for b in self.detail.builds if f"build:{b.id}" == key), None)
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "paas" and self.detail is not None:
             self.call_after_refresh(self._mark)
@@ -198,6 +252,9 @@ class TenantScreen(DataScreen):
             iaas.set_cell(share.name, "", MARK if share.name in on_nodes else "")
         for app in detail.apps:
             saas.set_cell(app.name, "", MARK if app.name == chosen else "")
+        builds = self.query_one("#builds", FittingTable)
+        for build in detail.builds:
+            builds.set_cell(f"build:{build.id}", "", MARK if build.app == chosen else "")
 
     # keys
 
@@ -267,11 +324,49 @@ class TenantScreen(DataScreen):
         if app:
             self.app.push_screen(LogsScreen(self.tenant, app))
 
+    def action_build_log(self) -> None:
+        build = self.chosen_build()
+        if build is not None:
+            self.app.push_screen(BuildLogScreen(self.tenant, build))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "builds":
+            self.action_build_log()
+
 
 def why(reason: str | None) -> Text:
     """Why an app or instance is not as asked (the API's words), cut to the pane with a `…`."""
     text = reason or ""
     return Text(text if len(text) <= WHY_WIDTH else text[: WHY_WIDTH - 1] + "…", style="yellow")
+
+
+def status(app: AppRead) -> Text:
+    """The app's WHY: its problem, else its image's pull under way (the figures, not cut off by the width)."""
+    if app.problem or app.pull is None:
+        return why(app.problem)
+    text = render.pull(app.pull)
+    text.truncate(WHY_WIDTH, overflow="ellipsis")
+    return text
+
+
+def build_cells(build: BuildRead, marked: bool) -> list[object]:
+    """A build's row: a failed one's state and message in red, as the other panes show failures."""
+    failed = build.state == BuildState.FAILED
+    message = build.message.splitlines()[0] if build.message else ""
+    if len(message) > MESSAGE_WIDTH:
+        message = message[: MESSAGE_WIDTH - 1] + "…"
+    return [
+        MARK if marked else "",
+        Text(build.app, style="bold"),
+        str(build.id),
+        render.state(build.state),
+        Text(build.commit[:7] if build.commit else "-"),
+        str(build.source),
+        Text(build.actor),
+        render.uptime(build.started_at),
+        render.took(build.started_at, build.finished_at) if build.finished_at else "-",  # AGE says, while it runs
+        Text(message, style="red" if failed else "dim"),
+    ]
 
 
 def iaas_cells(share: NodeShare, marked: bool, columns: list[Column]) -> list[object]:
