@@ -5,6 +5,7 @@ of its own (expiring, revoked when the session ends), so the SSH server can do n
 """
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -13,7 +14,7 @@ from tenants import audit, db, keys, tokens
 from tenants.enums import Role
 from tenants.models import ApiToken, saved_id
 from tenants.schemas import TokenCreate
-from tui.ssh import Grant
+from tui.ssh.server import Grant
 
 OPERATOR_USER = "admin"
 SESSION_TOKEN_TTL = timedelta(hours=12)
@@ -66,7 +67,7 @@ class SshAccess:
                 tokens.revoke(session, "ssh", saved_id(token))
             audit.record(
                 session,
-                f"{grant.tenant or 'operator'}/ssh:{grant.username}@{peer}",
+                _actor(grant, peer),
                 "ssh.session",
                 grant.tenant,
                 command=command,
@@ -74,3 +75,12 @@ class SshAccess:
                 seconds=round(seconds, 1),
             )
             session.commit()
+
+    def record(self, grant: Grant, peer: str, action: str, tenant: str | None, detail: dict[str, Any]) -> None:
+        with db.session(self.engine) as session:
+            audit.record(session, _actor(grant, peer), action, tenant, **detail)
+            session.commit()
+
+
+def _actor(grant: Grant, peer: str) -> str:
+    return f"{grant.tenant or 'operator'}/ssh:{grant.username}@{peer}"

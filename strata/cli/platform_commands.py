@@ -107,7 +107,8 @@ def doctor_command(as_json: bool) -> None:
 @click.command("console")
 def console() -> None:
     """Open the terminal console: IaaS, PaaS and SaaS side by side per tenant."""
-    from tui import ConsoleData, StrataConsole  # Textual is heavy; other verbs should start fast
+    from tui.app import StrataConsole
+    from tui.dao import ConsoleData  # Textual is heavy; other verbs should start fast
 
     with api() as client:
         client.health()  # fail here, with the usual message, if no daemon answers

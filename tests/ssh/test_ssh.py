@@ -91,6 +91,22 @@ def test_tenant_commands_run_scoped_with_the_clis_exit_codes(daemon: Daemon, acm
         assert not [t for t in api.tokens(tenant) if t.name.startswith("ssh:")]  # each session's token is gone
 
 
+def test_a_tenant_adds_a_registry_login_with_the_password_on_stdin(daemon: Daemon, acme: tuple[str, Path]) -> None:
+    tenant, key = acme
+    add = ["registries", "add", "registry.example.com:5000", "--username", "ci", "--password-stdin"]
+    added = subprocess.run(
+        ssh_command(daemon, key, tenant, *add), input="pa55-over-ssh\n", capture_output=True, text=True, timeout=60
+    )
+    assert added.returncode == 0, added.stderr
+    listed = ssh(daemon, key, tenant, "registries")
+    assert "registry.example.com:5000" in listed.stdout and "pa55-over-ssh" not in listed.stdout
+    on_the_line = ssh(daemon, key, tenant, "registries", "add", "r.example.com", "--username", "u", "--password", "x")
+    assert on_the_line.returncode == 2 and "--password-stdin" in on_the_line.stderr
+    assert ssh(daemon, key, tenant, "images").returncode == 0
+    assert ssh(daemon, key, tenant, "registries", "remove", "registry.example.com:5000").returncode == 0
+    assert ssh(daemon, key, tenant, "registries", "remove", "registry.example.com:5000").returncode == 1
+
+
 def test_refused_logins_are_refused_and_audited(daemon: Daemon, acme: tuple[str, Path], tmp_path: Path) -> None:
     tenant, key = acme
     stranger = keypair(tmp_path, "stranger")

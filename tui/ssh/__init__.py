@@ -1,4 +1,6 @@
-"""The SSH front: the console for operators and tenants, and tenant-scoped commands (asyncssh)."""
+"""The SSH front: the console for operators and tenants, and tenant-scoped commands (asyncssh).
+
+Only the warning filter below is done here, so the git hook's program (`tui.ssh.receive`) starts fast."""
 
 import warnings
 
@@ -7,7 +9,3 @@ from cryptography.utils import CryptographyDeprecationWarning
 # asyncssh (2.24, the latest) names cryptography's deprecated DSA classes as it is imported; nothing here makes,
 # offers or needs a DSA key. Set before asyncssh's first import (in the console's fork server, this one).
 warnings.filterwarnings("ignore", "DSA is deprecated", CryptographyDeprecationWarning, r"asyncssh\.")
-
-from tui.ssh.server import Access, Grant, SshServer, serve_ssh  # noqa: E402
-
-__all__ = ["Access", "Grant", "SshServer", "serve_ssh"]

@@ -7,8 +7,10 @@ the CLI's, and the API decides what the token may do.
 from dataclasses import dataclass
 
 USAGE = """\
-commands: apps | logs APP [-f] | scale APP REPLICAS | restart APP | events
+commands: apps | logs APP [-f] | scale APP REPLICAS | restart APP | events | builds [APP] | builds log ID
+          images | registries | registries add REGISTRY --username U --password-stdin | registries remove REGISTRY
           shell APP [INSTANCE] [-- COMMAND...]   (ssh -t for an interactive shell)
+git push ssh://TENANT@HOST:PORT/APP main builds and deploys; git clone reads what was pushed
 (an operator names the tenant: apps TENANT, logs TENANT/APP, scale TENANT/APP N, ...)
 without a command, with a terminal (ssh -t): the console
 """
@@ -54,6 +56,24 @@ def _split(words: list[str]) -> tuple[list[str], str, list[str]]:
     return words, "", []
 
 
+def _owned(args: list[str], tenant: str | None) -> list[str]:
+    """TENANT REGISTRY: the session's tenant, or the one an operator names first."""
+    if tenant is None:
+        if len(args) < 2:
+            raise UsageError(f"as an operator, name the tenant: registries add TENANT REGISTRY ...\n{USAGE}")
+        return args[:2]
+    return [tenant, args[0]]
+
+
+def _login_options(args: list[str]) -> list[str]:
+    """REGISTRY --username U --password-stdin, in any order of the options; no password on the command line."""
+    options = args[1:]
+    match options:
+        case ["--username" | "-u", user, "--password-stdin"] | ["--password-stdin", "--username" | "-u", user]:
+            return ["--username", user, "--password-stdin"]
+    raise UsageError(f"give the password on stdin: registries add REGISTRY --username U --password-stdin\n{USAGE}")
+
+
 def cli_arguments(words: list[str], tenant: str | None) -> list[str]:
     """The `strata` arguments for an SSH command; `tenant` is the session's (None for an operator)."""
     if not words:
@@ -84,4 +104,29 @@ def cli_arguments(words: list[str], tenant: str | None) -> list[str]:
             return ["apps", "restart", ref(app)]
         case "events", []:
             return ["events", *(["--tenant", tenant] if tenant else [])]
+        case "images", []:
+            return ["images", "list", *([tenant] if tenant else [])]
+        case "images", [owner] if tenant is None:
+            return ["images", "list", owner]
+        case "registries", []:
+            return ["registries", "list", *([tenant] if tenant else [])]
+        case "registries", [owner] if tenant is None:
+            return ["registries", "list", owner]
+        case "registries", ["add", *rest] if rest:
+            return ["registries", "add", *_owned(rest, tenant), *_login_options(rest[1 if tenant is None else 0 :])]
+        case "registries", ["remove", *rest] if len(rest) == (2 if tenant is None else 1):
+            return ["registries", "remove", *_owned(rest, tenant)]
+        case "builds", []:
+            return ["builds", "list", *([tenant] if tenant else [])]
+        case "builds", ["log", build_id] if build_id.isdigit():
+            if tenant is None:
+                raise UsageError(f"as an operator: builds log TENANT ID\n{USAGE}")
+            return ["builds", "log", tenant, build_id]
+        case "builds", ["log", owner, build_id] if tenant is None and build_id.isdigit():
+            return ["builds", "log", owner, build_id]
+        case "builds", [name] if tenant is None and "/" not in name:
+            return ["builds", "list", name]
+        case "builds", [app]:
+            owner, _, name = ref(app).partition("/")
+            return ["builds", "list", owner, "--app", name]
     raise UsageError(f"unknown command: {' '.join(words)}\n{USAGE}")

@@ -29,6 +29,17 @@ from websockets.exceptions import InvalidStatus
 
 from tenants.client import ApiError, StrataClient
 from tui.ssh.commands import Shell, UsageError, cli_arguments, shell_request
+from tui.ssh.git import (
+    GitRefused,
+    GitRequest,
+    adopt,
+    environment,
+    git_request,
+    new_report,
+    one_push,
+    prepare,
+    read_report,
+)
 from tui.ssh.throttle import Throttle
 from tui.ssh.zygote import Zygote
 
@@ -75,6 +86,9 @@ class Access(Protocol):
 
     def end(self, grant: Grant, peer: str, command: str, exit_code: int, seconds: float) -> None:
         """Revoke the session's token (if it still exists) and audit the session; never raises for a token gone."""
+
+    def record(self, grant: Grant, peer: str, action: str, tenant: str | None, detail: dict[str, Any]) -> None:
+        """Audit what a session did that the API did not see whole (a `git.push`: its ref, commits, result)."""
 
 
 @dataclass
@@ -216,7 +230,9 @@ async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STRATA_HOME": str(home), "STRATA_TOKEN": grant.token}
     code = 255
     try:
-        if command and (shell := shell_request(shlex.split(command), grant.tenant)) is not None:
+        if command and (push := git_request(shlex.split(command), grant.tenant)) is not None:
+            code = await _git(process, push, grant, access, home)
+        elif command and (shell := shell_request(shlex.split(command), grant.tenant)) is not None:
             code = await _shell(process, shell, grant, home)
         elif command:
             code = await _command(process, cli_arguments(shlex.split(command), grant.tenant), env)
@@ -263,14 +279,15 @@ async def _cancel(*tasks: asyncio.Future[Any]) -> None:
 
 
 async def _command(process: asyncssh.SSHServerProcess[bytes], arguments: list[str], env: dict[str, str]) -> int:
-    """`strata ARGUMENTS` with the session's token, its output relayed; hung up if the client goes."""
+    """`strata ARGUMENTS` with the session's token, the client's input fed to it (`registries add ...
+    --password-stdin`) and its output relayed; hung up if the client goes."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "strata",
         *arguments,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
@@ -280,10 +297,26 @@ async def _command(process: asyncssh.SSHServerProcess[bytes], arguments: list[st
         while chunk := await source.read(READ_CHUNK):
             sink.write(chunk)
 
+    async def feed() -> None:
+        """The client's input until its end, which ends the command's (a command that reads none ignores it)."""
+        assert child.stdin is not None  # piped above
+        try:
+            while chunk := await process.stdin.read(READ_CHUNK):
+                child.stdin.write(chunk)
+                await child.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the command ended without reading it all
+        finally:
+            child.stdin.close()
+
     async def finished() -> int:
         assert child.stdout is not None and child.stderr is not None  # both piped above
-        await asyncio.gather(pump(child.stdout, process.stdout), pump(child.stderr, process.stderr))
-        return await child.wait()
+        feeding = asyncio.ensure_future(feed())
+        try:
+            await asyncio.gather(pump(child.stdout, process.stdout), pump(child.stderr, process.stderr))
+            return await child.wait()
+        finally:
+            await _cancel(feeding)
 
     try:
         return await _until_gone(process, finished())
@@ -291,6 +324,86 @@ async def _command(process: asyncssh.SSHServerProcess[bytes], arguments: list[st
         if child.returncode is None:
             _hang_up(child.pid)
             await _reap(child)
+
+
+async def _git(
+    process: asyncssh.SSHServerProcess[bytes], request: GitRequest, grant: Grant, access: Access, home: Path
+) -> int:
+    """`git receive-pack` (a push, which the repository's hook builds and deploys) or `git upload-pack` (a clone,
+    a fetch) on the app's repository; one push per app at a time (see `one_push`)."""
+    try:
+        with one_push(request, home):
+            repository = await asyncio.to_thread(prepare, request, home, grant.token)
+            return await _git_service(process, request, repository, grant, access, home)
+    except GitRefused as refused:
+        process.stderr.write(f"error: {refused}\n".encode())
+        return 1
+
+
+async def _git_service(
+    process: asyncssh.SSHServerProcess[bytes],
+    request: GitRequest,
+    repository: Path,
+    grant: Grant,
+    access: Access,
+    home: Path,
+) -> int:
+    """The git service, its bytes relayed both ways as they come (no terminal); hung up, hook and build included,
+    if the client goes. What the hook decided for each ref is audited (`git.push`)."""
+    report = await asyncio.to_thread(new_report, home)
+    child = await asyncio.create_subprocess_exec(
+        "git",
+        request.service,
+        str(repository),
+        env=environment(request, home, grant.token, report, process.env.get("GIT_PROTOCOL")),
+        cwd=repository,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None  # all piped above
+    stdin, stdout, stderr = child.stdin, child.stdout, child.stderr
+
+    async def send() -> None:
+        try:
+            while data := await process.stdin.read(READ_CHUNK):
+                stdin.write(data)
+                await stdin.drain()
+            stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # git ended first: its exit code says why
+
+    async def pump(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) -> None:
+        while chunk := await source.read(READ_CHUNK):
+            sink.write(chunk)
+            await sink.drain()
+
+    async def finished() -> int:
+        await asyncio.gather(pump(stdout, process.stdout), pump(stderr, process.stderr))
+        return await child.wait()
+
+    sending = asyncio.ensure_future(send())
+    try:
+        return await _until_gone(process, finished())
+    finally:
+        await _cancel(sending)
+        if child.returncode is None:
+            _hang_up(child.pid)
+            await _reap(child)
+        peer = process.get_extra_info("peername")[0]
+        try:
+            await asyncio.to_thread(_audit_push, access, grant, peer, request, report, home)
+        except Exception:
+            log.exception("the push of %s/%s could not be audited", request.tenant, request.app)
+
+
+def _audit_push(access: Access, grant: Grant, peer: str, request: GitRequest, report: Path, home: Path) -> None:
+    """Audit each ref the hook decided on, and stamp the repository with the app the push made or updated."""
+    for decision in read_report(report):
+        access.record(grant, peer, "git.push", request.tenant, {"app": request.app, **decision})
+    if request.push:
+        adopt(request, home, grant.token)
 
 
 async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str], zygote: Zygote) -> int:

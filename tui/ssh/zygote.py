@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from tenants.client import StrataClient
-from tui import ConsoleData, StrataConsole  # imported here, before any fork: that is the point
+from tui.app import StrataConsole  # imported here, before any fork: that is the point
+from tui.dao import ConsoleData
 
 MAX_MESSAGE = 64 * 1024
 PARENT_CHECK_SECONDS = 1.0
