@@ -28,6 +28,7 @@ from hosting.iaas.guest_image import find_node_image
 from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver
+from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
@@ -40,7 +41,8 @@ from tenants import db, tokens
 from tenants.enums import Role
 from tenants.routes import RouteSpec
 from tenants.schemas import TokenCreate
-from tui.ssh import serve_ssh
+from tenants.secrets import SecretBox
+from tui.ssh.server import serve_ssh
 
 log = logging.getLogger("strata")
 
@@ -96,8 +98,18 @@ def run(settings: Settings, options: Options) -> None:
             publish=publish,
             drain=drain,
             image_store=local if options.local_node else None,
+            secrets=SecretBox(settings.secret_key_file),
         )
         hypervisors = _hypervisors(engine, settings, reconciler)
+        builder = Builder(
+            engine,
+            local if options.local_node else None,
+            settings.home / "builds",
+            platform_domain=settings.domain,
+            platform=reconciler.platform_id,
+        )
+        for build_id in builder.recover():
+            log.warning("build %d was cut off by the daemon's stop: marked failed", build_id)
         platform = Platform(
             engine=engine,
             settings=settings,
@@ -106,6 +118,8 @@ def run(settings: Settings, options: Options) -> None:
             gateway=gateway,
             hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
             nudge=reconciler.nudge,
+            builder=builder,
+            pulls=reconciler.pulls,
         )
         app = create_app(platform)
         sockets = [_unix_socket(settings.api_socket)]

@@ -2,7 +2,7 @@
 
 from sqlmodel import Session, select
 
-from tenants import audit
+from tenants import audit, builds
 from tenants.db import commit
 from tenants.enums import TenantStatus
 from tenants.errors import Conflict, Invalid, NotFound
@@ -39,6 +39,7 @@ def deploy(
     check_name(app_name, field="app")
     _check_env(spec)
     tenant = _active_tenant(session, tenant_name)
+    builds.check_usable(session, tenant, spec.image)
     _check_hostnames(session, tenant, app_name, spec.hostnames, platform_domain)
     apps = list_apps(session, tenant)
     app = next((a for a in apps if a.name == app_name), None)
@@ -59,6 +60,8 @@ def deploy(
         setattr(app, field, getattr(spec, field))
     if changed:
         app.revision += 1
+    if "image" in changed:
+        app.commit = None  # a build that deploys its image sets its commit after this
     app.updated_at = utcnow()
     audit.record(
         session,

@@ -4,7 +4,8 @@ It speaks HTTP over the daemon's unix socket (or a TCP URL) and returns the API'
 caller never handles raw JSON. Refusals arrive as `ApiError` carrying the API's code, message and field.
 """
 
-from collections.abc import AsyncIterator, Iterator
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,11 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from tenants.catalog import Template
-from tenants.enums import TenantStatus
+from tenants.enums import BuildSource, TenantStatus
 from tenants.schemas import (
     AppRead,
     AppSpec,
+    BuildRead,
     EventRead,
     Health,
     ImageRead,
@@ -27,8 +29,11 @@ from tenants.schemas import (
     NodeCreate,
     NodeRead,
     PlanRead,
+    RegistryLogin,
+    RegistryRead,
     Scale,
     TenantCreate,
+    TenantImageRead,
     TenantRead,
     TenantSummary,
     TokenCreate,
@@ -39,6 +44,7 @@ from tenants.schemas import (
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 LONG_TIMEOUT_SECONDS = 600.0  # building or loading images onto every node
+BUILD_CUT_OFF = "the daemon went away during the build; `strata builds list` shows how it ended"
 
 
 class ApiError(Exception):
@@ -222,6 +228,21 @@ class StrataClient:
     def images(self) -> list[ImageRead]:
         return self._call("GET", "/images", list[ImageRead])
 
+    def tenant_images(self, tenant: str) -> list[TenantImageRead]:
+        """The images TENANT owns: pulled with its registry logins or built from its source."""
+        return self._call("GET", f"/tenants/{tenant}/images", list[TenantImageRead])
+
+    # registry logins
+    def registries(self, tenant: str) -> list[RegistryRead]:
+        return self._call("GET", f"/tenants/{tenant}/registries", list[RegistryRead])
+
+    def add_registry(self, tenant: str, host: str, login: RegistryLogin) -> RegistryRead:
+        """Store (or replace) TENANT's login to registry HOST[:PORT]; the password is sent once, never read back."""
+        return self._call("PUT", f"/tenants/{tenant}/registries/{quote(host, safe=':')}", RegistryRead, body=login)
+
+    def remove_registry(self, tenant: str, host: str) -> None:
+        self._call("DELETE", f"/tenants/{tenant}/registries/{quote(host, safe=':')}", None)
+
     def bootstrap_images(self) -> list[str]:
         return self._call("POST", "/images/bootstrap", list[str], timeout=LONG_TIMEOUT_SECONDS)
 
@@ -236,6 +257,79 @@ class StrataClient:
                 timeout=LONG_TIMEOUT_SECONDS,
                 headers={"Content-Type": "application/x-tar"},
             )
+
+    # builds
+    def build(
+        self,
+        tenant: str,
+        app: str,
+        context: bytes | Iterable[bytes],
+        *,
+        commit: str | None = None,
+        source: BuildSource = BuildSource.UPLOAD,
+    ) -> Iterator[str | BuildRead]:
+        """Build TENANT/APP from a tar of its build context and deploy it as a new revision (a new app is made).
+
+        `context` is the tar as bytes, or streamed as it is made: any iterable of byte chunks, or a binary file
+        (read in chunks). Yields each line of the build's output (a `str`) as the build prints it, and last the
+        `BuildRead`: `state` "succeeded" (with the `revision`; `message` "unchanged: ..." when the app ran that
+        image already) or "failed" with the builder's `message`. Refusals before the build starts raise
+        `ApiError` (409 a build of the app is running, 422 no Dockerfile, a quota). Synchronous, for plain
+        scripts such as a git hook::
+
+            with StrataClient(socket=home / "api.sock", token=token) as client:
+                for item in client.build("acme", "web", tar_chunks, commit=sha, source=BuildSource.GIT):
+                    if isinstance(item, BuildRead):
+                        ok = item.state == BuildState.SUCCEEDED
+                    else:
+                        print("remote:", item)
+
+        Leaving the loop early, or the process ending, closes the request, which stops the build.
+        """
+        params = {"source": str(source), **({"commit": commit} if commit else {})}
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, read=None)  # a step may print nothing for minutes
+        try:
+            with self._http.stream(
+                "POST",
+                f"/tenants/{tenant}/apps/{app}/builds",
+                content=context,
+                params=params,
+                headers={"Content-Type": "application/x-tar"},
+                timeout=timeout,
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error(response)
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    message = json.loads(line)
+                    if "build" in message:
+                        yield BuildRead.model_validate(message["build"])
+                        return
+                    yield str(message.get("log", ""))
+        except (httpx.ConnectError, FileNotFoundError) as exc:
+            raise DaemonUnavailable(self.where) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise ApiError(0, "unavailable", BUILD_CUT_OFF) from exc
+        raise ApiError(0, "unavailable", BUILD_CUT_OFF)
+
+    def builds(self, tenant: str | None = None, app: str | None = None, limit: int = 100) -> list[BuildRead]:
+        """Builds newest first: one tenant's (of one app), or every visible tenant's."""
+        params = {"app": app, "limit": limit}
+        if tenant is None:
+            return self._call("GET", "/builds", list[BuildRead], params=params)
+        return self._call("GET", f"/tenants/{tenant}/builds", list[BuildRead], params=params)
+
+    def build_log(self, tenant: str, build_id: int) -> str:
+        """A build's output (so far, while it runs) and how it ended."""
+        try:
+            response = self._http.get(f"/tenants/{tenant}/builds/{build_id}/log")
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+            raise DaemonUnavailable(self.where) from exc
+        if response.is_error:
+            raise _error(response)
+        return response.text
 
     # credentials
     def keys(self, tenant: str | None = None) -> list[KeyRead]:

@@ -43,3 +43,8 @@ class BuildState(StrEnum):
     BUILDING = "building"
     SUCCEEDED = "succeeded"  # built and deployed as a new revision (or the app already ran that image)
     FAILED = "failed"  # `message` says why; the running revision keeps serving
+
+
+class BuildSource(StrEnum):
+    GIT = "git"  # a `git push` over SSH
+    UPLOAD = "upload"  # a build context uploaded through the API (`strata apps deploy --build DIR`)

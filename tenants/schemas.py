@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from tenants.enums import InstanceState, Isolation, Role, TenantStatus
+from tenants.enums import BuildSource, BuildState, InstanceState, Isolation, Role, TenantStatus
 from tenants.names import MAX_NAME_LENGTH, NAME_PATTERN, check_hostname, check_name, check_tenant_name
 
 MAX_REPLICAS = 100
@@ -168,6 +168,17 @@ class InstanceRead(BaseModel):
     memory_mib_used: int | None = None
 
 
+class PullRead(BaseModel):
+    """The pull of an app's image for one revision, while it runs or after it failed (kept in memory only)."""
+
+    reference: str
+    revision: int
+    status: str  # pulling | failed
+    done_bytes: int = 0
+    total_bytes: int = 0  # of the layers announced so far (0 while unknown)
+    detail: str = ""  # the engine's last status line, or why the pull failed
+
+
 class AppRead(AppSpec):
     model_config = ConfigDict(extra="ignore")
     tenant: str
@@ -176,7 +187,9 @@ class AppRead(AppSpec):
     created_at: datetime
     updated_at: datetime
     problem: str | None = None  # why it does not run as asked (a missing image, no node fits), in words
+    commit: str | None = None  # the git commit its image was built from, when it was
     instances: list[InstanceRead] = []
+    pull: PullRead | None = None  # its image being pulled for the current revision
 
     def ready(self) -> int:
         """How many instances of the current revision are ready."""
@@ -187,6 +200,9 @@ class AppRead(AppSpec):
         first instance that is not ready says of itself."""
         if self.problem:
             return self.problem
+        if self.pull is not None and self.pull.status == "pulling" and self.pull.revision == self.revision:
+            done, total = self.pull.done_bytes / 2**20, self.pull.total_bytes / 2**20
+            return f"pulling {self.pull.reference}: {done:.1f} of {total:.1f} MiB" if total else "pulling its image"
         waiting = [i for i in self.instances if i.revision == self.revision and i.state != InstanceState.READY]
         waiting = [i for i in waiting if i.message]
         if waiting:
@@ -235,6 +251,38 @@ class ImageRead(BaseModel):
     id: str
     size_bytes: int
     created: datetime
+    owners: list[str] = []  # the tenants it was pulled or built for (none: the platform's own)
+
+
+class TenantImageRead(BaseModel):
+    """An image a tenant may run: pulled with its credentials or built from its source."""
+
+    tenant: str
+    reference: str
+    image_id: str
+    source: str  # pull | build
+    size_bytes: int
+    created_at: datetime
+
+
+_PASSWORD = Annotated[str, Field(min_length=1, max_length=4_096, repr=False)]
+
+
+class RegistryLogin(BaseModel):
+    """The body of `PUT /tenants/{tenant}/registries/{host}`; the password is stored encrypted, never shown."""
+
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, Field(min_length=1, max_length=255)]
+    password: _PASSWORD
+
+
+class RegistryRead(BaseModel):
+    """A tenant's login to a registry, as shown: never its password."""
+
+    tenant: str
+    host: str
+    username: str
+    created_at: datetime
 
 
 class KeyCreate(BaseModel):
@@ -314,3 +362,21 @@ class TenantSummary(BaseModel):
     max_memory_mib: int
     requests_per_second: float
     error_rate: float
+
+
+class BuildRead(BaseModel):
+    """One build of an app from source; `message` says why it failed, or that it changed nothing."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    tenant: str
+    app: str
+    state: BuildState
+    source: BuildSource
+    actor: str
+    commit: str | None
+    image: str | None  # the tag it made
+    revision: int | None  # the app's revision it deployed (its current one when unchanged)
+    message: str | None
+    started_at: datetime
+    finished_at: datetime | None

@@ -1,17 +1,17 @@
 """`NodeRuntime` for a Docker engine, through aiodocker.
 
 Containers get the hardening the platform promises whatever the image: CPU, memory (no swap) and pids
-limits, no new privileges, every capability dropped but those the image declares, a read-only root where
+limits, no new privileges, every capability dropped but those the image declares of a few harmless ones
+(`GRANTABLE_CAPABILITIES`), a read-only root where
 the image declares it can run so, the app port published where its `EngineHost` says (127.0.0.1 on this
 host; a VM's forwards otherwise), and the tenant's own network.
 """
 
 import asyncio
-import io
 import os
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -20,15 +20,16 @@ import aiodocker
 import aiohttp
 from aiodocker.networks import DockerNetwork
 
+from hosting.paas.docker_build import stream_build
 from hosting.paas.docker_exec import DockerExec
 from hosting.paas.runtime import (
     APP_LABEL,
-    CAPABILITIES_LABEL,
     INSTANCE_LABEL,
     PLATFORM_LABEL,
     READ_ONLY_ROOT_LABEL,
     REVISION_LABEL,
     TENANT_LABEL,
+    BuildLimits,
     Capacity,
     Container,
     EngineError,
@@ -38,9 +39,14 @@ from hosting.paas.runtime import (
     ImageMissing,
     InstanceSpec,
     NodeRuntime,
+    PullFailed,
+    PullProgress,
+    RegistryAuth,
     Usage,
+    declared_capabilities,
 )
 from hosting.paas.subnets import PoolExhausted, free_subnet, host_routes, subnets_of
+from tenants.references import canonical
 
 MIB = 1024 * 1024
 SAVE_CHUNK_BYTES = 256 * 1024
@@ -49,6 +55,7 @@ API_TIMEOUT_SECONDS = 30
 NETWORK_ATTEMPTS = 3  # a subnet taken between listing and creating is tried again
 TMPFS = {"/tmp": "rw,noexec,nosuid,size=64m"}  # writable scratch space for read-only roots
 LOG_OPTIONS = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
+PULL_STALL_SECONDS = 120  # a pull whose engine reports nothing for this long has failed
 
 
 class EngineHost(ABC):
@@ -267,17 +274,54 @@ class DockerRuntime(NodeRuntime):
             size_bytes=item.get("Size", 0),
             created=_docker_time(item["Created"]) or datetime.fromtimestamp(0, UTC),
             labels=(item.get("Config") or {}).get("Labels") or {},
+            ports=sorted(
+                int(port.partition("/")[0])
+                for port in ((item.get("Config") or {}).get("ExposedPorts") or {})
+                if port.endswith("/tcp") and port.partition("/")[0].isdigit()
+            ),
+            digests=item.get("RepoDigests") or [],
+            onbuild=(item.get("Config") or {}).get("OnBuild") or [],
         )
 
-    async def build(self, context: bytes, tag: str) -> None:
-        output = await self._call(
-            self.docker.images.build(
-                fileobj=io.BytesIO(context), encoding="application/x-tar", tag=tag, rm=True, forcerm=True
-            )
-        )
-        errors = [line["error"] for line in output if "error" in line]
-        if errors:
-            raise EngineError(f"building {tag} failed: {errors[-1]}")
+    def build(
+        self,
+        context: bytes | AsyncIterable[bytes],
+        tag: str,
+        *,
+        limits: BuildLimits | None = None,
+        labels: dict[str, str] | None = None,
+        cache_from: list[str] | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """See `docker_build`: the legacy builder, so that `limits` cap every RUN step."""
+        return stream_build(self.docker, self.name, context, tag, limits, labels, cache_from)
+
+    async def delete_image(self, reference: str) -> None:
+        try:
+            await self._call(self.docker.images.delete(reference))
+        except EngineError as exc:
+            if "No such image" not in str(exc) and "404" not in str(exc):
+                raise
+
+    async def pull(self, reference: str, auth: RegistryAuth | None) -> AsyncIterator[PullProgress]:
+        """`POST /images/create` with the login in `X-Registry-Auth` (sent with this request only); progress is
+        summed over the layers. Failures become `PullFailed` from the engine's message alone (never an
+        exception that holds the request, whose headers hold the password)."""
+        login = None if auth is None else {"username": auth.username, "password": auth.password}
+        try:
+            lines = self.docker.images.pull(canonical(reference), auth=login, stream=True)
+            layers: dict[str, tuple[int, int]] = {}  # layer id -> (bytes done, bytes in all)
+            while True:
+                try:
+                    line = await asyncio.wait_for(anext(lines), PULL_STALL_SECONDS)
+                except StopAsyncIteration:
+                    return
+                yield _progress(layers, line)
+        except aiodocker.DockerError as exc:
+            raise PullFailed(pull_reason(exc.message), f"pulling {reference}: {exc.message}") from None
+        except TimeoutError:
+            raise PullFailed("Unreachable", f"pulling {reference}: no progress for {PULL_STALL_SECONDS} s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineUnavailable(f"docker on {self.name} does not answer ({type(exc).__name__})") from None
 
     async def save(self, reference: str) -> AsyncIterator[bytes]:
         try:
@@ -336,7 +380,7 @@ class DockerRuntime(NodeRuntime):
 
 def _container_config(spec: InstanceSpec, image: ImageInfo, publish_ip: str) -> dict[str, Any]:
     read_only = image.labels.get(READ_ONLY_ROOT_LABEL) == "true"
-    capabilities = [cap.strip().upper() for cap in image.labels.get(CAPABILITIES_LABEL, "").split(",") if cap.strip()]
+    capabilities = declared_capabilities(image.labels)
     port = f"{spec.port}/tcp"
     env = {
         **spec.env,
@@ -400,6 +444,38 @@ def _container(node: str, data: dict[str, Any], publish_ip: str) -> Container | 
         endpoint=None,
         published=published,
     )
+
+
+# The engine's words for why a pull failed (from the registry's answer or its own), as Kubernetes names them;
+# the first that matches wins.
+PULL_REASONS = (
+    ("NoSpace", ("no space left on device",)),
+    ("Unreachable", ("no such host", "connection refused", "timeout", "network is unreachable", "connection reset")),
+    ("Unreachable", ("http response to https client", "tls:", "certificate")),
+    ("Unauthorized", ("unauthorized", "authentication required", "denied", "no basic auth credentials", "forbidden")),
+    ("NotFound", ("manifest unknown", "not found", "repository does not exist", "name unknown")),
+)
+
+
+def pull_reason(message: str) -> str:
+    """NotFound, Unauthorized, Unreachable, NoSpace or Failed, from the engine's message of a failed pull.
+    Docker Hub answers an unknown repository as a denial ("pull access denied ... repository does not exist
+    or may require 'docker login'"): that reads as Unauthorized, which is all a registry lets one know."""
+    lowered = message.lower()
+    return next((reason for reason, words in PULL_REASONS if any(word in lowered for word in words)), "Failed")
+
+
+def _progress(layers: dict[str, tuple[int, int]], line: dict[str, Any]) -> PullProgress:
+    """Fold one line of the engine's pull stream into the per-layer counts; the sum so far."""
+    layer, status = line.get("id"), str(line.get("status", ""))
+    detail = line.get("progressDetail") or {}
+    if layer and status == "Downloading" and detail.get("total"):
+        layers[layer] = (int(detail.get("current", 0)), int(detail["total"]))
+    elif layer in layers and status in ("Download complete", "Verifying Checksum", "Extracting", "Pull complete"):
+        layers[layer] = (layers[layer][1], layers[layer][1])  # downloaded whole (extracting is not downloading)
+    done = sum(current for current, _ in layers.values())
+    total = sum(size for _, size in layers.values())
+    return PullProgress(done, total, f"{layer}: {status}" if layer else status)
 
 
 def _docker_time(value: str) -> datetime | None:

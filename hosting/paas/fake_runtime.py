@@ -18,7 +18,7 @@ import itertools
 import json
 import tarfile
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +27,8 @@ from hosting.paas.runtime import (
     INSTANCE_LABEL,
     PLATFORM_LABEL,
     TENANT_LABEL,
+    BuildFailed,
+    BuildLimits,
     Capacity,
     Container,
     EngineError,
@@ -36,7 +38,11 @@ from hosting.paas.runtime import (
     ImageMissing,
     InstanceSpec,
     NodeRuntime,
+    PullFailed,
+    PullProgress,
+    RegistryAuth,
     Usage,
+    declared_capabilities,
 )
 
 DEFAULT_CAPACITY = Capacity(cpu_millicores=4000, memory_mib=8192)
@@ -133,6 +139,9 @@ class FakeImage:
     id: str
     created: datetime
     labels: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)  # set when it was pulled
+    onbuild: list[str] = field(default_factory=list)  # ONBUILD triggers (tests set them)
 
 
 class FakeRuntime(NodeRuntime):
@@ -164,15 +173,35 @@ class FakeRuntime(NodeRuntime):
         self._failures: dict[str, list[EngineError]] = {}  # verb -> errors its next calls raise
         self._serial = itertools.count(1)
         self._followers: set[asyncio.Event] = set()  # one per `logs(follow=True)`: woken by lines and exits
+        self.build_gate: asyncio.Event | None = None  # builds wait for it before their last step (see `build`)
+        self.builds: list[tuple[str, BuildLimits | None]] = []  # (tag, limits) of every build asked for
+        self.build_caches: list[list[str] | None] = []  # the `cache_from` of every build asked for
+        # The registries it pulls from: reference -> (the login it needs, or None; the image's content, which
+        # makes its id). While a test holds `pull_gate` (an unset `asyncio.Event`), pulls wait for it halfway.
+        self.registry: dict[str, tuple[RegistryAuth | None, bytes]] = {}
+        self.pull_gate: asyncio.Event | None = None
         for reference in images:
             self.add_image(reference)
 
     # what a test does to it
 
-    def add_image(self, reference: str, labels: dict[str, str] | None = None) -> None:
+    def add_image(
+        self,
+        reference: str,
+        labels: dict[str, str] | None = None,
+        *,
+        content: bytes | None = None,
+        ports: list[int] | None = None,
+    ) -> None:
+        """An image `reference`; its id is the digest of `content` when given (a build's), else of the reference
+        (so the same image has one id on every node)."""
         reference = _normalise(reference)
-        digest = hashlib.sha256(reference.encode()).hexdigest()  # the same image has one id on every node
-        self._images[reference] = FakeImage(reference, f"sha256:{digest}", self.clock(), dict(labels or {}))
+        digest = hashlib.sha256(content if content is not None else reference.encode()).hexdigest()
+        image = FakeImage(reference, f"sha256:{digest}", self.clock(), dict(labels or {}), list(ports or []))
+        old = self._images.get(reference)
+        if old is not None and old.id != image.id:  # kept untagged, by its id, as Docker keeps an image
+            self._images[old.id] = FakeImage(old.id, old.id, old.created, old.labels, old.ports, old.digests)  # moved
+        self._images[reference] = image
 
     def remove_image(self, reference: str) -> None:
         self._images.pop(_normalise(reference), None)
@@ -257,12 +286,13 @@ class FakeRuntime(NodeRuntime):
 
     async def create(self, spec: InstanceSpec) -> Container:
         self._answer("create")
-        image = self._images.get(_normalise(spec.image))
+        image = self._find(spec.image)
         if image is None:
             raise ImageMissing(
                 f"image {spec.image} is not on node {self.name}; build or load it "
                 "(`strata images bootstrap`, `strata images load FILE.tar`)"
             )
+        declared_capabilities(image.labels)  # an image asking for more than the platform grants: no container
         if spec.network not in self._networks:
             raise EngineError(f"on {self.name}: network {spec.network} not found")
         name = f"strata-{spec.tenant}-{spec.app}-{spec.instance}"
@@ -340,32 +370,84 @@ class FakeRuntime(NodeRuntime):
 
     async def image(self, reference: str) -> ImageInfo | None:
         self._answer("image")
-        image = self._images.get(_normalise(reference))
+        image = self._find(reference)
         return None if image is None else _info(image)
 
-    async def build(self, context: bytes, tag: str) -> None:
-        """A build context is read as a tar (an unreadable one fails as Docker's would); `LABEL k=v` lines of its
-        Dockerfile become the image's labels. Nothing is run."""
+    async def pull(self, reference: str, auth: RegistryAuth | None) -> AsyncIterator[PullProgress]:
+        """From `registry`: NotFound for a reference it lacks, Unauthorized unless `auth` is the login it
+        needs; the image (its id from its content) is then tagged `reference`, moving the tag as Docker does."""
+        self._answer("pull")
+        found = self.registry.get(_normalise(reference))
+        if found is None:
+            raise PullFailed("NotFound", f"pulling {reference}: manifest unknown (fake)")
+        needed, content = found
+        if needed is not None and auth != needed:
+            raise PullFailed("Unauthorized", f"pulling {reference}: unauthorized: authentication required (fake)")
+        yield PullProgress(0, len(content), "Pulling fs layer")
+        if self.pull_gate is not None:
+            await self.pull_gate.wait()
+        yield PullProgress(len(content), len(content), "Pull complete")
+        self.add_image(reference, content=content)
+        digest = hashlib.sha256(b"manifest " + content).hexdigest()
+        self._images[_normalise(reference)].digests = [f"{_normalise(reference).rpartition(':')[0]}@sha256:{digest}"]
+
+    async def build(
+        self,
+        context: bytes | AsyncIterable[bytes],
+        tag: str,
+        *,
+        limits: BuildLimits | None = None,
+        labels: dict[str, str] | None = None,
+        cache_from: list[str] | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """A build context is read as a tar (an unreadable one fails as Docker's would); each Dockerfile line is
+        a step, yielded as `Step N/M : ...`; a `RUN false` or `RUN exit N` step fails as Docker's would, and
+        nothing else runs. `LABEL k=v` lines and `labels` become the image's labels, `EXPOSE` its ports; its id
+        is the context's digest (the same context gives the same image, as Docker's cache would). While a
+        test holds `build_gate` (an unset `asyncio.Event`), builds wait for it before their last step.
+        `builds` records (tag, limits) per build, `build_caches` its `cache_from`."""
         self._answer("build")
+        data = context if isinstance(context, bytes) else b"".join([chunk async for chunk in context])
+        self.builds.append((tag, limits))
+        self.build_caches.append(None if cache_from is None else list(cache_from))
         try:
-            with tarfile.open(fileobj=io.BytesIO(context)) as tar:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 names = {name.removeprefix("./"): name for name in tar.getnames()}
                 member = tar.extractfile(names["Dockerfile"]) if "Dockerfile" in names else None
                 dockerfile = member.read().decode(errors="replace") if member else ""
         except tarfile.TarError as exc:
-            raise EngineError(f"building {tag} failed: {exc}") from None
+            raise BuildFailed(f"building {tag} failed: {exc}") from None
         if not dockerfile:
-            raise EngineError(f"building {tag} failed: the context has no Dockerfile")
-        self.add_image(tag, _labels(dockerfile))
+            raise BuildFailed("Cannot locate specified Dockerfile: Dockerfile")
+        steps = [line.strip() for line in dockerfile.splitlines() if line.strip() and not line.startswith("#")]
+        for number, step in enumerate(steps, 1):
+            if number == len(steps) and self.build_gate is not None:
+                await self.build_gate.wait()
+            yield f"Step {number}/{len(steps)} : {step}"
+            words = step.split()
+            if words[0].upper() == "RUN" and words[1:2] in (["false"], ["exit"]):
+                code = words[2] if words[1:2] == ["exit"] and len(words) > 2 else "1"
+                raise BuildFailed(f"The command '/bin/sh -c {' '.join(words[1:])}' returned a non-zero code: {code}")
+        ports = sorted(int(word.partition("/")[0]) for line in steps if line.upper().startswith("EXPOSE ")
+                       for word in line.split()[1:] if word.partition("/")[0].isdigit())  # fmt: skip
+        self.add_image(tag, {**_labels(dockerfile), **(labels or {})}, content=data, ports=ports)
+        yield f"Successfully tagged {tag}"
+
+    async def delete_image(self, reference: str) -> None:
+        self._answer("delete_image")
+        if any(c.spec.image == _normalise(reference) or c.spec.image == reference for c in self._containers.values()):
+            raise EngineError(f"on {self.name}: conflict: unable to remove {reference}: a container uses it")
+        self._images.pop(_normalise(reference), None)
 
     async def save(self, reference: str) -> AsyncIterator[bytes]:
         """A `docker save`-shaped archive: a manifest naming the image's tag, and its labels."""
         self._answer("save")
-        image = self._images.get(_normalise(reference))
+        image = self._find(reference)
         if image is None:
             raise EngineError(f"on {self.name}: no such image: {reference}")
-        config = json.dumps({"config": {"Labels": image.labels}}).encode()
-        manifest = json.dumps([{"Config": "config.json", "RepoTags": [image.reference], "Layers": []}]).encode()
+        config = json.dumps({"config": {"Labels": image.labels}, "id": image.id}).encode()
+        tags = [] if image.reference == image.id else [image.reference]
+        manifest = json.dumps([{"Config": "config.json", "RepoTags": tags, "Layers": []}]).encode()
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             for name, data in (("config.json", config), ("manifest.json", manifest)):
@@ -382,10 +464,17 @@ class FakeRuntime(NodeRuntime):
                 manifest = json.loads(_read(tar, "manifest.json"))
                 tags = []
                 for entry in manifest:
-                    labels = json.loads(_read(tar, entry["Config"])).get("config", {}).get("Labels") or {}
+                    config = json.loads(_read(tar, entry["Config"]))
+                    labels = config.get("config", {}).get("Labels") or {}
                     for tag in entry.get("RepoTags") or []:
                         self.add_image(tag, labels)
                         tags.append(tag)
+                    if "id" in config:  # the image keeps its id, as Docker's does through save and load
+                        for name in entry.get("RepoTags") or [config["id"]]:
+                            image = self._images.setdefault(
+                                _normalise(name), FakeImage(name, config["id"], self.clock(), labels)
+                            )
+                            image.id = config["id"]
         except (tarfile.TarError, KeyError, ValueError) as exc:
             raise EngineError(f"loading the archive failed: {exc}") from None
         return tags
@@ -405,6 +494,11 @@ class FakeRuntime(NodeRuntime):
         failures = self._failures.get(verb)
         if failures:
             raise failures.pop(0)
+
+    def _find(self, reference: str) -> FakeImage | None:
+        """An image by reference, or by id (`sha256:...`), as the engine finds either."""
+        found = self._images.get(_normalise(reference))
+        return found or next((image for image in self._images.values() if image.id == reference), None)
 
     def _get(self, container_id: str) -> FakeContainer:
         try:
@@ -514,7 +608,14 @@ def _normalise(reference: str) -> str:
 
 def _info(image: FakeImage) -> ImageInfo:
     return ImageInfo(
-        id=image.id, tags=[image.reference], size_bytes=IMAGE_BYTES, created=image.created, labels=dict(image.labels)
+        id=image.id,
+        tags=[] if image.reference == image.id else [image.reference],  # untagged: its tag moved
+        size_bytes=IMAGE_BYTES,
+        created=image.created,
+        labels=dict(image.labels),
+        ports=list(image.ports),
+        digests=list(image.digests),
+        onbuild=list(image.onbuild),
     )
 
 

@@ -51,7 +51,8 @@ async def bootstrap(nodes: list[NodeRuntime]) -> list[BuiltImage]:
     for name, tag in SAMPLE_IMAGES.items():
         context = sample_context(name)
         for node in nodes:
-            await node.build(context, tag)
+            async for _ in node.build(context, tag):
+                pass  # the output matters only when it fails, and `BuildFailed` carries the error
             built.append(BuiltImage(node.name, tag))
     return built
 

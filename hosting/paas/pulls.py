@@ -8,7 +8,8 @@ id through `images.ship`), by the rule of `tenants.images`:
   this revision was deployed: then it is pulled again (Kubernetes' `Always` for `:latest`, `IfNotPresent`
   otherwise);
 - an image built or loaded here by the operator (never pulled from a registry, no tenant's build label, no
-  tenant's name for it) is the platform's, for all (`_platforms`);
+  tenant's name for it) is the platform's, for all (`is_platform_image`; builds judge the images their
+  Dockerfile names by it too);
 - anything else is pulled with the tenant's own login to the registry, in the background, and recorded as
   the tenant's once pulled. So an image on the engine is never proof that a tenant may run it: another
   tenant naming the same reference (or its digest) pulls it with its own credentials or is refused.
@@ -87,7 +88,7 @@ class _Facts:
     deployed_at: datetime | None
 
 
-def _platforms(info: ImageInfo, reference: str, owned: set[str]) -> bool:
+def is_platform_image(info: ImageInfo, reference: str, owned: set[str]) -> bool:
     """Whether an image of the store is the platform's own, usable by every tenant: built or loaded here (never
     pulled from a registry, whatever became of the tenant that pulled it; no tenant's build label), named by
     a reference no tenant owns, and tagged with a name no tenant owns (not reached through a tenant's image's
@@ -117,6 +118,12 @@ class ImagePuller:
         self._pulls: dict[int, _Pull] = {}  # app id -> its pull for its current revision
         self._locks: dict[str, asyncio.Lock] = {}  # canonical reference -> one pull of it at a time
         self._in_flight: Counter[str] = Counter()  # canonical references being pulled: owned, not the platform's
+        self._retry: set[str] = set()  # tenants whose logins changed: their failed pulls go again at once
+
+    def retry_soon(self, tenant: str) -> None:
+        """Try the tenant's failed pulls at the next pass rather than after their backoff: its registry logins
+        changed. Safe from any thread (the API's): it only adds to a set that `resolve` reads on the loop."""
+        self._retry.add(tenant)
 
     def progress(self) -> dict[tuple[str, str], PullRead]:
         """(tenant, app) -> its pull, while it runs or after it failed."""
@@ -128,6 +135,11 @@ class ImagePuller:
         """The apps with their image ids, and (app id -> never) for those whose image is not resolved yet;
         starts, retries and reports pulls (into `events` and `problems`)."""
         self._forget({app.app_id for app in desired})
+        while self._retry:
+            tenant = self._retry.pop()
+            for pull in self._pulls.values():
+                if pull.app.tenant == tenant and pull.status == FAILED and pull.reported:
+                    pull.retry_at = 0.0
         undecided = [
             app for app in desired
             if app.replicas > 0 and self._resolved.get(app.app_id, (0, ""))[0] != app.revision
@@ -251,7 +263,7 @@ class ImagePuller:
             except EngineError as exc:  # the store does not answer: nothing can be created from it either
                 log.warning("resolving %s: %s", app.image, exc)
                 continue
-            decided[app.app_id] = info.id if info is not None and _platforms(info, reference, owned) else None
+            decided[app.app_id] = info.id if info is not None and is_platform_image(info, reference, owned) else None
         return decided
 
     def _facts(self, apps: list[App]) -> tuple[dict[int, _Facts], set[str]]:

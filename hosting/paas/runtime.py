@@ -6,7 +6,7 @@ over SSH); nothing above this module knows it is Docker.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +20,13 @@ INSTANCE_LABEL = "strata.instance"
 # What an image may declare about itself (see hosting/paas/sample_images/*/Dockerfile).
 READ_ONLY_ROOT_LABEL = "strata.read-only-root"
 CAPABILITIES_LABEL = "strata.capabilities"
+# The capabilities an image may ask for: Kubernetes' "baseline" Pod Security Standard (Docker's defaults less
+# NET_RAW). A tenant writes its images' labels (a Dockerfile, a pushed image), so a label is a wish, never a
+# grant: an image asking for more (SYS_ADMIN, NET_ADMIN, ...) gets no container at all, and says why.
+GRANTABLE_CAPABILITIES = frozenset(
+    {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "SETFCAP",
+     "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+)  # fmt: skip
 
 
 class EngineError(Exception):
@@ -28,6 +35,19 @@ class EngineError(Exception):
 
 class EngineUnavailable(EngineError):
     """The engine does not answer at all."""
+
+
+def declared_capabilities(labels: dict[str, str]) -> list[str]:
+    """The capabilities an image's labels ask for; raises `EngineError` naming any the platform never grants."""
+    wanted = [cap.strip().upper().removeprefix("CAP_") for cap in labels.get(CAPABILITIES_LABEL, "").split(",")]
+    wanted = [cap for cap in wanted if cap]
+    refused = sorted(set(wanted) - GRANTABLE_CAPABILITIES)
+    if refused:
+        raise EngineError(
+            f"the image asks for capabilities the platform never grants: {', '.join(refused)} "
+            f"(label {CAPABILITIES_LABEL}; grantable: {', '.join(sorted(GRANTABLE_CAPABILITIES))})"
+        )
+    return wanted
 
 
 class ImageMissing(EngineError):
@@ -87,6 +107,9 @@ class ImageInfo:
     size_bytes: int
     created: datetime
     labels: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)  # the TCP ports it EXPOSEs, lowest first
+    digests: list[str] = field(default_factory=list)  # `repo@sha256:...` of the registries it came from, if any
+    onbuild: list[str] = field(default_factory=list)  # its ONBUILD triggers: run by a build FROM it
 
 
 @dataclass(frozen=True)
@@ -243,8 +266,27 @@ class NodeRuntime(ABC):
         """Pull `reference` from its registry, yielding progress; raises `PullFailed` saying why."""
 
     @abstractmethod
-    async def build(self, context: bytes, tag: str) -> None:
-        """Build an image from a tar build context (FROM scratch or local images: no registry)."""
+    def build(
+        self,
+        context: bytes | AsyncIterable[bytes],
+        tag: str,
+        *,
+        limits: BuildLimits | None = None,
+        labels: dict[str, str] | None = None,
+        cache_from: list[str] | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """Build `tag` from a tar build context (its `Dockerfile`; FROM scratch or local images), yielding the
+        builder's output line by line; `labels` are set on the image (over any the Dockerfile sets), `limits`
+        cap every step. `cache_from` None uses the engine's whole build cache (the platform's own images); a
+        list reuses only the steps of those images (their ids or tags) and an empty one none at all, so that a
+        tenant's build never gets another tenant's cached step (and its output). Raises `BuildFailed` in the
+        builder's words (a step failed, the timeout passed). Closing the iterator early stops the build on the
+        engine."""
+
+    @abstractmethod
+    async def delete_image(self, reference: str) -> None:
+        """Remove a tag (and the image, once no tag or container holds it); one gone already is fine, one a
+        container uses raises `EngineError`."""
 
     @abstractmethod
     def save(self, reference: str) -> AsyncIterator[bytes]:

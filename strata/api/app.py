@@ -9,11 +9,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strata.api import (
     app_routes,
+    build_routes,
     credential_routes,
     errors,
     event_routes,
     exec_routes,
     overview_routes,
+    registry_routes,
     runtime_routes,
     tenant_routes,
 )
@@ -44,7 +46,9 @@ def create_app(platform: Platform) -> FastAPI:
         tenant_routes,
         overview_routes,
         app_routes,
+        build_routes,
         credential_routes,
+        registry_routes,
         event_routes,
         runtime_routes,
         exec_routes,

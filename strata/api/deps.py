@@ -13,13 +13,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
 from gateway import Gateway
+from hosting.paas.builds import Builder
 from hosting.paas.nodes import NodePool
+from hosting.paas.pulls import ImagePuller
 from hosting.paas.usage import UsageSampler
 from hosting.paas.vm_nodes import VmNodes
 from strata.config import Settings
 from tenants import db, tokens
 from tenants.enums import Role
-from tenants.errors import Forbidden, NotFound
+from tenants.errors import Conflict, Forbidden, NotFound
+from tenants.schemas import PullRead
 from tenants.tokens import Principal
 
 
@@ -36,6 +39,8 @@ class Platform:
     gateway: Gateway
     hypervisors: Mapping[str, VmNodes]
     nudge: Callable[[], None]
+    builder: Builder | None = None  # builds from source (None: builds are refused)
+    pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
 
     def install(self, app: FastAPI) -> None:
         app.state.platform = self
@@ -80,6 +85,21 @@ async def get_nudge(platform: _Platform) -> Callable[[], None]:
     return platform.nudge
 
 
+async def get_builder(platform: _Platform) -> Builder:
+    if platform.builder is None:
+        raise Conflict("this daemon builds nothing from source (it runs without the host's Docker engine)")
+    return platform.builder
+
+
+async def get_puller(platform: _Platform) -> ImagePuller | None:
+    return platform.pulls
+
+
+async def get_pulls(platform: _Platform) -> Mapping[tuple[str, str], PullRead]:
+    """(tenant, app) -> the pull of its image, while it runs or after it failed (in memory, per request)."""
+    return platform.pulls.progress() if platform.pulls is not None else {}
+
+
 DbEngine = Annotated[Engine, Depends(get_engine)]
 Config = Annotated[Settings, Depends(get_settings)]
 Pool = Annotated[NodePool, Depends(get_pool)]
@@ -87,6 +107,9 @@ InstanceUsage = Annotated[Mapping[str, tuple[int, int]], Depends(get_usage)]
 FrontDoor = Annotated[Gateway, Depends(get_gateway)]
 Hypervisors = Annotated[Mapping[str, VmNodes], Depends(get_hypervisors)]
 Nudge = Annotated[Callable[[], None], Depends(get_nudge)]
+Pulls = Annotated[Mapping[tuple[str, str], PullRead], Depends(get_pulls)]
+Puller = Annotated[ImagePuller | None, Depends(get_puller)]
+Builds = Annotated[Builder, Depends(get_builder)]
 
 
 def get_session(engine: DbEngine) -> Iterator[Session]:

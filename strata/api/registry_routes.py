@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from strata.api.deps import DB, Caller, Config, TenantName
+from strata.api.deps import DB, Caller, Config, Puller, TenantName
 from tenants import images, registries
 from tenants.errors import Conflict
 from tenants.schemas import RegistryLogin, RegistryRead, TenantImageRead
@@ -39,14 +39,17 @@ def add_registry(
     host: RegistryHost,
     login: RegistryLogin,
     secrets: Secrets,
+    puller: Puller,
     response: Response,
 ) -> RegistryRead:
     """Store (or replace) the tenant's login to registry HOST[:PORT], used for its pulls only; the password is
-    kept encrypted and audited never."""
+    kept encrypted and audited never. The tenant's failed pulls are tried again at once with it."""
     try:
         added, created = registries.add(session, secrets, principal.actor, tenant, host, login.username, login.password)
     except SecretKeyError as exc:
         raise Conflict(str(exc)) from None
+    if puller is not None:
+        puller.retry_soon(tenant)
     response.status_code = 201 if created else 200
     return added
 

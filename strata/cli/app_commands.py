@@ -1,11 +1,14 @@
 """`strata apps ...`: deploy, list, show, scale, restart, delete."""
 
 import shlex
+from pathlib import Path
 
 import click
 
+from strata.cli.build_commands import deploy_build
 from strata.cli.context import api, confirm_destructive, fail, json_option, split_ref, validated
 from strata.cli.output import emit_json, fields, table
+from strata.cli.progress import follow
 from strata.cli.units import Cpu, Duration, EnvVar, Memory
 from tenants.client import ApiError, StrataClient
 from tenants.schemas import AppRead, AppSpec
@@ -30,6 +33,13 @@ def apps_group() -> None:
 @click.option("--health", help="HTTP path that answers 2xx when the app is healthy, e.g. /healthz.")
 @click.option("--command", help="Command to run instead of the image's, as one shell-quoted string.")
 @click.option("--hostname", multiple=True, help="Extra hostname routed to the app (repeatable; replaces the list).")
+@click.option(
+    "--build",
+    "build_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Build the image from DIR (its Dockerfile; .dockerignore honoured) and deploy it.",
+)
+@click.option("--detach", is_flag=True, help="Return once the deploy is accepted; do not follow its rollout.")
 @json_option
 def deploy(
     ref: str,
@@ -43,10 +53,16 @@ def deploy(
     health: str | None,
     command: str | None,
     hostname: tuple[str, ...],
+    build_dir: Path | None,
+    detach: bool,
     as_json: bool,
 ) -> None:
     """Create TENANT/APP, or change it: options not given keep their current value."""
     tenant, name = split_ref(ref)
+    if build_dir is not None:
+        if image or env or unset_env or hostname or command or health or port or replicas or cpu or memory:
+            fail("--build deploys the built image alone; change other settings with a separate `apps deploy`")
+        return deploy_build(tenant, name, build_dir, as_json)
     with api() as client:
         current = _existing(client, tenant, name)
         if current is None and image is None:
@@ -72,6 +88,9 @@ def deploy(
         return emit_json(app)
     verb = "created" if current is None else "unchanged" if current.revision == app.revision else "deployed"
     click.echo(f"{verb} {ref} revision {app.revision}, {app.replicas} replica(s) of {app.image}")
+    if not detach and verb != "unchanged":
+        with api() as client:
+            follow(client, tenant, name, app.revision, current.problem if current else None)
 
 
 @apps_group.command("list")
@@ -173,6 +192,7 @@ def _print(app: AppRead, as_json: bool) -> None:
             ("app", f"{app.tenant}/{app.name}"),
             ("status", app.reason() or f"ok: {app.ready()}/{app.replicas} ready"),
             ("image", app.image),
+            ("commit", app.commit),
             ("command", shlex.join(app.command) if app.command else None),
             ("revision", app.revision),
             ("replicas", app.replicas),

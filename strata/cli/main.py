@@ -4,8 +4,10 @@ import click
 
 from strata.cli.access_commands import keys_group, tokens_group
 from strata.cli.app_commands import apps_group
+from strata.cli.build_commands import builds_group
 from strata.cli.event_commands import events
 from strata.cli.platform_commands import console, doctor_command, up
+from strata.cli.registry_commands import registries_group
 from strata.cli.runtime_commands import images_group, nodes_group
 from strata.cli.tenant_commands import plans, tenants_group
 
@@ -29,7 +31,9 @@ for command in (
     plans,
     tenants_group,
     apps_group,
+    builds_group,
     images_group,
+    registries_group,
     nodes_group,
     keys_group,
     tokens_group,

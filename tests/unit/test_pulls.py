@@ -149,6 +149,24 @@ def test_a_failed_pull_names_its_reason_backs_off_and_the_running_revision_keeps
     assert world.images_of() == {image_id(world.store, "strata/hello")}
 
 
+def test_a_new_login_tries_a_failed_pull_again_at_the_next_pass_not_after_its_backoff(world: World) -> None:
+    world.login("acme", RegistryAuth("alice", "wrong"))
+    world.deploy(PRIVATE)
+
+    async def scenario() -> None:
+        await world.passes(3)
+        assert world.store.running() == [] and world.store.calls["pull"] == 1  # backing off
+        world.login("acme", LOGIN_A)
+        assert world.reconciler.pulls is not None
+        world.reconciler.pulls.retry_soon("acme")  # as the API does when a login is stored
+        await world.passes(3)  # the clock does not move: no backoff ran out
+
+    run(scenario)
+    assert world.store.calls["pull"] == 2
+    assert world.images_of() == {image_id(world.store, PRIVATE)}
+    assert world.problem() is None
+
+
 def test_another_tenant_must_pull_an_image_on_the_engine_with_its_own_login(world: World) -> None:
     world.login("acme", LOGIN_A)
     world.deploy(PRIVATE)
