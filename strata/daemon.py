@@ -108,6 +108,7 @@ def run(settings: Settings, options: Options) -> None:
             platform_domain=settings.domain,
             platform=reconciler.platform_id,
         )
+        reconciler.building = builder.tenants_building  # a build's RUN steps use its tenant's network
         for build_id in builder.recover():
             log.warning("build %d was cut off by the daemon's stop: marked failed", build_id)
         platform = Platform(

@@ -116,6 +116,18 @@ def fail_interrupted(session: Session) -> list[int]:
     return [saved_id(build) for build in running]
 
 
+def older_builds(session: Session, tenant_id: int, app: str, keep: int) -> list[int]:
+    """The ids of the app's builds but its newest `keep` (a window of as many: each build pushes one out)."""
+    query = (
+        select(Build.id)
+        .where(Build.tenant_id == tenant_id, Build.app == app)
+        .order_by(col(Build.id).desc())
+        .offset(keep)
+        .limit(keep)
+    )
+    return [build_id for build_id in session.exec(query) if build_id is not None]
+
+
 def get_build(session: Session, tenant: Tenant, build_id: int) -> Build:
     build = session.get(Build, build_id)
     if build is None or build.tenant_id != tenant.id:

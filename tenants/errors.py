@@ -38,6 +38,18 @@ class QuotaExceeded(DomainError):
     code = "quota_exceeded"
 
 
+class Busy(DomainError):
+    """Too much of the kind runs at once (builds, say): try again once one ends."""
+
+    code = "busy"
+
+
+class Unavailable(DomainError):
+    """Something the request needs (the build engine, disk space) is not available now; nothing was changed."""
+
+    code = "unavailable"
+
+
 class Forbidden(DomainError):
     """The caller is known but its role may not do this."""
 

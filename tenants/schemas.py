@@ -364,6 +364,9 @@ class TenantSummary(BaseModel):
     error_rate: float
 
 
+UNCHANGED_PREFIX = "unchanged:"  # a succeeded build's message when it deployed nothing (`BuildRead.unchanged`)
+
+
 class BuildRead(BaseModel):
     """One build of an app from source; `message` says why it failed, or that it changed nothing."""
 
@@ -380,3 +383,9 @@ class BuildRead(BaseModel):
     message: str | None
     started_at: datetime
     finished_at: datetime | None
+
+    @property
+    def unchanged(self) -> bool:
+        """Whether the build succeeded without deploying: the app ran that very image already (its message
+        then starts with `unchanged:`); any other message of a succeeded build is not this."""
+        return self.state == BuildState.SUCCEEDED and (self.message or "").startswith(UNCHANGED_PREFIX)

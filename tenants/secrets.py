@@ -17,7 +17,16 @@ KEY_MODE = 0o600
 
 
 class SecretKeyError(Exception):
-    """The key file cannot be used (readable by others, unreadable, malformed); the message says what to do."""
+    """The key file cannot be used (readable by others, unreadable, malformed); the message says what to do, for
+    the operator (it names the key's file). `public` is what a tenant is told: the key's path and the state of
+    the server's files are the operator's business, and nothing a tenant can act on."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public or (
+            "the platform cannot use its key for stored secrets right now; an operator must fix it (the server's "
+            "log says how)"
+        )
 
 
 class SecretBox:
@@ -36,7 +45,9 @@ class SecretBox:
         except (InvalidToken, ValueError):
             raise SecretKeyError(
                 f"a stored secret does not decrypt with {self.path}: the key changed since it was stored; "
-                "store the secret again (e.g. `strata registries add`)"
+                "store the secret again (e.g. `strata registries add`)",
+                public="a stored registry login does not decrypt (the platform's key changed since it was stored): "
+                "store it again (`strata registries add`)",
             ) from None
 
     def _key(self) -> Fernet:

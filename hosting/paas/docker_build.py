@@ -18,6 +18,7 @@ makes the engine cancel the build and, with `forcerm`, remove the step's contain
 """
 
 import asyncio
+import codecs
 import json
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack
@@ -32,15 +33,23 @@ BUILD_TIMEOUT_SECONDS = 600  # a build running longer is stopped and fails, sayi
 CPU_PERIOD_MICROSECONDS = 100_000  # the CFS period the CPU quota is a share of (Docker's default)
 READ_BYTES = 64 * 1024
 MIB = 1024 * 1024
+MAX_LINE_CHARS = 64 * 1024  # a longer line of output (no newline for that long) is split in pieces of this size
 OOM_EXIT_CODE = 137  # a step killed by SIGKILL: the memory cap, most likely
 
 
 def build_params(
-    tag: str, limits: BuildLimits | None, labels: dict[str, str] | None, cache_from: list[str] | None = None
+    tag: str,
+    limits: BuildLimits | None,
+    labels: dict[str, str] | None,
+    cache_from: list[str] | None = None,
+    network: str | None = None,
 ) -> dict[str, Any]:
     """The query of `/build`: the tag, intermediate containers removed even on failure, the caps and labels,
-    and the cache it may use (None: the engine's; else only `cache_from`'s images, and none if it is empty)."""
+    the cache it may use (None: the engine's; else only `cache_from`'s images, and none if it is empty), and
+    the network its RUN steps join (`networkmode`, a network's name; None: the engine's default bridge)."""
     params: dict[str, Any] = {"t": tag, "rm": "1", "forcerm": "1"}
+    if network:
+        params["networkmode"] = network
     if cache_from:
         params["cachefrom"] = json.dumps(cache_from)
     elif cache_from is not None:
@@ -67,6 +76,8 @@ async def stream_build(
     labels: dict[str, str] | None,
     cache_from: list[str] | None = None,
     timeout: float = BUILD_TIMEOUT_SECONDS,
+    *,
+    network: str | None = None,
 ) -> AsyncGenerator[str, None]:
     """Build `tag` on `docker`, yielding the builder's output lines; see `NodeRuntime.build`."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -74,7 +85,7 @@ async def stream_build(
     request = docker._query(
         "build",
         "POST",
-        params=build_params(tag, limits, labels, cache_from),
+        params=build_params(tag, limits, labels, cache_from, network),
         data=data,
         headers={"Content-Type": "application/x-tar"},
         timeout=aiohttp.ClientTimeout(total=None, connect=30),
@@ -117,15 +128,18 @@ def _explain(error: str, limits: BuildLimits | None) -> str:
 
 class _Lines:
     """The engine's answer is a stream of JSON messages (not necessarily one per chunk); their `stream` text
-    comes in pieces of lines. This turns chunks into messages, and messages into whole lines."""
+    comes in pieces of lines. This turns chunks into messages, and messages into whole lines, none longer than
+    `max_line` (a longer one comes in pieces); a character split across chunks is decoded whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_LINE_CHARS) -> None:
         self._buffer = ""
         self._partial = ""
+        self._max_line = max_line
         self._decoder = json.JSONDecoder()
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def feed(self, chunk: bytes) -> list[dict[str, Any]]:
-        self._buffer += chunk.decode(errors="replace")
+        self._buffer += self._utf8.decode(chunk)
         messages = []
         while True:
             text = self._buffer.lstrip()
@@ -148,11 +162,21 @@ class _Lines:
             status = message.get("status")
             return [str(status)] if status else []
         *whole, self._partial = (self._partial + piece).split("\n")
-        return [line.rstrip("\r") for line in whole]
+        lines = [cut for line in whole for cut in self._cut(line.rstrip("\r"))]
+        if len(self._partial) > self._max_line:  # `RUN yes | tr -d '\n'`: never hold it all
+            *pieces, self._partial = self._cut(self._partial)
+            lines += pieces
+        return lines
 
     def flush(self) -> list[str]:
         rest, self._partial = self._partial.rstrip("\r"), ""
-        return [rest] if rest else []
+        return self._cut(rest) if rest else []
+
+    def _cut(self, line: str) -> list[str]:
+        """The line in pieces of at most `max_line` characters (itself when it is short enough)."""
+        if len(line) <= self._max_line:
+            return [line]
+        return [line[start : start + self._max_line] for start in range(0, len(line), self._max_line)]
 
 
 class _Body:

@@ -12,13 +12,16 @@ import os
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import aiodocker
 import aiohttp
+from aiodocker.jsonstream import json_stream_stream
 from aiodocker.networks import DockerNetwork
+from aiodocker.utils import compose_auth_header
 
 from hosting.paas.docker_build import stream_build
 from hosting.paas.docker_exec import DockerExec
@@ -291,9 +294,10 @@ class DockerRuntime(NodeRuntime):
         limits: BuildLimits | None = None,
         labels: dict[str, str] | None = None,
         cache_from: list[str] | None = None,
+        network: str | None = None,
     ) -> AsyncGenerator[str, None]:
         """See `docker_build`: the legacy builder, so that `limits` cap every RUN step."""
-        return stream_build(self.docker, self.name, context, tag, limits, labels, cache_from)
+        return stream_build(self.docker, self.name, context, tag, limits, labels, cache_from, network=network)
 
     async def delete_image(self, reference: str) -> None:
         try:
@@ -305,17 +309,37 @@ class DockerRuntime(NodeRuntime):
     async def pull(self, reference: str, auth: RegistryAuth | None) -> AsyncIterator[PullProgress]:
         """`POST /images/create` with the login in `X-Registry-Auth` (sent with this request only); progress is
         summed over the layers. Failures become `PullFailed` from the engine's message alone (never an
-        exception that holds the request, whose headers hold the password)."""
-        login = None if auth is None else {"username": auth.username, "password": auth.password}
+        exception that holds the request, whose headers hold the password).
+
+        The request is made here (aiodocker's `images.pull` neither closes its response nor lets it be closed):
+        however the pull ends, done, failed, stalled, or its consumer gone (the generator closed, its task
+        cancelled), the engine's response is closed, and the connection with it."""
+        name = canonical(reference)
+        headers = {}
+        if auth is not None:
+            login = {"username": auth.username, "password": auth.password}
+            headers["X-Registry-Auth"] = compose_auth_header(login, name.partition("/")[0])
+        request = self.docker._query(
+            "images/create",
+            "POST",
+            params={"fromImage": name},
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, connect=API_TIMEOUT_SECONDS),
+        )
         try:
-            lines = self.docker.images.pull(canonical(reference), auth=login, stream=True)
-            layers: dict[str, tuple[int, int]] = {}  # layer id -> (bytes done, bytes in all)
-            while True:
-                try:
-                    line = await asyncio.wait_for(anext(lines), PULL_STALL_SECONDS)
-                except StopAsyncIteration:
-                    return
-                yield _progress(layers, line)
+            async with AsyncExitStack() as stack:
+                async with asyncio.timeout(PULL_STALL_SECONDS):
+                    response = await stack.enter_async_context(request)
+                stack.callback(response.close)  # on any exit: nothing is left reading from the engine
+                lines = json_stream_stream(response)
+                layers: dict[str, tuple[int, int]] = {}  # layer id -> (bytes done, bytes in all)
+                while True:
+                    try:
+                        async with asyncio.timeout(PULL_STALL_SECONDS):
+                            line = await anext(lines)
+                    except StopAsyncIteration:
+                        return
+                    yield _progress(layers, line)
         except aiodocker.DockerError as exc:
             raise PullFailed(pull_reason(exc.message), f"pulling {reference}: {exc.message}") from None
         except TimeoutError:

@@ -176,6 +176,8 @@ class FakeRuntime(NodeRuntime):
         self.build_gate: asyncio.Event | None = None  # builds wait for it before their last step (see `build`)
         self.builds: list[tuple[str, BuildLimits | None]] = []  # (tag, limits) of every build asked for
         self.build_caches: list[list[str] | None] = []  # the `cache_from` of every build asked for
+        self.build_networks: list[str | None] = []  # the `network` of every build asked for
+        self.build_output: list[str] = []  # lines every build prints before its steps
         # The registries it pulls from: reference -> (the login it needs, or None; the image's content, which
         # makes its id). While a test holds `pull_gate` (an unset `asyncio.Event`), pulls wait for it halfway.
         self.registry: dict[str, tuple[RegistryAuth | None, bytes]] = {}
@@ -399,17 +401,23 @@ class FakeRuntime(NodeRuntime):
         limits: BuildLimits | None = None,
         labels: dict[str, str] | None = None,
         cache_from: list[str] | None = None,
+        network: str | None = None,
     ) -> AsyncGenerator[str, None]:
         """A build context is read as a tar (an unreadable one fails as Docker's would); each Dockerfile line is
         a step, yielded as `Step N/M : ...`; a `RUN false` or `RUN exit N` step fails as Docker's would, and
         nothing else runs. `LABEL k=v` lines and `labels` become the image's labels, `EXPOSE` its ports; its id
         is the context's digest (the same context gives the same image, as Docker's cache would). While a
         test holds `build_gate` (an unset `asyncio.Event`), builds wait for it before their last step.
-        `builds` records (tag, limits) per build, `build_caches` its `cache_from`."""
+        `builds` records (tag, limits) per build, `build_caches` its `cache_from`, `build_networks` its
+        `network` (which must exist, as Docker's would refuse it otherwise); `build_output` lines are yielded
+        before the steps."""
         self._answer("build")
+        if network is not None and network not in self._networks:
+            raise BuildFailed(f"network {network} not found")
         data = context if isinstance(context, bytes) else b"".join([chunk async for chunk in context])
         self.builds.append((tag, limits))
         self.build_caches.append(None if cache_from is None else list(cache_from))
+        self.build_networks.append(network)
         try:
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 names = {name.removeprefix("./"): name for name in tar.getnames()}
@@ -420,6 +428,8 @@ class FakeRuntime(NodeRuntime):
         if not dockerfile:
             raise BuildFailed("Cannot locate specified Dockerfile: Dockerfile")
         steps = [line.strip() for line in dockerfile.splitlines() if line.strip() and not line.startswith("#")]
+        for line in self.build_output:
+            yield line
         for number, step in enumerate(steps, 1):
             if number == len(steps) and self.build_gate is not None:
                 await self.build_gate.wait()

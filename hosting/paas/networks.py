@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60.0  # how often networks are swept when no pass removed anything
 
 
+def tenant_network(platform: str, tenant: str) -> str:
+    """The name of the tenant's network on a node: its apps' containers and its builds' RUN steps join it."""
+    return f"strata-{platform[:8]}-{tenant}"
+
+
 async def sweep(pool: NodePool, platform: str, containers: Iterable[Container], wanted: set[str]) -> None:
     """Remove each reachable node's networks of tenants with no container there (of `containers`, those still
     present) and not in `wanted` (the tenants with an app to run)."""

@@ -14,6 +14,12 @@ id through `images.ship`), by the rule of `tenants.images`:
   the tenant's once pulled. So an image on the engine is never proof that a tenant may run it: another
   tenant naming the same reference (or its digest) pulls it with its own credentials or is refused.
 
+The platform's own repositories (`strata/...`, the sample images among them, and builds' `strata-build/...`)
+are never pulled: Docker Hub's `strata/static` is someone else's image, and pulling it would put it under the
+platform's tag. Such a reference the store lacks is the app's problem (`strata images bootstrap`), not a pull.
+An app whose reference could not be resolved because the store did not answer waits the same way (no new
+instances, no pull) and is resolved again at the next pass.
+
 A pass never waits for a pull: an app whose image is not resolved yet gets no new instances (its running
 revision keeps serving), and the pass after the pull ends creates them. A failed pull is retried with the
 planner's backoff, its reason in the app's problem (`ImagePullBackOff: Unauthorized: ...`) and an event.
@@ -26,32 +32,39 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from hosting.paas.images import SAMPLE_IMAGES
 from hosting.paas.planner import backoff
 from hosting.paas.problems import AppProblems
 from hosting.paas.runtime import TENANT_LABEL, EngineError, ImageInfo, NodeRuntime, PullFailed, RegistryAuth
 from tenants import db, images, registries
+from tenants.builds import BUILD_REPOSITORY
 from tenants.enums import ImageSource
 from tenants.errors import NotFound
 from tenants.instances import ActionEvent
 from tenants.instances import DesiredApp as App
 from tenants.models import App as AppRow
 from tenants.models import Tenant, TenantImage
-from tenants.references import canonical, is_latest
+from tenants.references import DOCKER_HUB, canonical, is_latest, split_registry
 from tenants.schemas import PullRead
 from tenants.secrets import SecretBox, SecretKeyError
 from tenants.tenancy import get_tenant
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PULLING, PULLED, FAILED = "pulling", "pulled", "failed"
 NEVER = math.inf  # the retry time of an app whose image is not resolved: no creates until it is
+# Docker Hub namespaces the platform names its own images in: never pulled from a registry
+PLATFORM_NAMESPACES = ("strata/", f"{BUILD_REPOSITORY}/")
 
 
 @dataclass
@@ -80,12 +93,39 @@ class _Pull:
 
 
 @dataclass(frozen=True)
+class _Hold:
+    """An app not resolved at this pass: no pull, no new instances; resolved again at the next. `problem` is what
+    the app is told, or None when the store did not answer (no fault of the app's; logged)."""
+
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class _Facts:
     """What the database says about one app's reference: the tenant's image of it, and when the revision was
     deployed."""
 
     mine: TenantImage | None
     deployed_at: datetime | None
+
+
+def is_platform_reference(reference: str) -> bool:
+    """Whether `reference` names the platform's own repositories (in any spelling Docker reads as them): a
+    sample image, or anything under `strata/` or `strata-build/` on Docker Hub. Never pulled from a registry."""
+    host, rest = split_registry(reference)
+    samples = {canonical(sample) for sample in SAMPLE_IMAGES.values()}
+    return host == DOCKER_HUB and (rest.startswith(PLATFORM_NAMESPACES) or canonical(reference) in samples)
+
+
+def platform_image_missing(reference: str, *, present: bool = False) -> str:
+    """The problem of an app naming a platform reference the store has no platform image for; `present`: the
+    store has an image by that name, but not the platform's (pulled from a registry, or a tenant's)."""
+    where = "is not the platform's on the image store" if present else "is not on the image store"
+    if split_registry(reference)[1].startswith(f"{BUILD_REPOSITORY}/"):
+        return f"{reference} is a build's image and {where}: build the app again"
+    if canonical(reference) in {canonical(sample) for sample in SAMPLE_IMAGES.values()}:
+        return f"{reference} is the platform's image and {where}: `strata images bootstrap`"
+    return f"{reference} is the platform's image and {where}: `strata images load FILE.tar`"
 
 
 def is_platform_image(info: ImageInfo, reference: str, owned: set[str]) -> bool:
@@ -157,7 +197,7 @@ class ImagePuller:
         return resolved, waiting
 
     def _image(
-        self, app: App, decided: dict[int, str | None], events: list[ActionEvent], problems: AppProblems
+        self, app: App, decided: dict[int, str | _Hold | None], events: list[ActionEvent], problems: AppProblems
     ) -> str | None:
         """The app's image id, or None while it is pulled (or waits to be pulled again)."""
         known = self._resolved.get(app.app_id)
@@ -169,11 +209,14 @@ class ImagePuller:
         if pull is not None and pull.app.revision != app.revision:
             self._cancel(self._pulls.pop(app.app_id))  # a newer revision: its own image
             pull = None
-        if pull is None and decided.get(app.app_id) is not None:
-            image = decided[app.app_id]
-            assert image is not None
-            self._resolved[app.app_id] = (app.revision, image)
-            return image
+        decision = decided.get(app.app_id)
+        if pull is None and isinstance(decision, str):
+            self._resolved[app.app_id] = (app.revision, decision)
+            return decision
+        if pull is None and isinstance(decision, _Hold):
+            if decision.problem is not None:
+                problems.pull_failed(app, decision.problem)
+            return None  # decided again at the next pass
         if pull is None:
             pull = self._pulls[app.app_id] = _Pull(app)
             self._start(pull)
@@ -207,12 +250,16 @@ class ImagePuller:
     async def _pull(self, pull: _Pull) -> None:
         app, reference = pull.app, canonical(pull.app.image)
         self._in_flight[reference] += 1
+        lock = self._locks.setdefault(reference, asyncio.Lock())
         try:
-            async with self._locks.setdefault(reference, asyncio.Lock()):  # one tag, one pull at a time
+            if is_platform_reference(app.image):  # `_decide` holds such an app; this is the last word
+                raise PullFailed("Refused", platform_image_missing(app.image))
+            async with lock:  # one tag, one pull at a time
                 auth = await asyncio.to_thread(self._login, app)
-                async for progress in self.store.pull(app.image, auth):
-                    pull.done_bytes, pull.total_bytes = progress.done_bytes, progress.total_bytes
-                    pull.detail = progress.status
+                async with _closing(self.store.pull(app.image, auth)) as progresses:  # closed if cancelled
+                    async for progress in progresses:
+                        pull.done_bytes, pull.total_bytes = progress.done_bytes, progress.total_bytes
+                        pull.detail = progress.status
                 info = await self.store.image(app.image)
                 if info is None:
                     raise PullFailed("Failed", f"pulling {app.image}: the engine does not have it after the pull")
@@ -220,13 +267,20 @@ class ImagePuller:
             pull.status, pull.image_id = PULLED, info.id
         except PullFailed as exc:
             pull.status, pull.reason, pull.detail = FAILED, exc.reason, str(exc)
-        except (EngineError, SecretKeyError, NotFound) as exc:
+        except SecretKeyError as exc:  # the operator's to fix: its path and remedy go to the log, not the tenant
+            log.error("pulling %s for %s/%s: %s", app.image, app.tenant, app.name, exc)
+            pull.status, pull.reason, pull.detail = FAILED, "Failed", f"pulling {app.image}: {exc.public}"
+        except (EngineError, NotFound) as exc:
             pull.status, pull.reason, pull.detail = FAILED, "Failed", f"pulling {app.image}: {exc}"
         except Exception:
             log.exception("pulling %s for %s/%s failed", app.image, app.tenant, app.name)
             pull.status, pull.reason, pull.detail = FAILED, "Failed", f"pulling {app.image}: internal error"
         finally:
             self._in_flight[reference] -= 1
+            if not self._in_flight[reference]:  # idle: what is kept per reference goes (else it grows forever)
+                del self._in_flight[reference]
+                if not lock.locked() and self._locks.get(reference) is lock:
+                    del self._locks[reference]
             self.nudge()
 
     def _login(self, app: App) -> RegistryAuth | None:
@@ -241,29 +295,40 @@ class ImagePuller:
             images.record(session, get_tenant(session, app.tenant), reference, image_id, ImageSource.PULL, size_bytes)
             session.commit()
 
-    async def _decide(self, apps: list[App]) -> dict[int, str | None]:
-        """App id -> the image id to create it from, or None: pull it (see the module's rule)."""
+    async def _decide(self, apps: list[App]) -> dict[int, str | _Hold | None]:
+        """App id -> the image id to create it from, None: pull it, or `_Hold`: neither (see the module's rule)."""
         facts, owned = await asyncio.to_thread(self._facts, apps)
         owned |= {reference for reference, count in self._in_flight.items() if count}
-        decided: dict[int, str | None] = {}
+        decided: dict[int, str | _Hold | None] = {}
         for app in apps:
             mine, reference = facts[app.app_id].mine, canonical(app.image)
+            platform = is_platform_reference(app.image)  # never pulled: the store has it, or the app waits
             try:
                 if mine is not None:
                     deployed_at = facts[app.app_id].deployed_at
                     fresh = (
                         mine.source != ImageSource.PULL  # a build is never pulled
+                        or platform
                         or not is_latest(reference)
                         or (deployed_at is not None and mine.created_at >= deployed_at)
                     )
                     kept = fresh and await self.store.image(mine.image_id) is not None
-                    decided[app.app_id] = mine.image_id if kept else None
+                    if kept:
+                        decided[app.app_id] = mine.image_id
+                    else:
+                        decided[app.app_id] = _Hold(platform_image_missing(app.image)) if platform else None
                     continue
                 info = await self.store.image(app.image)
-            except EngineError as exc:  # the store does not answer: nothing can be created from it either
-                log.warning("resolving %s: %s", app.image, exc)
+            except EngineError as exc:  # the store does not answer: the app waits, and is resolved again next pass
+                log.warning("resolving %s for %s/%s: %s", app.image, app.tenant, app.name, exc)
+                decided[app.app_id] = _Hold()
                 continue
-            decided[app.app_id] = info.id if info is not None and is_platform_image(info, reference, owned) else None
+            if info is not None and is_platform_image(info, reference, owned):
+                decided[app.app_id] = info.id
+            elif platform:
+                decided[app.app_id] = _Hold(platform_image_missing(app.image, present=info is not None))
+            else:
+                decided[app.app_id] = None
         return decided
 
     def _facts(self, apps: list[App]) -> tuple[dict[int, _Facts], set[str]]:
@@ -294,3 +359,14 @@ class ImagePuller:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@asynccontextmanager
+async def _closing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T], None]:
+    """`contextlib.aclosing` for a runtime's `pull` (typed an iterator, made a generator): on any exit, even a
+    cancelled pull task's, the generator is closed, and with it the engine's response it reads."""
+    try:
+        yield iterator
+    finally:
+        if isinstance(iterator, AsyncGenerator):
+            await iterator.aclose()

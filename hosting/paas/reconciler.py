@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from hosting.paas import images, networks
-from hosting.paas.builds import sweep_images
+from hosting.paas.image_sweep import sweep_images
 from hosting.paas.liveness import Liveness
 from hosting.paas.logs import last_lines
 from hosting.paas.nodes import NodeHandle, NodePool
@@ -94,6 +94,7 @@ class Reconciler:
         self._busy = False  # the last pass acted: the next one comes soon
         self._unsaved = _Pass()  # removals and events a failed write (a full disk, a lock) left for the next
         self._swept_at = 0.0
+        self.building: Callable[[], set[str]] = set  # the tenants with a build running: their networks stay
         self._tenants_seen: set[str] = set()  # the tenants with apps last pass: one gone brings a sweep
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._wake = asyncio.Event()
@@ -157,7 +158,8 @@ class Reconciler:
         if work.removed or tenants_gone or self.clock() - self._swept_at >= networks.SWEEP_SECONDS:
             self._swept_at = self.clock()
             present = [c for c in containers if c.instance not in work.removed]
-            await networks.sweep(self.pool, self.platform_id, present, {a.tenant for a in desired if a.replicas})
+            wanted = {a.tenant for a in desired if a.replicas} | self.building()
+            await networks.sweep(self.pool, self.platform_id, present, wanted)
             await self._sweep_images(present)
 
     async def _sweep_images(self, present: list[Container]) -> None:
@@ -197,7 +199,7 @@ class Reconciler:
                     work.event("instance.unschedulable", app.tenant, app=app.name, reason=reason)
 
     async def _create(self, app: DesiredApp, node: NodeHandle, work: _Pass) -> None:
-        instance, network = secrets.token_hex(3), f"strata-{self.platform_id[:8]}-{app.tenant}"  # one per tenant
+        instance, network = secrets.token_hex(3), networks.tenant_network(self.platform_id, app.tenant)
         spec = InstanceSpec(
             self.platform_id, app.tenant, app.name, app.revision, instance, app.image, app.command, app.env,
             app.port, app.cpu_millicores, app.memory_mib, PIDS_LIMIT, network,

@@ -274,14 +274,15 @@ class NodeRuntime(ABC):
         limits: BuildLimits | None = None,
         labels: dict[str, str] | None = None,
         cache_from: list[str] | None = None,
+        network: str | None = None,
     ) -> AsyncGenerator[str, None]:
         """Build `tag` from a tar build context (its `Dockerfile`; FROM scratch or local images), yielding the
         builder's output line by line; `labels` are set on the image (over any the Dockerfile sets), `limits`
-        cap every step. `cache_from` None uses the engine's whole build cache (the platform's own images); a
-        list reuses only the steps of those images (their ids or tags) and an empty one none at all, so that a
-        tenant's build never gets another tenant's cached step (and its output). Raises `BuildFailed` in the
-        builder's words (a step failed, the timeout passed). Closing the iterator early stops the build on the
-        engine."""
+        cap every step, and its RUN steps join `network` (None: the engine's default bridge). `cache_from` None
+        uses the engine's whole build cache (the platform's own images); a list reuses only the steps of those
+        images (their ids or tags) and an empty one none at all, so that a tenant's build never gets another
+        tenant's cached step (and its output). Raises `BuildFailed` in the builder's words (a step failed, the
+        timeout passed). Closing the iterator early stops the build on the engine."""
 
     @abstractmethod
     async def delete_image(self, reference: str) -> None:

@@ -23,7 +23,7 @@ from strata.api.deps import Platform
 from tenants.schemas import ErrorBody, Health
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 429, 503)
 }
 
 

@@ -1,8 +1,9 @@
 """Builds from source: `POST /tenants/{tenant}/apps/{app}/builds` takes a tar of the build context and answers
 the build's output as it runs (NDJSON), then the build; the listing and each build's log.
 
-Refusals before the build starts are ordinary JSON errors (409 a build of the app is running, 422 no Dockerfile,
-a quota, 404); once the answer streams, a failure is the final line's `build.state == "failed"` with its message.
+Refusals before the build starts are ordinary JSON errors (409 a build of the app is running, 429 as many builds
+of the tenant or the platform as may run at once, 422 no Dockerfile, 403 a quota, 404, 503 no engine or disk
+space for builds); once the answer streams, a failure is the final line's `build.state == "failed"` with its message.
 """
 
 import asyncio
@@ -16,7 +17,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import Engine
 
-from hosting.paas.builds import BuildJob, Event
+from hosting.paas.build_output import BuildJob, Event
+from hosting.paas.builds import MAX_CONTEXT_BYTES
 from strata.api.deps import DB, Builds, Caller, DbEngine, RowId, TenantName, listing_scope
 from tenants import builds, db
 from tenants.enums import BuildSource
@@ -27,8 +29,9 @@ from tenants.tenancy import get_tenant
 
 router = APIRouter(tags=["builds"])
 
-MAX_CONTEXT_BYTES = 512 * 1024**2  # an uploaded build context, as spooled to disk
 COMMIT_PATTERN = "^[0-9a-f]{4,64}$"  # a git commit id (SHA-1 or SHA-256), abbreviated or not
+MAX_LISTED = 1_000
+Limit = Annotated[int, Query(ge=1, le=MAX_LISTED, description="at most this many, newest first")]
 
 TAR_BODY = {"requestBody": {"content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}
 NDJSON_ANSWER: dict[int | str, dict[str, Any]] = {
@@ -60,21 +63,24 @@ async def build_app(
     app at a time; the build is capped by the plan and stopped when the client goes away."""
     check_name(app, field="app")
     await asyncio.to_thread(_check_tenant, engine, tenant)
-    slot = builder.claim(tenant, app)  # before the upload: a second build is refused at once
-    context = builder.context_path()
+    slot = builder.claim(tenant, app)  # before the upload: a second build, or one too many, is refused at once
+    context: Path | None = None
     try:
+        await asyncio.to_thread(builder.admit, slot)  # a suspended tenant, a new app past the plan: before it too
+        context = builder.context_path()
         await _spool(request, context)
         job = await builder.start(slot, actor=principal.actor, context=context, source=source, commit=commit)
     except BaseException:
         slot.release()
-        context.unlink(missing_ok=True)
+        if context is not None:
+            context.unlink(missing_ok=True)
         raise
     return StreamingResponse(_ndjson(job), media_type="application/x-ndjson")
 
 
 @router.get("/builds")
 def list_all_builds(
-    session: DB, principal: Caller, tenant: str | None = None, app: str | None = None, limit: int = 100
+    session: DB, principal: Caller, tenant: str | None = None, app: str | None = None, limit: Limit = 100
 ) -> list[BuildRead]:
     """Builds newest first: every tenant's for an operator (or `tenant`'s), one's own for a tenant."""
     name = listing_scope(principal, tenant)
@@ -82,7 +88,7 @@ def list_all_builds(
 
 
 @router.get("/tenants/{tenant}/builds")
-def list_builds(session: DB, tenant: TenantName, app: str | None = None, limit: int = 100) -> list[BuildRead]:
+def list_builds(session: DB, tenant: TenantName, app: str | None = None, limit: Limit = 100) -> list[BuildRead]:
     """The tenant's builds newest first (of one app with `app`)."""
     return builds.list_builds(session, get_tenant(session, tenant), app, limit)
 

@@ -10,11 +10,19 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from tenants.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, QuotaExceeded
+from tenants.errors import Busy, Conflict, DomainError, Forbidden, Invalid, NotFound, QuotaExceeded, Unavailable
 
 log = logging.getLogger(__name__)
 
-STATUS = {Invalid: 422, NotFound: 404, Conflict: 409, QuotaExceeded: 403, Forbidden: 403}
+STATUS = {
+    Invalid: 422,
+    NotFound: 404,
+    Conflict: 409,
+    QuotaExceeded: 403,
+    Forbidden: 403,
+    Busy: 429,
+    Unavailable: 503,
+}
 RETRY_AFTER_SECONDS = 1
 CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 

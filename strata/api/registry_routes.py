@@ -1,16 +1,19 @@
 """`/tenants/{tenant}/registries` (a tenant's logins to container registries) and `/tenants/{tenant}/images`
 (the images it owns). A tenant manages its own; operators any tenant's. A password goes in, never out."""
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
 from strata.api.deps import DB, Caller, Config, Puller, TenantName
 from tenants import images, registries
-from tenants.errors import Conflict
+from tenants.errors import Unavailable
 from tenants.schemas import RegistryLogin, RegistryRead, TenantImageRead
 from tenants.secrets import SecretBox, SecretKeyError
 from tenants.tenancy import get_tenant
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/tenants/{tenant}", tags=["registries"])
 
@@ -46,8 +49,9 @@ def add_registry(
     kept encrypted and audited never. The tenant's failed pulls are tried again at once with it."""
     try:
         added, created = registries.add(session, secrets, principal.actor, tenant, host, login.username, login.password)
-    except SecretKeyError as exc:
-        raise Conflict(str(exc)) from None
+    except SecretKeyError as exc:  # the server's condition, not the request's: 503, and the operator is told
+        log.error("storing a registry login of %s: %s", tenant, exc)
+        raise Unavailable(str(exc) if principal.is_operator else exc.public) from None
     if puller is not None:
         puller.retry_soon(tenant)
     response.status_code = 201 if created else 200

@@ -45,7 +45,7 @@ def deploy_build(tenant: str, app: str, directory: Path, as_json: bool) -> None:
         emit_json(result)
     elif result.state == BuildState.SUCCEEDED:
         host = f"{app}.{tenant}.{settings().domain}"
-        if result.message:
+        if result.unchanged:
             click.echo(f"{result.message}: {tenant}/{app} revision {result.revision} (build {result.id})")
         else:
             click.echo(f"deployed {tenant}/{app} revision {result.revision} of {result.image} (build {result.id})")

@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tenants.schemas import AppSpec, TenantCreate
+from tenants.client import ApiError
+from tenants.enums import Role
+from tenants.schemas import AppSpec, RegistryLogin, TenantCreate, TokenCreate
 from tests.containers import docker, ready, wait_for
 from tests.harness import Daemon, free_port
 
@@ -186,3 +188,25 @@ def test_another_tenant_cannot_run_the_image_on_the_engine_without_its_own_login
         api.restart(other, "web")  # a new revision pulls at once (the failed one waits for its backoff)
     ready(platform, other, "web", 1, revision=2)
     assert _through_gateway(platform, other).text == "hello from a private registry\n"
+
+
+def test_an_unusable_secret_key_is_the_servers_condition_told_to_the_operator_not_a_tenant(
+    daemon: Daemon, unique: str
+) -> None:
+    login = RegistryLogin(username="ci", password="pa55")
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+        api.add_registry(unique, "registry.example.com", login)  # the key exists now
+        token = api.create_token(TokenCreate(role=Role.TENANT, tenant=unique, name="ci")).token
+    key = daemon.home / "secret.key"
+    key.chmod(0o644)
+    try:
+        with daemon.client(token) as mine, pytest.raises(ApiError) as tenant_sees:
+            mine.add_registry(unique, "other.example.com", login)
+        with daemon.operator() as api, pytest.raises(ApiError) as operator_sees:
+            api.add_registry(unique, "other.example.com", login)
+    finally:
+        key.chmod(0o600)
+    assert tenant_sees.value.status == 503 and "operator" in tenant_sees.value.message
+    assert str(key) not in tenant_sees.value.message and str(daemon.home) not in tenant_sees.value.message
+    assert operator_sees.value.status == 503 and f"chmod 600 {key}" in operator_sees.value.message

@@ -1,5 +1,6 @@
 """The SSH server with a real OpenSSH client: commands, refusals, and the console on a terminal (tmux)."""
 
+import json
 import shutil
 import subprocess
 import time
@@ -105,6 +106,28 @@ def test_a_tenant_adds_a_registry_login_with_the_password_on_stdin(daemon: Daemo
     assert ssh(daemon, key, tenant, "images").returncode == 0
     assert ssh(daemon, key, tenant, "registries", "remove", "registry.example.com:5000").returncode == 0
     assert ssh(daemon, key, tenant, "registries", "remove", "registry.example.com:5000").returncode == 1
+
+
+def test_a_password_typed_on_the_command_line_is_refused_and_never_audited(
+    daemon: Daemon, acme: tuple[str, Path]
+) -> None:
+    tenant, key = acme
+    secret = f"typed-{uuid.uuid4().hex}"
+    for typed in (["-p", secret], [f"--password={secret}"], ["--password", f"'two {secret}'"], [f"-p{secret}"]):
+        refused = ssh(daemon, key, tenant, "registries", "add", "r.example.com", "-u", "me", *typed)
+        assert refused.returncode == 2 and "--password-stdin" in refused.stderr
+    with daemon.operator() as api:
+        sessions = [e for e in api.events(tenant) if e.action == "ssh.session"]
+        everything = json.dumps([e.model_dump(mode="json") for e in api.events(limit=500)])
+    assert [e.detail["command"] for e in sessions][::-1] == [
+        "registries add r.example.com -u me -p [redacted]",
+        "registries add r.example.com -u me --password=[redacted]",
+        "registries add r.example.com -u me --password [redacted]",
+        "registries add r.example.com -u me -p[redacted]",
+    ]
+    assert secret not in everything
+    daemon_log = (daemon.home.parent / f"{daemon.home.name}-daemon.log").read_text()
+    assert secret not in daemon_log
 
 
 def test_refused_logins_are_refused_and_audited(daemon: Daemon, acme: tuple[str, Path], tmp_path: Path) -> None:

@@ -3,19 +3,26 @@ build deploys, when it changes nothing, the one build per app, the bounded image
 
 import asyncio
 import io
+import shutil
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from hosting.paas.builds import Builder, BuildJob, sweep_images
+from hosting.paas import build_output
+from hosting.paas import builds as builds_module
+from hosting.paas.build_output import BuildJob
+from hosting.paas.builds import Builder
 from hosting.paas.fake_runtime import FakeRuntime
-from hosting.paas.runtime import BuildLimits, Container, EngineError, InstanceSpec
+from hosting.paas.image_sweep import sweep_images
+from hosting.paas.runtime import BuildLimits, Container, EngineError, EngineUnavailable, InstanceSpec
+from strata.api.errors import STATUS
 from tenants import apps, audit, builds, db, tenancy
 from tenants.enums import BuildSource, BuildState
-from tenants.errors import Conflict, Invalid, QuotaExceeded
+from tenants.errors import Busy, Conflict, Invalid, QuotaExceeded, Unavailable
 from tenants.schemas import AppSpec, BuildRead, TenantCreate
 
 DOMAIN = "localhost"
@@ -298,3 +305,235 @@ def test_a_builds_image_carries_only_the_labels_something_reads(
     _, result = build(labelled, context(index="v1"), commit="abc1234")
     assert result.image is not None
     assert store._images[result.image].labels == {"strata.platform": "p1", "strata.tenant": "acme"}
+
+
+def test_a_tag_of_the_tenants_that_another_pull_moved_is_refused(
+    builder: Builder, store: FakeRuntime, engine: Engine
+) -> None:
+    from tenants import images
+    from tenants.enums import ImageSource
+    from tenants.references import canonical
+
+    reference = "registry.example.com/acme/base:1"
+    store.add_image(reference)
+    with db.session(engine) as session:
+        tenant = tenancy.get_tenant(session, "acme")
+        images.record(session, tenant, canonical(reference), store._images[reference].id, ImageSource.PULL, 1)
+        session.commit()
+    _, mine = build(builder, context(f"FROM {reference}\n"))
+    assert mine.state == BuildState.SUCCEEDED and mine.image is not None
+    store.add_image(reference, content=b"another tenant's pull of the same reference")  # moves the tag
+    moved = "is no longer the image you deployed .*; deploy it again with `strata apps deploy --image"
+    with pytest.raises(Invalid, match=f"FROM {reference}: the engine's {reference} {moved}"):
+        asyncio.run(start(builder, context(f"FROM {reference}\n"), "api"))
+    with pytest.raises(Invalid, match=f"COPY --from={reference}: the engine's {reference} {moved}"):
+        asyncio.run(start(builder, context(f"FROM strata/static\nCOPY --from={reference} / /\n"), "api"))
+    store._images[mine.image].onbuild = [f"COPY --from={reference} / /x"]
+    with pytest.raises(Invalid, match=f"FROM {mine.image}: its ONBUILD trigger: COPY --from={reference}: .*{moved}"):
+        asyncio.run(start(builder, context(f"FROM {mine.image}\n"), "api"))
+
+
+def run_to_end(builder: Builder, data: bytes, app: str = "web", tenant: str = "acme") -> tuple[list[str], BuildRead]:
+    """Start a build, let it end unread (a client that does not read), then read what was queued for it."""
+
+    async def scenario() -> tuple[list[str], BuildRead]:
+        job = await start(builder, data, app, tenant=tenant)
+        await job.result()
+        items = [item async for item in job.events()]
+        assert isinstance(items[-1], BuildRead)
+        return [item for item in items if isinstance(item, str)], items[-1]
+
+    return asyncio.run(scenario())
+
+
+def test_a_client_reading_too_slowly_misses_lines_told_how_many_and_the_log_keeps_them(
+    builder: Builder, store: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_output, "MAX_QUEUED_LINES", 5)
+    store.build_output = [f"yes {n}" for n in range(50)]
+    lines, result = run_to_end(builder, context(index="v1"))
+    assert result.state == BuildState.SUCCEEDED
+    assert lines[:5] == ["yes 0", "yes 1", "yes 2", "yes 3", "yes 4"]
+    assert lines[5:] == [
+        f"... 49 lines dropped (the client reads too slowly); the whole log: strata builds log acme {result.id}"
+    ]  # 45 more `yes` lines, the 3 steps and "Successfully tagged"
+    logged = builder.log_path(result.id).read_text().splitlines()
+    assert logged[:50] == store.build_output and logged[-1] == "succeeded: revision 1"
+
+
+def test_a_builds_log_is_capped_and_the_build_goes_on(
+    builder: Builder, store: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_output, "MAX_LOG_BYTES", 1000)
+    store.build_output = ["y" * 99] * 100  # 10 000 bytes
+    _, result = build(builder, context(index="v1"))
+    assert result.state == BuildState.SUCCEEDED
+    logged = builder.log_path(result.id).read_text()
+    assert len(logged) < 1200 and "log truncated" in logged and logged.endswith("succeeded: revision 1\n")
+
+
+def test_only_the_newest_build_logs_of_an_app_are_kept(builder: Builder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(builds_module, "KEEP_BUILD_LOGS", 2)
+    made = [build(builder, context(index=str(n)))[1].id for n in range(4)]
+    other = build(builder, context(index="x"), app="api")[1].id
+    assert [builder.log_path(n).exists() for n in [*made, other]] == [False, False, True, True, True]
+
+
+def test_a_log_that_cannot_be_written_neither_stops_the_build_nor_keeps_its_slot(
+    builder: Builder, engine: Engine, tmp_path: Path
+) -> None:
+    builder.log_path = lambda build_id: tmp_path / "no-such-dir" / f"{build_id}.log"  # type: ignore[method-assign]
+    lines, result = build(builder, context(index="v1"))
+    assert result.state == BuildState.SUCCEEDED and lines
+    builder.claim("acme", "web").release()
+    assert not list(builder.directory.glob("context-*"))
+
+
+def test_a_tenant_deleted_during_its_build_still_ends_the_stream_and_frees_the_slot(
+    builder: Builder, store: FakeRuntime, engine: Engine
+) -> None:
+    async def scenario() -> BuildRead:
+        store.build_gate = asyncio.Event()
+        job = await start(builder, context(index="v1"))
+        with db.session(engine) as session:
+            tenancy.delete_tenant(session, "op", "acme")
+        store.build_gate.set()
+        items = [item async for item in job.events()]
+        assert isinstance(items[-1], BuildRead)
+        return items[-1]
+
+    result = asyncio.run(asyncio.wait_for(scenario(), 10))  # it waited forever when the end was not queued
+    assert result.state == BuildState.FAILED and result.message and "acme" in result.message
+    assert builder._building == set()
+    assert not list(builder.directory.glob("context-*"))
+
+
+def test_an_unexpected_error_fails_the_build_saying_so_not_that_its_client_went_away(
+    builder: Builder, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(builder, "_deploy_revision", broken)
+    _, result = build(builder, context(index="v1"))
+    assert (result.state, result.message) == (BuildState.FAILED, builds_module.INTERNAL)
+    with db.session(engine) as session:
+        [row] = builds.list_builds(session, None)
+    assert (row.state, row.message) == (BuildState.FAILED, builds_module.INTERNAL)
+    builder.claim("acme", "web").release()
+
+
+def test_the_stream_ends_when_the_build_task_ends_without_a_last_item() -> None:
+    async def scenario() -> list[object]:
+        async def dies() -> BuildRead:
+            raise RuntimeError("gone")
+
+        queue: asyncio.Queue[str | BuildRead] = asyncio.Queue()
+        queue.put_nowait("a line")
+        job = BuildJob(1, asyncio.create_task(dies()), queue)
+        items: list[object] = [item async for item in job.events()]
+        with pytest.raises(RuntimeError):
+            await job.result()
+        return items
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 5)) == ["a line"]
+
+
+def test_a_cancel_once_the_image_is_built_deploys_and_records_it_as_deployed(
+    builder: Builder, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, proceed = threading.Event(), threading.Event()
+    deploy = builder._deploy_revision
+
+    def slow(*args: object) -> int:
+        entered.set()
+        proceed.wait(5)
+        return deploy(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builder, "_deploy_revision", slow)
+
+    async def scenario() -> BuildRead:
+        job = await start(builder, context(index="v1"))
+        await asyncio.to_thread(entered.wait, 5)
+        job.task.cancel()  # the client went away while the deploy runs in its thread
+        await asyncio.sleep(0.05)
+        proceed.set()
+        return await job.result()
+
+    result = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert (result.state, result.revision, result.message) == (BuildState.SUCCEEDED, 1, None)
+    assert app_of(engine).image == result.image
+
+
+def test_a_prune_failure_is_only_logged_and_a_succeeded_builds_message_is_not_unchanged(
+    builder: Builder, store: FakeRuntime
+) -> None:
+    store.fail("images", EngineError("the engine hiccuped"))
+    _, result = build(builder, context(index="v1"))
+    assert (result.state, result.message, result.unchanged) == (BuildState.SUCCEEDED, None, False)
+    assert not result.model_copy(update={"message": "pruning failed"}).unchanged
+    _, again = build(builder, context(index="v1"))
+    assert again.unchanged
+
+
+def test_an_unchanged_build_records_its_commit_so_pushing_it_again_builds_nothing(
+    builder: Builder, engine: Engine
+) -> None:
+    build(builder, context(index="v1"), commit="aaaaaaa")
+    _, again = build(builder, context(index="v1"), commit="bbbbbbb")
+    assert again.unchanged
+    assert app_of(engine).commit == "bbbbbbb"
+
+
+def test_a_tenant_runs_two_builds_at_once_and_the_platform_four(builder: Builder, engine: Engine) -> None:
+    with db.session(engine) as session:
+        for name in ("t3", "t4"):
+            tenancy.create_tenant(session, "op", TenantCreate(name=name))
+    first, _ = builder.claim("acme", "a"), builder.claim("acme", "b")
+    with pytest.raises(Busy, match="tenant 'acme' runs 2 builds already"):
+        builder.claim("acme", "c")
+    builder.claim("other", "a")
+    builder.claim("t3", "a")
+    with pytest.raises(Busy, match="the platform runs 4 builds already"):
+        builder.claim("t4", "a")
+    first.release()
+    builder.claim("t4", "a")
+    assert STATUS[Busy] == 429
+
+
+def test_builds_are_refused_without_the_disk_for_a_context_or_an_engine(
+    builder: Builder, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.disk_usage
+    monkeypatch.setattr(builds_module.shutil, "disk_usage", lambda path: real(path)._replace(free=100 * 1024**2))
+    with pytest.raises(Unavailable, match="100 MiB free for builds"):
+        builder.claim("acme", "web")
+    engineless = Builder(engine, None, tmp_path / "b", platform_domain=DOMAIN)
+    with pytest.raises(Unavailable, match="builds need the host's Docker engine"):
+        engineless.claim("acme", "web")
+    assert STATUS[Unavailable] == 503
+
+
+def test_an_engine_that_does_not_answer_at_the_start_is_unavailable(builder: Builder, store: FakeRuntime) -> None:
+    builder.platform = "p1"
+    store.fail("ensure_network", EngineUnavailable("the fake engine does not answer"))
+    with pytest.raises(Unavailable, match="the build engine does not answer"):
+        asyncio.run(start(builder, context(index="v1")))
+    builder.claim("acme", "web").release()
+
+
+def test_a_new_app_past_the_plan_is_refused_before_its_context_is_uploaded(builder: Builder) -> None:
+    for name in ("a", "b", "c"):
+        build(builder, context(index=name), app=name)
+    slot = builder.claim("acme", "d")
+    with pytest.raises(QuotaExceeded, match="apps quota"):
+        builder.admit(slot)
+    builder.admit(builder.claim("other", "d"))  # another tenant's plan has room
+
+
+def test_a_builds_run_steps_join_its_tenants_own_network(builder: Builder, store: FakeRuntime) -> None:
+    builder.platform = "platform-id-long"
+    build(builder, context(index="v1"))
+    build(builder, context(index="v1"), tenant="other")
+    assert store.build_networks == ["strata-platform-acme", "strata-platform-other"]
+    assert store._networks["strata-platform-acme"] == {"strata.platform": "platform-id-long", "strata.tenant": "acme"}

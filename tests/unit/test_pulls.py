@@ -244,3 +244,69 @@ def test_a_login_is_stored_encrypted_and_checked(world: World, tmp_path: Path) -
     key.chmod(0o644)
     with pytest.raises(Exception, match="read by others"):
         SecretBox(key).encrypt("x")
+
+
+def test_an_engine_error_while_resolving_holds_the_app_without_a_pull_and_it_resolves_next_pass(world: World) -> None:
+    world.deploy("strata/hello")
+    world.store.fail("image")  # the store does not answer this once
+
+    async def scenario() -> None:
+        await world.passes(1)
+        assert world.store.running() == [] and world.store.calls["pull"] == 0  # no pull, no instances
+        assert world.reconciler.pulls is not None and world.reconciler.pulls.progress() == {}
+        await world.passes(2)
+
+    run(scenario)
+    assert world.store.calls["pull"] == 0 and world.problem() is None
+    assert world.images_of() == {image_id(world.store, "strata/hello")}
+
+
+@pytest.mark.parametrize(
+    ("reference", "remedy"),
+    [
+        ("strata/static", "`strata images bootstrap`"),
+        ("docker.io/strata/hello:latest", "`strata images bootstrap`"),
+        ("strata/tools:1", "`strata images load FILE.tar`"),
+    ],
+)
+def test_the_platforms_own_references_are_never_pulled_from_a_registry(
+    world: World, reference: str, remedy: str
+) -> None:
+    for sample in ("strata/static", "strata/hello"):
+        world.store.remove_image(sample)  # not bootstrapped (or removed)
+    hub = b"someone else's image on Docker Hub"
+    for name in ("strata/static:latest", "strata/hello:latest", "strata/tools:1"):
+        world.store.registry[name] = (None, hub)  # anyone could push these names there
+    world.deploy(reference)
+    run(lambda: world.passes(3))
+    assert world.store.calls["pull"] == 0 and world.store.running() == []
+    assert world.problem() == f"{reference} is the platform's image and is not on the image store: {remedy}"
+    assert asyncio.run(world.store.image(reference)) is None  # the platform's tag was not taken over
+
+    world.store.add_image(reference)  # the operator bootstraps (or loads) it
+    run(lambda: world.passes(2))
+    assert world.images_of() == {image_id(world.store, reference)} and world.store.calls["pull"] == 0
+
+
+def test_what_is_kept_per_reference_goes_once_its_pulls_end(world: World) -> None:
+    world.login("acme", LOGIN_A)
+    world.deploy(PRIVATE)
+    run(lambda: world.passes(3))
+    assert world.reconciler.pulls is not None
+    assert world.images_of() == {image_id(world.store, PRIVATE)}
+    assert not world.reconciler.pulls._locks and not world.reconciler.pulls._in_flight
+
+
+def test_an_unusable_key_fails_the_pull_and_the_tenant_is_not_told_the_keys_path(world: World, tmp_path: Path) -> None:
+    world.login("acme", LOGIN_A)
+    readable = tmp_path / "elsewhere" / "secret.key"
+    readable.parent.mkdir()
+    readable.write_bytes(b"x" * 44)
+    readable.chmod(0o644)  # the operator's mistake
+    assert world.reconciler.pulls is not None
+    world.reconciler.pulls.secrets = SecretBox(readable)
+    world.deploy(PRIVATE)
+    run(lambda: world.passes(2))
+    problem = world.problem()
+    assert problem is not None and problem.startswith("ImagePullBackOff: Failed: ") and "an operator must" in problem
+    assert str(tmp_path) not in problem and "chmod" not in problem

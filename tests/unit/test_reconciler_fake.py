@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from hosting.paas import networks
 from hosting.paas.fake_runtime import FakeClock, FakeHealthChecker, FakePorts, FakeRuntime
 from hosting.paas.liveness import Liveness
 from hosting.paas.nodes import NODE_LOST_AFTER_SECONDS, NodeHandle, NodePool
@@ -464,3 +465,22 @@ def test_a_gone_tenants_network_is_swept_and_the_others_kept(world: World) -> No
     assert local.containers_of(tenant="acme") == []
     assert local.network_names() == [f"strata-{PLATFORM[:8]}-globex"]
     assert len(local.running()) == 3
+
+
+def test_a_tenants_network_is_kept_while_it_builds_even_with_no_app_to_run(world: World) -> None:
+    local = world.node("local")
+    reconciler = world.reconciler()
+    reconciler.building = lambda: {"acme"}  # its first build: no app yet, its RUN steps on its network
+
+    async def scenario() -> None:
+        name = networks.tenant_network(PLATFORM, "acme")
+        await local.ensure_network(name, {"strata.platform": PLATFORM, "strata.tenant": "acme"})
+        reconciler._swept_at = world.clock.monotonic() - networks.SWEEP_SECONDS  # a sweep is due
+        await passes(reconciler)
+        assert local.network_names() == [f"strata-{PLATFORM[:8]}-acme"]
+        reconciler.building = set
+        reconciler._swept_at = world.clock.monotonic() - networks.SWEEP_SECONDS  # due again
+        await passes(reconciler)
+
+    run(scenario)
+    assert local.network_names() == []

@@ -4,6 +4,8 @@ Each becomes a `strata` CLI command run with the session's scoped token, so exit
 the CLI's, and the API decides what the token may do.
 """
 
+import re
+import shlex
 from dataclasses import dataclass
 
 USAGE = """\
@@ -14,6 +16,58 @@ git push ssh://TENANT@HOST:PORT/APP main builds and deploys; git clone reads wha
 (an operator names the tenant: apps TENANT, logs TENANT/APP, scale TENANT/APP N, ...)
 without a command, with a terminal (ssh -t): the console
 """
+
+
+REDACTED = "[redacted]"
+# An option whose value is a secret: the CLI's `-p`/`--password` (refused, but typed all the same), and any long
+# option named for one (`--token`, `--registry-password`, `--api-key`, ...); not a flag such as --password-stdin.
+_SECRET_LONG = re.compile(r"--(?:[a-z0-9]+-)*(?:password|passwd|pass|secret|token|api-key|apikey)", re.IGNORECASE)
+
+
+def redact(command: str) -> str:
+    """The SSH command as it may be audited or logged: the value of any option meant for a secret replaced
+    (`-p SECRET`, `-pSECRET`, `--password SECRET`, `--password=SECRET`, `--token ...`), the rest as typed. A
+    command that does not parse as words (an open quote) is cut after its first secret option."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        for found in re.finditer(r"\S+", command):
+            option = _secret_option(found.group())
+            if option is not None:
+                return f"{command[: found.start()]}{option} {REDACTED}"
+        return command
+    shown, hide, redacted = [], False, False
+    for word in words:
+        option = _secret_option(word)
+        if hide:
+            shown.append(REDACTED)
+            hide, redacted = False, True
+        elif option is None:
+            shown.append(shlex.quote(word))
+        elif option == word:
+            shown.append(shlex.quote(word))
+            hide = True  # its value is the next word
+        else:
+            shown.append(f"{shlex.quote(option)}{REDACTED}")
+            redacted = True
+    return " ".join(shown) if redacted else command
+
+
+def _secret_option(word: str) -> str | None:
+    """The option part of a word that is a secret option (`-p`, `--password`) or carries one's value
+    (`-pSECRET` -> `-p`, `--password=SECRET` -> `--password=`); None for any other word."""
+    if _is_secret_option(word):
+        return word
+    if word.startswith("-p") and not word.startswith("--"):
+        return "-p"  # -pSECRET, as click reads it
+    option, equals, _ = word.partition("=")
+    if equals and option.startswith("--") and _is_secret_option(option):
+        return f"{option}="
+    return None
+
+
+def _is_secret_option(word: str) -> bool:
+    return word == "-p" or _SECRET_LONG.fullmatch(word) is not None
 
 
 class UsageError(Exception):

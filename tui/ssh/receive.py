@@ -87,7 +87,7 @@ def _build(commit: str, tenant: str, app: str, client: StrataClient, out: IO[str
     if build is None or build.state != BuildState.SUCCEEDED:
         return _reject(out, (build.message if build else None) or "the build failed")
     url = f"http://{app}.{tenant}.localhost"
-    if build.message:  # "unchanged: ...": the commit built the very image that runs (only its files moved, say)
+    if build.unchanged:  # the commit built the very image that runs (only its files moved, say)
         print(f"-----> {build.message}; revision {build.revision} keeps serving at {url}", file=out)
         return Outcome(0, "unchanged", revision=build.revision)
     print(f"-----> {app} runs {commit[:7]} as revision {build.revision} at {url}", file=out)

@@ -28,7 +28,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from tenants.client import ApiError, StrataClient
-from tui.ssh.commands import Shell, UsageError, cli_arguments, shell_request
+from tui.ssh.commands import Shell, UsageError, cli_arguments, redact, shell_request
 from tui.ssh.git import (
     GitRefused,
     GitRequest,
@@ -108,8 +108,23 @@ class SshServer:
         await asyncio.to_thread(self.zygote.stop)
 
 
+class _RedactCommands(logging.Filter):
+    """asyncssh logs each exec request's command (`  Command: %s`, at INFO): logged with its secrets redacted."""
+
+    MESSAGES = ("  Command: %s", "  Forced command override: %s")  # after the connection's context
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(record.msg, str) and record.msg.endswith(self.MESSAGES) and isinstance(args, tuple) and args:
+            record.args = (redact(str(args[0])), *args[1:])
+        return True
+
+
 async def serve_ssh(host: str, port: int, host_key: Path, access: Access, home: Path) -> SshServer:
     """Listen on HOST:PORT; the host key is made on first start and kept (0600) at `host_key`."""
+    asyncssh_log = logging.getLogger("asyncssh")
+    if not any(isinstance(f, _RedactCommands) for f in asyncssh_log.filters):
+        asyncssh_log.addFilter(_RedactCommands())
     if not host_key.exists():
         key = asyncssh.generate_private_key("ssh-ed25519")
         key.write_private_key(str(host_key))
@@ -251,7 +266,8 @@ async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access
         code = 255
     finally:
         try:
-            await asyncio.to_thread(access.end, grant, peer, command or "console", code, time.monotonic() - started)
+            audited = redact(command) if command else "console"  # never a secret typed on the command line
+            await asyncio.to_thread(access.end, grant, peer, audited, code, time.monotonic() - started)
         finally:
             process.exit(code)
 
