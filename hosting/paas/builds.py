@@ -154,7 +154,8 @@ class Builder:
         """The app's build slot, or at once `Conflict` if a build of it runs, `Busy` if the tenant or the
         platform runs as many builds as it may, `Unavailable` without an engine or the disk for a context."""
         if self.store is None:
-            raise Unavailable("builds need the host's Docker engine: this daemon runs without it (--no-local-node)")
+            # how the daemon was started, as `_reachable` answers for images: a conflict with it, not an outage
+            raise Conflict("builds need the host's Docker engine: this daemon runs without it (--no-local-node)")
         key = (tenant, app)
         if key in self._building:
             raise Conflict(f"a build of {app} is running; wait for it to end (`strata builds list {tenant}`)")

@@ -1,9 +1,11 @@
 """The Docker engine restarts under the platform: it notices, reconnects, and brings every app back.
 
-The engine restarted is one the test starts for itself (its own data root, socket and pid file; no bridge or
-iptables of its own, so it does not disturb the engine the rest of the suite runs on): the platform reaches
-it through DOCKER_HOST, as the docker CLI would."""
+The engine restarted is one the test starts for itself (its own data root, socket, pid file and default
+bridge; no iptables rules), so it does not disturb the engine the rest of the suite runs on: the platform
+reaches it through DOCKER_HOST, as the docker CLI would. Its bridge is one the test makes: a dockerd started
+with `--bridge=none` deletes the host's `docker0`, the other engine's default bridge, as stale."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hosting.paas.subnets import free_subnet, host_routes
 from tenants.enums import InstanceState
 from tenants.schemas import InstanceRead
 from tests.containers import wait_for
@@ -27,13 +30,24 @@ class Engine:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = f"unix://{root / 'docker.sock'}"
+        self.bridge = f"strata-t{os.getpid() % 100000}"  # an interface name: 15 characters at most
         self.process: subprocess.Popen[bytes] | None = None
+
+    def make_bridge(self) -> None:
+        """The engine's default bridge, on a /24 no route of this host uses."""
+        gateway = free_subnet(host_routes()).replace(".0/", ".1/")
+        for command in (["add", self.bridge, "type", "bridge"], ["set", self.bridge, "up"]):
+            subprocess.run(["ip", "link", *command], check=True)
+        subprocess.run(["ip", "addr", "add", gateway, "dev", self.bridge], check=True)
+
+    def remove_bridge(self) -> None:
+        subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-             "--pidfile", str(self.root / "dockerd.pid"), "-H", self.url, "--bridge=none", "--iptables=false",
-             "--ip-masq=false"],
+             "--pidfile", str(self.root / "dockerd.pid"), "-H", self.url, f"--bridge={self.bridge}",
+             "--iptables=false", "--ip-masq=false"],
             stdout=subprocess.DEVNULL, stderr=open(self.root / "dockerd.log", "ab"),  # noqa: SIM115
         )  # fmt: skip
         wait_for(self.answers, timeout=60, what="the test's dockerd to answer")
@@ -60,13 +74,15 @@ class Engine:
 def engine() -> Iterator[Engine]:
     root = Path(tempfile.mkdtemp(prefix="strata-engine-", dir="/tmp"))  # short: a socket path's length is limited
     engine = Engine(root)
-    engine.start()
+    engine.make_bridge()
     try:
+        engine.start()
         yield engine
     finally:
         if engine.answers():
             engine.remove_all()
         engine.stop()
+        engine.remove_bridge()
         for mount in _mounts_under(root):  # what a container stopped with its engine may leave mounted
             subprocess.run(["umount", "-l", mount], check=False)
         shutil.rmtree(root, ignore_errors=True)

@@ -235,16 +235,17 @@ def test_images_load_an_archive_onto_the_nodes(platform: Daemon, tmp_path) -> No
 
 
 def test_an_app_whose_image_is_missing_is_reported_not_retried_in_a_hot_loop(platform: Daemon, unique: str) -> None:
-    """An image the platform lacks is pulled from its registry (Docker Hub here, which this machine cannot
-    reach): the failure names its reason, and is retried with backoff."""
-    deploy(platform, unique, AppSpec(image="strata/absent", replicas=1))
+    """An image the platform lacks is pulled from its registry (here one on loopback that does not answer): the
+    failure names its reason, and is retried with backoff."""
+    absent = "127.0.0.1:1/team/absent:1"
+    deploy(platform, unique, AppSpec(image=absent, replicas=1))
 
     def failures():  # type: ignore[no-untyped-def]
         with platform.operator() as api:
             return [e for e in api.events(unique) if e.action == "image.pull_failed"]
 
     [first, *_] = wait_for(failures, what="the failure event")
-    assert "strata/absent" in first.detail["message"] and first.detail["reason"] in ("Unreachable", "Unauthorized")
+    assert absent in first.detail["message"] and first.detail["reason"] == "Unreachable"
     __import__("time").sleep(2)
     assert len(failures()) <= 3  # backing off: 1 s, 2 s, 4 s ...
 
@@ -252,9 +253,23 @@ def test_an_app_whose_image_is_missing_is_reported_not_retried_in_a_hot_loop(pla
     shown = platform.cli("apps", "show", f"{unique}/web")
     assert shown.returncode == 0, shown.stderr
     [status] = [line for line in shown.stdout.splitlines() if line.startswith("status:")]
-    assert "ImagePullBackOff" in status and "strata/absent" in status and "again in" in status
+    assert "ImagePullBackOff: Unreachable" in status and absent in status and "again in" in status
     listed = platform.cli("apps", "list", unique)
     assert "0/1" in listed.stdout and "ImagePullBackOff" in listed.stdout
+
+
+def test_a_platform_image_the_store_lacks_is_never_pulled_and_says_how_to_get_it(platform: Daemon, unique: str) -> None:
+    """`strata/...` names the platform's own images: pulling one from Docker Hub could bring anyone's image."""
+    deploy(platform, unique, AppSpec(image="strata/absent", replicas=1))
+
+    def problem() -> str | None:
+        with platform.operator() as api:
+            return api.app(unique, "web").problem
+
+    text = wait_for(problem, what="the app's problem")
+    assert "strata/absent" in text and "platform's image" in text and "strata images" in text
+    with platform.operator() as api:
+        assert not [e for e in api.events(unique) if e.action.startswith("image.pull")]
 
 
 def test_an_instance_no_node_fits_stays_pending_saying_why(platform: Daemon, unique: str) -> None:
