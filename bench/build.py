@@ -229,6 +229,9 @@ def main() -> None:
             leftovers = run("docker", "ps", "-aq", f"--filter=label=strata.platform={platform}").split()
             if leftovers:
                 run("docker", "rm", "-f", *leftovers)
+            networks = run("docker", "network", "ls", "-q", f"--filter=label=strata.platform={platform}").split()
+            if networks:
+                run("docker", "network", "rm", *networks)
             built = run("docker", "images", "-q", f"--filter=reference=strata-build/{TENANT}/*").split()
             if built:
                 subprocess.run(["docker", "rmi", "-f", *set(built)], capture_output=True, check=False)

@@ -73,6 +73,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+        # What the tests' tenants pulled from it (gone with their tenants; no sweep removes pulled images yet).
+        pulled = docker("images", "-q", "--filter", f"reference={host}/*/*").split()
+        if pulled:
+            subprocess.run(["docker", "rmi", "-f", *set(pulled)], capture_output=True, check=False)
 
 
 def _answers(host: str) -> bool:
