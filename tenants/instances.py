@@ -38,6 +38,8 @@ class DesiredApp:
     requests_per_second: int  # the tenant's plan: the gateway's rate limit and body limit
     burst: int
     max_body_mib: int
+    https_redirect: bool = False  # the front door: plain HTTP answered with a 308 to https
+    hsts: bool = False  # the front door: Strict-Transport-Security on its HTTPS answers
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ def desired_apps(session: Session) -> list[DesiredApp]:
             requests_per_second=plan.requests_per_second,
             burst=plan.burst,
             max_body_mib=plan.max_body_mib,
+            https_redirect=app.https_redirect,
+            hsts=app.hsts,
         )
         for app, tenant, plan in rows
     ]

@@ -7,7 +7,7 @@ database type migration. Times are UTC and come back timezone-aware on every bac
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, TypeDecorator, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from tenants.enums import Isolation, TenantStatus
@@ -115,6 +115,9 @@ class App(SQLModel, table=True):
     updated_at: datetime = _time()
     problem: str | None = None  # written by the reconciler: why the app does not run as asked, in words
     commit: str | None = None  # the git commit its image was built from, when it was
+    # What the front door does for it over HTTPS: answer plain HTTP with a 308 to https; send HSTS.
+    https_redirect: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    hsts: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class SshKey(SQLModel, table=True):

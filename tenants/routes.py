@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """One app as the gateway must serve it: its hostnames, its ready instances, its tenant's limits."""
+    """One app as the gateway must serve it: its hostnames, its ready instances, its tenant's limits, and what
+    it asked of HTTPS (the last fields, with defaults, so a RouteSpec built with the first seven still is one)."""
 
     tenant: str
     app: str
@@ -18,3 +19,5 @@ class RouteSpec:
     requests_per_second: int
     burst: int
     max_body_bytes: int
+    redirect_https: bool = False  # answer plain-HTTP requests with a 308 to the same URL over https
+    hsts: bool = False  # add Strict-Transport-Security to the app's HTTPS answers

@@ -111,6 +111,8 @@ class AppSpec(BaseModel):
     env: Annotated[dict[str, str], Field(max_length=MAX_ENV_VARS)] = {}
     health_path: Annotated[str, Field(max_length=MAX_HEALTH_PATH)] | None = None
     hostnames: Annotated[list[str], Field(max_length=MAX_HOSTNAMES)] = []
+    https_redirect: bool = False  # the front door answers its plain-HTTP requests with a 308 to https
+    hsts: bool = False  # the front door adds Strict-Transport-Security to its HTTPS answers
 
     @field_validator("image")
     @classmethod

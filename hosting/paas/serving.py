@@ -1,4 +1,5 @@
-"""What the reconciler tells the front door: each app's hostnames, its ready endpoints, its tenant's limits."""
+"""What the reconciler tells the front door: each app's hostnames, its ready endpoints, its tenant's limits and
+what it asked of HTTPS."""
 
 from collections.abc import Iterable
 
@@ -25,6 +26,8 @@ def routes(desired: Iterable[DesiredApp], tracked: Iterable[Tracked]) -> list[Ro
             app.requests_per_second,
             app.burst,
             app.max_body_mib * MIB,
+            redirect_https=app.https_redirect,
+            hsts=app.hsts,
         )
         for app in desired
     ]

@@ -34,6 +34,12 @@ def apps_group() -> None:
 @click.option("--command", help="Command to run instead of the image's, as one shell-quoted string.")
 @click.option("--hostname", multiple=True, help="Extra hostname routed to the app (repeatable; replaces the list).")
 @click.option(
+    "--https-redirect/--no-https-redirect",
+    default=None,
+    help="Answer the app's plain-HTTP requests with a 308 redirect to https [off].",
+)
+@click.option("--hsts/--no-hsts", default=None, help="Add Strict-Transport-Security to the app's HTTPS answers [off].")
+@click.option(
     "--build",
     "build_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -53,6 +59,8 @@ def deploy(
     health: str | None,
     command: str | None,
     hostname: tuple[str, ...],
+    https_redirect: bool | None,
+    hsts: bool | None,
     build_dir: Path | None,
     detach: bool,
     as_json: bool,
@@ -60,7 +68,8 @@ def deploy(
     """Create TENANT/APP, or change it: options not given keep their current value."""
     tenant, name = split_ref(ref)
     if build_dir is not None:
-        if image or env or unset_env or hostname or command or health or port or replicas or cpu or memory:
+        https = https_redirect is not None or hsts is not None
+        if image or env or unset_env or hostname or command or health or port or replicas or cpu or memory or https:
             fail("--build deploys the built image alone; change other settings with a separate `apps deploy`")
         return deploy_build(tenant, name, build_dir, as_json)
     with api() as client:
@@ -76,6 +85,8 @@ def deploy(
             "memory_mib": memory,
             "health_path": health,
             "command": shlex.split(command) if command is not None else None,
+            "https_redirect": https_redirect,
+            "hsts": hsts,
         }
         spec.update({key: value for key, value in given.items() if value is not None})
         spec["env"] = {
@@ -202,6 +213,8 @@ def _print(app: AppRead, as_json: bool) -> None:
             ("health", app.health_path or "TCP connect"),
             ("env", app.env),
             ("hostnames", app.hostnames),
+            ("https-redirect", "on" if app.https_redirect else "off"),
+            ("hsts", "on" if app.hsts else "off"),
             ("updated", app.updated_at),
         ]
     )
