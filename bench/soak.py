@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import strata_daemon
 from wrk_report import FAILURE_KINDS, parse
 
@@ -40,13 +41,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_ready(client: StrataClient, apps: list[tuple[str, str]], replicas: int) -> None:
+def wait_ready(client: StrataClient, gateway: int, apps: list[tuple[str, str]], replicas: int) -> None:
+    """Each app has `replicas` ready instances and the front door routes to it (HAProxy takes a reload, a
+    fraction of a second, to serve a new app)."""
     deadline = time.monotonic() + 120
     for tenant, app in apps:
-        while sum(i.state == "ready" for i in client.instances(tenant, app)) < replicas:
+        while sum(i.state == "ready" for i in client.instances(tenant, app)) < replicas or not _routed(
+            gateway, tenant, app
+        ):
             if time.monotonic() > deadline:
                 raise SystemExit(f"{tenant}/{app} did not get {replicas} ready instances")
             time.sleep(0.1)
+
+
+def _routed(gateway: int, tenant: str, app: str) -> bool:
+    answer = httpx.get(f"http://127.0.0.1:{gateway}/", headers={"Host": f"{app}.{tenant}.localhost"})
+    return answer.status_code == 200
 
 
 def wrk(gateway: int, tenant: str, app: str, connections: int, seconds: int) -> subprocess.Popen[str]:
@@ -91,7 +101,16 @@ def main() -> int:
         home, gateway = Path(scratch) / "home", free_port()
         admin = f"127.0.0.1:{free_port()}"
         daemon = strata_daemon.start(
-            home, "--local-node", "--gateway", f"127.0.0.1:{gateway}", "--gateway-admin", admin, "--ssh", "none"
+            home,
+            "--local-node",
+            "--gateway",
+            f"127.0.0.1:{gateway}",
+            "--gateway-admin",
+            admin,
+            "--ssh",
+            "none",
+            "--https",
+            "none",
         )
         platform = ""
         try:
@@ -105,7 +124,7 @@ def main() -> int:
                 apps = [(tenants[a % len(tenants)], f"app{a}") for a in range(args.apps)]
                 for tenant, app in apps:
                     client.deploy(tenant, app, SPEC)
-                wait_ready(client, apps, 2)
+                wait_ready(client, gateway, apps, 2)
 
                 per_app = max(1, args.connections // len(apps))
                 loads = [wrk(gateway, tenant, app, per_app, args.seconds) for tenant, app in apps]

@@ -1,13 +1,13 @@
-"""The HTTP front door: route table, reverse proxy, per-route metrics, rate limits.
+"""The front door's controller: HAProxy carries the bytes (`gateway.haproxy`), Python decides what it serves.
 
-It learns routes through one narrow interface the control plane fills (`Gateway.apply` with `RouteSpec`s),
+It learns routes through one narrow interface the control plane fills (`FrontDoor.apply` with `RouteSpec`s),
 and imports no `hosting`, no `tui`.
 """
 
-from gateway.admin import serve_admin
+from gateway.config import Listeners
+from gateway.frontdoor import FrontDoor
 from gateway.limits import Limits
 from gateway.metrics import Traffic
-from gateway.routes import RouteSpec
-from gateway.server import Gateway
+from tenants.routes import RouteSpec
 
-__all__ = ["Gateway", "Limits", "RouteSpec", "Traffic", "serve_admin"]
+__all__ = ["FrontDoor", "Limits", "Listeners", "RouteSpec", "Traffic"]

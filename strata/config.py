@@ -23,6 +23,9 @@ class Settings:
     docker_url: str  # this host's Docker engine (the `local` node), where DOCKER_HOST says, as for `docker`
     libvirt_uri: str | None  # VM nodes through libvirt too (driver `libvirt`), at this URI of this host
     scheduler: Strategy  # how placement orders the nodes that fit (STRATA_SCHEDULER: spread or binpack)
+    acme_directory: str | None = None  # an ACME server's directory URL: certificates for names not under .localhost
+    acme_email: str | None = None  # the ACME account's contact
+    acme_ca_bundle: Path | None = None  # CA certificates to trust for the ACME server's own HTTPS (a private CA)
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> "Settings":
@@ -35,6 +38,9 @@ class Settings:
             docker_url=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL,
             libvirt_uri=os.environ.get("STRATA_LIBVIRT_URI") or None,
             scheduler=_strategy(os.environ.get("STRATA_SCHEDULER") or Strategy.SPREAD),
+            acme_directory=os.environ.get("STRATA_ACME_DIRECTORY") or None,
+            acme_email=os.environ.get("STRATA_ACME_EMAIL") or None,
+            acme_ca_bundle=Path(bundle) if (bundle := os.environ.get("STRATA_ACME_CA_BUNDLE")) else None,
         )
 
     @property

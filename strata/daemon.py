@@ -1,15 +1,20 @@
 """`strata up`: one process that owns `STRATA_HOME` and runs the platform's parts on one event loop —
-the control API, the reconciler and the gateway (the SSH server joins it later) — and stops them together.
+the control API, the reconciler, the SSH server and the front door's controller — and stops them together.
+
+The front door itself is HAProxy, which the daemon starts (or adopts, serving since an earlier daemon) and
+feeds routes; a SIGTERM (a service manager's restart) leaves it serving for the next daemon, a SIGINT (Ctrl-C
+in a terminal: the person is ending the platform) stops it too.
 """
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
 import secrets
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -20,8 +25,12 @@ import uvloop
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from gateway import Gateway, serve_admin
-from gateway.feed import RouteFeed
+from gateway import FrontDoor, Listeners
+from gateway.acme import AcmeIssuer
+from gateway.certificates import Certificates
+from gateway.certs import CertStore, LocalCA
+from gateway.haproxy import HAProxyError
+from gateway.runtime import HAProxyError as RuntimeApiError
 from hosting.iaas import detect_accel
 from hosting.iaas.driver import HypervisorDriver
 from hosting.iaas.guest_image import find_node_image
@@ -35,7 +44,6 @@ from hosting.paas.reconciler import Reconciler
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
-from strata.gateway_workers import GatewayWorkers
 from strata.ssh_access import SshAccess
 from tenants import db, tokens
 from tenants.enums import Role
@@ -61,8 +69,9 @@ class DaemonError(Exception):
 class Options:
     api: Address | None = None  # the control API over TCP too (it is always on the unix socket)
     gateway: Address = ("127.0.0.1", 8080)
-    gateway_admin: Address | None = ("127.0.0.1", 9180)  # GET /metrics
-    gateway_workers: int = 1  # gateway processes sharing the gateway's port
+    https: Address | None = ("127.0.0.1", 8443)
+    gateway_admin: Address | None = ("127.0.0.1", 9180)  # GET /metrics (HAProxy's Prometheus exporter)
+    gateway_workers: int = 1  # HAProxy's threads
     ssh: Address | None = ("127.0.0.1", 2222)  # the console and tenant commands over SSH
     local_node: bool = True  # place containers on this host's Docker engine
 
@@ -76,19 +85,19 @@ def run(settings: Settings, options: Options) -> None:
         local = DockerRuntime("local", settings.docker_url)
         nodes = [NodeHandle(local, "local", settings.docker_url)] if options.local_node else []
         (settings.home / "logs").mkdir(exist_ok=True)
-        gateway = Gateway(settings.domain, access_log=settings.home / "logs" / "access.log")
-        feed = RouteFeed(settings.home / "gateway.sock") if options.gateway_workers > 1 else None
+        gateway = FrontDoor(
+            settings.home / "haproxy",
+            settings.domain,
+            Listeners(options.gateway, options.https, options.gateway_admin),
+            access_log=settings.home / "logs" / "access.log",
+            threads=options.gateway_workers,
+        )
+        certificates = _certificates(settings, gateway) if options.https else None
 
         def publish(routes: list[RouteSpec]) -> None:
             gateway.apply(routes)
-            if feed is not None:
-                feed.publish(routes)
-
-        async def drain(address: str) -> bool:
-            drained = [gateway.drain(address)]
-            if feed is not None:
-                drained.append(feed.drain(address, gateway.limits.drain_timeout))
-            return all(await asyncio.gather(*drained))
+            if certificates is not None:
+                certificates.want(gateway.hostnames(routes))
 
         reconciler = Reconciler(
             engine,
@@ -96,7 +105,7 @@ def run(settings: Settings, options: Options) -> None:
             NodePool(nodes),
             settings.scheduler,
             publish=publish,
-            drain=drain,
+            drain=gateway.drain,
             image_store=local if options.local_node else None,
             secrets=SecretBox(settings.secret_key_file),
         )
@@ -117,6 +126,7 @@ def run(settings: Settings, options: Options) -> None:
             pool=reconciler.pool,
             usage=reconciler.usage,
             gateway=gateway,
+            certificates=certificates,
             hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
             nudge=reconciler.nudge,
             builder=builder,
@@ -128,10 +138,36 @@ def run(settings: Settings, options: Options) -> None:
             sockets.append(_tcp_socket(options.api))
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(app, reconciler, hypervisors, gateway, feed, sockets, options, settings))
+                runner.run(_serve(app, reconciler, hypervisors, gateway, certificates, sockets, options, settings))
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
+
+
+def _certificates(settings: Settings, gateway: FrontDoor) -> Certificates:
+    """Certificates from the local CA under `ca/`, or over ACME when `STRATA_ACME_DIRECTORY` names a server
+    (its account key under `acme/`), kept under `certs/`; the front door answers ACME's challenges."""
+    acme = None
+    if settings.acme_directory:
+        (settings.home / "acme").mkdir(mode=0o700, exist_ok=True)
+        acme = AcmeIssuer(
+            settings.acme_directory,
+            settings.home / "acme" / "account.key",
+            gateway,
+            email=settings.acme_email,
+            ca_bundle=settings.acme_ca_bundle,
+        )
+    store = CertStore(settings.home / "certs")
+    return Certificates(store, LocalCA(settings.home / "ca"), gateway.serve_certificate, acme)
+
+
+async def _until(stopping: asyncio.Event, work: Coroutine[object, object, None]) -> None:
+    """Run `work` (which runs forever) until `stopping`."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait([task, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _hypervisors(engine: Engine, settings: Settings, reconciler: Reconciler) -> list[VmNodes]:
@@ -178,8 +214,8 @@ async def _serve(
     app: FastAPI,
     reconciler: Reconciler,
     hypervisors: list[VmNodes],
-    gateway: Gateway,
-    feed: RouteFeed | None,
+    gateway: FrontDoor,
+    certificates: Certificates | None,
     sockets: list[socket.socket],
     options: Options,
     settings: Settings,
@@ -188,13 +224,10 @@ async def _serve(
     period). Containers keep running across a stop: the next start adopts them.
     """
     try:
-        where = await gateway.listen(*options.gateway, reuse_port=feed is not None)
-        admin = await serve_admin(gateway, *options.gateway_admin) if options.gateway_admin else None
-    except OSError as exc:
-        raise DaemonError(
-            f"the gateway cannot listen: {exc.strerror}; choose another --gateway/--gateway-admin"
-        ) from None
-    log.info("gateway on http://%s:%d (apps at http://APP.TENANT.%s)", *where, gateway.table.domain)
+        await gateway.start()
+    except (HAProxyError, RuntimeApiError, OSError) as exc:
+        raise DaemonError(f"the front door cannot start: {exc}") from None
+    log.info("front door on http://%s:%d (apps at http://APP.TENANT.%s)", *options.gateway, settings.domain)
     ssh = None
     if options.ssh:
         try:
@@ -213,18 +246,20 @@ async def _serve(
     api = _ApiServer(config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    interrupted: list[int] = []
+
+    def stop(signum: int) -> None:
+        interrupted.append(signum)
+        stopping.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signum, stop, signum)
     serving = asyncio.create_task(api.serve(sockets=sockets))
     reconciling = asyncio.create_task(reconciler.run(stopping))
     tasks = [serving, reconciling]
     tasks.extend(asyncio.create_task(vm_nodes.run(stopping)) for vm_nodes in hypervisors)
-    if feed is not None:
-        await feed.start()
-        workers = GatewayWorkers(
-            options.gateway_workers - 1, where, gateway.table.domain, feed.path, settings.home / "logs" / "gateway.log"
-        )
-        tasks.append(asyncio.create_task(workers.run(stopping)))
+    if certificates is not None:
+        tasks.append(asyncio.create_task(_until(stopping, certificates.run())))
     log.info(
         "control API on %s; nodes: %s",
         ", ".join(map(_describe, sockets)),
@@ -238,11 +273,7 @@ async def _serve(
     await asyncio.gather(*tasks)
     for vm_nodes in hypervisors:
         await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
-    if feed is not None:
-        await feed.close()
-    await gateway.close()
-    if admin is not None:
-        admin.close()
+    await gateway.close(stop_haproxy=signal.SIGINT in interrupted)
     for node in reconciler.pool:
         await node.runtime.close()
     log.info("stopped")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import aiodocker
 
+from gateway.config import Files
+from gateway.haproxy import HAProxy
 from hosting.iaas import detect_accel, find_node_image
 from strata.config import Settings
 from tenants.client import ApiError, StrataClient
@@ -28,6 +30,7 @@ def run_checks(settings: Settings) -> list[Check]:
     return [
         _daemon(settings),
         asyncio.run(_docker()),
+        _front_door(settings),
         _qemu(),
         Check("accel", True, str(detect_accel())),
         _node_image(settings),
@@ -55,6 +58,19 @@ async def _docker() -> Check:
     tags = sorted(tag for image in images for tag in image.get("RepoTags") or [])
     listed = ", ".join(tags) or "no strata images yet"
     return Check("docker", True, f"engine {version['Version']}; images: {listed}", required=True)
+
+
+def _front_door(settings: Settings) -> Check:
+    """The HAProxy the front door runs on: its version, and whether one serves for this home now."""
+    try:
+        output = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_SECONDS)
+    except (OSError, subprocess.TimeoutExpired):
+        return Check("front door", False, "haproxy missing: run `make install` (Debian's haproxy)", required=True)
+    version = output.stdout.splitlines()[0].removeprefix("HAProxy version ").split(" ")[0]
+    files = Files(settings.home / "haproxy")
+    pid = HAProxy(files, settings.home / "logs" / "access.log", files.root / "haproxy.log").pid()
+    serving = f"serving (master pid {pid}, runtime API {files.runtime_socket})" if pid else "not running"
+    return Check("front door", True, f"HAProxy {version}; {serving}", required=True)
 
 
 def _node_image(settings: Settings) -> Check:

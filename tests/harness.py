@@ -28,6 +28,7 @@ class Daemon:
     port: int
     process: subprocess.Popen[bytes]
     gateway: str  # HOST:PORT
+    https: str
     admin: str
     ssh: str
     extra_env: dict[str, str]
@@ -59,10 +60,31 @@ class Daemon:
         )
 
     def stop(self) -> int:
-        """Stop as Ctrl-C would, and return the exit code."""
+        """Stop as Ctrl-C would (the front door stops with it), and return the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=15)
+        code = self.process.wait(timeout=15)
+        self.stop_front_door()
+        return code
+
+    def front_door_pid(self) -> int | None:
+        """HAProxy's master, if it runs (it outlives a daemon killed or stopped by SIGTERM)."""
+        try:
+            pid = int((self.home / "haproxy" / "haproxy.pid").read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if str(self.home).encode() in cmdline else None
+
+    def stop_front_door(self) -> None:
+        """End HAProxy by its pid if a test left it serving (a SIGKILLed daemon does)."""
+        pid = self.front_door_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def start_daemon(
@@ -78,11 +100,12 @@ def start_daemon(
     port = port or free_port()
     log = open(home.parent / f"{home.name}-daemon.log", "ab")  # noqa: SIM115 (the process owns it)
     node = "--local-node" if local_node else "--no-local-node"
-    gateway, admin, ssh = (f"127.0.0.1:{free_port()}" for _ in range(3))
-    listen = ["--api", f"127.0.0.1:{port}", "--gateway", gateway, "--gateway-admin", admin, "--ssh", ssh]
+    gateway, https, admin, ssh = (f"127.0.0.1:{free_port()}" for _ in range(4))
+    listen = ["--api", f"127.0.0.1:{port}", "--gateway", gateway, "--https", https, "--gateway-admin", admin]
+    listen += ["--ssh", ssh]
     env = env or {}
     process = subprocess.Popen([*STRATA, "up", *listen, node, *extra], env=_env(home, env), stdout=log, stderr=log)
-    daemon = Daemon(home, port, process, gateway, admin, ssh, env)
+    daemon = Daemon(home, port, process, gateway, https, admin, ssh, env)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:

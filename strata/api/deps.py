@@ -12,7 +12,8 @@ from sqlmodel import Session
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
-from gateway import Gateway
+from gateway import FrontDoor as Gateway
+from gateway.certificates import Certificates
 from hosting.paas.builds import Builder
 from hosting.paas.nodes import NodePool
 from hosting.paas.pulls import ImagePuller
@@ -40,6 +41,7 @@ class Platform:
     hypervisors: Mapping[str, VmNodes]
     nudge: Callable[[], None]
     builder: Builder | None = None  # builds from source (None: builds are refused)
+    certificates: Certificates | None = None  # HTTPS certificates (None: no HTTPS listener)
     pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
 
     def install(self, app: FastAPI) -> None:

@@ -29,21 +29,29 @@ def _address(value: str) -> tuple[str, int]:
     metavar="HOST:PORT",
     default="127.0.0.1:8080",
     show_default=True,
-    help="Where the gateway serves the apps (http://APP.TENANT.DOMAIN).",
+    help="Where the front door serves the apps over HTTP (http://APP.TENANT.DOMAIN).",
+)
+@click.option(
+    "--https",
+    "https_address",
+    metavar="HOST:PORT",
+    default="127.0.0.1:8443",
+    show_default=True,
+    help="Where the front door serves the apps over HTTPS (`none` turns it off).",
 )
 @click.option(
     "--gateway-admin",
     metavar="HOST:PORT",
     default="127.0.0.1:9180",
     show_default=True,
-    help="The gateway's admin listener (GET /metrics).",
+    help="The front door's admin listener (GET /metrics: HAProxy's Prometheus exporter).",
 )
 @click.option(
     "--gateway-workers",
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Gateway processes sharing its port (SO_REUSEPORT), each with the same routes.",
+    help="Threads of the front door (HAProxy's nbthread).",
 )
 @click.option(
     "--ssh",
@@ -62,6 +70,7 @@ def _address(value: str) -> tuple[str, int]:
 def up(
     api_address: str | None,
     gateway_address: str,
+    https_address: str,
     gateway_admin: str,
     gateway_workers: int,
     ssh_address: str,
@@ -77,6 +86,7 @@ def up(
         options = daemon.Options(
             api=_address(api_address) if api_address else None,
             gateway=_address(gateway_address),
+            https=None if https_address == "none" else _address(https_address),
             gateway_admin=_address(gateway_admin),
             gateway_workers=gateway_workers,
             ssh=None if ssh_address == "none" else _address(ssh_address),

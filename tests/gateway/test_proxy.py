@@ -1,4 +1,6 @@
-"""The gateway over real sockets: routing, failure answers, streaming, upgrades, hostile input, limits."""
+"""The front door over real sockets — HAProxy driven by `FrontDoor` — routing, failure answers, streaming,
+upgrades, hostile input, limits. Where HAProxy answers differently from the Python gateway before it, and as
+safely, the expectation says so (docs/reliability.md lists each)."""
 
 import base64
 import hashlib
@@ -7,7 +9,6 @@ import os
 import socket
 import threading
 import time
-import tracemalloc
 
 import httpx
 import pytest
@@ -59,20 +60,23 @@ def test_requests_are_spread_over_the_instances(gw, backends) -> None:  # type: 
     assert names.count("one") == names.count("two") == 5
 
 
-def test_a_refused_instance_is_retried_for_get_and_502_for_post(gw, backends, dead) -> None:  # type: ignore[no-untyped-def]
+def test_a_refused_instance_is_retried_on_another_and_503_when_none_answers(gw, backends, dead) -> None:  # type: ignore[no-untyped-def]
     gw.apply(route("web", "acme", dead, backends["one"]))
-    assert all(get(gw, "web.acme.localhost").json()["name"] == "one" for _ in range(2))
+    assert all(get(gw, "web.acme.localhost").json()["name"] == "one" for _ in range(4))
+    # a refused connection carried no request: even a POST goes to another instance
+    posted = [httpx.post(gw.url + "/", content=b"x", headers={"Host": "web.acme.localhost"}) for _ in range(4)]
+    assert [answer.status_code for answer in posted] == [200] * 4
     gw.apply(route("web", "acme", dead, backends["one"]), route("api", "acme", dead))
-    posted = httpx.post(gw.url + "/", content=b"x", headers={"Host": "api.acme.localhost"})
-    assert posted.status_code == 502  # a POST is never sent twice
+    alone = httpx.post(gw.url + "/", content=b"x", headers={"Host": "api.acme.localhost"})
+    assert alone.status_code == 503 and alone.headers["retry-after"] == "1"  # HAProxy's answer: none reachable
 
 
 def test_an_instance_failing_in_a_row_is_ejected_for_a_while(gw, backends, dead) -> None:  # type: ignore[no-untyped-def]
     gw.apply(route("web", "acme", dead, backends["one"]))
     for _ in range(8):
-        get(gw, "web.acme.localhost")
-    endpoint = gw.gateway.table.endpoint(dead)
-    assert endpoint is not None and endpoint.ejected_until > time.monotonic()
+        assert get(gw, "web.acme.localhost").status_code == 200
+    state = gw.server("acme.web", dead)
+    assert state is not None and state["status"].startswith("DOWN"), state
 
 
 def test_a_slow_instance_is_504(gw, backends) -> None:  # type: ignore[no-untyped-def]
@@ -103,7 +107,7 @@ def test_forwarded_headers_are_added_and_hop_by_hop_ones_removed(gw, backends) -
     assert headers["host"] == "web.acme.localhost"
     assert headers["x-forwarded-for"] == "10.1.2.3, 127.0.0.1"
     assert headers["x-forwarded-proto"] == "http" and headers["x-forwarded-host"] == "web.acme.localhost"
-    assert headers["x-custom"] == "kept" and len(headers["x-request-id"]) == 16
+    assert headers["x-custom"] == "kept" and len(headers["x-request-id"]) >= 16
     assert not {"keep-alive", "te", "connection"} & set(headers)
 
 
@@ -118,10 +122,11 @@ def test_keep_alive_on_both_sides(gw, backends) -> None:  # type: ignore[no-unty
         for _ in range(5):
             assert client.get(gw.url, headers={"Host": "web.acme.localhost"}).status_code == 200
     deadline = time.monotonic() + 5
-    while gw.gateway.open_connections and time.monotonic() < deadline:  # the client closed its connection
+    while gw.open_connections() and time.monotonic() < deadline:  # the client closed its connection
         time.sleep(0.05)
-    assert gw.gateway.open_connections == 0
-    assert len(gw.gateway.table.endpoint(backends["one"]).idle) == 1  # one pooled upstream connection served all
+    assert gw.open_connections() == 0
+    server = gw.server("acme.web", backends["one"])
+    assert server is not None and int(server["connect"]) == 1 and int(server["reuse"]) == 4  # one upstream served all
 
 
 def test_chunked_download_and_upload(gw, backends) -> None:  # type: ignore[no-untyped-def]
@@ -133,28 +138,21 @@ def test_chunked_download_and_upload(gw, backends) -> None:  # type: ignore[no-u
     assert uploaded.text == f"{hashlib.sha256(b''.join(pieces)).hexdigest()} 16"
 
 
-def test_ten_mib_stream_both_ways_with_bounded_memory(gw, backends) -> None:  # type: ignore[no-untyped-def]
+def test_ten_mib_stream_both_ways(gw, backends) -> None:  # type: ignore[no-untyped-def]
     gw.apply(route("web", "acme", backends["one"]))
     size, block = 10 << 20, os.urandom(64 << 10)
-    tracemalloc.start()
-    try:
-        up = httpx.post(
-            gw.url + "/",
-            content=(block for _ in range(size // len(block))),
-            headers={"Host": "web.acme.localhost"},
-            timeout=60,
-        )
-        digest, received = hashlib.sha256(), 0
-        with httpx.stream("GET", gw.url + f"/bytes={size}", headers={"Host": "web.acme.localhost"}) as down:
-            for piece in down.iter_raw():
-                digest.update(piece)
-                received += len(piece)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    up = httpx.post(
+        gw.url + "/",
+        content=(block for _ in range(size // len(block))),
+        headers={"Host": "web.acme.localhost"},
+        timeout=60,
+    )
+    received = 0
+    with httpx.stream("GET", gw.url + f"/bytes={size}", headers={"Host": "web.acme.localhost"}) as down:
+        for piece in down.iter_raw():
+            received += len(piece)
     assert up.text == f"{hashlib.sha256(block * (size // len(block))).hexdigest()} {size}"
     assert received == size
-    assert peak < size // 2, f"peak {peak} bytes: something buffered a whole body"
 
 
 def test_head_and_expect_continue(gw, backends) -> None:  # type: ignore[no-untyped-def]
@@ -182,7 +180,7 @@ def test_a_websocket_echoes_through_the_gateway(gw, backends) -> None:  # type: 
             head += sock.recv(4096)
         assert head.startswith(b"HTTP/1.1 101 ")
         expected = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        assert b"Sec-WebSocket-Accept: " + expected in head
+        assert b"sec-websocket-accept: " + expected.lower() in head.lower()
         for text in (b"hello", b"through the gateway"):
             mask = os.urandom(4)
             sock.sendall(bytes([0x81, 0x80 | len(text)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(text)))
@@ -206,19 +204,22 @@ def test_a_websocket_echoes_through_the_gateway(gw, backends) -> None:  # type: 
             b"POST / HTTP/1.1\r\nHost: web.acme.localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
             b"400",
         ),
+        # both framings: HAProxy reads it as chunked (RFC 9112 6.3), drops Content-Length and waits for a chunk
+        # that never ends; nothing reaches the app
         (
             b"POST / HTTP/1.1\r\nHost: web.acme.localhost\r\nContent-Length: 3\r\n"
             b"Transfer-Encoding: chunked\r\n\r\nabc",
-            b"400",
+            b"408",
         ),
-        (b"GET / HTTP/1.1\r\nHost: web.acme.localhost\r\n" + b"X-Big: " + b"a" * 40_000 + b"\r\n\r\n", b"431"),
+        # a head past HAProxy's 16 KiB buffer, or past 101 header lines: 400 (the Python gateway said 431)
+        (b"GET / HTTP/1.1\r\nHost: web.acme.localhost\r\n" + b"X-Big: " + b"a" * 40_000 + b"\r\n\r\n", b"400"),
         (
             b"GET / HTTP/1.1\r\nHost: web.acme.localhost\r\n"
             + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
             + b"\r\n",
-            b"431",
+            b"400",
         ),
-        (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: web.acme.localhost\r\n\r\n", b"400"),
+        (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: web.acme.localhost\r\n\r\n", b"414"),
         (b"CONNECT web.acme.localhost:443 HTTP/1.1\r\nHost: web.acme.localhost\r\n\r\n", b"405"),
         # a chunked body promised and never sent: the client's delay (408), not the app's (504)
         (b"POST / HTTP/1.1\r\nHost: web.acme.localhost\r\nTransfer-Encoding: chunked\r\n\r\n", b"408"),
@@ -232,14 +233,18 @@ def test_hostile_requests_are_refused_and_the_gateway_keeps_serving(gw, backends
     assert get(gw, "web.acme.localhost").status_code == 200
 
 
-def test_an_absolute_form_target_routes_by_its_authority_not_the_host_header(gw, backends) -> None:  # type: ignore[no-untyped-def]
+def test_an_absolute_form_target_must_agree_with_the_host_header(gw, backends) -> None:  # type: ignore[no-untyped-def]
+    """HAProxy refuses an authority and a Host that disagree (the Python gateway routed by the authority)."""
     gw.apply(route("web", "acme", backends["one"]), route("web", "globex", backends["two"]))
-    answer = gw.raw(
+    refused = gw.raw(
         b"GET http://web.acme.localhost/path?q=1 HTTP/1.1\r\nHost: web.globex.localhost\r\nConnection: close\r\n\r\n"
     )
+    assert refused.startswith(b"HTTP/1.1 400 ") and b"one" not in refused and b"two" not in refused
+    answer = gw.raw(
+        b"GET http://web.acme.localhost/path?q=1 HTTP/1.1\r\nHost: web.acme.localhost\r\nConnection: close\r\n\r\n"
+    )
     body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-    assert body["name"] == "one" and body["path"] == "/path?q=1"
-    assert dict((k.lower(), v) for k, v in body["headers"])["host"] == "web.acme.localhost"
+    assert body["name"] == "one" and body["path"].endswith("/path?q=1")
 
 
 def test_slowloris_is_cut_off_by_the_header_timeout(gw, backends) -> None:  # type: ignore[no-untyped-def]
@@ -294,31 +299,39 @@ def test_an_instance_removed_mid_request_finishes_it_and_drains(gw, backends) ->
         time.sleep(0.2)
         gw.apply(route("web", "acme", backends["one"]))  # the slow instance leaves the table mid-request
         assert get(gw, "web.acme.localhost").json()["name"] == "one"  # new requests go to the new table
-        assert gw.run(gw.gateway.drain(slow)) is True  # returns once the in-flight request is done
+        assert gw.run(gw.front.drain(slow)) is True  # returns once the in-flight request is done
         worker.join()
         assert result["r"].status_code == 200 and result["r"].json()["name"] == "slow"
     finally:
         slow_server.shutdown()
 
 
-def test_metrics_count_each_route(gw, backends) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, seconds: float = 10.0):  # type: ignore[no-untyped-def]
+    """Poll `condition` until it returns something true (the access log is read once a second)."""
+    deadline = time.monotonic() + seconds
+    while not (result := condition()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
+
+
+def test_metrics_count_each_app(gw, backends) -> None:  # type: ignore[no-untyped-def]
     gw.apply(route("web", "acme", backends["one"]))
     for _ in range(3):
         get(gw, "web.acme.localhost")
     get(gw, "web.acme.localhost", "/slow=2", timeout=10)  # 504
-    text = gw.gateway.prometheus()
-    assert 'strata_gateway_requests_total{tenant="acme",app="web",code="2xx"} 3' in text
-    assert 'strata_gateway_requests_total{tenant="acme",app="web",code="5xx"} 1' in text
-    traffic = gw.gateway.traffic("acme", "web")
-    assert traffic.requests == 4 and traffic.error_rate == 0.25 and traffic.p50_ms is not None
+    text = gw.metrics()  # HAProxy's Prometheus exporter on the admin listener
+    assert 'haproxy_backend_http_responses_total{proxy="acme.web",code="2xx"} 3' in text
+    assert 'haproxy_backend_http_responses_total{proxy="acme.web",code="5xx"} 1' in text
+    traffic = wait_for(lambda: (t := gw.front.traffic("acme", "web")) and t.requests == 4 and t)
+    assert traffic and traffic.error_rate == 0.25 and traffic.p50_ms is not None
 
-    gw.apply(route("api", "acme", backends["one"]))  # web deleted
-    assert 'app="web"' not in gw.gateway.prometheus() and gw.gateway.traffic("acme", "web") is None
+    gw.apply(route("api", "acme", backends["one"]))  # web deleted: its traffic goes with it
+    assert wait_for(lambda: gw.front.traffic("acme", "web") is None)
 
 
-def test_the_gateways_own_answers_and_refusals_are_logged_and_counted(tmp_path, backends) -> None:  # type: ignore[no-untyped-def]
+def test_the_front_doors_own_answers_and_refusals_are_logged_and_counted(tmp_path, backends) -> None:  # type: ignore[no-untyped-def]
+    running = start_gateway(tmp_path, Limits(header_timeout=0.5))
     log = tmp_path / "access.log"
-    running = start_gateway(Limits(header_timeout=0.5), access_log=log)
     try:
         running.apply(route("web", "acme", backends["one"]))
         assert get(running, "nowhere.localhost").status_code == 404
@@ -326,17 +339,14 @@ def test_the_gateways_own_answers_and_refusals_are_logged_and_counted(tmp_path, 
         assert running.raw(b"GET / HTTP/1.1\r\nHost: web.acme.localhost\r\n").startswith(b"HTTP/1.1 408")
 
         def lines() -> list[dict]:  # type: ignore[type-arg]
-            return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+            return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
-        deadline = time.monotonic() + 10
-        while len(lines()) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)  # the log is flushed once a second
-        by_status = {line["status"]: line for line in lines()}
+        by_status = wait_for(lambda: len(found := {line["status"]: line for line in lines()}) >= 3 and found)
         assert set(by_status) == {404, 400, 408}
-        assert all(line["bytes"] > 0 for line in by_status.values())  # the page's body, not 0
-        assert by_status[400]["client"] == "127.0.0.1" and by_status[400]["tenant"] is None
-        text = running.gateway.prometheus()
-        for code in (404, 400, 408):
-            assert f'strata_gateway_unrouted_total{{code="{code}"}} 1' in text
+        assert by_status[404]["bytes"] > 0  # the page's body (HAProxy counts none for what never was a request)
+        assert by_status[400]["client"] == "127.0.0.1" and by_status[400]["tenant"] == "-"
+        assert by_status[404]["host"] == "nowhere.localhost" and by_status[404]["app"] == "-"
+        text = running.metrics()
+        assert 'haproxy_frontend_http_responses_total{proxy="strata",code="4xx"} 3' in text
     finally:
         stop_gateway(running)

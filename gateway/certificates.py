@@ -1,0 +1,135 @@
+"""Every hostname the front door serves gets a certificate, and keeps one.
+
+Where it comes from: a certificate the operator installed for that hostname wins and is never replaced; a
+name under `.localhost` (the default domain), or any name when no ACME directory is configured, is signed by the
+platform's local CA (Caddy's and mkcert's model); every other name is ordered over ACME (HTTP-01, answered by
+the front door). A certificate is renewed once a third of its lifetime is left. A failed order is recorded
+(`strata certs list` shows it), tried again later with a growing pause, and the app keeps serving over HTTP.
+
+Certificates live in the `CertStore` (0600 files under `STRATA_HOME`); one already there and not due is served
+as it is — a restart orders nothing.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gateway.acme import AcmeError, AcmeIssuer
+from gateway.certs import Certificate, CertificateError, CertStore, LocalCA, StoredCertificate, check_hostname
+from gateway.runtime import HAProxyError
+
+log = logging.getLogger(__name__)
+
+LOCAL_SUFFIX = ".localhost"
+CHECK_SECONDS = 600.0  # renewals are looked for this often (new hostnames at once)
+FIRST_RETRY = timedelta(minutes=1)
+LAST_RETRY = timedelta(hours=6)
+
+Serve = Callable[[Path], Awaitable[None]]  # load a combined PEM file into the front door
+
+
+class Certificates:
+    def __init__(
+        self,
+        store: CertStore,
+        local_ca: LocalCA,
+        serve: Serve,
+        acme: AcmeIssuer | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.local_ca = local_ca
+        self.serve = serve
+        self.acme = acme
+        self.clock = clock
+        self._wanted: set[str] = set()
+        self._retry_at: dict[str, tuple[datetime, timedelta]] = {}
+        self._changed = asyncio.Event()
+
+    def want(self, hostnames: Iterable[str]) -> None:
+        """These hostnames are served now: each gets a certificate (those no longer served keep theirs)."""
+        wanted = {name.lower() for name in hostnames if _valid_name(name.lower())}
+        if wanted - self._wanted:
+            self._changed.set()
+        self._wanted = wanted
+
+    def source_for(self, hostname: str) -> str:
+        return "acme" if self.acme is not None and not _is_local(hostname) else "local"
+
+    async def install(self, chain_pem: bytes, key_pem: bytes) -> StoredCertificate:
+        """An operator's certificate for its first hostname: checked, stored, served at once; never renewed."""
+        certificate = Certificate.from_pem(chain_pem, key_pem)
+        path = self.store.save(certificate, "operator")
+        await self.serve(path)
+        stored = self.store.get(certificate.hostnames[0])
+        assert stored is not None
+        return stored
+
+    async def run(self) -> None:
+        """Serve every stored certificate, then keep the wanted hostnames covered, forever."""
+        for stored in self.store.all():
+            if stored.certificate is not None:
+                await self._serve(stored.path)
+        while True:
+            await self.obtain_missing_and_due()
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), CHECK_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def obtain_missing_and_due(self) -> None:
+        """Order (or sign) a certificate for each wanted hostname that has none valid, or one due."""
+        now = self.clock()
+        for hostname in sorted(self._wanted):
+            stored = self.store.get(hostname)
+            if stored is not None and stored.source == "operator":
+                continue
+            if stored is not None and stored.certificate is not None and stored.certificate.renew_at() > now:
+                continue
+            retry = self._retry_at.get(hostname)
+            if retry is not None and retry[0] > now:
+                continue
+            await self._obtain(hostname, now)
+
+    async def _obtain(self, hostname: str, now: datetime) -> None:
+        try:
+            if self.source_for(hostname) == "acme":
+                assert self.acme is not None
+                chain, key = await self.acme.order([hostname])
+                certificate = Certificate.from_pem(chain, key)
+            else:
+                certificate = self.local_ca.issue([hostname], now=now)
+        except (AcmeError, CertificateError, OSError) as exc:
+            pause = min(self._retry_at.get(hostname, (now, FIRST_RETRY / 2))[1] * 2, LAST_RETRY)
+            self._retry_at[hostname] = (now + pause, pause)
+            self.store.record_error(hostname, str(exc))
+            log.warning("certificate for %s: %s (again in %s)", hostname, exc, pause)
+            return
+        self._retry_at.pop(hostname, None)
+        path = self.store.save(certificate, "acme" if self.source_for(hostname) == "acme" else "local")
+        await self._serve(path)
+        log.info("certificate for %s from %s, valid until %s", hostname, certificate.issuer, certificate.not_after)
+
+    async def _serve(self, path: Path) -> None:
+        """Load a stored certificate into the front door; one it cannot take now is loaded on its next reload
+        or restart (the crt-list names it) — logged, never fatal."""
+        try:
+            await self.serve(path)
+        except (HAProxyError, OSError) as exc:
+            log.error("serving certificate %s: %s", path.name, exc)
+
+
+def _is_local(hostname: str) -> bool:
+    return hostname == "localhost" or hostname.endswith(LOCAL_SUFFIX)
+
+
+def _valid_name(hostname: str) -> bool:
+    try:
+        check_hostname(hostname)
+    except CertificateError:
+        return False
+    return True

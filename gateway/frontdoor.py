@@ -1,0 +1,359 @@
+"""The front door's controller: it keeps HAProxy serving what the control plane publishes.
+
+`apply` takes the whole set of routes (cheap, synchronous, from the reconciler); a task converges HAProxy to
+the latest set through its runtime API — servers added and set ready, set to maintenance when they leave (their
+requests in flight finish; `drain` waits for that, then deletes them), map entries for hostnames and each
+tenant's limits — without a reload. A new app's backend is a structural change: the configuration is rendered
+again and HAProxy reloads seamlessly. After every change the configuration and maps on disk are rewritten and
+`state.json` records what HAProxy holds, so that a restarted HAProxy starts from it and the next daemon adopts it.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway import runtime, tls
+from gateway.accesslog import AccessLogReader
+from gateway.config import (
+    MAPS,
+    SERVER_OPTIONS,
+    Files,
+    Listeners,
+    backend_name,
+    map_lines,
+    pages,
+    render,
+)
+from gateway.haproxy import HAProxy
+from gateway.limits import Limits
+from gateway.metrics import RouteMetrics, Traffic
+from tenants.routes import RouteSpec
+
+log = logging.getLogger(__name__)
+
+LOG_READ_SECONDS = 1.0
+WATCH_SECONDS = 1.0
+DRAIN_POLL_SECONDS = 0.05
+
+
+@dataclass
+class _State:
+    """What HAProxy holds: servers per backend, servers in maintenance awaiting deletion, and map entries."""
+
+    backends: dict[str, set[str]] = field(default_factory=dict)
+    draining: dict[str, str] = field(default_factory=dict)  # HOST:PORT → its backend
+    maps: dict[str, dict[str, str]] = field(default_factory=lambda: {name: {} for name in MAPS})
+    certificates: set[str] = field(default_factory=set)  # combined PEM files in the HTTPS listener's crt-list
+
+    def to_json(self) -> str:
+        backends = {name: sorted(servers) for name, servers in self.backends.items()}
+        data = {"backends": backends, "draining": self.draining, "maps": self.maps}
+        return json.dumps(data | {"certificates": sorted(self.certificates)}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "_State":
+        data = json.loads(text)
+        maps = {name: dict(data["maps"].get(name, {})) for name in MAPS}
+        backends = {k: set(v) for k, v in data["backends"].items()}
+        return cls(backends, dict(data["draining"]), maps, set(data.get("certificates", [])))
+
+
+class FrontDoor:
+    """HAProxy as the platform's front door. `start` before use; `close` leaves it serving unless told."""
+
+    def __init__(
+        self,
+        root: Path,
+        domain: str,
+        listeners: Listeners,
+        *,
+        access_log: Path,
+        threads: int = 1,
+        limits: Limits | None = None,
+    ) -> None:
+        self.domain = domain
+        self.files = Files(root)
+        self.listeners = listeners
+        self.threads = threads
+        self.limits = limits or Limits()
+        self.haproxy = HAProxy(self.files, access_log, root / "haproxy.log")
+        self._log = AccessLogReader(access_log)
+        self._metrics: dict[tuple[str, str], RouteMetrics] = {}
+        self._desired: list[RouteSpec] = []
+        self._state = _State()
+        self._generation = 0  # reloads so far: servers that went into maintenance before one are the old worker's
+        self._left_at: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        self._converged = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # the control plane's side
+
+    def apply(self, routes: Iterable[RouteSpec]) -> None:
+        """Serve exactly these routes from now on (converged in the background, in order)."""
+        self._desired = list(routes)
+        self._converged.clear()
+        self._changed.set()
+
+    async def settled(self) -> None:
+        """Wait until HAProxy serves the routes last applied."""
+        await self._converged.wait()
+
+    async def drain(self, address: str) -> bool:
+        """Wait until no request is in flight to `address`, which left the routes, then forget it; False if
+        the drain timeout passed first."""
+        await self.settled()
+        deadline = time.monotonic() + self.limits.drain_timeout
+        while (backend := self._state.draining.get(address)) is not None:
+            async with self._lock:
+                if await self._idle(backend, address) and await self._delete(backend, address):
+                    break
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        if self._left_at.pop(address, self._generation) < self._generation:  # a reload since: the old worker's
+            while await self.haproxy.old_workers():
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(DRAIN_POLL_SECONDS)
+        return True
+
+    def hostnames(self, routes: Iterable[RouteSpec]) -> set[str]:
+        """Every hostname `routes` serve: `<app>.<tenant>.<domain>` and each app's extra ones."""
+        return {host.lower() for r in routes for host in (f"{r.app}.{r.tenant}.{self.domain}", *r.hostnames)}
+
+    def traffic(self, tenant: str, app: str) -> Traffic | None:
+        metrics = self._metrics.get((tenant, app))
+        return metrics.traffic() if metrics else None
+
+    # ACME's HTTP-01 challenges (gateway.acme's ChallengeBoard)
+
+    async def publish(self, token: str, key_authorization: str) -> None:
+        async with self._lock:
+            await self._set_map("challenges", {**self._state.maps["challenges"], token: key_authorization})
+            self._save()
+
+    async def withdraw(self, token: str) -> None:
+        async with self._lock:
+            entries = dict(self._state.maps["challenges"])
+            entries.pop(token, None)
+            await self._set_map("challenges", entries)
+            self._save()
+
+    # certificates (gateway.certificates)
+
+    async def serve_certificate(self, path: Path) -> None:
+        """Serve the combined PEM at `path` on HTTPS at once (for the hostnames it names), or its new content."""
+        if self.listeners.https is None:
+            return
+        async with self._lock:
+            known = str(path) in self._state.certificates
+            await tls.load(self.files.runtime_socket, self.files.certs, path, known)
+            self._state.certificates.add(str(path))
+            _write_atomically(self.files.certs, "".join(f"{p}\n" for p in sorted(self._state.certificates)))
+            self._save()
+
+    # life
+
+    async def start(self) -> None:
+        """Adopt the HAProxy a previous daemon left serving (reloading it with this configuration), or start
+        one; then keep converging, reading the access log, and restarting HAProxy should it die."""
+        self.files.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.files.root / "pages").mkdir(exist_ok=True)
+        for status, body in pages().items():
+            self.files.page(status).write_bytes(body)
+        tls.ensure_placeholder(self.files.default_cert)
+        state_file = self.files.root / "state.json"
+        if state_file.exists():
+            self._state = _State.from_json(state_file.read_text())
+        self._state.certificates = {p for p in self._state.certificates if Path(p).exists()}
+        _write_atomically(self.files.certs, "".join(f"{p}\n" for p in sorted(self._state.certificates)))
+        self._state.maps["challenges"] = {}  # an order cut off by a stop is ordered again
+        await self._write()
+        if self.haproxy.pid() is not None:
+            log.info("front door: adopting HAProxy (pid %s)", self.haproxy.pid())
+            await self.haproxy.reload()
+            self._generation += 1
+        else:
+            await self.haproxy.start()
+        self._tasks = [
+            asyncio.create_task(self._converge_forever()),
+            asyncio.create_task(self._read_log_forever()),
+            asyncio.create_task(self._watch_forever()),
+        ]
+
+    async def close(self, *, stop_haproxy: bool = False) -> None:
+        """Stop converging; HAProxy keeps serving (the next daemon adopts it) unless `stop_haproxy`."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if stop_haproxy:
+            await self.haproxy.stop()
+
+    # converging
+
+    async def _converge_forever(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            try:
+                async with self._lock:
+                    await self._converge(self._desired)
+            except (runtime.HAProxyError, OSError) as exc:
+                log.warning("front door: %s; trying again", exc)
+                await asyncio.sleep(WATCH_SECONDS)
+                self._changed.set()
+                continue
+            if not self._changed.is_set():
+                self._converged.set()
+
+    async def _converge(self, routes: list[RouteSpec]) -> None:
+        state = self._state
+        backends = {backend_name(r.tenant, r.app): set(r.endpoints) for r in routes}
+        maps = {
+            "hosts": {
+                host.lower(): backend_name(r.tenant, r.app)
+                for r in routes
+                for host in (f"{r.app}.{r.tenant}.{self.domain}", *r.hostnames)
+            },
+            "rates": {r.tenant: str(max(r.requests_per_second, r.burst)) for r in routes},
+            "bodies": {r.tenant: str(r.max_body_bytes) for r in routes},
+            "challenges": state.maps["challenges"],
+            "redirects": {backend_name(r.tenant, r.app): "1" for r in routes if r.redirect_https},
+            "hsts": {backend_name(r.tenant, r.app): "1" for r in routes if r.hsts},
+        }
+        if backends.keys() - state.backends.keys():
+            await self._reload(backends, maps)
+            return
+        for name, servers in backends.items():
+            for address in sorted(servers - state.backends[name]):
+                await self._add_server(name, address)
+        for name in ("rates", "bodies", "redirects", "hsts", "hosts"):
+            await self._set_map(name, maps[name])
+        for name, servers in state.backends.items():
+            for address in sorted(servers - backends.get(name, set())):
+                await runtime.expect(self.files.runtime_socket, f"set server {name}/{address} state maint")
+                servers.discard(address)
+                state.draining[address] = name
+                self._left_at[address] = self._generation
+        await self._write()
+
+    async def _reload(self, backends: dict[str, set[str]], maps: dict[str, dict[str, str]]) -> None:
+        """A structural change: the whole configuration again, and a seamless reload. Servers in maintenance
+        stay out of the new worker; the old one finishes their requests."""
+        previous = self._state
+        self._state = _State(
+            {name: set(servers) for name, servers in backends.items()},
+            {a: b for a, b in previous.draining.items() if a not in backends.get(b, set())},
+            maps,
+            previous.certificates,
+        )
+        for name, servers in previous.backends.items():
+            for address in servers - backends.get(name, set()):
+                self._state.draining[address] = name
+                self._left_at[address] = self._generation
+        await self._write()
+        await self.haproxy.reload()
+        self._generation += 1
+        # the new worker holds the draining servers in maintenance, with nothing in flight: forget them
+        for address, name in list(self._state.draining.items()):
+            await self._delete(name, address)
+        await self._write()
+
+    async def _add_server(self, backend: str, address: str) -> None:
+        socket = self.files.runtime_socket
+        if self._state.draining.get(address) == backend:  # it came back before its drain ended
+            del self._state.draining[address]
+        else:
+            await runtime.expect(socket, f"add server {backend}/{address} {address} {SERVER_OPTIONS}",
+                                 ok=("New server registered",))  # fmt: skip
+            await runtime.expect(socket, f"enable health {backend}/{address}")
+        await runtime.expect(socket, f"set server {backend}/{address} state ready")
+        self._state.backends[backend].add(address)
+
+    async def _set_map(self, name: str, entries: dict[str, str]) -> None:
+        current = self._state.maps[name]
+        path = self.files.map(name)
+        for key in sorted(current.keys() - entries.keys()):
+            await runtime.expect(self.files.runtime_socket, f"del map {path} {key}")
+        for key, value in sorted(entries.items()):
+            if key not in current:
+                await runtime.expect(self.files.runtime_socket, f"add map {path} {key} {value}")
+            elif current[key] != value:
+                await runtime.expect(self.files.runtime_socket, f"set map {path} {key} {value}")
+        self._state.maps[name] = dict(entries)
+
+    async def _idle(self, backend: str, address: str) -> bool:
+        for row in await runtime.stats(self.files.runtime_socket):
+            if row.get("pxname") == backend and row.get("svname") == address:
+                return row.get("scur") == "0" and row.get("qcur") in ("0", "")
+        return True  # not in the running worker (a reload since)
+
+    async def _delete(self, backend: str, address: str) -> bool:
+        answer = (await runtime.command(self.files.runtime_socket, f"del server {backend}/{address}")).strip()
+        if answer.startswith("Server deleted") or "No such" in answer or "Unknown" in answer:
+            self._state.draining.pop(address, None)
+            self._save()
+            return True
+        return False  # connections still open (idle ones close within moments)
+
+    async def _write(self) -> None:
+        """The configuration, maps and state as HAProxy holds them now: what a reload or restart starts from."""
+        state = self._state
+        for name in MAPS:
+            _write_atomically(self.files.map(name), map_lines(state.maps[name]))
+        servers = {name: set(addresses) for name, addresses in state.backends.items()}
+        config = render(self.files, self.listeners, servers, threads=self.threads, limits=self.limits)
+        candidate = self.files.config.with_suffix(".new")
+        _write_atomically(candidate, config)
+        if not self.files.config.exists() or self.files.config.read_text() != config:
+            await self.haproxy.check(candidate)
+        os.replace(candidate, self.files.config)
+        self._save()
+
+    def _save(self) -> None:
+        _write_atomically(self.files.root / "state.json", self._state.to_json())
+
+    # watching
+
+    async def _read_log_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_READ_SECONDS)
+            lines = await asyncio.to_thread(lambda: list(self._log.read()))
+            for line in lines:
+                tenant, app, status = line.get("tenant"), line.get("app"), line.get("status")
+                if tenant not in (None, "-") and app not in (None, "-") and isinstance(status, int):
+                    key = (tenant, app)
+                    metrics = self._metrics.get(key) or self._metrics.setdefault(key, RouteMetrics())
+                    metrics.observe(status, (line.get("ms") or 0) / 1000)
+            await asyncio.to_thread(self._log.rotate_if_full)
+            routed = {(r.tenant, r.app) for r in self._desired}
+            for key in self._metrics.keys() - routed:  # a deleted app's traffic goes with it
+                del self._metrics[key]
+
+    async def _watch_forever(self) -> None:
+        """Start HAProxy again, from the files, if it died."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            if self.haproxy.pid() is None:
+                log.warning("front door: HAProxy is gone; starting it again")
+                async with self._lock:
+                    try:
+                        await self.haproxy.start()
+                    except Exception as exc:  # noqa: BLE001 (logged; tried again next second)
+                        log.error("front door: %s", exc)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

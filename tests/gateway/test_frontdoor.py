@@ -1,0 +1,255 @@
+"""The front door's life with a real HAProxy: reloads and route changes under load fail no request, a new
+controller adopts the HAProxy an earlier one left serving, a dead HAProxy is started again, and HTTPS (the
+local CA, SNI, TLS versions, HTTP/2) is served from certificates loaded at run time."""
+
+import asyncio
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.certificates import Certificates
+from gateway.certs import CertStore, LocalCA
+from tenants.routes import RouteSpec
+from tests.gateway.backend import start_backend
+from tests.gateway.conftest import RunningGateway, route, start_gateway, stop_gateway
+
+LOAD_THREADS = 4
+
+
+class Load:
+    """Keep-alive clients requesting one app until stopped; every answer but a 200 from a backend is a failure."""
+
+    def __init__(self, url: str, host: str, *, verify: ssl.SSLContext | bool = True, sni: str | None = None) -> None:
+        self.url, self.host, self.verify, self.sni = url, host, verify, sni
+        self.answers: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(LOAD_THREADS)]
+
+    def __enter__(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        extensions = {"sni_hostname": self.sni} if self.sni else {}
+        with httpx.Client(verify=self.verify, timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.get(self.url, headers={"Host": self.host}, extensions=extensions)
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                    continue
+                if answer.status_code != 200:
+                    self.failures.append(f"{answer.status_code} {answer.text[:80]}")
+                else:
+                    self.answers[answer.json()["name"]] += 1
+
+
+@pytest.fixture
+def front(tmp_path: Path) -> Iterator[RunningGateway]:
+    running = start_gateway(tmp_path)
+    yield running
+    stop_gateway(running)
+
+
+@pytest.fixture(scope="module")
+def three() -> Iterator[list[str]]:
+    servers = [start_backend(name) for name in ("a", "b", "c")]
+    yield [address for _, address in servers]
+    for server, _ in servers:
+        server.shutdown()
+
+
+def test_reloads_for_new_apps_fail_no_request_under_load(front: RunningGateway, three: list[str]) -> None:
+    front.apply(route("web", "acme", three[0]))
+    with Load(front.url, "web.acme.localhost") as load:
+        for index in range(5):  # each new app's backend is a structural change: a reload
+            time.sleep(0.3)
+            front.apply(route("web", "acme", three[0]), *(route(f"app{i}", "acme", three[1]) for i in range(index + 1)))
+        time.sleep(0.3)
+    assert load.failures == []
+    assert sum(load.answers.values()) > 100
+    processes = front.run(front.front.haproxy._processes())
+    assert "6 [failed: 0]" in processes.split("\n")[1]  # the master: one reload per new app, none failed
+
+
+def test_a_rolling_change_of_instances_fails_no_request(front: RunningGateway, three: list[str]) -> None:
+    a, b, c = three
+    front.apply(route("web", "acme", a))
+    with Load(front.url, "web.acme.localhost") as load:
+        for before, after in ((a, b), (b, c), (c, a)):
+            time.sleep(0.2)
+            front.apply(route("web", "acme", before, after))  # the new instance is ready...
+            time.sleep(0.2)
+            front.apply(route("web", "acme", after))  # ...the old one leaves, and its requests finish
+            assert front.run(front.front.drain(before)) is True
+    assert load.failures == []
+    assert set(load.answers) == {"a", "b", "c"}
+
+
+def test_a_new_controller_adopts_the_haproxy_left_serving(tmp_path: Path, three: list[str]) -> None:
+    first = start_gateway(tmp_path)
+    first.apply(route("web", "acme", three[0]))
+    pid = first.front.haproxy.pid()
+    with Load(first.url, "web.acme.localhost") as load:
+        first.run(first.front.close())  # the daemon stops (SIGTERM): HAProxy keeps serving
+        time.sleep(0.5)
+        second = start_gateway(tmp_path, listeners=(first.address, first.https, first.admin))
+        time.sleep(0.5)
+    try:
+        assert load.failures == []
+        assert second.front.haproxy.pid() == pid  # the same master, reloaded: nothing was started anew
+        assert httpx.get(second.url, headers={"Host": "web.acme.localhost"}).json()["name"] == "a"
+        second.apply(route("web", "acme", three[1]))
+        assert httpx.get(second.url, headers={"Host": "web.acme.localhost"}).json()["name"] == "b"
+    finally:
+        stop_gateway(second)
+        first.loop.call_soon_threadsafe(first.loop.stop)
+
+
+def test_a_dead_haproxy_is_started_again_with_its_routes(front: RunningGateway, three: list[str]) -> None:
+    front.apply(route("web", "acme", three[0]))
+    pid = front.front.haproxy.pid()
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)  # master and workers: its own session
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(front.url, headers={"Host": "web.acme.localhost"}).json()["name"] == "a":
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        pytest.fail("HAProxy was not started again within 10 s")
+    assert front.front.haproxy.pid() not in (None, pid)
+
+
+# HTTPS
+
+
+def curl(front: RunningGateway, host: str, ca: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    port = front.https[1]
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "5", "--cacert", str(ca), "--resolve", f"{host}:{port}:127.0.0.1", *flags,
+         "-w", "\\n%{http_code} %{http_version}", f"https://{host}:{port}/"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def https(tmp_path: Path, front: RunningGateway) -> Iterator[tuple[Certificates, Path]]:
+    """Certificates from a local CA kept by a running `Certificates`, and the CA's file for clients."""
+    certificates = Certificates(CertStore(tmp_path / "certs"), LocalCA(tmp_path / "ca"), front.front.serve_certificate)
+    running = asyncio.run_coroutine_threadsafe(certificates.run(), front.loop)
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(certificates.local_ca.certificate_pem())
+    yield certificates, ca
+    running.cancel()
+
+
+def want(front: RunningGateway, certificates: Certificates, ca: Path, *hostnames: str) -> float:
+    """Ask for certificates for `hostnames` (on the loop's thread); the seconds until the first is served."""
+    started = time.monotonic()
+    front.loop.call_soon_threadsafe(certificates.want, hostnames)
+    while curl(front, hostnames[0], ca).returncode != 0 and time.monotonic() - started < 10:
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_an_app_is_served_over_https_by_sni_with_the_local_ca_on_http1_and_http2(
+    front: RunningGateway, three: list[str], https: tuple[Certificates, Path]
+) -> None:
+    certificates, ca = https
+    routes = [route("web", "acme", three[0], hostnames=("shop.example.localhost",)), route("api", "acme", three[1])]
+    front.apply(*routes)
+    assert want(front, certificates, ca, *sorted(front.front.hostnames(routes), reverse=True)) < 5
+    for flag, version in (("--http1.1", "1.1"), ("--http2", "2")):
+        answer = curl(front, "web.acme.localhost", ca, flag)
+        assert answer.returncode == 0 and answer.stdout.endswith(f"200 {version}"), answer
+    assert '"a"' in curl(front, "shop.example.localhost", ca).stdout  # an extra hostname: its own certificate
+    assert '"b"' in curl(front, "api.acme.localhost", ca).stdout
+    headers = curl(front, "web.acme.localhost", ca, "-o", "/dev/null", "-D", "-").stdout.lower()
+    assert "strict-transport-security" not in headers  # only for apps that ask for it
+    # a name with no certificate gets no handshake at all: never a default or another app's certificate
+    unknown = curl(front, "nothing.acme.localhost", ca, "-k")
+    assert unknown.returncode == 35 and "unrecognized name" in unknown.stderr
+    stored = {s.hostname: s for s in certificates.store.all()}
+    assert set(stored) == {"web.acme.localhost", "shop.example.localhost", "api.acme.localhost"}
+    assert all(s.source == "local" and s.path.stat().st_mode & 0o777 == 0o600 for s in stored.values())
+
+
+def test_only_tls_12_and_13_with_modern_ciphers(
+    front: RunningGateway, three: list[str], https: tuple[Certificates, Path]
+) -> None:
+    certificates, ca = https
+    front.apply(route("web", "acme", three[0]))
+    assert want(front, certificates, ca, "web.acme.localhost") < 5
+    for version, works in ((ssl.TLSVersion.TLSv1_1, False), (ssl.TLSVersion.TLSv1_2, True),
+                           (ssl.TLSVersion.TLSv1_3, True)):  # fmt: skip
+        context = ssl.create_default_context(cafile=str(ca))
+        context.minimum_version = context.maximum_version = version
+        if version == ssl.TLSVersion.TLSv1_1:
+            context.set_ciphers("ALL:@SECLEVEL=0")
+        try:
+            with context.wrap_socket(
+                socket.create_connection(front.https), server_hostname="web.acme.localhost"
+            ) as sock:
+                negotiated = sock.version(), sock.cipher()
+        except (ssl.SSLError, OSError):
+            negotiated = None
+        assert (negotiated is not None) == works, (version, negotiated)
+        if negotiated is not None:
+            assert "GCM" in negotiated[1][0] or "CHACHA20" in negotiated[1][0]
+
+
+def test_https_serves_a_rolling_change_without_failing_a_request(
+    front: RunningGateway, three: list[str], https: tuple[Certificates, Path]
+) -> None:
+    certificates, ca = https
+    a, b, _ = three
+    front.apply(route("web", "acme", a))
+    assert want(front, certificates, ca, "web.acme.localhost") < 5
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False  # the load connects to 127.0.0.1 with SNI from the Host header
+    url = f"https://127.0.0.1:{front.https[1]}/"
+    with Load(url, "web.acme.localhost", verify=context, sni="web.acme.localhost") as load:
+        time.sleep(0.3)
+        front.apply(route("web", "acme", a, b))
+        time.sleep(0.3)
+        front.apply(route("web", "acme", b))
+        assert front.run(front.front.drain(a)) is True
+        time.sleep(0.3)
+    assert load.failures == []
+    assert load.answers["a"] > 0 and load.answers["b"] > 0
+
+
+def test_an_app_may_redirect_http_to_https_and_send_hsts(
+    front: RunningGateway, three: list[str], https: tuple[Certificates, Path]
+) -> None:
+    certificates, ca = https
+    secure = RouteSpec("acme", "web", (), (three[0],), 10_000, 10_000, 1 << 20, redirect_https=True, hsts=True)
+    front.apply(secure, route("api", "acme", three[1]))
+    assert want(front, certificates, ca, "web.acme.localhost", "api.acme.localhost") < 5
+    plain = httpx.get(front.url + "/x?y=1", headers={"Host": "web.acme.localhost"})
+    assert plain.status_code == 308 and plain.headers["location"] == "https://web.acme.localhost/x?y=1"
+    assert httpx.get(front.url, headers={"Host": "api.acme.localhost"}).status_code == 200  # another app: as it was
+    headers = curl(front, "web.acme.localhost", ca, "-o", "/dev/null", "-D", "-").stdout.lower()
+    assert "strict-transport-security: max-age=31536000" in headers
+    headers = curl(front, "api.acme.localhost", ca, "-o", "/dev/null", "-D", "-").stdout.lower()
+    assert "strict-transport-security" not in headers
