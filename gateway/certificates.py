@@ -59,9 +59,12 @@ class Certificates:
     def source_for(self, hostname: str) -> str:
         return "acme" if self.acme is not None and not _is_local(hostname) else "local"
 
-    async def install(self, chain_pem: bytes, key_pem: bytes) -> StoredCertificate:
-        """An operator's certificate for its first hostname: checked, stored, served at once; never renewed."""
+    async def install(self, hostname: str, chain_pem: bytes, key_pem: bytes) -> StoredCertificate:
+        """An operator's certificate for `hostname` (and the others it names): checked, stored, served at once;
+        the platform never orders one for a name it covers."""
         certificate = Certificate.from_pem(chain_pem, key_pem)
+        if not certificate.covers(check_hostname(hostname)):
+            raise CertificateError(f"the certificate names {', '.join(certificate.hostnames)}, not {hostname}")
         path = self.store.save(certificate, "operator")
         await self.serve(path)
         stored = self.store.get(certificate.hostnames[0])
@@ -84,10 +87,12 @@ class Certificates:
     async def obtain_missing_and_due(self) -> None:
         """Order (or sign) a certificate for each wanted hostname that has none valid, or one due."""
         now = self.clock()
+        everything = self.store.all()
+        operators = [s.certificate for s in everything if s.source == "operator" and s.certificate is not None]
         for hostname in sorted(self._wanted):
-            stored = self.store.get(hostname)
-            if stored is not None and stored.source == "operator":
+            if any(certificate.covers(hostname) for certificate in operators):
                 continue
+            stored = self.store.get(hostname)
             if stored is not None and stored.certificate is not None and stored.certificate.renew_at() > now:
                 continue
             retry = self._retry_at.get(hostname)

@@ -93,6 +93,7 @@ class FrontDoor:
         self._converged = asyncio.Event()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.adopted = False  # `start` found HAProxy serving, left by an earlier daemon
 
     # the control plane's side
 
@@ -177,7 +178,8 @@ class FrontDoor:
         _write_atomically(self.files.certs, "".join(f"{p}\n" for p in sorted(self._state.certificates)))
         self._state.maps["challenges"] = {}  # an order cut off by a stop is ordered again
         await self._write()
-        if self.haproxy.pid() is not None:
+        self.adopted = self.haproxy.pid() is not None
+        if self.adopted:
             log.info("front door: adopting HAProxy (pid %s)", self.haproxy.pid())
             await self.haproxy.reload()
             self._generation += 1

@@ -235,7 +235,8 @@ async def _serve(
                 *options.ssh, settings.home / "ssh_host_key", SshAccess(reconciler.engine), settings.home
             )
         except OSError as exc:
-            raise DaemonError(f"the SSH server cannot listen: {exc.strerror}; choose another --ssh") from None
+            await gateway.close(stop_haproxy=not gateway.adopted)  # what a daemon that fails started, it stops
+            raise DaemonError(f"the SSH server cannot listen: {exc.strerror or exc}; choose another --ssh") from None
         log.info("SSH on %s:%d (ssh -p %d admin@%s)", *options.ssh, options.ssh[1], options.ssh[0])
     config = uvicorn.Config(
         app,

@@ -20,6 +20,8 @@ from tenants.schemas import (
     AppRead,
     AppSpec,
     BuildRead,
+    CertificateRead,
+    CertificateUpload,
     EventRead,
     Health,
     ImageRead,
@@ -350,6 +352,18 @@ class StrataClient:
     def revoke_token(self, token_id: int) -> None:
         self._call("DELETE", f"/tokens/{token_id}", None)
 
+    # HTTPS certificates
+    def certificates(self) -> list[CertificateRead]:
+        return self._call("GET", "/certs", list[CertificateRead])
+
+    def add_certificate(self, hostname: str, upload: CertificateUpload) -> CertificateRead:
+        """Serve HOSTNAME with an operator's certificate and key (PEM); the key is never read back."""
+        return self._call("PUT", f"/certs/{hostname}", CertificateRead, body=upload)
+
+    def local_ca(self) -> str:
+        """The local CA's certificate (PEM), to trust for apps under the default domain."""
+        return self._call("GET", "/ca", str)
+
     # audit log
     def events(self, tenant: str | None = None, limit: int = 100, before: int | None = None) -> list[EventRead]:
         params = {"tenant": tenant, "limit": limit, "before": before}
@@ -380,6 +394,8 @@ class StrataClient:
             raise _error(response)
         if result is None:
             return None
+        if result is str:  # a text answer (a PEM), not JSON
+            return response.text
         return TypeAdapter(result).validate_json(response.content)
 
 

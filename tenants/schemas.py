@@ -391,3 +391,22 @@ class BuildRead(BaseModel):
         """Whether the build succeeded without deploying: the app ran that very image already (its message
         then starts with `unchanged:`); any other message of a succeeded build is not this."""
         return self.state == BuildState.SUCCEEDED and (self.message or "").startswith(UNCHANGED_PREFIX)
+
+
+class CertificateRead(BaseModel):
+    """A hostname's certificate as `strata certs list` shows it: never its key."""
+
+    hostname: str
+    hostnames: list[str]  # every name it covers
+    source: str | None  # local (the platform's CA), acme, operator; None: none obtained yet
+    issuer: str | None
+    not_after: datetime | None
+    last_error: str | None
+
+
+class CertificateUpload(BaseModel):
+    """An operator's certificate (PEM, leaf first) and its private key (PEM); the key is stored 0600 and never
+    shown or logged."""
+
+    certificate_pem: Annotated[str, Field(min_length=1, max_length=64 * 1024)]
+    key_pem: Annotated[str, Field(min_length=1, max_length=16 * 1024, repr=False)]

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strata.api import (
     app_routes,
     build_routes,
+    cert_routes,
     credential_routes,
     errors,
     event_routes,
@@ -49,6 +50,7 @@ def create_app(platform: Platform) -> FastAPI:
         build_routes,
         credential_routes,
         registry_routes,
+        cert_routes,
         event_routes,
         runtime_routes,
         exec_routes,

@@ -5,6 +5,7 @@ import click
 from strata.cli.access_commands import keys_group, tokens_group
 from strata.cli.app_commands import apps_group
 from strata.cli.build_commands import builds_group
+from strata.cli.cert_commands import ca_group, certs_group
 from strata.cli.event_commands import events
 from strata.cli.platform_commands import console, doctor_command, up
 from strata.cli.registry_commands import registries_group
@@ -21,7 +22,7 @@ from strata.cli.tenant_commands import plans, tenants_group
 )
 @click.version_option(package_name="strata")
 def main(token: str | None) -> None:
-    """Strata: a self-hosted multi-tenant hosting platform (VMs, app containers, an HTTP gateway)."""
+    """Strata: a self-hosted multi-tenant hosting platform (VMs, app containers, an HTTP(S) front door)."""
 
 
 for command in (
@@ -34,6 +35,8 @@ for command in (
     builds_group,
     images_group,
     registries_group,
+    certs_group,
+    ca_group,
     nodes_group,
     keys_group,
     tokens_group,

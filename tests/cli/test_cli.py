@@ -172,8 +172,10 @@ def test_doctor_fails_when_the_daemon_is_down(tmp_path: Path) -> None:
 
 def test_doctor_reports_the_machine(daemon: Daemon) -> None:
     checks = {c["name"]: c for c in json.loads(ok(daemon.cli("doctor", "--json")))}
-    assert set(checks) == {"daemon", "docker", "qemu", "accel", "node image", "libvirt", "busybox-static"}
+    assert set(checks) == {"daemon", "docker", "front door", "qemu", "accel", "node image", "libvirt", "busybox-static"}
     assert checks["daemon"]["ok"] and "version" in checks["daemon"]["detail"]
+    door = checks["front door"]  # the HAProxy this daemon started, by its master's pid
+    assert door["ok"] and door["detail"].startswith("HAProxy 2.") and f"pid {daemon.front_door_pid()}" in door["detail"]
     assert checks["docker"]["ok"], checks["docker"]["detail"]
     assert checks["accel"]["detail"].startswith(("kvm", "tcg"))
     image = checks["node image"]  # the test daemon's home has none built

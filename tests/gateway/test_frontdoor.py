@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ import pytest
 from gateway.certificates import Certificates
 from gateway.certs import CertStore, LocalCA
 from tenants.routes import RouteSpec
-from tests.gateway.backend import start_backend
+from tests.gateway.backend import QuietServer, start_backend
 from tests.gateway.conftest import RunningGateway, route, start_gateway, stop_gateway
 
 LOAD_THREADS = 4
@@ -253,3 +254,57 @@ def test_an_app_may_redirect_http_to_https_and_send_hsts(
     assert "strict-transport-security: max-age=31536000" in headers
     headers = curl(front, "api.acme.localhost", ca, "-o", "/dev/null", "-D", "-").stdout.lower()
     assert "strict-transport-security" not in headers
+
+
+PAGE = (
+    b"<!doctype html><body><script>document.body.textContent = "
+    b'"protocol=" + performance.getEntriesByType("navigation")[0].nextHopProtocol</script></body>'
+)
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    """An app page that shows the protocol the browser reached it with."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+
+def test_a_browser_trusting_the_local_ca_loads_the_app_over_http2(
+    tmp_path: Path, front: RunningGateway, https: tuple[Certificates, Path]
+) -> None:
+    certificates, ca = https
+    page = QuietServer(("127.0.0.1", 0), PageHandler)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    try:
+        front.apply(route("web", "acme", f"127.0.0.1:{page.server_address[1]}"))
+        assert want(front, certificates, ca, "web.acme.localhost") < 5
+        url = f"https://web.acme.localhost:{front.https[1]}/"  # Chromium resolves *.localhost to loopback itself
+        untrusting = chromium(tmp_path / "untrusting", url)
+        assert "protocol=" not in untrusting  # a CA the browser was not told of: no page
+        trusting = tmp_path / "trusting"
+        nss = trusting / ".pki" / "nssdb"
+        nss.mkdir(parents=True)
+        subprocess.run(["certutil", "-d", f"sql:{nss}", "-N", "--empty-password"], check=True)
+        subprocess.run(["certutil", "-d", f"sql:{nss}", "-A", "-n", "strata", "-t", "C,,", "-i", str(ca)], check=True)
+        assert "protocol=h2" in chromium(trusting, url)
+    finally:
+        page.shutdown()
+
+
+def chromium(home: Path, url: str) -> str:
+    """The page's DOM after its scripts ran, as headless Chromium with `home` (its NSS trust store) saw it."""
+    home.mkdir(parents=True, exist_ok=True)
+    answer = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(home)}, check=False,
+    )  # fmt: skip
+    return answer.stdout

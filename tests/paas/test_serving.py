@@ -1,5 +1,9 @@
-"""Apps reached through the daemon's gateway: routed as soon as ready, and never a lost request in a roll."""
+"""Apps reached through the daemon's front door: routed as soon as ready, never a lost request in a roll, over
+HTTPS too, and across a restart of the daemon."""
 
+import json
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -29,14 +33,14 @@ def test_a_deployed_app_answers_through_the_gateway_and_reports_its_traffic(plat
     assert seen == instances  # both instances serve
     assert through_gateway(platform, f"{unique}.example.com").status_code == 200
 
-    with platform.operator() as api:
-        traffic = api.traffic(unique, "web")
+    with platform.operator() as api:  # read from the access log, once a second
+        traffic = wait_for(lambda: (t := api.traffic(unique, "web")).requests >= 8 and t, what="traffic")
         api.scale(unique, "web", 0)
-    assert traffic.requests >= 8 and traffic.error_rate == 0.0
+    assert traffic.error_rate == 0.0 and traffic.p50_ms is not None
     stopped = wait_for(lambda: (r := through_gateway(platform, host)).status_code == 503 and r, what="503")
     assert stopped.headers["retry-after"]
-    metrics = httpx.get(f"http://{platform.admin}/metrics").text
-    assert f'strata_gateway_requests_total{{tenant="{unique}",app="web",code="2xx"}}' in metrics
+    metrics = httpx.get(f"http://{platform.admin}/metrics").text  # HAProxy's exporter
+    assert f'haproxy_backend_http_responses_total{{proxy="{unique}.web",code="2xx"}}' in metrics
 
 
 def test_a_rolling_deploy_under_steady_load_loses_no_request(platform: Daemon, unique: str) -> None:
@@ -80,21 +84,68 @@ def test_a_rolling_deploy_under_steady_load_loses_no_request(platform: Daemon, u
     assert revisions["1"] and revisions["2"]  # the load really spanned the roll
 
 
-def test_gateway_workers_share_the_port_and_the_routes(tmp_path, unique: str) -> None:  # type: ignore[no-untyped-def]
-    daemon = start_daemon(tmp_path / "home", local_node=True, extra=("--gateway-workers", "3"))
+def test_https_with_the_local_ca_redirect_and_hsts_and_a_restart_that_fails_no_request(tmp_path, unique: str) -> None:  # type: ignore[no-untyped-def]
+    """Over HTTPS from the local CA (`strata ca export`), HTTP/2, an app's redirect and HSTS; then the daemon
+    restarts (SIGTERM, as a service manager does): HAProxy serves throughout, and the next daemon adopts it and
+    issues no certificate again."""
+    daemon = start_daemon(tmp_path / "home", local_node=True, extra=("--gateway-workers", "2"))
+    ca = tmp_path / "ca.pem"
     try:
         with daemon.operator() as api:
             assert api.bootstrap_images()
             api.create_tenant(TenantCreate(name=unique, plan="medium"))
-            api.deploy(unique, "web", HELLO)
+        deployed = daemon.cli("apps", "deploy", f"{unique}/web", "--image", "strata/hello", "--replicas", "2",
+                              "--memory", "64", "--https-redirect", "--hsts", "--detach")  # fmt: skip
+        assert deployed.returncode == 0, deployed.stderr
         ready(daemon, unique, "web", 2)
-        host = f"web.{unique}.localhost"
-        wait_for(lambda: all(through_gateway(daemon, host).status_code == 200 for _ in range(10)), what="routes")
-        answers = [through_gateway(daemon, host).status_code for _ in range(60)]  # a new connection each
-        with daemon.operator() as api:
-            seen_by_the_daemons_own_gateway = api.traffic(unique, "web").requests
-        assert answers == [200] * 60
-        assert seen_by_the_daemons_own_gateway < 60  # the other workers, fed the same routes, served the rest
+        exported = daemon.cli("ca", "export")
+        assert exported.returncode == 0 and exported.stdout.startswith("-----BEGIN CERTIFICATE-----")
+        ca.write_text(exported.stdout)
+        host, port = f"web.{unique}.localhost", daemon.https.split(":")[1]
+
+        def https(*flags: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["curl", "-sS", "--max-time", "5", "--cacert", str(ca), "--resolve", f"{host}:{port}:127.0.0.1",
+                 "-D", "-", *flags, f"https://{host}:{port}/"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+
+        answer = wait_for(lambda: (a := https("--http2")).returncode == 0 and a, what="a certificate")
+        assert answer.stdout.startswith("HTTP/2 200") and f"tenant={unique} app=web" in answer.stdout
+        assert "strict-transport-security: max-age=31536000" in answer.stdout.lower()
+        plain = through_gateway(daemon, host)
+        assert plain.status_code == 308 and plain.headers["location"] == f"https://{host}/"
+        listed = daemon.cli("certs", "list", "--json")
+        certificates = {c["hostname"]: c for c in json.loads(listed.stdout)}
+        assert certificates[host]["source"] == "local" and certificates[host]["last_error"] is None
+        assert "haproxy_process_nbthread 2" in httpx.get(f"http://{daemon.admin}/metrics").text
+
+        pid = daemon.front_door_pid()
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                result = https()
+                if result.returncode != 0 or not result.stdout.startswith("HTTP/2 200"):
+                    failures.append(result.stderr or result.stdout[:80])
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            daemon.process.send_signal(signal.SIGTERM)
+            assert daemon.process.wait(timeout=15) == 0
+            time.sleep(1)  # no daemon: HAProxy serves on
+            daemon = start_daemon(tmp_path / "home", daemon.port, local_node=True, like=daemon,
+                                  extra=("--gateway-workers", "2"))  # fmt: skip
+            time.sleep(1)
+        finally:
+            stop.set()
+            loader.join()
+        assert failures == []
+        assert daemon.front_door_pid() == pid  # adopted, not started anew
+        listed_again = json.loads(daemon.cli("certs", "list", "--json").stdout)
+        assert [c["not_after"] for c in listed_again] == [c["not_after"] for c in certificates.values()]
     finally:
         assert daemon.stop() == 0
         remove_everything_of(platform_id(daemon))

@@ -1,0 +1,68 @@
+"""`/certs` (the front door's HTTPS certificates; operators) and `/ca` (the local CA's certificate, for any
+caller to trust)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+
+from gateway.certificates import Certificates
+from gateway.certs import CertificateError, StoredCertificate
+from strata.api.deps import DB, Caller, Operator, get_platform
+from strata.api.deps import Platform as _Platform
+from tenants import audit
+from tenants.errors import Conflict, Invalid
+from tenants.schemas import CertificateRead, CertificateUpload
+
+router = APIRouter(tags=["certificates"])
+
+
+async def get_certificates(platform: Annotated[_Platform, Depends(get_platform)]) -> Certificates:
+    if platform.certificates is None:
+        raise Conflict("this daemon serves no HTTPS (started with --https none)")
+    return platform.certificates
+
+
+HttpsCertificates = Annotated[Certificates, Depends(get_certificates)]
+
+
+@router.get("/certs")
+def list_certificates(_: Operator, certificates: HttpsCertificates) -> list[CertificateRead]:
+    """Each hostname's certificate: where it came from, its issuer and expiry, and the last error ordering it."""
+    return [_read(stored) for stored in certificates.store.all()]
+
+
+@router.put("/certs/{hostname}", status_code=201)
+async def add_certificate(
+    session: DB, principal: Operator, hostname: str, upload: CertificateUpload, certificates: HttpsCertificates
+) -> CertificateRead:
+    """Serve HOSTNAME (and the other names the certificate holds) with this certificate at once; the platform
+    never replaces it. The key is kept 0600 and never shown. A certificate that does not name HOSTNAME, or whose
+    key does not match, is refused and changes nothing."""
+    try:
+        stored = await certificates.install(hostname, upload.certificate_pem.encode(), upload.key_pem.encode())
+    except CertificateError as exc:
+        raise Invalid(str(exc)) from None
+    audit.record(session, principal.actor, "certificate.add", hostname=hostname, issuer=stored.certificate and
+                 stored.certificate.issuer)  # fmt: skip
+    session.commit()
+    return _read(stored)
+
+
+@router.get("/ca", response_class=PlainTextResponse)
+def local_ca(_: Caller, certificates: HttpsCertificates) -> str:
+    """The local CA's certificate (PEM): trust it (`curl --cacert`, a browser's authorities) to reach apps
+    under the default domain over HTTPS."""
+    return certificates.local_ca.certificate_pem().decode()
+
+
+def _read(stored: StoredCertificate) -> CertificateRead:
+    certificate = stored.certificate
+    return CertificateRead(
+        hostname=stored.hostname,
+        hostnames=list(certificate.hostnames) if certificate else [stored.hostname],
+        source=stored.source,
+        issuer=certificate.issuer if certificate else None,
+        not_after=certificate.not_after if certificate else None,
+        last_error=stored.last_error,
+    )
