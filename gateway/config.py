@@ -120,7 +120,7 @@ def render(
         "    stats timeout 1m",
         f"    nbthread {threads}",
         "    log stdout len 16384 format raw local0 info",  # a whole line for the longest target (8 KiB)
-        f"    hard-stop-after {int(limits.drain_timeout)}s",
+        f"    hard-stop-after {int(limits.old_worker_timeout)}s",
         f"    ssl-default-bind-ciphers {CIPHERS}",
         f"    ssl-default-bind-ciphersuites {CIPHERSUITES}",
         "    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets",
@@ -141,7 +141,7 @@ def render(
         "    timeout tunnel 1h",
         "    retries 1",
         "    option redispatch 1",
-        "    retry-on conn-failure empty-response",
+        "    retry-on conn-failure",  # only what never reached an instance: an answer lost after is not replayed
         "",
         f"backend {RATE_TABLE}",
         "    stick-table type string len 64 size 100k expire 10s store http_req_rate(1s)",
@@ -198,8 +198,7 @@ def _frontend(files: Files, listeners: Listeners, limits: Limits) -> list[str]:
         "if { var(txn.acme) -m found }",
         f"    http-request set-var(txn.backend) var(txn.host),map({maps['hosts']})",
         "    http-request deny deny_status 404 unless { var(txn.backend) -m found }",
-        "    http-request redirect scheme https code 308 "
-        f"if !{{ ssl_fc }} {{ var(txn.backend),map({maps['redirects']}) -m found }}",
+        *_redirect(listeners, maps["redirects"]),
         f'    http-response set-header Strict-Transport-Security "max-age={HSTS_SECONDS}" '
         f"if {{ ssl_fc }} {{ var(txn.backend),map({maps['hsts']}) -m found }}",
         "    http-request set-var(txn.tenant) var(txn.backend),field(1,.)",
@@ -223,6 +222,17 @@ def _frontend(files: Files, listeners: Listeners, limits: Limits) -> list[str]:
         "    http-request set-var(txn.rid) req.hdr(x-request-id)",
         "    use_backend %[var(txn.backend)]",
         "",
+    ]
+
+
+def _redirect(listeners: Listeners, redirects: Path) -> list[str]:
+    """An app that asks for it is answered over HTTP with a 308 to the same URL on the HTTPS listener's port."""
+    if listeners.https is None:
+        return []
+    port = "" if listeners.https[1] == 443 else f":{listeners.https[1]}"
+    return [
+        f"    http-request redirect location https://%[var(txn.host)]{port}%[capture.req.uri] code 308 "
+        f"if !{{ ssl_fc }} {{ var(txn.backend),map({redirects}) -m found }}"
     ]
 
 

@@ -30,7 +30,7 @@ from gateway.config import (
     pages,
     render,
 )
-from gateway.haproxy import HAProxy
+from gateway.haproxy import HAProxy, HAProxyError
 from gateway.limits import Limits
 from gateway.metrics import RouteMetrics, Traffic
 from tenants.routes import RouteSpec
@@ -88,12 +88,13 @@ class FrontDoor:
         self._desired: list[RouteSpec] = []
         self._state = _State()
         self._generation = 0  # reloads so far: servers that went into maintenance before one are the old worker's
-        self._left_at: dict[str, int] = {}
+        self._since: dict[str, int] = {}  # HOST:PORT → the generation of the first worker that served it
         self._changed = asyncio.Event()
         self._converged = asyncio.Event()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.adopted = False  # `start` found HAProxy serving, left by an earlier daemon
+        self._doubtful = False  # a change failed half-way: reload from the files before anything else
 
     # the control plane's side
 
@@ -110,8 +111,12 @@ class FrontDoor:
     async def drain(self, address: str) -> bool:
         """Wait until no request is in flight to `address`, which left the routes, then forget it; False if
         the drain timeout passed first."""
-        await self.settled()
         deadline = time.monotonic() + self.limits.drain_timeout
+        try:
+            async with asyncio.timeout(self.limits.drain_timeout):
+                await self.settled()
+        except TimeoutError:
+            return False  # HAProxy is not taking changes: the instance may still be routed
         while (backend := self._state.draining.get(address)) is not None:
             async with self._lock:
                 if await self._idle(backend, address) and await self._delete(backend, address):
@@ -119,7 +124,8 @@ class FrontDoor:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(DRAIN_POLL_SECONDS)
-        if self._left_at.pop(address, self._generation) < self._generation:  # a reload since: the old worker's
+        # served by a worker of an earlier configuration too: that worker may still have requests for it
+        if self._since.pop(address, 0) < self._generation:
             while await self.haproxy.old_workers():
                 if time.monotonic() > deadline:
                     return False
@@ -139,6 +145,7 @@ class FrontDoor:
     async def publish(self, token: str, key_authorization: str) -> None:
         async with self._lock:
             await self._set_map("challenges", {**self._state.maps["challenges"], token: key_authorization})
+            self._write_maps()
             self._save()
 
     async def withdraw(self, token: str) -> None:
@@ -146,6 +153,7 @@ class FrontDoor:
             entries = dict(self._state.maps["challenges"])
             entries.pop(token, None)
             await self._set_map("challenges", entries)
+            self._write_maps()
             self._save()
 
     # certificates (gateway.certificates)
@@ -156,16 +164,41 @@ class FrontDoor:
             return
         async with self._lock:
             known = str(path) in self._state.certificates
-            await tls.load(self.files.runtime_socket, self.files.certs, path, known)
-            self._state.certificates.add(str(path))
-            _write_atomically(self.files.certs, "".join(f"{p}\n" for p in sorted(self._state.certificates)))
+            self._state.certificates.add(str(path))  # on disk first: a reload or restart serves it whatever follows
+            self._write_certificate_list()
             self._save()
+            try:
+                await tls.load(self.files.runtime_socket, self.files.certs, path, known)
+            except runtime.HAProxyError:
+                self._doubtful = True  # reloaded whole from the files by the next converge
+                self._changed.set()
+                raise
+
+    async def unserve_certificate(self, path: Path) -> None:
+        """Stop serving the certificate file at `path` (another certificate covers its names now)."""
+        async with self._lock:
+            if str(path) not in self._state.certificates:
+                return
+            self._state.certificates.discard(str(path))
+            self._write_certificate_list()
+            self._save()
+            try:
+                await tls.unload(self.files.runtime_socket, self.files.certs, path)
+            except runtime.HAProxyError:
+                self._doubtful = True
+                self._changed.set()
+                raise
+
+    def _write_certificate_list(self) -> None:
+        _write_atomically(self.files.certs, "".join(f"{p}\n" for p in sorted(self._state.certificates)))
 
     # life
 
     async def start(self) -> None:
         """Adopt the HAProxy a previous daemon left serving (reloading it with this configuration), or start
         one; then keep converging, reading the access log, and restarting HAProxy should it die."""
+        if any(c.isspace() or c in ";#'\"\\" for c in str(self.files.root)):
+            raise HAProxyError(f"{self.files.root}: HAProxy's files need a path without spaces, quotes, ; or #")
         self.files.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.files.root / "pages").mkdir(exist_ok=True)
         for status, body in pages().items():
@@ -175,7 +208,7 @@ class FrontDoor:
         if state_file.exists():
             self._state = _State.from_json(state_file.read_text())
         self._state.certificates = {p for p in self._state.certificates if Path(p).exists()}
-        _write_atomically(self.files.certs, "".join(f"{p}\n" for p in sorted(self._state.certificates)))
+        self._write_certificate_list()
         self._state.maps["challenges"] = {}  # an order cut off by a stop is ordered again
         await self._write()
         self.adopted = self.haproxy.pid() is not None
@@ -210,8 +243,11 @@ class FrontDoor:
             try:
                 async with self._lock:
                     await self._converge(self._desired)
-            except (runtime.HAProxyError, OSError) as exc:
-                log.warning("front door: %s; trying again", exc)
+            except (runtime.HAProxyError, HAProxyError, OSError) as exc:
+                # what HAProxy holds is in doubt (a command may have half-applied): the next try reloads it
+                # whole from the files, rendered from the routes wanted
+                log.warning("front door: %s; reloading it whole in a moment", exc)
+                self._doubtful = True
                 await asyncio.sleep(WATCH_SECONDS)
                 self._changed.set()
                 continue
@@ -233,8 +269,9 @@ class FrontDoor:
             "redirects": {backend_name(r.tenant, r.app): "1" for r in routes if r.redirect_https},
             "hsts": {backend_name(r.tenant, r.app): "1" for r in routes if r.hsts},
         }
-        if backends.keys() - state.backends.keys():
+        if backends.keys() - state.backends.keys() or self._doubtful:
             await self._reload(backends, maps)
+            self._doubtful = False
             return
         for name, servers in backends.items():
             for address in sorted(servers - state.backends[name]):
@@ -246,7 +283,6 @@ class FrontDoor:
                 await runtime.expect(self.files.runtime_socket, f"set server {name}/{address} state maint")
                 servers.discard(address)
                 state.draining[address] = name
-                self._left_at[address] = self._generation
         await self._write()
 
     async def _reload(self, backends: dict[str, set[str]], maps: dict[str, dict[str, str]]) -> None:
@@ -262,7 +298,6 @@ class FrontDoor:
         for name, servers in previous.backends.items():
             for address in servers - backends.get(name, set()):
                 self._state.draining[address] = name
-                self._left_at[address] = self._generation
         await self._write()
         await self.haproxy.reload()
         self._generation += 1
@@ -281,6 +316,7 @@ class FrontDoor:
             await runtime.expect(socket, f"enable health {backend}/{address}")
         await runtime.expect(socket, f"set server {backend}/{address} state ready")
         self._state.backends[backend].add(address)
+        self._since.setdefault(address, self._generation)
 
     async def _set_map(self, name: str, entries: dict[str, str]) -> None:
         current = self._state.maps[name]
@@ -295,7 +331,7 @@ class FrontDoor:
         self._state.maps[name] = dict(entries)
 
     async def _idle(self, backend: str, address: str) -> bool:
-        for row in await runtime.stats(self.files.runtime_socket):
+        for row in await runtime.stats(self.files.runtime_socket, backend):
             if row.get("pxname") == backend and row.get("svname") == address:
                 return row.get("scur") == "0" and row.get("qcur") in ("0", "")
         return True  # not in the running worker (a reload since)
@@ -311,8 +347,7 @@ class FrontDoor:
     async def _write(self) -> None:
         """The configuration, maps and state as HAProxy holds them now: what a reload or restart starts from."""
         state = self._state
-        for name in MAPS:
-            _write_atomically(self.files.map(name), map_lines(state.maps[name]))
+        self._write_maps()
         servers = {name: set(addresses) for name, addresses in state.backends.items()}
         config = render(self.files, self.listeners, servers, threads=self.threads, limits=self.limits)
         candidate = self.files.config.with_suffix(".new")
@@ -321,6 +356,10 @@ class FrontDoor:
             await self.haproxy.check(candidate)
         os.replace(candidate, self.files.config)
         self._save()
+
+    def _write_maps(self) -> None:
+        for name in MAPS:
+            _write_atomically(self.files.map(name), map_lines(self._state.maps[name]))
 
     def _save(self) -> None:
         _write_atomically(self.files.root / "state.json", self._state.to_json())
@@ -343,16 +382,20 @@ class FrontDoor:
                 del self._metrics[key]
 
     async def _watch_forever(self) -> None:
-        """Start HAProxy again, from the files, if it died."""
+        """Start HAProxy again, from the files, if it died. Judged under the lock, never mid-reload (its pid
+        file is rewritten then), and only once its master CLI is silent too: two HAProxys would split the port."""
         while True:
             await asyncio.sleep(WATCH_SECONDS)
-            if self.haproxy.pid() is None:
+            if self.haproxy.pid() is not None:
+                continue
+            async with self._lock:
+                if self.haproxy.pid() is not None or await self.haproxy.answers():
+                    continue
                 log.warning("front door: HAProxy is gone; starting it again")
-                async with self._lock:
-                    try:
-                        await self.haproxy.start()
-                    except Exception as exc:  # noqa: BLE001 (logged; tried again next second)
-                        log.error("front door: %s", exc)
+                try:
+                    await self.haproxy.start()
+                except (HAProxyError, runtime.HAProxyError, OSError) as exc:
+                    log.error("front door: %s", exc)  # tried again next second
 
 
 def _write_atomically(path: Path, text: str) -> None:

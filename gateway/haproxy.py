@@ -70,7 +70,7 @@ class HAProxy:
         while time.monotonic() < deadline:
             if self._child.poll() is not None:
                 raise HAProxyError(f"HAProxy exited with {self._child.returncode}: {self._last_error()}")
-            if await self._worker_pid() is not None and await self._master_answers():
+            if await self._worker_pid() is not None and await self.answers():
                 log.info("front door: HAProxy started (pid %d)", self._child.pid)
                 return self._child.pid
             await asyncio.sleep(POLL_SECONDS)
@@ -115,7 +115,8 @@ class HAProxy:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
-    async def _master_answers(self) -> bool:
+    async def answers(self) -> bool:
+        """Whether a master answers on our master CLI (it does through a reload, when its pid file does not)."""
         return "master" in await self._processes()
 
     async def _processes(self) -> str:

@@ -15,3 +15,4 @@ class Limits:
     connect_timeout: float = 5.0  # to an upstream instance
     upstream_timeout: float = 60.0  # an instance silent this long while answering (504)
     drain_timeout: float = 30.0  # the longest a removed instance's in-flight requests are waited for
+    old_worker_timeout: float = 300.0  # a worker of an earlier configuration ends its connections after this

@@ -47,8 +47,9 @@ async def expect(socket: Path, line: str, *, ok: tuple[str, ...] = ("",), payloa
     return answer
 
 
-async def stats(socket: Path) -> list[dict[str, str]]:
-    """`show stat` as rows (one per frontend, backend and server), keyed by the CSV's column names."""
-    answer = await command(socket, "show stat")
+async def stats(socket: Path, backend: str | None = None) -> list[dict[str, str]]:
+    """`show stat` as rows (one per frontend, backend and server; only `backend`'s servers if given), keyed by
+    the CSV's column names."""
+    answer = await command(socket, f"show stat {backend} 4 -1" if backend else "show stat")
     text = answer.lstrip("# ")
     return list(csv.DictReader(io.StringIO(text)))

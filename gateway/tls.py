@@ -50,11 +50,17 @@ def ensure_placeholder(path: Path) -> None:
 
 async def load(socket: Path, crt_list: Path, path: Path, known: bool) -> None:
     """Serve the combined PEM at `path` (written already) at once: a new entry of the crt-list, or a
-    replacement of the certificate HAProxy holds under that path."""
+    replacement of the certificate HAProxy holds under that path (`known`: it loaded it from the crt-list)."""
     pem = path.read_text()
     if not known:
-        await runtime.expect(socket, f"new ssl cert {path}", ok=("New empty certificate store",))
+        await runtime.expect(socket, f"new ssl cert {path}", ok=("New empty certificate store", "Certificate"))
     await runtime.expect(socket, f"set ssl cert {path}", payload=pem, ok=("Transaction created", "Transaction updated"))
     await runtime.expect(socket, f"commit ssl cert {path}", ok=("Committing", "Success"))
     if not known:
         await runtime.expect(socket, f"add ssl crt-list {crt_list} {path}", ok=("Inserting", "Success"))
+
+
+async def unload(socket: Path, crt_list: Path, path: Path) -> None:
+    """Take the certificate at `path` out of the crt-list and out of HAProxy's memory."""
+    await runtime.expect(socket, f"del ssl crt-list {crt_list} {path}", ok=("Entry", "Success", "No such"))
+    await runtime.expect(socket, f"del ssl cert {path}", ok=("Certificate", "Success", "No such"))

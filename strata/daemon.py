@@ -158,7 +158,9 @@ def _certificates(settings: Settings, gateway: FrontDoor) -> Certificates:
             ca_bundle=settings.acme_ca_bundle,
         )
     store = CertStore(settings.home / "certs")
-    return Certificates(store, LocalCA(settings.home / "ca"), gateway.serve_certificate, acme)
+    return Certificates(
+        store, LocalCA(settings.home / "ca"), gateway.serve_certificate, gateway.unserve_certificate, acme
+    )
 
 
 async def _until(stopping: asyncio.Event, work: Coroutine[object, object, None]) -> None:

@@ -28,6 +28,7 @@ from tenants.schemas import (
     InstanceRead,
     KeyCreate,
     KeyRead,
+    LocalCARead,
     NodeCreate,
     NodeRead,
     PlanRead,
@@ -362,7 +363,7 @@ class StrataClient:
 
     def local_ca(self) -> str:
         """The local CA's certificate (PEM), to trust for apps under the default domain."""
-        return self._call("GET", "/ca", str)
+        return self._call("GET", "/ca", LocalCARead).certificate_pem
 
     # audit log
     def events(self, tenant: str | None = None, limit: int = 100, before: int | None = None) -> list[EventRead]:
@@ -394,8 +395,6 @@ class StrataClient:
             raise _error(response)
         if result is None:
             return None
-        if result is str:  # a text answer (a PEM), not JSON
-            return response.text
         return TypeAdapter(result).validate_json(response.content)
 
 

@@ -1,6 +1,6 @@
 """The one value the control plane hands the front door: an app as it must be served.
 
-The reconciler makes them (`hosting.paas.serving`) and the gateway serves them (`gateway.routes`); it lives
+The reconciler makes them (`hosting.paas.serving`) and the front door serves them (`gateway.frontdoor`); it lives
 here, on the ground floor both may stand on, so neither imports the other and no copy is written by hand.
 """
 

@@ -410,3 +410,9 @@ class CertificateUpload(BaseModel):
 
     certificate_pem: Annotated[str, Field(min_length=1, max_length=64 * 1024)]
     key_pem: Annotated[str, Field(min_length=1, max_length=16 * 1024, repr=False)]
+
+
+class LocalCARead(BaseModel):
+    """The local CA's certificate, for clients to trust (public)."""
+
+    certificate_pem: str

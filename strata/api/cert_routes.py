@@ -4,7 +4,6 @@ caller to trust)."""
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import PlainTextResponse
 
 from gateway.certificates import Certificates
 from gateway.certs import CertificateError, StoredCertificate
@@ -12,7 +11,7 @@ from strata.api.deps import DB, Caller, Operator, get_platform
 from strata.api.deps import Platform as _Platform
 from tenants import audit
 from tenants.errors import Conflict, Invalid
-from tenants.schemas import CertificateRead, CertificateUpload
+from tenants.schemas import CertificateRead, CertificateUpload, LocalCARead
 
 router = APIRouter(tags=["certificates"])
 
@@ -49,11 +48,11 @@ async def add_certificate(
     return _read(stored)
 
 
-@router.get("/ca", response_class=PlainTextResponse)
-def local_ca(_: Caller, certificates: HttpsCertificates) -> str:
+@router.get("/ca")
+def local_ca(_: Caller, certificates: HttpsCertificates) -> LocalCARead:
     """The local CA's certificate (PEM): trust it (`curl --cacert`, a browser's authorities) to reach apps
     under the default domain over HTTPS."""
-    return certificates.local_ca.certificate_pem().decode()
+    return LocalCARead(certificate_pem=certificates.local_ca.certificate_pem().decode())
 
 
 def _read(stored: StoredCertificate) -> CertificateRead:

@@ -156,7 +156,12 @@ def curl(front: RunningGateway, host: str, ca: Path, *flags: str) -> subprocess.
 @pytest.fixture
 def https(tmp_path: Path, front: RunningGateway) -> Iterator[tuple[Certificates, Path]]:
     """Certificates from a local CA kept by a running `Certificates`, and the CA's file for clients."""
-    certificates = Certificates(CertStore(tmp_path / "certs"), LocalCA(tmp_path / "ca"), front.front.serve_certificate)
+    certificates = Certificates(
+        CertStore(tmp_path / "certs"),
+        LocalCA(tmp_path / "ca"),
+        front.front.serve_certificate,
+        front.front.unserve_certificate,
+    )
     running = asyncio.run_coroutine_threadsafe(certificates.run(), front.loop)
     ca = tmp_path / "ca.pem"
     ca.write_bytes(certificates.local_ca.certificate_pem())
@@ -248,7 +253,8 @@ def test_an_app_may_redirect_http_to_https_and_send_hsts(
     front.apply(secure, route("api", "acme", three[1]))
     assert want(front, certificates, ca, "web.acme.localhost", "api.acme.localhost") < 5
     plain = httpx.get(front.url + "/x?y=1", headers={"Host": "web.acme.localhost"})
-    assert plain.status_code == 308 and plain.headers["location"] == "https://web.acme.localhost/x?y=1"
+    location = f"https://web.acme.localhost:{front.https[1]}/x?y=1"  # the HTTPS listener's port
+    assert plain.status_code == 308 and plain.headers["location"] == location
     assert httpx.get(front.url, headers={"Host": "api.acme.localhost"}).status_code == 200  # another app: as it was
     headers = curl(front, "web.acme.localhost", ca, "-o", "/dev/null", "-D", "-").stdout.lower()
     assert "strict-transport-security: max-age=31536000" in headers

@@ -47,7 +47,9 @@ def served(tmp_path: Path) -> Iterator[tuple[RunningGateway, Pebble, str]]:
 def certificates(front: RunningGateway, pebble: Pebble, home: Path, clock: Clock) -> Certificates:
     issuer = AcmeIssuer(pebble.directory_url, home / "account.key", front.front, ca_bundle=pebble.ca_bundle)
     store = CertStore(home / "certs")
-    return Certificates(store, LocalCA(home / "ca"), front.front.serve_certificate, issuer, clock=clock)
+    return Certificates(
+        store, LocalCA(home / "ca"), front.front.serve_certificate, front.front.unserve_certificate, issuer, clock=clock
+    )
 
 
 def fetch(front: RunningGateway, root: Path) -> subprocess.CompletedProcess[str]:

@@ -114,7 +114,7 @@ def test_https_with_the_local_ca_redirect_and_hsts_and_a_restart_that_fails_no_r
         assert answer.stdout.startswith("HTTP/2 200") and f"tenant={unique} app=web" in answer.stdout
         assert "strict-transport-security: max-age=31536000" in answer.stdout.lower()
         plain = through_gateway(daemon, host)
-        assert plain.status_code == 308 and plain.headers["location"] == f"https://{host}/"
+        assert plain.status_code == 308 and plain.headers["location"] == f"https://{host}:{port}/"
         listed = daemon.cli("certs", "list", "--json")
         certificates = {c["hostname"]: c for c in json.loads(listed.stdout)}
         assert certificates[host]["source"] == "local" and certificates[host]["last_error"] is None

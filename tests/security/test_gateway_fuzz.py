@@ -24,7 +24,8 @@ from gateway import Limits, runtime
 from tests.gateway.backend import Handler, QuietServer
 from tests.gateway.conftest import RunningGateway, route, start_gateway, stop_gateway
 
-EXPECTED = {200, 400, 404, 405, 408, 413, 414, 431, 501}  # 405: CONNECT; 431, 501: the backend says
+EXPECTED = {200, 400, 404, 405, 408, 413, 414, 422, 431, 501}  # 405: CONNECT; 422: HAProxy on a coding
+# other than chunked in Transfer-Encoding; 431, 501: the backend says
 ANSWER_TIMEOUT_SECONDS = 3.0  # past the fixture's header timeout (1 s): an incomplete request is cut off by then
 
 
@@ -112,12 +113,18 @@ class CountingHandler(Handler):
     """Counts every request line the backend parses; reads each body by its framing, answers 200 on keep-alive."""
 
     seen: list[bytes] = []
+    hosts: list[tuple[str, str]] = []  # (the tenant whose backend this is, the Host it was asked for)
+    tenant = "acme"
     lock = threading.Lock()
 
     def parse_request(self) -> bool:
         with self.lock:
             self.seen.append(self.raw_requestline)
-        return super().parse_request()
+        parsed = super().parse_request()
+        if parsed:
+            with self.lock:
+                self.hosts.append((self.tenant, self.headers.get("Host", "")))
+        return parsed
 
     def _answer(self) -> None:
         self._hash_body()
@@ -126,18 +133,26 @@ class CountingHandler(Handler):
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _answer  # noqa: N815
 
 
+class GlobexHandler(CountingHandler):
+    tenant = "globex"
+
+
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    server = QuietServer(("127.0.0.1", 0), CountingHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    backend = f"127.0.0.1:{server.server_address[1]}"
+    """acme's and globex's apps on backends of their own (sharing the counts): a request smuggled across
+    tenants reaches the other's backend with a Host of the first."""
+    servers = [QuietServer(("127.0.0.1", 0), handler) for handler in (CountingHandler, GlobexHandler)]
+    for server in servers:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    acme, globex = (f"127.0.0.1:{server.server_address[1]}" for server in servers)
     limits = Limits(header_timeout=1.0, upstream_timeout=2.0, connect_timeout=1.0)
     running = start_gateway(tmp_path_factory.mktemp("fuzzed"), limits)
-    running.apply(route("web", "acme", backend), route("web", "globex", backend))
+    running.apply(route("web", "acme", acme), route("web", "globex", globex))
     yield running
     stop_gateway(running)
-    server.shutdown()
+    for server in servers:
+        server.shutdown()
 
 
 def exchange(address: tuple[str, int], data: bytes, half_close: bool) -> bytes:
@@ -186,6 +201,7 @@ def test_a_generated_hostile_stream_is_refused_or_answered_once_never_smuggled(
 ) -> None:
     data, half_close = request
     CountingHandler.seen.clear()
+    CountingHandler.hosts.clear()
     answer = exchange(fuzzed.address, data, half_close)
     answered = statuses(answer, head=data.startswith(b"HEAD "))
     event(f"answered {answered or ('nothing' if not answer else 'partly')}")
@@ -196,6 +212,8 @@ def test_a_generated_hostile_stream_is_refused_or_answered_once_never_smuggled(
     time.sleep(0.01)  # the backend's parse of anything forwarded after the answer
     with CountingHandler.lock:
         assert len(CountingHandler.seen) <= max(len(answered), 1), CountingHandler.seen
+        crossed = [(t, host) for t, host in CountingHandler.hosts if host.lower().split(".")[1:2] != [t]]
+        assert crossed == [], f"a request reached another tenant's backend: {crossed}"
 
 
 def test_after_the_stream_the_front_door_serves_and_holds_nothing(fuzzed: RunningGateway) -> None:
