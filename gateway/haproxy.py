@@ -36,17 +36,31 @@ class HAProxy:
         self.access_log = access_log
         self.error_log = error_log
         self._child: subprocess.Popen[bytes] | None = None
+        self._master: int | None = None  # the master's pid once known: it keeps it across reloads
 
     def pid(self) -> int | None:
-        """The master's pid if it runs with our configuration, else None (a stale pid file is not trusted)."""
+        """The master's pid if it runs with our configuration, else None (a stale pid file is not trusted).
+        Known once found: the master rewrites its pid file on every reload, and keeps its pid."""
+        for pid in (self._master, self._pid_file()):
+            if pid is None:
+                continue
+            if self._child is not None and self._child.pid == pid and self._child.poll() is not None:
+                continue  # our child, exited (and now reaped)
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(self.files.config).encode() in cmdline and b"-W" in cmdline:
+                self._master = pid
+                return pid
+        self._master = None
+        return None
+
+    def _pid_file(self) -> int | None:
         try:
-            pid = int(self.files.pid.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            return int(self.files.pid.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        if self._child is not None and self._child.pid == pid and self._child.poll() is not None:
-            return None  # our child, exited (and now reaped)
-        return pid if str(self.files.config).encode() in cmdline and b"-W" in cmdline else None
 
     async def check(self, config: Path) -> None:
         """Refuse a configuration HAProxy would not load, with its own words."""
@@ -71,6 +85,7 @@ class HAProxy:
             if self._child.poll() is not None:
                 raise HAProxyError(f"HAProxy exited with {self._child.returncode}: {self._last_error()}")
             if await self._worker_pid() is not None and await self.answers():
+                self._master = self._child.pid
                 log.info("front door: HAProxy started (pid %d)", self._child.pid)
                 return self._child.pid
             await asyncio.sleep(POLL_SECONDS)

@@ -68,9 +68,14 @@ class Daemon:
         return code
 
     def front_door_pid(self) -> int | None:
-        """HAProxy's master, if it runs (it outlives a daemon killed or stopped by SIGTERM)."""
+        """HAProxy's master, if it runs (it outlives a daemon killed or stopped by SIGTERM). Its pid file is
+        rewritten on every reload: a moment without one is waited out (HAProxy leaves it when it exits)."""
+        pid_file = self.home / "haproxy" / "haproxy.pid"
+        deadline = time.monotonic() + 2
+        while not pid_file.exists() and (self.home / "haproxy").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         try:
-            pid = int((self.home / "haproxy" / "haproxy.pid").read_text().split()[0])
+            pid = int(pid_file.read_text().split()[0])
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             return None

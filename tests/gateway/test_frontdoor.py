@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from gateway.certificates import Certificates
-from gateway.certs import CertStore, LocalCA
+from gateway.certs import CertificateError, CertStore, LocalCA
 from tenants.routes import RouteSpec
 from tests.gateway.backend import QuietServer, start_backend
 from tests.gateway.conftest import RunningGateway, route, start_gateway, stop_gateway
@@ -314,3 +314,26 @@ def chromium(home: Path, url: str) -> str:
         capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(home)}, check=False,
     )  # fmt: skip
     return answer.stdout
+
+
+def test_an_operators_certificate_replaces_the_platforms_and_a_real_domain_needs_acme(
+    tmp_path: Path, front: RunningGateway, three: list[str], https: tuple[Certificates, Path]
+) -> None:
+    certificates, ca = https
+    routes = [route("web", "acme", three[0], hostnames=("shop.example.com",))]
+    front.apply(*routes)
+    assert want(front, certificates, ca, *sorted(front.front.hostnames(routes), reverse=True)) < 5
+    refused = certificates.store.get("shop.example.com")  # no ACME server: the local CA signs .localhost only
+    assert refused is not None and refused.certificate is None and "no ACME server" in (refused.last_error or "")
+
+    operators = LocalCA(tmp_path / "operators-ca")  # say, the company's own CA
+    issued = operators.issue(["web.acme.localhost"])
+    stored = front.run(certificates.install("web.acme.localhost", issued.chain_pem, issued.key_pem))
+    assert stored.source == "operator"
+    (tmp_path / "operators.pem").write_bytes(operators.certificate_pem())
+    assert curl(front, "web.acme.localhost", tmp_path / "operators.pem").returncode == 0  # served at once
+    assert curl(front, "web.acme.localhost", ca).returncode != 0  # the platform's is no longer served
+    assert [s.source for s in certificates.store.all()] == [None, "operator"]  # shop's error; web's, the operator's
+    wrong = operators.issue(["other.acme.localhost"])
+    with pytest.raises(CertificateError, match="not web.acme.localhost"):
+        front.run(certificates.install("web.acme.localhost", wrong.chain_pem, wrong.key_pem))
