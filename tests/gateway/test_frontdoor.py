@@ -200,6 +200,7 @@ def test_an_app_is_served_over_https_by_sni_with_the_local_ca_on_http1_and_http2
     assert all(s.source == "local" and s.path.stat().st_mode & 0o777 == 0o600 for s in stored.values())
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")  # tried, refused
 def test_only_tls_12_and_13_with_modern_ciphers(
     front: RunningGateway, three: list[str], https: tuple[Certificates, Path]
 ) -> None:
