@@ -1,68 +1,131 @@
-"""The access log HAProxy writes (one JSON line per request, on its stdout, opened O_APPEND on the file):
-read as it grows for the console's traffic, and rotated by size.
+"""The access log: HAProxy writes one JSON line per request to its stdout, a FIFO the daemon reads; the daemon
+appends whole lines to `logs/access.log`, rotated by size, and hands them on for the console's traffic.
 
-Rotation copies the file aside and truncates it (logrotate's `copytruncate`): HAProxy keeps its descriptor and,
-appending, writes at the new end. Lines written between the copy and the truncation are lost — a few lines once
-per rotation, never a torn one in the copies.
+Why a FIFO and not the file itself: HAProxy makes its stdout non-blocking with a `fcntl` that drops `O_APPEND`,
+so a file truncated by a rotation would be written on at HAProxy's old offset (a sparse file that never
+shrinks). Through the FIFO the daemon owns the file: rotation is a rename, and a full disk costs whole lines,
+never a torn one. The FIFO (made 0600 under HAProxy's directory) outlives the daemon: an adopted HAProxy
+writes on into it. While no daemon reads, HAProxy's writes fail and it drops those lines — it never blocks.
 """
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
-import shutil
-from collections.abc import Iterator
+import stat
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 64 * 1024 * 1024
 KEEP_FILES = 5
+PIPE_BYTES = 1024 * 1024  # Linux's default pipe-max-size: a second of heavy traffic between reads
+READ_BYTES = 1024 * 1024
 
 
-class AccessLogReader:
-    """Reads the lines added since the last read; starts at the file's end (old lines were counted before)."""
-
-    def __init__(self, path: "os.PathLike[str] | str", max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> None:
-        self.path = os.fspath(path)
+class AccessLog:
+    def __init__(self, fifo: Path, path: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> None:
+        self.fifo = fifo
+        self.path = path
         self.max_bytes = max_bytes
         self.keep = keep
-        try:
-            self.offset = os.path.getsize(self.path)
-        except FileNotFoundError:
-            self.offset = 0
+        self._read_fd = -1
+        self._write_fd = -1
+        self._partial = b""
+        self.lost = 0  # lines the disk did not take
 
-    def read(self) -> Iterator[dict[str, Any]]:
-        """Each whole new line, parsed; a line that is not JSON (HAProxy's notice of its own stop) is skipped."""
-        try:
-            with open(self.path, "rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                if size < self.offset:  # truncated by someone else: start over
-                    self.offset = 0
-                file.seek(self.offset)
-                data = file.read(size - self.offset)
-        except FileNotFoundError:
+    def open(self) -> None:
+        """Make the FIFO if need be and open both ends: ours to read, and one kept open for writing so that a
+        moment without HAProxy reads as "nothing yet", never as the end."""
+        with contextlib.suppress(FileExistsError):
+            os.mkfifo(self.fifo, 0o600)
+        if not stat.S_ISFIFO(os.stat(self.fifo).st_mode):
+            raise OSError(f"{self.fifo} is not a FIFO")
+        self._read_fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self._write_fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):  # a smaller pipe only drops lines sooner under a burst
+            fcntl.fcntl(self._read_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+    def writer(self) -> int:
+        """A descriptor of the FIFO's writing end, for HAProxy's stdout."""
+        return self._write_fd
+
+    @property
+    def reader(self) -> int:
+        return self._read_fd
+
+    def read(self) -> list[bytes]:
+        """Every whole line waiting in the FIFO (a line being written waits for the next read)."""
+        chunks = [self._partial]
+        while True:
+            try:
+                chunk = os.read(self._read_fd, READ_BYTES)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        end = data.rfind(b"\n") + 1
+        self._partial = data[end:]
+        return data[:end].splitlines()
+
+    def append(self, lines: list[bytes]) -> None:
+        """Write `lines` to the file, whole or not at all (a full disk cuts the write back), rotating it past
+        `max_bytes`. Run in a worker thread."""
+        if not lines:
             return
-        end = data.rfind(b"\n") + 1  # a line being written stays for the next read
-        self.offset += end
-        for line in data[:end].splitlines():
-            if line.startswith(b"{"):
-                with contextlib.suppress(ValueError):
-                    yield json.loads(line)
-
-    def rotate_if_full(self) -> bool:
-        """Past `max_bytes`, shift `.1`… `.N` and copy the file to `.1`, then truncate it. Call after `read`."""
+        data = memoryview(b"\n".join(lines) + b"\n")
         try:
-            if os.path.getsize(self.path) <= self.max_bytes:
-                return False
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            self._lose(len(lines), exc)
+            return
+        try:
+            start = os.fstat(fd).st_size  # one writer (this daemon): the end stays where it was
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # cut back what part of the lines went in
+                    os.ftruncate(fd, start)
+                self._lose(len(lines), exc)
+                return
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if size > self.max_bytes:
+            self._rotate()
+
+    def close(self) -> None:
+        for fd in (self._read_fd, self._write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._read_fd = self._write_fd = -1
+
+    def _rotate(self) -> None:
+        try:
             for index in range(self.keep - 1, 0, -1):
-                older = f"{self.path}.{index}"
-                if os.path.exists(older):
-                    os.replace(older, f"{self.path}.{index + 1}")
-            shutil.copyfile(self.path, f"{self.path}.1")
-            os.truncate(self.path, 0)
-        except OSError as exc:  # a full disk costs the rotation, never the front door
+                older = Path(f"{self.path}.{index}")
+                if older.exists():
+                    older.replace(f"{self.path}.{index + 1}")
+            self.path.replace(f"{self.path}.1")
+        except OSError as exc:
             log.warning("access log: not rotated: %s", exc)
-            return False
-        self.offset = 0
-        return True
+
+    def _lose(self, count: int, exc: OSError) -> None:
+        self.lost += count
+        log.warning("access log: %d lines not written: %s", count, exc)
+
+
+def parse(line: bytes) -> dict[str, Any] | None:
+    """One access-log line as a dict; None for what is not one of ours (HAProxy's notice of its own stop)."""
+    if not line.startswith(b"{"):
+        return None
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import runtime, tls
-from gateway.accesslog import AccessLogReader
+from gateway.accesslog import AccessLog, parse
 from gateway.config import (
     MAPS,
     SERVER_OPTIONS,
@@ -82,8 +82,9 @@ class FrontDoor:
         self.listeners = listeners
         self.threads = threads
         self.limits = limits or Limits()
-        self.haproxy = HAProxy(self.files, access_log, root / "haproxy.log")
-        self._log = AccessLogReader(access_log)
+        self.haproxy = HAProxy(self.files, root / "haproxy.log")
+        self.access_log = AccessLog(root / "access.fifo", access_log)
+        self._lines: list[bytes] = []  # read from HAProxy, not yet written
         self._metrics: dict[tuple[str, str], RouteMetrics] = {}
         self._desired: list[RouteSpec] = []
         self._state = _State()
@@ -211,13 +212,15 @@ class FrontDoor:
         self._write_certificate_list()
         self._state.maps["challenges"] = {}  # an order cut off by a stop is ordered again
         await self._write()
+        self.access_log.open()
+        asyncio.get_running_loop().add_reader(self.access_log.reader, self._read_log)
         self.adopted = self.haproxy.pid() is not None
         if self.adopted:
             log.info("front door: adopting HAProxy (pid %s)", self.haproxy.pid())
             await self.haproxy.reload()
             self._generation += 1
         else:
-            await self.haproxy.start()
+            await self.haproxy.start(self.access_log.writer())
         self._tasks = [
             asyncio.create_task(self._converge_forever()),
             asyncio.create_task(self._read_log_forever()),
@@ -233,6 +236,11 @@ class FrontDoor:
                 await task
         if stop_haproxy:
             await self.haproxy.stop()
+        if self.access_log.reader >= 0:
+            asyncio.get_running_loop().remove_reader(self.access_log.reader)
+            self._read_log()
+            await self._write_log()
+            self.access_log.close()
 
     # converging
 
@@ -366,20 +374,27 @@ class FrontDoor:
 
     # watching
 
+    def _read_log(self) -> None:
+        """On the loop, whenever HAProxy wrote: take the whole lines (cheap; written and counted each second)."""
+        self._lines += self.access_log.read()
+
     async def _read_log_forever(self) -> None:
         while True:
             await asyncio.sleep(LOG_READ_SECONDS)
-            lines = await asyncio.to_thread(lambda: list(self._log.read()))
-            for line in lines:
-                tenant, app, status = line.get("tenant"), line.get("app"), line.get("status")
-                if tenant not in (None, "-") and app not in (None, "-") and isinstance(status, int):
-                    key = (tenant, app)
-                    metrics = self._metrics.get(key) or self._metrics.setdefault(key, RouteMetrics())
-                    metrics.observe(status, (line.get("ms") or 0) / 1000)
-            await asyncio.to_thread(self._log.rotate_if_full)
-            routed = {(r.tenant, r.app) for r in self._desired}
-            for key in self._metrics.keys() - routed:  # a deleted app's traffic goes with it
-                del self._metrics[key]
+            await self._write_log()
+
+    async def _write_log(self) -> None:
+        lines, self._lines = self._lines, []
+        if not lines:
+            return
+        observed = await asyncio.to_thread(_write_and_parse, self.access_log, lines)
+        for tenant, app, status, seconds in observed:
+            key = (tenant, app)
+            metrics = self._metrics.get(key) or self._metrics.setdefault(key, RouteMetrics())
+            metrics.observe(status, seconds)
+        routed = {(r.tenant, r.app) for r in self._desired}
+        for key in self._metrics.keys() - routed:  # a deleted app's traffic goes with it
+            del self._metrics[key]
 
     async def _watch_forever(self) -> None:
         """Start HAProxy again, from the files, if it died. Judged under the lock, never mid-reload (its pid
@@ -393,9 +408,23 @@ class FrontDoor:
                     continue
                 log.warning("front door: HAProxy is gone; starting it again")
                 try:
-                    await self.haproxy.start()
+                    await self.haproxy.start(self.access_log.writer())
                 except (HAProxyError, runtime.HAProxyError, OSError) as exc:
                     log.error("front door: %s", exc)  # tried again next second
+
+
+def _write_and_parse(log: AccessLog, lines: list[bytes]) -> list[tuple[str, str, int, float]]:
+    """In a worker thread: append the lines to the access log, and what each says of an app's traffic."""
+    log.append(lines)
+    observed = []
+    for line in lines:
+        entry = parse(line)
+        if entry is None:
+            continue
+        tenant, app, status = entry.get("tenant"), entry.get("app"), entry.get("status")
+        if isinstance(tenant, str) and isinstance(app, str) and "-" not in (tenant, app) and isinstance(status, int):
+            observed.append((tenant, app, status, (entry.get("ms") or 0) / 1000))
+    return observed
 
 
 def _write_atomically(path: Path, text: str) -> None:

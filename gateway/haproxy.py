@@ -3,7 +3,8 @@ adopted by the next daemon through its pid file and master CLI.
 
 HAProxy runs in master-worker mode: the master reloads the configuration by starting a new worker, which takes
 the listening sockets over from the old one (`expose-fd listeners`), while the old worker finishes its requests
-— a reload fails no request. Its stdout is the access log (HAProxy logs there), its stderr `haproxy.log`.
+— a reload fails no request. Its stdout is the access log's FIFO (`gateway.accesslog`), its stderr
+`haproxy.log`.
 """
 
 import asyncio
@@ -31,9 +32,8 @@ class HAProxyError(Exception):
 
 
 class HAProxy:
-    def __init__(self, files: Files, access_log: Path, error_log: Path) -> None:
+    def __init__(self, files: Files, error_log: Path) -> None:
         self.files = files
-        self.access_log = access_log
         self.error_log = error_log
         self._child: subprocess.Popen[bytes] | None = None
         self._master: int | None = None  # the master's pid once known: it keeps it across reloads
@@ -69,14 +69,15 @@ class HAProxy:
         except HAProxyError as exc:
             raise HAProxyError(f"the front door's configuration is invalid: {exc}") from None
 
-    async def start(self) -> int:
-        """Start the master with the configuration on disk; returns once its worker answers the runtime API."""
-        with open(self.access_log, "ab") as access, open(self.error_log, "ab") as errors:
+    async def start(self, stdout: int) -> int:
+        """Start the master with the configuration on disk, its log lines to `stdout` (the access log's FIFO);
+        returns once its worker answers the runtime API."""
+        with open(self.error_log, "ab") as errors:
             self._child = subprocess.Popen(
                 [BINARY, "-W", "-S", f"{self.files.master_socket},mode,600", "-f", str(self.files.config)]
                 + ["-p", str(self.files.pid)],
                 stdin=subprocess.DEVNULL,
-                stdout=access,
+                stdout=stdout,
                 stderr=errors,
                 start_new_session=True,  # a Ctrl-C or a stop of the daemon's group does not reach it
             )

@@ -68,7 +68,7 @@ def _front_door(settings: Settings) -> Check:
         return Check("front door", False, "haproxy missing: run `make install` (Debian's haproxy)", required=True)
     version = output.stdout.splitlines()[0].removeprefix("HAProxy version ").split(" ")[0]
     files = Files(settings.home / "haproxy")
-    pid = HAProxy(files, settings.home / "logs" / "access.log", files.root / "haproxy.log").pid()
+    pid = HAProxy(files, files.root / "haproxy.log").pid()
     serving = f"serving (master pid {pid}, runtime API {files.runtime_socket})" if pid else "not running"
     return Check("front door", True, f"HAProxy {version}; {serving}", required=True)
 
