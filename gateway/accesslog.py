@@ -10,12 +10,12 @@ writes on into it. While no daemon reads, HAProxy's writes fail and it drops tho
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
+import re
 import stat
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class AccessLog:
     def reader(self) -> int:
         return self._read_fd
 
-    def read(self) -> list[bytes]:
+    def read(self) -> bytes:
         """Every whole line waiting in the FIFO (a line being written waits for the next read)."""
         chunks = [self._partial]
         while True:
@@ -70,18 +70,18 @@ class AccessLog:
         data = b"".join(chunks)
         end = data.rfind(b"\n") + 1
         self._partial = data[end:]
-        return data[:end].splitlines()
+        return data[:end]
 
-    def append(self, lines: list[bytes]) -> None:
-        """Write `lines` to the file, whole or not at all (a full disk cuts the write back), rotating it past
+    def append(self, lines: bytes) -> None:
+        """Write whole `lines` to the file, all or none (a full disk cuts the write back), rotating it past
         `max_bytes`. Run in a worker thread."""
         if not lines:
             return
-        data = memoryview(b"\n".join(lines) + b"\n")
+        data = memoryview(lines)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         except OSError as exc:
-            self._lose(len(lines), exc)
+            self._lose(lines.count(b"\n"), exc)
             return
         try:
             start = os.fstat(fd).st_size  # one writer (this daemon): the end stays where it was
@@ -91,7 +91,7 @@ class AccessLog:
             except OSError as exc:
                 with contextlib.suppress(OSError):  # cut back what part of the lines went in
                     os.ftruncate(fd, start)
-                self._lose(len(lines), exc)
+                self._lose(lines.count(b"\n"), exc)
                 return
             size = os.fstat(fd).st_size
         finally:
@@ -120,12 +120,11 @@ class AccessLog:
         log.warning("access log: %d lines not written: %s", count, exc)
 
 
-def parse(line: bytes) -> dict[str, Any] | None:
-    """One access-log line as a dict; None for what is not one of ours (HAProxy's notice of its own stop)."""
-    if not line.startswith(b"{"):
-        return None
-    try:
-        parsed = json.loads(line)
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
+# The fields of an app's request in `gateway.config.LOG_FORMAT`'s order: found by one scan of a whole batch, in C,
+# rather than a JSON parse per line (that was 8 µs a request, on the core HAProxy needs).
+_TRAFFIC = re.compile(rb'"status":(\d+),"bytes":\d+,"ms":(\d+),"tenant":"([a-z0-9-]+)","app":"([a-z0-9-]+)"')
+
+
+def traffic(lines: bytes) -> Counter[tuple[bytes, bytes, bytes, bytes]]:
+    """How many requests of each (status, ms, tenant, app) `lines` hold (unrouted ones have tenant `-`)."""
+    return Counter(_TRAFFIC.findall(lines))

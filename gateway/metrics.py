@@ -43,17 +43,18 @@ class RouteMetrics:
     def __init__(self) -> None:
         self._window: deque[_Second] = deque(maxlen=WINDOW_SECONDS)
 
-    def observe(self, status: int, seconds: float) -> None:
+    def observe(self, status: int, seconds: float, count: int = 1) -> None:
+        """`count` requests answered `status` in `seconds`, now."""
         bucket = bisect.bisect_left(BUCKETS, seconds)
         now = int(time.monotonic())
         window = self._window
         if not window or window[-1].second != now:
             window.append(_Second(now))
         current = window[-1]
-        current.requests += 1
-        current.latency[bucket] += 1
+        current.requests += count
+        current.latency[bucket] += count
         if status >= 500:
-            current.errors += 1
+            current.errors += count
 
     def traffic(self) -> Traffic:
         now = int(time.monotonic())

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from gateway.accesslog import AccessLog, parse
+from gateway.accesslog import AccessLog, traffic
 
 
 def test_lines_through_the_fifo_are_appended_whole_and_rotated_by_renaming(tmp_path: Path) -> None:
@@ -16,11 +16,11 @@ def test_lines_through_the_fifo_are_appended_whole_and_rotated_by_renaming(tmp_p
         line = json.dumps({"status": 200, "tenant": "acme", "app": "web", "ms": 3}).encode()
         os.write(writer, line + b"\n" + line[:10])  # the second line is still being written
         first = log.read()
-        assert first == [line]
+        assert first == line + b"\n"
         os.write(writer, line[10:] + b"\n")
-        assert log.read() == [line]  # completed now, never torn
+        assert log.read() == line + b"\n"  # completed now, never torn
         for _ in range(4):
-            log.append([line] * 10)  # ~600 bytes each: past max_bytes at the second and the fourth
+            log.append((line + b"\n") * 10)  # ~600 bytes each: past max_bytes at the second and the fourth
         os.close(writer)
     finally:
         log.close()
@@ -28,17 +28,26 @@ def test_lines_through_the_fifo_are_appended_whole_and_rotated_by_renaming(tmp_p
     assert files == ["access.log.1", "access.log.2"]  # the next line starts access.log again
     for name in files:
         data = (tmp_path / name).read_bytes()
-        assert b"\0" not in data and all(parse(raw) for raw in data.splitlines())
+        assert b"\0" not in data and all(json.loads(raw) for raw in data.splitlines())
     assert oct((tmp_path / "access.fifo").stat().st_mode & 0o777) == "0o600"
 
 
 def test_a_full_disk_costs_whole_lines_and_never_a_torn_one(tmp_path: Path) -> None:
     log = AccessLog(tmp_path / "access.fifo", Path("/dev/full"))  # every write: ENOSPC
-    log.append([b'{"status": 200}'] * 3)
+    log.append(b'{"status": 200}\n' * 3)
     assert log.lost == 3
 
 
-def test_what_is_not_an_access_line_is_skipped() -> None:
-    assert parse(b"Proxy strata stopped (cumulated conns: FE: 0, BE: 0).") is None
-    assert parse(b'{"status": 404, "tenant": "-"') is None
-    assert parse(b'{"status": 404, "tenant": "-"}') == {"status": 404, "tenant": "-"}
+def test_traffic_is_counted_per_app_status_and_latency_from_haproxys_lines() -> None:
+    def line(status: int, ms: int, tenant: str, app: str) -> bytes:
+        return (
+            f'{{"time":1.0,"id":"x","client":"127.0.0.1","host":"h","method":"GET","target":"\\/",'
+            f'"status":{status},"bytes":10,"ms":{ms},"tenant":"{tenant}","app":"{app}","tls":"-"}}\n'
+        ).encode()
+
+    lines = line(200, 1, "acme", "web") * 3 + line(503, 0, "acme", "web") + line(404, 0, "-", "-")
+    assert traffic(lines) == {
+        (b"200", b"1", b"acme", b"web"): 3,
+        (b"503", b"0", b"acme", b"web"): 1,
+        (b"404", b"0", b"-", b"-"): 1,
+    }
