@@ -33,11 +33,14 @@ UNLIMITED = 1 << 40
 HSTS_SECONDS = 365 * 24 * 3600
 RATE_TABLE = "strata_rates"
 # The access log, one JSON object per line. Strings from the request are escaped by `json(utf8s)`; HAProxy
-# writes "-" for a value it does not have (the tenant and app of what was routed to no app).
+# writes "-" for a value it does not have (the tenant and app of what was routed to no app). "server" is the
+# instance that answered, "end" HAProxy's termination state ("--" for a normal end, "SH" the instance closed
+# before its headers, ... as in its manual's section 8.5).
 LOG_FORMAT = (
     '{"time":%Ts.%ms,"id":"%[var(txn.rid),json(utf8s)]","client":"%ci","host":"%[var(txn.host),json(utf8s)]",'
     '"method":"%HM","target":"%[capture.req.uri,json(utf8s)]","status":%ST,"bytes":%B,"ms":%Ta,'
-    '"tenant":"%[var(txn.tenant)]","app":"%[var(txn.backend),field(2,.)]","tls":"%[ssl_fc_protocol]"}'
+    '"tenant":"%[var(txn.tenant)]","app":"%[var(txn.backend),field(2,.)]","tls":"%[ssl_fc_protocol]",'
+    '"server":"%s","end":"%ts"}'
 )
 # What never became a request: a head HAProxy could not read (400) or that came too slowly (408), a failed TLS
 # handshake (status 0).
@@ -48,6 +51,9 @@ ERROR_LOG_FORMAT = (
 DEFAULT_LIMITS = Limits()
 PAGES = (400, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504)
 RETRY_AFTER = {429: 1, 503: 1}
+# HAProxy closes the client's connection after these (a 502 at least when the instance reset the connection):
+# said in the answer, or a client that sends its next request on the connection at once meets a closed socket
+CLOSING = (400, 408, 502)
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,10 @@ def render(
         "    timeout tunnel 1h",
         "    retries 1",
         "    option redispatch 1",
-        "    retry-on conn-failure",  # only what never reached an instance: an answer lost after is not replayed
+        # A refused connection is retried on another instance for any method: nothing reached the app. An
+        # instance that closes without a byte of answer (docker-proxy does so for a container whose process is
+        # gone or not listening yet) is retried only for idempotent methods (`disable-l7-retry` below).
+        "    retry-on conn-failure empty-response",
         "",
         f"backend {RATE_TABLE}",
         "    stick-table type string len 64 size 100k expire 10s store http_req_rate(1s)",
@@ -220,6 +229,7 @@ def _frontend(files: Files, listeners: Listeners, limits: Limits) -> list[str]:
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
         "    http-request set-header X-Request-Id %[unique-id] unless { req.hdr(x-request-id) -m found }",
         "    http-request set-var(txn.rid) req.hdr(x-request-id)",
+        "    http-request disable-l7-retry unless METH_GET or METH_HEAD or METH_OPTIONS or METH_PUT or METH_DELETE",
         "    use_backend %[var(txn.backend)]",
         "",
     ]
@@ -238,7 +248,7 @@ def _redirect(listeners: Listeners, redirects: Path) -> list[str]:
 
 def pages() -> dict[int, bytes]:
     """HAProxy's error files: whole responses that name no tenant and no app."""
-    return {status: page(status, close=status in (400, 408), retry_after=RETRY_AFTER.get(status)) for status in PAGES}
+    return {status: page(status, close=status in CLOSING, retry_after=RETRY_AFTER.get(status)) for status in PAGES}
 
 
 def map_lines(entries: Mapping[str, str | int]) -> str:

@@ -1,5 +1,10 @@
 """Health checks of instances: an HTTP GET of the app's health path, or a TCP connect when it has none.
 
+A connect alone proves nothing where Docker publishes ports through `docker-proxy` (its default, and the only
+way to 127.0.0.1 without `route_localnet`): the proxy accepts at once, then closes the connection when nothing
+listens in the container. So a TCP check passes only if the connection stays open for `LINGER_SECONDS` (or
+the app speaks first).
+
 httpx is fine here (a few requests a second, not the hot path); its client keeps no cookies, so one
 app's Set-Cookie can never reach another app's check.
 """
@@ -10,8 +15,10 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+LINGER_SECONDS = 0.2  # docker-proxy closes within a millisecond or two of finding no listener, even under load
 OK = "ok"
 REFUSED = "refused"
+CLOSED = "the connection closed at once (is the app listening on that port?)"
 
 
 class HealthChecker:
@@ -49,13 +56,20 @@ class HealthChecker:
     async def _connect(self, endpoint: str) -> str:
         host, _, port = endpoint.rpartition(":")
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), self.timeout)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), self.timeout)
         except TimeoutError:
             return self._silent
         except OSError:
             return REFUSED
-        writer.close()
-        return OK
+        try:
+            first = await asyncio.wait_for(reader.read(1), LINGER_SECONDS)
+        except TimeoutError:
+            return OK  # still open: something listens
+        except OSError:
+            return CLOSED  # reset
+        finally:
+            writer.close()
+        return OK if first else CLOSED
 
     async def close(self) -> None:
         await self._http.aclose()

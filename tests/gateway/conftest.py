@@ -123,3 +123,31 @@ def backends() -> Iterator[dict[str, str]]:
 def dead() -> str:
     """An address where nothing listens."""
     return f"127.0.0.1:{free_port()}"
+
+
+@dataclass
+class Hangup:
+    """An instance that accepts each connection and closes it unanswered, as docker-proxy does for a container
+    whose process is not listening: `address` HOST:PORT, `accepted` connections so far."""
+
+    address: str
+    accepted: int = 0
+
+
+@pytest.fixture
+def hangup() -> Iterator[Hangup]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    found = Hangup(f"127.0.0.1:{listener.getsockname()[1]}")
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            found.accepted += 1
+            connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield found
+    listener.close()

@@ -71,6 +71,16 @@ def test_a_refused_instance_is_retried_on_another_and_503_when_none_answers(gw, 
     assert alone.status_code == 503 and alone.headers["retry-after"] == "1"  # HAProxy's answer: none reachable
 
 
+def test_an_instance_hanging_up_unanswered_gets_idempotent_requests_retried_elsewhere(gw, backends, hangup) -> None:  # type: ignore[no-untyped-def]
+    gw.apply(route("web", "acme", hangup.address, backends["one"]))
+    assert all(get(gw, "web.acme.localhost").json()["name"] == "one" for _ in range(4))
+    assert hangup.accepted >= 1  # each one it took was answered by `one`
+    # a POST may have been acted on before the hang-up: never replayed, 502, and the connection is not reused
+    gw.apply(route("web", "acme", hangup.address, backends["one"]), route("api", "acme", hangup.address))
+    posted = httpx.post(gw.url + "/", content=b"x", headers={"Host": "api.acme.localhost"})
+    assert posted.status_code == 502 and posted.headers["connection"] == "close"
+
+
 def test_an_instance_failing_in_a_row_is_ejected_for_a_while(gw, backends, dead) -> None:  # type: ignore[no-untyped-def]
     gw.apply(route("web", "acme", dead, backends["one"]))
     for _ in range(8):

@@ -4,6 +4,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 
 import httpx
@@ -131,6 +132,21 @@ def test_a_new_revision_that_crashes_keeps_the_old_one_serving(platform: Daemon,
         crashes = [e for e in api.events(unique) if e.action == "instance.crashed"]
     assert {i.id for i in serving} == {i.id for i in old}
     assert crashes[0].detail["exit_code"] == 7 and crashes[0].detail["restart_in_seconds"] > 1
+
+
+def test_a_published_port_nothing_listens_behind_is_not_ready(platform: Daemon, unique: str) -> None:
+    """docker-proxy accepts on the published port and closes when nothing listens in the container: a TCP
+    check must see that, or the front door routes requests to an instance that cannot answer them."""
+    deploy(platform, unique, AppSpec(image="strata/static", replicas=1, command=["sleep", "600"]))
+
+    def waiting():  # type: ignore[no-untyped-def]
+        with platform.operator() as api:
+            return [i for i in api.instances(unique, "web") if "closed at once" in (i.message or "")]
+
+    [instance] = wait_for(waiting, timeout=30, what="a failed TCP check")
+    assert instance.state != InstanceState.READY and instance.endpoint
+    host, _, port = instance.endpoint.rpartition(":")
+    socket.create_connection((host, int(port)), timeout=5).close()  # accepted: a connect alone proves nothing
 
 
 def test_a_killed_daemon_restarted_adopts_its_containers(tmp_path, unique: str) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hosting.paas.health import OK, HealthChecker
+from hosting.paas.health import CLOSED, OK, HealthChecker
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -61,3 +61,32 @@ def test_a_closed_port_is_refused() -> None:
         port = sock.getsockname()[1]  # bound, never listening
         assert check(f"127.0.0.1:{port}", "/healthz")[0] == "refused"
         assert check(f"127.0.0.1:{port}", None)[0] == "refused"
+
+
+@pytest.mark.parametrize("speaks_first", [False, True])
+def test_a_tcp_check_passes_when_the_connection_stays_open_or_the_app_speaks(speaks_first: bool) -> None:
+    accepted: list[socket.socket] = []  # held open until the check is over
+
+    def accept(listener: socket.socket) -> None:
+        accepted.append(listener.accept()[0])
+        if speaks_first:
+            accepted[0].sendall(b"SSH-2.0-x\r\n")
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=accept, args=(listener,), daemon=True).start()
+        assert check(f"127.0.0.1:{listener.getsockname()[1]}", None)[0] == OK
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_a_connection_accepted_and_closed_at_once_fails_the_tcp_check(reset: bool) -> None:
+    """What docker-proxy does when nothing listens in the container: accept, then close (or reset)."""
+
+    def accept_and_close(listener: socket.socket) -> None:
+        connection, _ = listener.accept()
+        if reset:
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        connection.close()
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=accept_and_close, args=(listener,), daemon=True).start()
+        assert check(f"127.0.0.1:{listener.getsockname()[1]}", None)[0] == CLOSED
