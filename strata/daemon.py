@@ -42,6 +42,7 @@ from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.vm_nodes import VmNodes, engine_ready
+from hosting.paas.volumes import LocalVolumes
 from strata.api import Platform, create_app
 from strata.config import Settings
 from strata.ssh_access import SshAccess
@@ -99,6 +100,7 @@ def run(settings: Settings, options: Options) -> None:
             if certificates is not None:
                 certificates.want(gateway.hostnames(routes))
 
+        volumes = LocalVolumes(settings.home / "volumes") if options.local_node else None
         reconciler = Reconciler(
             engine,
             platform_id(settings.platform_id_file),
@@ -108,6 +110,7 @@ def run(settings: Settings, options: Options) -> None:
             drain=gateway.drain,
             image_store=local if options.local_node else None,
             secrets=SecretBox(settings.secret_key_file),
+            volumes=volumes.ensure_mounted if volumes is not None else None,
         )
         hypervisors = _hypervisors(engine, settings, reconciler)
         builder = Builder(
@@ -131,6 +134,7 @@ def run(settings: Settings, options: Options) -> None:
             nudge=reconciler.nudge,
             builder=builder,
             pulls=reconciler.pulls,
+            volumes=volumes,
         )
         app = create_app(platform)
         sockets = [_unix_socket(settings.api_socket)]

@@ -2,7 +2,7 @@
 
 from sqlmodel import Session, select
 
-from tenants import audit, builds
+from tenants import audit, builds, volumes
 from tenants.db import commit
 from tenants.enums import TenantStatus
 from tenants.errors import Conflict, Invalid, NotFound
@@ -41,6 +41,7 @@ def deploy(
     tenant = _active_tenant(session, tenant_name)
     builds.check_usable(session, tenant, spec.image)
     _check_hostnames(session, tenant, app_name, spec.hostnames, platform_domain)
+    _check_volumes(session, tenant, app_name, spec)
     apps = list_apps(session, tenant)
     app = next((a for a in apps if a.name == app_name), None)
     others = [a for a in apps if a.name != app_name]
@@ -53,11 +54,12 @@ def deploy(
         commit(session, conflict=f"app {tenant.name}/{app_name} exists already")
         return candidate, True
 
-    changed = [f for f in REVISIONED_FIELDS if getattr(app, f) != getattr(spec, f)]
+    wanted = spec.model_dump()  # as the row holds it (volumes as plain dicts)
+    changed = [f for f in REVISIONED_FIELDS if getattr(app, f) != wanted[f]]
     if not changed and app.replicas == spec.replicas:
         return app, False
     for field in (*changed, "replicas"):
-        setattr(app, field, getattr(spec, field))
+        setattr(app, field, wanted[field])
     if changed:
         app.revision += 1
     if "image" in changed:
@@ -83,6 +85,8 @@ def scale(session: Session, actor: str, tenant_name: str, app_name: str, replica
     app = get_app(session, tenant, app_name)
     if app.replicas == replicas:
         return app
+    if app.volumes and replicas > 1:
+        raise Invalid(_ONE_WRITER, field="replicas")
     others = [a for a in apps if a.id != app.id]
     resized = app.model_copy(update={"replicas": replicas})
     check_quota(get_plan(session, tenant.plan), usage_of([*others, resized]))
@@ -155,6 +159,26 @@ def _check_env(spec: AppSpec) -> None:
     reserved = sorted(key for key in spec.env if key.upper().startswith("STRATA_"))
     if reserved:
         raise Invalid(f"env {reserved[0]} is the platform's: STRATA_* names are set in every container", field="env")
+
+
+_ONE_WRITER = (
+    "an app with a volume runs one instance per volume (two would write the same data at once): replicas must be 0 or 1"
+)
+
+
+def _check_volumes(session: Session, tenant: Tenant, app_name: str, spec: AppSpec) -> None:
+    """Each volume the spec mounts exists and is mounted by no other app; an app with volumes has one replica."""
+    if not spec.volumes:
+        return
+    if spec.replicas > 1:
+        raise Invalid(_ONE_WRITER, field="replicas")
+    for mount in spec.volumes:
+        volumes.get_volume(session, tenant, mount.volume)
+        others = [app.name for app in volumes.mounted_by(session, tenant, mount.volume) if app.name != app_name]
+        if others:
+            raise Conflict(
+                f"volume {mount.volume!r} is mounted by app {others[0]!r}: a volume has one writer", field="volumes"
+            )
 
 
 def _check_hostnames(

@@ -43,6 +43,8 @@ from tenants.schemas import (
     TokenCreated,
     TokenRead,
     TrafficRead,
+    VolumeCreate,
+    VolumeRead,
 )
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -236,6 +238,19 @@ class StrataClient:
         return self._call("GET", f"/tenants/{tenant}/images", list[TenantImageRead])
 
     # registry logins
+    def volumes(self, tenant: str | None = None) -> list[VolumeRead]:
+        """The volumes of `tenant`, or of every tenant the caller may see."""
+        return self._call("GET", "/volumes", list[VolumeRead], params={"tenant": tenant})
+
+    def volume(self, tenant: str, name: str) -> VolumeRead:
+        return self._call("GET", f"/tenants/{tenant}/volumes/{name}", VolumeRead)
+
+    def create_volume(self, tenant: str, body: VolumeCreate) -> VolumeRead:
+        return self._call("POST", f"/tenants/{tenant}/volumes", VolumeRead, body=body)
+
+    def delete_volume(self, tenant: str, name: str, *, force: bool = False) -> None:
+        self._call("DELETE", f"/tenants/{tenant}/volumes/{name}", None, params={"force": force or None})
+
     def registries(self, tenant: str) -> list[RegistryRead]:
         return self._call("GET", f"/tenants/{tenant}/registries", list[RegistryRead])
 

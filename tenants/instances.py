@@ -12,7 +12,7 @@ from sqlmodel import Session, col, delete, select, update
 
 from tenants import audit
 from tenants.enums import TenantStatus
-from tenants.models import App, Instance, Plan, Tenant, saved_id
+from tenants.models import App, Instance, Plan, Tenant, Volume, saved_id
 
 RECONCILER = "reconciler"
 
@@ -40,6 +40,8 @@ class DesiredApp:
     max_body_mib: int
     https_redirect: bool = False  # the front door: plain HTTP answered with a 308 to https
     hsts: bool = False  # the front door: Strict-Transport-Security on its HTTPS answers
+    volumes: tuple[tuple[str, str], ...] = ()  # (the tenant's volume, the path it is mounted at)
+    volume_node: str | None = None  # where its volumes' data lives: its instance runs there and nowhere else
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ActionEvent:
 
 
 def desired_apps(session: Session) -> list[DesiredApp]:
+    nodes = {(v.tenant_id, v.name): v.node for v in session.exec(select(Volume))}
     rows = session.exec(
         select(App, Tenant, Plan)
         .join(Tenant, col(App.tenant_id) == Tenant.id)
@@ -79,6 +82,8 @@ def desired_apps(session: Session) -> list[DesiredApp]:
             max_body_mib=plan.max_body_mib,
             https_redirect=app.https_redirect,
             hsts=app.hsts,
+            volumes=tuple((mount["volume"], mount["path"]) for mount in app.volumes),
+            volume_node=next((nodes[key] for m in app.volumes if (key := (app.tenant_id, m["volume"])) in nodes), None),
         )
         for app, tenant, plan in rows
     ]

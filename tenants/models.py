@@ -76,6 +76,7 @@ class Plan(SQLModel, table=True):
     max_body_mib: int = Field(default=10, sa_column_kwargs={"server_default": "10"})
     build_cpu_millicores: int = Field(default=500, sa_column_kwargs={"server_default": "500"})  # one build's cap
     build_memory_mib: int = Field(default=512, sa_column_kwargs={"server_default": "512"})
+    max_storage_mib: int = Field(default=1_024, sa_column_kwargs={"server_default": "1024"})  # all its volumes
 
 
 class Tenant(SQLModel, table=True):
@@ -118,6 +119,22 @@ class App(SQLModel, table=True):
     # What the front door does for it over HTTPS: answer plain HTTP with a 308 to https; send HSTS.
     https_redirect: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     hsts: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # The tenant's volumes it mounts: [{"volume": NAME, "path": /IN/THE/CONTAINER}, ...]
+    volumes: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Volume(SQLModel, table=True):
+    """A tenant's persistent volume: a filesystem of `size_mib` with a hard limit, on one node, mounted by at
+    most one app (one writer)."""
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name"), AUTOINCREMENT)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    name: str
+    size_mib: int
+    node: str  # where its data lives: its app's instances run there
+    created_at: datetime = _time()
 
 
 class SshKey(SQLModel, table=True):

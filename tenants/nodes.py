@@ -7,7 +7,7 @@ from tenants import audit
 from tenants.db import commit
 from tenants.enums import Isolation, NodeState
 from tenants.errors import Conflict, Invalid, NotFound
-from tenants.models import App, Instance, Node, Tenant
+from tenants.models import App, Instance, Node, Tenant, Volume
 from tenants.schemas import NodeCreate, NodeRead
 from tenants.tenancy import get_tenant
 
@@ -136,6 +136,7 @@ def list_nodes(session: Session) -> list[NodeRead]:
     )
     for node, tenant in session.exec(placed):
         tenants.setdefault(node, set()).add(tenant)
+    pinned = _volumes_by_node(session)
     return [
         NodeRead(
             name=node.name,
@@ -152,9 +153,21 @@ def list_nodes(session: Session) -> list[NodeRead]:
             draining=node.draining,
             accel=node.accel,
             message=node.message,
+            volumes=pinned.get(node.name, []),
         )
         for node in session.exec(select(Node).order_by(Node.name))
     ]
+
+
+def _volumes_by_node(session: Session) -> dict[str, list[str]]:
+    """Each node's volumes as `TENANT/VOLUME`, with the app each pins to the node: `acme/data (web)`."""
+    users = {(app.tenant_id, mount["volume"]): app.name for app in session.exec(select(App)) for mount in app.volumes}
+    found: dict[str, list[str]] = {}
+    rows = session.exec(select(Volume, Tenant.name).join(Tenant).order_by(Tenant.name, Volume.name))
+    for volume, tenant in rows:
+        user = users.get((volume.tenant_id, volume.name))
+        found.setdefault(volume.node, []).append(f"{tenant}/{volume.name}" + (f" ({user})" if user else ""))
+    return found
 
 
 def draining(session: Session) -> set[str]:

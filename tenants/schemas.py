@@ -20,6 +20,9 @@ MAX_IMAGE_LENGTH = 255
 MAX_HEALTH_PATH = 256
 MAX_PUBLIC_KEY = 16_384
 MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600
+MAX_VOLUMES_PER_APP = 8
+MIN_VOLUME_MIB, MAX_VOLUME_MIB = 16, 1_048_576  # ext4 needs a few MiB of its own; 1 TiB
+MAX_MOUNT_PATH = 256
 
 # Docker's reference grammar, simplified: [registry[:port]/]path[:tag][@digest], lowercase path.
 _IMAGE = re.compile(
@@ -29,6 +32,8 @@ _IMAGE = re.compile(
 )
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEALTH_PATH = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces: it goes on a request line
+_MOUNT_PATH = re.compile(r"(/[A-Za-z0-9_.@+-]+)+")
+_SYSTEM_PATHS = ("/proc", "/sys", "/dev")  # the engine's own mounts: a volume there would hide or break them
 
 
 def _no_nul(value: str) -> str:
@@ -71,15 +76,17 @@ class PlanRead(BaseModel):
     requests_per_second: int
     burst: int
     max_body_mib: int
+    max_storage_mib: int
 
 
 class Usage(BaseModel):
-    """What a tenant's apps claim in all, counted as the quotas count it."""
+    """What a tenant's apps and volumes claim in all, counted as the quotas count it."""
 
     apps: int
     instances: int
     cpu_millicores: int
     memory_mib: int
+    storage_mib: int = 0
 
 
 class TenantCreate(BaseModel):
@@ -98,6 +105,24 @@ class TenantRead(BaseModel):
     usage: Usage
 
 
+class VolumeMount(BaseModel):
+    """One of the tenant's volumes, mounted at `path` in the app's containers."""
+
+    model_config = ConfigDict(extra="forbid")
+    volume: Name
+    path: Annotated[str, Field(min_length=2, max_length=MAX_MOUNT_PATH)]
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        parts = value.split("/")[1:]
+        if not _MOUNT_PATH.fullmatch(value) or any(part in (".", "..") for part in parts):
+            raise ValueError(f"{value!r} is not an absolute path in the container (like /var/lib/web)")
+        if any(value == system or value.startswith(system + "/") for system in _SYSTEM_PATHS):
+            raise ValueError(f"{value!r} is under {', '.join(_SYSTEM_PATHS)}, which the container engine mounts")
+        return value
+
+
 class AppSpec(BaseModel):
     """The body of a deploy (PUT): everything an app's containers are made from, and how many."""
 
@@ -113,6 +138,7 @@ class AppSpec(BaseModel):
     hostnames: Annotated[list[str], Field(max_length=MAX_HOSTNAMES)] = []
     https_redirect: bool = False  # the front door answers its plain-HTTP requests with a 308 to https
     hsts: bool = False  # the front door adds Strict-Transport-Security to its HTTPS answers
+    volumes: Annotated[list[VolumeMount], Field(max_length=MAX_VOLUMES_PER_APP)] = []
 
     @field_validator("image")
     @classmethod
@@ -145,6 +171,15 @@ class AppSpec(BaseModel):
         if len(set(hosts)) != len(hosts):
             raise ValueError("lists a hostname twice")
         return hosts
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, value: list[VolumeMount]) -> list[VolumeMount]:
+        if len({m.volume for m in value}) != len(value):
+            raise ValueError("mounts a volume twice")
+        if len({m.path for m in value}) != len(value):
+            raise ValueError("mounts two volumes at one path")
+        return value
 
 
 class Scale(BaseModel):
@@ -236,6 +271,7 @@ class NodeRead(BaseModel):
     accel: str | None = None
     message: str | None = None
     vm: VmStatsRead | None = None  # what a VM node costs its host, when it is a VM
+    volumes: list[str] = []  # `TENANT/VOLUME (APP)`: data on it, and the apps it keeps here even when draining
 
 
 class NodeCreate(BaseModel):
@@ -416,3 +452,22 @@ class LocalCARead(BaseModel):
     """The local CA's certificate, for clients to trust (public)."""
 
     certificate_pem: str
+
+
+class VolumeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    size_mib: Annotated[int, Field(ge=MIN_VOLUME_MIB, le=MAX_VOLUME_MIB)]
+
+
+class VolumeRead(BaseModel):
+    """A volume: its hard size, where its data lives, how much is used (None when its node cannot say) and
+    the app that mounts it."""
+
+    tenant: str
+    name: str
+    size_mib: int
+    node: str
+    created_at: datetime
+    used_mib: float | None = None
+    mounted_by: list[str] = []

@@ -6,7 +6,7 @@ from tenants import audit
 from tenants.db import commit
 from tenants.enums import Isolation, Role, TenantStatus
 from tenants.errors import Conflict, Invalid, NotFound
-from tenants.models import App, Plan, Tenant
+from tenants.models import App, Plan, Tenant, Volume
 from tenants.quotas import usage_of
 from tenants.schemas import PlanRead, TenantCreate, TenantRead
 
@@ -58,11 +58,13 @@ def set_status(session: Session, actor: str, name: str, status: TenantStatus) ->
 
 
 def delete_tenant(session: Session, actor: str, name: str) -> None:
-    """Delete the tenant with its apps, keys and tokens; its events stay in the audit log."""
+    """Delete the tenant with its apps, volumes, keys and tokens (the caller removes the volumes' filesystems);
+    its events stay in the audit log."""
     tenant = get_tenant(session, name)
     apps = [app.name for app in session.exec(select(App).where(App.tenant_id == tenant.id))]
-    session.delete(tenant)  # the foreign keys cascade to apps, keys and tokens
-    audit.record(session, actor, "tenant.delete", name, apps=apps)
+    owned = [volume.name for volume in session.exec(select(Volume).where(Volume.tenant_id == tenant.id))]
+    session.delete(tenant)  # the foreign keys cascade to apps, volumes, keys and tokens
+    audit.record(session, actor, "tenant.delete", name, apps=apps, volumes=owned)
     session.commit()
 
 
@@ -76,8 +78,13 @@ def read_tenant(session: Session, tenant: Tenant) -> TenantRead:
         isolation=Isolation(tenant.isolation),
         status=TenantStatus(tenant.status),
         created_at=tenant.created_at,
-        usage=usage_of(apps),
+        usage=usage_of(apps).model_copy(update={"storage_mib": storage_mib(session, tenant)}),
     )
+
+
+def storage_mib(session: Session, tenant: Tenant) -> int:
+    """The sizes of the tenant's volumes in all: what its plan's storage quota counts."""
+    return sum(session.exec(select(Volume.size_mib).where(Volume.tenant_id == tenant.id)))
 
 
 def credential_owner(session: Session, role: Role, tenant: str | None) -> Tenant | None:

@@ -63,6 +63,15 @@ def remove_everything_of(platform: str) -> None:
         docker("network", "rm", *networks)
 
 
+def unmount_volumes(home: Path) -> None:
+    """Unmount what a test left mounted under `home`'s volumes (they outlive the daemon, by design)."""
+    root = str(home / "volumes") + "/"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mount_point = line.split()[1]
+        if mount_point.startswith(root):
+            subprocess.run(["umount", "--lazy", mount_point], check=False)
+
+
 @contextmanager
 def running_platform(home: Path) -> Iterator[Daemon]:
     """A platform with the local node and the sample images built; every container it made is removed after."""
@@ -74,3 +83,4 @@ def running_platform(home: Path) -> Iterator[Daemon]:
     finally:
         daemon.stop()
         remove_everything_of(platform_id(daemon))
+        unmount_volumes(home)

@@ -433,6 +433,7 @@ def _container_config(spec: InstanceSpec, image: ImageInfo, publish_ip: str) -> 
             "CapAdd": capabilities,
             "PortBindings": {port: [{"HostIp": publish_ip, "HostPort": ""}]},
             "NetworkMode": spec.network,
+            "Mounts": [{"Type": "bind", "Source": m.source, "Target": m.target} for m in spec.mounts],
             "RestartPolicy": {"Name": "no"},  # the reconciler restarts, with backoff, and counts it
             "LogConfig": LOG_OPTIONS,
         },

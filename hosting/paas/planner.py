@@ -13,6 +13,8 @@ reconciler carries them out. No engine, no database, no clock of its own, so the
 - a new revision rolls one instance at a time: one new instance is added, and an old ready one removed only
   once a new one is ready, so the app never has fewer ready instances than its replicas; old instances that are
   not ready go at once. Instances on a draining node are replaced the same way.
+- an app with volumes (one replica) is replaced stop-then-start, never two writers of its data, on the node
+  its volumes are on, draining or not.
 """
 
 from collections import Counter, defaultdict
@@ -119,6 +121,8 @@ def _plan_app(
         tracked = observed.tracked.get(container.instance)
         return tracked.state if tracked else None
 
+    if app.volumes:
+        draining = set()  # its data stays on its node: so does its instance (`strata volumes move` moves both)
     current = [c for c in found if c.revision == app.revision and c.node not in draining]
     old = [c for c in found if c.revision != app.revision or c.node in draining]
     actions: list[Action] = []
@@ -137,9 +141,13 @@ def _plan_app(
         actions += [Remove(c, "scale down") for c in surplus]
     elif len(live) < app.replicas and now >= observed.retry_at.get(app.app_id, 0.0):
         rolling = bool(old)
-        if not rolling or all(state(c) == InstanceState.READY for c in live):
+        if app.volumes and rolling:
+            pass  # stopped first, started once it is gone: never two writers of one volume
+        elif not rolling or all(state(c) == InstanceState.READY for c in live):
             actions += _place(app, scheduler, 1 if rolling else app.replicas - len(live))
 
+    if app.volumes:
+        return [*actions, *(Remove(c, "old revision (stopped before the new one starts: one writer)") for c in old)]
     ready_new = sum(1 for c in live if state(c) == InstanceState.READY)
     ready_old = sorted((c for c in old if state(c) == InstanceState.READY), key=lambda c: c.revision)
     actions += [Remove(c, "old revision") for c in old if state(c) != InstanceState.READY]
@@ -161,7 +169,10 @@ def _crashed(app: DesiredApp, container: Container, tracked: Tracked | None, now
 
 def _place(app: DesiredApp, scheduler: Scheduler, count: int) -> list[Action]:
     """Up to `count` placements; what does not fit is said once (the rest would not fit either)."""
-    request = Request(app.tenant, app.name, app.isolation == Isolation.DEDICATED, app.cpu_millicores, app.memory_mib)
+    request = Request(
+        app.tenant, app.name, app.isolation == Isolation.DEDICATED, app.cpu_millicores, app.memory_mib,
+        app.volume_node,
+    )  # fmt: skip
     actions: list[Action] = []
     for _ in range(count):
         target = scheduler.place(request)

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -27,11 +28,12 @@ from hosting.paas.pause import pause
 from hosting.paas.planner import Action, Crashed, Create, Observed, Remove, Restart, Unplaceable, backoff, plan
 from hosting.paas.problems import AppProblems
 from hosting.paas.pulls import ImagePuller
-from hosting.paas.runtime import Container, EngineError, ImageMissing, InstanceSpec, NodeRuntime
+from hosting.paas.runtime import Container, EngineError, ImageMissing, InstanceSpec, Mount, NodeRuntime
 from hosting.paas.scheduler import Strategy
 from hosting.paas.serving import routes
 from hosting.paas.tracked import Tracked
 from hosting.paas.usage import UsageSampler
+from hosting.paas.volumes import VolumeError
 from tenants import db
 from tenants import instances as store
 from tenants import nodes as registry
@@ -80,10 +82,12 @@ class Reconciler:
         liveness: Liveness | None = None,  # its health checker: tests pass one for FakeRuntime's endpoints
         clock: Callable[[], float] = time.monotonic,  # for deadlines and backoff; tests pass a FakeClock's
         secrets: SecretBox | None = None,  # decrypts tenants' registry logins for their pulls
+        volumes: Callable[[str, str], Path] | None = None,  # (tenant, volume) -> its mount point, mounted
     ) -> None:
         self.engine, self.platform_id, self.pool, self.strategy = engine, platform_id, pool, strategy
         pool.on_change = self.nudge
         self.publish, self.drain, self.clock = publish, drain, clock
+        self.volumes = volumes
         self.image_store = image_store  # where images are built, loaded and pulled; shipped to nodes from there
         self.pulls = ImagePuller(engine, image_store, secrets, clock, self.nudge) if image_store else None
         self.liveness, self.usage, self.problems = liveness or Liveness(), UsageSampler(), AppProblems()
@@ -200,12 +204,12 @@ class Reconciler:
 
     async def _create(self, app: DesiredApp, node: NodeHandle, work: _Pass) -> None:
         instance, network = secrets.token_hex(3), networks.tenant_network(self.platform_id, app.tenant)
-        spec = InstanceSpec(
-            self.platform_id, app.tenant, app.name, app.revision, instance, app.image, app.command, app.env,
-            app.port, app.cpu_millicores, app.memory_mib, PIDS_LIMIT, network,
-        )  # fmt: skip
         async with self._limit:
             try:
+                spec = InstanceSpec(
+                    self.platform_id, app.tenant, app.name, app.revision, instance, app.image, app.command, app.env,
+                    app.port, app.cpu_millicores, app.memory_mib, PIDS_LIMIT, network, await self._mounts(app),
+                )  # fmt: skip
                 await node.runtime.ensure_network(network, spec.network_labels)
                 container = await self._create_container(node.runtime, spec)
             except EngineError as exc:
@@ -231,10 +235,24 @@ class Reconciler:
         await images.ship(spec.image, self.image_store, runtime)
         return await runtime.create(spec)
 
+    async def _mounts(self, app: DesiredApp) -> tuple[Mount, ...]:
+        """The app's volumes as its container binds them, each mounted on this host first if it was not (after
+        a reboot an unmounted mount point would take the app's writes onto the host's disk, unlimited)."""
+        if not app.volumes:
+            return ()
+        if self.volumes is None:
+            raise EngineError("this platform keeps no volumes")
+        try:
+            paths = [await asyncio.to_thread(self.volumes, app.tenant, name) for name, _ in app.volumes]
+        except VolumeError as exc:
+            raise EngineError(str(exc)) from None
+        return tuple(Mount(str(path), target) for path, (_, target) in zip(paths, app.volumes, strict=True))
+
     async def _restart(self, app: DesiredApp, container: Container, work: _Pass) -> None:
         tracked = self.tracked[container.instance]
         async with self._limit:
             try:
+                await self._mounts(app)
                 started = await self.pool[container.node].runtime.start(container.id)
             except EngineError as exc:
                 tracked.restart_at = self.clock() + backoff(tracked.crashes)

@@ -123,6 +123,14 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A directory of the engine's machine (a volume's mount point) bound read-write at `target`."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """Everything needed to create one instance's container; the limits are enforced by the engine."""
 
@@ -139,6 +147,7 @@ class InstanceSpec:
     memory_mib: int
     pids_limit: int
     network: str
+    mounts: tuple[Mount, ...] = ()
 
     @property
     def network_labels(self) -> dict[str, str]:

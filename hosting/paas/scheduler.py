@@ -38,13 +38,14 @@ class NodeView:
 
 @dataclass(frozen=True)
 class Request:
-    """One instance to place: whose, of which app, how isolated, how big."""
+    """One instance to place: whose, of which app, how isolated, how big, and the node its volumes pin it to."""
 
     tenant: str
     app: str
     dedicated: bool
     cpu_millicores: int
     memory_mib: int
+    node: str | None = None
 
     @property
     def app_key(self) -> AppKey:
@@ -92,6 +93,11 @@ def isolation_matches(node: NodeView, request: Request) -> bool:
     return node.tenant == request.tenant if request.dedicated else node.tenant is None
 
 
+def holds_its_volumes(node: NodeView, request: Request) -> bool:
+    """An app's data lives on one node: its instance runs there."""
+    return request.node is None or node.name == request.node
+
+
 def has_memory(node: NodeView, request: Request) -> bool:
     return free_memory_mib(node) >= request.memory_mib
 
@@ -102,6 +108,10 @@ def has_cpu(node: NodeView, request: Request) -> bool:
 
 def isolation_rejection(request: Request) -> str:
     return f"not dedicated to {request.tenant}" if request.dedicated else "dedicated to a tenant"
+
+
+def volumes_rejection(request: Request) -> str:
+    return f"not {request.node}, where its volumes are"
 
 
 def memory_rejection(request: Request) -> str:
@@ -124,6 +134,7 @@ def replicas_on(node: NodeView, request: Request) -> int:
 NODE_FILTERS: list[tuple[NodeFilter, str]] = [(is_ready, "not ready"), (not_draining, "draining")]
 FILTERS: list[tuple[Filter, Callable[[Request], str]]] = [
     (isolation_matches, isolation_rejection),
+    (holds_its_volumes, volumes_rejection),
     (has_memory, memory_rejection),
     (has_cpu, cpu_rejection),
 ]
@@ -166,7 +177,7 @@ class Scheduler:
         first time this pass that the same request found none)."""
         if request in self._unfit:
             return self._unfit[request]
-        best = self._best(request)
+        best = self._pinned(request) if request.node is not None else self._best(request)
         if best is None:
             return self._unfit.setdefault(request, NoFit(self._explain(request)))
         return self._claim(best, request)
@@ -184,9 +195,18 @@ class Scheduler:
                     break
         return best
 
+    def _pinned(self, request: Request) -> NodeView | None:
+        """The node holding the request's volumes, if it is ready and passes the filters. Draining or not: the
+        data cannot leave with the instance (`strata volumes move` moves both)."""
+        node = self.nodes.get(request.node or "")
+        return node if node is not None and node.ready and passes_filters(node, request) else None
+
     def _claim(self, node: NodeView, request: Request) -> NodeView:
-        pool = self._pools[node.tenant]
-        del pool[bisect_left(pool, self._entry(node))]
+        pool = self._pools.get(node.tenant, [])
+        index = bisect_left(pool, self._entry(node))
+        pooled = index < len(pool) and pool[index][2] == node.name  # a draining node is in no pool
+        if pooled:
+            del pool[index]
         instances = {**node.instances, request.app_key: node.instances.get(request.app_key, 0) + 1}
         claimed = replace(
             node,
@@ -195,7 +215,8 @@ class Scheduler:
             instances=instances,
         )
         self.nodes[node.name] = claimed
-        insort(pool, self._entry(claimed))
+        if pooled:
+            insort(pool, self._entry(claimed))
         return claimed
 
     def _entry(self, node: NodeView) -> tuple[float, int, str]:
@@ -212,6 +233,14 @@ class Scheduler:
                 f"no node fits: tenant {request.tenant} is dedicated and has no VM node: "
                 f"add one with `strata nodes add NAME --tenant {request.tenant}`"
             )
+        if request.node is not None and request.node not in self.nodes:
+            return f"no node fits: its volumes are on node {request.node}, which is gone"
+        if request.node is not None:
+            node = self.nodes[request.node]
+            reason = "not ready"
+            if node.ready:
+                reason = next(why(request) for passes, why in FILTERS if not passes(node, request))
+            return f"no node fits: its volumes are on node {request.node}, which is {reason}"
         counts = dict.fromkeys([why for _, why in NODE_FILTERS] + [why(request) for _, why in FILTERS], 0)
         for node in self.nodes.values():
             counts[self._rejection(node, request)] += 1

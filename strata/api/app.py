@@ -19,6 +19,7 @@ from strata.api import (
     registry_routes,
     runtime_routes,
     tenant_routes,
+    volume_routes,
 )
 from strata.api.deps import Platform
 from tenants.schemas import ErrorBody, Health
@@ -54,6 +55,7 @@ def create_app(platform: Platform) -> FastAPI:
         event_routes,
         runtime_routes,
         exec_routes,
+        volume_routes,
     ):
         app.include_router(module.router)
     return app

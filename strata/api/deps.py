@@ -19,6 +19,7 @@ from hosting.paas.nodes import NodePool
 from hosting.paas.pulls import ImagePuller
 from hosting.paas.usage import UsageSampler
 from hosting.paas.vm_nodes import VmNodes
+from hosting.paas.volumes import LocalVolumes
 from strata.config import Settings
 from tenants import db, tokens
 from tenants.enums import Role
@@ -43,6 +44,7 @@ class Platform:
     builder: Builder | None = None  # builds from source (None: builds are refused)
     certificates: Certificates | None = None  # HTTPS certificates (None: no HTTPS listener)
     pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
+    volumes: LocalVolumes | None = None  # the volumes on this host (None: volumes are refused)
 
     def install(self, app: FastAPI) -> None:
         app.state.platform = self
@@ -102,6 +104,16 @@ async def get_pulls(platform: _Platform) -> Mapping[tuple[str, str], PullRead]:
     return platform.pulls.progress() if platform.pulls is not None else {}
 
 
+async def get_volume_store(platform: _Platform) -> LocalVolumes | None:
+    return platform.volumes
+
+
+async def get_volumes(platform: _Platform) -> LocalVolumes:
+    if platform.volumes is None:
+        raise Conflict("this platform keeps no volumes (the daemon was started without a volume store)")
+    return platform.volumes
+
+
 DbEngine = Annotated[Engine, Depends(get_engine)]
 Config = Annotated[Settings, Depends(get_settings)]
 Pool = Annotated[NodePool, Depends(get_pool)]
@@ -112,6 +124,8 @@ Nudge = Annotated[Callable[[], None], Depends(get_nudge)]
 Pulls = Annotated[Mapping[tuple[str, str], PullRead], Depends(get_pulls)]
 Puller = Annotated[ImagePuller | None, Depends(get_puller)]
 Builds = Annotated[Builder, Depends(get_builder)]
+Volumes = Annotated[LocalVolumes, Depends(get_volumes)]
+VolumeStore = Annotated[LocalVolumes | None, Depends(get_volume_store)]  # for routes that work without one
 
 
 def get_session(engine: DbEngine) -> Iterator[Session]:

@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter, Response
 
-from strata.api.deps import DB, Caller, Operator, TenantName
-from tenants import tenancy
+from strata.api import volume_routes
+from strata.api.deps import DB, Caller, Operator, TenantName, VolumeStore
+from tenants import tenancy, volumes
 from tenants.enums import TenantStatus
 from tenants.schemas import PlanRead, TenantCreate, TenantRead
 
@@ -46,7 +47,11 @@ def resume_tenant(session: DB, principal: Operator, tenant: str) -> TenantRead:
 
 
 @router.delete("/tenants/{tenant}", status_code=204)
-def delete_tenant(session: DB, principal: Operator, tenant: str) -> Response:
-    """Delete the tenant with its apps, keys and tokens. The audit log keeps its events."""
+def delete_tenant(session: DB, principal: Operator, tenant: str, store: VolumeStore) -> Response:
+    """Delete the tenant with its apps, volumes (and their data), keys and tokens. The audit log keeps its
+    events."""
+    owned = [v.name for v, _ in volumes.list_volumes(session, tenancy.get_tenant(session, tenant))]
     tenancy.delete_tenant(session, principal.actor, tenant)
+    if store is not None:
+        volume_routes.remove_filesystems(store, tenant, owned)
     return Response(status_code=204)

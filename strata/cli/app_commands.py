@@ -40,6 +40,14 @@ def apps_group() -> None:
 )
 @click.option("--hsts/--no-hsts", default=None, help="Add Strict-Transport-Security to the app's HTTPS answers [off].")
 @click.option(
+    "--volume",
+    multiple=True,
+    metavar="VOLUME:PATH",
+    help="Mount the tenant's VOLUME at PATH in the container (repeatable; replaces the list). "
+    "An app with a volume runs one instance.",
+)
+@click.option("--no-volumes", is_flag=True, help="Mount no volume any more (their data stays in them).")
+@click.option(
     "--build",
     "build_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -61,6 +69,8 @@ def deploy(
     hostname: tuple[str, ...],
     https_redirect: bool | None,
     hsts: bool | None,
+    volume: tuple[str, ...],
+    no_volumes: bool,
     build_dir: Path | None,
     detach: bool,
     as_json: bool,
@@ -69,7 +79,21 @@ def deploy(
     tenant, name = split_ref(ref)
     if build_dir is not None:
         https = https_redirect is not None or hsts is not None
-        if image or env or unset_env or hostname or command or health or port or replicas or cpu or memory or https:
+        mounts = volume or no_volumes
+        if (
+            image
+            or env
+            or unset_env
+            or hostname
+            or command
+            or health
+            or port
+            or replicas
+            or cpu
+            or memory
+            or https
+            or mounts
+        ):
             fail("--build deploys the built image alone; change other settings with a separate `apps deploy`")
         return deploy_build(tenant, name, build_dir, as_json)
     with api() as client:
@@ -94,6 +118,8 @@ def deploy(
         }
         if hostname:
             spec["hostnames"] = list(hostname)
+        if volume or no_volumes:
+            spec["volumes"] = [_mount(item) for item in volume]
         app = client.deploy(tenant, name, validated(AppSpec, **spec))
     if as_json:
         return emit_json(app)
@@ -102,6 +128,13 @@ def deploy(
     if not detach and verb != "unchanged":
         with api() as client:
             follow(client, tenant, name, app.revision, current.problem if current else None)
+
+
+def _mount(given: str) -> dict[str, str]:
+    name, colon, path = given.partition(":")
+    if not colon or not name or not path:
+        fail(f"--volume {given!r}: give VOLUME:PATH, e.g. --volume data:/var/lib/web", code=2)
+    return {"volume": name, "path": path}
 
 
 @apps_group.command("list")

@@ -59,12 +59,13 @@ def _hint(exc: ApiError) -> str | None:
     return None
 
 
-def split_ref(ref: str) -> tuple[str, str]:
-    """`TENANT/APP` as the app verbs take it."""
-    tenant, sep, app = ref.partition("/")
-    if not sep or not tenant or not app:
-        raise click.BadParameter(f"{ref!r} should be TENANT/APP, like acme/web", param_hint="TENANT/APP")
-    return tenant, app
+def split_ref(ref: str, what: str = "APP", example: str = "web") -> tuple[str, str]:
+    """`TENANT/APP` as the app verbs take it (`TENANT/VOLUME` as the volume verbs do)."""
+    tenant, sep, name = ref.partition("/")
+    if not sep or not tenant or not name:
+        hint = f"TENANT/{what}"
+        raise click.BadParameter(f"{ref!r} should be {hint}, like acme/{example}", param_hint=hint)
+    return tenant, name
 
 
 def validated(model: type[Model], **values: Any) -> Model:

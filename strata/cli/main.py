@@ -11,6 +11,7 @@ from strata.cli.platform_commands import console, doctor_command, up
 from strata.cli.registry_commands import registries_group
 from strata.cli.runtime_commands import images_group, nodes_group
 from strata.cli.tenant_commands import plans, tenants_group
+from strata.cli.volume_commands import volumes_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +33,7 @@ for command in (
     plans,
     tenants_group,
     apps_group,
+    volumes_group,
     builds_group,
     images_group,
     registries_group,

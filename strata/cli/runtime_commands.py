@@ -166,8 +166,12 @@ def show(name: str, as_json: bool) -> None:
 def drain(name: str) -> None:
     """Place nothing more on NAME, and move its instances elsewhere (a new one ready before an old goes)."""
     with api() as client:
-        client.drain_node(name)
+        node = client.drain_node(name)
     click.echo(f"node {name} is draining; `strata nodes resume {name}` puts it back in service")
+    if node.volumes:
+        click.echo(
+            f"its volumes stay on it, and the apps that mount them with them: {', '.join(node.volumes)}", err=True
+        )
 
 
 @nodes_group.command("resume")

@@ -286,6 +286,42 @@ def test_draining_starts_the_replacement_before_removing() -> None:
     assert min(counts) >= 2 and {c.node for c in world.containers} == {"new"}
 
 
+# apps with volumes: one writer, on the node of their data
+
+
+def with_volume(**changes: object) -> DesiredApp:
+    return app(replicas=1, volumes=(("data", "/var/lib/web"),), volume_node="n2", **changes)
+
+
+def test_an_app_with_a_volume_is_placed_on_its_volumes_node_only() -> None:
+    web = with_volume()
+    assert World().plan(web, nodes=[node("n1", memory=8192), node("n2")]) == [Create(web, "n2")]
+    actions = World().plan(web, nodes=[node("n1"), node("n2", ready=False)])
+    assert actions == [Unplaceable(web, "no node fits: its volumes are on node n2, which is not ready")]
+
+
+def test_a_new_revision_of_an_app_with_a_volume_stops_the_old_instance_before_starting_one() -> None:
+    world, v2 = World(), with_volume(revision=2)
+    world.add(v2, "old", revision=1, node="n2")
+    nodes = [node("n1"), node("n2")]
+    assert removed(world.plan(v2, nodes=nodes)) == [
+        ("old", "old revision (stopped before the new one starts: one writer)")
+    ]
+    assert kinds(world.plan(v2, nodes=nodes)) == ["Remove"]  # still there (draining): nothing is created beside it
+    world.containers.clear()
+    world.tracked.clear()
+    assert world.plan(v2, nodes=nodes) == [Create(v2, "n2")]
+
+
+def test_an_app_with_a_volume_stays_on_its_draining_node() -> None:
+    world, web = World(), with_volume()
+    world.add(web, "a", node="n2")
+    assert world.plan(web, nodes=[node("n1"), node("n2", draining=True)]) == []
+    world.containers.clear()
+    world.tracked.clear()
+    assert world.plan(web, nodes=[node("n1"), node("n2", draining=True)]) == [Create(web, "n2")]
+
+
 # what was observed, not seen
 
 

@@ -1,0 +1,102 @@
+"""`/tenants/{tenant}/volumes` (a tenant's persistent volumes, each with a hard size) and `/volumes` (every
+volume the caller may see). A volume's filesystem is made on this host before its row is written, and
+removed after its row is gone: neither outlives a failure of the other."""
+
+import logging
+import threading
+
+from fastapi import APIRouter, Query, Response
+
+from hosting.paas.volumes import LocalVolumes, VolumeError
+from strata.api.deps import DB, Caller, TenantName, Volumes, listing_scope
+from tenants import volumes
+from tenants.errors import Unavailable
+from tenants.models import Volume
+from tenants.schemas import VolumeCreate, VolumeRead
+from tenants.tenancy import get_tenant
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["volumes"])
+LOCAL_NODE = "local"  # the host's own node: where volumes live until VM nodes get disks of their own
+MIB = 1 << 20
+
+# Creates one at a time: a filesystem found without its row is then a crash's leftover, never a create under way.
+_creating = threading.Lock()
+
+
+@router.get("/volumes")
+def list_all(session: DB, principal: Caller, store: Volumes, tenant: str | None = None) -> list[VolumeRead]:
+    """Every volume an operator may see (of `tenant` if given); a tenant's own."""
+    wanted = listing_scope(principal, tenant)
+    owner = get_tenant(session, wanted) if wanted is not None else None
+    return [_read(session, store, v, name) for v, name in volumes.list_volumes(session, owner)]
+
+
+@router.get("/tenants/{tenant}/volumes")
+def list_volumes(session: DB, tenant: TenantName, store: Volumes) -> list[VolumeRead]:
+    owner = get_tenant(session, tenant)
+    return [_read(session, store, v, tenant) for v, _ in volumes.list_volumes(session, owner)]
+
+
+@router.post("/tenants/{tenant}/volumes", status_code=201)
+def create_volume(session: DB, principal: Caller, tenant: TenantName, body: VolumeCreate, store: Volumes) -> VolumeRead:
+    """A volume of `size_mib` with a hard limit (writes past it fail with ENOSPC in the container), counted
+    against the plan's storage quota, on this host."""
+    with _creating:
+        owner = volumes.check_create(session, tenant, body.name, body.size_mib)
+        if store.path(tenant, body.name).exists():
+            log.warning("volume %s/%s: a filesystem without its row (left by a crash) is removed", tenant, body.name)
+            _remove(store, tenant, body.name)
+        try:
+            store.create(tenant, body.name, body.size_mib)
+        except VolumeError as exc:
+            raise Unavailable(str(exc)) from None
+        try:
+            row = volumes.record_create(session, principal.actor, owner, body.name, body.size_mib, LOCAL_NODE)
+        except BaseException:
+            _remove(store, tenant, body.name)
+            raise
+    return _read(session, store, row, tenant)
+
+
+@router.get("/tenants/{tenant}/volumes/{volume}")
+def get_volume(session: DB, tenant: TenantName, volume: str, store: Volumes) -> VolumeRead:
+    """Its size, how much is used, its node and the app that mounts it."""
+    return _read(session, store, volumes.get_volume(session, get_tenant(session, tenant), volume), tenant)
+
+
+@router.delete("/tenants/{tenant}/volumes/{volume}", status_code=204)
+def delete_volume(
+    session: DB,
+    principal: Caller,
+    tenant: TenantName,
+    volume: str,
+    store: Volumes,
+    force: bool = Query(False, description="delete it even though an app mounts it: the app loses it"),
+) -> Response:
+    """Delete the volume and its data; refused while an app mounts it, unless `force`."""
+    volumes.delete(session, principal.actor, tenant, volume, force=force)
+    _remove(store, tenant, volume)
+    return Response(status_code=204)
+
+
+def remove_filesystems(store: LocalVolumes, tenant: str, names: list[str]) -> None:
+    """Remove the filesystems of a deleted tenant's volumes (their rows went with it)."""
+    for name in names:
+        _remove(store, tenant, name)
+
+
+def _remove(store: LocalVolumes, tenant: str, name: str) -> None:
+    try:
+        store.remove(tenant, name)
+    except VolumeError as exc:  # the row is gone: the leftover is the operator's to see, not the caller's
+        log.error("volume %s/%s: its filesystem could not be removed: %s", tenant, name, exc)
+
+
+def _read(session: DB, store: LocalVolumes, volume: Volume, tenant: str) -> VolumeRead:
+    try:
+        used: float | None = store.usage(tenant, volume.name).used_bytes / MIB
+    except (VolumeError, OSError):
+        used = None  # not mounted here now: its size stands, its use is unknown
+    return volumes.read_volume(session, volume, tenant, used)
