@@ -37,6 +37,7 @@ from hosting.iaas.guest_image import find_node_image
 from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver
+from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import NodeHandle, NodePool
@@ -46,6 +47,7 @@ from hosting.paas.volumes import LocalVolumes
 from strata.api import Platform, create_app
 from strata.config import Settings
 from strata.ssh_access import SshAccess
+from tenants import backups as backup_records
 from tenants import db, tokens
 from tenants.enums import Role
 from tenants.routes import RouteSpec
@@ -123,6 +125,12 @@ def run(settings: Settings, options: Options) -> None:
         reconciler.building = builder.tenants_building  # a build's RUN steps use its tenant's network
         for build_id in builder.recover():
             log.warning("build %d was cut off by the daemon's stop: marked failed", build_id)
+        backups = None
+        if volumes is not None:
+            backups = VolumeBackups(engine, reconciler.pool, volumes, settings.home / "backups")
+            with db.session(engine) as session:
+                for backup_id in backup_records.recover(session):
+                    log.warning("backup %d was cut off by the daemon's stop: marked failed", backup_id)
         platform = Platform(
             engine=engine,
             settings=settings,
@@ -135,6 +143,7 @@ def run(settings: Settings, options: Options) -> None:
             builder=builder,
             pulls=reconciler.pulls,
             volumes=volumes,
+            backups=backups,
         )
         app = create_app(platform)
         sockets = [_unix_socket(settings.api_socket)]
@@ -265,6 +274,9 @@ async def _serve(
     reconciling = asyncio.create_task(reconciler.run(stopping))
     tasks = [serving, reconciling]
     tasks.extend(asyncio.create_task(vm_nodes.run(stopping)) for vm_nodes in hypervisors)
+    platform: Platform = app.state.platform
+    if platform.backups is not None:
+        tasks.append(asyncio.create_task(platform.backups.run(stopping)))
     if certificates is not None:
         tasks.append(asyncio.create_task(_until(stopping, certificates.run())))
     log.info(

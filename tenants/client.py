@@ -19,6 +19,8 @@ from tenants.enums import BuildSource, TenantStatus
 from tenants.schemas import (
     AppRead,
     AppSpec,
+    BackupRead,
+    BackupRestore,
     BuildRead,
     CertificateRead,
     CertificateUpload,
@@ -48,7 +50,7 @@ from tenants.schemas import (
 )
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
-LONG_TIMEOUT_SECONDS = 600.0  # building or loading images onto every node
+LONG_TIMEOUT_SECONDS = 600.0  # building or loading images onto every node, a backup or a restore
 BUILD_CUT_OFF = "the daemon went away during the build; `strata builds list` shows how it ended"
 
 
@@ -250,6 +252,29 @@ class StrataClient:
 
     def delete_volume(self, tenant: str, name: str, *, force: bool = False) -> None:
         self._call("DELETE", f"/tenants/{tenant}/volumes/{name}", None, params={"force": force or None})
+
+    def backups(self, tenant: str | None = None) -> list[BackupRead]:
+        """The backups of `tenant`, or of every tenant the caller may see, newest first."""
+        return self._call("GET", "/backups", list[BackupRead], params={"tenant": tenant})
+
+    def create_backup(self, tenant: str, volume: str) -> BackupRead:
+        """Back the volume up and verify it: returns once it is verified or failed."""
+        return self._call(
+            "POST", f"/tenants/{tenant}/volumes/{volume}/backups", BackupRead, timeout=LONG_TIMEOUT_SECONDS
+        )
+
+    def restore_backup(self, tenant: str, backup_id: int, volume: str | None = None) -> VolumeRead:
+        body = BackupRestore(volume=volume)
+        return self._call(
+            "POST",
+            f"/tenants/{tenant}/backups/{backup_id}/restore",
+            VolumeRead,
+            body=body,
+            timeout=LONG_TIMEOUT_SECONDS,
+        )
+
+    def delete_backup(self, tenant: str, backup_id: int) -> None:
+        self._call("DELETE", f"/tenants/{tenant}/backups/{backup_id}", None)
 
     def registries(self, tenant: str) -> list[RegistryRead]:
         return self._call("GET", f"/tenants/{tenant}/registries", list[RegistryRead])

@@ -45,6 +45,12 @@ class BuildState(StrEnum):
     FAILED = "failed"  # `message` says why; the running revision keeps serving
 
 
+class BackupState(StrEnum):
+    RUNNING = "running"  # being copied or verified
+    VERIFIED = "verified"  # restored into a scratch container, every checksum equal: it may be restored
+    FAILED = "failed"  # `message` says why: never shown as a success, never restored
+
+
 class BuildSource(StrEnum):
     GIT = "git"  # a `git push` over SSH
     UPLOAD = "upload"  # a build context uploaded through the API (`strata apps deploy --build DIR`)

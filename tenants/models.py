@@ -77,6 +77,8 @@ class Plan(SQLModel, table=True):
     build_cpu_millicores: int = Field(default=500, sa_column_kwargs={"server_default": "500"})  # one build's cap
     build_memory_mib: int = Field(default=512, sa_column_kwargs={"server_default": "512"})
     max_storage_mib: int = Field(default=1_024, sa_column_kwargs={"server_default": "1024"})  # all its volumes
+    backup_every_hours: int = Field(default=24, sa_column_kwargs={"server_default": "24"})  # each volume's
+    backups_kept: int = Field(default=7, sa_column_kwargs={"server_default": "7"})  # verified ones, per volume
 
 
 class Tenant(SQLModel, table=True):
@@ -135,6 +137,25 @@ class Volume(SQLModel, table=True):
     size_mib: int
     node: str  # where its data lives: its app's instances run there
     created_at: datetime = _time()
+
+
+class Backup(SQLModel, table=True):
+    """A copy of a volume's files, taken with its app paused. It counts only once `verified`: restored into a
+    scratch container and every file's checksum compared. `volume` is a name: a backup outlives its volume."""
+
+    __table_args__ = AUTOINCREMENT
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    volume: str
+    state: str  # BackupState: running | verified | failed
+    actor: str
+    files: int = 0
+    size_bytes: int = 0  # the files' sizes in all: what a restore needs of the volume
+    archive_sha256: str | None = None
+    message: str | None = None  # why it failed, in words
+    started_at: datetime = _time(index=True)
+    finished_at: datetime | None = _time(nullable=True)
 
 
 class SshKey(SQLModel, table=True):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from tenants.enums import BuildSource, BuildState, InstanceState, Isolation, Role, TenantStatus
+from tenants.enums import BackupState, BuildSource, BuildState, InstanceState, Isolation, Role, TenantStatus
 from tenants.names import MAX_NAME_LENGTH, NAME_PATTERN, check_hostname, check_name, check_tenant_name
 
 MAX_REPLICAS = 100
@@ -77,6 +77,8 @@ class PlanRead(BaseModel):
     burst: int
     max_body_mib: int
     max_storage_mib: int
+    backup_every_hours: int
+    backups_kept: int
 
 
 class Usage(BaseModel):
@@ -471,3 +473,24 @@ class VolumeRead(BaseModel):
     created_at: datetime
     used_mib: float | None = None
     mounted_by: list[str] = []
+
+
+class BackupRead(BaseModel):
+    """A backup of a volume: `verified` once restored into a scratch container with every checksum equal;
+    `failed` with the reason otherwise. Only a verified backup may be restored."""
+
+    id: int
+    tenant: str
+    volume: str
+    state: BackupState
+    files: int
+    size_bytes: int
+    archive_sha256: str | None
+    message: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class BackupRestore(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    volume: Name | None = None  # the tenant's volume to restore into; None: the one it was taken of

@@ -41,6 +41,7 @@ from hosting.paas.runtime import (
     ImageInfo,
     ImageMissing,
     InstanceSpec,
+    Mount,
     NodeRuntime,
     PullFailed,
     PullProgress,
@@ -206,6 +207,36 @@ class DockerRuntime(NodeRuntime):
 
     async def stop(self, container_id: str) -> None:
         await self._call(self.docker.containers.container(container_id).stop(t=STOP_TIMEOUT_SECONDS))
+
+    async def pause(self, container_id: str) -> None:
+        await self._call(self.docker.containers.container(container_id).pause())
+
+    async def unpause(self, container_id: str) -> None:
+        await self._call(self.docker.containers.container(container_id).unpause())
+
+    async def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
+        config: dict[str, Any] = {
+            "Image": image,
+            "Entrypoint": command[:1],
+            "Cmd": command[1:],
+            "User": "65534:65534",
+            "HostConfig": {
+                "NetworkMode": "none",
+                "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges:true"],
+                "ReadonlyRootfs": True,
+                "PidsLimit": 64,
+                "Mounts": [{"Type": "bind", "Source": m.source, "Target": m.target} for m in mounts],
+                "LogConfig": LOG_OPTIONS,
+            },
+        }
+        container = await self._call(self.docker.containers.run(config))
+        try:
+            status = await self._call(container.wait())
+            output = await self._call(container.log(stdout=True, stderr=True))
+        finally:
+            await self._call(container.delete(force=True))
+        return int(status.get("StatusCode", -1)), "".join(output)
 
     async def remove(self, container_id: str) -> None:
         container = self.docker.containers.container(container_id)

@@ -37,6 +37,7 @@ from hosting.paas.runtime import (
     ImageInfo,
     ImageMissing,
     InstanceSpec,
+    Mount,
     NodeRuntime,
     PullFailed,
     PullProgress,
@@ -86,6 +87,7 @@ class FakeContainer:
     spec: InstanceSpec
     labels: dict[str, str]
     running: bool = False
+    paused: bool = False
     exit_code: int | None = None
     started_at: datetime | None = None
     port: int | None = None
@@ -318,6 +320,21 @@ class FakeRuntime(NodeRuntime):
         container = self._get(container_id)
         if container.running:
             self._exit(container, STOP_EXIT_CODE)
+
+    async def pause(self, container_id: str) -> None:
+        self._answer("pause")
+        container = self._get(container_id)
+        if not container.running:
+            raise EngineError(f"on {self.name}: container {container_id} is not running")
+        container.paused = True
+
+    async def unpause(self, container_id: str) -> None:
+        self._answer("unpause")
+        self._get(container_id).paused = False
+
+    async def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
+        self._answer("run_once")
+        raise EngineError(f"on {self.name}: the fake engine runs no commands ({command[0]})")
 
     async def remove(self, container_id: str) -> None:
         self._answer("remove")

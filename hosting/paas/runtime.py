@@ -247,6 +247,18 @@ class NodeRuntime(ABC):
         """Stop the container and keep it (it is then seen as exited, and restarted)."""
 
     @abstractmethod
+    async def pause(self, container_id: str) -> None:
+        """Freeze the container's processes (the cgroup freezer): nothing it does runs until `unpause`."""
+
+    @abstractmethod
+    async def unpause(self, container_id: str) -> None: ...
+
+    @abstractmethod
+    async def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
+        """Run `command` in a throwaway container of `image` with `mounts`, no network, no capabilities, as
+        nobody, and return its exit code and output (stdout and stderr, as far as it goes)."""
+
+    @abstractmethod
     async def remove(self, container_id: str) -> None:
         """Stop (briefly gracefully) and delete the container; a container already gone is fine."""
 

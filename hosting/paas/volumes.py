@@ -30,9 +30,8 @@ BLOCK = 4096
 # nodiscard: mke2fs would punch the image's allocation away. Zeroing the inode tables and the journal costs
 # nothing on a fallocated image (mke2fs zeroes ranges with fallocate) and spares the kernel's background pass.
 MKFS = ("mkfs.ext4", "-q", "-T", "default", "-m", "0", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0")
-# loop: mount(8) sets the loop device up with autoclear, so the unmount frees it. A data dir needs no device
-# files, setuid binaries or access times.
-MOUNT_OPTIONS = "loop,nodev,nosuid,noatime"
+# A data dir needs no device files, setuid binaries or access times.
+MOUNT_OPTIONS = "nodev,nosuid,noatime"
 TOLERANCE = 0.004  # files may use the size asked for and at most this much more
 GROW = 1.05  # a bigger image adds overhead of its own (inode tables, reserved clusters): a little over 3%
 ROUNDS = 8
@@ -163,7 +162,13 @@ def _allocate(fd: int, size: int) -> None:
 
 
 def _mount(mount: Path) -> None:
-    _run("mount", "-o", MOUNT_OPTIONS, str(_image(mount)), str(mount))
+    """Mount the image on a loop device of its own. Not `mount -o loop`: it reuses a device still attached to
+    the same image (one just unmounted, not yet cleared) with the size the image had then."""
+    loop = _run("losetup", "--find", "--show", str(_image(mount))).strip()
+    try:
+        _run("mount", "-o", MOUNT_OPTIONS, loop, str(mount))
+    finally:
+        _run("losetup", "--detach", loop)  # while mounted: autoclear, freed by the unmount
     device = os.stat(mount).st_dev  # the loop device: fstrim through it would punch holes in the image
     Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/queue/discard_max_bytes").write_text("0")
 
@@ -183,10 +188,12 @@ def _need_root() -> None:
         raise VolumeError("volumes need the daemon to run as root: they are loop-mounted filesystems")
 
 
-def _run(*command: str) -> None:
+def _run(*command: str) -> str:
+    """The command's output; `VolumeError` with its message if it fails."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     except FileNotFoundError:
         raise VolumeError(f"{command[0]} is not installed (util-linux, e2fsprogs)") from None
     if done.returncode != 0:
         raise VolumeError(f"{command[0]} failed: {done.stderr.strip() or f'exit status {done.returncode}'}")
+    return done.stdout

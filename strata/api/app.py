@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strata.api import (
     app_routes,
+    backup_routes,
     build_routes,
     cert_routes,
     credential_routes,
@@ -56,6 +57,7 @@ def create_app(platform: Platform) -> FastAPI:
         runtime_routes,
         exec_routes,
         volume_routes,
+        backup_routes,
     ):
         app.include_router(module.router)
     return app

@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 
 from gateway import FrontDoor as Gateway
 from gateway.certificates import Certificates
+from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
 from hosting.paas.nodes import NodePool
 from hosting.paas.pulls import ImagePuller
@@ -45,6 +46,7 @@ class Platform:
     certificates: Certificates | None = None  # HTTPS certificates (None: no HTTPS listener)
     pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
     volumes: LocalVolumes | None = None  # the volumes on this host (None: volumes are refused)
+    backups: VolumeBackups | None = None  # their backups (None with no volumes)
 
     def install(self, app: FastAPI) -> None:
         app.state.platform = self
@@ -114,6 +116,12 @@ async def get_volumes(platform: _Platform) -> LocalVolumes:
     return platform.volumes
 
 
+async def get_backups(platform: _Platform) -> VolumeBackups:
+    if platform.backups is None:
+        raise Conflict("this platform keeps no volumes, so no backups (the daemon was started without a volume store)")
+    return platform.backups
+
+
 DbEngine = Annotated[Engine, Depends(get_engine)]
 Config = Annotated[Settings, Depends(get_settings)]
 Pool = Annotated[NodePool, Depends(get_pool)]
@@ -125,6 +133,7 @@ Pulls = Annotated[Mapping[tuple[str, str], PullRead], Depends(get_pulls)]
 Puller = Annotated[ImagePuller | None, Depends(get_puller)]
 Builds = Annotated[Builder, Depends(get_builder)]
 Volumes = Annotated[LocalVolumes, Depends(get_volumes)]
+Backups = Annotated[VolumeBackups, Depends(get_backups)]
 VolumeStore = Annotated[LocalVolumes | None, Depends(get_volume_store)]  # for routes that work without one
 
 

@@ -4,6 +4,7 @@ import click
 
 from strata.cli.access_commands import keys_group, tokens_group
 from strata.cli.app_commands import apps_group
+from strata.cli.backup_commands import backups_group
 from strata.cli.build_commands import builds_group
 from strata.cli.cert_commands import ca_group, certs_group
 from strata.cli.event_commands import events
@@ -34,6 +35,7 @@ for command in (
     tenants_group,
     apps_group,
     volumes_group,
+    backups_group,
     builds_group,
     images_group,
     registries_group,

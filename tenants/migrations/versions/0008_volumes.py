@@ -1,5 +1,5 @@
-"""Tenants keep data: volumes with a hard size on one node, apps that mount them, and the plan's cap on all of
-a tenant's volumes.
+"""Tenants keep data: volumes with a hard size on one node, apps that mount them, the plan's cap on all of a
+tenant's volumes, and verified backups of them on the plan's schedule.
 
 Revision ID: 0008
 Revises: 0007
@@ -15,7 +15,8 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-STORAGE_MIB = {"small": 1_024, "medium": 10_240, "large": 102_400}  # plan -> its volumes' sizes in all
+# plan -> (its volumes' sizes in all, hours between a volume's backups, verified backups kept per volume)
+STORAGE = {"small": (1_024, 24, 3), "medium": (10_240, 24, 7), "large": (102_400, 12, 14)}
 AUTOINCREMENT = {"sqlite_autoincrement": True}
 
 
@@ -23,9 +24,15 @@ def upgrade() -> None:
     # Plain ADD COLUMNs (no rebuild on SQLite): a rebuilt `app` would lose AUTOINCREMENT (ids never reused).
     with op.batch_alter_table("plan", recreate="never") as batch:
         batch.add_column(sa.Column("max_storage_mib", sa.Integer, nullable=False, server_default="1024"))
-    plan = sa.table("plan", sa.column("name", sa.String), sa.column("max_storage_mib", sa.Integer))
-    for name, storage in STORAGE_MIB.items():
-        op.execute(plan.update().where(plan.c.name == name).values(max_storage_mib=storage))
+        batch.add_column(sa.Column("backup_every_hours", sa.Integer, nullable=False, server_default="24"))
+        batch.add_column(sa.Column("backups_kept", sa.Integer, nullable=False, server_default="7"))
+    plan = sa.table(
+        "plan", sa.column("name", sa.String), sa.column("max_storage_mib", sa.Integer),
+        sa.column("backup_every_hours", sa.Integer), sa.column("backups_kept", sa.Integer),
+    )  # fmt: skip
+    for name, (storage, every, kept) in STORAGE.items():
+        values = {"max_storage_mib": storage, "backup_every_hours": every, "backups_kept": kept}
+        op.execute(plan.update().where(plan.c.name == name).values(**values))
     with op.batch_alter_table("app", recreate="never") as batch:
         batch.add_column(sa.Column("volumes", sa.JSON, nullable=False, server_default="[]"))
     op.create_table(
@@ -39,11 +46,28 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_id", "name"),
         **AUTOINCREMENT,
     )
+    op.create_table(
+        "backup",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("volume", sa.String, nullable=False),
+        sa.Column("state", sa.String, nullable=False),
+        sa.Column("actor", sa.String, nullable=False),
+        sa.Column("files", sa.Integer, nullable=False),
+        sa.Column("size_bytes", sa.Integer, nullable=False),
+        sa.Column("archive_sha256", sa.String, nullable=True),
+        sa.Column("message", sa.String, nullable=True),
+        sa.Column("started_at", UTCDateTime(), nullable=False, index=True),
+        sa.Column("finished_at", UTCDateTime(), nullable=True),
+        **AUTOINCREMENT,
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("backup")
     op.drop_table("volume")
     with op.batch_alter_table("app", table_kwargs=AUTOINCREMENT) as batch:  # SQLite rebuilds it: keep ids unique
         batch.drop_column("volumes")
     with op.batch_alter_table("plan") as batch:
-        batch.drop_column("max_storage_mib")
+        for column in ("backups_kept", "backup_every_hours", "max_storage_mib"):
+            batch.drop_column(column)

@@ -1,0 +1,53 @@
+"""`/tenants/{tenant}/backups` and `/backups`: verified backups of volumes, and their restores. A backup is
+answered once it is verified or failed: the answer never calls a copy that was not read back a success."""
+
+from fastapi import APIRouter, Response
+
+from strata.api.deps import DB, Backups, Caller, RowId, TenantName, listing_scope
+from tenants import backups
+from tenants.schemas import BackupRead, BackupRestore, VolumeRead
+from tenants.tenancy import get_tenant
+
+router = APIRouter(tags=["backups"])
+
+
+@router.get("/backups")
+def list_all(session: DB, principal: Caller, tenant: str | None = None) -> list[BackupRead]:
+    """Every backup an operator may see (of `tenant` if given); a tenant's own. Newest first."""
+    wanted = listing_scope(principal, tenant)
+    owner = get_tenant(session, wanted) if wanted is not None else None
+    return backups.read(backups.list_backups(session, owner))
+
+
+@router.get("/tenants/{tenant}/backups")
+def list_backups(session: DB, tenant: TenantName) -> list[BackupRead]:
+    return backups.read(backups.list_backups(session, get_tenant(session, tenant)))
+
+
+@router.post("/tenants/{tenant}/volumes/{volume}/backups", status_code=201)
+async def create_backup(principal: Caller, tenant: TenantName, volume: str, store: Backups) -> BackupRead:
+    """Back the volume up now, its app paused for the copy, and verify it: the answer says `verified`, or
+    `failed` and why."""
+    return await store.create(principal.actor, tenant, volume)
+
+
+@router.get("/tenants/{tenant}/backups/{backup}")
+def get_backup(session: DB, tenant: TenantName, backup: RowId) -> BackupRead:
+    owner = get_tenant(session, tenant)
+    return backups.read([(backups.get_backup(session, owner, backup), tenant)])[0]
+
+
+@router.post("/tenants/{tenant}/backups/{backup}/restore")
+async def restore_backup(
+    principal: Caller, tenant: TenantName, backup: RowId, body: BackupRestore, store: Backups
+) -> VolumeRead:
+    """Replace the contents of the volume (the backup's own, or `volume`) with the backup; the app that mounts
+    it is paused meanwhile and restarted on the restored data."""
+    return await store.restore(principal.actor, tenant, backup, body.volume)
+
+
+@router.delete("/tenants/{tenant}/backups/{backup}", status_code=204)
+def delete_backup(session: DB, principal: Caller, tenant: TenantName, backup: RowId, store: Backups) -> Response:
+    backups.delete(session, principal.actor, get_tenant(session, tenant), backup)
+    store.remove(tenant, backup)
+    return Response(status_code=204)

@@ -1,0 +1,147 @@
+"""Backups' records: one row per backup of a volume, `running` until it is verified or failed. The archives
+are `hosting`'s; a row says what became of one, and nothing counts as done before it is verified."""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from tenants import audit, volumes
+from tenants.enums import BackupState, TenantStatus
+from tenants.errors import Conflict, NotFound
+from tenants.models import Backup, Plan, Tenant, Volume, saved_id, utcnow
+from tenants.schemas import BackupRead
+from tenants.tenancy import get_tenant
+
+
+def start(session: Session, actor: str, tenant_name: str, volume_name: str) -> Backup:
+    """A new `running` backup of the tenant's volume (NotFound for either name)."""
+    tenant = get_tenant(session, tenant_name)
+    if tenant.status == TenantStatus.SUSPENDED:
+        raise Conflict(f"tenant {tenant_name!r} is suspended; resume it before backing up its volumes")
+    volumes.get_volume(session, tenant, volume_name)
+    backup = Backup(tenant_id=saved_id(tenant), volume=volume_name, state=BackupState.RUNNING, actor=actor)
+    session.add(backup)
+    session.commit()
+    session.refresh(backup)
+    return backup
+
+
+def finish(
+    session: Session, backup_id: int, *, files: int = 0, size_bytes: int = 0, sha256: str | None = None,
+    failure: str | None = None,
+) -> Backup:  # fmt: skip
+    """Mark the backup verified (with what it holds) or, given `failure`, failed; audited either way."""
+    backup = session.get(Backup, backup_id)
+    if backup is None:
+        raise NotFound(f"no backup {backup_id}", field="backup")
+    backup.state = BackupState.FAILED if failure else BackupState.VERIFIED
+    backup.files, backup.size_bytes, backup.archive_sha256, backup.message = files, size_bytes, sha256, failure
+    backup.finished_at = utcnow()
+    tenant = session.get(Tenant, backup.tenant_id)
+    detail = {"backup": backup_id, "volume": backup.volume, "state": backup.state}
+    audit.record(session, backup.actor, "backup.create", tenant.name if tenant else None, **detail,
+                 **({"reason": failure} if failure else {"files": files, "size_bytes": size_bytes}))  # fmt: skip
+    session.commit()
+    session.refresh(backup)
+    return backup
+
+
+def recover(session: Session) -> list[int]:
+    """Backups a stopped daemon left `running`: failed now (their archive may be half-written)."""
+    cut = list(session.exec(select(Backup).where(Backup.state == BackupState.RUNNING)))
+    for backup in cut:
+        backup.state, backup.message = BackupState.FAILED, "cut off by the daemon's stop"
+        backup.finished_at = utcnow()
+    session.commit()
+    return [saved_id(b) for b in cut]
+
+
+def list_backups(session: Session, tenant: Tenant | None = None) -> list[tuple[Backup, str]]:
+    """Backups with their tenant's name, of one tenant or all, newest first."""
+    query = select(Backup, Tenant.name).join(Tenant, col(Backup.tenant_id) == Tenant.id)
+    if tenant is not None:
+        query = query.where(Backup.tenant_id == tenant.id)
+    return list(session.exec(query.order_by(col(Backup.id).desc())).all())
+
+
+def get_backup(session: Session, tenant: Tenant, backup_id: int) -> Backup:
+    backup = session.get(Backup, backup_id)
+    if backup is None or backup.tenant_id != tenant.id:
+        raise NotFound(f"tenant {tenant.name!r} has no backup {backup_id}", field="backup")
+    return backup
+
+
+def restorable(session: Session, tenant: Tenant, backup_id: int, into: str | None) -> tuple[Backup, Volume]:
+    """The verified backup and the tenant's volume to restore it into (its own by default), which must be
+    big enough; refuses anything else with the reason."""
+    backup = get_backup(session, tenant, backup_id)
+    if backup.state != BackupState.VERIFIED:
+        why = f": {backup.message}" if backup.message else ""
+        raise Conflict(f"backup {backup_id} is {backup.state}{why}; only a verified backup is restored")
+    target = volumes.get_volume(session, tenant, into or backup.volume)
+    if backup.size_bytes > target.size_mib << 20:
+        raise Conflict(
+            f"backup {backup_id} holds {backup.size_bytes / 2**20:.1f} MiB, volume {target.name!r} has "
+            f"{target.size_mib} MiB; restore into a bigger volume (--to)",
+            field="volume",
+        )
+    return backup, target
+
+
+def record_restore(session: Session, actor: str, tenant: Tenant, backup: Backup, target: Volume) -> None:
+    audit.record(session, actor, "backup.restore", tenant.name, backup=backup.id, volume=target.name)
+    session.commit()
+
+
+def delete(session: Session, actor: str, tenant: Tenant, backup_id: int) -> Backup:
+    """Delete the backup's row (the caller removes its archive after); refused while it runs."""
+    backup = get_backup(session, tenant, backup_id)
+    if backup.state == BackupState.RUNNING:
+        raise Conflict(f"backup {backup_id} is running; delete it once it is verified or failed")
+    session.delete(backup)
+    audit.record(session, actor, "backup.delete", tenant.name, backup=backup_id, volume=backup.volume)
+    session.commit()
+    return backup
+
+
+def due(session: Session, now: datetime) -> list[tuple[str, str]]:
+    """(tenant, volume) of every volume whose latest backup (verified or not: a failing one is not retried
+    faster than its schedule) is older than its plan's interval, or that has none."""
+    latest: dict[tuple[int, str], datetime] = {}
+    for tenant_id, volume, started in session.exec(select(Backup.tenant_id, Backup.volume, Backup.started_at)):
+        key = (tenant_id, volume)
+        latest[key] = max(latest.get(key, started), started)
+    rows = session.exec(
+        select(Volume, Tenant, Plan).join(Tenant, col(Volume.tenant_id) == Tenant.id).join(Plan)
+        .where(Tenant.status == TenantStatus.ACTIVE)
+    )  # fmt: skip
+    return [
+        (tenant.name, volume.name)
+        for volume, tenant, plan in rows
+        if now - latest.get((volume.tenant_id, volume.name), datetime.min.replace(tzinfo=now.tzinfo))
+        >= timedelta(hours=plan.backup_every_hours)
+    ]
+
+
+def surplus(session: Session) -> list[tuple[Backup, str]]:
+    """Backups past their plan's keep, per volume: the oldest verified ones beyond `backups_kept`, and failed
+    ones older than the newest verified (they told what they had to)."""
+    found: list[tuple[Backup, str]] = []
+    rows = session.exec(select(Backup, Tenant, Plan).join(Tenant, col(Backup.tenant_id) == Tenant.id).join(Plan))
+    per_volume: dict[tuple[int, str], list[tuple[Backup, Tenant, Plan]]] = {}
+    for backup, tenant, plan in rows:
+        per_volume.setdefault((backup.tenant_id, backup.volume), []).append((backup, tenant, plan))
+    for group in per_volume.values():
+        group.sort(key=lambda row: saved_id(row[0]), reverse=True)  # newest first
+        verified = [row for row in group if row[0].state == BackupState.VERIFIED]
+        kept = verified[0][2].backups_kept if verified else 0
+        found += [(backup, tenant.name) for backup, tenant, _ in verified[kept:]]
+        if verified:
+            newest = saved_id(verified[0][0])
+            found += [(b, t.name) for b, t, _ in group if b.state == BackupState.FAILED and saved_id(b) < newest]
+    return found
+
+
+def read(rows: Iterable[tuple[Backup, str]]) -> list[BackupRead]:
+    return [BackupRead(tenant=name, **backup.model_dump(exclude={"tenant_id", "actor"})) for backup, name in rows]

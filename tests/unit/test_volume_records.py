@@ -1,0 +1,101 @@
+"""Volumes' and backups' rules on a real (migrated) SQLite database: the plan's storage, one writer, the
+schedule and the keep of backups, and what a failed or running backup may not do."""
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from tenants import apps, backups, db, tenancy, volumes
+from tenants.enums import BackupState
+from tenants.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from tenants.models import Backup, utcnow
+from tenants.schemas import AppSpec, TenantCreate, VolumeMount
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with db.session(engine) as session:
+        tenancy.create_tenant(session, "op", TenantCreate(name="acme"))  # the small plan: 1024 MiB, keeps 3
+        yield session
+
+
+def make_volume(session: Session, name: str = "data", size_mib: int = 64) -> None:
+    tenant = volumes.check_create(session, "acme", name, size_mib)
+    volumes.record_create(session, "op", tenant, name, size_mib, "local")
+
+
+def deploy(session: Session, app: str, replicas: int = 1, volume: str = "data") -> None:
+    spec = AppSpec(image="strata/hello", replicas=replicas, volumes=[VolumeMount(volume=volume, path="/data")])
+    apps.deploy(session, "op", "acme", app, spec, platform_domain="localhost")
+
+
+def test_storage_past_the_plan_is_refused_with_the_numbers(session: Session) -> None:
+    make_volume(session, "a", 1000)
+    with pytest.raises(QuotaExceeded, match="needs 100 MiB, the tenant's volumes have 1000 MiB .* allows 1024 MiB"):
+        volumes.check_create(session, "acme", "b", 100)
+    with pytest.raises(Conflict, match="has a volume named 'a' already"):
+        volumes.check_create(session, "acme", "a", 16)
+
+
+def test_a_volume_has_one_writer_and_its_app_one_instance(session: Session) -> None:
+    make_volume(session)
+    with pytest.raises(Invalid, match="one instance per volume"):
+        deploy(session, "web", replicas=2)
+    deploy(session, "web")
+    with pytest.raises(Conflict, match="mounted by app 'web'"):
+        deploy(session, "other")
+    with pytest.raises(Invalid, match="one instance per volume"):
+        apps.scale(session, "op", "acme", "web", 2)
+    with pytest.raises(NotFound, match="no volume named 'nope'"):
+        deploy(session, "third", volume="nope")
+
+
+def test_deleting_a_mounted_volume_takes_force_and_unmounts_it_in_a_new_revision(session: Session) -> None:
+    make_volume(session)
+    deploy(session, "web")
+    with pytest.raises(Conflict, match="mounted by app 'web'"):
+        volumes.delete(session, "op", "acme", "data", force=False)
+    volumes.delete(session, "op", "acme", "data", force=True)
+    app = apps.get_app(session, tenancy.get_tenant(session, "acme"), "web")
+    assert app.volumes == [] and app.revision == 2
+
+
+def backup(session: Session, state: BackupState, hours_ago: float = 0, volume: str = "data") -> int:
+    row = backups.start(session, "op", "acme", volume)
+    row.started_at = utcnow() - timedelta(hours=hours_ago)
+    session.commit()
+    if state != BackupState.RUNNING:
+        backups.finish(session, row.id or 0, failure="broken" if state == BackupState.FAILED else None)
+    return row.id or 0
+
+
+def test_a_volume_is_due_once_its_plans_interval_passed_since_its_latest_backup(session: Session) -> None:
+    make_volume(session)
+    assert backups.due(session, utcnow()) == [("acme", "data")]  # never backed up
+    backup(session, BackupState.VERIFIED, hours_ago=23)
+    assert backups.due(session, utcnow()) == []
+    assert backups.due(session, utcnow() + timedelta(hours=1)) == [("acme", "data")]
+
+
+def test_the_keep_counts_verified_backups_and_drops_failed_ones_older_than_the_newest(session: Session) -> None:
+    make_volume(session)
+    ids = [backup(session, state) for state in [BackupState.VERIFIED] * 4 + [BackupState.FAILED]]
+    newest = backup(session, BackupState.VERIFIED)
+    surplus = sorted(b.id or 0 for b, _ in backups.surplus(session))
+    assert surplus == [ids[0], ids[1], ids[4]]  # small keeps 3: newest, ids[3], ids[2]
+    assert newest not in surplus
+
+
+def test_only_a_verified_backup_restores_and_a_running_one_is_not_deleted(session: Session) -> None:
+    make_volume(session)
+    acme = tenancy.get_tenant(session, "acme")
+    failed, running = backup(session, BackupState.FAILED), backup(session, BackupState.RUNNING)
+    with pytest.raises(Conflict, match="is failed: broken; only a verified backup is restored"):
+        backups.restorable(session, acme, failed, None)
+    with pytest.raises(Conflict, match="is running"):
+        backups.delete(session, "op", acme, running)
+    assert backups.recover(session) == [running]
+    assert session.get(Backup, running).state == BackupState.FAILED  # type: ignore[union-attr]
