@@ -1,14 +1,20 @@
 """Volumes' and backups' rules on a real (migrated) SQLite database: the plan's storage, one writer, the
 schedule and the keep of backups, and what a failed or running backup may not do."""
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from tenants import apps, backups, db, tenancy, volumes
+from hosting.paas.backups import VolumeBackups
+from hosting.paas.fake_runtime import FakeRuntime
+from hosting.paas.nodes import NodeHandle, NodePool
+from hosting.paas.volumes import LocalVolumes
+from tenants import apps, audit, backups, db, tenancy, volumes
 from tenants.enums import BackupState
 from tenants.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from tenants.models import Backup, utcnow
@@ -99,3 +105,27 @@ def test_only_a_verified_backup_restores_and_a_running_one_is_not_deleted(sessio
         backups.delete(session, "op", acme, running)
     assert backups.recover(session) == [running]
     assert session.get(Backup, running).state == BackupState.FAILED  # type: ignore[union-attr]
+
+
+class DirVolumes(LocalVolumes):
+    """Volumes as plain directories: what a backup copies, without loop mounts."""
+
+    def ensure_mounted(self, tenant: str, name: str) -> Path:
+        path = self.path(tenant, name)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def test_a_backup_whose_read_back_fails_is_failed_with_the_reason_and_leaves_no_archive(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    make_volume(session)
+    store = DirVolumes(tmp_path / "volumes")
+    (store.ensure_mounted("acme", "data") / "file").write_text("data")
+    runtime = FakeRuntime("local")  # its scratch containers run nothing: the read back fails
+    backups_ = VolumeBackups(engine, NodePool([NodeHandle(runtime, "local", "fake://")]), store, tmp_path / "backups")
+    done = asyncio.run(backups_.create("op", "acme", "data"))
+    assert done.state == BackupState.FAILED and "the fake engine runs no commands" in (done.message or "")
+    assert not list((tmp_path / "backups").rglob("*.tar")) and not list((tmp_path / "backups").rglob("*.json"))
+    [event] = [e for e in audit.list_events(session) if e.action == "backup.create"]
+    assert event.detail["state"] == "failed" and "reason" in event.detail
