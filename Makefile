@@ -8,10 +8,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # nodes (and debootstrap, e2fsprogs, cpio to build their guest image), libvirt's QEMU driver and what builds its
 # Python binding, an SSH client and tmux for the end-to-end tests, wrk and nginx for the benchmarks' baselines,
 # a registry (Distribution's) and htpasswd for the tests of pulls, HAProxy (the front door), and an ACME server
-# (pebble), curl, openssl and a headless browser (chromium; NSS's certutil to trust a CA) for the tests of HTTPS.
+# (pebble), curl, openssl and a headless browser (chromium; NSS's certutil to trust a CA) for the tests of HTTPS,
+# and psql for the tests of managed PostgreSQL (whose image debootstrap builds).
 DEB_PACKAGES := docker.io busybox-static openssh-client qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio \
 	libvirt-daemon libvirt-dev pkg-config gcc tmux wrk nginx-light docker-registry apache2-utils \
-	haproxy pebble curl openssl chromium libnss3-tools
+	haproxy pebble curl openssl chromium libnss3-tools postgresql-client
 
 .PHONY: install system-packages demo test test-vm lint clean
 

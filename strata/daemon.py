@@ -151,7 +151,9 @@ def run(settings: Settings, options: Options) -> None:
             sockets.append(_tcp_socket(options.api))
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(app, reconciler, hypervisors, gateway, certificates, sockets, options, settings))
+                runner.run(
+                    _serve(app, reconciler, hypervisors, gateway, certificates, backups, sockets, options, settings)
+                )
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
@@ -231,6 +233,7 @@ async def _serve(
     hypervisors: list[VmNodes],
     gateway: FrontDoor,
     certificates: Certificates | None,
+    backups: VolumeBackups | None,
     sockets: list[socket.socket],
     options: Options,
     settings: Settings,
@@ -274,9 +277,8 @@ async def _serve(
     reconciling = asyncio.create_task(reconciler.run(stopping))
     tasks = [serving, reconciling]
     tasks.extend(asyncio.create_task(vm_nodes.run(stopping)) for vm_nodes in hypervisors)
-    platform: Platform = app.state.platform
-    if platform.backups is not None:
-        tasks.append(asyncio.create_task(platform.backups.run(stopping)))
+    if backups is not None:
+        tasks.append(asyncio.create_task(backups.run(stopping)))
     if certificates is not None:
         tasks.append(asyncio.create_task(_until(stopping, certificates.run())))
     log.info(

@@ -4,7 +4,7 @@ from sqlmodel import Session, select
 
 from tenants import audit, builds, volumes
 from tenants.db import commit
-from tenants.enums import TenantStatus
+from tenants.enums import AppKind, TenantStatus
 from tenants.errors import Conflict, Invalid, NotFound
 from tenants.instances import instances_of
 from tenants.models import App, Tenant, saved_id, utcnow
@@ -48,6 +48,8 @@ def deploy(
     candidate = App(tenant_id=saved_id(tenant), name=app_name, **spec.model_dump())
     check_quota(get_plan(session, tenant.plan), usage_of([*others, candidate]))
 
+    if app is not None and app.kind != AppKind.WEB:
+        raise Conflict(f"{app_name!r} is a {app.kind} service: manage it with `strata services`", field="app")
     if app is None:
         session.add(candidate)
         audit.record(session, actor, "app.create", tenant.name, app=app_name, revision=1, replicas=spec.replicas)
@@ -111,6 +113,8 @@ def restart(session: Session, actor: str, tenant_name: str, app_name: str) -> Ap
 def delete(session: Session, actor: str, tenant_name: str, app_name: str) -> None:
     tenant = get_tenant(session, tenant_name)
     app = get_app(session, tenant, app_name)
+    if app.kind != AppKind.WEB:
+        raise Conflict(f"{app_name!r} is a {app.kind} service: delete it with `strata services delete`", field="app")
     session.delete(app)
     audit.record(session, actor, "app.delete", tenant.name, app=app_name)
     session.commit()

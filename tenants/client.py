@@ -37,6 +37,9 @@ from tenants.schemas import (
     RegistryLogin,
     RegistryRead,
     Scale,
+    ServiceBind,
+    ServiceCreate,
+    ServiceRead,
     TenantCreate,
     TenantImageRead,
     TenantRead,
@@ -50,7 +53,7 @@ from tenants.schemas import (
 )
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
-LONG_TIMEOUT_SECONDS = 600.0  # building or loading images onto every node, a backup or a restore
+LONG_TIMEOUT_SECONDS = 600.0  # building or loading images onto every node, a backup, a restore, a service
 BUILD_CUT_OFF = "the daemon went away during the build; `strata builds list` shows how it ended"
 
 
@@ -252,6 +255,26 @@ class StrataClient:
 
     def delete_volume(self, tenant: str, name: str, *, force: bool = False) -> None:
         self._call("DELETE", f"/tenants/{tenant}/volumes/{name}", None, params={"force": force or None})
+
+    def services(self, tenant: str | None = None) -> list[ServiceRead]:
+        """The services of `tenant`, or of every tenant the caller may see."""
+        return self._call("GET", "/services", list[ServiceRead], params={"tenant": tenant})
+
+    def service(self, tenant: str, name: str) -> ServiceRead:
+        return self._call("GET", f"/tenants/{tenant}/services/{name}", ServiceRead)
+
+    def create_service(self, tenant: str, body: ServiceCreate) -> ServiceRead:
+        """Make the service (its image built first, the first time: minutes)."""
+        return self._call("POST", f"/tenants/{tenant}/services", ServiceRead, body=body, timeout=LONG_TIMEOUT_SECONDS)
+
+    def delete_service(self, tenant: str, name: str, *, force: bool = False) -> None:
+        self._call("DELETE", f"/tenants/{tenant}/services/{name}", None, params={"force": force or None})
+
+    def bind_service(self, tenant: str, name: str, app: str) -> None:
+        self._call("POST", f"/tenants/{tenant}/services/{name}/bindings", None, body=ServiceBind(app=app))
+
+    def unbind_service(self, tenant: str, name: str, app: str) -> None:
+        self._call("DELETE", f"/tenants/{tenant}/services/{name}/bindings/{app}", None)
 
     def backups(self, tenant: str | None = None) -> list[BackupRead]:
         """The backups of `tenant`, or of every tenant the caller may see, newest first."""

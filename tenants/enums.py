@@ -45,6 +45,11 @@ class BuildState(StrEnum):
     FAILED = "failed"  # `message` says why; the running revision keeps serving
 
 
+class AppKind(StrEnum):
+    WEB = "web"  # a tenant's own app, served by the front door
+    POSTGRES = "postgres"  # a managed PostgreSQL's own app: reached by its tenant's containers only
+
+
 class BackupState(StrEnum):
     RUNNING = "running"  # being copied or verified
     VERIFIED = "verified"  # restored into a scratch container, every checksum equal: it may be restored

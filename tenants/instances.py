@@ -42,6 +42,8 @@ class DesiredApp:
     hsts: bool = False  # the front door: Strict-Transport-Security on its HTTPS answers
     volumes: tuple[tuple[str, str], ...] = ()  # (the tenant's volume, the path it is mounted at)
     volume_node: str | None = None  # where its volumes' data lives: its instance runs there and nowhere else
+    kind: str = "web"  # AppKind: only web apps are routed by the front door
+    sealed_env: tuple[tuple[str, str], ...] = ()  # (name, encrypted value): decrypted into the container's env
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ def desired_apps(session: Session) -> list[DesiredApp]:
             https_redirect=app.https_redirect,
             hsts=app.hsts,
             volumes=tuple((mount["volume"], mount["path"]) for mount in app.volumes),
+            kind=app.kind,
+            sealed_env=tuple(sorted(app.sealed_env.items())),
             volume_node=next((nodes[key] for m in app.volumes if (key := (app.tenant_id, m["volume"])) in nodes), None),
         )
         for app, tenant, plan in rows

@@ -123,6 +123,10 @@ class App(SQLModel, table=True):
     hsts: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     # The tenant's volumes it mounts: [{"volume": NAME, "path": /IN/THE/CONTAINER}, ...]
     volumes: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    kind: str = Field(default="web", sa_column_kwargs={"server_default": "web"})  # AppKind: a tenant's, or a service
+    # Env given to its containers and never shown: a service's password, a binding's DATABASE_URL. Each value
+    # encrypted with the installation's key (`tenants.secrets`).
+    sealed_env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class Volume(SQLModel, table=True):
@@ -136,6 +140,35 @@ class Volume(SQLModel, table=True):
     name: str
     size_mib: int
     node: str  # where its data lives: its app's instances run there
+    created_at: datetime = _time()
+
+
+class Service(SQLModel, table=True):
+    """A managed service of a tenant (PostgreSQL): its own app (kind `postgres`, same name) on its own volume
+    (same name), and the credentials it was made with, the password encrypted."""
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name"), AUTOINCREMENT)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    name: str
+    kind: str  # AppKind
+    username: str
+    database: str
+    password_encrypted: str
+    created_at: datetime = _time()
+
+
+class Binding(SQLModel, table=True):
+    """A service bound to an app of its tenant: the app's containers get its DATABASE_URL."""
+
+    __table_args__ = (UniqueConstraint("service_id", "app_id"), AUTOINCREMENT)
+
+    id: int | None = Field(default=None, primary_key=True)
+    service_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("service.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    app_id: int = Field(sa_column=Column(Integer, ForeignKey("app.id", ondelete="CASCADE"), nullable=False, index=True))
     created_at: datetime = _time()
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from tenants.enums import BackupState, BuildSource, BuildState, InstanceState, Isolation, Role, TenantStatus
+from tenants.enums import AppKind, BackupState, BuildSource, BuildState, InstanceState, Isolation, Role, TenantStatus
 from tenants.names import MAX_NAME_LENGTH, NAME_PATTERN, check_hostname, check_name, check_tenant_name
 
 MAX_REPLICAS = 100
@@ -494,3 +494,42 @@ class BackupRead(BaseModel):
 class BackupRestore(BaseModel):
     model_config = ConfigDict(extra="forbid")
     volume: Name | None = None  # the tenant's volume to restore into; None: the one it was taken of
+
+
+class ServiceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    kind: AppKind = AppKind.POSTGRES
+    size_mib: Annotated[int, Field(ge=MIN_VOLUME_MIB, le=MAX_VOLUME_MIB)] = 1_024
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: AppKind) -> AppKind:
+        if value == AppKind.WEB:
+            raise ValueError("a service is of a service's kind: postgres")
+        return value
+
+
+class ServiceRead(BaseModel):
+    """A managed service: where its tenant's containers reach it (`host` on their network), its database and
+    user, its volume's size and use, whether it is ready (or why not), and the apps it is bound to. Never its
+    password: bound apps get it in `DATABASE_URL`."""
+
+    tenant: str
+    name: str
+    kind: AppKind
+    host: str
+    port: int
+    database: str
+    username: str
+    size_mib: int
+    used_mib: float | None
+    ready: bool
+    status: str | None
+    bound_to: list[str]
+    created_at: datetime
+
+
+class ServiceBind(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    app: Name

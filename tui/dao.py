@@ -25,6 +25,7 @@ from tenants.schemas import (
     TenantRead,
     TenantSummary,
     TrafficRead,
+    VolumeRead,
 )
 
 T = TypeVar("T")
@@ -46,14 +47,15 @@ class NodeShare:
 
 @dataclass(frozen=True)
 class TenantDetail:
-    """One tenant across the three layers: its nodes (IaaS), apps and instances (PaaS), traffic (SaaS); and its
-    latest builds from source, newest first."""
+    """One tenant across the three layers: its nodes (IaaS), apps and instances (PaaS), traffic (SaaS); its
+    latest builds from source, newest first, and its volumes."""
 
     tenant: TenantRead
     apps: list[AppRead]
     nodes: list[NodeShare]  # those its instances run on
     traffic: dict[str, TrafficRead]
     builds: list[BuildRead] = field(default_factory=list)
+    volumes: list[VolumeRead] = field(default_factory=list)
 
 
 def shares(apps: Sequence[AppRead], nodes: Sequence[NodeRead] | None) -> list[NodeShare]:
@@ -120,11 +122,15 @@ class ConsoleData:
         apps = self._call(lambda: self.client.apps(name))
         traffic = {app.name: self._call(partial(self.client.traffic, name, app.name)) for app in apps}
         builds = self.builds(name)
-        return TenantDetail(tenant, apps, shares(apps, self.nodes() if self.is_operator else None), traffic, builds)
+        nodes = shares(apps, self.nodes() if self.is_operator else None)
+        return TenantDetail(tenant, apps, nodes, traffic, builds, self.volumes(name))
 
     def builds(self, tenant: str, app: str | None = None, limit: int = BUILDS_SHOWN) -> list[BuildRead]:
         """The tenant's latest builds (of `app`), newest first."""
         return self._call(lambda: self.client.builds(tenant, app, limit=limit))
+
+    def volumes(self, tenant: str) -> list[VolumeRead]:
+        return self._call(lambda: self.client.volumes(tenant))
 
     def build_log(self, tenant: str, build_id: int) -> str:
         """A build's output so far (all of it, and how it ended, once it has)."""

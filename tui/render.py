@@ -26,11 +26,14 @@ STATE_STYLES = {
 }
 
 
+def fullness(share: float) -> str:
+    """The style of a share of a limit: red past 90%, yellow past 70%."""
+    return "red" if share > 0.9 else "yellow" if share > 0.7 else ""
+
+
 def usage(used: int, total: int, unit: str) -> Text:
     """`500m/2000m` coloured by how full it is."""
-    share = used / total if total else 0.0
-    style = "red" if share > 0.9 else "yellow" if share > 0.7 else ""
-    return Text(f"{used}{unit}/{total}{unit}", style=style)
+    return Text(f"{used}{unit}/{total}{unit}", style=fullness(used / total if total else 0.0))
 
 
 def used(value: int | None, limit: int, unit: str) -> Text:
@@ -38,6 +41,19 @@ def used(value: int | None, limit: int, unit: str) -> Text:
     if value is None:
         return Text(f"-/{limit}{unit}", style="dim")
     return usage(value, limit, unit)
+
+
+def size(mib: float) -> str:
+    """`512 MiB`, `1.5 GiB`."""
+    return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
+
+
+def filled(used_mib: float | None, size_mib: int) -> Text:
+    """What a volume holds: `870 MiB (85%)`, coloured by how full it is; `-` while its node cannot say."""
+    if used_mib is None:
+        return Text("-", style="dim")
+    share = used_mib / size_mib
+    return Text(f"{size(used_mib)} ({share:.0%})", style=fullness(share))
 
 
 def state(value: str) -> Text:

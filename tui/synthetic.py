@@ -2,7 +2,8 @@
 
 For what must not depend on a live platform — the console's benchmark and its snapshot tests — it serves a
 fixed platform: N tenants of 10 apps each, one local node; in each tenant, app-3 pulls its new image while its
-first revision serves, and three builds: one running, one failed (with its log), one deployed. `tick()` moves
+first revision serves, three builds: one running, one failed (with its log), one deployed, and two volumes: one
+mounted by app-0 (which runs one instance, as an app with a volume does), one mounted by none. `tick()` moves
 the traffic figures, as a refresh of a live platform would. Builds' times are relative to now, half-way
 between the minutes the console shows, so that they read the same at each run.
 """
@@ -24,10 +25,14 @@ from tenants.schemas import (
     TenantSummary,
     TrafficRead,
     VmStatsRead,
+    VolumeMount,
+    VolumeRead,
 )
 from tui.dao import TenantDetail, shares
 
 APPS_PER_TENANT = 10
+INSTANCES_PER_TENANT = 2 * APPS_PER_TENANT - 1  # two of each app, but one of app-0, which mounts a volume
+VOLUME_APP = 0  # app-0 mounts the volume `data`
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 PULLING_APP = 3  # app-3 pulls its revision 2's image
 FAILED_BUILD = 2
@@ -62,8 +67,8 @@ class SyntheticData:
                 isolation=Isolation.SHARED,
                 status=TenantStatus.ACTIVE,
                 apps=APPS_PER_TENANT,
-                instances_ready=20,
-                instances_desired=20,
+                instances_ready=INSTANCES_PER_TENANT,
+                instances_desired=INSTANCES_PER_TENANT,
                 cpu_millicores=2500,
                 max_cpu_millicores=8000,
                 memory_mib=1280,
@@ -82,9 +87,9 @@ class SyntheticData:
                 state="ready",
                 cpu_millicores=64000,
                 memory_mib=65536,
-                instances=2 * APPS_PER_TENANT * self.tenants,  # every app of every tenant: 2 instances, as below
-                allocated_cpu_millicores=2 * APPS_PER_TENANT * self.tenants * 250,
-                allocated_memory_mib=2 * APPS_PER_TENANT * self.tenants * 128,
+                instances=INSTANCES_PER_TENANT * self.tenants,  # every app of every tenant, as below
+                allocated_cpu_millicores=INSTANCES_PER_TENANT * self.tenants * 250,
+                allocated_memory_mib=INSTANCES_PER_TENANT * self.tenants * 128,
                 tenants=[f"tenant-{i:04d}" for i in range(self.tenants)],
             ),
             NodeRead(
@@ -110,11 +115,12 @@ class SyntheticData:
                 tenant=name,
                 name=f"app-{a}",
                 image="strata/hello",
-                replicas=2,
+                replicas=1 if a == VOLUME_APP else 2,
                 revision=2 if a == PULLING_APP else 1,
                 created_at=EPOCH,
                 updated_at=EPOCH,
                 health_path="/healthz",
+                volumes=[VolumeMount(volume="data", path="/var/lib/app")] if a == VOLUME_APP else [],
                 pull=PullRead(
                     reference="registry.example.com/team/app-3:1.4",
                     revision=2,
@@ -137,7 +143,7 @@ class SyntheticData:
                         last_health="ok",
                         container_id="c" * 64,
                     )
-                    for k in range(2)
+                    for k in range(1 if a == VOLUME_APP else 2)
                 ],
             )
             for a in range(APPS_PER_TENANT)
@@ -167,11 +173,32 @@ class SyntheticData:
                     "requests_per_second": 1000,
                     "burst": 2000,
                     "max_body_mib": 100,
+                    "max_storage_mib": 10240,
+                    "backup_every_hours": 24,
+                    "backups_kept": 7,
                 },
-                "usage": {"apps": 10, "instances": 20, "cpu_millicores": 2500, "memory_mib": 1280},
+                "usage": {
+                    "apps": 10,
+                    "instances": INSTANCES_PER_TENANT,
+                    "cpu_millicores": 2500,
+                    "memory_mib": 1280,
+                    "storage_mib": 3072,
+                },
             }
         )
-        return TenantDetail(tenant, apps, shares(apps, self.nodes()), traffic, self.builds(name))
+        volumes = [
+            VolumeRead(
+                tenant=name,
+                name="data",
+                size_mib=1024,
+                node="local",
+                created_at=EPOCH,
+                used_mib=870.4,
+                mounted_by=[f"app-{VOLUME_APP}"],
+            ),
+            VolumeRead(tenant=name, name="scratch", size_mib=2048, node="local", created_at=EPOCH),
+        ]
+        return TenantDetail(tenant, apps, shares(apps, self.nodes()), traffic, self.builds(name), volumes)
 
     def builds(self, tenant: str, app: str | None = None, limit: int = 100) -> list[BuildRead]:
         now = datetime.now(UTC)

@@ -452,6 +452,7 @@ def _container_config(spec: InstanceSpec, image: ImageInfo, publish_ip: str) -> 
         "Env": [f"{key}={value}" for key, value in env.items()],
         "Labels": spec.labels,
         "ExposedPorts": {port: {}},
+        "NetworkingConfig": {"EndpointsConfig": {spec.network: {"Aliases": [spec.alias]}}},
         "HostConfig": {
             "NanoCpus": spec.cpu_millicores * 1_000_000,
             "Memory": spec.memory_mib * MIB,

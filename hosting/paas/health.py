@@ -59,6 +59,8 @@ class HealthChecker:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), self.timeout)
         except TimeoutError:
             return self._silent
+        except ConnectionResetError:
+            return CLOSED  # accepted, then reset before the connect was seen through
         except OSError:
             return REFUSED
         try:

@@ -41,7 +41,7 @@ from tenants.enums import InstanceState
 from tenants.instances import ActionEvent, DesiredApp
 from tenants.models import Instance, Tenant
 from tenants.routes import RouteSpec
-from tenants.secrets import SecretBox
+from tenants.secrets import SecretBox, SecretKeyError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class Reconciler:
         self.volumes = volumes
         self.image_store = image_store  # where images are built, loaded and pulled; shipped to nodes from there
         self.pulls = ImagePuller(engine, image_store, secrets, clock, self.nudge) if image_store else None
+        self.box = secrets
         self.liveness, self.usage, self.problems = liveness or Liveness(), UsageSampler(), AppProblems()
         self.tracked: dict[str, Tracked] = {}
         self._adopted = False
@@ -207,8 +208,9 @@ class Reconciler:
         async with self._limit:
             try:
                 spec = InstanceSpec(
-                    self.platform_id, app.tenant, app.name, app.revision, instance, app.image, app.command, app.env,
-                    app.port, app.cpu_millicores, app.memory_mib, PIDS_LIMIT, network, await self._mounts(app),
+                    self.platform_id, app.tenant, app.name, app.revision, instance, app.image, app.command,
+                    {**app.env, **self._unsealed(app)}, app.port, app.cpu_millicores, app.memory_mib, PIDS_LIMIT,
+                    network, await self._mounts(app),
                 )  # fmt: skip
                 await node.runtime.ensure_network(network, spec.network_labels)
                 container = await self._create_container(node.runtime, spec)
@@ -234,6 +236,17 @@ class Reconciler:
                 raise
         await images.ship(spec.image, self.image_store, runtime)
         return await runtime.create(spec)
+
+    def _unsealed(self, app: DesiredApp) -> dict[str, str]:
+        """The app's sealed env (a service's password, a binding's DATABASE_URL), decrypted for its container."""
+        if not app.sealed_env:
+            return {}
+        if self.box is None:
+            raise EngineError("this platform has no key to decrypt the app's sealed env")
+        try:
+            return {name: self.box.decrypt(value) for name, value in app.sealed_env}
+        except SecretKeyError as exc:
+            raise EngineError(str(exc)) from None
 
     async def _mounts(self, app: DesiredApp) -> tuple[Mount, ...]:
         """The app's volumes as its container binds them, each mounted on this host first if it was not (after

@@ -150,6 +150,11 @@ class InstanceSpec:
     mounts: tuple[Mount, ...] = ()
 
     @property
+    def alias(self) -> str:
+        """Its name on the tenant's network: the app's, so its tenant's other containers reach it by name."""
+        return self.app
+
+    @property
     def network_labels(self) -> dict[str, str]:
         """The labels of the tenant's network the instance joins."""
         return {PLATFORM_LABEL: self.platform, TENANT_LABEL: self.tenant}

@@ -4,7 +4,7 @@ what it asked of HTTPS."""
 from collections.abc import Iterable
 
 from hosting.paas.tracked import Tracked
-from tenants.enums import InstanceState
+from tenants.enums import AppKind, InstanceState
 from tenants.instances import DesiredApp
 from tenants.routes import RouteSpec
 
@@ -30,4 +30,5 @@ def routes(desired: Iterable[DesiredApp], tracked: Iterable[Tracked]) -> list[Ro
             hsts=app.hsts,
         )
         for app in desired
+        if app.kind == AppKind.WEB  # a service is its tenant's, reached on its network only
     ]

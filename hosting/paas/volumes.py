@@ -162,9 +162,12 @@ def _allocate(fd: int, size: int) -> None:
 
 
 def _mount(mount: Path) -> None:
-    """Mount the image on a loop device of its own. Not `mount -o loop`: it reuses a device still attached to
-    the same image (one just unmounted, not yet cleared) with the size the image had then."""
-    loop = _run("losetup", "--find", "--show", str(_image(mount))).strip()
+    """Mount the image on a loop device of its own, with direct I/O. Not `mount -o loop`: it reuses a device
+    still attached to the same image (one just unmounted, not yet cleared) with the size the image had then."""
+    # Direct I/O: the image's pages are not cached a second time under the volume's own, and a flush is
+    # the image's own writes, not a writeback of both (bench/volumes.py: 0.73-0.85x of a Docker volume's write
+    # throughput without it, 0.90-1.30x with it). The kernel leaves it off where the host's block size forbids.
+    loop = _run("losetup", "--find", "--show", "--direct-io=on", str(_image(mount))).strip()
     try:
         _run("mount", "-o", MOUNT_OPTIONS, loop, str(mount))
     finally:

@@ -19,6 +19,7 @@ from strata.api import (
     overview_routes,
     registry_routes,
     runtime_routes,
+    service_routes,
     tenant_routes,
     volume_routes,
 )
@@ -58,6 +59,7 @@ def create_app(platform: Platform) -> FastAPI:
         exec_routes,
         volume_routes,
         backup_routes,
+        service_routes,
     ):
         app.include_router(module.router)
     return app

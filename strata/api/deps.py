@@ -26,6 +26,7 @@ from tenants import db, tokens
 from tenants.enums import Role
 from tenants.errors import Conflict, Forbidden, NotFound
 from tenants.schemas import PullRead
+from tenants.secrets import SecretBox
 from tenants.tokens import Principal
 
 
@@ -133,7 +134,14 @@ Pulls = Annotated[Mapping[tuple[str, str], PullRead], Depends(get_pulls)]
 Puller = Annotated[ImagePuller | None, Depends(get_puller)]
 Builds = Annotated[Builder, Depends(get_builder)]
 Volumes = Annotated[LocalVolumes, Depends(get_volumes)]
+
+
+def get_secrets(settings: Config) -> SecretBox:
+    return SecretBox(settings.secret_key_file)
+
+
 Backups = Annotated[VolumeBackups, Depends(get_backups)]
+Secrets = Annotated[SecretBox, Depends(get_secrets)]
 VolumeStore = Annotated[LocalVolumes | None, Depends(get_volume_store)]  # for routes that work without one
 
 

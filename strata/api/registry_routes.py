@@ -4,13 +4,13 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Path, Response
 
-from strata.api.deps import DB, Caller, Config, Puller, TenantName
+from strata.api.deps import DB, Caller, Puller, Secrets, TenantName
 from tenants import images, registries
 from tenants.errors import Unavailable
 from tenants.schemas import RegistryLogin, RegistryRead, TenantImageRead
-from tenants.secrets import SecretBox, SecretKeyError
+from tenants.secrets import SecretKeyError
 from tenants.tenancy import get_tenant
 
 log = logging.getLogger(__name__)
@@ -19,13 +19,6 @@ router = APIRouter(prefix="/tenants/{tenant}", tags=["registries"])
 
 # host[:port] as a path segment; `registries.check_host` says what is wrong with one that is not a host
 RegistryHost = Annotated[str, Path(min_length=1, max_length=261, description="HOST or HOST:PORT")]
-
-
-def get_secrets(settings: Config) -> SecretBox:
-    return SecretBox(settings.secret_key_file)
-
-
-Secrets = Annotated[SecretBox, Depends(get_secrets)]
 
 
 @router.get("/registries")

@@ -8,7 +8,7 @@ import threading
 from fastapi import APIRouter, Query, Response
 
 from hosting.paas.volumes import LocalVolumes, VolumeError
-from strata.api.deps import DB, Caller, TenantName, Volumes, listing_scope
+from strata.api.deps import DB, Caller, TenantName, Volumes, VolumeStore, listing_scope
 from tenants import volumes
 from tenants.errors import Unavailable
 from tenants.models import Volume
@@ -22,11 +22,11 @@ LOCAL_NODE = "local"  # the host's own node: where volumes live until VM nodes g
 MIB = 1 << 20
 
 # Creates one at a time: a filesystem found without its row is then a crash's leftover, never a create under way.
-_creating = threading.Lock()
+creating = threading.Lock()
 
 
 @router.get("/volumes")
-def list_all(session: DB, principal: Caller, store: Volumes, tenant: str | None = None) -> list[VolumeRead]:
+def list_all(session: DB, principal: Caller, store: VolumeStore, tenant: str | None = None) -> list[VolumeRead]:
     """Every volume an operator may see (of `tenant` if given); a tenant's own."""
     wanted = listing_scope(principal, tenant)
     owner = get_tenant(session, wanted) if wanted is not None else None
@@ -34,7 +34,7 @@ def list_all(session: DB, principal: Caller, store: Volumes, tenant: str | None 
 
 
 @router.get("/tenants/{tenant}/volumes")
-def list_volumes(session: DB, tenant: TenantName, store: Volumes) -> list[VolumeRead]:
+def list_volumes(session: DB, tenant: TenantName, store: VolumeStore) -> list[VolumeRead]:
     owner = get_tenant(session, tenant)
     return [_read(session, store, v, tenant) for v, _ in volumes.list_volumes(session, owner)]
 
@@ -43,7 +43,7 @@ def list_volumes(session: DB, tenant: TenantName, store: Volumes) -> list[Volume
 def create_volume(session: DB, principal: Caller, tenant: TenantName, body: VolumeCreate, store: Volumes) -> VolumeRead:
     """A volume of `size_mib` with a hard limit (writes past it fail with ENOSPC in the container), counted
     against the plan's storage quota, on this host."""
-    with _creating:
+    with creating:
         owner = volumes.check_create(session, tenant, body.name, body.size_mib)
         if store.path(tenant, body.name).exists():
             log.warning("volume %s/%s: a filesystem without its row (left by a crash) is removed", tenant, body.name)
@@ -61,7 +61,7 @@ def create_volume(session: DB, principal: Caller, tenant: TenantName, body: Volu
 
 
 @router.get("/tenants/{tenant}/volumes/{volume}")
-def get_volume(session: DB, tenant: TenantName, volume: str, store: Volumes) -> VolumeRead:
+def get_volume(session: DB, tenant: TenantName, volume: str, store: VolumeStore) -> VolumeRead:
     """Its size, how much is used, its node and the app that mounts it."""
     return _read(session, store, volumes.get_volume(session, get_tenant(session, tenant), volume), tenant)
 
@@ -94,9 +94,15 @@ def _remove(store: LocalVolumes, tenant: str, name: str) -> None:
         log.error("volume %s/%s: its filesystem could not be removed: %s", tenant, name, exc)
 
 
-def _read(session: DB, store: LocalVolumes, volume: Volume, tenant: str) -> VolumeRead:
+def _read(session: DB, store: LocalVolumes | None, volume: Volume, tenant: str) -> VolumeRead:
+    return volumes.read_volume(session, volume, tenant, used_mib(store, tenant, volume.name))
+
+
+def used_mib(store: LocalVolumes | None, tenant: str, name: str) -> float | None:
+    """What the volume holds, or None when this daemon cannot say (not mounted here; no volume store)."""
+    if store is None:
+        return None
     try:
-        used: float | None = store.usage(tenant, volume.name).used_bytes / MIB
+        return store.usage(tenant, name).used_bytes / MIB
     except (VolumeError, OSError):
-        used = None  # not mounted here now: its size stands, its use is unknown
-    return volumes.read_volume(session, volume, tenant, used)
+        return None

@@ -11,6 +11,7 @@ from strata.cli.event_commands import events
 from strata.cli.platform_commands import console, doctor_command, up
 from strata.cli.registry_commands import registries_group
 from strata.cli.runtime_commands import images_group, nodes_group
+from strata.cli.service_commands import services_group
 from strata.cli.tenant_commands import plans, tenants_group
 from strata.cli.volume_commands import volumes_group
 
@@ -36,6 +37,7 @@ for command in (
     apps_group,
     volumes_group,
     backups_group,
+    services_group,
     builds_group,
     images_group,
     registries_group,

@@ -1,6 +1,7 @@
 """The console driven by Textual's Pilot against a real daemon: what it shows, and what its keys do."""
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -8,7 +9,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Markdown
 
 from tenants.enums import Role
-from tenants.schemas import AppSpec, TenantCreate, TokenCreate
+from tenants.schemas import AppSpec, TenantCreate, TokenCreate, VolumeCreate, VolumeMount
 from tests.containers import ready
 from tests.harness import Daemon
 from tui.app import StrataConsole
@@ -99,6 +100,32 @@ def test_overview_filter_and_drill_down_to_a_tenants_three_layers(platform: Daem
         assert api.app(unique, "web").replicas == 3
 
 
+def test_a_volume_shows_under_the_tenants_layers_with_its_use_and_the_app_that_mounts_it(
+    platform: Daemon, unique: str
+) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+        api.create_volume(unique, VolumeCreate(name="data", size_mib=32))
+        mount = VolumeMount(volume="data", path="/srv/data")
+        api.deploy(unique, "web", AppSpec(image="strata/hello", replicas=1, memory_mib=64, volumes=[mount]))
+    ready(platform, unique, "web", 1)
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: any(r[0] == unique for r in rows(app, "tenants")), what="the tenant")
+        table = app.screen.query_one("#tenants", DataTable)
+        table.move_cursor(row=table.get_row_index(unique))
+        await pilot.press("enter")
+        await until(pilot, lambda: rows(app, "volumes"), what="the volume")
+        assert app.screen.query_one("#volumes-pane").display
+        [volume] = rows(app, "volumes")
+        assert volume[:3] == ["◆", "data", "32 MiB"]  # marked: web, under the cursor, mounts it
+        assert re.fullmatch(r"\d+ MiB \(\d+%\)", volume[3]), volume[3]  # its node says how much is used
+        assert volume[4:] == ["web", "/srv/data", "local"]
+        assert rows(app, "paas")[0][0] == "web ⛁ data"
+
+    drive(platform, platform.operator_token, steps)
+
+
 def test_a_quota_refusal_is_shown_as_the_api_words_it(daemon: Daemon, unique: str) -> None:
     with daemon.operator() as api:
         api.create_tenant(TenantCreate(name=unique))
@@ -110,6 +137,7 @@ def test_a_quota_refusal_is_shown_as_the_api_words_it(daemon: Daemon, unique: st
         table.move_cursor(row=table.get_row_index(unique))
         await pilot.press("enter")
         await until(pilot, lambda: rows(app, "paas"), what="the app")
+        assert not app.screen.query_one("#volumes-pane").display  # a platform without volumes (409): none, no error
         await pilot.press("plus")
         await until(pilot, lambda: any("instances quota exceeded" in t for t in toasts(app)), what="the refusal")
 

@@ -2,6 +2,7 @@
 of its prompts and filters can crash it."""
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -66,7 +67,7 @@ def test_side_by_side_no_column_is_cut_without_a_note_under_its_pane() -> None:
 
         async def steps(app: StrataConsole, pilot: Pilot, width: int = width) -> None:
             screen = await open_tenant(pilot)
-            for pane in PANES:
+            for pane in (*PANES, "builds", "volumes"):
                 table = screen.query_one(f"#{pane}", FittingTable)
                 shown = [str(column.label) for column in table.ordered_columns]
                 assert sum(column.get_render_width(table) for column in table.ordered_columns) <= table.size.width
@@ -84,9 +85,9 @@ def test_the_iaas_pane_shows_the_tenants_share_beside_the_nodes_total() -> None:
         table = screen.query_one("#iaas", FittingTable)
         row = dict(zip(["", "NODE", "STATE", "TENANT INST", "TENANT CPU", "TENANT MEM", "NODE INST", "NODE CPU",
                         "NODE MEM", "VM"], table.rows_shown[0][1], strict=True))  # fmt: skip
-        # 10 apps of 2 instances of 250m and 128Mi each; the node holds 12 such tenants
-        assert (str(row["TENANT INST"]), str(row["TENANT CPU"]), str(row["TENANT MEM"])) == ("20", "5000m", "2560Mi")
-        assert (str(row["NODE INST"]), str(row["NODE CPU"])) == ("240", "60000m/64000m")
+        # 19 instances (10 apps of 2, but app-0 with its volume of 1) of 250m and 128Mi each; 12 such tenants
+        assert (str(row["TENANT INST"]), str(row["TENANT CPU"]), str(row["TENANT MEM"])) == ("19", "4750m", "2432Mi")
+        assert (str(row["NODE INST"]), str(row["NODE CPU"])) == ("228", "57000m/64000m")
 
     offline(steps, size=(250, 40))
 
@@ -332,3 +333,52 @@ async def painted_log(pilot: Pilot) -> None:
             return
         await pilot.pause(0.05)
     raise AssertionError("the build's log never showed")
+
+
+def test_the_volumes_pane_shows_each_volumes_size_use_and_the_app_that_mounts_it_where() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        assert screen.query_one("#volumes-pane").display
+        rows = dict(screen.query_one("#volumes", FittingTable).rows_shown)
+        assert list(rows) == ["data", "scratch"]
+        data, scratch = ([str(cell) for cell in rows[name]] for name in ("data", "scratch"))
+        assert data == ["◆", "data", "1.0 GiB", "870 MiB (85%)", "app-0", "/var/lib/app", "local"]  # app-0's: marked
+        assert scratch == ["", "scratch", "2.0 GiB", "-", "-", "-", "local"]  # mounted by none: its use unknown
+        used = rows["data"][3]
+        assert isinstance(used, Text) and "yellow" in str(used.style)  # past 70% full
+        paas = dict(screen.query_one("#paas", FittingTable).rows_shown)
+        assert (str(paas["app:app-0"][0]), str(paas["app:app-1"][0])) == ("app-0 ⛁ data", "app-1")
+
+        await pilot.press("down", "down")  # app-0's one instance, then app-1: the volume is no longer marked
+        await pilot.pause(0.2)
+        assert [str(cells[0]) for _, cells in screen.query_one("#volumes", FittingTable).rows_shown] == ["", ""]
+        await pilot.press("up")
+        await pilot.pause(0.2)
+        assert str(screen.query_one("#volumes", FittingTable).rows_shown[0][1][0]) == "◆"
+
+    offline(steps, size=(250, 40))
+
+
+@pytest.mark.parametrize(
+    ("builds", "volumes", "height"),
+    [(True, True, 7), (True, False, 7), (False, True, 6), (False, False, 0)],  # 3 builds, 2 volumes, 4 lines around
+)
+def test_the_builds_and_volumes_panes_show_only_when_the_tenant_has_some(
+    builds: bool, volumes: bool, height: int
+) -> None:
+    class Some(SyntheticData):
+        def tenant(self, name: str) -> TenantDetail:
+            detail = super().tenant(name)
+            return dataclasses.replace(
+                detail, builds=detail.builds if builds else [], volumes=detail.volumes if volumes else []
+            )
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        shown = {pane: screen.query_one(f"#{pane}-pane") for pane in ("builds", "volumes")}
+        assert (shown["builds"].display, shown["volumes"].display) == (builds, volumes)
+        widths = [pane.outer_size.width for pane in shown.values() if pane.display]
+        assert sum(widths) == (screen.size.width if widths else 0)  # one alone takes all the width
+        assert screen.query_one("#under").outer_size.height == height
+
+    offline(steps, data=Some(3))

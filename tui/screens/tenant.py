@@ -1,20 +1,21 @@
 """One tenant across the three layers, side by side: IaaS (nodes), PaaS (apps, instances), SaaS (traffic); under
-them, once the tenant has built from source, its latest builds (`l` there: a build's log).
+them, side by side too, once the tenant has them: its latest builds from source (`l` there: a build's log) and
+its volumes (size, use, the app that mounts each and where).
 
-Moving onto an app in the PaaS pane marks its instances' nodes (◆), its traffic row and its builds: a drill-down
-across the layers.
+Moving onto an app in the PaaS pane marks its instances' nodes (◆), its traffic row, its builds and its volumes:
+a drill-down across the layers.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Vertical
+from textual.containers import Container, Horizontal, Vertical
 from textual.widgets import DataTable, Label
 
 from tenants.enums import BuildState
-from tenants.schemas import AppRead, AppSpec, BuildRead, TrafficRead
+from tenants.schemas import AppRead, AppSpec, BuildRead, TrafficRead, VolumeRead
 from tui import render
 from tui.dao import BUILDS_SHOWN, ConsoleData, NodeShare, TenantDetail
 from tui.model import Column, History
@@ -24,6 +25,7 @@ from tui.screens.dialogs import ConfirmDialog, deploy_form
 from tui.screens.table import FittingTable
 
 MARK = "◆"
+VOLUME_MARK = "⛁"  # after an app's name in the PaaS pane: the volumes it mounts
 WIDE_ENOUGH = 150  # side by side from this width; stacked below it (80×24 works)
 # Each pane's columns, in table order; when a pane is too narrow, the highest priority numbers go first.
 IAAS = [
@@ -75,8 +77,17 @@ BUILDS = [
     Column("MESSAGE", 2, sparse=True),
 ]
 MESSAGE_WIDTH = 60  # of a build's message (its first line) in the builds pane; its log has it all
-STACKED_BUILDS = 3  # builds shown at once while the layers are stacked (below WIDE_ENOUGH); the rest scroll
-TALL_ENOUGH = 32  # lines; below, stacked, only the newest build shows, so that 80×24 keeps room for the apps
+VOLUMES = [
+    Column("", 4),
+    Column("VOLUME", 0),
+    Column("SIZE", 2),
+    Column("USED", 1),
+    Column("APP", 3),
+    Column("PATH", 5),
+    Column("NODE", 6),
+]
+STACKED_ROWS = 3  # builds and volumes shown at once while the layers are stacked (below WIDE_ENOUGH); more scroll
+TALL_ENOUGH = 32  # lines; below, stacked, only the first build and volume show, so that 80×24 keeps room for apps
 
 
 class BuildsTable(FittingTable):
@@ -102,8 +113,10 @@ class TenantScreen(DataScreen):
     #layers.wide { layout: horizontal; }
     #layers.wide > .pane { width: 3fr; }
     #layers.wide > #iaas-pane { width: 2fr; }
-    #builds-pane { display: none; }
-    #builds-pane.shown { display: block; }
+    #under > .pane { display: none; }
+    #under > .pane.shown { display: block; }
+    #under.wide > #builds-pane { width: 5fr; }
+    #under.wide > #volumes-pane { width: 3fr; }
     """
 
     def __init__(self, tenant: str) -> None:
@@ -124,27 +137,33 @@ class TenantScreen(DataScreen):
                 with Vertical(id=f"{pane}-pane", classes="pane"):
                     yield Label(title)
                     yield FittingTable(columns, id=pane)
-        with Vertical(id="builds-pane", classes="pane"):
-            yield Label("Builds — the latest, newest first")
-            yield BuildsTable(BUILDS, id="builds")
+        with Horizontal(id="under"):
+            with Vertical(id="builds-pane", classes="pane"):
+                yield Label("Builds — the latest, newest first")
+                yield BuildsTable(BUILDS, id="builds")
+            with Vertical(id="volumes-pane", classes="pane"):
+                yield Label("Volumes — the apps' persistent data")
+                yield FittingTable(VOLUMES, id="volumes")
 
     def on_mount(self) -> None:
         self.query_one("#paas", DataTable).focus()
 
     def on_resize(self) -> None:
-        self.query_one("#layers").set_class(self.size.width >= WIDE_ENOUGH, "wide")
-        self.size_builds()
+        for container in self.query("#layers, #under"):
+            container.set_class(self.size.width >= WIDE_ENOUGH, "wide")
+        self.size_under()
 
-    def size_builds(self) -> None:
-        """The builds pane as tall as its rows (fewer while the layers are stacked), and none without builds."""
-        count = len(self.detail.builds) if self.detail else 0
-        pane = self.query_one("#builds-pane")
-        pane.set_class(count > 0, "shown")
+    def size_under(self) -> None:
+        """The builds and volumes panes, each shown only when it has rows, both as tall as the longer one's rows
+        (fewer while the layers are stacked); no room at all when neither is shown."""
+        counts = (len(self.detail.builds), len(self.detail.volumes)) if self.detail else (0, 0)
+        for pane, count in zip(("#builds-pane", "#volumes-pane"), counts, strict=True):
+            self.query_one(pane).set_class(count > 0, "shown")
         if self.size.width >= WIDE_ENOUGH:
-            shown = min(count, BUILDS_SHOWN)
+            shown = min(max(counts), BUILDS_SHOWN)
         else:
-            shown = min(count, STACKED_BUILDS if self.size.height >= TALL_ENOUGH else 1)
-        pane.styles.height = shown + 4  # its title, the table's header and the border's two lines
+            shown = min(max(counts), STACKED_ROWS if self.size.height >= TALL_ENOUGH else 1)
+        self.query_one("#under").styles.height = shown + 4 if shown else 0  # a title, a header, the border's 2
 
     def load(self, data: ConsoleData) -> TenantDetail:
         return data.tenant(self.tenant)
@@ -174,7 +193,10 @@ class TenantScreen(DataScreen):
         self.query_one("#builds", FittingTable).show(
             [(f"build:{build.id}", build_cells(build, build.app == chosen)) for build in detail.builds]
         )
-        self.size_builds()
+        self.query_one("#volumes", FittingTable).show(
+            [(v.name, volume_cells(v, detail.apps, chosen in v.mounted_by)) for v in detail.volumes]
+        )
+        self.size_under()
 
     def paas_rows(self, detail: TenantDetail) -> Iterator[tuple[str, list[object]]]:
         for app in detail.apps:
@@ -182,7 +204,7 @@ class TenantScreen(DataScreen):
             yield (
                 f"app:{app.name}",
                 [
-                    Text(app.name, style="bold"),
+                    app_name(app),
                     str(app.revision),
                     render.ready_of(ready, app.replicas),
                     "",
@@ -255,6 +277,9 @@ class TenantScreen(DataScreen):
         builds = self.query_one("#builds", FittingTable)
         for build in detail.builds:
             builds.set_cell(f"build:{build.id}", "", MARK if build.app == chosen else "")
+        volumes = self.query_one("#volumes", FittingTable)
+        for volume in detail.volumes:
+            volumes.set_cell(volume.name, "", MARK if chosen in volume.mounted_by else "")
 
     # keys
 
@@ -340,6 +365,14 @@ def why(reason: str | None) -> Text:
     return Text(text if len(text) <= WHY_WIDTH else text[: WHY_WIDTH - 1] + "…", style="yellow")
 
 
+def app_name(app: AppRead) -> Text:
+    """An app's name, and the volumes it mounts (`web ⛁ data`)."""
+    text = Text(app.name, style="bold")
+    if app.volumes:
+        text.append(f" {VOLUME_MARK} {', '.join(mount.volume for mount in app.volumes)}", style="cyan")
+    return text
+
+
 def status(app: AppRead) -> Text:
     """The app's WHY: its problem, else its image's pull under way (the figures, not cut off by the width)."""
     if app.problem or app.pull is None:
@@ -366,6 +399,20 @@ def build_cells(build: BuildRead, marked: bool) -> list[object]:
         render.uptime(build.started_at),
         render.took(build.started_at, build.finished_at) if build.finished_at else "-",  # AGE says, while it runs
         Text(message, style="red" if failed else "dim"),
+    ]
+
+
+def volume_cells(volume: VolumeRead, apps: Sequence[AppRead], marked: bool) -> list[object]:
+    """A volume's row: its size, how much of it is used, and the app that mounts it at which path (`-`: none)."""
+    paths = [m.path for app in apps if app.name in volume.mounted_by for m in app.volumes if m.volume == volume.name]
+    return [
+        MARK if marked else "",
+        Text(volume.name, style="bold"),
+        render.size(volume.size_mib),
+        render.filled(volume.used_mib, volume.size_mib),
+        Text(", ".join(volume.mounted_by) or "-"),
+        Text(", ".join(paths) or "-"),
+        Text(volume.node),
     ]
 
 

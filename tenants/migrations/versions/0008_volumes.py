@@ -1,5 +1,6 @@
 """Tenants keep data: volumes with a hard size on one node, apps that mount them, the plan's cap on all of a
-tenant's volumes, and verified backups of them on the plan's schedule.
+tenant's volumes, verified backups of them on the plan's schedule, and managed services (PostgreSQL) bound to
+apps, whose secrets reach containers sealed.
 
 Revision ID: 0008
 Revises: 0007
@@ -35,10 +36,12 @@ def upgrade() -> None:
         op.execute(plan.update().where(plan.c.name == name).values(**values))
     with op.batch_alter_table("app", recreate="never") as batch:
         batch.add_column(sa.Column("volumes", sa.JSON, nullable=False, server_default="[]"))
+        batch.add_column(sa.Column("kind", sa.String, nullable=False, server_default="web"))
+        batch.add_column(sa.Column("sealed_env", sa.JSON, nullable=False, server_default="{}"))
     op.create_table(
         "volume",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False, index=True),
+        _cascading("tenant_id", "tenant.id"),
         sa.Column("name", sa.String, nullable=False),
         sa.Column("size_mib", sa.Integer, nullable=False),
         sa.Column("node", sa.String, nullable=False),
@@ -47,9 +50,31 @@ def upgrade() -> None:
         **AUTOINCREMENT,
     )
     op.create_table(
+        "service",
+        sa.Column("id", sa.Integer, primary_key=True),
+        _cascading("tenant_id", "tenant.id"),
+        sa.Column("name", sa.String, nullable=False),
+        sa.Column("kind", sa.String, nullable=False),
+        sa.Column("username", sa.String, nullable=False),
+        sa.Column("database", sa.String, nullable=False),
+        sa.Column("password_encrypted", sa.String, nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.UniqueConstraint("tenant_id", "name"),
+        **AUTOINCREMENT,
+    )
+    op.create_table(
+        "binding",
+        sa.Column("id", sa.Integer, primary_key=True),
+        _cascading("service_id", "service.id"),
+        _cascading("app_id", "app.id"),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.UniqueConstraint("service_id", "app_id"),
+        **AUTOINCREMENT,
+    )
+    op.create_table(
         "backup",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False, index=True),
+        _cascading("tenant_id", "tenant.id"),
         sa.Column("volume", sa.String, nullable=False),
         sa.Column("state", sa.String, nullable=False),
         sa.Column("actor", sa.String, nullable=False),
@@ -63,11 +88,17 @@ def upgrade() -> None:
     )
 
 
+def _cascading(name: str, target: str) -> sa.Column[int]:
+    """A foreign key whose row goes with the row it names."""
+    return sa.Column(name, sa.Integer, sa.ForeignKey(target, ondelete="CASCADE"), nullable=False, index=True)
+
+
 def downgrade() -> None:
-    op.drop_table("backup")
-    op.drop_table("volume")
+    for table in ("backup", "binding", "service", "volume"):
+        op.drop_table(table)
     with op.batch_alter_table("app", table_kwargs=AUTOINCREMENT) as batch:  # SQLite rebuilds it: keep ids unique
-        batch.drop_column("volumes")
+        for column in ("sealed_env", "kind", "volumes"):
+            batch.drop_column(column)
     with op.batch_alter_table("plan") as batch:
         for column in ("backups_kept", "backup_every_hours", "max_storage_mib"):
             batch.drop_column(column)

@@ -1,0 +1,118 @@
+"""Managed PostgreSQL through the platform: a real PostgreSQL 15 (the platform's image, built here from Debian's
+packages) on a real volume, bound to a real app, reached by its tenant's containers only."""
+
+import json
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+
+from tenants.client import ApiError
+from tenants.enums import InstanceState
+from tenants.schemas import AppSpec, InstanceRead, ServiceCreate, TenantCreate
+from tests.containers import ready, wait_for
+from tests.harness import Daemon
+
+WEB = AppSpec(image="strata/static", memory_mib=32, cpu_millicores=100)
+
+
+def sh(container: str, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", "exec", container, "sh", "-c", script], capture_output=True, text=True)
+
+
+def psql(endpoint: str, url: str, sql: str) -> subprocess.CompletedProcess[str]:
+    """`psql` on this host, through the service's port published on 127.0.0.1, with the app's credentials."""
+    parts = urlsplit(url)
+    local = parts._replace(netloc=f"{parts.username}:{parts.password}@{endpoint}").geturl()
+    return subprocess.run(["psql", local, "-XAtc", sql], capture_output=True, text=True, timeout=30)
+
+
+def database(platform: Daemon, tenant: str) -> InstanceRead:
+    [instance] = wait_for(
+        lambda: [i for i in _instances(platform, tenant, "db") if i.state == InstanceState.READY],
+        timeout=600,  # the first service of a machine builds the image
+        what="the database ready",
+    )
+    return instance
+
+
+def _instances(platform: Daemon, tenant: str, app: str) -> list[InstanceRead]:
+    with platform.operator() as api:
+        return api.instances(tenant, app)
+
+
+@pytest.fixture
+def bound(platform: Daemon, unique: str) -> tuple[str, InstanceRead, str]:
+    """`unique`'s service db bound to its app web: web's container, db's instance, the DATABASE_URL web got."""
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="small"))
+        api.create_service(unique, ServiceCreate(name="db", size_mib=64))
+        api.deploy(unique, "web", WEB)
+        api.bind_service(unique, "db", "web")
+    [web] = ready(platform, unique, "web", 1, revision=2)
+    url = sh(web.container_id, "echo $DATABASE_URL").stdout.strip()
+    return web.container_id, database(platform, unique), url
+
+
+def test_a_bound_app_gets_a_working_database_url_that_no_listing_shows(
+    platform: Daemon, unique: str, bound: tuple[str, InstanceRead, str]
+) -> None:
+    web, db, url = bound
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.hostname, parts.port, parts.path) == ("postgresql", "db", 5432, "/app")
+    assert parts.username == "app" and parts.password and len(parts.password) >= 24
+    assert sh(web, "nc -w 3 db 5432 </dev/null").returncode == 0  # reached by name on its tenant's network
+
+    assert db.endpoint is not None
+    made = psql(db.endpoint, url, "create table notes (body text); insert into notes values ('kept'); select 1")
+    assert made.returncode == 0 and made.stdout.split()[-1] == "1", made.stderr
+    wrong = psql(db.endpoint, url.replace(parts.password, "wrong"), "select 1")
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+
+    with platform.operator() as api:
+        shown = [api.app(unique, "web"), api.app(unique, "db"), api.service(unique, "db"), *api.events(unique)]
+    assert all(parts.password not in json.dumps(item.model_dump(mode="json")) for item in shown)
+    assert parts.password not in platform.cli("services", "show", f"{unique}/db").stdout
+
+    with platform.operator() as api:
+        api.restart(unique, "db")  # stop, then start on the same volume
+    again = wait_for(
+        lambda: [i for i in _instances(platform, unique, "db") if i.state == InstanceState.READY and i.revision == 2],
+        timeout=120,
+        what="the database restarted",
+    )
+    assert again[0].endpoint is not None
+    assert psql(again[0].endpoint, url, "select body from notes").stdout.strip() == "kept"
+
+
+def test_another_tenants_containers_cannot_reach_the_database(
+    platform: Daemon, unique: str, bound: tuple[str, InstanceRead, str]
+) -> None:
+    _, db, _ = bound
+    address = json.loads(
+        subprocess.run(["docker", "inspect", db.container_id], capture_output=True, text=True, check=True).stdout
+    )[0]["NetworkSettings"]["Networks"]
+    [db_ip] = [network["IPAddress"] for network in address.values()]
+    other = f"{unique}-other"
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=other, plan="small"))
+        api.deploy(other, "web", WEB)
+    [stranger] = ready(platform, other, "web", 1)
+    by_name = sh(stranger.container_id, "nc -w 3 db 5432 </dev/null")
+    by_address = sh(stranger.container_id, f"nc -w 3 {db_ip} 5432 </dev/null")
+    assert by_name.returncode != 0 and by_address.returncode != 0, (by_name, by_address)
+
+
+def test_a_bound_service_is_deleted_only_by_force_and_its_apps_lose_the_url(
+    platform: Daemon, unique: str, bound: tuple[str, InstanceRead, str]
+) -> None:
+    with platform.operator() as api:
+        with pytest.raises(ApiError, match="bound to app 'web'"):
+            api.delete_service(unique, "db")
+        with pytest.raises(ApiError, match="manage it with `strata services`"):
+            api.deploy(unique, "db", WEB)
+        api.delete_service(unique, "db", force=True)
+        assert api.services(unique) == [] and api.volumes(unique) == []
+    [web] = ready(platform, unique, "web", 1, revision=3)
+    assert sh(web.container_id, "echo ${DATABASE_URL:-none}").stdout.strip() == "none"
+    assert not (platform.home / "volumes" / unique / "db").exists()
