@@ -127,10 +127,16 @@ def run(settings: Settings, options: Options) -> None:
             log.warning("build %d was cut off by the daemon's stop: marked failed", build_id)
         backups = None
         if volumes is not None:
-            backups = VolumeBackups(engine, reconciler.pool, volumes, settings.home / "backups")
+            backups = VolumeBackups(engine, reconciler.pool, volumes, settings.home / "backups", reconciler.platform_id)
+            reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
+            backups.sweep()
             with db.session(engine) as session:
-                for backup_id in backup_records.recover(session):
-                    log.warning("backup %d was cut off by the daemon's stop: marked failed", backup_id)
+                cut, restores = backup_records.recover(session)
+            for backup_id, tenant in cut:
+                backups.remove(tenant, backup_id)
+                log.warning("backup %d was cut off by the daemon's stop: marked failed", backup_id)
+            for volume in restores:
+                log.warning("the restore of volume %s was cut off by the daemon's stop: its apps run again", volume)
         platform = Platform(
             engine=engine,
             settings=settings,

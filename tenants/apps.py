@@ -50,6 +50,10 @@ def deploy(
 
     if app is not None and app.kind != AppKind.WEB:
         raise Conflict(f"{app_name!r} is a {app.kind} service: manage it with `strata services`", field="app")
+    sealed = sorted(set(spec.env) & set(app.sealed_env)) if app is not None else []
+    if sealed:
+        raise Invalid(f"env {sealed[0]} comes from a service bound to the app: leave it out, or unbind the service",
+                      field="env")  # fmt: skip
     if app is None:
         session.add(candidate)
         audit.record(session, actor, "app.create", tenant.name, app=app_name, revision=1, replicas=spec.replicas)

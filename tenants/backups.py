@@ -13,6 +13,8 @@ from tenants.models import Backup, Plan, Tenant, Volume, saved_id, utcnow
 from tenants.schemas import BackupRead
 from tenants.tenancy import get_tenant
 
+RESTORE = "restore"  # the actor of what the platform finishes of a restore cut off
+
 
 def start(session: Session, actor: str, tenant_name: str, volume_name: str) -> Backup:
     """A new `running` backup of the tenant's volume (NotFound for either name)."""
@@ -47,14 +49,21 @@ def finish(
     return backup
 
 
-def recover(session: Session) -> list[int]:
-    """Backups a stopped daemon left `running`: failed now (their archive may be half-written)."""
-    cut = list(session.exec(select(Backup).where(Backup.state == BackupState.RUNNING)))
-    for backup in cut:
+def recover(session: Session) -> tuple[list[tuple[int, str]], list[str]]:
+    """What a stopped daemon left half-done: backups `running`, failed now (their archive may be half-written;
+    returned as (id, tenant) for the caller to remove), and restores (the volumes as TENANT/VOLUME, their apps
+    let run again on what the restore left)."""
+    cut = list(session.exec(select(Backup, Tenant.name).join(Tenant).where(Backup.state == BackupState.RUNNING)))
+    for backup, _ in cut:
         backup.state, backup.message = BackupState.FAILED, "cut off by the daemon's stop"
         backup.finished_at = utcnow()
+    restores = list(session.exec(select(Volume, Tenant.name).join(Tenant).where(col(Volume.restoring))))
+    for volume, tenant in restores:
+        volume.restoring = False
+        audit.record(session, RESTORE, "backup.restore", tenant, volume=volume.name, state=BackupState.FAILED,
+                     reason="cut off by the daemon's stop: the volume holds what it had restored by then")  # fmt: skip
     session.commit()
-    return [saved_id(b) for b in cut]
+    return [(saved_id(b), name) for b, name in cut], [f"{tenant}/{volume.name}" for volume, tenant in restores]
 
 
 def list_backups(session: Session, tenant: Tenant | None = None) -> list[tuple[Backup, str]]:
@@ -75,18 +84,29 @@ def get_backup(session: Session, tenant: Tenant, backup_id: int) -> Backup:
 def restorable(session: Session, tenant: Tenant, backup_id: int, into: str | None) -> tuple[Backup, Volume]:
     """The verified backup and the tenant's volume to restore it into (its own by default), which must be
     big enough; refuses anything else with the reason."""
+    if tenant.status == TenantStatus.SUSPENDED:
+        raise Conflict(f"tenant {tenant.name!r} is suspended; resume it before restoring its volumes")
     backup = get_backup(session, tenant, backup_id)
     if backup.state != BackupState.VERIFIED:
         why = f": {backup.message}" if backup.message else ""
         raise Conflict(f"backup {backup_id} is {backup.state}{why}; only a verified backup is restored")
     target = volumes.get_volume(session, tenant, into or backup.volume)
+    if target.restoring:
+        raise Conflict(f"volume {target.name!r} is being restored already", field="volume")
     if backup.size_bytes > target.size_mib << 20:
         raise Conflict(
-            f"backup {backup_id} holds {backup.size_bytes / 2**20:.1f} MiB, volume {target.name!r} has "
+            f"backup {backup_id} needs {backup.size_bytes / 2**20:.1f} MiB, volume {target.name!r} has "
             f"{target.size_mib} MiB; restore into a bigger volume (--to)",
             field="volume",
         )
     return backup, target
+
+
+def set_restoring(session: Session, tenant: str, volume: str, restoring: bool) -> None:
+    """While set, no instance of an app that mounts the volume runs (`tenants.instances.desired_apps`)."""
+    row = volumes.get_volume(session, get_tenant(session, tenant), volume)
+    row.restoring = restoring
+    session.commit()
 
 
 def record_restore(session: Session, actor: str, tenant: Tenant, backup: Backup, target: Volume) -> None:

@@ -19,7 +19,8 @@ RECONCILER = "reconciler"
 
 @dataclass(frozen=True)
 class DesiredApp:
-    """One app as the reconciler must make it run; `replicas` is 0 for a suspended tenant."""
+    """One app as the reconciler must make it run; `replicas` is 0 for a suspended tenant, and while a volume
+    it mounts is being restored."""
 
     tenant: str
     isolation: str
@@ -56,7 +57,9 @@ class ActionEvent:
 
 
 def desired_apps(session: Session) -> list[DesiredApp]:
-    nodes = {(v.tenant_id, v.name): v.node for v in session.exec(select(Volume))}
+    found = list(session.exec(select(Volume)))
+    nodes = {(v.tenant_id, v.name): v.node for v in found}
+    restoring = {(v.tenant_id, v.name) for v in found if v.restoring}
     rows = session.exec(
         select(App, Tenant, Plan)
         .join(Tenant, col(App.tenant_id) == Tenant.id)
@@ -70,7 +73,7 @@ def desired_apps(session: Session) -> list[DesiredApp]:
             app_id=saved_id(app),
             name=app.name,
             revision=app.revision,
-            replicas=0 if tenant.status == TenantStatus.SUSPENDED else app.replicas,
+            replicas=0 if tenant.status == TenantStatus.SUSPENDED or _restoring(app, restoring) else app.replicas,
             image=app.image,
             command=app.command,
             port=app.port,
@@ -91,6 +94,11 @@ def desired_apps(session: Session) -> list[DesiredApp]:
         )
         for app, tenant, plan in rows
     ]
+
+
+def _restoring(app: App, restoring: set[tuple[int, str]]) -> bool:
+    """The app mounts a volume being restored: none of its instances runs until the restore is over."""
+    return any((app.tenant_id, mount["volume"]) in restoring for mount in app.volumes)
 
 
 def load_instances(session: Session) -> dict[str, Instance]:

@@ -141,6 +141,7 @@ class Volume(SQLModel, table=True):
     size_mib: int
     node: str  # where its data lives: its app's instances run there
     created_at: datetime = _time()
+    restoring: bool = Field(default=False, sa_column_kwargs={"server_default": false()})  # no instance mounts it
 
 
 class Service(SQLModel, table=True):
@@ -184,7 +185,7 @@ class Backup(SQLModel, table=True):
     state: str  # BackupState: running | verified | failed
     actor: str
     files: int = 0
-    size_bytes: int = 0  # the files' sizes in all: what a restore needs of the volume
+    size_bytes: int = 0  # what the volume used when it was taken: what a restore needs of a volume
     archive_sha256: str | None = None
     message: str | None = None  # why it failed, in words
     started_at: datetime = _time(index=True)

@@ -84,6 +84,8 @@ def bind(session: Session, box: SecretBox, actor: str, tenant_name: str, name: s
         raise Conflict(f"service {name!r} is bound to app {app_name!r} already")
     if DATABASE_URL in app.sealed_env:
         raise Conflict(f"app {app_name!r} has a DATABASE_URL already: unbind its service first", field="app")
+    if DATABASE_URL in app.env:
+        raise Conflict(f"app {app_name!r} sets DATABASE_URL in its env: unset it first (--unset-env)", field="app")
     session.add(Binding(service_id=saved_id(service), app_id=saved_id(app)))
     _reseal(app, {**app.sealed_env, DATABASE_URL: box.encrypt(database_url(service, box))})
     audit.record(session, actor, "service.bind", tenant.name, service=name, app=app_name, revision=app.revision)

@@ -9,9 +9,9 @@ from sqlmodel import Session, col, select
 
 from tenants import audit
 from tenants.db import commit
-from tenants.enums import TenantStatus
+from tenants.enums import Isolation, TenantStatus
 from tenants.errors import Conflict, NotFound, QuotaExceeded
-from tenants.models import App, Tenant, Volume, saved_id, utcnow
+from tenants.models import App, Service, Tenant, Volume, saved_id, utcnow
 from tenants.names import check_name
 from tenants.schemas import VolumeRead
 from tenants.tenancy import get_plan, get_tenant, storage_mib
@@ -39,6 +39,11 @@ def check_create(session: Session, tenant_name: str, name: str, size_mib: int) -
     tenant = get_tenant(session, tenant_name)
     if tenant.status == TenantStatus.SUSPENDED:
         raise Conflict(f"tenant {tenant_name!r} is suspended; resume it before adding volumes")
+    if tenant.isolation == Isolation.DEDICATED:
+        raise Conflict(
+            f"tenant {tenant_name!r} is dedicated (its containers run on its own VMs only), and volumes live on the "
+            "host's node for now: a dedicated tenant gets none yet"
+        )
     if session.exec(select(Volume.id).where(Volume.tenant_id == tenant.id, Volume.name == name)).first():
         raise Conflict(f"tenant {tenant_name!r} has a volume named {name!r} already", field="volume")
     plan, used = get_plan(session, tenant.plan), storage_mib(session, tenant)
@@ -73,6 +78,10 @@ def delete(session: Session, actor: str, tenant_name: str, name: str, *, force: 
     it, unless `force`: then the app loses the mount (a new revision, whose instances start without it)."""
     tenant = get_tenant(session, tenant_name)
     volume = get_volume(session, tenant, name)
+    if session.exec(select(Service.id).where(Service.tenant_id == tenant.id, Service.name == name)).first():
+        raise Conflict(f"volume {name!r} is service {name!r}'s: delete it with `strata services delete`")
+    if volume.restoring:
+        raise Conflict(f"volume {name!r} is being restored; delete it once the restore is over")
     users = mounted_by(session, tenant, name)
     if users and not force:
         raise Conflict(

@@ -17,7 +17,8 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
@@ -30,10 +31,10 @@ from sqlmodel import Session
 from hosting.paas.nodes import NodePool
 from hosting.paas.runtime import EngineError, Mount, NodeRuntime
 from hosting.paas.volumes import LocalVolumes, VolumeError
-from tenants import apps, backups, db, volumes
-from tenants.errors import Conflict, DomainError
+from tenants import backups, db, volumes
+from tenants.errors import Conflict
 from tenants.instances import instances_of
-from tenants.models import Backup, saved_id, utcnow
+from tenants.models import saved_id, utcnow
 from tenants.schemas import BackupRead, VolumeRead
 from tenants.tenancy import get_tenant
 
@@ -46,6 +47,9 @@ CHUNK = 1 << 20
 KEPT_OUT = ("lost+found",)  # ext4's own, in every volume
 SCHEDULE = "schedule"  # the actor of scheduled backups and of the removal of those past their keep
 SCHEDULE_CHECK_SECONDS = 600.0  # how often the schedule is looked at: a backup is due within this of its time
+RESTORE_STOP_SECONDS, RESTORE_POLL_SECONDS = 120.0, 0.2  # for the instances of a restored volume's apps to go
+SCRATCH = ".scratch"  # under the root: where backups are read back
+HOST_RESERVE = 1 << 30  # free space a backup leaves the host beside it
 
 
 class BackupError(Exception):
@@ -61,10 +65,15 @@ class Manifest:
 
 class VolumeBackups:
     """Backs up, verifies, restores and removes the volumes' archives on this host. The rows are `tenants`';
-    the local node's engine runs the scratch containers and pauses the apps."""
+    the local node's engine runs the scratch containers and pauses the apps. `paused` holds the containers
+    paused for a copy: the reconciler does not judge their health meanwhile (a frozen app answers no check)."""
 
-    def __init__(self, engine: Engine, pool: NodePool, volumes: LocalVolumes, root: Path, node: str = "local"):
+    def __init__(
+        self, engine: Engine, pool: NodePool, volumes: LocalVolumes, root: Path, platform: str, node: str = "local"
+    ) -> None:
         self.engine, self.pool, self.volumes, self.root, self.node = engine, pool, volumes, root, node
+        self.platform = platform  # the id its containers are labelled with
+        self.paused: set[str] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}  # one backup or restore of a volume at a time
 
     async def create(self, actor: str, tenant: str, volume: str) -> BackupRead:
@@ -74,56 +83,57 @@ class VolumeBackups:
             backup_id = saved_id(backup)
             archive = self._archive(tenant, backup_id)
             try:
-                source = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, volume)
-                archive.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                async with self._paused(tenant, volume):
-                    await asyncio.to_thread(_tar, "-cf", str(archive), "-C", str(source), *_excluded(), ".")
-                manifest = await asyncio.to_thread(read_manifest, archive)
-                _manifest_path(archive).write_text(json.dumps(asdict(manifest)))
+                manifest, needed = await self._take(tenant, volume, archive)
                 await self._verify(archive, manifest, backup_id)
-            except (BackupError, EngineError, VolumeError, OSError) as exc:
-                log.warning("backup %d of %s/%s failed: %s", backup_id, tenant, volume, exc)
-                _remove_archive(archive)
-                reason = str(exc)
+            except Exception as exc:  # whatever went wrong fails the backup, saying why: it never stays running
+                expected = isinstance(exc, BackupError | EngineError | VolumeError | OSError)
+                log.log(logging.WARNING if expected else logging.ERROR, "backup %d of %s/%s failed: %s",
+                        backup_id, tenant, volume, exc, exc_info=not expected)  # fmt: skip
+                await asyncio.to_thread(_remove_archive, archive)
+                reason = str(exc) if expected else f"an error of the platform ({type(exc).__name__}): see its log"
                 done = await self._db(lambda s: backups.finish(s, backup_id, failure=reason))
             else:
                 done = await self._db(
                     lambda s: backups.finish(
-                        s,
-                        backup_id,
-                        files=len(manifest.files),
-                        size_bytes=manifest.size_bytes,
-                        sha256=manifest.archive_sha256,
+                        s, backup_id, files=len(manifest.files), size_bytes=needed, sha256=manifest.archive_sha256
                     )  # fmt: skip
                 )
             return backups.read([(done, tenant)])[0]
 
     async def restore(self, actor: str, tenant: str, backup_id: int, into: str | None) -> VolumeRead:
         """Replace the contents of the tenant's volume `into` (the backup's own by default) with the verified
-        backup, its app paused meanwhile and restarted after (a new revision: it starts on the restored data).
-        The archive's checksum is checked first and every restored file's after; `Conflict` says what failed."""
+        backup. The apps that mount it are stopped first, and none starts until it is over (no container holds
+        the volume while root writes into it); they start again on the restored data. The archive's checksum
+        is checked first (nothing is touched if it changed) and every restored file's after; `Conflict` says
+        what failed."""
         backup, target = await self._db(lambda s: backups.restorable(s, get_tenant(s, tenant), backup_id, into))
         archive = self._archive(tenant, backup_id)
         async with self._lock(tenant, target.name):
+            await self._db(lambda s: backups.set_restoring(s, tenant, target.name, True))
             try:
-                manifest = Manifest(**json.loads(_manifest_path(archive).read_text()))
-                if await asyncio.to_thread(_sha256_file, archive) != manifest.archive_sha256:
-                    raise BackupError(f"backup {backup_id}'s archive changed since it was verified: not restored")
+                await self._stopped(tenant, target.name)
+                manifest = await asyncio.to_thread(_load_manifest, archive)
                 mount = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, target.name)
-                async with self._paused(tenant, target.name):
-                    await asyncio.to_thread(_replace_contents, archive, mount)
-                    mismatch = compare(manifest, await asyncio.to_thread(tree_sums, mount))
-                if mismatch:
-                    raise BackupError(f"the restored files differ from the backup: {mismatch}")
+                await asyncio.to_thread(_restore_into, archive, manifest, mount)
             except (BackupError, OSError, VolumeError, EngineError) as exc:
                 raise Conflict(f"restoring backup {backup_id} into {target.name} failed: {exc}") from exc
-        await self._db(lambda s: self._after_restore(s, actor, tenant, backup, target.name))
+            finally:
+                await self._db(lambda s: backups.set_restoring(s, tenant, target.name, False))
+        await self._db(lambda s: backups.record_restore(s, actor, get_tenant(s, tenant), backup, target))
         used = (await asyncio.to_thread(self.volumes.usage, tenant, target.name)).used_bytes / 2**20
         return await self._db(lambda s: volumes.read_volume(s, target, tenant, used))
 
     def remove(self, tenant: str, backup_id: int) -> None:
-        """Delete a backup's archive and manifest (its row is gone); one gone already is fine."""
+        """Delete a backup's archive and manifest (its row is gone); one gone already is fine. Blocks."""
         _remove_archive(self._archive(tenant, backup_id))
+
+    def forget_tenant(self, tenant: str) -> None:
+        """Delete every archive of a deleted tenant. Blocks."""
+        shutil.rmtree(self.root / tenant, ignore_errors=True)
+
+    def sweep(self) -> None:
+        """Remove the scratch copies a stopped daemon left. Blocks."""
+        shutil.rmtree(self.root / SCRATCH, ignore_errors=True)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Every few minutes, until `stopping`: back up what is due, remove what is past its keep."""
@@ -133,30 +143,43 @@ class VolumeBackups:
                 return
             except TimeoutError:
                 pass
-            try:
-                await self.run_schedule(utcnow())
-            except Exception:  # the loop outlives any one failure: the next look tries again
-                log.exception("backup schedule")
+            await self.run_schedule(utcnow())
 
     async def run_schedule(self, now: datetime) -> None:
-        """Back up every volume that is due on its plan's schedule, then remove the backups past its keep."""
+        """Back up every volume that is due on its plan's schedule, then remove the backups past its keep; one
+        that fails is logged, and the others go on."""
         for tenant, volume in await self._db(lambda s: backups.due(s, now)):
             try:
                 await self.create(SCHEDULE, tenant, volume)
-            except DomainError as exc:  # the volume went meanwhile
-                log.info("scheduled backup of %s/%s: %s", tenant, volume, exc)
+            except Exception:  # the volume or its tenant went meanwhile, or worse: the rest still get theirs
+                log.exception("scheduled backup of %s/%s", tenant, volume)
         for backup, tenant in await self._db(backups.surplus):
-            await self._db(partial(_delete_row, tenant=tenant, backup_id=saved_id(backup)))
-            self.remove(tenant, saved_id(backup))
+            try:
+                await self._db(partial(_delete_row, tenant=tenant, backup_id=saved_id(backup)))
+                await asyncio.to_thread(self.remove, tenant, saved_id(backup))
+            except Exception:
+                log.exception("removing backup %d of %s past its keep", saved_id(backup), tenant)
+
+    async def _take(self, tenant: str, volume: str, archive: Path) -> tuple[Manifest, int]:
+        """Archive the volume with its app paused; its manifest; what the volume used (what a restore needs)."""
+        source = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, volume)
+        usage = await asyncio.to_thread(self.volumes.usage, tenant, volume)
+        await asyncio.to_thread(_check_room, self.root, 2 * usage.used_bytes)  # the archive, and its scratch copy
+        archive.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        async with self._paused(tenant, volume):
+            needed = (await asyncio.to_thread(self.volumes.usage, tenant, volume)).used_bytes
+            # --sparse: a file with holes is archived as it is stored, not as terabytes of zeros
+            await asyncio.to_thread(_tar, "--sparse", "-cf", str(archive), "-C", str(source), *_excluded(), ".")
+        manifest = await asyncio.to_thread(read_manifest, archive, usage.size_bytes)
+        await asyncio.to_thread(_manifest_path(archive).write_text, json.dumps(asdict(manifest)))
+        return manifest, needed
 
     async def _verify(self, archive: Path, manifest: Manifest, backup_id: int) -> None:
         """Extract into a scratch directory, read every file back in a scratch container, compare checksums."""
-        scratch = self.root / ".scratch" / str(backup_id)
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch = self.root / SCRATCH / str(backup_id)
         data, out = scratch / "data", scratch / "out"
         try:
-            data.mkdir(parents=True)
-            out.mkdir()
+            await asyncio.to_thread(_fresh, data, out)
             await asyncio.to_thread(_tar, "--numeric-owner", "-xpf", str(archive), "-C", str(data))
             await asyncio.to_thread(_hand_to_nobody, scratch)
             script = "cd /restore && find . -type f -exec sha256sum {} + > /out/sums"
@@ -164,23 +187,56 @@ class VolumeBackups:
             code, output = await self._runtime().run_once(SCRATCH_IMAGE, ["/bin/sh", "-c", script], mounts)
             if code != 0:
                 raise BackupError(f"the scratch container could not read the backup back: {output.strip()[-300:]}")
-            mismatch = compare(manifest, parse_sums((out / "sums").read_text()))
+            sums = await asyncio.to_thread((out / "sums").read_bytes)
+            mismatch = await asyncio.to_thread(compare, manifest, parse_sums(sums))
             if mismatch:
                 raise BackupError(f"the backup does not restore as it was taken: {mismatch}")
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
 
-    def _paused(self, tenant: str, volume: str) -> "_Paused":
-        return _Paused(self, tenant, volume)
+    @asynccontextmanager
+    async def _paused(self, tenant: str, volume: str) -> AsyncIterator[None]:
+        """The containers of the app that mounts the volume frozen for the duration (those not running are left
+        as they are: they write nothing either), and thawed after whatever happens."""
+        found = await self._db(lambda s: self._containers(s, tenant, volume))
+        frozen: list[tuple[NodeRuntime, str]] = []
+        try:
+            for node, container in found:
+                runtime = self.pool[node].runtime if node in self.pool.names() else None
+                if runtime is None:
+                    continue  # its node is gone: nothing of it writes here
+                try:
+                    await runtime.pause(container)
+                except EngineError as exc:
+                    log.info("backup of %s/%s: %s not paused: %s", tenant, volume, container[:12], exc)
+                    continue
+                frozen.append((runtime, container))
+                self.paused.add(container)
+            yield
+        finally:
+            for runtime, container in frozen:
+                try:
+                    await runtime.unpause(container)
+                except EngineError as exc:
+                    log.error("backup of %s/%s: %s stays paused: %s", tenant, volume, container[:12], exc)
+                self.paused.discard(container)
 
-    def _after_restore(self, session: Session, actor: str, tenant: str, backup: Backup, target: str) -> None:
-        owner = get_tenant(session, tenant)
-        backups.record_restore(session, actor, owner, backup, volumes.get_volume(session, owner, target))
-        for app in volumes.mounted_by(session, owner, target):
-            apps.restart(session, actor, tenant, app.name)
+    async def _stopped(self, tenant: str, volume: str) -> None:
+        """Wait until no instance of an app that mounts the volume is left (the reconciler removes them while
+        the volume is marked restoring), nor any running container of the tenant that mounts it (an older
+        revision of an app that mounted it before)."""
+        deadline = asyncio.get_running_loop().time() + RESTORE_STOP_SECONDS
+        while await self._db(lambda s: self._containers(s, tenant, volume)) or any(
+            c.running and c.tenant == tenant and volume in c.volumes
+            for c in await self._runtime().containers(self.platform)
+        ):
+            if asyncio.get_running_loop().time() > deadline:
+                raise BackupError(f"its apps' instances did not stop within {RESTORE_STOP_SECONDS:.0f} s: "
+                                  "nothing was touched")  # fmt: skip
+            await asyncio.sleep(RESTORE_POLL_SECONDS)
 
     def _containers(self, session: Session, tenant: str, volume: str) -> list[tuple[str, str]]:
-        """(node, container) of every instance of the app that mounts the volume."""
+        """(node, container) of every instance of the apps that mount the volume."""
         users = volumes.mounted_by(session, get_tenant(session, tenant), volume)
         running = instances_of(session, [saved_id(app) for app in users])
         return [(row.node, row.container_id) for rows in running.values() for row in rows]
@@ -202,44 +258,24 @@ class VolumeBackups:
         return await asyncio.to_thread(run)
 
 
-class _Paused:
-    """The app's containers frozen for the duration (those that are not running are left as they are), and
-    thawed after whatever happens."""
-
-    def __init__(self, backups: VolumeBackups, tenant: str, volume: str) -> None:
-        self.backups, self.tenant, self.volume = backups, tenant, volume
-        self.frozen: list[tuple[NodeRuntime, str]] = []
-
-    async def __aenter__(self) -> None:
-        found = await self.backups._db(lambda s: self.backups._containers(s, self.tenant, self.volume))
-        for node, container in found:
-            runtime = self.backups.pool[node].runtime
-            try:
-                await runtime.pause(container)
-            except EngineError as exc:  # not running (a crash, a restart): it writes nothing either
-                log.info("backup of %s/%s: %s not paused: %s", self.tenant, self.volume, container[:12], exc)
-                continue
-            self.frozen.append((runtime, container))
-
-    async def __aexit__(self, *_: object) -> None:
-        for runtime, container in self.frozen:
-            try:
-                await runtime.unpause(container)
-            except EngineError as exc:
-                log.error("backup of %s/%s: %s stays paused: %s", self.tenant, self.volume, container[:12], exc)
-
-
-def read_manifest(archive: Path) -> Manifest:
-    """Every regular file's checksum and the sizes in all, read from the archive itself, and the archive's."""
+def read_manifest(archive: Path, limit: int) -> Manifest:
+    """Every regular file's checksum and the sizes in all, read from the archive itself, and the archive's.
+    `BackupError` if the files add up to more than `limit` bytes (a volume's size: only sparse files, whose
+    holes count, get there), before hashing terabytes of holes."""
     files, size = {}, 0
     with tarfile.open(archive) as tar:
         for member in tar:
             if member.isfile():
+                size += member.size
+                if size > limit:
+                    raise BackupError(
+                        f"its files add up to over {limit // 2**20} MiB, the volume's size (sparse files count their "
+                        f"holes; {_relative(member.name)} is one): not backed up"
+                    )
                 stream = tar.extractfile(member)
                 assert stream is not None  # a regular file has content
                 files[_relative(member.name)] = _sha256(stream)
-                size += member.size
-            elif member.islnk():  # a second name of a file archived before it
+            elif member.islnk() and _relative(member.linkname) in files:  # a second name of a file before it
                 files[_relative(member.name)] = files[_relative(member.linkname)]
     return Manifest(files, size, _sha256_file(archive))
 
@@ -257,10 +293,13 @@ def tree_sums(root: Path) -> dict[str, str]:
     return sums
 
 
-def parse_sums(text: str) -> dict[str, str]:
-    """`sha256sum`'s lines (`HASH  ./PATH`) as path -> checksum."""
+def parse_sums(output: bytes) -> dict[str, str]:
+    """`sha256sum`'s lines (`HASH  ./PATH`) as path -> checksum; names as the file system has them (bytes that
+    are not UTF-8 kept as Python keeps them, as in `tree_sums` and the manifest)."""
     sums = {}
-    for line in text.splitlines():
+    for line in output.decode(errors="surrogateescape").split("\n"):
+        if not line:
+            continue
         digest, _, path = line.partition("  ")
         sums[_relative(path)] = digest
     return sums
@@ -281,7 +320,28 @@ def _delete_row(session: Session, *, tenant: str, backup_id: int) -> None:
     backups.delete(session, SCHEDULE, get_tenant(session, tenant), backup_id)
 
 
-def _replace_contents(archive: Path, mount: Path) -> None:
+def _load_manifest(archive: Path) -> Manifest:
+    return Manifest(**json.loads(_manifest_path(archive).read_text()))
+
+
+def _restore_into(archive: Path, manifest: Manifest, mount: Path) -> None:
+    """Check the archive, replace the volume's contents with it and check every file; the archive is read from
+    one open file throughout, so what was checked is what is extracted."""
+    with archive.open("rb") as stream:
+        if _sha256(stream) != manifest.archive_sha256:
+            raise BackupError("its archive changed since it was verified: not restored (the volume is as it was)")
+        stream.seek(0)
+        try:
+            _clear(mount)
+            _tar("--numeric-owner", "-xpf", "-", "-C", str(mount), stdin=stream)
+        except (BackupError, OSError) as exc:
+            raise BackupError(f"{exc}; the volume holds what was restored until then: restore again") from exc
+    mismatch = compare(manifest, tree_sums(mount))
+    if mismatch:
+        raise BackupError(f"the restored files differ from the backup: {mismatch}")
+
+
+def _clear(mount: Path) -> None:
     for entry in mount.iterdir():
         if entry.name in KEPT_OUT:
             continue
@@ -289,7 +349,23 @@ def _replace_contents(archive: Path, mount: Path) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
-    _tar("--numeric-owner", "-xpf", str(archive), "-C", str(mount))
+
+
+def _fresh(*directories: Path) -> None:
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+
+
+def _check_room(root: Path, needed: int) -> None:
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host = os.statvfs(root)
+    free = host.f_bavail * host.f_frsize
+    if free < needed + HOST_RESERVE:
+        raise BackupError(
+            f"the host has {free // 2**20} MiB free for backups, this one needs {needed // 2**20} MiB (the archive "
+            f"and a copy to read it back) and leaves {HOST_RESERVE // 2**20} MiB to the host: not backed up"
+        )
 
 
 def _hand_to_nobody(root: Path) -> None:
@@ -309,10 +385,12 @@ def _excluded() -> list[str]:
     return [f"--exclude=./{name}" for name in KEPT_OUT]
 
 
-def _tar(*arguments: str) -> None:
-    done = subprocess.run(["tar", *arguments], capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+def _tar(*arguments: str, stdin: IO[bytes] | None = None) -> None:
+    source = stdin if stdin is not None else subprocess.DEVNULL
+    done = subprocess.run(["tar", *arguments], capture_output=True, stdin=source, check=False)
     if done.returncode != 0:
-        raise BackupError(f"tar failed: {done.stderr.strip()[-300:] or f'exit status {done.returncode}'}")
+        message = done.stderr.decode(errors="replace").strip()[-300:]
+        raise BackupError(f"tar failed: {message or f'exit status {done.returncode}'}")
 
 
 def _sha256(stream: IO[bytes]) -> str:

@@ -230,8 +230,11 @@ class DockerRuntime(NodeRuntime):
                 "LogConfig": LOG_OPTIONS,
             },
         }
-        container = await self._call(self.docker.containers.run(config))
+        if await self.image(image) is None:  # never pulled: Docker Hub's image of that name is someone else's
+            raise ImageMissing(f"image {image} is not on node {self.name}; build it with `strata images bootstrap`")
+        container = await self._call(self.docker.containers.create(config))
         try:
+            await self._call(container.start())
             status = await self._call(container.wait())
             output = await self._call(container.log(stdout=True, stderr=True))
         finally:
@@ -500,6 +503,7 @@ def _container(node: str, data: dict[str, Any], publish_ip: str) -> Container | 
         started_at=_docker_time(started),
         endpoint=None,
         published=published,
+        volumes=Container.volumes_of(labels),
     )
 
 

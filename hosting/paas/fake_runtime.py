@@ -564,6 +564,7 @@ class FakeRuntime(NodeRuntime):
             started_at=container.started_at,
             endpoint=container.endpoint,
             published=container.port if container.running else None,
+            volumes=Container.volumes_of(container.labels),
         )
 
 

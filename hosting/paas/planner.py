@@ -14,7 +14,8 @@ reconciler carries them out. No engine, no database, no clock of its own, so the
   once a new one is ready, so the app never has fewer ready instances than its replicas; old instances that are
   not ready go at once. Instances on a draining node are replaced the same way.
 - an app with volumes (one replica) is replaced stop-then-start, never two writers of its data, on the node
-  its volumes are on, draining or not.
+  its volumes are on, draining or not; and it starts no instance while a container of another app still mounts
+  one of them.
 """
 
 from collections import Counter, defaultdict
@@ -102,8 +103,13 @@ def plan(desired: Sequence[DesiredApp], observed: Observed, now: float, strategy
     ]
     scheduler = Scheduler(_claimed(observed.nodes, observed.containers, wanted), strategy)
     draining = {node.name for node in observed.nodes if node.draining}
+    holders: dict[tuple[str, str], set[str]] = defaultdict(set)  # (tenant, volume) -> apps whose containers mount it
+    for container in observed.containers:
+        for volume in container.volumes:
+            holders[(container.tenant, volume)].add(container.app)
     for app in desired:
-        actions += _plan_app(app, by_app.get((app.tenant, app.name), []), observed, scheduler, draining, now)
+        found = by_app.get((app.tenant, app.name), [])
+        actions += _plan_app(app, found, observed, scheduler, draining, now, _held(app, holders))
     # A container remembered from a node that does not answer (or is not attached yet) cannot be removed now:
     # it is, once its node answers again (or counts as lost, and the container with it).
     return [a for a in actions if not (isinstance(a, Remove) and a.container.remembered)]
@@ -116,6 +122,7 @@ def _plan_app(
     scheduler: Scheduler,
     draining: set[str],
     now: float,
+    held: str | None = None,
 ) -> list[Action]:
     def state(container: Container) -> InstanceState | None:
         tracked = observed.tracked.get(container.instance)
@@ -143,6 +150,8 @@ def _plan_app(
         rolling = bool(old)
         if app.volumes and rolling:
             pass  # stopped first, started once it is gone: never two writers of one volume
+        elif held is not None:
+            actions.append(Unplaceable(app, held))
         elif not rolling or all(state(c) == InstanceState.READY for c in live):
             actions += _place(app, scheduler, 1 if rolling else app.replicas - len(live))
 
@@ -154,6 +163,18 @@ def _plan_app(
     while ready_old and ready_new + len(ready_old) > app.replicas:
         actions.append(Remove(ready_old.pop(0), "replaced by a new revision"))
     return actions
+
+
+def _held(app: DesiredApp, holders: Mapping[tuple[str, str], set[str]]) -> str | None:
+    """Why the app may not start an instance yet: a container of another app still mounts one of its volumes (it
+    mounted it in an older revision, and is going). None when it may."""
+    for volume, _ in app.volumes:
+        others = sorted(holders.get((app.tenant, volume), set()) - {app.name})
+        if others:
+            return (
+                f"volume {volume} is still mounted by an instance of app {others[0]}: it starts once that one is gone"
+            )
+    return None
 
 
 def _crashed(app: DesiredApp, container: Container, tracked: Tracked | None, now: float) -> list[Action]:

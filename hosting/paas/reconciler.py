@@ -100,6 +100,7 @@ class Reconciler:
         self._unsaved = _Pass()  # removals and events a failed write (a full disk, a lock) left for the next
         self._swept_at = 0.0
         self.building: Callable[[], set[str]] = set  # the tenants with a build running: their networks stay
+        self.paused: set[str] = set()  # containers frozen for a backup's copy: not health-checked meanwhile
         self._tenants_seen: set[str] = set()  # the tenants with apps last pass: one gone brings a sweep
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._wake = asyncio.Event()
@@ -152,7 +153,8 @@ class Reconciler:
 
         apps = {app.app_id: app for app in desired}
         stopped = {c.instance for c in containers if not c.running}
-        for tracked, verdict in await self.liveness.check(list(self.tracked.values()), apps, stopped, now):
+        checked = [t for t in self.tracked.values() if t.container_id not in self.paused]
+        for tracked, verdict in await self.liveness.check(checked, apps, stopped, now):
             work.events += [verdict.event] if verdict.event else []
             if verdict.stop:
                 await self._stop(tracked)
@@ -210,7 +212,7 @@ class Reconciler:
                 spec = InstanceSpec(
                     self.platform_id, app.tenant, app.name, app.revision, instance, app.image, app.command,
                     {**app.env, **self._unsealed(app)}, app.port, app.cpu_millicores, app.memory_mib, PIDS_LIMIT,
-                    network, await self._mounts(app),
+                    network, await self._mounts(app), tuple(name for name, _ in app.volumes),
                 )  # fmt: skip
                 await node.runtime.ensure_network(network, spec.network_labels)
                 container = await self._create_container(node.runtime, spec)

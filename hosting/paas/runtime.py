@@ -16,6 +16,7 @@ TENANT_LABEL = "strata.tenant"
 APP_LABEL = "strata.app"
 REVISION_LABEL = "strata.revision"
 INSTANCE_LABEL = "strata.instance"
+VOLUMES_LABEL = "strata.volumes"  # the tenant's volumes the container mounts, comma-separated
 
 # What an image may declare about itself (see hosting/paas/sample_images/*/Dockerfile).
 READ_ONLY_ROOT_LABEL = "strata.read-only-root"
@@ -148,6 +149,7 @@ class InstanceSpec:
     pids_limit: int
     network: str
     mounts: tuple[Mount, ...] = ()
+    volumes: tuple[str, ...] = ()  # the names of the tenant's volumes `mounts` are
 
     @property
     def alias(self) -> str:
@@ -167,6 +169,7 @@ class InstanceSpec:
             APP_LABEL: self.app,
             REVISION_LABEL: str(self.revision),
             INSTANCE_LABEL: self.instance,
+            **({VOLUMES_LABEL: ",".join(self.volumes)} if self.volumes else {}),
         }
 
 
@@ -186,6 +189,11 @@ class Container:
     endpoint: str | None  # 127.0.0.1:PORT reaching it from the platform's host, while running
     published: int | None = None  # the port it publishes on its engine's machine
     remembered: bool = False  # not seen now: its node does not answer, so this is what was known of it
+    volumes: tuple[str, ...] = ()  # the tenant's volumes it mounts (as its label says)
+
+    @staticmethod
+    def volumes_of(labels: dict[str, str]) -> tuple[str, ...]:
+        return tuple(name for name in labels.get(VOLUMES_LABEL, "").split(",") if name)
 
 
 class ExecSession(ABC):
@@ -260,8 +268,8 @@ class NodeRuntime(ABC):
 
     @abstractmethod
     async def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
-        """Run `command` in a throwaway container of `image` with `mounts`, no network, no capabilities, as
-        nobody, and return its exit code and output (stdout and stderr, as far as it goes)."""
+        """Run `command` in a throwaway container of `image` (on the node already: never pulled) with `mounts`,
+        no network, no capabilities, as nobody, and return its exit code and output (stdout and stderr)."""
 
     @abstractmethod
     async def remove(self, container_id: str) -> None:

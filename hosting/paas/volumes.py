@@ -173,7 +173,11 @@ def _mount(mount: Path) -> None:
     finally:
         _run("losetup", "--detach", loop)  # while mounted: autoclear, freed by the unmount
     device = os.stat(mount).st_dev  # the loop device: fstrim through it would punch holes in the image
-    Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/queue/discard_max_bytes").write_text("0")
+    try:
+        Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/queue/discard_max_bytes").write_text("0")
+    except OSError as exc:
+        _run("umount", str(mount))
+        raise VolumeError(f"could not switch discard off on the volume's loop device: {exc.strerror}") from exc
 
 
 def _usage(mount: Path) -> VolumeUsage:

@@ -41,8 +41,8 @@ def get_backup(session: DB, tenant: TenantName, backup: RowId) -> BackupRead:
 async def restore_backup(
     principal: Caller, tenant: TenantName, backup: RowId, body: BackupRestore, store: Backups
 ) -> VolumeRead:
-    """Replace the contents of the volume (the backup's own, or `volume`) with the backup; the app that mounts
-    it is paused meanwhile and restarted on the restored data."""
+    """Replace the contents of the volume (the backup's own, or `volume`) with the backup; the apps that mount
+    it are stopped meanwhile and start again on the restored data."""
     return await store.restore(principal.actor, tenant, backup, body.volume)
 
 

@@ -117,6 +117,10 @@ async def get_volumes(platform: _Platform) -> LocalVolumes:
     return platform.volumes
 
 
+async def get_backup_store(platform: _Platform) -> VolumeBackups | None:
+    return platform.backups
+
+
 async def get_backups(platform: _Platform) -> VolumeBackups:
     if platform.backups is None:
         raise Conflict("this platform keeps no volumes, so no backups (the daemon was started without a volume store)")
@@ -141,6 +145,7 @@ def get_secrets(settings: Config) -> SecretBox:
 
 
 Backups = Annotated[VolumeBackups, Depends(get_backups)]
+BackupStore = Annotated[VolumeBackups | None, Depends(get_backup_store)]  # for routes that work without one
 Secrets = Annotated[SecretBox, Depends(get_secrets)]
 VolumeStore = Annotated[LocalVolumes | None, Depends(get_volume_store)]  # for routes that work without one
 

@@ -49,8 +49,11 @@ async def create_service(
     await asyncio.to_thread(_check, engine, tenant, body)  # before minutes of building: a refusal comes at once
     try:
         await asyncio.to_thread(build_postgres_image, settings.home / "images" / "postgres")
-    except PostgresImageError as exc:
-        raise Unavailable(f"the PostgreSQL image could not be built: {exc}") from None
+    except PostgresImageError as exc:  # its log's tail names the host's paths and mirror: the operator's
+        log.error("building the PostgreSQL image: %s", exc)
+        raise Unavailable(
+            "the PostgreSQL image could not be built; an operator finds why in the daemon's log"
+        ) from None
     return await asyncio.to_thread(_create, engine, store, box, principal.actor, tenant, body)
 
 
@@ -65,6 +68,9 @@ def _create(
     """Its filesystem, then its rows; one create of a volume at a time, as `volume_routes` makes them."""
     with creating, db.session(engine) as session:
         owner = services.check_create(session, tenant, body.name, body.size_mib)
+        if store.path(tenant, body.name).exists():
+            log.warning("service %s/%s: a filesystem without its rows (left by a crash) is removed", tenant, body.name)
+            remove_filesystems(store, tenant, [body.name])
         try:
             store.create(tenant, body.name, body.size_mib)
         except VolumeError as exc:

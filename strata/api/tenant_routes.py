@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Response
 
 from strata.api import volume_routes
-from strata.api.deps import DB, Caller, Operator, TenantName, VolumeStore
+from strata.api.deps import DB, BackupStore, Caller, Operator, TenantName, VolumeStore
 from tenants import tenancy, volumes
 from tenants.enums import TenantStatus
 from tenants.schemas import PlanRead, TenantCreate, TenantRead
@@ -47,11 +47,13 @@ def resume_tenant(session: DB, principal: Operator, tenant: str) -> TenantRead:
 
 
 @router.delete("/tenants/{tenant}", status_code=204)
-def delete_tenant(session: DB, principal: Operator, tenant: str, store: VolumeStore) -> Response:
-    """Delete the tenant with its apps, volumes (and their data), keys and tokens. The audit log keeps its
-    events."""
+def delete_tenant(session: DB, principal: Operator, tenant: str, store: VolumeStore, archives: BackupStore) -> Response:
+    """Delete the tenant with its apps, volumes and backups (and their data), keys and tokens. The audit log
+    keeps its events."""
     owned = [v.name for v, _ in volumes.list_volumes(session, tenancy.get_tenant(session, tenant))]
     tenancy.delete_tenant(session, principal.actor, tenant)
     if store is not None:
         volume_routes.remove_filesystems(store, tenant, owned)
+    if archives is not None:
+        archives.forget_tenant(tenant)
     return Response(status_code=204)

@@ -90,7 +90,7 @@ def remove_filesystems(store: LocalVolumes, tenant: str, names: list[str]) -> No
 def _remove(store: LocalVolumes, tenant: str, name: str) -> None:
     try:
         store.remove(tenant, name)
-    except VolumeError as exc:  # the row is gone: the leftover is the operator's to see, not the caller's
+    except (VolumeError, OSError) as exc:  # the row is gone: the leftover is the operator's to see, not the caller's
         log.error("volume %s/%s: its filesystem could not be removed: %s", tenant, name, exc)
 
 

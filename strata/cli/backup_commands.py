@@ -55,7 +55,7 @@ def list_(tenant: str | None, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask: the volume's current contents are replaced.")
 def restore(backup_id: int, target: str | None, yes: bool) -> None:
     """Replace a volume's contents with backup ID (into the volume it was taken of, or --to another of the
-    tenant's); the app that mounts it is paused meanwhile and restarted after."""
+    tenant's); the apps that mount it stop meanwhile and start again on it."""
     with api() as client:
         backup = _find(client, backup_id)
         volume = backup.volume
@@ -65,7 +65,7 @@ def restore(backup_id: int, target: str | None, yes: bool) -> None:
                 fail(f"backup {backup_id} is {backup.tenant}'s: restore it into a volume of {backup.tenant}", code=2)
         confirm_destructive(f"Replace everything in {backup.tenant}/{volume} with backup {backup_id}?", yes)
         restored = client.restore_backup(backup.tenant, backup_id, volume)
-    click.echo(f"restored backup {backup_id} into {restored.tenant}/{restored.name}; its app restarts on it")
+    click.echo(f"restored backup {backup_id} into {restored.tenant}/{restored.name}; its apps start again on it")
 
 
 @backups_group.command("delete")

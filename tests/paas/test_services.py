@@ -3,6 +3,7 @@ packages) on a real volume, bound to a real app, reached by its tenant's contain
 
 import json
 import subprocess
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -116,3 +117,33 @@ def test_a_bound_service_is_deleted_only_by_force_and_its_apps_lose_the_url(
     [web] = ready(platform, unique, "web", 1, revision=3)
     assert sh(web.container_id, "echo ${DATABASE_URL:-none}").stdout.strip() == "none"
     assert not (platform.home / "volumes" / unique / "db").exists()
+
+
+def test_a_100_mb_database_is_backed_up_and_restored_within_a_minute(
+    platform: Daemon, unique: str, bound: tuple[str, InstanceRead, str]
+) -> None:
+    _, db, url = bound
+    assert db.endpoint is not None
+    fill = "create table big as select g, repeat(md5(g::text), 16) as body from generate_series(1, 200000) g"
+    assert psql(db.endpoint, url, fill).returncode == 0
+    size = psql(db.endpoint, url, "select pg_database_size('app')").stdout.strip()
+    assert int(size) >= 100 << 20, size
+    with platform.operator() as api:
+        backup = api.create_backup(unique, "db")
+    assert backup.state == "verified", backup.message
+    assert psql(db.endpoint, url, "drop table big").returncode == 0
+
+    started = time.monotonic()
+    with platform.operator() as api:
+        api.restore_backup(unique, backup.id)
+    [again] = wait_for(
+        lambda: [i for i in _instances(platform, unique, "db") if i.state == InstanceState.READY],
+        timeout=120,
+        what="the database back after its restore",
+    )
+    took = time.monotonic() - started
+    assert again.endpoint is not None
+    counted = psql(again.endpoint, url, "select count(*) from big")
+    assert counted.stdout.strip() == "200000", counted.stderr
+    assert took <= 60, f"the restore took {took:.1f} s"
+    print(f"\n100 MB database ({int(size) >> 20} MiB): restored and serving again in {took:.1f} s")

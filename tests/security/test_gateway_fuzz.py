@@ -4,8 +4,10 @@ conflicting Host / Content-Length / Transfer-Encoding, huge and many headers, bo
 request, sockets half-closed mid-request.
 
 Each request gets one answer of an expected status or a close; no request is smuggled (the backends, which
-parse keep-alive streams, never see more requests than the gateway answered); the gateway keeps serving
-others, and holds no connection or memory afterwards.
+parse keep-alive streams, see one request at most); the gateway keeps serving others, and holds no connection or
+memory afterwards. HAProxy reads a bare LF as the end of a line (RFC 9112 allows it), so an empty line of one
+LF ends the headers and what follows is a second request of the stream: it may be answered, by a refusal only
+(400, and the connection closed), never by a backend.
 """
 
 import socket
@@ -205,13 +207,13 @@ def test_a_generated_hostile_stream_is_refused_or_answered_once_never_smuggled(
     answer = exchange(fuzzed.address, data, half_close)
     answered = statuses(answer, head=data.startswith(b"HEAD "))
     event(f"answered {answered or ('nothing' if not answer else 'partly')}")
-    assert len(answered) <= 1, f"{len(answered)} answers to one request: {answer[:300]!r}"
+    assert all(status == 400 for status in answered[1:]), f"{answered} to one request: {answer[:300]!r}"
     assert set(answered) <= EXPECTED, f"{answered} to {data[:200]!r}"
     if answer and not answered:  # a close mid-answer is only right for a body the client cut short
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     time.sleep(0.01)  # the backend's parse of anything forwarded after the answer
     with CountingHandler.lock:
-        assert len(CountingHandler.seen) <= max(len(answered), 1), CountingHandler.seen
+        assert len(CountingHandler.seen) <= 1, CountingHandler.seen
         crossed = [(t, host) for t, host in CountingHandler.hosts if host.lower().split(".")[1:2] != [t]]
         assert crossed == [], f"a request reached another tenant's backend: {crossed}"
 

@@ -322,6 +322,18 @@ def test_an_app_with_a_volume_stays_on_its_draining_node() -> None:
     assert world.plan(web, nodes=[node("n1"), node("n2", draining=True)]) == [Create(web, "n2")]
 
 
+def test_an_app_with_a_volume_waits_while_another_apps_container_still_mounts_it() -> None:
+    """A volume moved from app old to app web: old's last container (an older revision) still mounts it."""
+    world, web, old = World(), with_volume(), app("old", replicas=1)
+    world.containers.append(replace(world.add(old, "x", node="n2"), volumes=("data",)))
+    world.containers.pop(-2)
+    nodes = [node("n1"), node("n2")]
+    waiting = "volume data is still mounted by an instance of app old: it starts once that one is gone"
+    assert world.plan(web, old, nodes=nodes) == [Unplaceable(web, waiting)]
+    world.containers.clear()
+    assert world.plan(web, nodes=nodes) == [Create(web, "n2")]
+
+
 # what was observed, not seen
 
 

@@ -2,6 +2,7 @@
 schedule and the keep of backups, and what a failed or running backup may not do."""
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,10 +11,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from hosting.paas.backups import VolumeBackups
+from hosting.paas.backups import BackupError, VolumeBackups, read_manifest
 from hosting.paas.fake_runtime import FakeRuntime
 from hosting.paas.nodes import NodeHandle, NodePool
-from hosting.paas.volumes import LocalVolumes
+from hosting.paas.volumes import LocalVolumes, VolumeUsage
 from tenants import apps, audit, backups, db, tenancy, volumes
 from tenants.enums import BackupState
 from tenants.errors import Conflict, Invalid, NotFound, QuotaExceeded
@@ -103,17 +104,20 @@ def test_only_a_verified_backup_restores_and_a_running_one_is_not_deleted(sessio
         backups.restorable(session, acme, failed, None)
     with pytest.raises(Conflict, match="is running"):
         backups.delete(session, "op", acme, running)
-    assert backups.recover(session) == [running]
+    assert backups.recover(session) == ([(running, "acme")], [])
     assert session.get(Backup, running).state == BackupState.FAILED  # type: ignore[union-attr]
 
 
 class DirVolumes(LocalVolumes):
-    """Volumes as plain directories: what a backup copies, without loop mounts."""
+    """Volumes as plain directories of 64 MiB: what a backup copies, without loop mounts."""
 
     def ensure_mounted(self, tenant: str, name: str) -> Path:
         path = self.path(tenant, name)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def usage(self, tenant: str, name: str) -> VolumeUsage:
+        return VolumeUsage(size_bytes=64 << 20, used_bytes=4096)
 
 
 def test_a_backup_whose_read_back_fails_is_failed_with_the_reason_and_leaves_no_archive(
@@ -123,9 +127,22 @@ def test_a_backup_whose_read_back_fails_is_failed_with_the_reason_and_leaves_no_
     store = DirVolumes(tmp_path / "volumes")
     (store.ensure_mounted("acme", "data") / "file").write_text("data")
     runtime = FakeRuntime("local")  # its scratch containers run nothing: the read back fails
-    backups_ = VolumeBackups(engine, NodePool([NodeHandle(runtime, "local", "fake://")]), store, tmp_path / "backups")
-    done = asyncio.run(backups_.create("op", "acme", "data"))
+    pool = NodePool([NodeHandle(runtime, "local", "fake://")])
+    backups_ = VolumeBackups(engine, pool, store, tmp_path / "backups", "platform")
+    done = asyncio.run(backups_.create("op", "acme", "data"))  # the host has the room: its archive is tiny
     assert done.state == BackupState.FAILED and "the fake engine runs no commands" in (done.message or "")
     assert not list((tmp_path / "backups").rglob("*.tar")) and not list((tmp_path / "backups").rglob("*.json"))
     [event] = [e for e in audit.list_events(session) if e.action == "backup.create"]
     assert event.detail["state"] == "failed" and "reason" in event.detail
+
+
+def test_a_sparse_file_past_the_volumes_size_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """`truncate -s 16T` in a 16 MiB volume: archived as stored (holes and all), never hashed as 16 TiB."""
+    source, archive = tmp_path / "volume", tmp_path / "backup.tar"
+    source.mkdir()
+    with (source / "holes").open("wb") as sparse:
+        sparse.truncate(1 << 40)
+    subprocess.run(["tar", "--sparse", "-cf", str(archive), "-C", str(source), "."], check=True)
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(BackupError, match="add up to over 16 MiB, the volume's size .* holes is one"):
+        read_manifest(archive, 16 << 20)

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("size_mib", sa.Integer, nullable=False),
         sa.Column("node", sa.String, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("restoring", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.UniqueConstraint("tenant_id", "name"),
         **AUTOINCREMENT,
     )
