@@ -91,7 +91,7 @@ def test_restores_into_another_volume_and_refuses_what_does_not_fit(
         backup = api.create_backup(unique, "data")
         api.create_volume(unique, VolumeCreate(name="copy", size_mib=32))
         api.create_volume(unique, VolumeCreate(name="tiny", size_mib=16))
-        with pytest.raises(ApiError, match="holds 2[0-9.]+ MiB, volume 'tiny' has 16 MiB") as refused:
+        with pytest.raises(ApiError, match="needs 2[0-9.]+ MiB, volume 'tiny' has 16 MiB") as refused:
             api.restore_backup(unique, backup.id, "tiny")
         assert refused.value.status == 409
         api.restore_backup(unique, backup.id, "copy")

@@ -42,17 +42,22 @@ def _instances(platform: Daemon, tenant: str, app: str) -> list[InstanceRead]:
         return api.instances(tenant, app)
 
 
+def bind(platform: Daemon, tenant: str, size_mib: int) -> tuple[str, InstanceRead, str]:
+    """`tenant`'s service db (on a volume of `size_mib`) bound to its app web: web's container, db's instance,
+    the DATABASE_URL web got."""
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=tenant, plan="small"))
+        api.create_service(tenant, ServiceCreate(name="db", size_mib=size_mib))
+        api.deploy(tenant, "web", WEB)
+        api.bind_service(tenant, "db", "web")
+    [web] = ready(platform, tenant, "web", 1, revision=2)
+    url = sh(web.container_id, "echo $DATABASE_URL").stdout.strip()
+    return web.container_id, database(platform, tenant), url
+
+
 @pytest.fixture
 def bound(platform: Daemon, unique: str) -> tuple[str, InstanceRead, str]:
-    """`unique`'s service db bound to its app web: web's container, db's instance, the DATABASE_URL web got."""
-    with platform.operator() as api:
-        api.create_tenant(TenantCreate(name=unique, plan="small"))
-        api.create_service(unique, ServiceCreate(name="db", size_mib=64))
-        api.deploy(unique, "web", WEB)
-        api.bind_service(unique, "db", "web")
-    [web] = ready(platform, unique, "web", 1, revision=2)
-    url = sh(web.container_id, "echo $DATABASE_URL").stdout.strip()
-    return web.container_id, database(platform, unique), url
+    return bind(platform, unique, 64)
 
 
 def test_a_bound_app_gets_a_working_database_url_that_no_listing_shows(
@@ -119,10 +124,8 @@ def test_a_bound_service_is_deleted_only_by_force_and_its_apps_lose_the_url(
     assert not (platform.home / "volumes" / unique / "db").exists()
 
 
-def test_a_100_mb_database_is_backed_up_and_restored_within_a_minute(
-    platform: Daemon, unique: str, bound: tuple[str, InstanceRead, str]
-) -> None:
-    _, db, url = bound
+def test_a_100_mb_database_is_backed_up_and_restored_within_a_minute(platform: Daemon, unique: str) -> None:
+    _, db, url = bind(platform, unique, 512)
     assert db.endpoint is not None
     fill = "create table big as select g, repeat(md5(g::text), 16) as body from generate_series(1, 200000) g"
     assert psql(db.endpoint, url, fill).returncode == 0
