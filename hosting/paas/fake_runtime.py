@@ -45,6 +45,7 @@ from hosting.paas.runtime import (
     Usage,
     declared_capabilities,
 )
+from tenants.enums import AppKind
 
 DEFAULT_CAPACITY = Capacity(cpu_millicores=4000, memory_mib=8192)
 DEFAULT_IMAGES = ("strata/hello:latest", "strata/static:latest")
@@ -615,7 +616,7 @@ class FakeHealthChecker(HealthChecker):
         self.ports = ports
         self.checks: Counter[str] = Counter()  # endpoint -> times checked
 
-    async def check(self, endpoint: str, path: str | None) -> str:
+    async def check(self, endpoint: str, path: str | None, kind: str = AppKind.WEB) -> str:
         self.checks[endpoint] += 1
         container = self.ports.container(endpoint)
         if container is None or not container.running:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hosting.paas.health import OK, REFUSED, HealthChecker
 from hosting.paas.tracked import Tracked
-from tenants.enums import InstanceState
+from tenants.enums import AppKind, InstanceState
 from tenants.instances import ActionEvent, DesiredApp
 
 HEALTH_INTERVAL_SECONDS = 2.0  # between checks of an instance that is ready
@@ -75,7 +75,9 @@ def judge(app: DesiredApp, tracked: Tracked, result: str, now: float) -> Verdict
 
 def describe_check(app: DesiredApp, result: str) -> str:
     """A failed health check in words: what was tried, and what came of it."""
-    if app.health_path is None:
+    if app.kind == AppKind.POSTGRES:
+        tried = f"a PostgreSQL login on port {app.port}"
+    elif app.health_path is None:
         tried = f"a TCP connect to port {app.port}"
     else:
         tried = f"GET {app.health_path} on port {app.port}"
@@ -108,7 +110,9 @@ class Liveness:
             and t.restart_at is None
             and now - t.checked_at >= (HEALTH_INTERVAL_SECONDS if t.state == InstanceState.READY else 0.0)
         ]
-        results = await asyncio.gather(*(self.checker.check(endpoint, app.health_path) for app, _, endpoint in due))
+        results = await asyncio.gather(
+            *(self.checker.check(endpoint, app.health_path, app.kind) for app, _, endpoint in due)
+        )
         return [(t, judge(app, t, result, now)) for (app, t, _), result in zip(due, results, strict=True)]
 
     async def close(self) -> None:

@@ -3,12 +3,14 @@
 import asyncio
 import http.server
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from hosting.paas.health import CLOSED, OK, HealthChecker
+from tenants.enums import AppKind
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -90,3 +92,43 @@ def test_a_connection_accepted_and_closed_at_once_fails_the_tcp_check(reset: boo
     with socket.create_server(("127.0.0.1", 0)) as listener:
         threading.Thread(target=accept_and_close, args=(listener,), daemon=True).start()
         assert check(f"127.0.0.1:{listener.getsockname()[1]}", None)[0] == CLOSED
+
+
+def serve_once(answer: bytes) -> tuple[socket.socket, list[bytes]]:
+    """A listener that reads what the first client sends and answers `answer` (a PostgreSQL server, say)."""
+    listener, received = socket.create_server(("127.0.0.1", 0)), []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            received.append(connection.recv(512))
+            connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, received
+
+
+def postgres_check(answer: bytes) -> tuple[str, list[bytes]]:
+    listener, received = serve_once(answer)
+    with listener:
+
+        async def run() -> str:
+            checker = HealthChecker(timeout=1)
+            try:
+                return await checker.check(f"127.0.0.1:{listener.getsockname()[1]}", None, AppKind.POSTGRES)
+            finally:
+                await checker.close()
+
+        return asyncio.run(run()), received
+
+
+def test_a_postgres_asking_for_a_password_takes_sessions() -> None:
+    result, [startup] = postgres_check(b"R" + struct.pack("!ii", 23, 10) + b"SCRAM-SHA-256\x00\x00")
+    assert result == OK
+    assert struct.unpack("!ii", startup[:8]) == (len(startup), 196608) and b"user\x00" in startup
+
+
+def test_a_postgres_replaying_its_wal_is_not_ready_and_says_so() -> None:
+    message = b"SFATAL\x00C57P03\x00Mthe database system is not yet accepting connections\x00\x00"
+    result, _ = postgres_check(b"E" + struct.pack("!i", 4 + len(message)) + message)
+    assert result == "PostgreSQL takes no session yet: the database system is not yet accepting connections"
