@@ -128,7 +128,7 @@ def main() -> int:
 
                 per_app = max(1, args.connections // len(apps))
                 loads = [wrk(gateway, tenant, app, per_app, args.seconds) for tenant, app in apps]
-                stop, done = threading.Event(), []
+                stop, done = threading.Event(), list[str]()
                 churner = threading.Thread(target=churn, args=(client, apps, stop, done))
                 churner.start()
                 results = [parse(load.communicate()[0]) for load in loads]
@@ -138,7 +138,7 @@ def main() -> int:
         finally:
             daemon.send_signal(signal.SIGINT)
             daemon.wait(timeout=30)
-            _remove_containers(platform)
+            strata_daemon.remove_containers(platform)
 
     requests = sum(r.requests for r in results)
     failures = {kind: sum(r.failures[kind] for r in results) for kind in FAILURE_KINDS}
@@ -151,16 +151,6 @@ def main() -> int:
           f"p99 {max(r.p99_ms for r in results):.1f} ms (worst app)")  # fmt: skip
     print(f"daemon peak RSS {peak:.0f} MiB (bound {args.max_rss_mib:.0f} MiB)")
     return 0 if failed == 0 and peak <= args.max_rss_mib and done else 1
-
-
-def _remove_containers(platform: str) -> None:
-    if not platform:
-        return
-    label = f"--filter=label=strata.platform={platform}"
-    for listing, removal in ((["ps", "-aq"], ["rm", "-f"]), (["network", "ls", "-q"], ["network", "rm"])):
-        ids = subprocess.run(["docker", *listing, label], capture_output=True, text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", *removal, *ids], capture_output=True)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,17 @@ def start(home: Path, *arguments: str) -> subprocess.Popen[bytes]:
     return daemon
 
 
+def remove_containers(platform: str) -> None:
+    """Remove the containers and networks the daemon of `platform` (its id) left: it keeps them across a stop."""
+    if not platform:
+        return
+    label = f"--filter=label=strata.platform={platform}"
+    for listing, removal in ((["ps", "-aq"], ["rm", "-f"]), (["network", "ls", "-q"], ["network", "rm"])):
+        ids = subprocess.run(["docker", *listing, label], capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", *removal, *ids], capture_output=True)
+
+
 def _answers(socket: Path) -> bool:
     if not socket.exists():
         return False

@@ -372,7 +372,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 daemon.kill()
                 daemon.wait()
-            _remove_containers(platform)
+            strata_daemon.remove_containers(platform)
             left = leftover_mounts(scratch)
             if left:
                 print(f"unmounted (lazily) what was left mounted: {', '.join(left)}", file=sys.stderr)
@@ -439,16 +439,6 @@ def report(
     if tool == "sh":
         print("  (random writes by a shell loop of one dd per write, timed from outside: process start-up is most of")
         print("   each write's time, the same on both sides, so the ratio understates any difference)")
-
-
-def _remove_containers(platform: str) -> None:
-    if not platform:
-        return
-    label = f"--filter=label=strata.platform={platform}"
-    for listing, removal in ((["ps", "-aq"], ["rm", "-f"]), (["network", "ls", "-q"], ["network", "rm"])):
-        ids = subprocess.run(["docker", *listing, label], capture_output=True, text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", *removal, *ids], capture_output=True)
 
 
 if __name__ == "__main__":
