@@ -12,18 +12,14 @@ hypervisor driver keeps with it:
 - console lines `strata-guest: sshd up <uptime>` and `strata-guest: docker ready <uptime>`.
 """
 
-import fcntl
 import hashlib
-import os
 import secrets
 import shutil
-import subprocess
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hosting.iaas.build_script import build_lock, run_script
 from hosting.iaas.driver import GuestImage
 
 GUEST_DIR = Path(__file__).parent / "guest"
@@ -41,9 +37,7 @@ SSHD_PID_FILE = "/run/sshd.pid"
 KERNEL, INITRD, DISK = "vmlinuz", "initrd.img", "base.ext4"
 RECIPE_FILE = "recipe.sha256"  # written last: an image directory without it is not complete
 BUILD_ID_FILE = "build-id"  # new on every build, even of the same recipe (`--force`)
-LOCK_FILE = ".build.lock"  # in images_dir, held by the build in progress
 WORK_DIR = ".work"  # in images_dir, the build's cache (debs, the debootstrapped rootfs)
-LOG_TAIL_LINES = 30
 
 
 class ImageBuildError(Exception):
@@ -118,7 +112,7 @@ def build_node_image(
     overlays are based on: VMs made from it must be recreated. `log` gets one line per step.
     """
     images_dir.mkdir(parents=True, exist_ok=True)
-    with _build_lock(images_dir, log):
+    with build_lock(images_dir, log):
         image = find_node_image(images_dir)
         if image and not force:
             return image
@@ -153,46 +147,12 @@ def fw_cfg_args(*, authorized_keys: Path, host_key: Path, hostname: Path) -> lis
     return [arg for name, path in entries.items() for arg in ("-fw_cfg", f"name={name},file={path}")]
 
 
-@contextmanager
-def _build_lock(images_dir: Path, log: Callable[[str], None]) -> Iterator[None]:
-    with (images_dir / LOCK_FILE).open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another build in {images_dir}")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _run_build(out: Path, work: Path, log_path: Path, log: Callable[[str], None]) -> None:
     """Run build.sh into `out`, its whole output into `log_path`, its steps to `log`."""
-    env = {
-        **os.environ,
-        "OUT": str(out),
-        "WORK": str(work),
-        "KFLAVOUR": KERNEL_FLAVOUR,
-        "SUITE": DEBIAN_SUITE,
-        "PACKAGES": ",".join(PACKAGES),
-    }
-    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-    with (
-        log_path.open("w") as sink,
-        subprocess.Popen(
-            ["bash", str(GUEST_DIR / "build.sh")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        ) as build,
-    ):
-        assert build.stdout is not None
-        for line in build.stdout:
-            sink.write(line)
-            tail.append(line)
-            if line.startswith("step: "):
-                log(line.removeprefix("step: ").rstrip())
+    env = {"OUT": str(out), "WORK": str(work), "KFLAVOUR": KERNEL_FLAVOUR, "SUITE": DEBIAN_SUITE,
+           "PACKAGES": ",".join(PACKAGES)}  # fmt: skip
+    status, tail = run_script(GUEST_DIR / "build.sh", env, log_path, log)
     missing = [name for name in (KERNEL, INITRD, DISK) if not (out / name).is_file()]
-    if build.returncode != 0 or missing:
-        failure = f"exit status {build.returncode}" if build.returncode else f"no {', '.join(missing)}"
-        raise ImageBuildError(f"node image build failed ({failure}); log {log_path}, ending:\n{''.join(tail)}")
+    if status != 0 or missing:
+        failure = f"exit status {status}" if status else f"no {', '.join(missing)}"
+        raise ImageBuildError(f"node image build failed ({failure}); log {log_path}, ending:\n{tail}")

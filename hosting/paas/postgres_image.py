@@ -20,15 +20,14 @@ The contract of a container of it (`postgres/entrypoint.sh`):
 - its stop signal is SIGINT, postgres' fast shutdown: clients are cut off, a checkpoint is written, exit 0.
 """
 
-import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from hosting.iaas.build_script import build_lock, run_script
 
 IMAGE = "strata/postgres:15"
 RECIPE_LABEL = "strata.recipe"
@@ -42,10 +41,8 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 PGDATA = f"{DATA_MOUNT}/pgdata"
 PORT = 5432
 
-LOCK_FILE = ".build.lock"  # in the work directory, held by the build in progress
 LOG_FILE = "build.log"  # the last build's whole output
 ROOTFS = "rootfs"  # the root filesystem being imported; gone after the build
-LOG_TAIL_LINES = 30
 
 
 class PostgresImageError(Exception):
@@ -85,7 +82,7 @@ def build_postgres_image(
     still uses them. `log` gets one line per step.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    with _build_lock(work_dir, log):
+    with build_lock(work_dir, log):
         digest, previous = recipe_digest(), _image(docker)
         if previous and previous[1] == digest and not force:
             return previous[0]
@@ -108,49 +105,13 @@ def build_postgres_image(
         return image_id
 
 
-@contextmanager
-def _build_lock(work_dir: Path, log: Callable[[str], None]) -> Iterator[None]:
-    with (work_dir / LOCK_FILE).open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another build in {work_dir}")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _run_build(rootfs: Path, work_dir: Path, log: Callable[[str], None]) -> None:
     """Run build.sh making `rootfs`, its whole output into the log file, its steps to `log`."""
-    env = {
-        **os.environ,
-        "OUT": str(rootfs),
-        "WORK": str(work_dir),
-        "SUITE": DEBIAN_SUITE,
-        "PACKAGES": ",".join(PACKAGES),
-    }
+    env = {"OUT": str(rootfs), "WORK": str(work_dir), "SUITE": DEBIAN_SUITE, "PACKAGES": ",".join(PACKAGES)}
     log_path = work_dir / LOG_FILE
-    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-    with (
-        log_path.open("w") as sink,
-        subprocess.Popen(
-            ["bash", str(POSTGRES_DIR / "build.sh")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        ) as build,
-    ):
-        assert build.stdout is not None
-        for line in build.stdout:
-            sink.write(line)
-            tail.append(line)
-            if line.startswith("step: "):
-                log(line.removeprefix("step: ").rstrip())
-    if build.returncode != 0:
-        raise PostgresImageError(
-            f"{IMAGE} rootfs build failed (exit status {build.returncode}); log {log_path}, ending:\n{''.join(tail)}"
-        )
+    status, tail = run_script(POSTGRES_DIR / "build.sh", env, log_path, log)
+    if status != 0:
+        raise PostgresImageError(f"{IMAGE} rootfs build failed (exit status {status}); log {log_path}, ending:\n{tail}")
 
 
 def _check_ids(rootfs: Path) -> None:

@@ -9,9 +9,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hosting.paas.postgres_image import PostgresImageError, build_postgres_image
-from hosting.paas.volumes import LocalVolumes, VolumeError
+from hosting.paas.volumes import LocalVolumes
 from strata.api.deps import DB, Caller, Config, DbEngine, Secrets, TenantName, Volumes, VolumeStore, listing_scope
-from strata.api.volume_routes import LOCAL_NODE, creating, remove_filesystems, used_mib
+from strata.api.volume_routes import LOCAL_NODE, creating, filesystem_then, remove_filesystems, used_mib
 from tenants import db, services
 from tenants.errors import Unavailable
 from tenants.models import Service
@@ -68,20 +68,10 @@ def _create(
     """Its filesystem, then its rows; one create of a volume at a time, as `volume_routes` makes them."""
     with creating, db.session(engine) as session:
         owner = services.check_create(session, tenant, body.name, body.size_mib)
-        if store.path(tenant, body.name).exists():
-            log.warning("service %s/%s: a filesystem without its rows (left by a crash) is removed", tenant, body.name)
-            remove_filesystems(store, tenant, [body.name])
-        try:
-            store.create(tenant, body.name, body.size_mib)
-        except VolumeError as exc:
-            raise Unavailable(str(exc)) from None
-        try:
-            service = services.record_create(
-                session, box, actor, owner, body.name, body.kind, body.size_mib, LOCAL_NODE
-            )
-        except BaseException:
-            remove_filesystems(store, tenant, [body.name])
-            raise
+        service = filesystem_then(
+            store, tenant, body.name, body.size_mib,
+            lambda: services.record_create(session, box, actor, owner, body.name, body.kind, body.size_mib, LOCAL_NODE),
+        )  # fmt: skip
         return _read(session, store, service, tenant)
 
 

@@ -4,6 +4,8 @@ removed after its row is gone: neither outlives a failure of the other."""
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import APIRouter, Query, Response
 
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["volumes"])
 LOCAL_NODE = "local"  # the host's own node: where volumes live until VM nodes get disks of their own
 MIB = 1 << 20
+T = TypeVar("T")
 
 # Creates one at a time: a filesystem found without its row is then a crash's leftover, never a create under way.
 creating = threading.Lock()
@@ -45,19 +48,28 @@ def create_volume(session: DB, principal: Caller, tenant: TenantName, body: Volu
     against the plan's storage quota, on this host."""
     with creating:
         owner = volumes.check_create(session, tenant, body.name, body.size_mib)
-        if store.path(tenant, body.name).exists():
-            log.warning("volume %s/%s: a filesystem without its row (left by a crash) is removed", tenant, body.name)
-            _remove(store, tenant, body.name)
-        try:
-            store.create(tenant, body.name, body.size_mib)
-        except VolumeError as exc:
-            raise Unavailable(str(exc)) from None
-        try:
-            row = volumes.record_create(session, principal.actor, owner, body.name, body.size_mib, LOCAL_NODE)
-        except BaseException:
-            _remove(store, tenant, body.name)
-            raise
+        row = filesystem_then(
+            store, tenant, body.name, body.size_mib,
+            lambda: volumes.record_create(session, principal.actor, owner, body.name, body.size_mib, LOCAL_NODE),
+        )  # fmt: skip
     return _read(session, store, row, tenant)
+
+
+def filesystem_then(store: LocalVolumes, tenant: str, name: str, size_mib: int, record: Callable[[], T]) -> T:
+    """Make the volume's filesystem, then `record` its rows; the filesystem goes again if that fails. A
+    filesystem found without rows is a crash's leftover, removed first. Called with `creating` held."""
+    if store.path(tenant, name).exists():
+        log.warning("volume %s/%s: a filesystem without its rows (left by a crash) is removed", tenant, name)
+        _remove(store, tenant, name)
+    try:
+        store.create(tenant, name, size_mib)
+    except VolumeError as exc:
+        raise Unavailable(str(exc)) from None
+    try:
+        return record()
+    except BaseException:
+        _remove(store, tenant, name)
+        raise
 
 
 @router.get("/tenants/{tenant}/volumes/{volume}")

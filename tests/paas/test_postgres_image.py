@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from hosting.iaas.build_script import LOCK_FILE
 from hosting.paas.docker_runtime import TMPFS
 from hosting.paas.postgres_image import (
     DATA_MOUNT,
     IMAGE,
-    LOCK_FILE,
     POSTGRES_GID,
     POSTGRES_UID,
     RECIPE_LABEL,

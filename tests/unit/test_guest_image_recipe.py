@@ -4,12 +4,12 @@ import threading
 import time
 from pathlib import Path
 
+from hosting.iaas.build_script import LOCK_FILE
 from hosting.iaas.guest_image import (
     DISK,
     GUEST_DIR,
     INITRD,
     KERNEL,
-    LOCK_FILE,
     PACKAGES,
     RECIPE_FILE,
     NodeImage,
