@@ -36,6 +36,7 @@ from tenants.schemas import (
     PlanRead,
     RegistryLogin,
     RegistryRead,
+    RotationRead,
     Scale,
     ServiceBind,
     ServiceCreate,
@@ -275,6 +276,12 @@ class StrataClient:
 
     def unbind_service(self, tenant: str, name: str, app: str) -> None:
         self._call("DELETE", f"/tenants/{tenant}/services/{name}/bindings/{app}", None)
+
+    def rotate_service_credentials(self, tenant: str, name: str) -> RotationRead:
+        """A new login for the bound apps, the old one retired once they run with it (waits for that: minutes)."""
+        return self._call(
+            "POST", f"/tenants/{tenant}/services/{name}/credentials/rotate", RotationRead, timeout=LONG_TIMEOUT_SECONDS
+        )
 
     def backups(self, tenant: str | None = None) -> list[BackupRead]:
         """The backups of `tenant`, or of every tenant the caller may see, newest first."""

@@ -154,9 +154,10 @@ class Service(SQLModel, table=True):
     tenant_id: int = _tenant_fk(nullable=False)
     name: str
     kind: str  # AppKind
-    username: str
+    username: str  # the login the bound apps are given; the database is owned by `services.USERNAME`
     database: str
     password_encrypted: str
+    retiring: str | None = None  # the login a rotation replaced, until the bound apps stop using it
     created_at: datetime = _time()
 
 

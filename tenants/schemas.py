@@ -530,6 +530,16 @@ class ServiceRead(BaseModel):
     created_at: datetime
 
 
+class RotationRead(BaseModel):
+    """A rotation of a service's credentials: the login its bound apps are given now, and the one it replaced
+    while any of them still runs instances that may use it (`waiting_for`); that one is retired when they are
+    gone, by this call or, if they take longer, by the next."""
+
+    login: str
+    retiring: str | None
+    waiting_for: list[str]
+
+
 class ServiceBind(BaseModel):
     model_config = ConfigDict(extra="forbid")
     app: Name

@@ -9,13 +9,14 @@ as a volume's is.
 import secrets
 from urllib.parse import quote
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from tenants import apps, audit, volumes
 from tenants.db import commit
-from tenants.enums import AppKind
+from tenants.enums import AppKind, InstanceState
 from tenants.errors import Conflict, Invalid, NotFound
-from tenants.models import App, Binding, Service, Tenant, Volume, saved_id, utcnow
+from tenants.instances import instances_of
+from tenants.models import App, Binding, Instance, Service, Tenant, Volume, saved_id, utcnow
 from tenants.quotas import check_quota, usage_of
 from tenants.schemas import ServiceRead
 from tenants.secrets import SecretBox
@@ -24,7 +25,8 @@ from tenants.tenancy import get_plan, get_tenant
 POSTGRES_IMAGE = "strata/postgres:15"
 POSTGRES_PORT = 5432
 POSTGRES_DATA = "/var/lib/postgresql/data"  # the volume's mount point; the image keeps its data in pgdata/ below
-USERNAME = DATABASE = "app"
+USERNAME = DATABASE = "app"  # the role owning the database (the first login), and the database
+SUPERUSER = "postgres"  # reached over the container's socket only
 DATABASE_URL = "DATABASE_URL"
 POSTGRES_CPU_MILLICORES, POSTGRES_MEMORY_MIB = 500, 256
 
@@ -126,6 +128,71 @@ def delete(session: Session, actor: str, tenant_name: str, name: str, *, force: 
     session.delete(service)
     audit.record(session, actor, "service.delete", tenant.name, service=name, unbound=[a.name for a in bound])
     session.commit()
+
+
+def rotation_target(session: Session, tenant_name: str, name: str) -> tuple[Service, Instance]:
+    """The service whose credentials are to rotate, and its ready instance (where its roles are changed);
+    `Conflict` while it is not ready."""
+    tenant = get_tenant(session, tenant_name)
+    service = get_service(session, tenant, name)
+    app = apps.get_app(session, tenant, name)
+    ready = [i for i in instances_of(session, [saved_id(app)]).get(saved_id(app), []) if i.state == InstanceState.READY]
+    if not ready:
+        raise Conflict(f"service {name!r} is not running: its credentials rotate once it is ready", field="service")
+    return service, ready[0]
+
+
+def new_login() -> str:
+    """A login's name for a rotation: the owner's name and a random suffix, never one used before."""
+    return f"{USERNAME}_{secrets.token_hex(4)}"
+
+
+def begin_rotation(
+    session: Session, box: SecretBox, actor: str, tenant_name: str, name: str, was: str, login: str, password: str
+) -> bool:
+    """Make `login` (made in the server already) the one the bound apps are given, a new revision each, and
+    record `was` as retiring; False, with nothing changed, if the service's login is no longer `was` or another
+    rotation is under way (one at a time, whichever daemon runs it: the update is conditional)."""
+    tenant = get_tenant(session, tenant_name)
+    service = get_service(session, tenant, name)
+    sealed = box.encrypt(password)
+    claimed = session.exec(
+        update(Service)
+        .where(col(Service.id) == service.id, col(Service.username) == was, col(Service.retiring).is_(None))
+        .values(username=login, password_encrypted=sealed, retiring=was)
+    )
+    if claimed.rowcount != 1:
+        session.rollback()
+        return False
+    session.refresh(service)
+    url = box.encrypt(database_url(service, box))
+    bound = bound_apps(session, service)
+    for app in bound:
+        _reseal(app, {**app.sealed_env, DATABASE_URL: url})
+    audit.record(
+        session, actor, "service.credentials.rotate", tenant.name, service=name, login=login,
+        retiring=was, apps={app.name: app.revision for app in bound},
+    )  # fmt: skip
+    session.commit()
+    return True
+
+
+def still_rolling(session: Session, tenant_name: str, name: str) -> list[str]:
+    """The bound apps with an instance of an older revision left: those that may still use the retiring login."""
+    tenant = get_tenant(session, tenant_name)
+    bound = bound_apps(session, get_service(session, tenant, name))
+    running = instances_of(session, [saved_id(app) for app in bound])
+    return [app.name for app in bound if any(i.revision != app.revision for i in running.get(saved_id(app), []))]
+
+
+def finish_rotation(session: Session, actor: str, tenant_name: str, name: str, retired: str) -> None:
+    """The retiring login is gone from the server: forget it."""
+    tenant = get_tenant(session, tenant_name)
+    service = get_service(session, tenant, name)
+    if service.retiring == retired:
+        service.retiring = None
+        audit.record(session, actor, "service.credentials.retire", tenant.name, service=name, login=retired)
+        session.commit()
 
 
 def bound_apps(session: Session, service: Service) -> list[App]:

@@ -1,10 +1,14 @@
 """`/tenants/{tenant}/backups` and `/backups`: verified backups of volumes, and their restores. A backup is
 answered once it is verified or failed: the answer never calls a copy that was not read back a success."""
 
-from fastapi import APIRouter, Response
+import asyncio
 
-from strata.api.deps import DB, Backups, Caller, RowId, TenantName, listing_scope
-from tenants import backups
+from fastapi import APIRouter, Response
+from sqlalchemy import Engine
+
+from hosting.paas import service_credentials
+from strata.api.deps import DB, Backups, Caller, DbEngine, Pool, RowId, Secrets, TenantName, listing_scope
+from tenants import backups, db, services
 from tenants.schemas import BackupRead, BackupRestore, VolumeRead
 from tenants.tenancy import get_tenant
 
@@ -39,11 +43,23 @@ def get_backup(session: DB, tenant: TenantName, backup: RowId) -> BackupRead:
 
 @router.post("/tenants/{tenant}/backups/{backup}/restore")
 async def restore_backup(
-    principal: Caller, tenant: TenantName, backup: RowId, body: BackupRestore, store: Backups
-) -> VolumeRead:
+    engine: DbEngine, pool: Pool, box: Secrets, principal: Caller, tenant: TenantName, backup: RowId,
+    body: BackupRestore, store: Backups,
+) -> VolumeRead:  # fmt: skip
     """Replace the contents of the volume (the backup's own, or `volume`) with the backup; the apps that mount
-    it are stopped meanwhile and start again on the restored data."""
-    return await store.restore(principal.actor, tenant, backup, body.volume)
+    it are stopped meanwhile and start again on the restored data. A service's volume is answered once the
+    service runs again with the logins its apps have now (a backup's roles may be older)."""
+    restored = await store.restore(principal.actor, tenant, backup, body.volume)
+    if await asyncio.to_thread(_is_service, engine, tenant, restored.name):
+        await service_credentials.reapply(engine, pool, box, tenant, restored.name)
+    return restored
+
+
+def _is_service(engine: Engine, tenant: str, volume: str) -> bool:
+    with db.session(engine) as session:
+        return any(
+            service.name == volume for service, _ in services.list_services(session, get_tenant(session, tenant))
+        )
 
 
 @router.delete("/tenants/{tenant}/backups/{backup}", status_code=204)

@@ -8,14 +8,27 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from hosting.paas import service_credentials
 from hosting.paas.postgres_image import PostgresImageError, build_postgres_image
 from hosting.paas.volumes import LocalVolumes
-from strata.api.deps import DB, Caller, Config, DbEngine, Secrets, TenantName, Volumes, VolumeStore, listing_scope
+from strata.api.deps import (
+    DB,
+    Caller,
+    Config,
+    DbEngine,
+    Nudge,
+    Pool,
+    Secrets,
+    TenantName,
+    Volumes,
+    VolumeStore,
+    listing_scope,
+)
 from strata.api.volume_routes import LOCAL_NODE, creating, filesystem_then, remove_filesystems, used_mib
 from tenants import db, services
 from tenants.errors import Unavailable
 from tenants.models import Service
-from tenants.schemas import ServiceBind, ServiceCreate, ServiceRead
+from tenants.schemas import RotationRead, ServiceBind, ServiceCreate, ServiceRead
 from tenants.secrets import SecretBox
 from tenants.tenancy import get_tenant
 
@@ -106,6 +119,16 @@ def bind(session: DB, principal: Caller, tenant: TenantName, service: str, body:
 def unbind(session: DB, principal: Caller, tenant: TenantName, service: str, app: str) -> Response:
     services.unbind(session, principal.actor, tenant, service, app)
     return Response(status_code=204)
+
+
+@router.post("/tenants/{tenant}/services/{service}/credentials/rotate")
+async def rotate_credentials(
+    engine: DbEngine, pool: Pool, principal: Caller, tenant: TenantName, service: str, box: Secrets, nudge: Nudge
+) -> RotationRead:
+    """Give the bound apps a new login and password (a new revision each, rolled out as a deploy: no request
+    fails), and retire the old login once none of their old instances is left. Waits for that up to two minutes;
+    an app that takes longer leaves the old login valid (`retiring`, `waiting_for`) until the next call."""
+    return await service_credentials.rotate(engine, pool, box, nudge, principal.actor, tenant, service)
 
 
 def _read(session: Session, store: LocalVolumes | None, service: Service, tenant: str) -> ServiceRead:

@@ -92,6 +92,34 @@ def unbind(ref: str, app_ref: str) -> None:
     click.echo(f"unbound {ref} from {app_ref}")
 
 
+@services_group.group("credentials")
+def credentials() -> None:
+    """The credentials bound apps get in DATABASE_URL."""
+
+
+@credentials.command("rotate")
+@click.argument("ref", metavar="TENANT/SERVICE")
+@json_option
+def rotate(ref: str, as_json: bool) -> None:
+    """Give the apps bound to TENANT/SERVICE a new login and password, rolled out as a deploy (no request fails);
+    the old login is retired once none of their old instances is left. Run it again to finish a rotation whose
+    apps took too long (exit 3 while the old login stays valid)."""
+    tenant, name = split_ref(ref, "SERVICE", "db")
+    with api() as client:
+        rotation = client.rotate_service_credentials(tenant, name)
+    if as_json:
+        emit_json(rotation)
+    elif rotation.retiring is None:
+        click.echo(f"rotated {ref}: its apps use login {rotation.login}; the old login is retired")
+    if rotation.retiring is not None:
+        fail(
+            f"{ref}: its apps get login {rotation.login}, but {', '.join(rotation.waiting_for)} still run old "
+            f"instances, so login {rotation.retiring} stays valid",
+            hint=f"run `strata services credentials rotate {ref}` again to retire it once they have rolled",
+            code=3,
+        )
+
+
 @services_group.command("delete")
 @click.argument("ref", metavar="TENANT/SERVICE")
 @click.option("--force", is_flag=True, help="Even while bound (the apps lose their DATABASE_URL).")

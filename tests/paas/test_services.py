@@ -3,9 +3,13 @@ packages) on a real volume, bound to a real app, reached by its tenant's contain
 
 import json
 import subprocess
+import threading
 import time
+from collections import Counter
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tenants.client import ApiError
@@ -13,6 +17,7 @@ from tenants.enums import InstanceState
 from tenants.schemas import AppSpec, InstanceRead, ServiceCreate, TenantCreate
 from tests.containers import ready, wait_for
 from tests.harness import Daemon
+from tests.paas.test_serving import through_gateway
 
 WEB = AppSpec(image="strata/static", memory_mib=32, cpu_millicores=100)
 
@@ -150,3 +155,114 @@ def test_a_100_mb_database_is_backed_up_and_restored_within_a_minute(platform: D
     assert counted.stdout.strip() == "200000", counted.stderr
     assert took <= 60, f"the restore took {took:.1f} s"
     print(f"\n100 MB database ({int(size) >> 20} MiB): restored and serving again in {took:.1f} s")
+
+
+# An app that opens a session of its service on every request: busybox httpd running a CGI that calls psql.
+PROBE_IMAGE = "strata/test-database-probe"
+PROBE_DOCKERFILE = """\
+FROM strata/static AS busybox
+FROM strata/postgres:15
+COPY --from=busybox /bin/busybox /usr/local/bin/busybox
+COPY q /www/cgi-bin/q
+ENTRYPOINT ["/usr/local/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+"""
+PROBE_CGI = """\
+#!/bin/sh
+if out=$(psql "$DATABASE_URL" -XAtc 'select current_user, session_user' 2>&1); then
+  printf 'Content-Type: text/plain\\r\\n\\r\\n%s\\n' "$out"
+else
+  printf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s\\n' "$out"
+fi
+"""
+
+
+def build_probe(tmp_path: Path) -> str:
+    (tmp_path / "Dockerfile").write_text(PROBE_DOCKERFILE)
+    (tmp_path / "q").write_text(PROBE_CGI)
+    (tmp_path / "q").chmod(0o755)
+    subprocess.run(["docker", "build", "-q", "-t", PROBE_IMAGE, str(tmp_path)], check=True, capture_output=True)
+    return PROBE_IMAGE
+
+
+def test_rotating_the_credentials_fails_no_request_and_retires_the_old_login(
+    platform: Daemon, unique: str, tmp_path: Path
+) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.create_service(unique, ServiceCreate(name="db", size_mib=64))  # the image built first, if need be
+        image = build_probe(tmp_path)
+        api.deploy(unique, "web", AppSpec(image=image, replicas=2, health_path="/cgi-bin/q", memory_mib=64))
+        api.bind_service(unique, "db", "web")
+    db = database(platform, unique)
+    [web, _] = ready(platform, unique, "web", 2, revision=2)
+    old_url = sh(web.container_id, "echo $DATABASE_URL").stdout.strip()
+    host = f"web.{unique}.localhost"
+    wait_for(lambda: through_gateway(platform, host, "/cgi-bin/q").status_code == 200, what="a route")
+    assert db.endpoint is not None
+    assert psql(db.endpoint, old_url, "create table kept (x int); insert into kept values (7)").returncode == 0
+    with platform.operator() as api:
+        before = api.create_backup(unique, "db")  # its roles are the first ones: restored at the end
+    assert before.state == "verified", before.message
+    db = database(platform, unique)
+    assert db.endpoint is not None
+
+    statuses: Counter[int | str] = Counter()
+    users: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=10) as client:
+            deadline = time.monotonic() + 150  # bounded, whatever happens
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    answer = client.get(f"http://{platform.gateway}/cgi-bin/q", headers={"Host": host})
+                    statuses[answer.status_code] += 1
+                    users[answer.text.strip()] += 1
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1
+
+    workers = [threading.Thread(target=load) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(0.5)
+        rotated = platform.cli("services", "credentials", "rotate", f"{unique}/db", "--json", timeout=180)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert rotated.returncode == 0, rotated.stderr
+    rotation = json.loads(rotated.stdout)
+    assert rotation["retiring"] is None and rotation["waiting_for"] == []
+    login = rotation["login"]
+    assert login.startswith("app_")
+
+    assert set(statuses) == {200} and statuses[200] > 20, (statuses, users)
+    assert users["app|app"] and users[f"app|{login}"], users  # the load spanned the roll; the owner acts throughout
+    [new_web, _] = ready(platform, unique, "web", 2, revision=3)
+    new_url = sh(new_web.container_id, "echo $DATABASE_URL").stdout.strip()
+    assert urlsplit(new_url).username == login and urlsplit(new_url).password != urlsplit(old_url).password
+    assert psql(db.endpoint, new_url, "insert into kept values (8); select sum(x) from kept").stdout.split()[-1] == "15"
+    refused = psql(db.endpoint, old_url, "select 1")
+    assert refused.returncode != 0 and "password authentication failed" in refused.stderr
+
+    again = platform.cli("services", "credentials", "rotate", f"{unique}/db", "--json", timeout=180)
+    assert again.returncode == 0, again.stderr
+    newest = ready(platform, unique, "web", 2, revision=4)[0].container_id
+    newest_url = sh(newest, "echo $DATABASE_URL").stdout.strip()
+    assert psql(db.endpoint, newest_url, "select count(*) from kept").stdout.strip() == "2"
+    gone = psql(db.endpoint, new_url, "select 1")  # the rotated-in login was dropped in turn
+    assert gone.returncode != 0 and "password authentication failed" in gone.stderr
+
+    with platform.operator() as api:  # the backup's roles are older: the logins are made what the row says again
+        api.restore_backup(unique, before.id)
+    restored = database(platform, unique)
+    assert restored.endpoint is not None
+    assert psql(restored.endpoint, newest_url, "select count(*) from kept").stdout.strip() == "1"
+    stale = psql(restored.endpoint, old_url, "select 1")  # valid in the backup, retired since
+    assert stale.returncode != 0 and "password authentication failed" in stale.stderr
+    with platform.operator() as api:
+        shown = [api.service(unique, "db"), api.app(unique, "web"), *api.events(unique)]
+    secrets = [urlsplit(u).password for u in (old_url, new_url, newest_url)]
+    assert all(s and s not in json.dumps(item.model_dump(mode="json")) for item in shown for s in secrets)
