@@ -37,6 +37,8 @@ from hosting.iaas.guest_image import find_node_image
 from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver
+from hosting.paas.backup_s3 import S3Store
+from hosting.paas.backup_store import ArchiveStore, LocalStore
 from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
@@ -50,6 +52,7 @@ from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
 from tenants import db, tokens
 from tenants.enums import Role
+from tenants.errors import Unavailable
 from tenants.routes import RouteSpec
 from tenants.schemas import TokenCreate
 from tenants.secrets import SecretBox
@@ -127,14 +130,20 @@ def run(settings: Settings, options: Options) -> None:
             log.warning("build %d was cut off by the daemon's stop: marked failed", build_id)
         backups = None
         if volumes is not None:
-            backups = VolumeBackups(engine, reconciler.pool, volumes, settings.home / "backups", reconciler.platform_id)
+            backups = VolumeBackups(
+                engine, reconciler.pool, volumes, settings.home / "backups", reconciler.platform_id,
+                store=_archive_store(settings),
+            )  # fmt: skip
             reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
             backups.sweep()
             with db.session(engine) as session:
                 cut, restores = backup_records.recover(session)
             for backup_id, tenant in cut:
-                backups.remove(tenant, backup_id)
                 log.warning("backup %d was cut off by the daemon's stop: marked failed", backup_id)
+                try:
+                    backups.remove(tenant, backup_id)
+                except Unavailable as exc:  # the store is out of reach: the daemon starts all the same
+                    log.warning("%s", exc)
             for volume in restores:
                 log.warning("the restore of volume %s was cut off by the daemon's stop: its apps run again", volume)
         platform = Platform(
@@ -163,6 +172,15 @@ def run(settings: Settings, options: Options) -> None:
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
+
+
+def _archive_store(settings: Settings) -> ArchiveStore:
+    """Where verified backups are kept: the S3-compatible store `STRATA_BACKUP_S3_URL` names, or under
+    `STRATA_HOME/backups`."""
+    if settings.backup_s3 is None:
+        return LocalStore(settings.home / "backups")
+    log.info("backups are kept in %s", settings.backup_s3)
+    return S3Store(settings.backup_s3)
 
 
 def _certificates(settings: Settings, gateway: FrontDoor) -> Certificates:

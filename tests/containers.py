@@ -73,9 +73,10 @@ def unmount_volumes(home: Path) -> None:
 
 
 @contextmanager
-def running_platform(home: Path) -> Iterator[Daemon]:
-    """A platform with the local node and the sample images built; every container it made is removed after."""
-    daemon = start_daemon(home, local_node=True)
+def running_platform(home: Path, env: dict[str, str] | None = None) -> Iterator[Daemon]:
+    """A platform with the local node and the sample images built (`env`: settings, as `start_daemon` takes);
+    every container it made is removed after."""
+    daemon = start_daemon(home, local_node=True, env=env)
     try:
         with daemon.operator() as api:
             assert set(api.bootstrap_images()) == {"strata/hello:latest", "strata/static:latest"}

@@ -4,9 +4,11 @@ before it counts: extracted into a scratch directory, read back by a scratch con
 capabilities, as nobody), and every file's SHA-256 compared with the manifest read from the archive. A
 failed step fails the backup, with the reason; it is never shown as a success.
 
-Archives live under `root/<tenant>/<id>.tar`, each with its manifest `<id>.json` (every file's checksum and
-the archive's own). GNU tar writes and extracts them: it keeps numeric owners, modes and links as they were,
-and refuses members that would land outside the directory it extracts into.
+An archive is taken as `root/<tenant>/<id>.tar`, with its manifest `<id>.json` (every file's checksum and the
+archive's own); once verified, the pair goes to the store (`hosting.paas.backup_store`): it stays where it is
+(the local store), or is uploaded and removed from the host (S3). GNU tar writes and extracts archives: it keeps
+numeric owners, modes and links as they were, and refuses members that would land outside the directory it
+extracts into.
 """
 
 import asyncio
@@ -17,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -28,11 +31,12 @@ from typing import IO, TypeVar
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from hosting.paas.backup_store import HOST_RESERVE, ArchiveStore, LocalStore, StoreError
 from hosting.paas.nodes import NodePool
 from hosting.paas.runtime import EngineError, Mount, NodeRuntime
 from hosting.paas.volumes import LocalVolumes, VolumeError
 from tenants import backups, db, volumes
-from tenants.errors import Conflict
+from tenants.errors import Conflict, Unavailable
 from tenants.instances import instances_of
 from tenants.models import saved_id, utcnow
 from tenants.schemas import BackupRead, VolumeRead
@@ -48,8 +52,7 @@ KEPT_OUT = ("lost+found",)  # ext4's own, in every volume
 SCHEDULE = "schedule"  # the actor of scheduled backups and of the removal of those past their keep
 SCHEDULE_CHECK_SECONDS = 600.0  # how often the schedule is looked at: a backup is due within this of its time
 RESTORE_STOP_SECONDS, RESTORE_POLL_SECONDS = 120.0, 0.2  # for the instances of a restored volume's apps to go
-SCRATCH = ".scratch"  # under the root: where backups are read back
-HOST_RESERVE = 1 << 30  # free space a backup leaves the host beside it
+SCRATCH = ".scratch"  # under the root: where backups are read back, and fetched archives wait for a restore
 
 
 class BackupError(Exception):
@@ -64,15 +67,25 @@ class Manifest:
 
 
 class VolumeBackups:
-    """Backs up, verifies, restores and removes the volumes' archives on this host. The rows are `tenants`';
-    the local node's engine runs the scratch containers and pauses the apps. `paused` holds the containers
-    paused for a copy: the reconciler does not judge their health meanwhile (a frozen app answers no check)."""
+    """Backs up, verifies, restores and removes the volumes' archives on this host, kept in `store` (under
+    `root` by default). The rows are `tenants`'; the local node's engine runs the scratch containers and pauses
+    the apps. `paused` holds the containers paused for a copy: the reconciler does not judge their health
+    meanwhile (a frozen app answers no check)."""
 
     def __init__(
-        self, engine: Engine, pool: NodePool, volumes: LocalVolumes, root: Path, platform: str, node: str = "local"
+        self,
+        engine: Engine,
+        pool: NodePool,
+        volumes: LocalVolumes,
+        root: Path,
+        platform: str,
+        node: str = "local",
+        store: ArchiveStore | None = None,
     ) -> None:
         self.engine, self.pool, self.volumes, self.root, self.node = engine, pool, volumes, root, node
         self.platform = platform  # the id its containers are labelled with
+        self.local = LocalStore(root)  # where archives are taken (and kept, by default)
+        self.store = store or self.local
         self.paused: set[str] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}  # one backup or restore of a volume at a time
 
@@ -81,15 +94,16 @@ class VolumeBackups:
         async with self._lock(tenant, volume):
             backup = await self._db(lambda s: backups.start(s, actor, tenant, volume))
             backup_id = saved_id(backup)
-            archive = self._archive(tenant, backup_id)
+            archive = self.local.path(tenant, backup_id)
             try:
                 manifest, needed = await self._take(tenant, volume, archive)
                 await self._verify(archive, manifest, backup_id)
+                await asyncio.to_thread(self.store.keep, tenant, backup_id, archive)
             except Exception as exc:  # whatever went wrong fails the backup, saying why: it never stays running
-                expected = isinstance(exc, BackupError | EngineError | VolumeError | OSError)
+                expected = isinstance(exc, BackupError | EngineError | VolumeError | StoreError | OSError)
                 log.log(logging.WARNING if expected else logging.ERROR, "backup %d of %s/%s failed: %s",
                         backup_id, tenant, volume, exc, exc_info=not expected)  # fmt: skip
-                await asyncio.to_thread(_remove_archive, archive)
+                await asyncio.to_thread(self._discard, tenant, backup_id)
                 reason = str(exc) if expected else f"an error of the platform ({type(exc).__name__}): see its log"
                 done = await self._db(lambda s: backups.finish(s, backup_id, failure=reason))
             else:
@@ -104,19 +118,26 @@ class VolumeBackups:
         """Replace the contents of the tenant's volume `into` (the backup's own by default) with the verified
         backup. The apps that mount it are stopped first, and none starts until it is over (no container holds
         the volume while root writes into it); they start again on the restored data. The archive's checksum
-        is checked first (nothing is touched if it changed) and every restored file's after; `Conflict` says
-        what failed."""
+        is checked first, against the backup's record (nothing is touched if it changed), and every restored
+        file's after; `Conflict` says what failed, `Unavailable` that the store could not hand the archive back
+        (the apps kept running)."""
         backup, target = await self._db(lambda s: backups.restorable(s, get_tenant(s, tenant), backup_id, into))
-        archive = self._archive(tenant, backup_id)
-        async with self._lock(tenant, target.name):
+        async with self._lock(tenant, target.name), self._scratch() as scratch:
+            failed = f"restoring backup {backup_id} into {target.name} failed"
+            try:  # fetched before the apps stop: a store that fails, or a changed manifest, stops nothing
+                archive = await asyncio.to_thread(self._fetch, tenant, backup_id, scratch)
+                manifest = await asyncio.to_thread(_load_manifest, archive, backup.archive_sha256)
+            except StoreError as exc:
+                raise Unavailable(f"{failed}: {exc}") from exc
+            except (BackupError, OSError) as exc:
+                raise Conflict(f"{failed}: {exc}") from exc
             await self._db(lambda s: backups.set_restoring(s, tenant, target.name, True))
             try:
                 await self._stopped(tenant, target.name)
-                manifest = await asyncio.to_thread(_load_manifest, archive)
                 mount = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, target.name)
                 await asyncio.to_thread(_restore_into, archive, manifest, mount)
             except (BackupError, OSError, VolumeError, EngineError) as exc:
-                raise Conflict(f"restoring backup {backup_id} into {target.name} failed: {exc}") from exc
+                raise Conflict(f"{failed}: {exc}") from exc
             finally:
                 await self._db(lambda s: backups.set_restoring(s, tenant, target.name, False))
         await self._db(lambda s: backups.record_restore(s, actor, get_tenant(s, tenant), backup, target))
@@ -124,12 +145,27 @@ class VolumeBackups:
         return await self._db(lambda s: volumes.read_volume(s, target, tenant, used))
 
     def remove(self, tenant: str, backup_id: int) -> None:
-        """Delete a backup's archive and manifest (its row is gone); one gone already is fine. Blocks."""
-        _remove_archive(self._archive(tenant, backup_id))
+        """Delete a backup's archive and manifest (its row is gone), here and in the store; one gone already is
+        fine. `Unavailable` if the store kept them, naming where they are left. Blocks."""
+        self.local.delete(tenant, backup_id)
+        if self.store is self.local:
+            return
+        try:
+            self.store.delete(tenant, backup_id)
+        except StoreError as exc:
+            where = self.store.describe(tenant, backup_id)
+            raise Unavailable(f"backup {backup_id} is deleted but not its archive {where}: {exc}") from exc
 
     def forget_tenant(self, tenant: str) -> None:
-        """Delete every archive of a deleted tenant. Blocks."""
-        shutil.rmtree(self.root / tenant, ignore_errors=True)
+        """Delete every archive of a deleted tenant, here and in the store; `Unavailable` if the store kept
+        some. Blocks."""
+        self.local.forget_tenant(tenant)
+        if self.store is self.local:
+            return
+        try:
+            self.store.forget_tenant(tenant)
+        except StoreError as exc:
+            raise Unavailable(f"tenant {tenant} is deleted but not all its backups: {exc}") from exc
 
     def sweep(self) -> None:
         """Remove the scratch copies a stopped daemon left. Blocks."""
@@ -194,6 +230,35 @@ class VolumeBackups:
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
 
+    def _fetch(self, tenant: str, backup_id: int, scratch: Path) -> Path:
+        """The archive where a restore reads it: the one on this host if there is one (taken before the store
+        was S3, say), else the store's, fetched into `scratch`."""
+        if self.local.path(tenant, backup_id).exists():
+            return self.local.path(tenant, backup_id)
+        return self.store.fetch(tenant, backup_id, scratch)
+
+    def _discard(self, tenant: str, backup_id: int) -> None:
+        """What a failed backup left, here and in the store (a pair half-uploaded); logged if the store keeps it."""
+        self.local.delete(tenant, backup_id)
+        if self.store is not self.local:
+            try:
+                self.store.delete(tenant, backup_id)
+            except StoreError as exc:
+                log.warning(
+                    "failed backup %d: %s may be left: %s", backup_id, self.store.describe(tenant, backup_id), exc
+                )
+
+    @asynccontextmanager
+    async def _scratch(self) -> AsyncIterator[Path]:
+        """A directory of its own under the scratch root, removed after whatever happens."""
+        parent = self.root / SCRATCH
+        await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True, mode=0o700)
+        directory = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="restore-", dir=parent))
+        try:
+            yield directory
+        finally:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+
     @asynccontextmanager
     async def _paused(self, tenant: str, volume: str) -> AsyncIterator[None]:
         """The containers of the app that mounts the volume frozen for the duration (those not running are left
@@ -243,9 +308,6 @@ class VolumeBackups:
 
     def _runtime(self) -> NodeRuntime:
         return self.pool[self.node].runtime
-
-    def _archive(self, tenant: str, backup_id: int) -> Path:
-        return self.root / tenant / f"{backup_id}.tar"
 
     def _lock(self, tenant: str, volume: str) -> asyncio.Lock:
         return self._locks.setdefault((tenant, volume), asyncio.Lock())
@@ -320,8 +382,17 @@ def _delete_row(session: Session, *, tenant: str, backup_id: int) -> None:
     backups.delete(session, SCHEDULE, get_tenant(session, tenant), backup_id)
 
 
-def _load_manifest(archive: Path) -> Manifest:
-    return Manifest(**json.loads(_manifest_path(archive).read_text()))
+def _load_manifest(archive: Path, recorded: str | None) -> Manifest:
+    """The archive's manifest, if it is the one the backup was verified with: it names the archive's checksum
+    that the backup's row recorded (the row is the platform's; a store's objects may be changed by whoever can
+    write there)."""
+    try:
+        manifest = Manifest(**json.loads(_manifest_path(archive).read_text()))
+    except (ValueError, TypeError) as exc:
+        raise BackupError(f"its manifest is unreadable ({exc}): not restored (the volume is as it was)") from exc
+    if manifest.archive_sha256 != recorded:
+        raise BackupError("its manifest changed since it was verified: not restored (the volume is as it was)")
+    return manifest
 
 
 def _restore_into(archive: Path, manifest: Manifest, mount: Path) -> None:
@@ -411,8 +482,3 @@ def _relative(name: str) -> str:
 
 def _manifest_path(archive: Path) -> Path:
     return archive.with_suffix(".json")
-
-
-def _remove_archive(archive: Path) -> None:
-    archive.unlink(missing_ok=True)
-    _manifest_path(archive).unlink(missing_ok=True)

@@ -44,16 +44,20 @@ def exec_in(container: str, script: str) -> str:
     return done.stdout
 
 
+def seed(platform: Daemon, tenant: str) -> Path:
+    """A new tenant's volume `data` (64 MiB) with the writer's files and 20 MB more; its mount point."""
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=tenant, plan="small"))
+        api.create_volume(tenant, VolumeCreate(name="data", size_mib=64))
+        api.deploy(tenant, "web", WRITER)
+    [instance] = ready(platform, tenant, "web", 1)
+    exec_in(instance.container_id, "dd if=/dev/urandom of=/data/blob bs=1M count=20 2>/dev/null")
+    return platform.home / "volumes" / tenant / "data"
+
+
 @pytest.fixture
 def seeded(platform: Daemon, unique: str) -> Path:
-    """`unique`'s volume `data` (64 MiB) with the writer's files and 20 MB more; its mount point."""
-    with platform.operator() as api:
-        api.create_tenant(TenantCreate(name=unique, plan="small"))
-        api.create_volume(unique, VolumeCreate(name="data", size_mib=64))
-        api.deploy(unique, "web", WRITER)
-    [instance] = ready(platform, unique, "web", 1)
-    exec_in(instance.container_id, "dd if=/dev/urandom of=/data/blob bs=1M count=20 2>/dev/null")
-    return platform.home / "volumes" / unique / "data"
+    return seed(platform, unique)
 
 
 def test_a_backup_is_verified_and_restores_every_file_as_it_was(platform: Daemon, unique: str, seeded: Path) -> None:
