@@ -6,15 +6,18 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tenants.enums import Role
-from tenants.schemas import AppSpec, InstanceRead, KeyCreate, TenantCreate, TokenCreate
+from tenants.enums import InstanceState, Role
+from tenants.schemas import AppSpec, InstanceRead, KeyCreate, ServiceCreate, TenantCreate, TokenCreate
+from tenants.services import USERNAME
 from tests.containers import docker, inspect, ready, wait_for
 from tests.harness import Daemon
 from tui.shell import open_socket
+from tui.ssh.commands import PSQL_COMMAND
 
 SSH_OPTIONS = [
     "-o",
@@ -300,8 +303,8 @@ def test_a_tenant_never_reaches_another_tenants_container(platform: Daemon, runn
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make install")
 def test_an_interactive_shell_returns_its_exit_code_and_a_dropped_client_leaves_nothing_behind(
-    platform: Daemon, running
-) -> None:  # type: ignore[no-untyped-def]
+    platform: Daemon, running: tuple[str, Path, InstanceRead]
+) -> None:
     tenant, key, instance = running
     shell = Terminal(platform, key, tenant, command="shell web")
     try:
@@ -398,3 +401,116 @@ def test_a_session_whose_token_was_revoked_meanwhile_still_ends_audited(platform
         wait_for(lambda: [e for e in api.events(tenant) if e.action == "ssh.session"], 5, "the session's event")
     with platform.client(other.token) as mine:
         assert mine.app(tenant, "web").name == "web"  # ending the session revoked only its own token
+
+
+def app_psql(endpoint: str, url: str, sql: str) -> str:
+    """What `sql` prints run by psql on this host with the app's DATABASE_URL, through the service's port on
+    127.0.0.1: as the bound app sees the database."""
+    parts = urlsplit(url)
+    local = parts._replace(netloc=f"{parts.username}:{parts.password}@{endpoint}").geturl()
+    done = subprocess.run(["psql", local, "-XAtc", sql], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+Database = tuple[str, Path, InstanceRead, str]  # a tenant, its key, its service db's instance, its app's DATABASE_URL
+
+
+@pytest.fixture
+def database(platform: Daemon, unique: str, tmp_path: Path) -> Database:
+    """A tenant of the local-node platform with a key of its own and its service db, ready and bound to its app
+    web: the tenant, its key, db's instance, the DATABASE_URL web got."""
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="small"))
+        api.create_service(unique, ServiceCreate(name="db", size_mib=64))  # the machine's first builds the image
+        api.deploy(unique, "web", AppSpec(image="strata/static", memory_mib=32, cpu_millicores=100))
+        api.bind_service(unique, "db", "web")
+    [web] = ready(platform, unique, "web", 1, revision=2)
+    url = docker("exec", web.container_id, "sh", "-c", "echo $DATABASE_URL").strip()
+
+    def db_ready() -> list[InstanceRead]:
+        with platform.operator() as api:
+            return [i for i in api.instances(unique, "db") if i.state == InstanceState.READY]
+
+    [db] = wait_for(db_ready, 600, "the database ready")
+    key = keypair(tmp_path, "tenant")
+    register(platform, key, Role.TENANT, unique)
+    return unique, key, db, url
+
+
+def test_psql_runs_a_piped_script_in_the_services_database_as_the_bound_apps_role(
+    platform: Daemon, database: Database, tmp_path: Path
+) -> None:
+    tenant, key, db, url = database
+    script = "create table t (x int); insert into t values (42); select x from t"
+    ran = subprocess.run(
+        ssh_command(platform, key, tenant, "psql", "db"), input=script, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "42" in [line.strip() for line in ran.stdout.splitlines()], ran.stdout
+
+    assert db.endpoint is not None  # the bound app, with its own credentials: the table is its role's
+    assert app_psql(db.endpoint, url, "select tableowner from pg_tables where tablename = 't'") == USERNAME
+    app_psql(db.endpoint, url, "insert into t values (43)")  # it writes to it, too
+    assert app_psql(db.endpoint, url, "select sum(x) from t") == "85"
+
+    failing = subprocess.run(
+        ssh_command(platform, key, tenant, "psql", "db"),
+        input="\\set ON_ERROR_STOP on\nselect 1 / 0;\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failing.returncode == 3 and "division by zero" in failing.stderr  # psql's own exit code
+
+    operator = keypair(tmp_path, "operator")
+    register(platform, operator, Role.OPERATOR)
+    named = subprocess.run(
+        ssh_command(platform, operator, "admin", "psql", f"{tenant}/db"),
+        input="select sum(x) from t",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert named.returncode == 0 and "85" in named.stdout.split(), named.stderr
+    with platform.operator() as api:
+        events = api.events(tenant, limit=300)
+    sessions = [(e.detail["command"], e.detail["exit_code"]) for e in events if e.action == "ssh.session"]
+    assert sorted(sessions) == [("psql db", 0), ("psql db", 3)]  # the operator's is its own (no tenant's)
+    execs = [e.detail for e in events if e.action == "instance.exec"]
+    assert [(e["app"], e["instance"], e["command"]) for e in execs] == [("db", db.id, PSQL_COMMAND)] * 3
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make install")
+def test_psql_with_a_terminal_is_psqls_prompt(platform: Daemon, database: Database) -> None:
+    tenant, key, _, _ = database
+    prompt = Terminal(platform, key, tenant, command="psql db")
+    try:
+        prompt.wait_for("app=>")
+        prompt.keys("select 6 * 7 as answer \\g", "Enter")  # a word ending in ; would be a tmux separator
+        prompt.wait_for("42")
+        prompt.keys("\\q", "Enter")
+        screen = prompt.wait_for("SESSION-ENDED 0")
+    finally:
+        prompt.close()
+    assert "could not save history" not in screen
+
+
+def test_psql_opens_only_a_service_of_the_sessions_tenant(platform: Daemon, unique: str, tmp_path: Path) -> None:
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="small"))
+        api.create_service(unique, ServiceCreate(name="db", size_mib=64))
+        api.deploy(unique, "web", AppSpec(image="strata/static", memory_mib=32, cpu_millicores=100))
+        api.create_tenant(TenantCreate(name=f"{unique}-other"))
+    key, other = keypair(tmp_path, "tenant"), keypair(tmp_path, "other")
+    register(platform, key, Role.TENANT, unique)
+    register(platform, other, Role.TENANT, f"{unique}-other")
+
+    web = ssh(platform, key, unique, "psql", "web")
+    assert web.returncode == 1 and web.stderr == f"error: {unique} has no service named web; its services are: db\n"
+    stranger = ssh(platform, other, f"{unique}-other", "psql", "db")
+    assert stranger.returncode == 1
+    assert stranger.stderr == f"error: {unique}-other has no service named db; it has none\n"
+    assert ssh(platform, other, f"{unique}-other", "psql", f"{unique}/db").returncode == 2
+    with platform.operator() as api:
+        assert not [e for e in api.events(unique, limit=300) if e.action == "instance.exec"]  # nothing ran

@@ -6,14 +6,17 @@ the CLI's, and the API decides what the token may do.
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from tenants.services import DATABASE, USERNAME
 
 USAGE = """\
 commands: apps | logs APP [-f] | scale APP REPLICAS | restart APP | events | builds [APP] | builds log ID
           images | registries | registries add REGISTRY --username U --password-stdin | registries remove REGISTRY
           shell APP [INSTANCE] [-- COMMAND...]   (ssh -t for an interactive shell)
+          psql SERVICE   (a managed PostgreSQL: ssh -t for a prompt, or a script on stdin)
 git push ssh://TENANT@HOST:PORT/APP main builds and deploys; git clone reads what was pushed
-(an operator names the tenant: apps TENANT, logs TENANT/APP, scale TENANT/APP N, ...)
+(an operator names the tenant: apps TENANT, logs TENANT/APP, psql TENANT/SERVICE, ...)
 without a command, with a terminal (ssh -t): the console
 """
 
@@ -74,33 +77,57 @@ class UsageError(Exception):
     """Not a command this SSH server runs; the message is the usage."""
 
 
+# psql in a managed PostgreSQL's container: over its socket as the superuser postgres (the container's user, by
+# `peer`), acting as the role that owns the database, so that what it creates is the bound apps' own. No history
+# file: the container's root is read-only, and psql would complain at each exit that it cannot save one.
+PSQL_COMMAND = ["env", f"PGOPTIONS=-c role={USERNAME}", "PSQL_HISTORY=/dev/null", "psql", "-d", DATABASE]
+
+
 @dataclass(frozen=True)
 class Shell:
-    """`shell APP [INSTANCE] [-- COMMAND...]`: a command (a shell by default) in one of the app's containers."""
+    """A command (a shell by default) in one of the app's containers: `shell APP [INSTANCE] [-- COMMAND...]`, or
+    `psql SERVICE`, psql in the container of one of the tenant's managed services (`service`: the app must be one,
+    which the API is asked before anything runs)."""
 
     tenant: str
     app: str
     instance: str | None
     command: list[str]
+    service: bool = field(default=False, kw_only=True)
 
 
 def shell_request(words: list[str], tenant: str | None) -> Shell | None:
-    """The shell this SSH command asks for, or None if it is not `shell`."""
+    """The shell this SSH command asks for (`shell ...` or `psql ...`), or None if it is neither."""
+    if words[:1] == ["psql"]:
+        return _psql(words[1:], tenant)
     if not words or words[0] != "shell":
         return None
     head, _, command = _split(words[1:])
     if not head or len(head) > 2:
         raise UsageError(USAGE)
-    ref = head[0]
-    if tenant is None:
-        owner, slash, app = ref.partition("/")
-        if not slash:
-            raise UsageError(f"as an operator, name the app as TENANT/APP\n{USAGE}")
-    elif "/" in ref:
-        raise UsageError(f"name the app alone ({ref.split('/')[-1]}); you are {tenant}\n{USAGE}")
-    else:
-        owner, app = tenant, ref
+    owner, app = _owner_and_name(head[0], tenant, "app", "APP")
     return Shell(owner, app, head[1] if len(head) == 2 else None, command or ["/bin/sh"])
+
+
+def _psql(args: list[str], tenant: str | None) -> Shell:
+    """`psql SERVICE` (an operator: `psql TENANT/SERVICE`), nothing more: the service's database, as its role."""
+    if len(args) != 1:
+        named = "TENANT/SERVICE" if tenant is None else "SERVICE"
+        raise UsageError(f"psql takes the service's name alone: psql {named}\n{USAGE}")
+    owner, service = _owner_and_name(args[0], tenant, "service", "SERVICE")
+    return Shell(owner, service, None, list(PSQL_COMMAND), service=True)
+
+
+def _owner_and_name(ref: str, tenant: str | None, what: str, placeholder: str) -> tuple[str, str]:
+    """(TENANT, NAME) of what an SSH command names: `NAME` in a tenant's session, `TENANT/NAME` in an operator's."""
+    if tenant is None:
+        owner, slash, name = ref.partition("/")
+        if not slash or not owner or not name:
+            raise UsageError(f"as an operator, name the {what} as TENANT/{placeholder}\n{USAGE}")
+        return owner, name
+    if "/" in ref:
+        raise UsageError(f"name the {what} alone ({ref.split('/')[-1]}); you are {tenant}\n{USAGE}")
+    return tenant, ref
 
 
 def _split(words: list[str]) -> tuple[list[str], str, list[str]]:

@@ -480,18 +480,44 @@ async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str
         writer.close()
 
 
+class _NotServed(Exception):
+    """What a `psql SERVICE` names is not a service it can open; the message says why."""
+
+
+def _check_service(client: StrataClient, shell: Shell) -> None:
+    """Raise `_NotServed` unless `shell.app` is one of the tenant's services, ready: said plainly here, rather than
+    as the engine's failure to run psql in a web app's container. Whether the session may see it at all is the
+    API's answer to the session's token (another tenant's is out of its reach, as any of its apps)."""
+    try:
+        service = client.service(shell.tenant, shell.app)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        names = [s.name for s in client.services(shell.tenant)]  # its own refusal if the tenant is not there
+        some = f"its services are: {', '.join(names)}" if names else "it has none"
+        raise _NotServed(f"{shell.tenant} has no service named {shell.app}; {some}") from None
+    if not service.ready:
+        why = f" ({service.status})" if service.status else ""
+        raise _NotServed(f"the service {shell.tenant}/{shell.app} is not ready{why}; try again in a moment")
+
+
 async def _shell(process: asyncssh.SSHServerProcess[bytes], shell: Shell, grant: Grant, home: Path) -> int:
     """Through the control API's exec WebSocket, with the session's token: the API decides what it reaches."""
     socket = home / "api.sock"
 
     def instances() -> list[tuple[str, bool]]:
         with StrataClient(socket=socket, token=grant.token) as client:
+            if shell.service:
+                _check_service(client, shell)
             return [(i.id, i.state == "ready") for i in client.instances(shell.tenant, shell.app)]
 
     try:
         found = await asyncio.to_thread(instances)
     except ApiError as exc:
         process.stderr.write(f"error: {exc.message}\n".encode())
+        return 1
+    except _NotServed as refused:
+        process.stderr.write(f"error: {refused}\n".encode())
         return 1
     ids = [id for id, _ in found]
     if shell.instance is not None and shell.instance not in ids:
