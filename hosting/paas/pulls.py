@@ -41,6 +41,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from hosting.paas.catalog_images import built_here
 from hosting.paas.images import SAMPLE_IMAGES
 from hosting.paas.planner import backoff
 from hosting.paas.problems import AppProblems
@@ -125,6 +126,8 @@ def platform_image_missing(reference: str, *, present: bool = False) -> str:
         return f"{reference} is a build's image and {where}: build the app again"
     if canonical(reference) in {canonical(sample) for sample in SAMPLE_IMAGES.values()}:
         return f"{reference} is the platform's image and {where}: `strata images bootstrap`"
+    if built_here(reference):
+        return f"{reference} is the platform's image and {where}: deploy its catalog template again (that builds it)"
     return f"{reference} is the platform's image and {where}: `strata images load FILE.tar`"
 
 

@@ -10,6 +10,8 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Header, Input, Label, Log
 
+from tenants.catalog import TemplateDeploy
+from tenants.client import ApiError
 from tenants.enums import BuildState
 from tenants.errors import Invalid
 from tenants.schemas import BuildRead
@@ -67,7 +69,7 @@ def test_side_by_side_no_column_is_cut_without_a_note_under_its_pane() -> None:
 
         async def steps(app: StrataConsole, pilot: Pilot, width: int = width) -> None:
             screen = await open_tenant(pilot)
-            for pane in (*PANES, "builds", "volumes"):
+            for pane in (*PANES, "builds", "volumes", "services"):
                 table = screen.query_one(f"#{pane}", FittingTable)
                 shown = [str(column.label) for column in table.ordered_columns]
                 assert sum(column.get_render_width(table) for column in table.ordered_columns) <= table.size.width
@@ -85,9 +87,10 @@ def test_the_iaas_pane_shows_the_tenants_share_beside_the_nodes_total() -> None:
         table = screen.query_one("#iaas", FittingTable)
         row = dict(zip(["", "NODE", "STATE", "TENANT INST", "TENANT CPU", "TENANT MEM", "NODE INST", "NODE CPU",
                         "NODE MEM", "VM"], table.rows_shown[0][1], strict=True))  # fmt: skip
-        # 19 instances (10 apps of 2, but app-0 with its volume of 1) of 250m and 128Mi each; 12 such tenants
-        assert (str(row["TENANT INST"]), str(row["TENANT CPU"]), str(row["TENANT MEM"])) == ("19", "4750m", "2432Mi")
-        assert (str(row["NODE INST"]), str(row["NODE CPU"])) == ("228", "57000m/64000m")
+        # 18 instances (10 apps of 2, but app-0 with its volume of 1, and the service db of 1) of 250m and 128Mi
+        # each, but db's of 500m and 256Mi; 12 such tenants
+        assert (str(row["TENANT INST"]), str(row["TENANT CPU"]), str(row["TENANT MEM"])) == ("18", "4750m", "2432Mi")
+        assert (str(row["NODE INST"]), str(row["NODE CPU"])) == ("216", "57000m/64000m")
 
     offline(steps, size=(250, 40))
 
@@ -340,18 +343,18 @@ def test_the_volumes_pane_shows_each_volumes_size_use_and_the_app_that_mounts_it
         screen = await open_tenant(pilot)
         assert screen.query_one("#volumes-pane").display
         rows = dict(screen.query_one("#volumes", FittingTable).rows_shown)
-        assert list(rows) == ["data", "scratch"]
+        assert list(rows) == ["data", "scratch", "db"]  # db: the service's
         data, scratch = ([str(cell) for cell in rows[name]] for name in ("data", "scratch"))
         assert data == ["◆", "data", "1.0 GiB", "870 MiB (85%)", "app-0", "/var/lib/app", "local"]  # app-0's: marked
         assert scratch == ["", "scratch", "2.0 GiB", "-", "-", "-", "local"]  # mounted by none: its use unknown
         used = rows["data"][3]
         assert isinstance(used, Text) and "yellow" in str(used.style)  # past 70% full
         paas = dict(screen.query_one("#paas", FittingTable).rows_shown)
-        assert (str(paas["app:app-0"][0]), str(paas["app:app-1"][0])) == ("app-0 ⛁ data", "app-1")
+        assert (str(paas["app:app-0"][0]), str(paas["app:app-3"][0])) == ("app-0 ⛁ data", "app-3")
 
         await pilot.press("down", "down")  # app-0's one instance, then app-1: the volume is no longer marked
         await pilot.pause(0.2)
-        assert [str(cells[0]) for _, cells in screen.query_one("#volumes", FittingTable).rows_shown] == ["", ""]
+        assert [str(cells[0]) for _, cells in screen.query_one("#volumes", FittingTable).rows_shown] == ["", "", ""]
         await pilot.press("up")
         await pilot.pause(0.2)
         assert str(screen.query_one("#volumes", FittingTable).rows_shown[0][1][0]) == "◆"
@@ -360,25 +363,125 @@ def test_the_volumes_pane_shows_each_volumes_size_use_and_the_app_that_mounts_it
 
 
 @pytest.mark.parametrize(
-    ("builds", "volumes", "height"),
-    [(True, True, 7), (True, False, 7), (False, True, 6), (False, False, 0)],  # 3 builds, 2 volumes, 4 lines around
+    ("builds", "volumes", "services", "height"),
+    [
+        (True, True, True, 7),  # 3 builds, 3 volumes, 1 service; 4 lines around
+        (True, False, False, 7),
+        (False, True, False, 7),
+        (False, False, True, 5),
+        (False, False, False, 0),
+    ],
 )
-def test_the_builds_and_volumes_panes_show_only_when_the_tenant_has_some(
-    builds: bool, volumes: bool, height: int
+def test_the_builds_volumes_and_services_panes_show_only_when_the_tenant_has_some(
+    builds: bool, volumes: bool, services: bool, height: int
 ) -> None:
     class Some(SyntheticData):
         def tenant(self, name: str) -> TenantDetail:
             detail = super().tenant(name)
             return dataclasses.replace(
-                detail, builds=detail.builds if builds else [], volumes=detail.volumes if volumes else []
+                detail,
+                builds=detail.builds if builds else [],
+                volumes=detail.volumes if volumes else [],
+                services=detail.services if services else [],
             )
 
     async def steps(app: StrataConsole, pilot: Pilot) -> None:
         screen = await open_tenant(pilot)
-        shown = {pane: screen.query_one(f"#{pane}-pane") for pane in ("builds", "volumes")}
-        assert (shown["builds"].display, shown["volumes"].display) == (builds, volumes)
+        shown = {pane: screen.query_one(f"#{pane}-pane") for pane in ("builds", "volumes", "services")}
+        assert [pane.display for pane in shown.values()] == [builds, volumes, services]
         widths = [pane.outer_size.width for pane in shown.values() if pane.display]
         assert sum(widths) == (screen.size.width if widths else 0)  # one alone takes all the width
         assert screen.query_one("#under").outer_size.height == height
 
     offline(steps, data=Some(3))
+
+
+def test_the_services_pane_shows_each_service_ready_its_use_and_the_apps_bound_to_it() -> None:
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        screen = await open_tenant(pilot)
+        assert screen.query_one("#services-pane").display
+        [(key, cells)] = screen.query_one("#services", FittingTable).rows_shown
+        assert key == "db"
+        assert [str(cell) for cell in cells] == [
+            "", "db", "postgres", "ready", "256 MiB", "41 MiB (16%)", "app-1, app-2", "db:5432"
+        ]  # fmt: skip
+        paas = dict(screen.query_one("#paas", FittingTable).rows_shown)
+        assert (str(paas["app:app-1"][0]), str(paas["app:db"][0])) == ("app-1 → db", "db ⛃ postgres")
+        saas = [key for key, _ in screen.query_one("#saas", FittingTable).rows_shown]
+        assert "db" not in saas and len(saas) == 9  # the front door serves no service
+
+        await pilot.press("down", "down")  # app-0's instance, then app-1, bound to db: db is marked
+        await pilot.pause(0.2)
+        assert str(screen.query_one("#services", FittingTable).rows_shown[0][1][0]) == "◆"
+
+    offline(steps, size=(250, 40))
+
+
+class Deploying(SyntheticData):
+    """Deploys of templates answered as the API would: refused (as the plan refuses it) or done."""
+
+    def __init__(self, tenants: int, refused: ApiError | None = None) -> None:
+        super().__init__(tenants)
+        self.refused = refused
+        self.deployed: list[tuple[str, str, TemplateDeploy]] = []
+
+    def deploy_template(self, tenant: str, template: str, body: TemplateDeploy) -> None:
+        if self.refused is not None:
+            raise self.refused
+        self.deployed.append((tenant, template, body))
+
+
+async def eventually(pilot: Pilot, probe: Callable[[], bool]) -> None:
+    for _ in range(100):
+        if probe():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("it never happened")
+
+
+async def guestbook_form(app: StrataConsole, pilot: Pilot) -> FormDialog:
+    await pilot.press("colon", *"catalog", "enter")
+    await painted(pilot, "#catalog")
+    await pilot.press("down", "down", "enter", *"tenant-0000", "enter")
+    for _ in range(100):
+        if isinstance(app.screen, FormDialog) and app.screen.query("#env-TITLE"):
+            return app.screen
+        await pilot.pause(0.05)
+    raise AssertionError("the guestbook's form never opened")
+
+
+def test_the_guestbook_form_says_it_makes_and_binds_its_database_and_sends_one_deploy() -> None:
+    data = Deploying(3)
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        form = await guestbook_form(app, pilot)
+        labels = [str(label.render()) for label in form.query(".label")]
+        assert labels[0].startswith("Also makes db (postgres, 256 MiB) unless the tenant has it")
+        assert [label.split(" ")[0] for label in labels[1:]] == ["App", "Image", "Replicas", "TITLE"]
+        form.query_one("#env-TITLE", Input).value = "Visitors"
+        form.query_one("#app", Input).focus()
+        await pilot.press("enter")
+        await eventually(pilot, lambda: not isinstance(app.screen, FormDialog))
+        assert "tenant-0000/guestbook deployed, bound to db" in [str(t.message) for t in app._notifications]  # noqa: SLF001
+
+    offline(steps, data=data)
+    [(tenant, template, body)] = data.deployed
+    assert (tenant, template, body.app, body.replicas, body.env) == (
+        "tenant-0000", "guestbook", "guestbook", 2, {"TITLE": "Visitors"}
+    )  # fmt: skip
+
+
+def test_a_refused_template_deploy_is_said_in_its_form_which_stays_open() -> None:
+    quota = "instances quota exceeded: this change needs 7 in all, plan 'small' allows 6"
+    data = Deploying(3, ApiError(403, "quota_exceeded", quota, "instances"))
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        form = await guestbook_form(app, pilot)
+        await pilot.press("enter")
+        await eventually(pilot, lambda: error_of(app) == quota)
+        assert app.screen is form
+        await pilot.pause(0.1)
+        dialog, error = form.query_one("#dialog").region, form.query_one("#error").region
+        assert dialog.y <= error.y < dialog.bottom  # scrolled into view at 80×24
+
+    offline(steps, data=data, size=(80, 24))

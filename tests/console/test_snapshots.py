@@ -2,9 +2,10 @@
 figure in them is volatile. `pytest --snapshot-update` rewrites them after an intended change of the UI."""
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from tui.app import StrataConsole
+from tui.screens.dialogs import FormDialog
 from tui.synthetic import SyntheticData
 
 SIZE = (120, 32)
@@ -69,3 +70,27 @@ def test_nodes_with_a_vm_node(snap_compare) -> None:  # type: ignore[no-untyped-
         await painted(pilot, "#nodes")
 
     assert snap_compare(console(), terminal_size=SIZE, run_before=nodes)
+
+
+def test_catalog_with_what_each_template_makes(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def catalog(pilot: Pilot) -> None:
+        await painted(pilot)
+        await pilot.press("colon", *"catalog", "enter")
+        await painted(pilot, "#catalog")
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=catalog)
+
+
+def test_the_guestbook_form_says_it_makes_and_binds_a_database(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def form(pilot: Pilot) -> None:
+        await painted(pilot)
+        await pilot.press("colon", *"catalog", "enter")
+        await painted(pilot, "#catalog")
+        await pilot.press("down", "down", "enter", *"tenant-0000", "enter")
+        while not isinstance(pilot.app.screen, FormDialog) or not pilot.app.screen.query("#env-TITLE"):
+            await pilot.pause(0.05)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False  # the cursor hidden, not caught mid-blink
+        await pilot.pause(0.3)
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=form)

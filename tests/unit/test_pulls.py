@@ -267,6 +267,7 @@ def test_an_engine_error_while_resolving_holds_the_app_without_a_pull_and_it_res
         ("strata/static", "`strata images bootstrap`"),
         ("docker.io/strata/hello:latest", "`strata images bootstrap`"),
         ("strata/tools:1", "`strata images load FILE.tar`"),
+        ("strata/guestbook", "deploy its catalog template again (that builds it)"),
     ],
 )
 def test_the_platforms_own_references_are_never_pulled_from_a_registry(

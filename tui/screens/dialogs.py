@@ -14,11 +14,12 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from tenants.catalog import Template
+from tenants.catalog import Template, TemplateDeploy
 from tenants.client import ApiError
 from tenants.errors import Invalid
 from tenants.names import check_name
 from tenants.schemas import AppSpec, EventRead, TenantCreate
+from tui import render
 from tui.dao import ConsoleData
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ Result = TypeVar("Result")
 DIALOG_CSS = """
 #dialog { width: 70; height: auto; max-height: 90%; padding: 1 2; border: thick $accent; background: $surface; }
 #dialog > .label { margin-top: 1; }
+#dialog > #title, #dialog > #note { width: 100%; }
 #error { color: $error; margin-top: 1; }
 """
 HINT = "Enter submits, esc cancels"
@@ -68,6 +70,11 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+class FormBody(VerticalScroll, can_focus=False):
+    """A form, scrolled when taller than the terminal (to its error, when refused); the focus goes to the first
+    input, never to the scrolling itself."""
+
+
 @dataclass(frozen=True)
 class Field:
     """One input of a form: its id (the key of its value), a label above it, what it starts with."""
@@ -82,7 +89,8 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
     """Labelled inputs. Enter hands their values (stripped, by field id) to `parse`; what it returns goes to
     `send` (in a worker, through the API), and the form closes with it once sent. A refusal of either (an
     `ApiError`, or a `ValueError`, which pydantic's `ValidationError` and `Invalid` are) is said under the form,
-    which stays open: nothing bad is sent, and nothing is half-done. `esc` closes it with None."""
+    which stays open: nothing bad is sent, and nothing is half-done. `esc` closes it with None. A `note` under the
+    title says what else sending does; `waiting` is said while the answer is awaited."""
 
     DEFAULT_CSS = "FormDialog { align: center middle; }" + DIALOG_CSS
     BINDINGS = [("escape", "cancel", "Cancel")]
@@ -96,19 +104,28 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
         fields: Sequence[Field],
         parse: Callable[[dict[str, str]], Result],
         send: Callable[[ConsoleData, Result], object] | None = None,
+        *,
+        note: Text | None = None,
+        waiting: str = "sending…",
     ) -> None:
         super().__init__()
         self.title_text, self.fields, self.parse, self.send = title, fields, parse, send
+        self.note, self.waiting = note, waiting
         self.busy = False  # sent, no answer yet: Enter and esc wait for it (its answer closes or refuses)
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(self.title_text)
+        with FormBody(id="dialog"):
+            yield Label(self.title_text, id="title")
+            if self.note is not None:
+                yield Label(self.note, id="note", classes="label")
             for field in self.fields:
                 if field.label:
                     yield Label(Text(field.label), classes="label")
                 yield Input(value=field.value, placeholder=field.placeholder, id=field.id)
             yield Label(HINT, id="error")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self.query_one(FormBody).scroll_home, animate=False)  # the title first
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -124,7 +141,7 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
             self.dismiss(result)
         else:
             self.busy = True
-            self.query_one("#error", Label).update(Text("sending…"))
+            self.query_one("#error", Label).update(Text(self.waiting))
             self.sending(self.send, result)
 
     @work(thread=True, exclusive=True, group="form")
@@ -138,7 +155,9 @@ class FormDialog(ModalScreen[Result | None], Generic[Result]):
 
     def refuse(self, exc: Exception) -> None:
         self.busy = False
-        self.query_one("#error", Label).update(Text(message(exc), style="bold"))
+        error = self.query_one("#error", Label)
+        error.update(Text(message(exc), style="bold"))
+        error.scroll_visible(animate=False)
 
     def action_cancel(self) -> None:
         if not self.busy:
@@ -166,10 +185,10 @@ def new_tenant_form() -> FormDialog[TenantCreate]:
     return FormDialog("New tenant", fields, parse, lambda data, spec: data.create_tenant(spec.name, spec.plan))
 
 
-def deploy_form(tenant: str, template: Template | None = None) -> FormDialog[tuple[str, AppSpec]]:
-    """App name, image, replicas and the template's environment (required ones marked *); sent as a deploy."""
-    t = template or Template(name="", description="", image="")
-    fields = [
+def app_fields(t: Template) -> list[Field]:
+    """App name, image, replicas and the template's environment (required ones marked *), the template's values
+    filled in."""
+    return [
         Field("app", "App name (a DNS label)", t.name, "web"),
         Field("image", "Image", t.image, "strata/hello"),
         Field("replicas", "Replicas", str(t.replicas), "1"),
@@ -184,17 +203,54 @@ def deploy_form(tenant: str, template: Template | None = None) -> FormDialog[tup
         ),
     ]
 
-    def parse(values: dict[str, str]) -> tuple[str, AppSpec]:
-        check_name(values["app"], field="app")
-        replicas = values["replicas"] or str(t.replicas)
-        if not replicas.isdecimal():
-            raise Invalid(f"replicas must be a whole number, not {replicas!r}", field="replicas")
-        env = {f.name: values[f"env-{f.name}"] for f in t.env}
-        spec = t.model_copy(update={"image": values["image"]}).spec(env)
-        return values["app"], AppSpec.model_validate({**spec.model_dump(), "replicas": int(replicas)})
 
-    title = Text.assemble("Deploy to ", (tenant, "bold"), f": {t.description}" if t.description else "")
-    return FormDialog(title, fields, parse, lambda data, app: data.deploy(tenant, *app))
+def template_deploy(t: Template, values: dict[str, str]) -> TemplateDeploy:
+    """The form's values as a deploy of template `t`, checked as the API will check them (the spec it makes)."""
+    check_name(values["app"], field="app")
+    replicas = values["replicas"] or str(t.replicas)
+    if not replicas.isdecimal():
+        raise Invalid(f"replicas must be a whole number, not {replicas!r}", field="replicas")
+    env = {f.name: values[f"env-{f.name}"] for f in t.env}
+    body = TemplateDeploy.model_validate(
+        {"app": values["app"], "image": values["image"] or t.image, "replicas": int(replicas), "env": env}
+    )
+    body.spec(t)
+    return body
+
+
+def deploy_form(tenant: str) -> FormDialog[tuple[str, AppSpec]]:
+    """Any image as an app of `tenant`: name, image, replicas; sent as a deploy."""
+    blank = Template(name="", description="", image="")
+
+    def parse(values: dict[str, str]) -> tuple[str, AppSpec]:
+        body = template_deploy(blank, values)
+        return body.app, body.spec(blank)
+
+    title = Text.assemble("Deploy to ", (tenant, "bold"))
+    return FormDialog(title, app_fields(blank), parse, lambda data, app: data.deploy(tenant, *app))
+
+
+def template_form(tenant: str, template: Template) -> FormDialog[TemplateDeploy]:
+    """A catalog template for `tenant`: its app's fields, and under the title the services it makes (unless the
+    tenant has them) and binds; sent as one deploy of the template, which the API carries out whole."""
+    note = None
+    if template.services:
+        made = ", ".join(f"{s.name} ({s.kind}, {render.size(s.size_mib)})" for s in template.services)
+        note = Text.assemble(
+            "Also makes ",
+            (made, "bold"),
+            " unless the tenant has it, and binds it to the app (DATABASE_URL). The platform's first database "
+            "builds its image: minutes.",
+        )
+    title = Text.assemble("Deploy to ", (tenant, "bold"), f": {template.description}")
+    return FormDialog(
+        title,
+        app_fields(template),
+        lambda values: template_deploy(template, values),
+        lambda data, body: data.deploy_template(tenant, template.name, body),
+        note=note,
+        waiting="deploying… (minutes if an image is built)" if template.services else "sending…",
+    )
 
 
 class EventDialog(ModalScreen[None]):
