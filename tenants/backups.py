@@ -21,7 +21,9 @@ def start(session: Session, actor: str, tenant_name: str, volume_name: str) -> B
     tenant = get_tenant(session, tenant_name)
     if tenant.status == TenantStatus.SUSPENDED:
         raise Conflict(f"tenant {tenant_name!r} is suspended; resume it before backing up its volumes")
-    volumes.get_volume(session, tenant, volume_name)
+    volume = volumes.get_volume(session, tenant, volume_name)
+    if volume.moving_to is not None:
+        raise Conflict(f"volume {volume_name!r} is moving to node {volume.moving_to}; back it up once it is there")
     backup = Backup(tenant_id=saved_id(tenant), volume=volume_name, state=BackupState.RUNNING, actor=actor)
     session.add(backup)
     session.commit()
@@ -93,6 +95,9 @@ def restorable(session: Session, tenant: Tenant, backup_id: int, into: str | Non
     target = volumes.get_volume(session, tenant, into or backup.volume)
     if target.restoring:
         raise Conflict(f"volume {target.name!r} is being restored already", field="volume")
+    if target.moving_to is not None:
+        raise Conflict(f"volume {target.name!r} is moving to node {target.moving_to}; restore once it is there",
+                       field="volume")  # fmt: skip
     if backup.size_bytes > target.size_mib << 20:
         raise Conflict(
             f"backup {backup_id} needs {backup.size_bytes / 2**20:.1f} MiB, volume {target.name!r} has "
@@ -125,16 +130,17 @@ def delete(session: Session, actor: str, tenant: Tenant, backup_id: int) -> Back
     return backup
 
 
-def due(session: Session, now: datetime) -> list[tuple[str, str]]:
-    """(tenant, volume) of every volume whose latest backup (verified or not: a failing one is not retried
-    faster than its schedule) is older than its plan's interval, or that has none."""
+def due(session: Session, now: datetime, node: str) -> list[tuple[str, str]]:
+    """(tenant, volume) of every volume on `node` (where backups reach: a VM node's are not backed up yet) whose
+    latest backup (verified or not: a failing one is not retried faster than its schedule) is older than its
+    plan's interval, or that has none."""
     latest: dict[tuple[int, str], datetime] = {}
     for tenant_id, volume, started in session.exec(select(Backup.tenant_id, Backup.volume, Backup.started_at)):
         key = (tenant_id, volume)
         latest[key] = max(latest.get(key, started), started)
     rows = session.exec(
         select(Volume, Tenant, Plan).join(Tenant, col(Volume.tenant_id) == Tenant.id).join(Plan)
-        .where(Tenant.status == TenantStatus.ACTIVE)
+        .where(Tenant.status == TenantStatus.ACTIVE, Volume.node == node)
     )  # fmt: skip
     return [
         (tenant.name, volume.name)

@@ -20,7 +20,7 @@ RECONCILER = "reconciler"
 @dataclass(frozen=True)
 class DesiredApp:
     """One app as the reconciler must make it run; `replicas` is 0 for a suspended tenant, and while a volume
-    it mounts is being restored."""
+    it mounts is being restored or moved."""
 
     tenant: str
     isolation: str
@@ -59,7 +59,7 @@ class ActionEvent:
 def desired_apps(session: Session) -> list[DesiredApp]:
     found = list(session.exec(select(Volume)))
     nodes = {(v.tenant_id, v.name): v.node for v in found}
-    restoring = {(v.tenant_id, v.name) for v in found if v.restoring}
+    restoring = {(v.tenant_id, v.name) for v in found if v.restoring or v.moving_to is not None}
     rows = session.exec(
         select(App, Tenant, Plan)
         .join(Tenant, col(App.tenant_id) == Tenant.id)
@@ -97,7 +97,7 @@ def desired_apps(session: Session) -> list[DesiredApp]:
 
 
 def _restoring(app: App, restoring: set[tuple[int, str]]) -> bool:
-    """The app mounts a volume being restored: none of its instances runs until the restore is over."""
+    """The app mounts a volume being restored or moved: none of its instances runs until that is over."""
     return any((app.tenant_id, mount["volume"]) in restoring for mount in app.volumes)
 
 

@@ -93,6 +93,13 @@ def request_removal(session: Session, actor: str, name: str, *, force: bool) -> 
     if node.driver == "local":
         raise Invalid("the local node is this host's own engine; it is not removed (drain it instead)", field="name")
     count = session.exec(select(func.count()).select_from(Instance).where(Instance.node == name)).one()
+    held = _volumes_by_node(session).get(name, [])
+    if held and not force:
+        first = held[0].split(" ")[0]
+        raise Conflict(
+            f"node {name} holds volume(s) {', '.join(held)}; move them first (strata volumes move {first} --to NODE), "
+            "or remove it with --force (their data stays on the host, and moves with `strata volumes move`)"
+        )
     if count and not force:
         raise Conflict(
             f"node {name} runs {count} instance(s); drain it first (strata nodes drain {name}) "

@@ -1,7 +1,8 @@
 """The hypervisor driver interface: the lifecycle verbs of a VM, named once, and what a driver can do.
 
 A driver owns the VMs it started: their processes, disks and state under one directory per VM. It knows
-nothing of containers; a VM here is CPU, memory, a disk, a console and SSH forwarded to 127.0.0.1.
+nothing of containers; a VM here is CPU, memory, a disk, a console and SSH forwarded to 127.0.0.1, and the
+disks attached to it besides (raw image files of the host, as OpenStack's Cinder attaches volumes).
 """
 
 from abc import ABC, abstractmethod
@@ -26,6 +27,19 @@ class VmState(StrEnum):
 @dataclass(frozen=True)
 class Capabilities:
     snapshots: bool  # save a running VM to a file and restore clones of it
+    disks: bool = False  # attach and detach disks while the VM runs (and keep them across its restarts)
+
+
+SERIAL_PATTERN = r"[A-Za-z0-9-]{1,20}"  # what every bus carries of a disk's serial (virtio-blk: 20 bytes)
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A disk attached to a VM: a raw image file of the host, known to the guest by `serial` (on the image's
+    virtio-scsi bus: `/sys/block/sdX/device/vpd_pg80`, the unit serial number page)."""
+
+    serial: str
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -136,4 +150,23 @@ class HypervisorDriver(ABC):
 
     @abstractmethod
     async def snapshot(self, name: str, path: Path) -> None:
-        """Save the running VM's memory and devices to `path`; the VM is left stopped, its disk unchanged."""
+        """Save the running VM's memory and devices to `path`; the VM is left stopped, its disk unchanged.
+        Refused while disks are attached: every restore of the snapshot would need them."""
+
+    # attached disks (where `capabilities.disks`)
+
+    @abstractmethod
+    async def attach_disk(self, name: str, disk: Disk) -> None:
+        """Attach `disk` to the VM: at once if it runs (hot-plugged), and recorded, so that every later start has
+        it too (a cold boot on its command line, a restore hot-plugged after the snapshot's devices). Attaching
+        the same disk again is fine; another disk of the same serial or image is refused, as is a driver or a VM
+        that cannot take disks (one defined before it could). The image must be used by nothing else."""
+
+    @abstractmethod
+    async def detach_disk(self, name: str, serial: str) -> None:
+        """Detach the disk `serial` from the VM, at once if it runs, and from its record. To the guest it is
+        pulled out: whatever the guest had of it must be unmounted first. A disk not attached is fine."""
+
+    @abstractmethod
+    def disks(self, name: str) -> list[Disk]:
+        """The disks recorded as attached to the VM, in the order they were attached."""

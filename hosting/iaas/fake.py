@@ -7,10 +7,12 @@ calls made, and time is the injected clock's. Its ports are made up and never li
 writes is a snapshot, at the path its caller gives (callers look for the file).
 
 What a test does to it, as the world would: `die` (the VM's process ends by itself), `pause`, `fail` a verb once,
-`write_console` (what the guest prints).
+`write_console` (what the guest prints). `FakeVm.plugged` is what its guest sees of its disks now: the recorded
+ones from each start on, as QEMU gives them.
 """
 
 import itertools
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +21,9 @@ from pathlib import Path
 
 from hosting.iaas.accel import Accel
 from hosting.iaas.driver import (
+    SERIAL_PATTERN,
     Capabilities,
+    Disk,
     HypervisorDriver,
     HypervisorError,
     Identity,
@@ -37,7 +41,7 @@ DISK_BYTES = 64 * MIB  # what a VM's own disk layer takes
 RESIDENT_SHARE = 0.5  # of its flavor's memory, what a running VM's process holds
 BUSY_SHARE = 0.1  # of its vCPUs, what a running VM uses
 SNAPSHOT_MAGIC = b"strata fake snapshot\n"
-SNAPSHOTS = Capabilities(snapshots=True)
+SNAPSHOTS = Capabilities(snapshots=True, disks=True)
 KVM = Accel("kvm")
 ROOT = Path("/nonexistent/fake-vms")  # where its VMs' disks would be: a path only, never created
 
@@ -58,6 +62,8 @@ class FakeVm:
     console: list[str] = field(default_factory=list)
     forwards: dict[int, int] = field(default_factory=dict)  # guest port -> host port, SSH's included
     boots: int = 0
+    disks: list[Disk] = field(default_factory=list)  # recorded: kept across its restarts
+    plugged: list[str] = field(default_factory=list)  # the serials its running guest sees now
 
 
 class FakeDriver(HypervisorDriver):
@@ -125,6 +131,7 @@ class FakeDriver(HypervisorDriver):
         vm.state, vm.pid, vm.started_at, vm.restored_from = VmState.RUNNING, next(self._pids), self.clock(), restore
         vm.boots += 1
         vm.forwards = {SSH_GUEST_PORT: vm.spec.ssh_port}  # QEMU's command line forwards SSH, nothing else
+        vm.plugged = [disk.serial for disk in vm.disks]
         vm.console = [f"{'restored' if restore else 'booted'} {name} (fake), boot {vm.boots}"]
 
     async def stop(self, name: str, *, timeout: float) -> None:
@@ -192,9 +199,42 @@ class FakeDriver(HypervisorDriver):
         self._answer("snapshot")
         if not self.capabilities.snapshots:
             raise HypervisorError(f"VM {name}: the {self.name} driver cannot snapshot")
-        self._running(name)
+        if self._running(name).disks:
+            raise HypervisorError(f"VM {name} has disks attached: a snapshot of it would need them at every restore")
         path.write_bytes(SNAPSHOT_MAGIC + name.encode() + b"\n")
         self._halt(self._vm(name))
+
+    async def attach_disk(self, name: str, disk: Disk) -> None:
+        """As the real drivers: checked as they check it (the image must be a file: tests give real paths)."""
+        self._answer("attach_disk")
+        vm = self._vm(name)
+        if not self.capabilities.disks:
+            raise HypervisorError(f"VM {name}: the {self.name} driver cannot attach disks")
+        if not re.fullmatch(SERIAL_PATTERN, disk.serial):
+            raise HypervisorError(f"VM {name}: a disk's serial is 1 to 20 of A-Z a-z 0-9 -, not {disk.serial!r}")
+        if not disk.path.is_file():
+            raise HypervisorError(f"VM {name}: no disk image at {disk.path}")
+        for other in self.vms.values():
+            for attached in other.disks:
+                same_serial = other is vm and attached.serial == disk.serial
+                if not (attached == disk and other is vm) and (attached.path == disk.path or same_serial):
+                    raise HypervisorError(
+                        f"VM {name}: disk {attached.serial} ({attached.path}) is attached to VM {other.spec.name} "
+                        "already"
+                    )
+        if disk not in vm.disks:
+            vm.disks.append(disk)
+        if vm.state != VmState.DEFINED and disk.serial not in vm.plugged:
+            vm.plugged.append(disk.serial)
+
+    async def detach_disk(self, name: str, serial: str) -> None:
+        self._answer("detach_disk")
+        vm = self._vm(name)
+        vm.disks = [disk for disk in vm.disks if disk.serial != serial]
+        vm.plugged = [plugged for plugged in vm.plugged if plugged != serial]
+
+    def disks(self, name: str) -> list[Disk]:
+        return list(self._vm(name).disks)
 
     # helpers
 
@@ -222,4 +262,4 @@ class FakeDriver(HypervisorDriver):
     def _halt(self, vm: FakeVm) -> None:
         if vm.state != VmState.DEFINED:
             vm.cpu_seconds += self._run_seconds(vm) * vm.spec.flavor.vcpus * BUSY_SHARE
-        vm.state, vm.pid, vm.started_at, vm.forwards = VmState.DEFINED, None, None, {}
+        vm.state, vm.pid, vm.started_at, vm.forwards, vm.plugged = VmState.DEFINED, None, None, {}, []

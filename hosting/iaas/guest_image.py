@@ -7,6 +7,8 @@ hypervisor driver keeps with it:
   qcow2 overlay per VM) is the first virtio-blk disk, /dev/vda; one virtio-net NIC on QEMU's user network
   (the guest takes 10.0.2.15/24, gateway 10.0.2.2); a virtio-rng device;
 - the VM's identity as fw_cfg files (`fw_cfg_args`): root's authorized_keys, sshd's ed25519 host key, hostname;
+- attached disks as SCSI disks on a virtio-scsi controller, hot-plugged or not: the guest names each `sdX`
+  (no udev: no /dev/disk/by-id) and knows it by its serial, in `/sys/block/sdX/device/vpd_pg80` after 4 bytes;
 - sshd on port 22 (root, keys only), pid in `SSHD_PID_FILE`: write a new host key over `SSHD_HOST_KEY` and
   `kill -HUP $(cat /run/sshd.pid)` to rotate it; Docker on /run/docker.sock;
 - console lines `strata-guest: sshd up <uptime>` and `strata-guest: docker ready <uptime>`.

@@ -8,6 +8,9 @@ through QEMU's human monitor as libvirt passes it on (`qemuMonitorCommand`); the
 libvirt's QEMU namespace.
 
 No snapshots: libvirt restores a saved VM only under its own name, so every VM boots cold.
+
+Attached disks are libvirt's own: attached to the running domain and to its definition at once (`LIVE|CONFIG`),
+so the next start has them; each a SCSI disk on the domain's virtio-scsi controller, as the qemu driver's.
 """
 
 import asyncio
@@ -23,7 +26,7 @@ import libvirt
 import libvirt_qemu
 
 from hosting.iaas.accel import Accel
-from hosting.iaas.driver import Capabilities, HypervisorError, VmInfo, VmSpec, VmState, VmStats
+from hosting.iaas.driver import Capabilities, Disk, HypervisorError, VmInfo, VmSpec, VmState, VmStats
 from hosting.iaas.guest_image import KERNEL_ARGS
 from hosting.iaas.vm_dir import NETDEV, VmDirectoryDriver, identity_entries, netdev
 
@@ -39,7 +42,7 @@ T = TypeVar("T")
 
 class LibvirtDriver(VmDirectoryDriver):
     name = "libvirt"
-    capabilities = Capabilities(snapshots=False)
+    capabilities = Capabilities(snapshots=False, disks=True)
 
     def __init__(self, vms_dir: Path, accel: Accel, uri: str) -> None:
         self.vms_dir = vms_dir
@@ -47,6 +50,7 @@ class LibvirtDriver(VmDirectoryDriver):
         self.uri = uri
         self._connection: libvirt.virConnect | None = None
         self._connecting = threading.Lock()
+        self._disk_locks: dict[str, asyncio.Lock] = {}  # one change of a domain's disks at a time
 
     async def _define(self, spec: VmSpec, directory: Path) -> None:
         xml = domain_xml(spec, directory, self.accel)
@@ -116,6 +120,43 @@ class LibvirtDriver(VmDirectoryDriver):
     async def snapshot(self, name: str, path: Path) -> None:
         raise HypervisorError(f"VM {name}: the libvirt driver cannot snapshot")
 
+    async def attach_disk(self, name: str, disk: Disk) -> None:
+        async with self._disk_locks.setdefault(name, asyncio.Lock()):
+            new = self._attaching(name, disk)
+            live, config = await self._disk_xml(name)
+            flags = 0 if _find_disk(config, disk.serial) is not None else libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if live is not None and _find_disk(live, disk.serial) is None:
+                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            if flags:
+                taken = {t.get("dev") for xml in (live, config) if xml is not None for t in xml.iter("target")}
+                device = disk_xml(disk, next(dev for i in range(256) if (dev := _scsi_name(i)) not in taken))
+                domain = await self._domain(name)
+                await self._call(name, lambda: domain.attachDeviceFlags(device, flags))
+            if new:
+                self._record_disks(name, [*self.disks(name), disk])
+
+    async def detach_disk(self, name: str, serial: str) -> None:
+        async with self._disk_locks.setdefault(name, asyncio.Lock()):
+            live, config = await self._disk_xml(name)
+            found = [(xml, flag) for xml, flag in ((live, libvirt.VIR_DOMAIN_AFFECT_LIVE),
+                     (config, libvirt.VIR_DOMAIN_AFFECT_CONFIG)) if xml is not None]  # fmt: skip
+            elements = [(element, flag) for xml, flag in found if (element := _find_disk(xml, serial)) is not None]
+            if elements:
+                device = ET.tostring(elements[0][0], encoding="unicode")
+                flags = sum(flag for _, flag in elements)
+                domain = await self._domain(name)
+                await self._call(name, lambda: domain.detachDeviceFlags(device, flags))
+            self._record_disks(name, [disk for disk in self.disks(name) if disk.serial != serial])
+
+    async def _disk_xml(self, name: str) -> tuple[ET.Element | None, ET.Element]:
+        """The running domain's devices (None if it does not run) and its definition's."""
+        domain = await self._domain(name)
+        live = None
+        if await self._call(name, domain.isActive):
+            live = ET.fromstring(await self._call(name, lambda: domain.XMLDesc(0)))
+        config = await self._call(name, lambda: domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        return live, ET.fromstring(config)
+
     async def _monitor(self, name: str, command: str) -> str:
         domain = await self._domain(name)
         hmp = libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
@@ -174,6 +215,7 @@ def domain_xml(spec: VmSpec, directory: Path, accel: Accel) -> str:
     ET.SubElement(serial, "source", path=str(directory / "console.log"))
     rng = ET.SubElement(devices, "rng", model="virtio")
     ET.SubElement(rng, "backend", model="random").text = "/dev/urandom"
+    ET.SubElement(devices, "controller", type="scsi", index="0", model="virtio-scsi")  # attached disks' bus
     ET.SubElement(devices, "memballoon", model="none")
     ET.SubElement(devices, "controller", type="usb", model="none")
     commandline = ET.SubElement(domain, f"{{{QEMU_NAMESPACE}}}commandline")
@@ -181,3 +223,26 @@ def domain_xml(spec: VmSpec, directory: Path, accel: Accel) -> str:
     for arg in ("-netdev", netdev(spec.ssh_port), "-device", network):
         ET.SubElement(commandline, f"{{{QEMU_NAMESPACE}}}arg", value=arg)
     return ET.tostring(domain, encoding="unicode")
+
+
+def disk_xml(disk: Disk, target: str) -> str:
+    """An attached disk as libvirt's device: the raw image read and written directly (no host page cache, as the
+    qemu driver's), never trimmed, a SCSI disk known to the guest by its serial."""
+    element = ET.Element("disk", type="file", device="disk")
+    ET.SubElement(element, "driver", name="qemu", type="raw", cache="none", io="threads", discard="ignore")
+    ET.SubElement(element, "source", file=str(disk.path))
+    ET.SubElement(element, "target", dev=target, bus="scsi")
+    ET.SubElement(element, "serial").text = disk.serial
+    return ET.tostring(element, encoding="unicode")
+
+
+def _find_disk(domain: ET.Element, serial: str) -> ET.Element | None:
+    return next((disk for disk in domain.iter("disk") if disk.findtext("serial") == serial), None)
+
+
+def _scsi_name(index: int) -> str:
+    """sda, sdb, ... sdz, sdaa, ...: the name libvirt needs for a SCSI disk's target (unique in the domain)."""
+    letters = ""
+    while index >= 0:
+        index, letters = index // 26 - 1, chr(ord("a") + index % 26) + letters
+    return f"sd{letters}"

@@ -1,25 +1,29 @@
 """What a VM of this host keeps in its directory, whichever driver runs it, and its forwards.
 
 Each VM lives in `VMS_DIR/NAME/`: `spec.json`, a qcow2 disk (a copy-on-write overlay of the guest image, or
-of a template's disk for a restored clone), its identity files (passed to the guest by fw_cfg) and the serial
-console log. Networking is QEMU's user mode (`restrict=on`: the guest reaches nothing outside) with every
-forward on 127.0.0.1, added and listed through QEMU's human monitor, however a driver reaches it.
+of a template's disk for a restored clone), its identity files (passed to the guest by fw_cfg), the serial
+console log, and `disks.json`, the disks attached to it (raw images of the host, each with the serial the
+guest knows it by; a VM defined before VMs could take disks has no such file, and no bus for them).
+Networking is QEMU's user mode (`restrict=on`: the guest reaches nothing outside) with every forward on
+127.0.0.1, added and listed through QEMU's human monitor, however a driver reaches it.
 """
 
 import asyncio
 import json
 import os
+import re
 import shutil
 from abc import abstractmethod
 from dataclasses import asdict
 from pathlib import Path
 
-from hosting.iaas.driver import GuestImage, HypervisorDriver, HypervisorError, Identity, VmSpec
+from hosting.iaas.driver import SERIAL_PATTERN, Disk, GuestImage, HypervisorDriver, HypervisorError, Identity, VmSpec
 from hosting.iaas.flavors import Flavor
 from hosting.iaas.guest_image import fw_cfg_entries
 from hosting.iaas.net import LOOPBACK, free_port
 
 NETDEV = "n0"
+DISKS_FILE = "disks.json"
 
 
 class VmDirectoryDriver(HypervisorDriver):
@@ -40,6 +44,7 @@ class VmDirectoryDriver(HypervisorDriver):
             ):
                 _write_private(directory / name, content)
             _write_private(directory / "spec.json", json.dumps(_spec_to_json(spec), indent=2))
+            _write_private(directory / DISKS_FILE, "[]\n")
             await new_disk(spec, directory / "disk.qcow2")
             await self._define(spec, directory)
         except BaseException:
@@ -69,6 +74,42 @@ class VmDirectoryDriver(HypervisorDriver):
 
     def disk(self, name: str) -> Path:
         return self._directory(name) / "disk.qcow2"
+
+    def disks(self, name: str) -> list[Disk]:
+        try:
+            recorded = json.loads((self._directory(name) / DISKS_FILE).read_text())
+        except FileNotFoundError:
+            return []
+        return [Disk(entry["serial"], Path(entry["path"])) for entry in recorded]
+
+    def _attaching(self, name: str, disk: Disk) -> bool:
+        """Whether `disk` may be attached to VM `name`: False if it is already; `HypervisorError` if it may not
+        be (a bad serial, no image, a VM without a bus for disks, the serial or image taken on this host)."""
+        if not re.fullmatch(SERIAL_PATTERN, disk.serial):
+            raise HypervisorError(f"VM {name}: a disk's serial is 1 to 20 of A-Z a-z 0-9 -, not {disk.serial!r}")
+        if not disk.path.is_absolute() or not disk.path.is_file():
+            raise HypervisorError(f"VM {name}: no disk image at {disk.path}")
+        if not (self._directory(name) / DISKS_FILE).exists():
+            raise HypervisorError(
+                f"VM {name} was defined before VMs could take disks (it has no bus for them): remove the node "
+                "and add it again"
+            )
+        for other in self.names():
+            for attached in self.disks(other):
+                if attached == disk and other == name:
+                    return False
+                if attached.path == disk.path or (other == name and attached.serial == disk.serial):
+                    raise HypervisorError(
+                        f"VM {name}: disk {attached.serial} ({attached.path}) is attached to VM {other} already"
+                    )
+        return True
+
+    def _record_disks(self, name: str, disks: list[Disk]) -> None:
+        """Write the VM's record of its disks (replaced whole: a crash leaves the old record or the new)."""
+        path = self._directory(name) / DISKS_FILE
+        partial = path.with_suffix(".partial")
+        _write_private(partial, json.dumps([{"serial": d.serial, "path": str(d.path)} for d in disks], indent=2))
+        partial.replace(path)
 
     def disk_bytes(self, name: str) -> int:
         """The space the VM's own disk layer takes."""

@@ -184,7 +184,7 @@ class VolumeBackups:
     async def run_schedule(self, now: datetime) -> None:
         """Back up every volume that is due on its plan's schedule, then remove the backups past its keep; one
         that fails is logged, and the others go on."""
-        for tenant, volume in await self._db(lambda s: backups.due(s, now)):
+        for tenant, volume in await self._db(lambda s: backups.due(s, now, self.node)):
             try:
                 await self.create(SCHEDULE, tenant, volume)
             except Exception:  # the volume or its tenant went meanwhile, or worse: the rest still get theirs

@@ -11,9 +11,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -53,6 +53,8 @@ MAX_PARALLEL_ACTIONS = 8
 
 Publish = Callable[[list[RouteSpec]], None]
 Drain = Callable[[str], Awaitable[bool]]
+# (tenant, volumes, node) -> a block in which they are mounted on the node and stay there: their paths there
+VolumeMounts = Callable[[str, Sequence[str], str], AbstractAsyncContextManager[list[str]]]
 
 
 @dataclass
@@ -82,7 +84,7 @@ class Reconciler:
         liveness: Liveness | None = None,  # its health checker: tests pass one for FakeRuntime's endpoints
         clock: Callable[[], float] = time.monotonic,  # for deadlines and backoff; tests pass a FakeClock's
         secrets: SecretBox | None = None,  # decrypts tenants' registry logins for their pulls
-        volumes: Callable[[str, str], Path] | None = None,  # (tenant, volume) -> its mount point, mounted
+        volumes: VolumeMounts | None = None,  # the nodes' volumes (`NodeVolumes.mounted`)
     ) -> None:
         self.engine, self.platform_id, self.pool, self.strategy = engine, platform_id, pool, strategy
         pool.on_change = self.nudge
@@ -209,13 +211,14 @@ class Reconciler:
         instance, network = secrets.token_hex(3), networks.tenant_network(self.platform_id, app.tenant)
         async with self._limit:
             try:
-                spec = InstanceSpec(
-                    self.platform_id, app.tenant, app.name, app.revision, instance, app.image, app.command,
-                    {**app.env, **self._unsealed(app)}, app.port, app.cpu_millicores, app.memory_mib, PIDS_LIMIT,
-                    network, await self._mounts(app), tuple(name for name, _ in app.volumes),
-                )  # fmt: skip
-                await node.runtime.ensure_network(network, spec.network_labels)
-                container = await self._create_container(node.runtime, spec)
+                async with self._mounts(app, node.name) as mounts:  # none moves until its container exists
+                    spec = InstanceSpec(
+                        self.platform_id, app.tenant, app.name, app.revision, instance, app.image, app.command,
+                        {**app.env, **self._unsealed(app)}, app.port, app.cpu_millicores, app.memory_mib,
+                        PIDS_LIMIT, network, mounts, tuple(name for name, _ in app.volumes),
+                    )  # fmt: skip
+                    await node.runtime.ensure_network(network, spec.network_labels)
+                    container = await self._create_container(node.runtime, spec)
             except EngineError as exc:
                 delay = self.problems.create_failed(app, str(exc), self.clock())
                 detail = {"app": app.name, "node": node.name, "reason": str(exc), "retry_in_seconds": delay}
@@ -250,25 +253,28 @@ class Reconciler:
         except SecretKeyError as exc:
             raise EngineError(str(exc)) from None
 
-    async def _mounts(self, app: DesiredApp) -> tuple[Mount, ...]:
-        """The app's volumes as its container binds them, each mounted on this host first if it was not (after
-        a reboot an unmounted mount point would take the app's writes onto the host's disk, unlimited)."""
+    @asynccontextmanager
+    async def _mounts(self, app: DesiredApp, node: str) -> AsyncIterator[tuple[Mount, ...]]:
+        """The app's volumes as its container on `node` binds them, each mounted there first if it was not
+        (after a reboot an unmounted mount point would take the app's writes onto the node's disk, unlimited),
+        and kept there for the block: a volume's move waits for the container made in it."""
         if not app.volumes:
-            return ()
+            yield ()
+            return
         if self.volumes is None:
             raise EngineError("this platform keeps no volumes")
         try:
-            paths = [await asyncio.to_thread(self.volumes, app.tenant, name) for name, _ in app.volumes]
+            async with self.volumes(app.tenant, [name for name, _ in app.volumes], node) as paths:
+                yield tuple(Mount(path, target) for path, (_, target) in zip(paths, app.volumes, strict=True))
         except VolumeError as exc:
             raise EngineError(str(exc)) from None
-        return tuple(Mount(str(path), target) for path, (_, target) in zip(paths, app.volumes, strict=True))
 
     async def _restart(self, app: DesiredApp, container: Container, work: _Pass) -> None:
         tracked = self.tracked[container.instance]
         async with self._limit:
             try:
-                await self._mounts(app)
-                started = await self.pool[container.node].runtime.start(container.id)
+                async with self._mounts(app, container.node):
+                    started = await self.pool[container.node].runtime.start(container.id)
             except EngineError as exc:
                 tracked.restart_at = self.clock() + backoff(tracked.crashes)
                 work.event("instance.failed", app.tenant, app=app.name, instance=tracked.id, reason=str(exc))

@@ -127,6 +127,14 @@ class VmNodes:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def guest(self, name: str) -> SSHClientConnection | None:
+        """The SSH connection to VM node `name`'s guest, while the node is connected (its volumes are mounted
+        there through it)."""
+        connected = self.connected.get(name)
+        if connected is None or connected.connection.is_closed():
+            return None
+        return connected.connection
+
     def nudge(self) -> None:
         """Look at the registry now (a node was added or removed); safe from any thread."""
         if self._loop is not None:

@@ -1,5 +1,6 @@
 """Persistent volumes with a hard size limit: each one an ext4 filesystem in an image file of its own, loop-mounted
-on the host, which the caller bind-mounts into the tenant's containers.
+on the host, which the caller bind-mounts into the tenant's containers. The image of a volume on a VM node is
+here too, unmounted on the host, attached to the VM as a disk (`hosting.paas.node_volumes`).
 
 Docker's local driver limits a volume's size only on XFS with project quotas, not on this host's ext4. A
 filesystem of its own is a limit nothing can pass: a write past it fails with ENOSPC in the container, and the
@@ -17,6 +18,7 @@ import math
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ MOUNT_OPTIONS = "nodev,nosuid,noatime"
 TOLERANCE = 0.004  # files may use the size asked for and at most this much more
 GROW = 1.05  # a bigger image adds overhead of its own (inode tables, reserved clusters): a little over 3%
 ROUNDS = 8
+RELEASE_SECONDS = 2.0  # for the kernel to free a loop device its last mount let go of
 
 
 class VolumeError(Exception):
@@ -99,6 +102,37 @@ class LocalVolumes:
             mount.mkdir(exist_ok=True)
             _mount(mount)
         return mount
+
+    def image(self, tenant: str, name: str) -> Path:
+        """The volume's image file: what a VM node gets attached as a disk."""
+        return _image(self.path(tenant, name))
+
+    def held(self, tenant: str, name: str) -> bool:
+        """Whether the host holds the volume's filesystem: mounted, or its loop device kept by a mount elsewhere
+        (a container's mount namespace)."""
+        mount = self.path(tenant, name)
+        return os.path.ismount(mount) or bool(_loops(_image(mount)))
+
+    def unmount(self, tenant: str, name: str) -> None:
+        """Unmount the volume from the host, its image kept, so that another kernel may mount it (a VM node's, the
+        image attached to the VM); nothing if it is not mounted. `VolumeError` while anything of the host still
+        holds the filesystem (a process in it, or a container's bind mount keeping its loop device): one
+        filesystem is never mounted by two kernels at once."""
+        mount = self.path(tenant, name)
+        _need_root()
+        if os.path.ismount(mount):
+            try:
+                _run("umount", str(mount))
+            except VolumeError as exc:
+                raise VolumeError(f"volume {name} of tenant {tenant} is in use on the host: {exc}") from None
+        deadline = time.monotonic() + RELEASE_SECONDS
+        while _loops(_image(mount)):
+            if time.monotonic() > deadline:
+                raise VolumeError(
+                    f"volume {name} of tenant {tenant} is still held on the host (a container's mounts keep its loop "
+                    "device): it is not released"
+                )
+            time.sleep(0.05)
 
     def usage(self, tenant: str, name: str) -> VolumeUsage:
         """What the mounted volume holds; `VolumeError` if it is not mounted (the numbers would be the host's)."""
@@ -188,6 +222,13 @@ def _usage(mount: Path) -> VolumeUsage:
 
 def _image(mount: Path) -> Path:
     return mount.with_name(f"{mount.name}.ext4")
+
+
+def _loops(image: Path) -> list[str]:
+    """The loop devices backed by `image` (one per mount of it, freed once nothing holds that mount)."""
+    if not image.exists():
+        return []
+    return [line.split(":", 1)[0] for line in _run("losetup", "--associated", str(image)).splitlines() if line]
 
 
 def _need_root() -> None:

@@ -1,26 +1,30 @@
-"""`/tenants/{tenant}/volumes` (a tenant's persistent volumes, each with a hard size) and `/volumes` (every
-volume the caller may see). A volume's filesystem is made on this host before its row is written, and
-removed after its row is gone: neither outlives a failure of the other."""
+"""`/tenants/{tenant}/volumes` (a tenant's persistent volumes, each with a hard size, on one node) and `/volumes`
+(every volume the caller may see). A volume's filesystem is made on this host (and put on its node) before its
+row is written, and removed after its row is gone: neither outlives a failure of the other."""
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy import Engine
 
-from hosting.paas.volumes import LocalVolumes, VolumeError
-from strata.api.deps import DB, Caller, TenantName, Volumes, VolumeStore, listing_scope
-from tenants import volumes
-from tenants.errors import Unavailable
+from hosting.paas.node_volumes import NodeVolumes
+from hosting.paas.volumes import VolumeError
+from strata.api.deps import DB, Caller, DbEngine, Operator, TenantName, Volumes, VolumeStore, listing_scope
+from tenants import db, volumes
+from tenants.errors import Forbidden, Unavailable
 from tenants.models import Volume
-from tenants.schemas import VolumeCreate, VolumeRead
+from tenants.schemas import VolumeCreate, VolumeMove, VolumeRead
 from tenants.tenancy import get_tenant
+from tenants.volumes import HOST_NODE
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["volumes"])
-LOCAL_NODE = "local"  # the host's own node: where volumes live until VM nodes get disks of their own
+LOCAL_NODE = HOST_NODE  # the host's own node, where a volume is loop-mounted
 MIB = 1 << 20
 T = TypeVar("T")
 
@@ -45,19 +49,27 @@ def list_volumes(session: DB, tenant: TenantName, store: VolumeStore) -> list[Vo
 @router.post("/tenants/{tenant}/volumes", status_code=201)
 def create_volume(session: DB, principal: Caller, tenant: TenantName, body: VolumeCreate, store: Volumes) -> VolumeRead:
     """A volume of `size_mib` with a hard limit (writes past it fail with ENOSPC in the container), counted
-    against the plan's storage quota, on this host."""
+    against the plan's storage quota, on `node` (operators only): by default the host, or for a dedicated tenant
+    one of its own VM nodes (a disk of the VM)."""
+    if body.node is not None and not principal.is_operator:
+        raise Forbidden("only an operator chooses a volume's node", field="node")
     with creating:
         owner = volumes.check_create(session, tenant, body.name, body.size_mib)
+        node = volumes.placement(session, owner, body.node)
         row = filesystem_then(
             store, tenant, body.name, body.size_mib,
-            lambda: volumes.record_create(session, principal.actor, owner, body.name, body.size_mib, LOCAL_NODE),
+            lambda: volumes.record_create(session, principal.actor, owner, body.name, body.size_mib, node),
+            node=node,
         )  # fmt: skip
     return _read(session, store, row, tenant)
 
 
-def filesystem_then(store: LocalVolumes, tenant: str, name: str, size_mib: int, record: Callable[[], T]) -> T:
-    """Make the volume's filesystem, then `record` its rows; the filesystem goes again if that fails. A
-    filesystem found without rows is a crash's leftover, removed first. Called with `creating` held."""
+def filesystem_then(
+    store: NodeVolumes, tenant: str, name: str, size_mib: int, record: Callable[[], T], *, node: str = LOCAL_NODE
+) -> T:
+    """Make the volume's filesystem and put it on `node`, then `record` its rows; the filesystem goes again if
+    that fails. A filesystem found without rows is a crash's leftover, removed first. Called with `creating`
+    held."""
     if store.path(tenant, name).exists():
         log.warning("volume %s/%s: a filesystem without its rows (left by a crash) is removed", tenant, name)
         _remove(store, tenant, name)
@@ -66,10 +78,32 @@ def filesystem_then(store: LocalVolumes, tenant: str, name: str, size_mib: int, 
     except VolumeError as exc:
         raise Unavailable(str(exc)) from None
     try:
+        if node != LOCAL_NODE:
+            try:
+                store.put_on(tenant, name, node)
+            except VolumeError as exc:
+                raise Unavailable(f"volume {name} could not be put on node {node}: {exc}") from None
         return record()
     except BaseException:
         _remove(store, tenant, name)
         raise
+
+
+@router.post("/tenants/{tenant}/volumes/{volume}/move")
+async def move_volume(
+    engine: DbEngine, principal: Operator, tenant: TenantName, volume: str, body: VolumeMove, store: Volumes
+) -> VolumeRead:
+    """Move the volume to `node` with the app that mounts it: its instance stops, the volume is released where
+    it is (unmounted; on a VM node, unmounted in the guest and detached from the VM) and put on `node`, and the
+    app starts there. No data is copied: every node's disk is this host's. Answered once the volume is there;
+    refused (and left where it was) while it is backed up or restored, or for a node it may not live on."""
+    await store.move(principal.actor, tenant, volume, body.node)
+    row = await asyncio.to_thread(_row, engine, tenant, volume)
+    try:
+        used: float | None = (await store.usage_on(tenant, volume, row.node)).used_bytes / MIB
+    except VolumeError:
+        used = None
+    return await asyncio.to_thread(_read_row, engine, row, tenant, used)
 
 
 @router.get("/tenants/{tenant}/volumes/{volume}")
@@ -93,24 +127,34 @@ def delete_volume(
     return Response(status_code=204)
 
 
-def remove_filesystems(store: LocalVolumes, tenant: str, names: list[str]) -> None:
+def remove_filesystems(store: NodeVolumes, tenant: str, names: list[str]) -> None:
     """Remove the filesystems of a deleted tenant's volumes (their rows went with it)."""
     for name in names:
         _remove(store, tenant, name)
 
 
-def _remove(store: LocalVolumes, tenant: str, name: str) -> None:
+def _remove(store: NodeVolumes, tenant: str, name: str) -> None:
     try:
         store.remove(tenant, name)
     except (VolumeError, OSError) as exc:  # the row is gone: the leftover is the operator's to see, not the caller's
         log.error("volume %s/%s: its filesystem could not be removed: %s", tenant, name, exc)
 
 
-def _read(session: DB, store: LocalVolumes | None, volume: Volume, tenant: str) -> VolumeRead:
+def _row(engine: Engine, tenant: str, name: str) -> Volume:
+    with db.session(engine) as session:
+        return volumes.get_volume(session, get_tenant(session, tenant), name)
+
+
+def _read_row(engine: Engine, row: Volume, tenant: str, used: float | None) -> VolumeRead:
+    with db.session(engine) as session:
+        return volumes.read_volume(session, row, tenant, used)
+
+
+def _read(session: DB, store: NodeVolumes | None, volume: Volume, tenant: str) -> VolumeRead:
     return volumes.read_volume(session, volume, tenant, used_mib(store, tenant, volume.name))
 
 
-def used_mib(store: LocalVolumes | None, tenant: str, name: str) -> float | None:
+def used_mib(store: NodeVolumes | None, tenant: str, name: str) -> float | None:
     """What the volume holds, or None when this daemon cannot say (not mounted here; no volume store)."""
     if store is None:
         return None

@@ -169,8 +169,11 @@ def drain(name: str) -> None:
         node = client.drain_node(name)
     click.echo(f"node {name} is draining; `strata nodes resume {name}` puts it back in service")
     if node.volumes:
+        first = node.volumes[0].split(" ")[0]
         click.echo(
-            f"its volumes stay on it, and the apps that mount them with them: {', '.join(node.volumes)}", err=True
+            f"its volumes stay on it, and the apps that mount them with them: {', '.join(node.volumes)}; move each "
+            f"with its app: strata volumes move {first} --to NODE",
+            err=True,
         )
 
 

@@ -1,4 +1,6 @@
-"""`strata volumes ...`: a tenant's persistent volumes, each with a hard size."""
+"""`strata volumes ...`: a tenant's persistent volumes, each with a hard size, on one node."""
+
+import time
 
 import click
 
@@ -16,12 +18,13 @@ def volumes_group() -> None:
 @volumes_group.command("create")
 @click.argument("ref", metavar="TENANT/VOLUME")
 @click.option("--size", type=Memory(), required=True, help="Its hard limit: 512M, 1G, 20G.")
+@click.option("--node", help="The node it lives on (operators): the host by default, a dedicated tenant's own VM.")
 @json_option
-def create(ref: str, size: int, as_json: bool) -> None:
+def create(ref: str, size: int, node: str | None, as_json: bool) -> None:
     """Create TENANT/VOLUME of --size: writes past it fail with "No space left on device" in the container.
-    Mount it with `strata apps deploy TENANT/APP --volume VOLUME:PATH`."""
+    Mount it with `strata apps deploy TENANT/APP --volume VOLUME:PATH`; the app runs on the volume's node."""
     tenant, name = split_ref(ref, "VOLUME", "data")
-    body = validated(VolumeCreate, name=name, size_mib=size)
+    body = validated(VolumeCreate, name=name, size_mib=size, node=node)
     with api() as client:
         volume = client.create_volume(tenant, body)
     if as_json:
@@ -56,10 +59,32 @@ def show(ref: str, as_json: bool) -> None:
         volume = client.volume(tenant, name)
     if as_json:
         return emit_json(volume)
+    node = volume.node + (f" (moving to {volume.moving_to})" if volume.moving_to else "")
     fields(
         [("volume", f"{volume.tenant}/{volume.name}"), ("size", _size(volume.size_mib)), ("used", _used(volume)),
-         ("node", volume.node), ("mounted by", ", ".join(volume.mounted_by) or "-"), ("created", volume.created_at)]
+         ("node", node), ("mounted by", ", ".join(volume.mounted_by) or "-"), ("created", volume.created_at)]
     )  # fmt: skip
+
+
+@volumes_group.command("move")
+@click.argument("ref", metavar="TENANT/VOLUME")
+@click.option("--to", "node", required=True, help="The node it goes to (`strata nodes list`).")
+@json_option
+def move(ref: str, node: str, as_json: bool) -> None:
+    """Move TENANT/VOLUME to another node with the app that mounts it: the app's instance stops, the volume goes
+    (on a VM node: a disk of the VM), and the app starts there."""
+    tenant, name = split_ref(ref, "VOLUME", "data")
+    started = time.monotonic()
+    with api() as client:
+        before = client.volume(tenant, name).node
+        volume = client.move_volume(tenant, name, node)
+    if as_json:
+        return emit_json(volume)
+    if before == volume.node:
+        click.echo(f"{ref} is on node {volume.node} already")
+        return
+    apps = f"; {', '.join(volume.mounted_by)} starts there" if volume.mounted_by else ""
+    click.echo(f"moved {ref} from node {before} to {volume.node} in {time.monotonic() - started:.1f} s{apps}")
 
 
 @volumes_group.command("delete")

@@ -4,6 +4,7 @@ is `test_vm_nodes.py`, with STRATA_VM_TESTS=1."""
 
 import asyncio
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import libvirt
 import pytest
 
 from hosting.iaas.accel import Accel
-from hosting.iaas.driver import GuestImage, HypervisorError, Identity, VmSpec, VmState
+from hosting.iaas.driver import Disk, GuestImage, HypervisorError, Identity, VmSpec, VmState
 from hosting.iaas.flavors import flavor
 from hosting.iaas.libvirt import LibvirtDriver
 from hosting.iaas.net import free_port
@@ -52,6 +53,36 @@ def test_a_vm_is_defined_in_libvirt_and_destroyed_with_its_files(uri: str, tmp_p
         assert not (tmp_path / "vms" / "n1").exists()
         asyncio.run(driver.destroy("n1"))  # gone already: fine
     finally:
+        libvirtd.close()
+
+
+def test_a_disk_attached_to_a_defined_domain_is_in_its_definition_until_detached(uri: str, tmp_path: Path) -> None:
+    """Not running: the disk goes to the domain's definition only (what its next start has); the live half of
+    LIVE|CONFIG is `test_vm_nodes.py`'s, on a booted guest."""
+    junk = tmp_path / "not-a-kernel"
+    junk.write_bytes(b"\0" * 4096)
+    image = tmp_path / "data.ext4"
+    image.write_bytes(b"\0" * 1024 * 1024)
+    driver = LibvirtDriver(tmp_path / "vms", Accel("tcg", "test"), uri)
+    spec = VmSpec("n2", flavor("small"), GuestImage("t", junk, junk, junk), ssh_port=free_port())
+    asyncio.run(driver.create(spec, IDENTITY))
+    libvirtd = libvirt.open(uri)
+    try:
+
+        def defined() -> ET.Element:
+            return ET.fromstring(libvirtd.lookupByName("n2").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+        assert defined().find("devices/controller[@type='scsi']").get("model") == "virtio-scsi"
+        asyncio.run(driver.attach_disk("n2", Disk("sv-1", image)))
+        asyncio.run(driver.attach_disk("n2", Disk("sv-1", image)))  # again: fine, nothing more
+        (disk,) = [d for d in defined().iter("disk") if d.findtext("serial") == "sv-1"]
+        assert disk.find("source").get("file") == str(image) and disk.find("target").get("bus") == "scsi"
+        assert disk.find("driver").get("cache") == "none" and disk.find("driver").get("discard") == "ignore"
+        assert driver.disks("n2") == [Disk("sv-1", image)]
+        asyncio.run(driver.detach_disk("n2", "sv-1"))
+        assert [d for d in defined().iter("disk") if d.findtext("serial")] == [] and driver.disks("n2") == []
+    finally:
+        asyncio.run(driver.destroy("n2"))
         libvirtd.close()
 
 

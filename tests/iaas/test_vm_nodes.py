@@ -1,5 +1,6 @@
 """VM nodes end to end, with real QEMU (TCG here): a node added, an app placed on it and reached through the
-gateway, the VM killed and the app moved to the local node. Slow: only with STRATA_VM_TESTS=1."""
+gateway, the VM killed and the app moved to the local node; a volume as a disk of a VM, moved with its app
+between the VM and the host. Slow: only with STRATA_VM_TESTS=1."""
 
 import json
 import os
@@ -17,7 +18,7 @@ import pytest
 
 from hosting.iaas import detect_accel
 from tenants.enums import InstanceState
-from tenants.schemas import AppSpec, InstanceRead, NodeRead, TenantCreate
+from tenants.schemas import AppSpec, InstanceRead, NodeRead, TenantCreate, VolumeMount
 from tests.containers import platform_id, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
 from tests.libvirtd import libvirtd
@@ -29,6 +30,15 @@ pytestmark = [
 
 IMAGES = os.environ.get("STRATA_TEST_IMAGES_DIR", "/var/tmp/strata-test-images")
 HELLO = AppSpec(image="strata/hello", replicas=1, cpu_millicores=250, memory_mib=64, health_path="/healthz")
+# Serves its volume over HTTP: `first` written once, ever; a line in `starts` per start of an instance.
+KEEPER = AppSpec(
+    image="strata/static",
+    command=["/bin/sh", "-c", "trap 'exit 0' TERM INT; [ -f /data/first ] || date +%s%N > /data/first; "
+             "echo $STRATA_INSTANCE >> /data/starts; httpd -f -p 8080 -h /data & wait"],
+    memory_mib=32,
+    cpu_millicores=100,
+    volumes=[VolumeMount(volume="data", path="/data")],
+)  # fmt: skip
 
 
 @dataclass
@@ -144,6 +154,23 @@ def test_a_vm_node_refuses_bad_input(vm_platform: Daemon) -> None:
     assert local.returncode != 0 and "local node" in local.stderr
 
 
+def _attached(home: Path, vm: str) -> list[str]:
+    """The images the qemu driver records as attached to `vm`."""
+    return [disk["path"] for disk in json.loads((home / "vms" / vm / "disks.json").read_text())]
+
+
+def _guest_docker(home: Path, vm: str, *args: str) -> str:
+    """The docker CLI against VM `vm`'s engine, through the socket the platform forwards to it."""
+    command = ["docker", "-H", f"unix://{home / 'sockets' / f'{vm}.sock'}", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    return done.stdout + done.stderr
+
+
+def _guest_df(home: Path, vm: str, path: str) -> bool:
+    """Whether `path` is a mount point in the guest of `vm`."""
+    return _ssh(home, vm, f"mountpoint -q {path} && echo yes || echo no") == "yes"
+
+
 def _ready_on(daemon: Daemon, tenant: str, node: str) -> list[InstanceRead] | None:
     with daemon.operator() as api:
         found = api.instances(tenant, "web")
@@ -182,11 +209,12 @@ def _node_state(daemon: Daemon, name: str) -> str:
         return api.node(name).state
 
 
-def _get(daemon: Daemon, tenant: str) -> httpx.Response:
+def _get(daemon: Daemon, tenant: str, path: str = "") -> httpx.Response:
     """The app's answer through the gateway, once it routes there (after a restart: once health is checked)."""
 
     def answer() -> httpx.Response | None:
-        response = httpx.get(f"http://{daemon.gateway}/", headers={"Host": f"web.{tenant}.localhost"}, timeout=10)
+        url = f"http://{daemon.gateway}/{path}"
+        response = httpx.get(url, headers={"Host": f"web.{tenant}.localhost"}, timeout=10)
         return response if response.status_code == 200 else None
 
     return wait_for(answer, timeout=30, what=f"web.{tenant} to answer through the gateway")
@@ -225,6 +253,77 @@ def test_a_restarted_daemon_adopts_its_vms_and_their_containers(platform_with_vm
     assert daemon.cli("nodes", "resume", "local").returncode == 0
 
 
+def test_a_volume_on_a_vm_node_is_a_disk_of_its_vm_and_moves_with_its_app(
+    platform_with_vms: Platform, unique: str, report: Callable[[str], None]
+) -> None:
+    """A volume made on vm1 is a disk of the VM (its image unmounted on the host), mounted in the guest, full at
+    its size there; its app runs on vm1 and writes to it. Moved to the host, the app runs there on the same data;
+    moved back, the same again; vm1 killed, its disk comes back with the restored VM and is mounted again before
+    the app starts. Draining vm1 names the volume and the app it keeps there."""
+    daemon = platform_with_vms.daemon
+    if "vm1" not in [n.name for n in _nodes(daemon)]:  # run alone: the first test's node is made here
+        assert daemon.cli("nodes", "add", "vm1", timeout=900).returncode == 0
+    wait_for(lambda: _node_state(daemon, "vm1") == "ready", timeout=120, what="vm1 ready")
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+    ref, image = f"{unique}/data", daemon.home / "volumes" / unique / "data.ext4"
+    started = time.monotonic()
+    created = daemon.cli("volumes", "create", ref, "--size", "64M", "--node", "vm1", "--json")
+    assert created.returncode == 0, created.stderr
+    report(f"a 64 MiB volume made on vm1 (image, unmounted here, attached, mounted in the guest): "
+           f"{time.monotonic() - started:.1f} s")  # fmt: skip
+    assert json.loads(created.stdout)["node"] == "vm1"
+    assert _attached(daemon.home, "vm1") == [str(image)] and not image.with_suffix("").is_mount()
+    with daemon.operator() as api:
+        api.deploy(unique, "web", KEEPER)
+    (first,) = wait_for(lambda: _ready_on(daemon, unique, "vm1"), timeout=240, what="the app on vm1")
+    born = _get(daemon, unique, "first").text
+
+    # The size holds in the guest: a write past it fails with ENOSPC in the container, within 1% (the volume
+    # lets files use the size asked for and at most 0.4% more).
+    fill = "dd if=/dev/zero of=/data/fill bs=64k 2>&1; ls -l /data/fill; rm /data/fill"
+    filled = _guest_docker(daemon.home, "vm1", "exec", first.container_id, "sh", "-c", fill)
+    assert "No space left on device" in filled, filled
+    written = int(filled.split()[-5])
+    assert 0.99 * 64 * 2**20 <= written + 64 * 1024 and written <= 1.004 * 64 * 2**20, written
+    shown = json.loads(daemon.cli("volumes", "show", ref, "--json").stdout)  # its use, read in the guest
+    assert shown["node"] == "vm1" and shown["used_mib"] is not None and shown["mounted_by"] == ["web"]
+
+    drained = daemon.cli("nodes", "drain", "vm1")
+    assert drained.returncode == 0 and f"{unique}/data (web)" in drained.stderr, drained.stderr
+    assert daemon.cli("nodes", "resume", "vm1").returncode == 0
+
+    for target in ("local", "vm1"):
+        started = time.monotonic()
+        moved = daemon.cli("volumes", "move", ref, "--to", target, timeout=300)
+        assert moved.returncode == 0, moved.stderr
+        (instance,) = wait_for(
+            lambda target=target: _ready_on(daemon, unique, target),
+            timeout=240, what=f"the app on {target}",
+        )  # fmt: skip
+        report(f"volume moved to {target}: {moved.stdout.strip()}; its app ready there after "
+               f"{time.monotonic() - started:.1f} s")  # fmt: skip
+        assert _get(daemon, unique, "first").text == born
+        assert image.with_suffix("").is_mount() == (target == "local")  # on the host only while it lives there
+        assert _attached(daemon.home, "vm1") == ([str(image)] if target == "vm1" else [])
+    assert _get(daemon, unique, "starts").text.split()[-1] == instance.id
+
+    # vm1 dies: once it is restored, its disk is plugged again and mounted before the app starts there.
+    started = time.monotonic()
+    os.kill(int((daemon.home / "vms" / "vm1" / "qemu.pid").read_text()), signal.SIGKILL)
+    (again,) = wait_for(
+        lambda: [i for i in _ready_on(daemon, unique, "vm1") or [] if i.id != instance.id] or None,
+        timeout=240, what="the app on vm1 again",
+    )  # fmt: skip
+    report(f"vm1 killed: the app ready again on vm1, on its volume, after {time.monotonic() - started:.1f} s")
+    assert _get(daemon, unique, "first").text == born
+    assert _guest_df(daemon.home, "vm1", f"/var/lib/strata/volumes/{unique}/data")
+
+    with daemon.operator() as api:
+        api.delete_tenant(unique)
+    assert _attached(daemon.home, "vm1") == [] and not image.exists()
+
+
 def test_a_libvirt_node_boots_cold_serves_an_app_and_goes_with_its_domain(
     vm_platform: Daemon, unique: str, report: Callable[[str], None]
 ) -> None:
@@ -246,6 +345,19 @@ def test_a_libvirt_node_boots_cold_serves_an_app_and_goes_with_its_domain(
     listed = json.loads(vm_platform.cli("nodes", "list", "--json").stdout)
     stats = next(n for n in listed if n["name"] == "lv1")["vm"]
     assert stats["memory_bytes"] > 100 * 1024**2 and stats["cpu_seconds"] > 0 and stats["disk_bytes"] > 0
+
+    # A volume on lv1: a disk attached to the running domain and to its definition (LIVE|CONFIG), mounted in
+    # the guest (its use read there); deleted, it is detached from both.
+    created = vm_platform.cli("volumes", "create", f"{unique}/data", "--size", "32M", "--node", "lv1", "--json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["used_mib"] is not None
+    with closing(libvirt.open(vm_platform.env["STRATA_LIBVIRT_URI"])) as connection:
+        domain = connection.lookupByName("lv1")
+        for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):
+            assert "<serial>sv-" in domain.XMLDesc(flags)
+        assert vm_platform.cli("volumes", "delete", f"{unique}/data", "--yes").returncode == 0
+        for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):
+            assert "<serial>sv-" not in domain.XMLDesc(flags)
 
     assert vm_platform.cli("nodes", "resume", "local").returncode == 0
     removed = vm_platform.cli("nodes", "remove", "lv1", "--force", "--yes")

@@ -13,7 +13,7 @@ import pytest
 from asyncssh import SSHClientConnection
 from sqlalchemy import Engine
 
-from hosting.iaas.driver import Capabilities, GuestImage, HypervisorError, Identity, VmSpec, VmState
+from hosting.iaas.driver import Capabilities, Disk, GuestImage, HypervisorError, Identity, VmSpec, VmState
 from hosting.iaas.fake import SNAPSHOT_MAGIC, FakeDriver
 from hosting.iaas.flavors import flavor
 from hosting.iaas.provision import Provisioner
@@ -128,6 +128,44 @@ def test_a_driver_that_cannot_snapshot_says_so() -> None:
         await driver.start("vm1")
         with pytest.raises(HypervisorError, match="cannot snapshot"):
             await driver.snapshot("vm1", Path("/nonexistent/x.snap"))
+
+    run(scenario)
+
+
+def test_a_disk_is_recorded_plugged_while_the_vm_runs_and_kept_across_its_restarts(tmp_path: Path) -> None:
+    driver = FakeDriver()
+    image, other = tmp_path / "data.ext4", tmp_path / "other.ext4"
+    for path in (image, other):
+        path.write_bytes(b"\0")
+    disk = Disk("sv-1", image)
+
+    async def scenario() -> None:
+        await driver.create(spec(), IDENTITY)
+        await driver.create(spec("vm2", 2202), IDENTITY)
+        await driver.attach_disk("vm1", disk)  # not running: recorded for its next start
+        assert driver.disks("vm1") == [disk] and driver.vms["vm1"].plugged == []
+        await driver.start("vm1")
+        assert driver.vms["vm1"].plugged == ["sv-1"]
+        await driver.attach_disk("vm1", disk)  # again: fine, nothing more
+        with pytest.raises(HypervisorError, match="is attached to VM vm1 already"):
+            await driver.attach_disk("vm2", Disk("sv-2", image))  # one image, one VM
+        with pytest.raises(HypervisorError, match="is attached to VM vm1 already"):
+            await driver.attach_disk("vm1", Disk("sv-1", other))  # one serial, one disk
+        with pytest.raises(HypervisorError, match="no disk image"):
+            await driver.attach_disk("vm1", Disk("sv-3", tmp_path / "missing.ext4"))
+        with pytest.raises(HypervisorError, match="has disks attached"):
+            await driver.snapshot("vm1", tmp_path / "vm1.snap")
+        driver.die("vm1")
+        await driver.start("vm1")
+        assert driver.vms["vm1"].plugged == ["sv-1"]  # its disks come back with it
+        await driver.detach_disk("vm1", "sv-1")
+        await driver.detach_disk("vm1", "sv-1")  # gone already: fine
+        assert driver.disks("vm1") == [] and driver.vms["vm1"].plugged == []
+        await driver.attach_disk("vm2", Disk("sv-2", image))  # free again
+        cannot = FakeDriver(capabilities=Capabilities(snapshots=False))
+        await cannot.create(spec(), IDENTITY)
+        with pytest.raises(HypervisorError, match="cannot attach disks"):
+            await cannot.attach_disk("vm1", disk)
 
     run(scenario)
 

@@ -1,6 +1,8 @@
-"""The qemu driver's command line, and its QMP exchange with a real QEMU (a machine with no CPU: instant)."""
+"""The qemu driver's command line, and its QMP exchange with a real QEMU (a machine with no CPU, or one whose CPUs
+never start: instant)."""
 
 import asyncio
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from hosting.iaas.accel import Accel
-from hosting.iaas.driver import GuestImage, Identity, VmSpec, VmState
+from hosting.iaas.driver import Disk, GuestImage, HypervisorError, Identity, VmSpec, VmState
 from hosting.iaas.flavors import flavor
 from hosting.iaas.net import free_port
 from hosting.iaas.qemu import QemuDriver, command_line
+from hosting.iaas.qmp import qmp_session
 from hosting.iaas.vm_dir import parse_usernet
 
 IMAGE = GuestImage("node-test", Path("/img/vmlinuz"), Path("/img/initrd.img"), Path("/img/base.ext4"))
@@ -110,3 +113,119 @@ def test_a_vm_exists_once(running: tuple[QemuDriver, str]) -> None:
     driver, name = running
     with pytest.raises(Exception, match="exists already"):
         asyncio.run(driver.create(driver.spec(name), IDENTITY))
+
+
+# attached disks
+
+
+def test_a_vm_that_takes_disks_gets_a_scsi_bus_and_a_cold_boot_its_disks_by_serial() -> None:
+    disk = Disk("sv-0123", Path("/volumes/acme/data.ext4"))
+    old = command_line("qemu", SPEC, Path("/vms/n1"), Accel("tcg"), restore=None)  # defined before disks: as it was
+    assert not any(arg.startswith("virtio-scsi-pci") for arg in option(old, "-device"))
+    cold = command_line("qemu", SPEC, Path("/vms/n1"), Accel("tcg"), restore=None, disks=[disk])
+    assert "virtio-scsi-pci,id=scsi0" in option(cold, "-device")
+    (node,) = [json.loads(arg) for arg in option(cold, "-blockdev")]
+    assert node["file"]["filename"] == "/volumes/acme/data.ext4" and node["file"]["cache"] == {"direct": True}
+    assert node["discard"] == node["file"]["discard"] == "ignore"  # the guest never punches holes in a volume
+    scsi = json.loads(option(cold, "-device")[-1])
+    assert (scsi["driver"], scsi["serial"], scsi["bus"], scsi["drive"]) == (
+        "scsi-hd",
+        "sv-0123",
+        "scsi0.0",
+        "vol-sv-0123",
+    )
+    # a restore has its template's devices (the bus, no disk): the disks are plugged once it runs
+    restored = command_line("qemu", SPEC, Path("/vms/n1"), Accel("tcg"), restore=Path("/s.snap"), disks=[disk])
+    assert "virtio-scsi-pci,id=scsi0" in option(restored, "-device") and option(restored, "-blockdev") == []
+
+
+@pytest.fixture
+def with_bus(tmp_path: Path) -> Iterator[tuple[QemuDriver, str, Path]]:
+    """A VM defined by the driver and run by a real QEMU: a q35 machine held before its CPUs start (nothing
+    boots), with the virtio-scsi bus the driver's VMs get."""
+    base = tmp_path / "base.raw"
+    base.write_bytes(b"\0" * 4096)
+    driver = QemuDriver(tmp_path / "vms", Accel("tcg", "test"))
+    spec = VmSpec("n1", flavor("small"), GuestImage("t", base, base, base), ssh_port=free_port())
+    asyncio.run(driver.create(spec, IDENTITY))
+    directory = tmp_path / "vms" / "n1"
+    subprocess.run(
+        ["qemu-system-x86_64", "-name", "n1", "-M", "q35", "-S", "-nodefaults", "-display", "none",
+         "-device", "virtio-scsi-pci,id=scsi0",
+         "-qmp", f"unix:{directory / 'qmp.sock'},server=on,wait=off",
+         "-pidfile", str(directory / "qemu.pid"), "-daemonize"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    yield driver, "n1", tmp_path
+    asyncio.run(driver.destroy("n1"))
+
+
+def test_a_disk_is_hot_plugged_recorded_and_taken_off_by_serial(with_bus: tuple[QemuDriver, str, Path]) -> None:
+    driver, name, tmp_path = with_bus
+    image, other = tmp_path / "data.ext4", tmp_path / "other.ext4"
+    for path in (image, other):
+        path.write_bytes(b"\0" * 1024 * 1024)
+    disk = Disk("sv-0123", image)
+
+    async def devices() -> set[str]:
+        async with driver._qmp(name) as qmp:
+            return {child["name"] for child in await qmp.execute("qom-list", {"path": "/machine/peripheral"})}
+
+    async def scenario() -> None:
+        await driver.attach_disk(name, disk)
+        await driver.attach_disk(name, disk)  # again: fine, nothing more
+        assert driver.disks(name) == [disk] and "disk-sv-0123" in await devices()
+        with pytest.raises(HypervisorError, match="is attached to VM n1 already"):
+            await driver.attach_disk(name, Disk("sv-0123", other))  # one serial, one disk
+        with pytest.raises(HypervisorError, match="is attached to VM n1 already"):
+            await driver.attach_disk(name, Disk("sv-9", image))  # one image, one disk
+        with pytest.raises(HypervisorError, match="serial is 1 to 20"):
+            await driver.attach_disk(name, Disk("a serial, with spaces", other))
+        with pytest.raises(HypervisorError, match="has disks attached"):
+            await driver.snapshot(name, tmp_path / "n1.snap")
+        await driver.detach_disk(name, "sv-0123")
+        assert driver.disks(name) == [] and "disk-sv-0123" not in await devices()
+        await driver.detach_disk(name, "sv-0123")  # gone already: fine
+        async with driver._qmp(name) as qmp:  # its block node went with it: the image may be attached again
+            nodes = await qmp.execute("query-named-block-nodes", {"flat": True})
+        assert [n["node-name"] for n in nodes if n["node-name"].startswith("vol-")] == []
+
+    asyncio.run(scenario())
+
+
+def test_a_disk_attached_to_a_stopped_vm_is_only_recorded_and_kept_for_its_next_start(tmp_path: Path) -> None:
+    base = tmp_path / "base.raw"
+    base.write_bytes(b"\0" * 4096)
+    image = tmp_path / "data.ext4"
+    image.write_bytes(b"\0" * 4096)
+    driver = QemuDriver(tmp_path / "vms", Accel("tcg", "test"))
+    spec = VmSpec("n1", flavor("small"), GuestImage("t", base, base, base), ssh_port=free_port())
+    asyncio.run(driver.create(spec, IDENTITY))
+    asyncio.run(driver.attach_disk("n1", Disk("sv-1", image)))
+    again = QemuDriver(tmp_path / "vms", Accel("tcg", "test"))  # a restarted platform reads it back
+    assert again.disks("n1") == [Disk("sv-1", image)]
+    (tmp_path / "vms" / "n1" / "disks.json").unlink()  # as a VM defined before VMs could take disks
+    with pytest.raises(HypervisorError, match="defined before VMs could take disks"):
+        asyncio.run(again.attach_disk("n1", Disk("sv-2", image)))
+
+
+def test_qemu_takes_a_cold_boots_disks_as_the_command_line_gives_them(tmp_path: Path) -> None:
+    image = tmp_path / "data.ext4"
+    image.write_bytes(b"\0" * 1024 * 1024)
+    args = command_line("qemu", SPEC, tmp_path, Accel("tcg"), restore=None, disks=[Disk("sv-1", image)])
+    start = args.index("virtio-scsi-pci,id=scsi0") - 1
+    attached = args[start : args.index("-fw_cfg")]  # the bus, then each disk's block node and device
+    socket = tmp_path / "qmp.sock"
+    subprocess.run(
+        ["qemu-system-x86_64", "-name", "cold", "-M", "q35", "-S", "-nodefaults", "-display", "none", *attached,
+         "-qmp", f"unix:{socket},server=on,wait=off", "-pidfile", str(tmp_path / "qemu.pid"), "-daemonize"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    async def devices() -> set[str]:
+        async with qmp_session(socket, "cold") as qmp:
+            found = {child["name"] for child in await qmp.execute("qom-list", {"path": "/machine/peripheral"})}
+            await qmp.execute("quit")
+        return found
+
+    assert {"scsi0", "disk-sv-1"} <= asyncio.run(devices())

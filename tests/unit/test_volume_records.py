@@ -81,10 +81,11 @@ def backup(session: Session, state: BackupState, hours_ago: float = 0, volume: s
 
 def test_a_volume_is_due_once_its_plans_interval_passed_since_its_latest_backup(session: Session) -> None:
     make_volume(session)
-    assert backups.due(session, utcnow()) == [("acme", "data")]  # never backed up
+    assert backups.due(session, utcnow(), "local") == [("acme", "data")]  # never backed up
     backup(session, BackupState.VERIFIED, hours_ago=23)
-    assert backups.due(session, utcnow()) == []
-    assert backups.due(session, utcnow() + timedelta(hours=1)) == [("acme", "data")]
+    assert backups.due(session, utcnow(), "local") == []
+    assert backups.due(session, utcnow() + timedelta(hours=1), "local") == [("acme", "data")]
+    assert backups.due(session, utcnow() + timedelta(hours=1), "vm1") == []  # a VM node's are not backed up yet
 
 
 def test_the_keep_counts_verified_backups_and_drops_failed_ones_older_than_the_newest(session: Session) -> None:

@@ -8,7 +8,8 @@ set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C
 : "${OUT:?}" "${WORK:?}" "${KFLAVOUR:?}" "${SUITE:?}" "${PACKAGES:?}"
 DISK_SIZE=4G
-MODULES="virtio_pci virtio_blk virtio_net virtio_rng ext4 overlay qemu_fw_cfg"   # loaded by the initramfs
+# loaded by the initramfs; virtio_scsi and sd_mod: attached disks (volumes), SCSI disks on a virtio-scsi controller
+MODULES="virtio_pci virtio_blk virtio_net virtio_rng virtio_scsi sd_mod ext4 overlay qemu_fw_cfg"
 HERE=$(cd "$(dirname "$0")" && pwd)
 step() { echo "step: $*"; }
 fail() { echo "error: $*" >&2; exit 1; }
