@@ -42,15 +42,16 @@ from hosting.paas.backup_store import ArchiveStore, LocalStore
 from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
+from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.vm_nodes import VmNodes, engine_ready
-from hosting.paas.volumes import LocalVolumes
 from strata.api import Platform, create_app
 from strata.config import Settings
 from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
 from tenants import db, tokens
+from tenants import volumes as volume_records
 from tenants.enums import Role
 from tenants.errors import Unavailable
 from tenants.routes import RouteSpec
@@ -105,19 +106,26 @@ def run(settings: Settings, options: Options) -> None:
             if certificates is not None:
                 certificates.want(gateway.hostnames(routes))
 
-        volumes = LocalVolumes(settings.home / "volumes") if options.local_node else None
+        pool, installation = NodePool(nodes), platform_id(settings.platform_id_file)
+        volumes = NodeVolumes(settings.home / "volumes", engine, pool, installation) if options.local_node else None
         reconciler = Reconciler(
             engine,
-            platform_id(settings.platform_id_file),
-            NodePool(nodes),
+            installation,
+            pool,
             settings.scheduler,
             publish=publish,
             drain=gateway.drain,
             image_store=local if options.local_node else None,
             secrets=SecretBox(settings.secret_key_file),
-            volumes=volumes.ensure_mounted if volumes is not None else None,
+            volumes=volumes.mounted if volumes is not None else None,
         )
         hypervisors = _hypervisors(engine, settings, reconciler)
+        if volumes is not None:
+            volumes.nudge = reconciler.nudge
+            volumes.use(hypervisors)
+            with db.session(engine) as session:
+                for volume in volume_records.recover_moves(session):
+                    log.warning("the move of volume %s was cut off by the daemon's stop: it stays where it was", volume)
         builder = Builder(
             engine,
             local if options.local_node else None,
@@ -167,8 +175,11 @@ def run(settings: Settings, options: Options) -> None:
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(
-                    _serve(app, reconciler, hypervisors, gateway, certificates, backups, sockets, options, settings)
-                )
+                    _serve(
+                        app, reconciler, hypervisors, gateway, certificates, backups, volumes, sockets, options,
+                        settings,
+                    )
+                )  # fmt: skip
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
@@ -258,6 +269,7 @@ async def _serve(
     gateway: FrontDoor,
     certificates: Certificates | None,
     backups: VolumeBackups | None,
+    volumes: NodeVolumes | None,
     sockets: list[socket.socket],
     options: Options,
     settings: Settings,
@@ -265,6 +277,8 @@ async def _serve(
     """Serve, route and reconcile until SIGINT or SIGTERM, then let in-flight requests finish (within a grace
     period). Containers keep running across a stop: the next start adopts them.
     """
+    if volumes is not None:
+        await volumes.start()
     try:
         await gateway.start()
     except (HAProxyError, RuntimeApiError, OSError) as exc:

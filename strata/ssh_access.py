@@ -13,7 +13,7 @@ from sqlmodel import select
 from tenants import audit, db, keys, tokens
 from tenants.enums import Role
 from tenants.models import ApiToken, saved_id
-from tenants.schemas import TokenCreate
+from tenants.schemas import KeyRead, TokenCreate
 from tui.ssh.server import Grant
 
 OPERATOR_USER = "admin"
@@ -27,10 +27,7 @@ class SshAccess:
     def allowed(self, username: str, fingerprint: str, peer: str) -> bool:
         with db.session(self.engine) as session:
             key = keys.find_key(session, fingerprint)
-            if key is not None and (
-                (username == OPERATOR_USER and key.role == Role.OPERATOR)
-                or (key.role == Role.TENANT and key.tenant == username)
-            ):
+            if _logs_in(key, username):
                 return True
             audit.record(
                 session,
@@ -45,21 +42,43 @@ class SshAccess:
             return False
 
     def grant(self, username: str, fingerprint: str, peer: str) -> Grant:
+        """The session's token: a member's key acts with the member's role (the audit log names the key). Checked
+        again for every session: a connection outlives a key removed (or its member) after it logged in."""
         tenant = None if username == OPERATOR_USER else username
         with db.session(self.engine) as session:
+            key = keys.find_key(session, fingerprint)
+            if key is None or not _logs_in(key, username):
+                raise PermissionError(f"the key {fingerprint} may not log in as {username} (any longer)")
             _, secret = tokens.mint(
                 session,
                 "ssh",
                 TokenCreate(
-                    role=Role.OPERATOR if tenant is None else Role.TENANT,
+                    role=key.role,
                     tenant=tenant,
-                    name=f"ssh:{username}@{peer}",
+                    member=key.member,
+                    name=f"ssh:{fingerprint}@{peer}",
                     ttl_seconds=int(SESSION_TOKEN_TTL.total_seconds()),
                 ),
             )
-        return Grant(username=username, tenant=tenant, token=secret)
+            principal = tokens.authenticate(session, secret)
+        if principal is None:  # its member was removed this very moment
+            raise PermissionError(f"the key {fingerprint} lost its access")
+        return Grant(username, tenant, secret, principal.actor, fingerprint, key.member, principal.member_role)
 
-    def end(self, grant: Grant, peer: str, command: str, exit_code: int, seconds: float) -> None:
+    def valid(self, grant: Grant) -> bool:
+        """The session's key is still registered as it was (its member too, with the same role)."""
+        with db.session(self.engine) as session:
+            key = keys.find_key(session, grant.fingerprint)
+            principal = tokens.authenticate(session, grant.token)
+        return (
+            key is not None
+            and _logs_in(key, grant.username)
+            and key.member == grant.member
+            and principal is not None
+            and principal.member_role == grant.member_role
+        )
+
+    def end(self, grant: Grant, command: str, exit_code: int, seconds: float) -> None:
         """Revoke the session's token, found by its secret (an operator may have revoked it already), and audit."""
         with db.session(self.engine) as session:
             token = session.exec(select(ApiToken).where(ApiToken.token_hash == tokens.digest(grant.token))).first()
@@ -67,7 +86,7 @@ class SshAccess:
                 tokens.revoke(session, "ssh", saved_id(token))
             audit.record(
                 session,
-                _actor(grant, peer),
+                grant.actor,
                 "ssh.session",
                 grant.tenant,
                 command=command,
@@ -76,11 +95,15 @@ class SshAccess:
             )
             session.commit()
 
-    def record(self, grant: Grant, peer: str, action: str, tenant: str | None, detail: dict[str, Any]) -> None:
+    def record(self, grant: Grant, action: str, tenant: str | None, detail: dict[str, Any]) -> None:
         with db.session(self.engine) as session:
-            audit.record(session, _actor(grant, peer), action, tenant, **detail)
+            audit.record(session, grant.actor, action, tenant, **detail)
             session.commit()
 
 
-def _actor(grant: Grant, peer: str) -> str:
-    return f"{grant.tenant or 'operator'}/ssh:{grant.username}@{peer}"
+def _logs_in(key: KeyRead | None, username: str) -> bool:
+    """`admin` needs an operator's key; a tenant's name, a key of that very tenant."""
+    return key is not None and (
+        (username == OPERATOR_USER and key.role == Role.OPERATOR)
+        or (key.role == Role.TENANT and key.tenant == username)
+    )

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from tenants.catalog import Template
-from tenants.enums import BuildSource, TenantStatus
+from tenants.catalog import Template, TemplateDeploy, TemplateDeployed
+from tenants.enums import BuildSource, MemberRole, TenantStatus
 from tenants.schemas import (
     AppRead,
     AppSpec,
@@ -31,6 +31,9 @@ from tenants.schemas import (
     KeyCreate,
     KeyRead,
     LocalCARead,
+    MemberCreate,
+    MemberRead,
+    MemberRoleSet,
     NodeCreate,
     NodeRead,
     PlanRead,
@@ -50,7 +53,9 @@ from tenants.schemas import (
     TokenRead,
     TrafficRead,
     VolumeCreate,
+    VolumeMove,
     VolumeRead,
+    Whoami,
 )
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -119,6 +124,12 @@ class StrataClient:
     def close(self) -> None:
         self._http.close()
 
+    def twin(self) -> "StrataClient":
+        """Another client of the same API with the same token, on connections of its own: for a call that takes
+        minutes while this one goes on serving others (close it after)."""
+        token = self._headers.get("Authorization", "").removeprefix("Bearer ") or None
+        return StrataClient(socket=self._socket, url=self._url, token=token)
+
     # platform
     def health(self) -> Health:
         return self._call("GET", "/healthz", Health)
@@ -133,6 +144,12 @@ class StrataClient:
 
     def catalog(self) -> list[Template]:
         return self._call("GET", "/catalog", list[Template])
+
+    def deploy_template(self, tenant: str, template: str, body: TemplateDeploy) -> TemplateDeployed:
+        """Deploy the catalog's `template` as app `body.app`: its services made unless the tenant has them (their
+        image built first, the first time: minutes) and bound to it. Again: changes what `body` changed."""
+        path = f"/tenants/{tenant}/catalog/{quote(template, safe='')}/deploy"
+        return self._call("POST", path, TemplateDeployed, body=body, timeout=LONG_TIMEOUT_SECONDS)
 
     def tenants(self) -> list[TenantRead]:
         return self._call("GET", "/tenants", list[TenantRead])
@@ -253,6 +270,12 @@ class StrataClient:
 
     def create_volume(self, tenant: str, body: VolumeCreate) -> VolumeRead:
         return self._call("POST", f"/tenants/{tenant}/volumes", VolumeRead, body=body)
+
+    def move_volume(self, tenant: str, name: str, node: str) -> VolumeRead:
+        """Move the volume to `node` with its app: returns once it is there (its app's instance stopped first)."""
+        body = VolumeMove(node=node)
+        path = f"/tenants/{tenant}/volumes/{name}/move"
+        return self._call("POST", path, VolumeRead, body=body, timeout=LONG_TIMEOUT_SECONDS)
 
     def delete_volume(self, tenant: str, name: str, *, force: bool = False) -> None:
         self._call("DELETE", f"/tenants/{tenant}/volumes/{name}", None, params={"force": force or None})
@@ -436,9 +459,26 @@ class StrataClient:
         return self._call("GET", "/ca", LocalCARead).certificate_pem
 
     # audit log
-    def events(self, tenant: str | None = None, limit: int = 100, before: int | None = None) -> list[EventRead]:
-        params = {"tenant": tenant, "limit": limit, "before": before}
+    def events(
+        self, tenant: str | None = None, limit: int = 100, before: int | None = None, member: str | None = None
+    ) -> list[EventRead]:
+        params = {"tenant": tenant, "member": member, "limit": limit, "before": before}
         return self._call("GET", "/events", list[EventRead], params=params)
+
+    def whoami(self) -> Whoami:
+        return self._call("GET", "/whoami", Whoami)
+
+    def members(self, tenant: str) -> list[MemberRead]:
+        return self._call("GET", f"/tenants/{tenant}/members", list[MemberRead])
+
+    def add_member(self, tenant: str, body: MemberCreate) -> MemberRead:
+        return self._call("POST", f"/tenants/{tenant}/members", MemberRead, body=body)
+
+    def set_member_role(self, tenant: str, name: str, role: MemberRole) -> MemberRead:
+        return self._call("PUT", f"/tenants/{tenant}/members/{name}/role", MemberRead, body=MemberRoleSet(role=role))
+
+    def remove_member(self, tenant: str, name: str) -> None:
+        self._call("DELETE", f"/tenants/{tenant}/members/{name}", None)
 
     def _call(
         self,

@@ -18,6 +18,21 @@ class Role(StrEnum):
     TENANT = "tenant"
 
 
+class MemberRole(StrEnum):
+    """What a member of a tenant may do there, each role all of the one below it and more (`ROLE_RANKS`)."""
+
+    VIEWER = "viewer"  # read only: listings, logs, metrics, events, the console
+    DEVELOPER = "developer"  # and deploy, build, scale, restart, shell, volumes, services, backups: no deletes
+    OWNER = "owner"  # everything in the tenant: members, registries, credentials, deletes
+
+
+ROLE_RANKS = {MemberRole.VIEWER: 0, MemberRole.DEVELOPER: 1, MemberRole.OWNER: 2}
+
+
+def may(role: MemberRole, needed: MemberRole) -> bool:
+    return ROLE_RANKS[role] >= ROLE_RANKS[needed]
+
+
 class InstanceState(StrEnum):
     STARTING = "starting"  # created, its health check has not passed yet
     READY = "ready"  # passing its health check: the gateway may route to it

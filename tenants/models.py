@@ -142,6 +142,7 @@ class Volume(SQLModel, table=True):
     node: str  # where its data lives: its app's instances run there
     created_at: datetime = _time()
     restoring: bool = Field(default=False, sa_column_kwargs={"server_default": false()})  # no instance mounts it
+    moving_to: str | None = None  # the node it is being moved to: meanwhile no instance mounts it
 
 
 class Service(SQLModel, table=True):
@@ -193,6 +194,27 @@ class Backup(SQLModel, table=True):
     finished_at: datetime | None = _time(nullable=True)
 
 
+class Member(SQLModel, table=True):
+    """A person of a tenant with a role; their SSH keys and API tokens act with it, whatever it is now. A tenant's
+    credentials of no member are its owner's."""
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name"), AUTOINCREMENT)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    name: str
+    role: str  # MemberRole
+    created_at: datetime = _time()
+
+
+def _member_fk() -> Any:
+    """A credential's member: removing the member removes its keys and tokens (revoked at once)."""
+    return Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("member.id", ondelete="CASCADE"), nullable=True, index=True),
+    )
+
+
 class SshKey(SQLModel, table=True):
     __table_args__ = AUTOINCREMENT
 
@@ -202,6 +224,7 @@ class SshKey(SQLModel, table=True):
     comment: str = ""
     role: str
     tenant_id: int | None = _tenant_fk(nullable=True)
+    member_id: int | None = _member_fk()
     created_at: datetime = _time()
 
 
@@ -215,6 +238,7 @@ class ApiToken(SQLModel, table=True):
     name: str
     role: str
     tenant_id: int | None = _tenant_fk(nullable=True)
+    member_id: int | None = _member_fk()
     created_at: datetime = _time()
     expires_at: datetime | None = _time(nullable=True)
 

@@ -7,7 +7,17 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from tenants.enums import AppKind, BackupState, BuildSource, BuildState, InstanceState, Isolation, Role, TenantStatus
+from tenants.enums import (
+    AppKind,
+    BackupState,
+    BuildSource,
+    BuildState,
+    InstanceState,
+    Isolation,
+    MemberRole,
+    Role,
+    TenantStatus,
+)
 from tenants.names import MAX_NAME_LENGTH, NAME_PATTERN, check_hostname, check_name, check_tenant_name
 
 MAX_REPLICAS = 100
@@ -332,6 +342,7 @@ class KeyCreate(BaseModel):
     public_key: Annotated[str, Field(min_length=1, max_length=MAX_PUBLIC_KEY)]
     role: Role
     tenant: Name | None = None
+    member: Name | None = None  # a member of `tenant`, whose role it acts with; none: the tenant's owner's
 
 
 class KeyRead(BaseModel):
@@ -340,6 +351,7 @@ class KeyRead(BaseModel):
     comment: str
     role: Role
     tenant: str | None
+    member: str | None = None
     created_at: datetime
 
 
@@ -347,6 +359,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role = Role.TENANT
     tenant: Name | None = None
+    member: Name | None = None  # a member of `tenant`, whose role it acts with; none: the tenant's owner's
     name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)] = "api"
     ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TOKEN_TTL_SECONDS)] | None = None
 
@@ -356,6 +369,7 @@ class TokenRead(BaseModel):
     name: str
     role: Role
     tenant: str | None
+    member: str | None = None
     created_at: datetime
     expires_at: datetime | None
 
@@ -364,6 +378,38 @@ class TokenCreated(TokenRead):
     """Returned once, at creation: the only time the secret is shown."""
 
     token: str
+
+
+class MemberCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    role: MemberRole
+
+
+class MemberRoleSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: MemberRole
+
+
+class MemberRead(BaseModel):
+    """A member of a tenant: its role, and how many SSH keys and API tokens act with it."""
+
+    tenant: str
+    name: str
+    role: MemberRole
+    keys: int
+    tokens: int
+    created_at: datetime
+
+
+class Whoami(BaseModel):
+    """Who the caller is: an operator, or a tenant's member (`member` None: the tenant's own credentials, its
+    owner's) with its role now."""
+
+    role: Role
+    tenant: str | None
+    member: str | None
+    member_role: MemberRole | None
 
 
 class EventRead(BaseModel):
@@ -460,11 +506,17 @@ class VolumeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
     size_mib: Annotated[int, Field(ge=MIN_VOLUME_MIB, le=MAX_VOLUME_MIB)]
+    node: Name | None = None  # where it lives (operators only); None: the host, or a dedicated tenant's own VM node
+
+
+class VolumeMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    node: Name  # the node it goes to: its app's instance runs there after
 
 
 class VolumeRead(BaseModel):
-    """A volume: its hard size, where its data lives, how much is used (None when its node cannot say) and
-    the app that mounts it."""
+    """A volume: its hard size, where its data lives, how much is used (None when its node cannot say), the
+    app that mounts it, and the node it is being moved to, while it is."""
 
     tenant: str
     name: str
@@ -473,6 +525,7 @@ class VolumeRead(BaseModel):
     created_at: datetime
     used_mib: float | None = None
     mounted_by: list[str] = []
+    moving_to: str | None = None
 
 
 class BackupRead(BaseModel):
@@ -538,6 +591,7 @@ class RotationRead(BaseModel):
     login: str
     retiring: str | None
     waiting_for: list[str]
+    resumed: bool = False  # this call finished a rotation begun before, and made no new password
 
 
 class ServiceBind(BaseModel):

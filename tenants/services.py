@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select, update
 
 from tenants import apps, audit, volumes
 from tenants.db import commit
-from tenants.enums import AppKind, InstanceState
+from tenants.enums import AppKind, InstanceState, Isolation
 from tenants.errors import Conflict, Invalid, NotFound
 from tenants.instances import instances_of
 from tenants.models import App, Binding, Instance, Service, Tenant, Volume, saved_id, utcnow
@@ -27,6 +27,7 @@ POSTGRES_PORT = 5432
 POSTGRES_DATA = "/var/lib/postgresql/data"  # the volume's mount point; the image keeps its data in pgdata/ below
 USERNAME = DATABASE = "app"  # the role owning the database (the first login), and the database
 SUPERUSER = "postgres"  # reached over the container's socket only
+ROTATION = "rotation"  # the actor of what a rotation does on its own
 DATABASE_URL = "DATABASE_URL"
 POSTGRES_CPU_MILLICORES, POSTGRES_MEMORY_MIB = 500, 256
 
@@ -35,6 +36,11 @@ def check_create(session: Session, tenant_name: str, name: str, size_mib: int) -
     """The tenant a service `name` with a volume of `size_mib` may be made for: its name free among the
     tenant's apps and volumes, its volume within the storage quota and its app within the others."""
     tenant = volumes.check_create(session, tenant_name, name, size_mib)
+    if tenant.isolation == Isolation.DEDICATED:
+        raise Conflict(
+            f"tenant {tenant_name!r} is dedicated (its containers run on its own VMs only), and managed services "
+            "live on the host's node for now: a dedicated tenant gets none yet"
+        )
     existing = apps.list_apps(session, tenant)
     if any(app.name == name for app in existing):
         raise Conflict(f"tenant {tenant_name!r} has an app named {name!r} already", field="service")
@@ -177,12 +183,26 @@ def begin_rotation(
     return True
 
 
-def still_rolling(session: Session, tenant_name: str, name: str) -> list[str]:
-    """The bound apps with an instance of an older revision left: those that may still use the retiring login."""
+def still_rolling(session: Session, box: SecretBox, tenant_name: str, name: str) -> list[str]:
+    """The bound apps that may still use a login but the service's: those with an instance of an older revision
+    left, and those bound with an older login (bound while the rotation began: given the current one now, in a
+    new revision)."""
     tenant = get_tenant(session, tenant_name)
-    bound = bound_apps(session, get_service(session, tenant, name))
+    service = get_service(session, tenant, name)
+    bound = bound_apps(session, service)
+    current = database_url(service, box)
+    stale = [app for app in bound if box.decrypt(app.sealed_env[DATABASE_URL]) != current]
+    if stale:
+        for app in stale:  # bound while the rotation began, with the login it replaces
+            _reseal(app, {**app.sealed_env, DATABASE_URL: box.encrypt(current)})
+        audit.record(session, ROTATION, "service.credentials.reseal", tenant.name, service=name,
+                     apps={app.name: app.revision for app in stale})  # fmt: skip
+        session.commit()
     running = instances_of(session, [saved_id(app) for app in bound])
-    return [app.name for app in bound if any(i.revision != app.revision for i in running.get(saved_id(app), []))]
+    old = {app.name for app in stale} | {
+        app.name for app in bound if any(i.revision != app.revision for i in running.get(saved_id(app), []))
+    }
+    return sorted(old)
 
 
 def finish_rotation(session: Session, actor: str, tenant_name: str, name: str, retired: str) -> None:

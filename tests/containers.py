@@ -2,15 +2,22 @@
 
 import json
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+import httpx
 
 from tenants.enums import InstanceState
 from tenants.schemas import InstanceRead
 from tests.harness import Daemon, start_daemon
+
+LOAD_SECONDS = 150  # a load's bound, whatever happens
 
 T = TypeVar("T")
 
@@ -85,3 +92,43 @@ def running_platform(home: Path, env: dict[str, str] | None = None) -> Iterator[
         daemon.stop()
         remove_everything_of(platform_id(daemon))
         unmount_volumes(home)
+
+
+@dataclass
+class Load:
+    """What `steady_requests` counted: each answer's status (or the error's name), and each 200's text."""
+
+    statuses: Counter[int | str] = field(default_factory=Counter)
+    texts: Counter[str] = field(default_factory=Counter)
+
+
+@contextmanager
+def steady_requests(daemon: Daemon, host: str, path: str = "/", workers: int = 2) -> Iterator[Load]:
+    """GET `path` of `host` through the front door, back to back from `workers` threads, while the block runs
+    (`LOAD_SECONDS` at most, whatever happens)."""
+    load, stop = Load(), threading.Event()
+
+    def run() -> None:
+        with httpx.Client(timeout=10) as client:
+            deadline = time.monotonic() + LOAD_SECONDS
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    answer = client.get(f"http://{daemon.gateway}{path}", headers={"Host": host})
+                except httpx.HTTPError as exc:
+                    load.statuses[type(exc).__name__] += 1
+                    continue
+                load.statuses[answer.status_code] += 1
+                if answer.status_code == 200:
+                    load.texts[answer.text.strip()] += 1
+
+    threads = [threading.Thread(target=run) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        yield load
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()

@@ -12,7 +12,8 @@ from typing import TypeVar
 
 import httpx
 
-from tenants.catalog import Template
+from tenants import roles
+from tenants.catalog import Template, TemplateDeploy, TemplateDeployed
 from tenants.client import ApiError, StrataClient
 from tenants.enums import TenantStatus
 from tenants.schemas import (
@@ -21,11 +22,13 @@ from tenants.schemas import (
     BuildRead,
     EventRead,
     NodeRead,
+    ServiceRead,
     TenantCreate,
     TenantRead,
     TenantSummary,
     TrafficRead,
     VolumeRead,
+    Whoami,
 )
 
 T = TypeVar("T")
@@ -48,7 +51,7 @@ class NodeShare:
 @dataclass(frozen=True)
 class TenantDetail:
     """One tenant across the three layers: its nodes (IaaS), apps and instances (PaaS), traffic (SaaS); its
-    latest builds from source, newest first, and its volumes."""
+    latest builds from source, newest first, its volumes, and its services (each also an app of its own)."""
 
     tenant: TenantRead
     apps: list[AppRead]
@@ -56,6 +59,7 @@ class TenantDetail:
     traffic: dict[str, TrafficRead]
     builds: list[BuildRead] = field(default_factory=list)
     volumes: list[VolumeRead] = field(default_factory=list)
+    services: list[ServiceRead] = field(default_factory=list)
 
 
 def shares(apps: Sequence[AppRead], nodes: Sequence[NodeRead] | None) -> list[NodeShare]:
@@ -83,6 +87,7 @@ class ConsoleData:
         self.client = client
         self._lock = threading.Lock()
         self._operator: bool | None = None
+        self._whoami: Whoami | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -102,6 +107,21 @@ class ConsoleData:
         """True once the API has said the token is an operator's; never asks, so the UI thread may use it to offer
         operator keys only when they would work (a tenant's token, or one not yet known, gets none)."""
         return bool(self._operator)
+
+    def whoami(self) -> Whoami:
+        """Who the token stands for, asked at each load of a screen that offers changes (a worker's call): its
+        member's role, as it is now, decides what is offered."""
+        self._whoami = self._call(self.client.whoami)
+        return self._whoami
+
+    def refusal(self, tenant: str, operation: roles.Operation, what: str) -> str | None:
+        """Why the caller may not do `operation` (offered as `what`) in `tenant`, or None if it may, or its role
+        is not known yet (the API decides all the same). Never asks: the UI thread uses it."""
+        role = self._whoami.member_role if self._whoami is not None else None
+        if role is None or roles.allows(role, *operation):
+            return None
+        who = f"{self._whoami.member} is" if self._whoami and self._whoami.member else "this token is"
+        return roles.refusal(who, tenant, role, *operation, what)
 
     @property
     def own_tenant(self) -> str | None:
@@ -123,7 +143,8 @@ class ConsoleData:
         traffic = {app.name: self._call(partial(self.client.traffic, name, app.name)) for app in apps}
         builds = self.builds(name)
         nodes = shares(apps, self.nodes() if self.is_operator else None)
-        return TenantDetail(tenant, apps, nodes, traffic, builds, self.volumes(name))
+        self.whoami()
+        return TenantDetail(tenant, apps, nodes, traffic, builds, self.volumes(name), self.services(name))
 
     def builds(self, tenant: str, app: str | None = None, limit: int = BUILDS_SHOWN) -> list[BuildRead]:
         """The tenant's latest builds (of `app`), newest first."""
@@ -131,6 +152,9 @@ class ConsoleData:
 
     def volumes(self, tenant: str) -> list[VolumeRead]:
         return self._call(lambda: self.client.volumes(tenant))
+
+    def services(self, tenant: str) -> list[ServiceRead]:
+        return self._call(lambda: self.client.services(tenant))
 
     def build_log(self, tenant: str, build_id: int) -> str:
         """A build's output so far (all of it, and how it ended, once it has)."""
@@ -160,6 +184,11 @@ class ConsoleData:
     def deploy(self, tenant: str, app: str, spec: AppSpec) -> AppRead:
         return self._call(lambda: self.client.deploy(tenant, app, spec))
 
+    def deploy_template(self, tenant: str, template: str, body: TemplateDeploy) -> TemplateDeployed:
+        """Minutes when it builds an image: on a client of its own, so the screens' calls go on meanwhile."""
+        with self.client.twin() as own:
+            return self._unlocked(lambda: own.deploy_template(tenant, template, body))
+
     def scale(self, tenant: str, app: str, replicas: int) -> AppRead:
         return self._call(lambda: self.client.scale(tenant, app, replicas))
 
@@ -170,10 +199,15 @@ class ConsoleData:
         self._call(lambda: self.client.delete_app(tenant, app))
 
     def _call(self, call: Callable[[], T]) -> T:
-        """One call at a time; a transport failure the client leaves raw (a timeout) is an `ApiError` here too,
-        so the screens handle every failure of the API in one way."""
+        """One call at a time on the shared client."""
         with self._lock:
-            try:
-                return call()
-            except httpx.HTTPError as exc:
-                raise ApiError(0, "unavailable", f"the API did not answer ({exc.__class__.__name__})") from exc
+            return self._unlocked(call)
+
+    @staticmethod
+    def _unlocked(call: Callable[[], T]) -> T:
+        """A transport failure the client leaves raw (a timeout) is an `ApiError` here too, so the screens handle
+        every failure of the API in one way."""
+        try:
+            return call()
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unavailable", f"the API did not answer ({exc.__class__.__name__})") from exc

@@ -2,10 +2,12 @@
 
 For what must not depend on a live platform — the console's benchmark and its snapshot tests — it serves a
 fixed platform: N tenants of 10 apps each, one local node; in each tenant, app-3 pulls its new image while its
-first revision serves, three builds: one running, one failed (with its log), one deployed, and two volumes: one
-mounted by app-0 (which runs one instance, as an app with a volume does), one mounted by none. `tick()` moves
-the traffic figures, as a refresh of a live platform would. Builds' times are relative to now, half-way
-between the minutes the console shows, so that they read the same at each run.
+first revision serves, three builds: one running, one failed (with its log), one deployed, and three volumes:
+one mounted by app-0 (which runs one instance, as an app with a volume does), one mounted by none, and the
+volume of the managed PostgreSQL `db`, the tenant's tenth app (one instance of 500m and 256Mi, as a service
+runs), bound to app-1 and app-2. `tick()` moves the traffic figures, as a refresh of a live platform would.
+Builds' times are relative to now, half-way between the minutes the console shows, so that they read the same
+at each run.
 """
 
 from collections.abc import AsyncIterator
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from tenants.catalog import Template, templates
 from tenants.client import ApiError
-from tenants.enums import BuildSource, BuildState, InstanceState, Isolation, TenantStatus
+from tenants.enums import AppKind, BuildSource, BuildState, InstanceState, Isolation, TenantStatus
 from tenants.schemas import (
     AppRead,
     BuildRead,
@@ -21,6 +23,7 @@ from tenants.schemas import (
     InstanceRead,
     NodeRead,
     PullRead,
+    ServiceRead,
     TenantRead,
     TenantSummary,
     TrafficRead,
@@ -31,8 +34,14 @@ from tenants.schemas import (
 from tui.dao import TenantDetail, shares
 
 APPS_PER_TENANT = 10
-INSTANCES_PER_TENANT = 2 * APPS_PER_TENANT - 1  # two of each app, but one of app-0, which mounts a volume
+INSTANCES_PER_TENANT = 2 * APPS_PER_TENANT - 2  # two of each app, but one of app-0 (it mounts a volume) and of db
 VOLUME_APP = 0  # app-0 mounts the volume `data`
+SERVICE_APP = 9  # the tenth app is the managed PostgreSQL `db`, on its volume `db`
+SERVICE = "db"
+BOUND_APPS = ["app-1", "app-2"]  # bound to db
+# what each tenant's instances claim: 250m and 128Mi each, but db's 500m and 256Mi
+TENANT_CPU_MILLICORES = (INSTANCES_PER_TENANT - 1) * 250 + 500
+TENANT_MEMORY_MIB = (INSTANCES_PER_TENANT - 1) * 128 + 256
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 PULLING_APP = 3  # app-3 pulls its revision 2's image
 FAILED_BUILD = 2
@@ -58,6 +67,12 @@ class SyntheticData:
 
     def tick(self) -> None:
         self.ticks += 1
+
+    def refusal(self, tenant: str, operation: object, what: str) -> None:
+        """An operator's: nothing is refused."""
+
+    def whoami(self) -> None:
+        """An operator's: no member, no role."""
 
     def overview(self) -> list[TenantSummary]:
         return [
@@ -88,8 +103,8 @@ class SyntheticData:
                 cpu_millicores=64000,
                 memory_mib=65536,
                 instances=INSTANCES_PER_TENANT * self.tenants,  # every app of every tenant, as below
-                allocated_cpu_millicores=INSTANCES_PER_TENANT * self.tenants * 250,
-                allocated_memory_mib=INSTANCES_PER_TENANT * self.tenants * 128,
+                allocated_cpu_millicores=TENANT_CPU_MILLICORES * self.tenants,
+                allocated_memory_mib=TENANT_MEMORY_MIB * self.tenants,
                 tenants=[f"tenant-{i:04d}" for i in range(self.tenants)],
             ),
             NodeRead(
@@ -147,7 +162,9 @@ class SyntheticData:
                 ],
             )
             for a in range(APPS_PER_TENANT)
+            if a != SERVICE_APP
         ]
+        apps.append(self._service_app(name))
         traffic = {
             app.name: TrafficRead(
                 requests_per_second=summary.requests_per_second / APPS_PER_TENANT,
@@ -182,7 +199,7 @@ class SyntheticData:
                     "instances": INSTANCES_PER_TENANT,
                     "cpu_millicores": 2500,
                     "memory_mib": 1280,
-                    "storage_mib": 3072,
+                    "storage_mib": 3328,  # data, scratch and db
                 },
             }
         )
@@ -197,8 +214,38 @@ class SyntheticData:
                 mounted_by=[f"app-{VOLUME_APP}"],
             ),
             VolumeRead(tenant=name, name="scratch", size_mib=2048, node="local", created_at=EPOCH),
-        ]
-        return TenantDetail(tenant, apps, shares(apps, self.nodes()), traffic, self.builds(name), volumes)
+            VolumeRead(
+                tenant=name, name=SERVICE, size_mib=256, node="local", created_at=EPOCH, used_mib=41.3,
+                mounted_by=[SERVICE],
+            ),
+        ]  # fmt: skip
+        return TenantDetail(
+            tenant, apps, shares(apps, self.nodes()), traffic, self.builds(name), volumes, self.services(name)
+        )
+
+    def _service_app(self, tenant: str) -> AppRead:
+        """The app that runs the service `db`: as the platform makes it (kind postgres, on its own volume)."""
+        return AppRead(
+            tenant=tenant, name=SERVICE, image="strata/postgres:15", port=5432, replicas=1, revision=1,
+            cpu_millicores=500, memory_mib=256, created_at=EPOCH, updated_at=EPOCH,
+            volumes=[VolumeMount(volume=SERVICE, path="/var/lib/postgresql/data")],
+            instances=[
+                InstanceRead(
+                    id=f"{SERVICE_APP:02d}0000", node="local", state=InstanceState.READY,
+                    endpoint=f"127.0.0.1:{30000 + SERVICE_APP * 2}", revision=1, restarts=0, started_at=None,
+                    last_health="ok", container_id="d" * 64,
+                )
+            ],
+        )  # fmt: skip
+
+    def services(self, tenant: str) -> list[ServiceRead]:
+        return [
+            ServiceRead(
+                tenant=tenant, name=SERVICE, kind=AppKind.POSTGRES, host=SERVICE, port=5432, database="app",
+                username="app", size_mib=256, used_mib=41.3, ready=True, status=None, bound_to=BOUND_APPS,
+                created_at=EPOCH,
+            )
+        ]  # fmt: skip
 
     def builds(self, tenant: str, app: str | None = None, limit: int = 100) -> list[BuildRead]:
         now = datetime.now(UTC)

@@ -39,6 +39,7 @@ T = TypeVar("T")
 SCRAM_ITERATIONS = 4096  # PostgreSQL's own default (scram_iterations)
 ROLL_SECONDS, ROLL_POLL_SECONDS = 120.0, 0.5  # how long a rotation waits for the bound apps to roll
 REAPPLY_SECONDS = 120.0  # how long the logins' reapplying waits for a restored service to start
+REAPPLY_ROUNDS = 3
 PSQL = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", services.DATABASE, "-f", "-"]
 OUTPUT_LIMIT = 2000  # bytes of psql's output kept for an error
 
@@ -56,9 +57,14 @@ def scram_verifier(password: str, salt: bytes | None = None, iterations: int = S
 
 
 def add_login_sql(login: str, password: str) -> str:
-    """Make `login` with `password`, acting as the owner."""
+    """Make `login` with `password`, acting as the owner; it may not log in yet (`enable_login_sql`): a rotation
+    that stops before it is recorded leaves no way in that nothing knows of."""
     verifier = _literal(scram_verifier(password))
-    return f"CREATE ROLE {_ident(login)} LOGIN PASSWORD {verifier};\n{_acting_as_owner(login)}"
+    return f"CREATE ROLE {_ident(login)} NOLOGIN PASSWORD {verifier};\n{_acting_as_owner(login)}"
+
+
+def enable_login_sql(login: str) -> str:
+    return f"ALTER ROLE {_ident(login)} LOGIN;\n"
 
 
 def converge_sql(login: str, password: str, retiring: str | None) -> str:
@@ -134,6 +140,7 @@ async def rotate(
     is finished by the next call, which makes no new login."""
     service, instance = await _db(engine, lambda s: services.rotation_target(s, tenant, name))
     runtime = _runtime(pool, instance)
+    resumed = service.retiring is not None
     if service.retiring is None:
         login, password = services.new_login(), secrets.token_urlsafe(24)
         await _changed(run_sql(runtime, instance.container_id, add_login_sql(login, password)), name)
@@ -141,19 +148,20 @@ async def rotate(
         if not await _db(engine, lambda s: services.begin_rotation(s, box, actor, tenant, name, was, login, password)):
             await _changed(run_sql(runtime, instance.container_id, retire_login_sql(login)), name)
             raise Conflict(f"another rotation of service {name!r} is under way: try again when it is over")
+        await _changed(run_sql(runtime, instance.container_id, enable_login_sql(login)), name)
         nudge()  # the bound apps roll now, not at the next pass
         retiring = was
     else:
         retiring = service.retiring
     deadline = asyncio.get_running_loop().time() + ROLL_SECONDS
-    while waiting := await _db(engine, lambda s: services.still_rolling(s, tenant, name)):
+    while waiting := await _db(engine, lambda s: services.still_rolling(s, box, tenant, name)):
         if asyncio.get_running_loop().time() > deadline:
             log.warning("rotation of %s/%s: %s still rolling; %s stays valid", tenant, name, waiting, retiring)
-            return await _read(engine, tenant, name, retiring, waiting)
+            return await _read(engine, tenant, name, retiring, waiting, resumed)
         await asyncio.sleep(ROLL_POLL_SECONDS)
     await _changed(run_sql(runtime, instance.container_id, retire_login_sql(retiring)), name)
     await _db(engine, lambda s: services.finish_rotation(s, actor, tenant, name, retiring))
-    return await _read(engine, tenant, name, None, [])
+    return await _read(engine, tenant, name, None, [], resumed)
 
 
 async def reapply(engine: Engine, pool: NodePool, box: SecretBox, tenant: str, name: str) -> None:
@@ -171,8 +179,15 @@ async def reapply(engine: Engine, pool: NodePool, box: SecretBox, tenant: str, n
                     "the backup's until it does and this is asked again (restore again, or rotate its credentials)"
                 ) from None
             await asyncio.sleep(ROLL_POLL_SECONDS)
-    sql = converge_sql(service.username, box.decrypt(service.password_encrypted), service.retiring)
-    await _changed(run_sql(_runtime(pool, instance), instance.container_id, sql), name)
+    for _ in range(REAPPLY_ROUNDS):  # again if a rotation began meanwhile: its new login is not barred
+        sql = converge_sql(service.username, box.decrypt(service.password_encrypted), service.retiring)
+        await _changed(run_sql(_runtime(pool, instance), instance.container_id, sql), name)
+        applied = service.username, service.retiring
+        service, instance = await _db(engine, lambda s: services.rotation_target(s, tenant, name))
+        if (service.username, service.retiring) == applied:
+            return
+    raise Unavailable(f"the logins of service {name!r} kept changing while they were set after the restore: "
+                      "rotate its credentials once the rotation under way is over")  # fmt: skip
 
 
 async def _changed(change: Awaitable[None], name: str) -> None:
@@ -190,10 +205,12 @@ def _runtime(pool: NodePool, instance: Instance) -> NodeRuntime:
     return pool[instance.node].runtime
 
 
-async def _read(engine: Engine, tenant: str, name: str, retiring: str | None, waiting: list[str]) -> RotationRead:
+async def _read(
+    engine: Engine, tenant: str, name: str, retiring: str | None, waiting: list[str], resumed: bool
+) -> RotationRead:
     def read(session: Session) -> RotationRead:
         service = services.get_service(session, get_tenant(session, tenant), name)
-        return RotationRead(login=service.username, retiring=retiring, waiting_for=waiting)
+        return RotationRead(login=service.username, retiring=retiring, waiting_for=waiting, resumed=resumed)
 
     return await _db(engine, read)
 

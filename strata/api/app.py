@@ -11,11 +11,13 @@ from strata.api import (
     app_routes,
     backup_routes,
     build_routes,
+    catalog_routes,
     cert_routes,
     credential_routes,
     errors,
     event_routes,
     exec_routes,
+    member_routes,
     overview_routes,
     registry_routes,
     runtime_routes,
@@ -52,6 +54,7 @@ def create_app(platform: Platform) -> FastAPI:
         app_routes,
         build_routes,
         credential_routes,
+        member_routes,
         registry_routes,
         cert_routes,
         event_routes,
@@ -60,6 +63,7 @@ def create_app(platform: Platform) -> FastAPI:
         volume_routes,
         backup_routes,
         service_routes,
+        catalog_routes,
     ):
         app.include_router(module.router)
     return app

@@ -18,7 +18,7 @@ def list_keys(session: DB, principal: Caller, tenant: str | None = None) -> list
 
 @router.post("/keys", status_code=201)
 def add_key(session: DB, principal: Caller, spec: KeyCreate) -> KeyRead:
-    check_credential_role(principal, spec.role, spec.tenant)
+    check_credential_role(principal, spec.role, spec.tenant, spec.member)
     return keys.add_key(session, principal.actor, spec)
 
 
@@ -37,7 +37,8 @@ def list_tokens(session: DB, principal: Caller, tenant: str | None = None) -> li
 @router.post("/tokens", status_code=201)
 def create_token(session: DB, principal: Caller, spec: TokenCreate) -> TokenCreated:
     """The answer holds the token's secret; it is shown this once and stored only as a hash."""
-    check_credential_role(principal, spec.role, spec.tenant)
+    check_credential_role(principal, spec.role, spec.tenant, spec.member)
+    tokens.check_name(spec.name)
     row, secret = tokens.mint(session, principal.actor, spec)
     return TokenCreated(**tokens.get_token(session, saved_id(row)).model_dump(), token=secret)
 

@@ -16,13 +16,13 @@ from gateway import FrontDoor as Gateway
 from gateway.certificates import Certificates
 from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
+from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodePool
 from hosting.paas.pulls import ImagePuller
 from hosting.paas.usage import UsageSampler
 from hosting.paas.vm_nodes import VmNodes
-from hosting.paas.volumes import LocalVolumes
 from strata.config import Settings
-from tenants import db, tokens
+from tenants import db, roles, tokens
 from tenants.enums import Role
 from tenants.errors import Conflict, Forbidden, NotFound
 from tenants.schemas import PullRead
@@ -46,7 +46,7 @@ class Platform:
     builder: Builder | None = None  # builds from source (None: builds are refused)
     certificates: Certificates | None = None  # HTTPS certificates (None: no HTTPS listener)
     pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
-    volumes: LocalVolumes | None = None  # the volumes on this host (None: volumes are refused)
+    volumes: NodeVolumes | None = None  # the volumes, on the host and VM nodes (None: volumes are refused)
     backups: VolumeBackups | None = None  # their backups (None with no volumes)
 
     def install(self, app: FastAPI) -> None:
@@ -107,11 +107,11 @@ async def get_pulls(platform: _Platform) -> Mapping[tuple[str, str], PullRead]:
     return platform.pulls.progress() if platform.pulls is not None else {}
 
 
-async def get_volume_store(platform: _Platform) -> LocalVolumes | None:
+async def get_volume_store(platform: _Platform) -> NodeVolumes | None:
     return platform.volumes
 
 
-async def get_volumes(platform: _Platform) -> LocalVolumes:
+async def get_volumes(platform: _Platform) -> NodeVolumes:
     if platform.volumes is None:
         raise Conflict("this platform keeps no volumes (the daemon was started without a volume store)")
     return platform.volumes
@@ -137,7 +137,7 @@ Nudge = Annotated[Callable[[], None], Depends(get_nudge)]
 Pulls = Annotated[Mapping[tuple[str, str], PullRead], Depends(get_pulls)]
 Puller = Annotated[ImagePuller | None, Depends(get_puller)]
 Builds = Annotated[Builder, Depends(get_builder)]
-Volumes = Annotated[LocalVolumes, Depends(get_volumes)]
+Volumes = Annotated[NodeVolumes, Depends(get_volumes)]
 
 
 def get_secrets(settings: Config) -> SecretBox:
@@ -147,7 +147,7 @@ def get_secrets(settings: Config) -> SecretBox:
 Backups = Annotated[VolumeBackups, Depends(get_backups)]
 BackupStore = Annotated[VolumeBackups | None, Depends(get_backup_store)]  # for routes that work without one
 Secrets = Annotated[SecretBox, Depends(get_secrets)]
-VolumeStore = Annotated[LocalVolumes | None, Depends(get_volume_store)]  # for routes that work without one
+VolumeStore = Annotated[NodeVolumes | None, Depends(get_volume_store)]  # for routes that work without one
 
 
 def get_session(engine: DbEngine) -> Iterator[Session]:
@@ -161,14 +161,30 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def get_principal(
-    session: DB, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    connection: HTTPConnection,
+    session: DB,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller, if its token is valid and it may do this operation (`authorize`): every route's first check."""
     principal = tokens.authenticate(session, credentials.credentials) if credentials else None
     if principal is None:
         raise HTTPException(
             401, "a valid API token is needed (Authorization: Bearer ...)", {"WWW-Authenticate": "Bearer"}
         )
+    route = connection.scope["route"]
+    authorize(principal, connection.scope["method"], route.path, route.name, connection.path_params.get("tenant"))
     return principal
+
+
+def authorize(principal: Principal, method: str, path: str, name: str, tenant: str | None) -> None:
+    """Whether `principal` may do the operation `method path` (named `name`) on `tenant`'s things: another
+    tenant's are as absent as ones that never existed (404); a member's role must allow it (`tenants.roles`: 403).
+    Operators pass here; the operations only they may do say so themselves (`Operator`)."""
+    scope(principal, tenant)
+    role = principal.member_role
+    if role is not None and not roles.allows(role, method, path):
+        who = f"member {principal.member!r} is" if principal.member else "this credential is"
+        raise Forbidden(roles.refusal(who, principal.tenant or "", role, method, path, name.replace("_", " ")))
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
@@ -190,8 +206,7 @@ def scope(principal: Principal, tenant: str | None) -> None:
 
 
 def visible_tenant(principal: Caller, tenant: str) -> str:
-    """Path dependency for `/tenants/{tenant}/...`: the name, if the caller may see it."""
-    scope(principal, tenant)
+    """Path dependency for `/tenants/{tenant}/...`: the name, once the caller may see it (`get_principal`)."""
     return tenant
 
 
@@ -207,10 +222,17 @@ def listing_scope(principal: Principal, tenant: str | None) -> str | None:
     return tenant if principal.is_operator else principal.tenant
 
 
-def check_credential_role(principal: Principal, role: Role, tenant: str | None) -> None:
-    """A tenant may create credentials only for itself and never an operator's."""
+def check_credential_role(principal: Principal, role: Role, tenant: str | None, member: str | None) -> None:
+    """A tenant may create credentials only for itself and never an operator's; a member (an owner: `tenants.roles`
+    keeps the others from `POST /keys` and `/tokens`) only its own, so none outlives it or speaks for another."""
     if principal.is_operator:
         return
     if role == Role.OPERATOR:
         raise Forbidden("only an operator may create operator credentials")
     scope(principal, tenant)
+    if principal.member is not None and member != principal.member:
+        whose = f"member {member!r}" if member else "the tenant (its owner's, of no member)"
+        raise Forbidden(
+            f"member {principal.member!r} makes keys and tokens of its own only, not of {whose}: set member to "
+            f"{principal.member!r}, or use the tenant's own credentials"
+        )

@@ -12,17 +12,17 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine
 
 from hosting.paas.runtime import EngineError, ExecSession
-from strata.api.deps import DbEngine, Pool
-from tenants import apps, audit, db, tokens
-from tenants.errors import DomainError
+from strata.api.deps import DbEngine, Pool, authorize
+from tenants import apps, audit, db, roles, tokens
+from tenants.errors import DomainError, Forbidden
 
 router = APIRouter(tags=["apps"])
 
 DEFAULT_COMMAND = ["/bin/sh"]
-UNAUTHORIZED, NOT_FOUND, FAILED = 4401, 4404, 4500  # WebSocket close codes (4000-4999: the application's)
+UNAUTHORIZED, FORBIDDEN, NOT_FOUND, FAILED = 4401, 4403, 4404, 4500  # WebSocket close codes: 4000-4999 are ours
 
 
-@router.websocket("/tenants/{tenant}/apps/{app}/instances/{instance}/exec")
+@router.websocket(roles.EXEC[1])
 async def exec_in_instance(
     websocket: WebSocket,
     engine: DbEngine,
@@ -58,10 +58,11 @@ def _find(engine: Engine, token: str, tenant: str, app: str, instance: str, cmd:
         principal = tokens.authenticate(session, token)
         if principal is None:
             return UNAUTHORIZED
-        if not principal.is_operator and principal.tenant != tenant:
-            return NOT_FOUND
         try:
+            authorize(principal, *roles.EXEC, "exec in instance", tenant)
             row = apps.describe(session, tenant, app)
+        except Forbidden:
+            return FORBIDDEN
         except DomainError:
             return NOT_FOUND
         match = next((i for i in row.instances if i.id == instance), None)

@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hosting.paas import service_credentials
+from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.postgres_image import PostgresImageError, build_postgres_image
-from hosting.paas.volumes import LocalVolumes
 from strata.api.deps import (
     DB,
     Caller,
@@ -76,7 +76,7 @@ def _check(engine: Engine, tenant: str, body: ServiceCreate) -> None:
 
 
 def _create(
-    engine: Engine, store: LocalVolumes, box: SecretBox, actor: str, tenant: str, body: ServiceCreate
+    engine: Engine, store: NodeVolumes, box: SecretBox, actor: str, tenant: str, body: ServiceCreate
 ) -> ServiceRead:
     """Its filesystem, then its rows; one create of a volume at a time, as `volume_routes` makes them."""
     with creating, db.session(engine) as session:
@@ -131,5 +131,5 @@ async def rotate_credentials(
     return await service_credentials.rotate(engine, pool, box, nudge, principal.actor, tenant, service)
 
 
-def _read(session: Session, store: LocalVolumes | None, service: Service, tenant: str) -> ServiceRead:
+def _read(session: Session, store: NodeVolumes | None, service: Service, tenant: str) -> ServiceRead:
     return services.read(session, service, tenant, used_mib(store, tenant, service.name))

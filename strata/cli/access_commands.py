@@ -26,16 +26,19 @@ def keys_group() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--operator", is_flag=True, help="The key logs in as an operator.")
 @click.option("--tenant", help="The key logs in as this tenant.")
+@click.option("--member", help="A member of the tenant: the key acts with the member's role (else the owner's).")
 @json_option
-def add_key(file: Path, operator: bool, tenant: str | None, as_json: bool) -> None:
+def add_key(file: Path, operator: bool, tenant: str | None, member: str | None, as_json: bool) -> None:
     """Register the public key in FILE (an OpenSSH .pub file)."""
     role = _role(operator, tenant)
-    spec = validated(KeyCreate, public_key=file.read_text(errors="replace"), role=role, tenant=tenant)
+    text = file.read_text(errors="replace")
+    spec = validated(KeyCreate, public_key=text, role=role, tenant=tenant, member=member)
     with api() as client:
         key = client.add_key(spec)
     if as_json:
         return emit_json(key)
-    click.echo(f"added key {key.id} ({key.fingerprint}) for {tenant or 'operators'}")
+    whose = f"{member} of {tenant}" if member else tenant or "operators"
+    click.echo(f"added key {key.id} ({key.fingerprint}) for {whose}")
 
 
 @keys_group.command("list")
@@ -54,6 +57,7 @@ def list_keys(tenant: str | None, as_json: bool) -> None:
             ("fingerprint", lambda k: k.fingerprint),
             ("role", lambda k: k.role),
             ("tenant", lambda k: k.tenant),
+            ("member", lambda k: k.member or ("owner" if k.tenant else "")),
             ("comment", lambda k: k.comment),
             ("added", lambda k: k.created_at),
         ],
@@ -78,11 +82,13 @@ def tokens_group() -> None:
 @tokens_group.command("create")
 @click.option("--operator", is_flag=True, help="A token with full operator rights.")
 @click.option("--tenant", help="A token that sees and changes only this tenant.")
+@click.option("--member", help="A member of the tenant: the token acts with the member's role (else the owner's).")
 @click.option("--name", default="api", show_default=True, help="What the token is for (shown in the audit log).")
 @click.option("--ttl", type=Duration(), help="Expire after this long: 30d, 12h, 90m.")
-def create_token(operator: bool, tenant: str | None, name: str, ttl: int | None) -> None:
+def create_token(operator: bool, tenant: str | None, member: str | None, name: str, ttl: int | None) -> None:
     """Create a token and print it alone on stdout (it is shown only this once)."""
-    spec = validated(TokenCreate, role=_role(operator, tenant), tenant=tenant, name=name, ttl_seconds=ttl)
+    role = _role(operator, tenant)
+    spec = validated(TokenCreate, role=role, tenant=tenant, member=member, name=name, ttl_seconds=ttl)
     with api() as client:
         created = client.create_token(spec)
     click.echo(created.token)
@@ -104,6 +110,7 @@ def list_tokens(tenant: str | None, as_json: bool) -> None:
             ("name", lambda t: t.name),
             ("role", lambda t: t.role),
             ("tenant", lambda t: t.tenant),
+            ("member", lambda t: t.member or ("owner" if t.tenant else "")),
             ("created", lambda t: t.created_at),
             ("expires", lambda t: t.expires_at or "never"),
         ],

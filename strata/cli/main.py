@@ -6,8 +6,10 @@ from strata.cli.access_commands import keys_group, tokens_group
 from strata.cli.app_commands import apps_group
 from strata.cli.backup_commands import backups_group
 from strata.cli.build_commands import builds_group
+from strata.cli.catalog_commands import catalog_group
 from strata.cli.cert_commands import ca_group, certs_group
 from strata.cli.event_commands import events
+from strata.cli.member_commands import members_group
 from strata.cli.platform_commands import console, doctor_command, up
 from strata.cli.registry_commands import registries_group
 from strata.cli.runtime_commands import images_group, nodes_group
@@ -34,10 +36,12 @@ for command in (
     doctor_command,
     plans,
     tenants_group,
+    members_group,
     apps_group,
     volumes_group,
     backups_group,
     services_group,
+    catalog_group,
     builds_group,
     images_group,
     registries_group,

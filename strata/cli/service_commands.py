@@ -109,6 +109,9 @@ def rotate(ref: str, as_json: bool) -> None:
         rotation = client.rotate_service_credentials(tenant, name)
     if as_json:
         emit_json(rotation)
+    elif rotation.retiring is None and rotation.resumed:
+        click.echo(f"finished the rotation of {ref} begun before: its apps use login {rotation.login}, the old "
+                   "login is retired; no new password was made (run this again for one)")  # fmt: skip
     elif rotation.retiring is None:
         click.echo(f"rotated {ref}: its apps use login {rotation.login}; the old login is retired")
     if rotation.retiring is not None:

@@ -180,3 +180,42 @@ def test_doctor_reports_the_machine(daemon: Daemon) -> None:
     assert checks["accel"]["detail"].startswith(("kvm", "tcg"))
     image = checks["node image"]  # the test daemon's home has none built
     assert not image["ok"] and "strata images node-build" in image["detail"]
+
+
+def test_volumes_live_on_a_node_and_a_move_says_what_is_wrong(platform: Daemon, unique: str) -> None:
+    """On a platform with the host's node: where a volume goes, and the refusals of a move, as the CLI says them.
+    (Moves between the host and a VM node: tests/iaas/test_vm_nodes.py.)"""
+    ok(platform.cli("tenants", "create", unique))
+    ref = f"{unique}/data"
+    assert ok(platform.cli("volumes", "create", ref, "--size", "32M")).strip() == f"created {ref}, 32 MiB on node local"
+    nowhere = platform.cli("volumes", "move", ref, "--to", "nowhere")
+    assert nowhere.returncode == 1 and "no node named 'nowhere'; see `strata nodes list`" in nowhere.stderr
+    assert ok(platform.cli("volumes", "move", ref, "--to", "local")).strip() == f"{ref} is on node local already"
+    missing = platform.cli("volumes", "move", ref)
+    assert missing.returncode == 2 and "--to" in missing.stderr
+    shown = json.loads(ok(platform.cli("volumes", "show", ref, "--json")))
+    assert (shown["node"], shown["moving_to"]) == ("local", None)
+
+    token = ok(platform.cli("tokens", "create", "--tenant", unique)).strip()
+    placed = platform.cli("volumes", "create", f"{unique}/more", "--size", "16M", "--node", "local", token=token)
+    assert placed.returncode == 1 and "only an operator chooses a volume's node" in placed.stderr
+    moved = platform.cli("volumes", "move", ref, "--to", "local", token=token)
+    assert moved.returncode == 1 and "only an operator" in moved.stderr
+
+    dedicated = f"{unique}-d"
+    ok(platform.cli("tenants", "create", dedicated, "--isolation", "dedicated"))
+    none = platform.cli("volumes", "create", f"{dedicated}/data", "--size", "32M")
+    assert none.returncode == 1 and f"add one (strata nodes add NAME --tenant {dedicated})" in none.stderr
+    host = platform.cli("volumes", "create", f"{dedicated}/data", "--size", "32M", "--node", "local")
+    assert host.returncode == 1 and "its volumes cannot live on the host" in host.stderr
+
+
+def test_the_catalog_lists_what_each_template_makes_and_deploys_one(daemon: Daemon, unique: str) -> None:
+    listed = ok(daemon.cli("catalog", "list"))
+    assert "guestbook" in listed and "db (postgres)" in listed
+    ok(daemon.cli("tenants", "create", unique))
+    done = ok(daemon.cli("catalog", "deploy", unique, "hello", "--app", "greeter", "--env", "GREETING=hi"))
+    assert done.strip() == f"deployed {unique}/greeter from hello"
+    assert json.loads(ok(daemon.cli("apps", "show", f"{unique}/greeter", "--json")))["env"] == {"GREETING": "hi"}
+    unknown = daemon.cli("catalog", "deploy", unique, "nothing-like-it")
+    assert unknown.returncode == 1 and "nothing-like-it" in unknown.stderr

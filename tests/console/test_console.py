@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Markdown
 
-from tenants.enums import Role
-from tenants.schemas import AppSpec, TenantCreate, TokenCreate, VolumeCreate, VolumeMount
+from tenants.enums import MemberRole, Role
+from tenants.schemas import AppSpec, MemberCreate, TenantCreate, TokenCreate, VolumeCreate, VolumeMount
 from tests.containers import ready
 from tests.harness import Daemon
 from tui.app import StrataConsole
@@ -174,6 +174,38 @@ def test_a_tenant_token_sees_its_tenant_only(daemon: Daemon, unique: str) -> Non
     drive(daemon, token, steps)
 
 
+def test_a_viewer_is_offered_no_change_and_told_why_when_it_tries(daemon: Daemon, unique: str) -> None:
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique))
+        api.deploy(unique, "web", AppSpec(image="strata/hello"))
+        api.add_member(unique, MemberCreate(name="vic", role=MemberRole.VIEWER))
+        token = api.create_token(TokenCreate(role=Role.TENANT, tenant=unique, member="vic")).token
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: rows(app, "tenants"), what="a tenant")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TenantScreen) and rows(app, "paas"), what="its apps")
+        await pilot.pause(REFRESH * 2)
+        disabled = {b.binding.description for b in app.screen.active_bindings.values() if not b.enabled}
+        assert {"Scale +1", "Scale -1", "Restart", "Deploy", "Shell", "Delete app"} <= disabled
+        assert "Logs" not in disabled
+        await pilot.press("plus", "ctrl+d")
+        await pilot.pause(REFRESH * 3)
+        assert isinstance(app.screen, TenantScreen)  # no confirmation was asked: nothing was offered
+        assert f"vic is a viewer of {unique!r}: scaling takes a developer" in toasts(app)
+        assert f"vic is a viewer of {unique!r}: deleting an app takes an owner" in toasts(app)
+        await pilot.press("escape", "colon", *"catalog", "enter")
+        await until(pilot, lambda: rows(app, "catalog"), what="the catalog")
+        await pilot.press("enter")
+        await pilot.pause(REFRESH)
+        assert f"vic is a viewer of {unique!r}: deploying from the catalog takes a developer" in toasts(app)
+        assert not isinstance(app.screen, FormDialog)
+
+    drive(daemon, token, steps)
+    with daemon.operator() as api:
+        assert api.app(unique, "web").replicas == 1
+
+
 def form_error(app: StrataConsole) -> str:
     assert isinstance(app.screen, FormDialog), app.screen
     return str(app.screen.query_one("#error", Label).render())
@@ -311,7 +343,7 @@ def test_deploying_from_the_catalog_through_its_form(daemon: Daemon, unique: str
         await until(pilot, lambda: rows(app, "tenants"), what="the overview")
         await pilot.press("colon", *"catalog", "enter")
         await until(pilot, lambda: rows(app, "catalog"), what="the catalog")
-        assert [r[0] for r in rows(app, "catalog")] == ["hello", "static-site"]
+        assert [r[0] for r in rows(app, "catalog")] == ["hello", "static-site", "guestbook"]
         await pilot.press("enter")  # hello; an operator is asked for the tenant
         await pilot.press(*unique, "enter")
         await pilot.pause(0.2)
@@ -325,6 +357,50 @@ def test_deploying_from_the_catalog_through_its_form(daemon: Daemon, unique: str
     with daemon.operator() as api:
         deployed = api.app(unique, "greeter")
     assert (deployed.image, deployed.replicas, deployed.env) == ("strata/hello", 2, {"GREETING": "bonjour"})
+
+
+def test_the_guestbook_from_the_catalog_gets_its_database_made_and_bound_and_shows_it(
+    platform: Daemon, unique: str
+) -> None:
+    """One form: refused whole first (the plan's instances, its db counted), then its database made and bound, and
+    the tenant's screen showing the service ready, bound to the app."""
+    with platform.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="small"))
+
+    async def steps(app: StrataConsole, pilot: Pilot) -> None:
+        await until(pilot, lambda: any(r[0] == unique for r in rows(app, "tenants")), what="the tenant")
+        table = app.screen.query_one("#tenants", DataTable)
+        table.move_cursor(row=table.get_row_index(unique))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TenantScreen), what="the tenant screen")
+        await pilot.press("colon", *"catalog", "enter")  # from a tenant's screen: deploys there, without asking
+        await until(pilot, lambda: rows(app, "catalog"), what="the catalog")
+        await pilot.press("down", "down", "enter")
+        await until(pilot, lambda: app.screen.query("#env-TITLE"), what="the guestbook form")
+        await refused(pilot, "instances quota exceeded", replicas="6")  # 6 fit, but not with db's
+        with platform.operator() as api:
+            assert (api.apps(unique), api.services(unique)) == ([], [])
+        await submit(pilot, replicas="1", **{"env-TITLE": "Visitors"})
+        await until(pilot, lambda: f"{unique}/guestbook deployed, bound to db" in toasts(app), 600, "the deploy")
+        await pilot.press("escape")  # from the catalog (a `:` command) back to the overview, then to the tenant
+        await until(pilot, lambda: isinstance(app.screen, OverviewScreen), what="the overview again")
+        table = app.screen.query_one("#tenants", DataTable)
+        table.move_cursor(row=table.get_row_index(unique))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TenantScreen), what="the tenant screen again")
+        await until(
+            pilot,
+            lambda: [r[1:4] + r[6:7] for r in rows(app, "services")] == [["db", "postgres", "ready", "guestbook"]],
+            120,
+            "db ready, bound to guestbook",
+        )
+        paas = {r[0] for r in rows(app, "paas")}
+        assert {"guestbook → db", "db ⛃ postgres"} <= paas
+
+    drive(platform, platform.operator_token, steps)
+    with platform.operator() as api:
+        [db] = api.services(unique)
+        assert (db.bound_to, api.app(unique, "guestbook").env) == (["guestbook"], {"TITLE": "Visitors"})
 
 
 def test_logs_stream_and_search(platform: Daemon, unique: str) -> None:

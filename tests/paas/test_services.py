@@ -3,19 +3,16 @@ packages) on a real volume, bound to a real app, reached by its tenant's contain
 
 import json
 import subprocess
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from tenants.client import ApiError
 from tenants.enums import InstanceState
 from tenants.schemas import AppSpec, InstanceRead, ServiceCreate, TenantCreate
-from tests.containers import ready, wait_for
+from tests.containers import ready, steady_requests, wait_for
 from tests.harness import Daemon
 from tests.paas.test_serving import through_gateway
 
@@ -206,40 +203,16 @@ def test_rotating_the_credentials_fails_no_request_and_retires_the_old_login(
     db = database(platform, unique)
     assert db.endpoint is not None
 
-    statuses: Counter[int | str] = Counter()
-    users: Counter[str] = Counter()
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(timeout=10) as client:
-            deadline = time.monotonic() + 150  # bounded, whatever happens
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    answer = client.get(f"http://{platform.gateway}/cgi-bin/q", headers={"Host": host})
-                    statuses[answer.status_code] += 1
-                    users[answer.text.strip()] += 1
-                except httpx.HTTPError as exc:
-                    statuses[type(exc).__name__] += 1
-
-    workers = [threading.Thread(target=load) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    try:
-        time.sleep(0.5)
+    with steady_requests(platform, host, "/cgi-bin/q") as load:
         rotated = platform.cli("services", "credentials", "rotate", f"{unique}/db", "--json", timeout=180)
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
     assert rotated.returncode == 0, rotated.stderr
     rotation = json.loads(rotated.stdout)
     assert rotation["retiring"] is None and rotation["waiting_for"] == []
     login = rotation["login"]
     assert login.startswith("app_")
 
-    assert set(statuses) == {200} and statuses[200] > 20, (statuses, users)
-    assert users["app|app"] and users[f"app|{login}"], users  # the load spanned the roll; the owner acts throughout
+    assert set(load.statuses) == {200} and load.statuses[200] > 20, load
+    assert load.texts["app|app"] and load.texts[f"app|{login}"], load  # it spanned the roll; the owner acts throughout
     [new_web, _] = ready(platform, unique, "web", 2, revision=3)
     new_url = sh(new_web.container_id, "echo $DATABASE_URL").stdout.strip()
     assert urlsplit(new_url).username == login and urlsplit(new_url).password != urlsplit(old_url).password

@@ -11,7 +11,7 @@ from collections import Counter
 import httpx
 
 from tenants.schemas import AppSpec, TenantCreate
-from tests.containers import platform_id, ready, remove_everything_of, wait_for
+from tests.containers import platform_id, ready, remove_everything_of, steady_requests, wait_for
 from tests.harness import Daemon, start_daemon
 
 HELLO = AppSpec(image="strata/hello", replicas=2, health_path="/healthz", memory_mib=64)
@@ -51,36 +51,13 @@ def test_a_rolling_deploy_under_steady_load_loses_no_request(platform: Daemon, u
     host = f"web.{unique}.localhost"
     wait_for(lambda: through_gateway(platform, host).status_code == 200, what="a route")
 
-    statuses: Counter[int | str] = Counter()
-    revisions: Counter[str] = Counter()
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(timeout=10) as client:
-            deadline = time.monotonic() + 90  # bounded, whatever happens
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    answer = client.get(f"http://{platform.gateway}/", headers={"Host": host})
-                    statuses[answer.status_code] += 1
-                    revisions[answer.text.split("revision=")[1].split()[0] if answer.status_code == 200 else "-"] += 1
-                except httpx.HTTPError as exc:
-                    statuses[type(exc).__name__] += 1
-
-    workers = [threading.Thread(target=load) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    try:
-        time.sleep(0.5)
+    with steady_requests(platform, host, workers=4) as load:
         with platform.operator() as api:
             api.deploy(unique, "web", HELLO.model_copy(update={"env": {"RELEASE": "2"}}))
         ready(platform, unique, "web", 2, revision=2)
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
-    assert set(statuses) == {200}, statuses
-    assert statuses[200] > 100
+    assert set(load.statuses) == {200}, load.statuses
+    assert load.statuses[200] > 100
+    revisions = Counter(text.split("revision=")[1].split()[0] for text in load.texts.elements())
     assert revisions["1"] and revisions["2"]  # the load really spanned the roll
 
 

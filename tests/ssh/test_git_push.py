@@ -214,7 +214,10 @@ def test_a_push_builds_and_serves_the_app_and_each_change_is_a_new_revision(plat
     with platform.operator() as api:
         assert api.app(tenant.name, "web").revision == changed.revision
         pushes = [e for e in api.events(tenant.name) if e.action == "git.push"]
-    assert {e.actor for e in pushes} == {f"{tenant.name}/ssh:{tenant.name}@127.0.0.1"}
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(tenant.key)], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    assert {e.actor for e in pushes} == {f"{tenant.name}/ssh:{fingerprint}@127.0.0.1"}  # the key that pushed
     assert [(e.detail["new"], e.detail["result"]) for e in reversed(pushes)] == [
         (first, "deployed"),
         (second, "deployed"),

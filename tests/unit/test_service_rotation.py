@@ -71,14 +71,28 @@ def test_a_rotation_gives_the_bound_apps_the_new_login_in_a_new_revision_one_rot
 def test_an_app_still_rolls_while_an_instance_of_an_older_revision_is_left(session: Session, box: SecretBox) -> None:
     instance(session, "web", 2)
     assert services.begin_rotation(session, box, "op", "acme", "db", "app", "app_1", "pw")
-    assert services.still_rolling(session, "acme", "db") == ["web"]
+    assert services.still_rolling(session, box, "acme", "db") == ["web"]
     instance(session, "web", 3)
-    assert services.still_rolling(session, "acme", "db") == ["web"]  # the new one is up, the old one not gone
+    assert services.still_rolling(session, box, "acme", "db") == ["web"]  # the new one is up, the old one not gone
     session.delete(session.get(Instance, "web-2"))
     session.commit()
-    assert services.still_rolling(session, "acme", "db") == []
+    assert services.still_rolling(session, box, "acme", "db") == []
     services.finish_rotation(session, "op", "acme", "db", "app")
     assert services.get_service(session, tenancy.get_tenant(session, "acme"), "db").retiring is None
+
+
+def test_an_app_bound_with_the_login_a_rotation_replaces_is_given_the_new_one(session: Session, box: SecretBox) -> None:
+    web = apps.get_app(session, tenancy.get_tenant(session, "acme"), "web")
+    old_url = web.sealed_env[services.DATABASE_URL]
+    assert services.begin_rotation(session, box, "op", "acme", "db", "app", "app_1", "pw")
+    web.sealed_env = {**web.sealed_env, services.DATABASE_URL: old_url}  # as a bind racing the rotation seals it
+    session.commit()
+    revision = web.revision
+    assert services.still_rolling(session, box, "acme", "db") == ["web"]
+    session.refresh(web)
+    assert web.revision == revision + 1
+    assert box.decrypt(web.sealed_env[services.DATABASE_URL]) == "postgresql://app_1:pw@db:5432/app"
+    assert services.still_rolling(session, box, "acme", "db") == []  # no instance of an older revision is left
 
 
 def test_the_verifier_is_what_postgresql_checks_a_scram_login_against() -> None:
@@ -98,6 +112,7 @@ def test_the_verifier_is_what_postgresql_checks_a_scram_login_against() -> None:
 def test_the_sql_holds_no_password_and_keeps_the_owner() -> None:
     made = add_login_sql("app_1", "the-password")
     assert "the-password" not in made and "SCRAM-SHA-256$4096:" in made and 'GRANT "app" TO "app_1"' in made
+    assert 'CREATE ROLE "app_1" NOLOGIN' in made  # it may log in once the rotation is recorded
     assert "DROP ROLE" not in retire_login_sql("app") and "NOLOGIN" in retire_login_sql("app")
     assert 'DROP ROLE "app_1"' in retire_login_sql("app_1")
     assert '"x""y"' in retire_login_sql('x"y') and "'it''s'" in retire_login_sql("it's")

@@ -1,21 +1,25 @@
 """One tenant across the three layers, side by side: IaaS (nodes), PaaS (apps, instances), SaaS (traffic); under
-them, side by side too, once the tenant has them: its latest builds from source (`l` there: a build's log) and
-its volumes (size, use, the app that mounts each and where).
+them, side by side too, once the tenant has them: its latest builds from source (`l` there: a build's log), its
+volumes (size, use, the app that mounts each and where) and its services (kind, ready, size, use, the apps bound to
+each). A service runs as an app of its own: PaaS shows it as one (`db ⛃ postgres`), and an app bound to it as
+`web → db`.
 
-Moving onto an app in the PaaS pane marks its instances' nodes (◆), its traffic row, its builds and its volumes:
-a drill-down across the layers.
+Moving onto an app in the PaaS pane marks its instances' nodes (◆), its traffic row, its builds, its volumes and
+its services (those it is bound to, or the one it is): a drill-down across the layers.
 """
 
 from collections.abc import Iterator, Sequence
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
 from textual.widgets import DataTable, Label
 
+from tenants import roles
 from tenants.enums import BuildState
-from tenants.schemas import AppRead, AppSpec, BuildRead, TrafficRead, VolumeRead
+from tenants.schemas import AppRead, AppSpec, BuildRead, ServiceRead, TrafficRead, VolumeRead
 from tui import render
 from tui.dao import BUILDS_SHOWN, ConsoleData, NodeShare, TenantDetail
 from tui.model import Column, History
@@ -26,6 +30,8 @@ from tui.screens.table import FittingTable
 
 MARK = "◆"
 VOLUME_MARK = "⛁"  # after an app's name in the PaaS pane: the volumes it mounts
+SERVICE_MARK = "⛃"  # after a service's own app's name in the PaaS pane: its kind
+BOUND_MARK = "→"  # after an app's name in the PaaS pane: the services bound to it
 WIDE_ENOUGH = 150  # side by side from this width; stacked below it (80×24 works)
 # Each pane's columns, in table order; when a pane is too narrow, the highest priority numbers go first.
 IAAS = [
@@ -86,8 +92,29 @@ VOLUMES = [
     Column("PATH", 5),
     Column("NODE", 6),
 ]
-STACKED_ROWS = 3  # builds and volumes shown at once while the layers are stacked (below WIDE_ENOUGH); more scroll
-TALL_ENOUGH = 32  # lines; below, stacked, only the first build and volume show, so that 80×24 keeps room for apps
+SERVICES = [
+    Column("", 5),
+    Column("SERVICE", 0),
+    Column("KIND", 6),
+    Column("STATE", 1),
+    Column("SIZE", 4),
+    Column("USED", 2),
+    Column("BOUND TO", 3),
+    Column("ADDRESS", 7),
+]
+STATUS_WIDTH = 30  # of a service's reason for not being ready; `services show` has it whole
+STACKED_ROWS = 3  # rows of builds, volumes, services at once while the layers are stacked (below WIDE_ENOUGH)
+TALL_ENOUGH = 32  # lines; below, stacked, only the first build, volume and service show: 80×24 keeps room for apps
+
+
+# What the tenant screen's keys do, as the API's operations (`tenants.roles`): the caller's role may not do some
+OFFERED: dict[str, tuple[roles.Operation, str]] = {
+    "scale": (roles.SCALE, "scaling"),
+    "restart": (roles.RESTART, "a restart"),
+    "deploy": (roles.DEPLOY, "a deploy"),
+    "shell": (roles.EXEC, "a shell"),
+    "delete": (roles.DELETE_APP, "deleting an app"),
+}
 
 
 class BuildsTable(FittingTable):
@@ -117,6 +144,7 @@ class TenantScreen(DataScreen):
     #under > .pane.shown { display: block; }
     #under.wide > #builds-pane { width: 5fr; }
     #under.wide > #volumes-pane { width: 3fr; }
+    #under.wide > #services-pane { width: 4fr; }
     """
 
     def __init__(self, tenant: str) -> None:
@@ -144,6 +172,9 @@ class TenantScreen(DataScreen):
             with Vertical(id="volumes-pane", classes="pane"):
                 yield Label("Volumes — the apps' persistent data")
                 yield FittingTable(VOLUMES, id="volumes")
+            with Vertical(id="services-pane", classes="pane"):
+                yield Label("Services — databases bound to apps")
+                yield FittingTable(SERVICES, id="services")
 
     def on_mount(self) -> None:
         self.query_one("#paas", DataTable).focus()
@@ -154,10 +185,11 @@ class TenantScreen(DataScreen):
         self.size_under()
 
     def size_under(self) -> None:
-        """The builds and volumes panes, each shown only when it has rows, both as tall as the longer one's rows
-        (fewer while the layers are stacked); no room at all when neither is shown."""
-        counts = (len(self.detail.builds), len(self.detail.volumes)) if self.detail else (0, 0)
-        for pane, count in zip(("#builds-pane", "#volumes-pane"), counts, strict=True):
+        """The builds, volumes and services panes, each shown only when it has rows, all as tall as the longest
+        one's rows (fewer while the layers are stacked); no room at all when none is shown."""
+        detail = self.detail
+        counts = (len(detail.builds), len(detail.volumes), len(detail.services)) if detail else (0, 0, 0)
+        for pane, count in zip(("#builds-pane", "#volumes-pane", "#services-pane"), counts, strict=True):
             self.query_one(pane).set_class(count > 0, "shown")
         if self.size.width >= WIDE_ENOUGH:
             shown = min(max(counts), BUILDS_SHOWN)
@@ -187,7 +219,7 @@ class TenantScreen(DataScreen):
         self.query_one("#saas", FittingTable).show(
             [
                 (app.name, self.saas_cells(app.name, detail.traffic.get(app.name), app.name == chosen))
-                for app in detail.apps
+                for app in served(detail)
             ]
         )
         self.query_one("#builds", FittingTable).show(
@@ -195,6 +227,9 @@ class TenantScreen(DataScreen):
         )
         self.query_one("#volumes", FittingTable).show(
             [(v.name, volume_cells(v, detail.apps, chosen in v.mounted_by)) for v in detail.volumes]
+        )
+        self.query_one("#services", FittingTable).show(
+            [(s.name, service_cells(s, chosen in (s.name, *s.bound_to))) for s in detail.services]
         )
         self.size_under()
 
@@ -204,7 +239,7 @@ class TenantScreen(DataScreen):
             yield (
                 f"app:{app.name}",
                 [
-                    app_name(app),
+                    app_name(app, detail.services),
                     str(app.revision),
                     render.ready_of(ready, app.replicas),
                     "",
@@ -272,7 +307,7 @@ class TenantScreen(DataScreen):
         iaas, saas = self.query_one("#iaas", FittingTable), self.query_one("#saas", FittingTable)
         for share in detail.nodes:
             iaas.set_cell(share.name, "", MARK if share.name in on_nodes else "")
-        for app in detail.apps:
+        for app in served(detail):
             saas.set_cell(app.name, "", MARK if app.name == chosen else "")
         builds = self.query_one("#builds", FittingTable)
         for build in detail.builds:
@@ -280,11 +315,29 @@ class TenantScreen(DataScreen):
         volumes = self.query_one("#volumes", FittingTable)
         for volume in detail.volumes:
             volumes.set_cell(volume.name, "", MARK if chosen in volume.mounted_by else "")
+        services = self.query_one("#services", FittingTable)
+        for service in detail.services:
+            services.set_cell(service.name, "", MARK if chosen in (service.name, *service.bound_to) else "")
 
     # keys
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """What the caller's role may not do is shown disabled (and said why when tried: `on_key`)."""
+        return None if self._refusal(action) else True
+
+    def on_key(self, event: events.Key) -> None:
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and event.key in binding.key.split(","):
+                if why := self._refusal(binding.action.partition("(")[0]):
+                    self.notify(why, title="not allowed", severity="warning", markup=False)
+                    event.stop()
+
+    def _refusal(self, action: str) -> str | None:
+        offered = OFFERED.get(action)
+        return self.app.data.refusal(self.tenant, *offered) if offered is not None else None
 
     def action_scale(self, step: int) -> None:
         app = next((a for a in (self.detail.apps if self.detail else []) if a.name == self.chosen_app()), None)
@@ -359,17 +412,30 @@ class TenantScreen(DataScreen):
             self.action_build_log()
 
 
+def served(detail: TenantDetail) -> list[AppRead]:
+    """The apps the front door serves: not a service's own app, which only its tenant's containers reach."""
+    services = {service.name for service in detail.services}
+    return [app for app in detail.apps if app.name not in services]
+
+
 def why(reason: str | None) -> Text:
     """Why an app or instance is not as asked (the API's words), cut to the pane with a `…`."""
     text = reason or ""
     return Text(text if len(text) <= WHY_WIDTH else text[: WHY_WIDTH - 1] + "…", style="yellow")
 
 
-def app_name(app: AppRead) -> Text:
-    """An app's name, and the volumes it mounts (`web ⛁ data`)."""
+def app_name(app: AppRead, services: Sequence[ServiceRead] = ()) -> Text:
+    """An app's name, and the volumes it mounts (`web ⛁ data`) and the services bound to it (`web → db`); a
+    service's own app its kind instead (`db ⛃ postgres`: its volume is its own)."""
     text = Text(app.name, style="bold")
+    own = next((service for service in services if service.name == app.name), None)
+    if own is not None:
+        return text.append(f" {SERVICE_MARK} {own.kind}", style="magenta")
     if app.volumes:
         text.append(f" {VOLUME_MARK} {', '.join(mount.volume for mount in app.volumes)}", style="cyan")
+    bound = [service.name for service in services if app.name in service.bound_to]
+    if bound:
+        text.append(f" {BOUND_MARK} {', '.join(bound)}", style="magenta")
     return text
 
 
@@ -413,6 +479,26 @@ def volume_cells(volume: VolumeRead, apps: Sequence[AppRead], marked: bool) -> l
         Text(", ".join(volume.mounted_by) or "-"),
         Text(", ".join(paths) or "-"),
         Text(volume.node),
+    ]
+
+
+def service_cells(service: ServiceRead, marked: bool) -> list[object]:
+    """A service's row: ready, or why not (yellow); its volume's size and use; the apps bound to it; where its
+    tenant's containers reach it."""
+    if service.ready:
+        state = render.state("ready")
+    else:
+        reason = service.status or "starting"
+        state = Text(reason if len(reason) <= STATUS_WIDTH else reason[: STATUS_WIDTH - 1] + "…", style="yellow")
+    return [
+        MARK if marked else "",
+        Text(service.name, style="bold"),
+        str(service.kind),
+        state,
+        render.size(service.size_mib),
+        render.filled(service.used_mib, service.size_mib),
+        Text(", ".join(service.bound_to) or "-"),
+        Text(f"{service.host}:{service.port}"),
     ]
 
 

@@ -18,7 +18,7 @@ import sys
 import termios
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -27,7 +27,9 @@ import asyncssh
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from tenants import roles
 from tenants.client import ApiError, StrataClient
+from tenants.enums import MemberRole
 from tui.ssh.commands import Shell, UsageError, cli_arguments, redact, shell_request
 from tui.ssh.git import (
     GitRefused,
@@ -49,6 +51,7 @@ T = TypeVar("T")
 HANGUP_GRACE_SECONDS = 2.0
 CLOSE_TIMEOUT_SECONDS = HANGUP_GRACE_SECONDS + 3  # at stop, for the sessions to end (hang-ups and audits)
 READ_CHUNK = 65536
+RECHECK_SECONDS = 2.0  # how often a session's right is checked again: a member removed is cut off within it
 MAX_SESSIONS_PER_KEY = 10
 ZYGOTE_SOCKET = "console.sock"  # under STRATA_HOME
 KEEPALIVE_SECONDS, KEEPALIVE_MISSES = 30, 3  # a client silent for 90 s is gone: its session ends
@@ -75,6 +78,10 @@ class Grant:
     username: str
     tenant: str | None  # None: an operator
     token: str  # unique, unlike a row id: ending the session revokes this token and no other
+    actor: str  # how the audit log names the session: its tenant, member, and key (`Principal.actor`)
+    fingerprint: str  # the key it logged in with: removed, the session ends
+    member: str | None  # the key's member (None: the tenant's own key, or an operator's)
+    member_role: str | None  # the role it acts with (None: an operator): a change ends the session
 
 
 class Access(Protocol):
@@ -84,10 +91,14 @@ class Access(Protocol):
     def grant(self, username: str, fingerprint: str, peer: str) -> Grant:
         """Open a session for an allowed key: mint its token."""
 
-    def end(self, grant: Grant, peer: str, command: str, exit_code: int, seconds: float) -> None:
+    def valid(self, grant: Grant) -> bool:
+        """Does the session still act as it did when granted? (Not once its key or member is removed, or the
+        member's role changed: the session then ends.)"""
+
+    def end(self, grant: Grant, command: str, exit_code: int, seconds: float) -> None:
         """Revoke the session's token (if it still exists) and audit the session; never raises for a token gone."""
 
-    def record(self, grant: Grant, peer: str, action: str, tenant: str | None, detail: dict[str, Any]) -> None:
+    def record(self, grant: Grant, action: str, tenant: str | None, detail: dict[str, Any]) -> None:
         """Audit what a session did that the API did not see whole (a `git.push`: its ref, commits, result)."""
 
 
@@ -235,27 +246,21 @@ async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access
     username, fingerprint = process.get_extra_info("username"), process.get_extra_info("fingerprint")
     try:  # a database write: in a thread, as `end` is, so the daemon's loop (the API, the gateway) never waits
         grant = await asyncio.to_thread(access.grant, username, fingerprint, peer)
-    except Exception:  # the key or its tenant went between the login and now
+    except PermissionError as refused:  # the key (or its member) went since the connection logged in
+        log.info("SSH session of %s refused: %s", username, refused)
+        process.stderr.write(b"error: this key may not log in any longer\n")
+        process.exit(1)
+        return
+    except Exception:  # the tenant went between the login and now, or worse
         log.exception("SSH session of %s could not start", username)
         process.stderr.write(b"error: this session could not start; try again\n")
         process.exit(1)
         return
     command = process.command or ""
     started = time.monotonic()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STRATA_HOME": str(home), "STRATA_TOKEN": grant.token}
     code = 255
     try:
-        if command and (push := git_request(shlex.split(command), grant.tenant)) is not None:
-            code = await _git(process, push, grant, access, home)
-        elif command and (shell := shell_request(shlex.split(command), grant.tenant)) is not None:
-            code = await _shell(process, shell, grant, home)
-        elif command:
-            code = await _command(process, cli_arguments(shlex.split(command), grant.tenant), env)
-        elif process.get_terminal_type() is None:
-            process.stderr.write(b"the console needs a terminal: ssh -t ...\n")
-            code = 2
-        else:
-            code = await _console(process, env, zygote)
+        code = await _while_valid(process, access, grant, _serve(process, access, grant, home, zygote, command))
     except UsageError as usage:
         process.stderr.write(str(usage).encode())
         code = 2
@@ -267,9 +272,46 @@ async def _run_session(process: asyncssh.SSHServerProcess[bytes], access: Access
     finally:
         try:
             audited = redact(command) if command else "console"  # never a secret typed on the command line
-            await asyncio.to_thread(access.end, grant, peer, audited, code, time.monotonic() - started)
+            await asyncio.to_thread(access.end, grant, audited, code, time.monotonic() - started)
         finally:
             process.exit(code)
+
+
+async def _serve(
+    process: asyncssh.SSHServerProcess[bytes], access: Access, grant: Grant, home: Path, zygote: Zygote, command: str
+) -> int:
+    """What the session asked for, run with the session's token; its exit code."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STRATA_HOME": str(home), "STRATA_TOKEN": grant.token}
+    if command and (push := git_request(shlex.split(command), grant.tenant)) is not None:
+        return await _git(process, push, grant, access, home)
+    if command and (shell := shell_request(shlex.split(command), grant.tenant)) is not None:
+        return await _shell(process, shell, grant, home)
+    if command:
+        return await _command(process, cli_arguments(shlex.split(command), grant.tenant), env)
+    if process.get_terminal_type() is None:
+        process.stderr.write(b"the console needs a terminal: ssh -t ...\n")
+        return 2
+    return await _console(process, env, zygote)
+
+
+async def _while_valid(
+    process: asyncssh.SSHServerProcess[bytes], access: Access, grant: Grant, work: Coroutine[Any, Any, int]
+) -> int:
+    """`work`'s exit code, unless the session's right goes first (its member removed or its role changed: checked
+    every `RECHECK_SECONDS`): then `work` is cancelled, the client told, and the code is 1."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait([task], timeout=RECHECK_SECONDS)
+            if not task.done() and not await asyncio.to_thread(access.valid, grant):
+                task.cancel()
+                process.stderr.write(b"\r\nstrata: your access to this tenant changed; this session ends\r\n")
+                return 1
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def _until_gone(process: asyncssh.SSHServerProcess[bytes], work: Awaitable[T]) -> T:
@@ -407,17 +449,16 @@ async def _git_service(
         if child.returncode is None:
             _hang_up(child.pid)
             await _reap(child)
-        peer = process.get_extra_info("peername")[0]
         try:
-            await asyncio.to_thread(_audit_push, access, grant, peer, request, report, home)
+            await asyncio.to_thread(_audit_push, access, grant, request, report, home)
         except Exception:
             log.exception("the push of %s/%s could not be audited", request.tenant, request.app)
 
 
-def _audit_push(access: Access, grant: Grant, peer: str, request: GitRequest, report: Path, home: Path) -> None:
+def _audit_push(access: Access, grant: Grant, request: GitRequest, report: Path, home: Path) -> None:
     """Audit each ref the hook decided on, and stamp the repository with the app the push made or updated."""
     for decision in read_report(report):
-        access.record(grant, peer, "git.push", request.tenant, {"app": request.app, **decision})
+        access.record(grant, "git.push", request.tenant, {"app": request.app, **decision})
     if request.push:
         adopt(request, home, grant.token)
 
@@ -466,7 +507,7 @@ async def _console(process: asyncssh.SSHServerProcess[bytes], env: dict[str, str
     typing, ended = asyncio.ensure_future(keyboard()), asyncio.ensure_future(exit_code())
     try:
         return await _until_gone(process, asyncio.shield(ended))
-    except asyncssh.ConnectionLost:
+    except (asyncssh.ConnectionLost, asyncio.CancelledError):  # the client went, or the session's right did
         _signal_group(pid, signal.SIGHUP)
         try:
             await asyncio.wait_for(asyncio.shield(ended), HANGUP_GRACE_SECONDS)
@@ -502,8 +543,13 @@ def _check_service(client: StrataClient, shell: Shell) -> None:
 
 
 async def _shell(process: asyncssh.SSHServerProcess[bytes], shell: Shell, grant: Grant, home: Path) -> int:
-    """Through the control API's exec WebSocket, with the session's token: the API decides what it reaches."""
+    """Through the control API's exec WebSocket, with the session's token: the API decides what it reaches (a
+    member's role that may not is told why here first: the socket's refusal says only 403)."""
     socket = home / "api.sock"
+    if grant.member_role is not None and not roles.allows(MemberRole(grant.member_role), *roles.EXEC):
+        why = roles.refusal("you are", shell.tenant, MemberRole(grant.member_role), *roles.EXEC, "a shell")
+        process.stderr.write(f"error: {why}\n".encode())
+        return 1
 
     def instances() -> list[tuple[str, bool]]:
         with StrataClient(socket=socket, token=grant.token) as client:
