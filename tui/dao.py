@@ -38,14 +38,16 @@ BUILDS_SHOWN = 5  # a tenant's latest builds on its screen; `strata builds` list
 
 @dataclass(frozen=True)
 class NodeShare:
-    """A node as one tenant uses it: the tenant's own instances there and what they claim (CPU, memory), beside
-    the node's own figures, all tenants together (`node`: None for a tenant's token, which may not see nodes)."""
+    """A node as one tenant uses it: the tenant's own instances there and what they claim (CPU, memory), and its
+    volumes kept there (on a VM node, disks of the VM), beside the node's own figures, all tenants together
+    (`node`: None for a tenant's token, which may not see nodes)."""
 
     name: str
     instances: int
     cpu_millicores: int
     memory_mib: int
     node: NodeRead | None
+    disks: tuple[VolumeRead, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,23 +64,30 @@ class TenantDetail:
     services: list[ServiceRead] = field(default_factory=list)
 
 
-def shares(apps: Sequence[AppRead], nodes: Sequence[NodeRead] | None) -> list[NodeShare]:
-    """The nodes `apps`' instances run on, by name, with what those instances claim there (each its app's CPU and
-    memory, as the nodes' own allocation counts them); `nodes` are every node, or None when they may not be seen."""
+def shares(
+    apps: Sequence[AppRead], nodes: Sequence[NodeRead] | None, volumes: Sequence[VolumeRead] = ()
+) -> list[NodeShare]:
+    """The nodes `apps`' instances run on or `volumes` live on, by name, with what those instances claim there
+    (each its app's CPU and memory, as the nodes' own allocation counts them); `nodes` are every node, or None
+    when they may not be seen."""
     placed: dict[str, list[AppRead]] = {}
     for app in apps:
         for instance in app.instances:
             placed.setdefault(instance.node, []).append(app)
+    kept: dict[str, list[VolumeRead]] = {}
+    for volume in volumes:
+        kept.setdefault(volume.node, []).append(volume)
     known = {node.name: node for node in nodes or ()}
     return [
         NodeShare(
             name=name,
-            instances=len(placed[name]),
-            cpu_millicores=sum(app.cpu_millicores for app in placed[name]),
-            memory_mib=sum(app.memory_mib for app in placed[name]),
+            instances=len(placed.get(name, [])),
+            cpu_millicores=sum(app.cpu_millicores for app in placed.get(name, [])),
+            memory_mib=sum(app.memory_mib for app in placed.get(name, [])),
             node=known.get(name),
+            disks=tuple(kept.get(name, [])),
         )
-        for name in sorted(placed)
+        for name in sorted(placed.keys() | kept.keys())
     ]
 
 
@@ -142,9 +151,10 @@ class ConsoleData:
         apps = self._call(lambda: self.client.apps(name))
         traffic = {app.name: self._call(partial(self.client.traffic, name, app.name)) for app in apps}
         builds = self.builds(name)
-        nodes = shares(apps, self.nodes() if self.is_operator else None)
+        volumes = self.volumes(name)
+        nodes = shares(apps, self.nodes() if self.is_operator else None, volumes)
         self.whoami()
-        return TenantDetail(tenant, apps, nodes, traffic, builds, self.volumes(name), self.services(name))
+        return TenantDetail(tenant, apps, nodes, traffic, builds, volumes, self.services(name))
 
     def builds(self, tenant: str, app: str | None = None, limit: int = BUILDS_SHOWN) -> list[BuildRead]:
         """The tenant's latest builds (of `app`), newest first."""

@@ -213,14 +213,14 @@ class SyntheticData:
                 used_mib=870.4,
                 mounted_by=[f"app-{VOLUME_APP}"],
             ),
-            VolumeRead(tenant=name, name="scratch", size_mib=2048, node="local", created_at=EPOCH),
+            VolumeRead(tenant=name, name="scratch", size_mib=2048, node="vm-1", created_at=EPOCH),  # a disk of the VM
             VolumeRead(
                 tenant=name, name=SERVICE, size_mib=256, node="local", created_at=EPOCH, used_mib=41.3,
                 mounted_by=[SERVICE],
             ),
         ]  # fmt: skip
         return TenantDetail(
-            tenant, apps, shares(apps, self.nodes()), traffic, self.builds(name), volumes, self.services(name)
+            tenant, apps, shares(apps, self.nodes(), volumes), traffic, self.builds(name), volumes, self.services(name)
         )
 
     def _service_app(self, tenant: str) -> AppRead:

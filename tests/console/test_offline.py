@@ -85,12 +85,19 @@ def test_the_iaas_pane_shows_the_tenants_share_beside_the_nodes_total() -> None:
     async def steps(app: StrataConsole, pilot: Pilot) -> None:
         screen = await open_tenant(pilot)
         table = screen.query_one("#iaas", FittingTable)
-        row = dict(zip(["", "NODE", "STATE", "TENANT INST", "TENANT CPU", "TENANT MEM", "NODE INST", "NODE CPU",
-                        "NODE MEM", "VM"], table.rows_shown[0][1], strict=True))  # fmt: skip
+        labels = [column.label for column in table.spec]
+        local, vm = (dict(zip(labels, cells, strict=True)) for _, cells in table.rows_shown)
         # 18 instances (10 apps of 2, but app-0 with its volume of 1, and the service db of 1) of 250m and 128Mi
         # each, but db's of 500m and 256Mi; 12 such tenants
-        assert (str(row["TENANT INST"]), str(row["TENANT CPU"]), str(row["TENANT MEM"])) == ("18", "4750m", "2432Mi")
-        assert (str(row["NODE INST"]), str(row["NODE CPU"])) == ("216", "57000m/64000m")
+        assert (str(local["TENANT INST"]), str(local["TENANT CPU"]), str(local["TENANT MEM"])) == (
+            "18",
+            "4750m",
+            "2432Mi",
+        )
+        assert (str(local["NODE INST"]), str(local["NODE CPU"])) == ("216", "57000m/64000m")
+        assert str(local["TENANT DISKS"]) == "data 1.0 GiB, db 256 MiB"
+        # no instance on vm-1, but a volume: a disk of that VM
+        assert (str(vm["NODE"]), str(vm["TENANT INST"]), str(vm["TENANT DISKS"])) == ("vm-1", "0", "scratch 2.0 GiB")
 
     offline(steps, size=(250, 40))
 
@@ -346,7 +353,7 @@ def test_the_volumes_pane_shows_each_volumes_size_use_and_the_app_that_mounts_it
         assert list(rows) == ["data", "scratch", "db"]  # db: the service's
         data, scratch = ([str(cell) for cell in rows[name]] for name in ("data", "scratch"))
         assert data == ["◆", "data", "1.0 GiB", "870 MiB (85%)", "app-0", "/var/lib/app", "local"]  # app-0's: marked
-        assert scratch == ["", "scratch", "2.0 GiB", "-", "-", "-", "local"]  # mounted by none: its use unknown
+        assert scratch == ["", "scratch", "2.0 GiB", "-", "-", "-", "vm-1"]  # mounted by none: its use unknown
         used = rows["data"][3]
         assert isinstance(used, Text) and "yellow" in str(used.style)  # past 70% full
         paas = dict(screen.query_one("#paas", FittingTable).rows_shown)

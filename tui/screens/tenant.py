@@ -41,6 +41,7 @@ IAAS = [
     Column("TENANT INST", 5),
     Column("TENANT CPU", 2),
     Column("TENANT MEM", 6),
+    Column("TENANT DISKS", 5),
     Column("NODE INST", 8),
     Column("NODE CPU", 3),
     Column("NODE MEM", 7),
@@ -512,6 +513,7 @@ def iaas_cells(share: NodeShare, marked: bool, columns: list[Column]) -> list[ob
         "TENANT INST": str(share.instances),
         "TENANT CPU": f"{share.cpu_millicores}m",
         "TENANT MEM": f"{share.memory_mib}Mi",
+        "TENANT DISKS": ", ".join(f"{disk.name} {render.size(disk.size_mib)}" for disk in share.disks) or "-",
     }
     if node is not None:
         cells |= {
