@@ -6,7 +6,7 @@ minutes of building an image) and nothing is left half-made by one. The caller (
 `check` found missing, as any service is made (its filesystem, then its rows), and calls `finish`: the app
 deployed and each service bound to it. A new app is deployed with no instance until it is bound, so that none
 ever runs without its DATABASE_URL. Each step takes what exists as done: a deploy cut off between them is finished
-by deploying the template again, and a second deploy of it changes only what its form changed.
+by deploying the template again, and a deploy onto an existing app changes only its image and what the form sets.
 """
 
 from dataclasses import dataclass
@@ -48,6 +48,8 @@ def check(session: Session, tenant_name: str, template: Template, body: Template
     app = next((a for a in existing if a.name == body.app), None)
     if app is not None and app.kind != AppKind.WEB:
         raise Conflict(f"{body.app!r} is a {app.kind} service; deploy the template as another app", field="app")
+    if app is not None:
+        spec = _onto(app, spec, body)
     builds.check_usable(session, tenant, spec.image)
     have = {service.name: service for service, _ in services.list_services(session, tenant)}
     missing = []
@@ -59,6 +61,8 @@ def check(session: Session, tenant_name: str, template: Template, body: Template
         found = have.get(wanted.name)
         if found is None:
             services.check_create(session, tenant_name, wanted.name, wanted.size_mib)
+            if app is not None:
+                _check_bindable(session, None, app, wanted.kind)
             missing.append(wanted)
         elif found.kind != wanted.kind:
             raise Conflict(
@@ -96,9 +100,20 @@ def _bound(session: Session, tenant: Tenant, service: str, app: str) -> bool:
     return any(a.name == app for a in services.bound_apps(session, found))
 
 
-def _check_bindable(session: Session, service: Service, app: App, kind: AppKind) -> None:
-    """An existing app takes the binding of an existing service unless it has the variable from elsewhere."""
-    if any(a.id == app.id for a in services.bound_apps(session, service)):
+def _onto(app: App, spec: AppSpec, body: TemplateDeploy) -> AppSpec:
+    """The spec of the template deployed onto an existing app: its image (the form's or the template's) and what
+    the form sets (replicas, its env fields), over all else the app has (env, hostnames, volumes, HTTPS...), and
+    the template's defaults for env fields the app lacks: a template's deploy never loses what was set outside it."""
+    current = AppSpec.model_validate({field: getattr(app, field) for field in AppSpec.model_fields})
+    env = {**spec.env, **current.env, **{key: value for key, value in spec.env.items() if key in body.env}}
+    replicas = current.replicas if body.replicas is None else body.replicas
+    return current.model_copy(update={"image": spec.image, "replicas": replicas, "env": env})
+
+
+def _check_bindable(session: Session, service: Service | None, app: App, kind: AppKind) -> None:
+    """An existing app takes the binding of a service (an existing one, or one to be made: None) unless it has
+    the variable from elsewhere."""
+    if service is not None and any(a.id == app.id for a in services.bound_apps(session, service)):
         return
     variable = BOUND_AS.get(kind, "")
     if variable in app.sealed_env:

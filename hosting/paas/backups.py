@@ -124,9 +124,10 @@ class VolumeBackups:
         backup, target = await self._db(lambda s: backups.restorable(s, get_tenant(s, tenant), backup_id, into))
         async with self._lock(tenant, target.name), self._scratch() as scratch:
             failed = f"restoring backup {backup_id} into {target.name} failed"
-            try:  # fetched before the apps stop: a store that fails, or a changed manifest, stops nothing
+            try:  # fetched and checked before the apps stop: a store that fails, or a changed archive, stops nothing
                 archive = await asyncio.to_thread(self._fetch, tenant, backup_id, scratch)
                 manifest = await asyncio.to_thread(_load_manifest, archive, backup.archive_sha256)
+                await asyncio.to_thread(_check_archive, archive, manifest)
             except StoreError as exc:
                 raise Unavailable(f"{failed}: {exc}") from exc
             except (BackupError, OSError) as exc:
@@ -393,6 +394,13 @@ def _load_manifest(archive: Path, recorded: str | None) -> Manifest:
     if manifest.archive_sha256 != recorded:
         raise BackupError("its manifest changed since it was verified: not restored (the volume is as it was)")
     return manifest
+
+
+def _check_archive(archive: Path, manifest: Manifest) -> None:
+    """`BackupError` unless the archive is the one verified (it is checked again as it is extracted)."""
+    with archive.open("rb") as stream:
+        if _sha256(stream) != manifest.archive_sha256:
+            raise BackupError("its archive changed since it was verified: not restored (the volume is as it was)")
 
 
 def _restore_into(archive: Path, manifest: Manifest, mount: Path) -> None:

@@ -99,6 +99,8 @@ class LocalVolumes:
         if not os.path.ismount(mount):
             if not _image(mount).is_file():
                 raise VolumeError(f"volume {name} of tenant {tenant} does not exist")
+            _until_free(_image(mount), f"volume {name} of tenant {tenant} is still held on the host (a container's "
+                        "mounts keep its loop device): it is not mounted a second time")  # fmt: skip
             mount.mkdir(exist_ok=True)
             _mount(mount)
         return mount
@@ -125,14 +127,8 @@ class LocalVolumes:
                 _run("umount", str(mount))
             except VolumeError as exc:
                 raise VolumeError(f"volume {name} of tenant {tenant} is in use on the host: {exc}") from None
-        deadline = time.monotonic() + RELEASE_SECONDS
-        while _loops(_image(mount)):
-            if time.monotonic() > deadline:
-                raise VolumeError(
-                    f"volume {name} of tenant {tenant} is still held on the host (a container's mounts keep its loop "
-                    "device): it is not released"
-                )
-            time.sleep(0.05)
+        _until_free(_image(mount), f"volume {name} of tenant {tenant} is still held on the host (a container's "
+                    "mounts keep its loop device): it is not released")  # fmt: skip
 
     def usage(self, tenant: str, name: str) -> VolumeUsage:
         """What the mounted volume holds; `VolumeError` if it is not mounted (the numbers would be the host's)."""
@@ -222,6 +218,17 @@ def _usage(mount: Path) -> VolumeUsage:
 
 def _image(mount: Path) -> Path:
     return mount.with_name(f"{mount.name}.ext4")
+
+
+def _until_free(image: Path, held: str) -> None:
+    """Wait until no loop device is backed by `image` (one just unmounted is cleared a moment later); `VolumeError`
+    saying `held` if one still is after `RELEASE_SECONDS`: a filesystem is never mounted twice at once, on one
+    kernel or two."""
+    deadline = time.monotonic() + RELEASE_SECONDS
+    while _loops(image):
+        if time.monotonic() > deadline:
+            raise VolumeError(held)
+        time.sleep(0.05)
 
 
 def _loops(image: Path) -> list[str]:

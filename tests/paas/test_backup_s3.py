@@ -159,13 +159,14 @@ def test_an_object_changed_in_the_bucket_is_never_restored(
     middle = len(original) // 2
     store.write(archive, original[:middle] + bytes([original[middle] ^ 0xFF]) + original[middle + 1 :])
     before = checksums(seeded)
+    [instance] = ready(s3_platform, unique, "web", 1)
     with s3_platform.operator() as api, pytest.raises(ApiError, match="archive changed since it was verified") as e:
         api.restore_backup(unique, backup.id)
     assert e.value.status == 409
     assert checksums(seeded) == before  # nothing was touched
+    assert [i.id for i in ready(s3_platform, unique, "web", 1)] == [instance.id]  # its app was not even stopped
 
     # the archive and its manifest changed together: the backup's record still tells them apart
-    [instance] = ready(s3_platform, unique, "web", 1)
     forged = json.loads(store.read(manifest)) | {"archive_sha256": hashlib.sha256(store.read(archive)).hexdigest()}
     store.write(manifest, json.dumps(forged).encode())
     with s3_platform.operator() as api, pytest.raises(ApiError, match="manifest changed since it was verified"):

@@ -244,3 +244,24 @@ def test_names_that_could_leave_the_root_are_refused(volumes: LocalVolumes, tena
 def test_a_volume_smaller_than_16_mib_is_refused(volumes: LocalVolumes) -> None:
     with pytest.raises(ValueError, match="16 MiB"):
         volumes.create("acme", "data", 8)
+
+
+def test_a_volume_still_held_elsewhere_is_never_mounted_a_second_time(volumes: LocalVolumes) -> None:
+    """A mount namespace of its own (a container's, here `unshare`'s) keeps the loop device after the host
+    unmounts: mounting the image again would put two ext4 instances on one file."""
+    mount = volumes.create("acme", "data", 16)
+    (mount / "kept").write_text("one writer\n")
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"])
+    try:
+        wait_for(lambda: len(loop_devices_of(volumes.image("acme", "data"))) == 1, what="the loop device")
+        time.sleep(0.2)  # the namespace is made
+        with pytest.raises(VolumeError, match="still held on the host"):
+            volumes.unmount("acme", "data")  # the host's mount goes, the namespace's stays
+        with pytest.raises(VolumeError, match="not mounted a second time"):
+            volumes.ensure_mounted("acme", "data")
+        assert len(loop_devices_of(volumes.image("acme", "data"))) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (volumes.ensure_mounted("acme", "data") / "kept").read_text() == "one writer\n"  # once it is free
+    assert len(loop_devices_of(volumes.image("acme", "data"))) == 1

@@ -79,12 +79,18 @@ def test_a_second_app_of_the_template_shares_the_tenants_service(session: Sessio
 
 
 def test_an_existing_app_is_bound_in_the_revision_after_its_deploy(session: Session, box: SecretBox) -> None:
-    apps.deploy(session, "op", "acme", "guestbook", AppSpec(image="strata/hello"), platform_domain="localhost")
+    own = AppSpec(image="strata/hello", env={"API_KEY": "kept"}, hostnames=["gb.example.com"])
+    apps.deploy(session, "op", "acme", "guestbook", own, platform_domain="localhost")
     assert deploy(session, box, TemplateDeploy(app="guestbook")) == ["db"]
     app = apps.get_app(session, tenancy.get_tenant(session, "acme"), "guestbook")
     assert (app.image, app.revision, app.replicas, list(app.sealed_env)) == (
-        "strata/guestbook", 3, 2, ["DATABASE_URL"]
+        "strata/guestbook", 3, 1, ["DATABASE_URL"]
     )  # fmt: skip
+    # what was set outside the template stays; the template's defaults fill what the app lacked
+    assert app.env == {"TITLE": "Guestbook", "API_KEY": "kept"} and app.hostnames == ["gb.example.com"]
+    deploy(session, box, TemplateDeploy(app="guestbook", env={"TITLE": "Ours"}, replicas=2))
+    session.refresh(app)
+    assert (app.env, app.replicas) == ({"TITLE": "Ours", "API_KEY": "kept"}, 2)
 
 
 def test_the_quotas_count_the_service_and_the_app_together_and_nothing_is_made(session: Session) -> None:
@@ -137,3 +143,13 @@ def test_a_service_the_tenant_has_is_not_made_again(session: Session, box: Secre
     services.record_create(session, box, "op", owner, "db", AppKind.POSTGRES, 64, "local")
     steps = template_deploy.check(session, "acme", GUESTBOOK, TemplateDeploy(app="guestbook"))
     assert (steps.services, steps.missing, steps.spec.replicas) == (["db"], [], 2)
+
+
+def test_an_app_bound_elsewhere_is_refused_before_its_missing_service_is_made(session: Session, box: SecretBox) -> None:
+    apps.deploy(session, "op", "acme", "guestbook", AppSpec(image="strata/hello"), platform_domain="localhost")
+    owner = services.check_create(session, "acme", "other", 64)
+    services.record_create(session, box, "op", owner, "other", AppKind.POSTGRES, 64, "local")
+    services.bind(session, box, "op", "acme", "other", "guestbook")
+    with pytest.raises(Conflict, match="has a DATABASE_URL from another service"):
+        deploy(session, box, TemplateDeploy(app="guestbook"))
+    assert [s.name for s, _ in services.list_services(session, tenancy.get_tenant(session, "acme"))] == ["other"]

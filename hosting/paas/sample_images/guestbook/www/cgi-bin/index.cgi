@@ -26,8 +26,9 @@ db() {  # psql running stdin's SQL in one transaction, given -v NAME=VALUE argum
   psql "$DATABASE_URL" -X -q -A -t -v ON_ERROR_STOP=1 --single-transaction "$@" -f - 2>&1
 }
 
-unavailable() {  # psql's error
-  reply "503 Service Unavailable" "the database did not answer: $(printf '%s\n' "$1" | head -n 1)
+unavailable() {  # psql's error: to the app's log (stderr), never to the visitor (it names the server and login)
+  printf 'guestbook: %s\n' "$1" | head -n 1 >&2
+  reply "503 Service Unavailable" "the guestbook cannot reach its database just now; try again in a moment
 "
 }
 
