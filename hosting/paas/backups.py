@@ -31,7 +31,7 @@ from typing import IO, TypeVar
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from hosting.paas.backup_store import HOST_RESERVE, ArchiveStore, LocalStore, StoreError
+from hosting.paas.backup_store import ArchiveStore, LocalStore, StoreError, check_room
 from hosting.paas.nodes import NodePool
 from hosting.paas.runtime import EngineError, Mount, NodeRuntime
 from hosting.paas.volumes import LocalVolumes, VolumeError
@@ -201,7 +201,9 @@ class VolumeBackups:
         """Archive the volume with its app paused; its manifest; what the volume used (what a restore needs)."""
         source = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, volume)
         usage = await asyncio.to_thread(self.volumes.usage, tenant, volume)
-        await asyncio.to_thread(_check_room, self.root, 2 * usage.used_bytes)  # the archive, and its scratch copy
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        room = "this backup (the archive and a copy to read it back)"
+        await asyncio.to_thread(check_room, self.root, 2 * usage.used_bytes, room)
         archive.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         async with self._paused(tenant, volume):
             needed = (await asyncio.to_thread(self.volumes.usage, tenant, volume)).used_bytes
@@ -434,17 +436,6 @@ def _fresh(*directories: Path) -> None:
     for directory in directories:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
-
-
-def _check_room(root: Path, needed: int) -> None:
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    host = os.statvfs(root)
-    free = host.f_bavail * host.f_frsize
-    if free < needed + HOST_RESERVE:
-        raise BackupError(
-            f"the host has {free // 2**20} MiB free for backups, this one needs {needed // 2**20} MiB (the archive "
-            f"and a copy to read it back) and leaves {HOST_RESERVE // 2**20} MiB to the host: not backed up"
-        )
 
 
 def _hand_to_nobody(root: Path) -> None:

@@ -18,10 +18,11 @@ import pytest
 
 from hosting.iaas import detect_accel
 from tenants.enums import InstanceState
-from tenants.schemas import AppSpec, InstanceRead, NodeRead, TenantCreate, VolumeMount
+from tenants.schemas import AppSpec, InstanceRead, NodeRead, TenantCreate
 from tests.containers import platform_id, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
 from tests.libvirtd import libvirtd
+from tests.paas.test_volumes import KEEPER
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("STRATA_VM_TESTS") != "1", reason="VM tests: STRATA_VM_TESTS=1"),
@@ -30,15 +31,6 @@ pytestmark = [
 
 IMAGES = os.environ.get("STRATA_TEST_IMAGES_DIR", "/var/tmp/strata-test-images")
 HELLO = AppSpec(image="strata/hello", replicas=1, cpu_millicores=250, memory_mib=64, health_path="/healthz")
-# Serves its volume over HTTP: `first` written once, ever; a line in `starts` per start of an instance.
-KEEPER = AppSpec(
-    image="strata/static",
-    command=["/bin/sh", "-c", "trap 'exit 0' TERM INT; [ -f /data/first ] || date +%s%N > /data/first; "
-             "echo $STRATA_INSTANCE >> /data/starts; httpd -f -p 8080 -h /data & wait"],
-    memory_mib=32,
-    cpu_millicores=100,
-    volumes=[VolumeMount(volume="data", path="/data")],
-)  # fmt: skip
 
 
 @dataclass
