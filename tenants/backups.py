@@ -1,5 +1,6 @@
 """Backups' records: one row per backup of a volume, `running` until it is verified or failed. The archives
-are `hosting`'s; a row says what became of one, and nothing counts as done before it is verified."""
+are `hosting`'s; a row says what became of one, and nothing counts as done before it is verified. A service's
+volume is backed up as its database's dump (`BackupKind.PG_DUMP`), which restores into a service only."""
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -7,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from tenants import audit, volumes
-from tenants.enums import BackupState, TenantStatus
+from tenants.enums import BackupKind, BackupState, TenantStatus
 from tenants.errors import Conflict, NotFound
-from tenants.models import Backup, Plan, Tenant, Volume, saved_id, utcnow
+from tenants.models import Backup, Plan, Service, Tenant, Volume, saved_id, utcnow
 from tenants.schemas import BackupRead
 from tenants.tenancy import get_tenant
 
@@ -24,7 +25,8 @@ def start(session: Session, actor: str, tenant_name: str, volume_name: str) -> B
     volume = volumes.get_volume(session, tenant, volume_name)
     if volume.moving_to is not None:
         raise Conflict(f"volume {volume_name!r} is moving to node {volume.moving_to}; back it up once it is there")
-    backup = Backup(tenant_id=saved_id(tenant), volume=volume_name, state=BackupState.RUNNING, actor=actor)
+    kind = BackupKind.PG_DUMP if is_service(session, tenant, volume_name) else BackupKind.FILES
+    backup = Backup(tenant_id=saved_id(tenant), volume=volume_name, kind=kind, state=BackupState.RUNNING, actor=actor)
     session.add(backup)
     session.commit()
     session.refresh(backup)
@@ -93,6 +95,9 @@ def restorable(session: Session, tenant: Tenant, backup_id: int, into: str | Non
         why = f": {backup.message}" if backup.message else ""
         raise Conflict(f"backup {backup_id} is {backup.state}{why}; only a verified backup is restored")
     target = volumes.get_volume(session, tenant, into or backup.volume)
+    if backup.kind == BackupKind.PG_DUMP and not is_service(session, tenant, target.name):
+        raise Conflict(f"backup {backup_id} is a pg_dump of service {backup.volume!r}: it restores into a service "
+                       f"only, and {target.name!r} is a volume", field="volume")  # fmt: skip
     if target.restoring:
         raise Conflict(f"volume {target.name!r} is being restored already", field="volume")
     if target.moving_to is not None:
@@ -105,6 +110,12 @@ def restorable(session: Session, tenant: Tenant, backup_id: int, into: str | Non
             field="volume",
         )
     return backup, target
+
+
+def is_service(session: Session, tenant: Tenant, volume: str) -> bool:
+    """Whether the volume is a service's (its database's)."""
+    query = select(Service.id).where(Service.tenant_id == tenant.id, Service.name == volume)
+    return session.exec(query).first() is not None
 
 
 def set_restoring(session: Session, tenant: str, volume: str, restoring: bool) -> None:

@@ -71,6 +71,11 @@ class BackupState(StrEnum):
     FAILED = "failed"  # `message` says why: never shown as a success, never restored
 
 
+class BackupKind(StrEnum):
+    FILES = "files"  # a tar archive of a volume's files, taken with its apps paused
+    PG_DUMP = "pg_dump"  # a managed PostgreSQL's `pg_dump`: restored into a service's database, beside the live one
+
+
 class BuildSource(StrEnum):
     GIT = "git"  # a `git push` over SSH
     UPLOAD = "upload"  # a build context uploaded through the API (`strata apps deploy --build DIR`)

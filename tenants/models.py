@@ -176,18 +176,20 @@ class Binding(SQLModel, table=True):
 
 
 class Backup(SQLModel, table=True):
-    """A copy of a volume's files, taken with its app paused. It counts only once `verified`: restored into a
-    scratch container and every file's checksum compared. `volume` is a name: a backup outlives its volume."""
+    """A copy of a volume's files, taken with its app paused, or of a service's database (`kind`). It counts
+    only once `verified`: restored into a scratch container and every file's checksum (every table's rows)
+    compared. `volume` is a name: a backup outlives its volume."""
 
     __table_args__ = AUTOINCREMENT
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: int = _tenant_fk(nullable=False)
     volume: str
+    kind: str = Field(default="files", sa_column_kwargs={"server_default": "files"})  # BackupKind
     state: str  # BackupState: running | verified | failed
     actor: str
-    files: int = 0
-    size_bytes: int = 0  # what the volume used when it was taken: what a restore needs of a volume
+    files: int = 0  # a dump's: its tables
+    size_bytes: int = 0  # what the volume (the database) used when it was taken: what a restore needs
     archive_sha256: str | None = None
     message: str | None = None  # why it failed, in words
     started_at: datetime = _time(index=True)

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from tenants.enums import (
     AppKind,
+    BackupKind,
     BackupState,
     BuildSource,
     BuildState,
@@ -529,12 +530,14 @@ class VolumeRead(BaseModel):
 
 
 class BackupRead(BaseModel):
-    """A backup of a volume: `verified` once restored into a scratch container with every checksum equal;
-    `failed` with the reason otherwise. Only a verified backup may be restored."""
+    """A backup of a volume (`files`), or a service's `pg_dump`: `verified` once restored into a scratch
+    container with every checksum equal; `failed` with the reason otherwise. Only a verified backup may be
+    restored; a `pg_dump` into a service only."""
 
     id: int
     tenant: str
     volume: str
+    kind: BackupKind
     state: BackupState
     files: int
     size_bytes: int

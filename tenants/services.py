@@ -136,15 +136,17 @@ def delete(session: Session, actor: str, tenant_name: str, name: str, *, force: 
     session.commit()
 
 
-def rotation_target(session: Session, tenant_name: str, name: str) -> tuple[Service, Instance]:
-    """The service whose credentials are to rotate, and its ready instance (where its roles are changed);
-    `Conflict` while it is not ready."""
+def running_service(
+    session: Session, tenant_name: str, name: str, then: str = "its credentials rotate"
+) -> tuple[Service, Instance]:
+    """The service (whose credentials are to rotate, say), and its ready instance (where its roles are changed,
+    its database dumped); `Conflict` while it is not ready, saying what will be done `then`."""
     tenant = get_tenant(session, tenant_name)
     service = get_service(session, tenant, name)
     app = apps.get_app(session, tenant, name)
     ready = [i for i in instances_of(session, [saved_id(app)]).get(saved_id(app), []) if i.state == InstanceState.READY]
     if not ready:
-        raise Conflict(f"service {name!r} is not running: its credentials rotate once it is ready", field="service")
+        raise Conflict(f"service {name!r} is not running: {then} once it is ready", field="service")
     return service, ready[0]
 
 

@@ -9,6 +9,9 @@ archive's own); once verified, the pair goes to the store (`hosting.paas.backup_
 (the local store), or is uploaded and removed from the host (S3). GNU tar writes and extracts archives: it keeps
 numeric owners, modes and links as they were, and refuses members that would land outside the directory it
 extracts into.
+
+A service's volume is backed up as its database's `pg_dump` instead (`hosting.paas.service_backups`): taken from
+the running server, verified by a scratch server, kept and checked against its record as an archive is.
 """
 
 import asyncio
@@ -31,14 +34,17 @@ from typing import IO, TypeVar
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from hosting.paas import service_backups
 from hosting.paas.backup_store import ArchiveStore, LocalStore, StoreError, check_room
 from hosting.paas.nodes import NodePool
 from hosting.paas.runtime import EngineError, Mount, NodeRuntime
+from hosting.paas.service_backups import DumpError
 from hosting.paas.volumes import LocalVolumes, VolumeError
-from tenants import backups, db, volumes
+from tenants import backups, db, services, volumes
+from tenants.enums import BackupKind
 from tenants.errors import Conflict, Unavailable
 from tenants.instances import instances_of
-from tenants.models import saved_id, utcnow
+from tenants.models import Backup, Volume, saved_id, utcnow
 from tenants.schemas import BackupRead, VolumeRead
 from tenants.tenancy import get_tenant
 
@@ -96,11 +102,16 @@ class VolumeBackups:
             backup_id = saved_id(backup)
             archive = self.local.path(tenant, backup_id)
             try:
-                manifest, needed = await self._take(tenant, volume, archive)
-                await self._verify(archive, manifest, backup_id)
+                if backup.kind == BackupKind.PG_DUMP:
+                    manifest, needed = await self._dump(tenant, volume, archive, backup_id)
+                else:
+                    manifest, needed = await self._take(tenant, volume, archive)
+                    await self._verify(archive, manifest, backup_id)
                 await asyncio.to_thread(self.store.keep, tenant, backup_id, archive)
             except Exception as exc:  # whatever went wrong fails the backup, saying why: it never stays running
-                expected = isinstance(exc, BackupError | EngineError | VolumeError | StoreError | OSError)
+                expected = isinstance(
+                    exc, BackupError | DumpError | EngineError | VolumeError | StoreError | OSError | Conflict
+                )
                 log.log(logging.WARNING if expected else logging.ERROR, "backup %d of %s/%s failed: %s",
                         backup_id, tenant, volume, exc, exc_info=not expected)  # fmt: skip
                 await asyncio.to_thread(self._discard, tenant, backup_id)
@@ -132,6 +143,8 @@ class VolumeBackups:
                 raise Unavailable(f"{failed}: {exc}") from exc
             except (BackupError, OSError) as exc:
                 raise Conflict(f"{failed}: {exc}") from exc
+            if backup.kind == BackupKind.PG_DUMP:
+                return await self._restore_dump(actor, tenant, backup, target, archive, failed)
             await self._db(lambda s: backups.set_restoring(s, tenant, target.name, True))
             try:
                 await self._stopped(tenant, target.name)
@@ -212,6 +225,39 @@ class VolumeBackups:
         manifest = await asyncio.to_thread(read_manifest, archive, usage.size_bytes)
         await asyncio.to_thread(_manifest_path(archive).write_text, json.dumps(asdict(manifest)))
         return manifest, needed
+
+    async def _dump(self, tenant: str, name: str, archive: Path, backup_id: int) -> tuple[Manifest, int]:
+        """The service's database dumped from its running server and read back by a scratch server; its
+        manifest (the tables' row sums), and what the database took (what a restore needs beside the live one)."""
+        _, instance = await self._db(lambda s: services.running_service(s, tenant, name, "it is backed up"))
+        runtime = self._runtime_of(instance.node)
+        size = await service_backups.database_size(runtime, instance.container_id)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        room = "this dump (the dump, and a scratch server to read it back)"
+        await asyncio.to_thread(check_room, self.root, 3 * size, room)
+        archive.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await service_backups.take(runtime, instance.container_id, archive)
+        tables = await service_backups.verify(self._runtime(), archive, self.root / SCRATCH / str(backup_id))
+        manifest = Manifest(tables, size, await asyncio.to_thread(_sha256_file, archive))
+        await asyncio.to_thread(_manifest_path(archive).write_text, json.dumps(asdict(manifest)))
+        return manifest, size
+
+    async def _restore_dump(
+        self, actor: str, tenant: str, backup: Backup, target: Volume, archive: Path, failed: str
+    ) -> VolumeRead:
+        """Restore the dump into the database of the service on `target`, beside the live one, which it then
+        replaces: its apps keep running, and their sessions are cut at the swap."""
+        name = target.name
+        try:
+            _, instance = await self._db(lambda s: services.running_service(s, tenant, name, "it is restored"))
+            usage = await asyncio.to_thread(self.volumes.usage, tenant, name)
+            service_backups.check_room(usage.size_bytes - usage.used_bytes, backup.size_bytes, name)
+            await service_backups.restore(self._runtime_of(instance.node), instance.container_id, archive)
+        except (DumpError, VolumeError) as exc:
+            raise Conflict(f"{failed}: {exc}") from exc
+        await self._db(lambda s: backups.record_restore(s, actor, get_tenant(s, tenant), backup, target))
+        used = (await asyncio.to_thread(self.volumes.usage, tenant, name)).used_bytes / 2**20
+        return await self._db(lambda s: volumes.read_volume(s, target, tenant, used))
 
     async def _verify(self, archive: Path, manifest: Manifest, backup_id: int) -> None:
         """Extract into a scratch directory, read every file back in a scratch container, compare checksums."""
@@ -311,6 +357,11 @@ class VolumeBackups:
 
     def _runtime(self) -> NodeRuntime:
         return self.pool[self.node].runtime
+
+    def _runtime_of(self, node: str) -> NodeRuntime:
+        if node not in self.pool.names():
+            raise Unavailable(f"node {node!r} of the service is not reachable now")
+        return self.pool[node].runtime
 
     def _lock(self, tenant: str, volume: str) -> asyncio.Lock:
         return self._locks.setdefault((tenant, volume), asyncio.Lock())

@@ -40,7 +40,7 @@ SCRAM_ITERATIONS = 4096  # PostgreSQL's own default (scram_iterations)
 ROLL_SECONDS, ROLL_POLL_SECONDS = 120.0, 0.5  # how long a rotation waits for the bound apps to roll
 REAPPLY_SECONDS = 120.0  # how long the logins' reapplying waits for a restored service to start
 REAPPLY_ROUNDS = 3
-PSQL = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", services.DATABASE, "-f", "-"]
+PSQL = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-", "-d"]  # and the database
 OUTPUT_LIMIT = 2000  # bytes of psql's output kept for an error
 
 
@@ -110,10 +110,10 @@ def retire_login_sql(login: str) -> str:
     )
 
 
-async def run_sql(runtime: NodeRuntime, container_id: str, sql: str) -> None:
-    """Run `sql` (psql's input: one transaction per statement, the first error ends it) in the service's
-    container; `EngineError` with psql's words if it fails."""
-    session = await runtime.exec(container_id, PSQL, tty=False)
+async def run_sql(runtime: NodeRuntime, container_id: str, sql: str, *, database: str = services.DATABASE) -> None:
+    """Run `sql` (psql's input: one transaction per statement, the first error ends it) on `database` in the
+    service's container; `EngineError` with psql's words if it fails."""
+    session = await runtime.exec(container_id, [*PSQL, database], tty=False)
     try:
         await session.write(sql.encode())
         await session.close_input()
@@ -138,7 +138,7 @@ async def rotate(
     """Rotate the service's credentials: a new login given to its bound apps, the old one retired once they all
     run with it. A rotation left unfinished (its apps had not rolled within `ROLL_SECONDS`, or the daemon stopped)
     is finished by the next call, which makes no new login."""
-    service, instance = await _db(engine, lambda s: services.rotation_target(s, tenant, name))
+    service, instance = await _db(engine, lambda s: services.running_service(s, tenant, name))
     runtime = _runtime(pool, instance)
     resumed = service.retiring is not None
     if service.retiring is None:
@@ -170,7 +170,7 @@ async def reapply(engine: Engine, pool: NodePool, box: SecretBox, tenant: str, n
     deadline = asyncio.get_running_loop().time() + REAPPLY_SECONDS
     while True:
         try:
-            service, instance = await _db(engine, lambda s: services.rotation_target(s, tenant, name))
+            service, instance = await _db(engine, lambda s: services.running_service(s, tenant, name))
             break
         except Conflict:
             if asyncio.get_running_loop().time() > deadline:
@@ -183,7 +183,7 @@ async def reapply(engine: Engine, pool: NodePool, box: SecretBox, tenant: str, n
         sql = converge_sql(service.username, box.decrypt(service.password_encrypted), service.retiring)
         await _changed(run_sql(_runtime(pool, instance), instance.container_id, sql), name)
         applied = service.username, service.retiring
-        service, instance = await _db(engine, lambda s: services.rotation_target(s, tenant, name))
+        service, instance = await _db(engine, lambda s: services.running_service(s, tenant, name))
         if (service.username, service.retiring) == applied:
             return
     raise Unavailable(f"the logins of service {name!r} kept changing while they were set after the restore: "

@@ -8,7 +8,8 @@ from sqlalchemy import Engine
 
 from hosting.paas import service_credentials
 from strata.api.deps import DB, Backups, Caller, DbEngine, Pool, RowId, Secrets, TenantName, listing_scope
-from tenants import backups, db, services, volumes
+from tenants import backups, db, volumes
+from tenants.enums import BackupKind
 from tenants.schemas import BackupRead, BackupRestore, VolumeRead
 from tenants.tenancy import get_tenant
 
@@ -50,11 +51,13 @@ async def restore_backup(
     body: BackupRestore, store: Backups,
 ) -> VolumeRead:  # fmt: skip
     """Replace the contents of the volume (the backup's own, or `volume`) with the backup; the apps that mount
-    it are stopped meanwhile and start again on the restored data. A service's volume is answered once the
-    service runs again with the logins its apps have now (a backup's roles may be older)."""
+    it are stopped meanwhile and start again on the restored data. A `pg_dump` restores into a service's
+    database beside the live one, which it then replaces (its apps run on). A service's volume restored from
+    files is answered once the service runs again with the logins its apps have now (a backup's roles may be
+    older)."""
     await asyncio.to_thread(_on_host, engine, tenant, body.volume, backup)
     restored = await store.restore(principal.actor, tenant, backup, body.volume)
-    if await asyncio.to_thread(_is_service, engine, tenant, restored.name):
+    if await asyncio.to_thread(_restored_files_of_service, engine, tenant, backup, restored.name):
         await service_credentials.reapply(engine, pool, box, tenant, restored.name)
     return restored
 
@@ -68,10 +71,12 @@ def _on_host(engine: Engine, tenant: str, volume: str | None, backup: int | None
             volumes.check_on_host(session, tenant, volume)
 
 
-def _is_service(engine: Engine, tenant: str, volume: str) -> bool:
+def _restored_files_of_service(engine: Engine, tenant: str, backup: int, volume: str) -> bool:
+    """Whether a service's volume got a backup's files, and with them the roles it had then."""
     with db.session(engine) as session:
-        return any(
-            service.name == volume for service, _ in services.list_services(session, get_tenant(session, tenant))
+        owner = get_tenant(session, tenant)
+        return backups.get_backup(session, owner, backup).kind == BackupKind.FILES and backups.is_service(
+            session, owner, volume
         )
 
 

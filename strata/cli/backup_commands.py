@@ -5,13 +5,14 @@ import click
 from strata.cli.context import api, confirm_destructive, fail, json_option, split_ref
 from strata.cli.output import emit_json, table
 from tenants.client import StrataClient
-from tenants.enums import BackupState
+from tenants.enums import BackupKind, BackupState
 from tenants.schemas import BackupRead
 
 
 @click.group("backups")
 def backups_group() -> None:
-    """Backups of volumes: taken with the app paused, and done only once restored and checked."""
+    """Backups of volumes (taken with the app paused) and of services' databases (`pg_dump`s), each done only
+    once restored and checked."""
 
 
 @backups_group.command("create")
@@ -19,14 +20,16 @@ def backups_group() -> None:
 @json_option
 def create(ref: str, as_json: bool) -> None:
     """Back TENANT/VOLUME up now, its app paused for the copy, and verify it (restored into a scratch
-    container, every file's checksum compared). Exits 1 if it failed."""
+    container, every file's checksum compared). A service's is a `pg_dump` of its database, taken as it runs
+    and restored into a scratch server, every table's rows compared. Exits 1 if it failed."""
     tenant, volume = split_ref(ref, "VOLUME", "data")
     with api() as client:
         backup = client.create_backup(tenant, volume)
     if as_json:
         emit_json(backup)
     elif backup.state == BackupState.VERIFIED:
-        click.echo(f"backup {backup.id} of {ref}: verified, {backup.files} file(s), {_mib(backup.size_bytes)}")
+        held = f"{backup.files} table(s)" if backup.kind == BackupKind.PG_DUMP else f"{backup.files} file(s)"
+        click.echo(f"backup {backup.id} of {ref}: {backup.kind}, verified, {held}, {_mib(backup.size_bytes)}")
     if backup.state != BackupState.VERIFIED:
         fail(f"backup {backup.id} of {ref} failed: {backup.message}")
 
@@ -42,8 +45,9 @@ def list_(tenant: str | None, as_json: bool) -> None:
         return emit_json(rows)
     table(
         rows,
-        [("id", lambda b: b.id), ("volume", lambda b: f"{b.tenant}/{b.volume}"), ("state", lambda b: b.state),
-         ("files", lambda b: b.files), ("size", lambda b: _mib(b.size_bytes)), ("taken", lambda b: b.started_at),
+        [("id", lambda b: b.id), ("volume", lambda b: f"{b.tenant}/{b.volume}"), ("kind", lambda b: b.kind),
+         ("state", lambda b: b.state), ("files", lambda b: b.files), ("size", lambda b: _mib(b.size_bytes)),
+         ("taken", lambda b: b.started_at),
          ("why", lambda b: b.message or "")],
         empty="no backups; take one with `strata backups create TENANT/VOLUME`",
     )  # fmt: skip
@@ -55,7 +59,8 @@ def list_(tenant: str | None, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask: the volume's current contents are replaced.")
 def restore(backup_id: int, target: str | None, yes: bool) -> None:
     """Replace a volume's contents with backup ID (into the volume it was taken of, or --to another of the
-    tenant's); the apps that mount it stop meanwhile and start again on it."""
+    tenant's); the apps that mount it stop meanwhile and start again on it. A `pg_dump` restores into a
+    service's database beside the live one, then replaces it: its apps run on, their sessions cut at the swap."""
     with api() as client:
         backup = _find(client, backup_id)
         volume = backup.volume
@@ -65,7 +70,8 @@ def restore(backup_id: int, target: str | None, yes: bool) -> None:
                 fail(f"backup {backup_id} is {backup.tenant}'s: restore it into a volume of {backup.tenant}", code=2)
         confirm_destructive(f"Replace everything in {backup.tenant}/{volume} with backup {backup_id}?", yes)
         restored = client.restore_backup(backup.tenant, backup_id, volume)
-    click.echo(f"restored backup {backup_id} into {restored.tenant}/{restored.name}; its apps start again on it")
+    after = "its apps' sessions were cut" if backup.kind == BackupKind.PG_DUMP else "its apps start again on it"
+    click.echo(f"restored backup {backup_id} into {restored.tenant}/{restored.name}; {after}")
 
 
 @backups_group.command("delete")
