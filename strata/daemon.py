@@ -139,9 +139,8 @@ def run(settings: Settings, options: Options) -> None:
         backups = None
         if volumes is not None:
             backups = VolumeBackups(
-                engine, reconciler.pool, volumes, settings.home / "backups", reconciler.platform_id,
-                store=_archive_store(settings),
-            )  # fmt: skip
+                engine, reconciler.pool, volumes, settings.home / "backups", store=_archive_store(settings)
+            )
             reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
             backups.sweep()
             with db.session(engine) as session:

@@ -141,17 +141,16 @@ def delete(session: Session, actor: str, tenant: Tenant, backup_id: int) -> Back
     return backup
 
 
-def due(session: Session, now: datetime, node: str) -> list[tuple[str, str]]:
-    """(tenant, volume) of every volume on `node` (where backups reach: a VM node's are not backed up yet) whose
-    latest backup (verified or not: a failing one is not retried faster than its schedule) is older than its
-    plan's interval, or that has none."""
+def due(session: Session, now: datetime) -> list[tuple[str, str]]:
+    """(tenant, volume) of every volume, on whichever node it lives, whose latest backup (verified or not: a
+    failing one is not retried faster than its schedule) is older than its plan's interval, or that has none."""
     latest: dict[tuple[int, str], datetime] = {}
     for tenant_id, volume, started in session.exec(select(Backup.tenant_id, Backup.volume, Backup.started_at)):
         key = (tenant_id, volume)
         latest[key] = max(latest.get(key, started), started)
     rows = session.exec(
         select(Volume, Tenant, Plan).join(Tenant, col(Volume.tenant_id) == Tenant.id).join(Plan)
-        .where(Tenant.status == TenantStatus.ACTIVE, Volume.node == node)
+        .where(Tenant.status == TenantStatus.ACTIVE)
     )  # fmt: skip
     return [
         (tenant.name, volume.name)

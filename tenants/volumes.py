@@ -152,18 +152,6 @@ def delete(session: Session, actor: str, tenant_name: str, name: str, *, force: 
     return volume
 
 
-def check_on_host(session: Session, tenant_name: str, name: str) -> None:
-    """Refuse a backup or restore of a volume that lives on a VM node: backups read and write volumes on the
-    host, where it is not mounted (and must not be while its VM has it)."""
-    volume = get_volume(session, get_tenant(session, tenant_name), name)
-    if volume.node != HOST_NODE:
-        raise Conflict(
-            f"volume {name!r} lives on VM node {volume.node}: volumes on VM nodes are not backed up or restored yet; "
-            f"move it to the host first (strata volumes move {tenant_name}/{name} --to {HOST_NODE})",
-            field="volume",
-        )
-
-
 def start_move(session: Session, tenant_name: str, name: str, target: str) -> Volume | None:
     """Mark the volume as moving to node `target` (no instance of its app runs from now on), or None if it is
     there already. Refused: a node it may not live on (`check_node`), and while it is moved, restored or backed

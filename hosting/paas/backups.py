@@ -10,6 +10,11 @@ archive's own); once verified, the pair goes to the store (`hosting.paas.backup_
 numeric owners, modes and links as they were, and refuses members that would land outside the directory it
 extracts into.
 
+A volume on a VM node is archived and restored where it lives, in its guest (`NodeVolumes.pinned`: mounted
+there, and neither moved nor mounted elsewhere meanwhile): the guest's tar streams the archive into the host's
+file over the node's SSH connection, and a restore streams it back and reads the checksums there. Verification
+and the store are the host's, as for any volume.
+
 A service's volume is backed up as its database's `pg_dump` instead (`hosting.paas.service_backups`): taken from
 the running server, verified by a scratch server, kept and checked against its record as an archive is.
 """
@@ -36,10 +41,12 @@ from sqlmodel import Session
 
 from hosting.paas import service_backups
 from hosting.paas.backup_store import ArchiveStore, LocalStore, StoreError, check_room
+from hosting.paas.guest_disks import GuestDisks
+from hosting.paas.node_volumes import NodeVolumes, guest_path
 from hosting.paas.nodes import NodePool
 from hosting.paas.runtime import EngineError, Mount, NodeRuntime
 from hosting.paas.service_backups import DumpError
-from hosting.paas.volumes import LocalVolumes, VolumeError
+from hosting.paas.volumes import VolumeError, VolumeUsage
 from tenants import backups, db, services, volumes
 from tenants.enums import BackupKind
 from tenants.errors import Conflict, Unavailable
@@ -47,6 +54,7 @@ from tenants.instances import instances_of
 from tenants.models import Backup, Volume, saved_id, utcnow
 from tenants.schemas import BackupRead, VolumeRead
 from tenants.tenancy import get_tenant
+from tenants.volumes import HOST_NODE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,22 +82,14 @@ class Manifest:
 
 class VolumeBackups:
     """Backs up, verifies, restores and removes the volumes' archives on this host, kept in `store` (under
-    `root` by default). The rows are `tenants`'; the local node's engine runs the scratch containers and pauses
-    the apps. `paused` holds the containers paused for a copy: the reconciler does not judge their health
-    meanwhile (a frozen app answers no check)."""
+    `root` by default), whichever node each volume lives on. The rows are `tenants`'; the host's engine runs the
+    scratch containers, and each app's node pauses it. `paused` holds the containers paused for a copy: the
+    reconciler does not judge their health meanwhile (a frozen app answers no check)."""
 
     def __init__(
-        self,
-        engine: Engine,
-        pool: NodePool,
-        volumes: LocalVolumes,
-        root: Path,
-        platform: str,
-        node: str = "local",
-        store: ArchiveStore | None = None,
+        self, engine: Engine, pool: NodePool, volumes: NodeVolumes, root: Path, store: ArchiveStore | None = None
     ) -> None:
-        self.engine, self.pool, self.volumes, self.root, self.node = engine, pool, volumes, root, node
-        self.platform = platform  # the id its containers are labelled with
+        self.engine, self.pool, self.volumes, self.root = engine, pool, volumes, root
         self.local = LocalStore(root)  # where archives are taken (and kept, by default)
         self.store = store or self.local
         self.paused: set[str] = set()
@@ -148,9 +148,15 @@ class VolumeBackups:
             await self._db(lambda s: backups.set_restoring(s, tenant, target.name, True))
             try:
                 await self._stopped(tenant, target.name)
-                mount = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, target.name)
-                await asyncio.to_thread(_restore_into, archive, manifest, mount)
-            except (BackupError, OSError, VolumeError, EngineError) as exc:
+                async with self.volumes.pinned(tenant, target.name) as guest:
+                    if guest is not None:
+                        await _restore_in_guest(guest, guest_path(tenant, target.name), archive, manifest)
+                    else:
+                        mount = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, target.name)
+                        await asyncio.to_thread(_restore_into, archive, manifest, mount)
+            except VolumeError as exc:  # not reached where it lives (its guest, say): before anything changed
+                raise Conflict(f"{failed}: {exc}; nothing was touched") from exc
+            except (BackupError, OSError, EngineError) as exc:
                 raise Conflict(f"{failed}: {exc}") from exc
             finally:
                 await self._db(lambda s: backups.set_restoring(s, tenant, target.name, False))
@@ -198,7 +204,7 @@ class VolumeBackups:
     async def run_schedule(self, now: datetime) -> None:
         """Back up every volume that is due on its plan's schedule, then remove the backups past its keep; one
         that fails is logged, and the others go on."""
-        for tenant, volume in await self._db(lambda s: backups.due(s, now, self.node)):
+        for tenant, volume in await self._db(lambda s: backups.due(s, now)):
             try:
                 await self.create(SCHEDULE, tenant, volume)
             except Exception:  # the volume or its tenant went meanwhile, or worse: the rest still get theirs
@@ -211,17 +217,21 @@ class VolumeBackups:
                 log.exception("removing backup %d of %s past its keep", saved_id(backup), tenant)
 
     async def _take(self, tenant: str, volume: str, archive: Path) -> tuple[Manifest, int]:
-        """Archive the volume with its app paused; its manifest; what the volume used (what a restore needs)."""
-        source = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, volume)
-        usage = await asyncio.to_thread(self.volumes.usage, tenant, volume)
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        room = "this backup (the archive and a copy to read it back)"
-        await asyncio.to_thread(check_room, self.root, 2 * usage.used_bytes, room)
-        archive.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        async with self._paused(tenant, volume):
-            needed = (await asyncio.to_thread(self.volumes.usage, tenant, volume)).used_bytes
-            # --sparse: a file with holes is archived as it is stored, not as terabytes of zeros
-            await asyncio.to_thread(_tar, "--sparse", "-cf", str(archive), "-C", str(source), *_excluded(), ".")
+        """Archive the volume with its app paused, where it lives and kept there throughout (no move releases it
+        mid-copy); its manifest; what the volume used (what a restore needs)."""
+        async with self.volumes.pinned(tenant, volume) as guest:
+            source = await asyncio.to_thread(self.volumes.ensure_mounted, tenant, volume) if guest is None else None
+            usage = await self._usage(tenant, volume, guest)
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            room = "this backup (the archive and a copy to read it back)"
+            await asyncio.to_thread(check_room, self.root, 2 * usage.used_bytes, room)
+            archive.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            async with self._paused(tenant, volume):
+                needed = (await self._usage(tenant, volume, guest)).used_bytes
+                if guest is not None:
+                    await _archive_from(guest, guest_path(tenant, volume), archive)
+                else:  # --sparse: a file with holes is archived as it is stored, not as terabytes of zeros
+                    await asyncio.to_thread(_tar, "--sparse", "-cf", str(archive), "-C", str(source), *_excluded(), ".")
         manifest = await asyncio.to_thread(read_manifest, archive, usage.size_bytes)
         await asyncio.to_thread(_manifest_path(archive).write_text, json.dumps(asdict(manifest)))
         return manifest, needed
@@ -337,13 +347,11 @@ class VolumeBackups:
 
     async def _stopped(self, tenant: str, volume: str) -> None:
         """Wait until no instance of an app that mounts the volume is left (the reconciler removes them while
-        the volume is marked restoring), nor any running container of the tenant that mounts it (an older
-        revision of an app that mounted it before)."""
+        the volume is marked restoring), nor any running container of the tenant that mounts it on any node (an
+        older revision of an app that mounted it before)."""
         deadline = asyncio.get_running_loop().time() + RESTORE_STOP_SECONDS
-        while await self._db(lambda s: self._containers(s, tenant, volume)) or any(
-            c.running and c.tenant == tenant and volume in c.volumes
-            for c in await self._runtime().containers(self.platform)
-        ):
+        holding = partial(self.volumes.containers_of, tenant, volume)
+        while await self._db(lambda s: self._containers(s, tenant, volume)) or await holding():
             if asyncio.get_running_loop().time() > deadline:
                 raise BackupError(f"its apps' instances did not stop within {RESTORE_STOP_SECONDS:.0f} s: "
                                   "nothing was touched")  # fmt: skip
@@ -355,8 +363,15 @@ class VolumeBackups:
         running = instances_of(session, [saved_id(app) for app in users])
         return [(row.node, row.container_id) for rows in running.values() for row in rows]
 
+    async def _usage(self, tenant: str, volume: str, guest: GuestDisks | None) -> VolumeUsage:
+        """What the volume holds, read where it is mounted: in `guest`, or on the host."""
+        if guest is not None:
+            return await guest.usage(guest_path(tenant, volume))
+        return await asyncio.to_thread(self.volumes.usage, tenant, volume)
+
     def _runtime(self) -> NodeRuntime:
-        return self.pool[self.node].runtime
+        """The host's engine: it runs the scratch containers."""
+        return self.pool[HOST_NODE].runtime
 
     def _runtime_of(self, node: str) -> NodeRuntime:
         if node not in self.pool.names():
@@ -469,6 +484,32 @@ def _restore_into(archive: Path, manifest: Manifest, mount: Path) -> None:
         except (BackupError, OSError) as exc:
             raise BackupError(f"{exc}; the volume holds what was restored until then: restore again") from exc
     mismatch = compare(manifest, tree_sums(mount))
+    if mismatch:
+        raise BackupError(f"the restored files differ from the backup: {mismatch}")
+
+
+async def _archive_from(guest: GuestDisks, path: str, archive: Path) -> None:
+    """The guest's archive of the volume at `path`, streamed into `archive` as it comes."""
+    with archive.open("wb") as into:
+        await guest.archive(path, into)
+
+
+async def _restore_in_guest(guest: GuestDisks, path: str, archive: Path, manifest: Manifest) -> None:
+    """`_restore_into` for a volume at `path` in `guest`: the archive checked, then streamed from that same open
+    file into the guest, which replaces the volume's files with it; every file's checksum read back there."""
+    with archive.open("rb") as stream:
+        if await asyncio.to_thread(_sha256, stream) != manifest.archive_sha256:
+            raise BackupError("its archive changed since it was verified: not restored (the volume is as it was)")
+        stream.seek(0)
+        try:
+            await guest.extract(path, stream)
+        except VolumeError as exc:
+            raise BackupError(f"{exc}; the volume may hold part of the backup: restore again") from exc
+    try:
+        sums = await guest.sums(path)
+    except VolumeError as exc:
+        raise BackupError(f"{exc}; the backup was restored but not checked: restore again") from exc
+    mismatch = compare(manifest, parse_sums(sums))
     if mismatch:
         raise BackupError(f"the restored files differ from the backup: {mismatch}")
 

@@ -15,7 +15,8 @@ and records it there; the app then starts there. No byte is copied: every node's
 image stays where it is and only its mount moves (a move across hosts would copy it).
 
 A volume's operations are one at a time (a lock per volume, held by the reconciler from the mount to the
-container's creation), so a move never releases a volume an instance is being started on.
+container's creation, and by a backup or restore for its copy: `pinned`), so a move never releases a volume an
+instance is being started on or that is being copied.
 """
 
 import asyncio
@@ -68,7 +69,7 @@ def guest_path(tenant: str, name: str) -> str:
 class NodeVolumes(LocalVolumes):
     """The volumes of this platform, on whichever node each lives. As a `LocalVolumes` (what backups and the
     API's reads use, from threads) it answers for the host and refuses to mount on the host a volume that lives
-    elsewhere; `mounted`, `move`, `create_on` and `usage_on` are the loop's. `drivers` are the VM nodes'
+    elsewhere; `mounted`, `pinned`, `move`, `create_on` and `usage_on` are the loop's. `drivers` are the VM nodes'
     hypervisor drivers by name (a node's `driver`), `guests` finds a node's guest; `use` sets both from the
     daemon's VM nodes."""
 
@@ -88,6 +89,7 @@ class NodeVolumes(LocalVolumes):
         self.drivers: Mapping[str, HypervisorDriver] = drivers or {}
         self.guests = guests
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._copying: set[tuple[str, str]] = set()  # (tenant, name) of the volumes a backup or restore pins
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def use(self, vm_nodes: Iterable[VmNodes]) -> None:
@@ -167,6 +169,8 @@ class NodeVolumes(LocalVolumes):
         self._loop = asyncio.get_running_loop()
         async with AsyncExitStack() as held:
             for name in sorted(names):
+                if (tenant, name) in self._copying:  # checked with no await before the lock: none is missed
+                    raise VolumeError(f"volume {name} is being backed up or restored: its app starts once it is over")
                 await held.enter_async_context(self._lock(tenant, name))
             paths = []
             for name in names:
@@ -179,6 +183,32 @@ class NodeVolumes(LocalVolumes):
                     raise VolumeError(f"volume {name} lives on node {row.node}, not {node}")
                 paths.append(await self._place(tenant, name, node))
             yield paths
+
+    @asynccontextmanager
+    async def pinned(self, tenant: str, name: str) -> AsyncIterator[GuestDisks | None]:
+        """The volume kept where it lives for the block: nothing mounts, releases or moves it meanwhile (a move
+        waits; a backup or restore holds it so). On a VM node it is mounted in its guest first (wherever a crash
+        or reboot left it), and that guest is yielded, the volume at `guest_path` there; None for one on the
+        host. `VolumeError` for a volume that is moving, or whose guest cannot mount it. Meanwhile `mounted`
+        refuses the volume rather than wait: a reconciler's pass is not held up for the length of a copy."""
+        self._loop = asyncio.get_running_loop()
+        self._copying.add((tenant, name))
+        try:
+            async with self._lock(tenant, name):
+                yield await self._pin(tenant, name)
+        finally:
+            self._copying.discard((tenant, name))
+
+    async def _pin(self, tenant: str, name: str) -> GuestDisks | None:
+        row = await asyncio.to_thread(self._blocking_row, tenant, name)
+        if row is None:
+            raise VolumeError(f"volume {name} of tenant {tenant} does not exist")
+        if row.moving_to is not None:
+            raise VolumeError(f"volume {name} is moving to node {row.moving_to}")
+        if row.node == HOST_NODE:
+            return None
+        await self._place(tenant, name, row.node, wait=True)
+        return await self._guest(row.node, 0.0)
 
     async def usage_on(self, tenant: str, name: str, node: str) -> VolumeUsage:
         if node == HOST_NODE:
@@ -304,16 +334,18 @@ class NodeVolumes(LocalVolumes):
         """Wait until no instance of an app that mounts the volume is left, nor any running container of the
         tenant that mounts it (an older revision of an app that mounted it before)."""
         deadline = time.monotonic() + STOP_SECONDS
-        while await self._db(lambda s: _instances(s, tenant, name)) or await self._containers(tenant, name):
+        while await self._db(lambda s: _instances(s, tenant, name)) or await self.containers_of(tenant, name):
             if time.monotonic() > deadline:
                 raise VolumeError(f"its app's instances did not stop within {STOP_SECONDS:.0f} s")
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _containers(self, tenant: str, name: str) -> list[str]:
+    async def containers_of(self, tenant: str, name: str) -> list[str]:
+        """The running containers of the tenant that mount the volume (an older revision's too), on every node
+        the platform reaches (an unreachable one's instances' rows say what it runs)."""
         found = []
         for node in self.pool:
             if not node.reachable:
-                continue  # its instances' rows say what it runs
+                continue
             try:
                 containers = await node.runtime.containers(self.platform)
             except EngineError:

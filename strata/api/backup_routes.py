@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from hosting.paas import service_credentials
 from strata.api.deps import DB, Backups, Caller, DbEngine, Pool, RowId, Secrets, TenantName, listing_scope
-from tenants import backups, db, volumes
+from tenants import backups, db
 from tenants.enums import BackupKind
 from tenants.schemas import BackupRead, BackupRestore, VolumeRead
 from tenants.tenancy import get_tenant
@@ -30,12 +30,9 @@ def list_backups(session: DB, tenant: TenantName) -> list[BackupRead]:
 
 
 @router.post("/tenants/{tenant}/volumes/{volume}/backups", status_code=201)
-async def create_backup(
-    engine: DbEngine, principal: Caller, tenant: TenantName, volume: str, store: Backups
-) -> BackupRead:
-    """Back the volume up now, its app paused for the copy, and verify it: the answer says `verified`, or
-    `failed` and why. Refused for a volume on a VM node."""
-    await asyncio.to_thread(_on_host, engine, tenant, volume)
+async def create_backup(principal: Caller, tenant: TenantName, volume: str, store: Backups) -> BackupRead:
+    """Back the volume up now, wherever it lives, its app paused for the copy, and verify it: the answer says
+    `verified`, or `failed` and why."""
     return await store.create(principal.actor, tenant, volume)
 
 
@@ -55,20 +52,10 @@ async def restore_backup(
     database beside the live one, which it then replaces (its apps run on). A service's volume restored from
     files is answered once the service runs again with the logins its apps have now (a backup's roles may be
     older)."""
-    await asyncio.to_thread(_on_host, engine, tenant, body.volume, backup)
     restored = await store.restore(principal.actor, tenant, backup, body.volume)
     if await asyncio.to_thread(_restored_files_of_service, engine, tenant, backup, restored.name):
         await service_credentials.reapply(engine, pool, box, tenant, restored.name)
     return restored
-
-
-def _on_host(engine: Engine, tenant: str, volume: str | None, backup: int | None = None) -> None:
-    """Refuse the volume (or the backup's own, if None) if it lives on a VM node."""
-    with db.session(engine) as session:
-        if volume is None and backup is not None:
-            volume = backups.get_backup(session, get_tenant(session, tenant), backup).volume
-        if volume is not None and volumes.find(session, tenant, volume) is not None:
-            volumes.check_on_host(session, tenant, volume)
 
 
 def _restored_files_of_service(engine: Engine, tenant: str, backup: int, volume: str) -> bool:

@@ -251,7 +251,8 @@ def test_a_volume_on_a_vm_node_is_a_disk_of_its_vm_and_moves_with_its_app(
     """A volume made on vm1 is a disk of the VM (its image unmounted on the host), mounted in the guest, full at
     its size there; its app runs on vm1 and writes to it. Moved to the host, the app runs there on the same data;
     moved back, the same again; vm1 killed, its disk comes back with the restored VM and is mounted again before
-    the app starts. Draining vm1 names the volume and the app it keeps there."""
+    the app starts. Draining vm1 names the volume and the app it keeps there. Backed up and restored, it stays
+    in its guest."""
     daemon = platform_with_vms.daemon
     if "vm1" not in [n.name for n in _nodes(daemon)]:  # run alone: the first test's node is made here
         assert daemon.cli("nodes", "add", "vm1", timeout=900).returncode == 0
@@ -310,6 +311,27 @@ def test_a_volume_on_a_vm_node_is_a_disk_of_its_vm_and_moves_with_its_app(
     report(f"vm1 killed: the app ready again on vm1, on its volume, after {time.monotonic() - started:.1f} s")
     assert _get(daemon, unique, "first").text == born
     assert _guest_df(daemon.home, "vm1", f"/var/lib/strata/volumes/{unique}/data")
+
+    # Backed up where it lives (streamed from vm1's guest, the app paused there) and verified here; restored
+    # there after a change: the app starts again on vm1 and serves what was backed up.
+    note = f"/var/lib/strata/volumes/{unique}/data/note"
+    _guest_docker(daemon.home, "vm1", "exec", again.container_id, "sh", "-c", "echo before > /data/note")
+    started = time.monotonic()
+    taken = daemon.cli("backups", "create", ref, "--json", timeout=300)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    backup = json.loads(taken.stdout)
+    assert (backup["state"], backup["files"]) == ("verified", 3), backup  # first, starts, note
+    report(f"a backup of the volume on vm1 (from its guest, verified here): {time.monotonic() - started:.1f} s")
+    _ssh(daemon.home, "vm1", f"echo after > {note}")
+    started = time.monotonic()
+    restored = daemon.cli("backups", "restore", str(backup["id"]), "--yes", timeout=300)
+    assert restored.returncode == 0, restored.stderr
+    wait_for(
+        lambda: [i for i in _ready_on(daemon, unique, "vm1") or [] if i.id != again.id] or None,
+        timeout=240, what="the app on vm1 after the restore",
+    )  # fmt: skip
+    report(f"the backup restored into vm1's guest, the app ready there again after {time.monotonic() - started:.1f} s")
+    assert _get(daemon, unique, "note").text == "before\n" and _ssh(daemon.home, "vm1", f"cat {note}") == "before"
 
     with daemon.operator() as api:
         api.delete_tenant(unique)

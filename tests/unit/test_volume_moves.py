@@ -16,6 +16,7 @@ from sqlmodel import select
 from hosting.iaas.driver import Disk, GuestImage, Identity, VmSpec
 from hosting.iaas.fake import FakeDriver
 from hosting.iaas.flavors import flavor
+from hosting.paas.backups import VolumeBackups
 from hosting.paas.fake_guest import FakeGuestDisks, fake_guests
 from hosting.paas.fake_runtime import FakeClock, FakeHealthChecker, FakePorts, FakeRuntime
 from hosting.paas.liveness import Liveness
@@ -26,7 +27,7 @@ from hosting.paas.runtime import Capacity
 from hosting.paas.scheduler import Strategy
 from hosting.paas.volumes import VolumeError, VolumeUsage
 from tenants import apps, backups, db, instances, tenancy, volumes
-from tenants.enums import Isolation, NodeState
+from tenants.enums import BackupState, Isolation, NodeState
 from tenants.errors import Conflict, Invalid
 from tenants.models import Event, Instance, Node
 from tenants.schemas import AppSpec, TenantCreate, VolumeMount
@@ -85,7 +86,7 @@ class World:
     pool: NodePool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.guests, guest = fake_guests(self.driver)
+        self.guests, guest = fake_guests(self.driver, self.root.parent / "disks")
         self.pool = NodePool()
         self.store = DirVolumes(
             self.root, self.engine, self.pool, PLATFORM, drivers={"fake": self.driver}, guests=guest
@@ -260,10 +261,58 @@ def test_a_move_whose_source_still_holds_the_volume_fails_and_leaves_it_where_it
 def test_a_volume_on_a_vm_is_never_mounted_on_the_host_behind_its_back(world: World) -> None:
     world.volume("vm1")
     with pytest.raises(VolumeError, match="lives on VM node vm1 .*not on the host"):
-        world.store.ensure_mounted("acme", "data")  # what backups and restores call
+        world.store.ensure_mounted("acme", "data")  # what backups and restores of the host's volumes call
+
+
+def test_a_volume_pinned_for_a_backup_is_mounted_in_its_guest_and_a_move_waits_until_it_is_let_go(world: World) -> None:
+    world.volume("vm1")
+    guest, path = world.guests["vm1"], guest_path("acme", "data")
+    guest.mounted.clear()  # as a reboot of the guest leaves it
+
+    async def scenario() -> None:
+        async with world.store.pinned("acme", "data") as pinned:
+            assert pinned is guest and guest.mounts == {path: serial("acme", "data")}
+            moving = asyncio.create_task(world.store.move("op", "acme", "data", "local"))
+            await asyncio.sleep(0.3)
+            assert not moving.done() and world.row().moving_to == "local"  # marked, but it waits for the pin
+            assert guest.mounts == {path: serial("acme", "data")} and world.driver.disks("vm1") != []
+            # an instance start is refused at once, not held up (with the reconciler's pass) for the copy
+            with pytest.raises(VolumeError, match="being backed up or restored: its app starts once it is over"):
+                async with world.store.mounted("acme", ["data"], "vm1"):
+                    pass
+        await moving
+        with pytest.raises(VolumeError, match="volume nope of tenant acme does not exist"):
+            async with world.store.pinned("acme", "nope"):
+                pass
+        async with world.store.pinned("acme", "data") as pinned:
+            assert pinned is None  # on the host now: read there
+
+    run(scenario)
+    assert world.row().node == "local" and guest.mounts == {}
+
+
+def test_a_moving_volume_is_not_pinned_and_a_backup_of_one_whose_guest_does_not_answer_fails_saying_so(
+    world: World, tmp_path: Path
+) -> None:
+    world.volume("vm1")
     with db.session(world.engine) as session:
-        with pytest.raises(Conflict, match="lives on VM node vm1: .*move it to the host first"):
-            volumes.check_on_host(session, "acme", "data")
+        volumes.get_volume(session, tenancy.get_tenant(session, "acme"), "data").moving_to = "local"
+        session.commit()
+
+    async def pin() -> None:
+        async with world.store.pinned("acme", "data"):
+            pass
+
+    with pytest.raises(VolumeError, match="is moving to node local"):  # a move marked after the backup began
+        run(pin)
+    with db.session(world.engine) as session:
+        volumes.abort_move(session, "op", "acme", "data", "test")
+    world.guests["vm1"].answering = False
+    store = VolumeBackups(world.engine, world.pool, world.store, tmp_path / "backups")
+    done = run(lambda: store.create("op", "acme", "data"))
+    assert done.state == BackupState.FAILED
+    assert done.message == "the guest of node vm1 does not answer: connection lost"
+    assert not list((tmp_path / "backups").rglob("*.tar"))
 
 
 def test_a_daemon_stopped_mid_move_leaves_the_volume_where_its_row_says_and_mounts_it_there_on_demand(

@@ -13,8 +13,9 @@ from sqlmodel import Session
 
 from hosting.paas.backups import BackupError, VolumeBackups, read_manifest
 from hosting.paas.fake_runtime import FakeRuntime
+from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool
-from hosting.paas.volumes import LocalVolumes, VolumeUsage
+from hosting.paas.volumes import VolumeUsage
 from tenants import apps, audit, backups, db, tenancy, volumes
 from tenants.enums import BackupState
 from tenants.errors import Conflict, Invalid, NotFound, QuotaExceeded
@@ -81,11 +82,13 @@ def backup(session: Session, state: BackupState, hours_ago: float = 0, volume: s
 
 def test_a_volume_is_due_once_its_plans_interval_passed_since_its_latest_backup(session: Session) -> None:
     make_volume(session)
-    assert backups.due(session, utcnow(), "local") == [("acme", "data")]  # never backed up
+    assert backups.due(session, utcnow()) == [("acme", "data")]  # never backed up
     backup(session, BackupState.VERIFIED, hours_ago=23)
-    assert backups.due(session, utcnow(), "local") == []
-    assert backups.due(session, utcnow() + timedelta(hours=1), "local") == [("acme", "data")]
-    assert backups.due(session, utcnow() + timedelta(hours=1), "vm1") == []  # a VM node's are not backed up yet
+    assert backups.due(session, utcnow()) == []
+    assert backups.due(session, utcnow() + timedelta(hours=1)) == [("acme", "data")]
+    volumes.get_volume(session, tenancy.get_tenant(session, "acme"), "data").node = "vm1"
+    session.commit()
+    assert backups.due(session, utcnow() + timedelta(hours=1)) == [("acme", "data")]  # a VM node's too
 
 
 def test_the_keep_counts_verified_backups_and_drops_failed_ones_older_than_the_newest(session: Session) -> None:
@@ -109,7 +112,7 @@ def test_only_a_verified_backup_restores_and_a_running_one_is_not_deleted(sessio
     assert session.get(Backup, running).state == BackupState.FAILED  # type: ignore[union-attr]
 
 
-class DirVolumes(LocalVolumes):
+class DirVolumes(NodeVolumes):
     """Volumes as plain directories of 64 MiB: what a backup copies, without loop mounts."""
 
     def ensure_mounted(self, tenant: str, name: str) -> Path:
@@ -125,11 +128,11 @@ def test_a_backup_whose_read_back_fails_is_failed_with_the_reason_and_leaves_no_
     engine: Engine, session: Session, tmp_path: Path
 ) -> None:
     make_volume(session)
-    store = DirVolumes(tmp_path / "volumes")
-    (store.ensure_mounted("acme", "data") / "file").write_text("data")
     runtime = FakeRuntime("local")  # its scratch containers run nothing: the read back fails
     pool = NodePool([NodeHandle(runtime, "local", "fake://")])
-    backups_ = VolumeBackups(engine, pool, store, tmp_path / "backups", "platform")
+    store = DirVolumes(tmp_path / "volumes", engine, pool, "platform")
+    (store.ensure_mounted("acme", "data") / "file").write_text("data")
+    backups_ = VolumeBackups(engine, pool, store, tmp_path / "backups")
     done = asyncio.run(backups_.create("op", "acme", "data"))  # the host has the room: its archive is tiny
     assert done.state == BackupState.FAILED and "the fake engine runs no commands" in (done.message or "")
     assert not list((tmp_path / "backups").rglob("*.tar")) and not list((tmp_path / "backups").rglob("*.json"))
