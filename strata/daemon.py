@@ -38,7 +38,7 @@ from hosting.iaas.guest_ssh import client_key
 from hosting.iaas.provision import Provisioner
 from hosting.iaas.qemu import QemuDriver
 from hosting.paas.backup_s3 import S3Store
-from hosting.paas.backup_store import ArchiveStore, LocalStore
+from hosting.paas.backup_store import ArchiveStore, LocalStore, StoreError
 from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
@@ -53,7 +53,6 @@ from tenants import backups as backup_records
 from tenants import db, tokens
 from tenants import volumes as volume_records
 from tenants.enums import Role
-from tenants.errors import Unavailable
 from tenants.routes import RouteSpec
 from tenants.schemas import TokenCreate
 from tenants.secrets import SecretBox
@@ -149,8 +148,8 @@ def run(settings: Settings, options: Options) -> None:
                 log.warning("backup %d was cut off by the daemon's stop: marked failed", backup_id)
                 try:
                     backups.remove(tenant, backup_id)
-                except Unavailable as exc:  # the store is out of reach: the daemon starts all the same
-                    log.warning("%s", exc)
+                except StoreError as exc:  # the store is out of reach: the daemon starts all the same
+                    log.warning("backup %d: its archive may be left in the store: %s", backup_id, exc)
             for volume in restores:
                 log.warning("the restore of volume %s was cut off by the daemon's stop: its apps run again", volume)
         platform = Platform(

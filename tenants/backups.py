@@ -130,22 +130,38 @@ def record_restore(session: Session, actor: str, tenant: Tenant, backup: Backup,
     session.commit()
 
 
-def delete(session: Session, actor: str, tenant: Tenant, backup_id: int) -> Backup:
-    """Delete the backup's row (the caller removes its archive after); refused while it runs."""
+def mark_deleting(session: Session, actor: str, tenant: Tenant, backup_id: int) -> None:
+    """Mark the backup `deleting`, audited: restored no more, its row kept until its archive is gone (`forget`:
+    a store out of reach keeps it for a while). Refused while it runs; one deleting already is left so."""
     backup = get_backup(session, tenant, backup_id)
     if backup.state == BackupState.RUNNING:
         raise Conflict(f"backup {backup_id} is running; delete it once it is verified or failed")
-    session.delete(backup)
-    audit.record(session, actor, "backup.delete", tenant.name, backup=backup_id, volume=backup.volume)
-    session.commit()
-    return backup
+    if backup.state != BackupState.DELETING:
+        backup.state = BackupState.DELETING
+        audit.record(session, actor, "backup.delete", tenant.name, backup=backup_id, volume=backup.volume)
+        session.commit()
+
+
+def forget(session: Session, backup_id: int) -> None:
+    """Delete the row of a `deleting` backup whose archive is gone; nothing if it went already."""
+    backup = session.get(Backup, backup_id)
+    if backup is not None:
+        session.delete(backup)
+        session.commit()
+
+
+def deleting(session: Session) -> list[tuple[int, str]]:
+    """(id, tenant) of the backups marked `deleting`: those whose archive a store kept."""
+    query = select(Backup.id, Tenant.name).join(Tenant).where(Backup.state == BackupState.DELETING)
+    return [(backup_id, name) for backup_id, name in session.exec(query) if backup_id is not None]
 
 
 def due(session: Session, now: datetime) -> list[tuple[str, str]]:
     """(tenant, volume) of every volume, on whichever node it lives, whose latest backup (verified or not: a
     failing one is not retried faster than its schedule) is older than its plan's interval, or that has none."""
     latest: dict[tuple[int, str], datetime] = {}
-    for tenant_id, volume, started in session.exec(select(Backup.tenant_id, Backup.volume, Backup.started_at)):
+    taken = select(Backup.tenant_id, Backup.volume, Backup.started_at).where(Backup.state != BackupState.DELETING)
+    for tenant_id, volume, started in session.exec(taken):
         key = (tenant_id, volume)
         latest[key] = max(latest.get(key, started), started)
     rows = session.exec(

@@ -69,6 +69,7 @@ class BackupState(StrEnum):
     RUNNING = "running"  # being copied or verified
     VERIFIED = "verified"  # restored into a scratch container, every checksum equal: it may be restored
     FAILED = "failed"  # `message` says why: never shown as a success, never restored
+    DELETING = "deleting"  # deleted, its archive not yet gone from the store: removed when the store takes it
 
 
 class BackupKind(StrEnum):

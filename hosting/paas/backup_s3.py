@@ -63,7 +63,8 @@ class S3Store(ArchiveStore):
             )
             self.client.upload_file(str(manifest), self.location.bucket, self._key(tenant, backup_id, ".json"))
         except STORE_ERRORS as exc:
-            raise StoreError(f"it could not be stored in {self.location}: {_reason(exc)}") from exc
+            public = _public("keep the archive")
+            raise StoreError(f"it could not be stored in {self.location}: {_reason(exc)}", public) from exc
         archive.unlink(missing_ok=True)
         manifest.unlink(missing_ok=True)
 
@@ -78,7 +79,9 @@ class S3Store(ArchiveStore):
                 self.location.bucket, self._key(tenant, backup_id, ".json"), str(archive.with_suffix(".json"))
             )
         except STORE_ERRORS as exc:
-            raise StoreError(f"it could not be fetched from {self.location}: {_reason(exc)}") from exc
+            raise StoreError(
+                f"it could not be fetched from {self.location}: {_reason(exc)}", _public("hand the archive back")
+            ) from exc
         return archive
 
     def delete(self, tenant: str, backup_id: int) -> None:
@@ -92,7 +95,10 @@ class S3Store(ArchiveStore):
             )
             keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         except STORE_ERRORS as exc:
-            raise StoreError(f"the backups of {tenant} in {self.location} could not be listed: {_reason(exc)}") from exc
+            public = _public("list the archives")
+            raise StoreError(
+                f"the backups of {tenant} in {self.location} could not be listed: {_reason(exc)}", public
+            ) from exc
         self._delete(keys)
 
     def describe(self, tenant: str, backup_id: int) -> str:
@@ -108,14 +114,23 @@ class S3Store(ArchiveStore):
                     Bucket=self.location.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
                 )
             except STORE_ERRORS as exc:
-                reason = _reason(exc)
-                raise StoreError(f"{len(keys) - start} object(s) not deleted from {self.location}: {reason}") from exc
+                reason, public = _reason(exc), _public("delete the archive")
+                raise StoreError(
+                    f"{len(keys) - start} object(s) not deleted from {self.location}: {reason}", public
+                ) from exc
             left += [f"{error.get('Key')} ({error.get('Code')})" for error in answer.get("Errors", [])]
         if left:
-            raise StoreError(f"{len(left)} object(s) not deleted from {self.location}, e.g. {left[0]}")
+            raise StoreError(
+                f"{len(left)} object(s) not deleted from {self.location}, e.g. {left[0]}", _public("delete the archive")
+            )
 
     def _key(self, tenant: str, backup_id: int, suffix: str = ".tar") -> str:
         return self.location.key(tenant, f"{backup_id}{suffix}")
+
+
+def _public(verb: str) -> str:
+    """What the API says of a store's failure: nothing of where the store is (an operator's log says)."""
+    return f"the backup store could not {verb}; an operator finds why in the daemon's log"
 
 
 def _reason(exc: Exception) -> str:

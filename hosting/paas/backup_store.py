@@ -15,7 +15,13 @@ HOST_RESERVE = 1 << 30  # free space a backup or a restore's copy leaves the hos
 
 
 class StoreError(Exception):
-    """The store could not keep, hand back or delete an archive; the message says why, fit for the API."""
+    """The store could not keep, hand back or delete an archive. The message says why, for the operator's log:
+    it may name the bucket and the endpoint; `public` says what failed without them, for the API (a tenant's
+    backup says it)."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public or message
 
 
 @dataclass(frozen=True)

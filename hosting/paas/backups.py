@@ -115,7 +115,10 @@ class VolumeBackups:
                 log.log(logging.WARNING if expected else logging.ERROR, "backup %d of %s/%s failed: %s",
                         backup_id, tenant, volume, exc, exc_info=not expected)  # fmt: skip
                 await asyncio.to_thread(self._discard, tenant, backup_id)
-                reason = str(exc) if expected else f"an error of the platform ({type(exc).__name__}): see its log"
+                reason = (
+                    exc.public if isinstance(exc, StoreError)  # the rest names the store: the operator's, in the log
+                    else str(exc) if expected else f"an error of the platform ({type(exc).__name__}): see its log"
+                )  # fmt: skip
                 done = await self._db(lambda s: backups.finish(s, backup_id, failure=reason))
             else:
                 done = await self._db(
@@ -140,7 +143,8 @@ class VolumeBackups:
                 manifest = await asyncio.to_thread(_load_manifest, archive, backup.archive_sha256)
                 await asyncio.to_thread(_check_archive, archive, manifest)
             except StoreError as exc:
-                raise Unavailable(f"{failed}: {exc}") from exc
+                log.warning("%s: %s", failed, exc)
+                raise Unavailable(f"{failed}: {exc.public}") from exc
             except (BackupError, OSError) as exc:
                 raise Conflict(f"{failed}: {exc}") from exc
             if backup.kind == BackupKind.PG_DUMP:
@@ -164,17 +168,19 @@ class VolumeBackups:
         used = (await asyncio.to_thread(self.volumes.usage, tenant, target.name)).used_bytes / 2**20
         return await self._db(lambda s: volumes.read_volume(s, target, tenant, used))
 
+    async def delete(self, actor: str, tenant: str, backup_id: int) -> None:
+        """Delete the backup: marked `deleting` (restored no more), its archive and manifest removed here and in
+        the store, then its row. `Unavailable` if the store kept them: the row stays `deleting`, and the schedule
+        removes them when the store takes it."""
+        await self._db(lambda s: backups.mark_deleting(s, actor, get_tenant(s, tenant), backup_id))
+        await self._forget(tenant, backup_id)
+
     def remove(self, tenant: str, backup_id: int) -> None:
-        """Delete a backup's archive and manifest (its row is gone), here and in the store; one gone already is
-        fine. `Unavailable` if the store kept them, naming where they are left. Blocks."""
+        """Delete a backup's archive and manifest, here and in the store; one gone already is fine. `StoreError`
+        if the store kept them. Blocks."""
         self.local.delete(tenant, backup_id)
-        if self.store is self.local:
-            return
-        try:
+        if self.store is not self.local:
             self.store.delete(tenant, backup_id)
-        except StoreError as exc:
-            where = self.store.describe(tenant, backup_id)
-            raise Unavailable(f"backup {backup_id} is deleted but not its archive {where}: {exc}") from exc
 
     def forget_tenant(self, tenant: str) -> None:
         """Delete every archive of a deleted tenant, here and in the store; `Unavailable` if the store kept
@@ -209,12 +215,32 @@ class VolumeBackups:
                 await self.create(SCHEDULE, tenant, volume)
             except Exception:  # the volume or its tenant went meanwhile, or worse: the rest still get theirs
                 log.exception("scheduled backup of %s/%s", tenant, volume)
+        for backup_id, tenant in await self._db(backups.deleting):  # those a store out of reach kept
+            try:
+                await self._forget(tenant, backup_id)
+            except Unavailable:
+                pass  # logged: tried again next time
         for backup, tenant in await self._db(backups.surplus):
             try:
-                await self._db(partial(_delete_row, tenant=tenant, backup_id=saved_id(backup)))
-                await asyncio.to_thread(self.remove, tenant, saved_id(backup))
+                await self.delete(SCHEDULE, tenant, saved_id(backup))
+            except Unavailable:
+                pass
             except Exception:
                 log.exception("removing backup %d of %s past its keep", saved_id(backup), tenant)
+
+    async def _forget(self, tenant: str, backup_id: int) -> None:
+        """Remove a `deleting` backup's archive and manifest, then its row; `Unavailable` if the store kept
+        them (the row stays)."""
+        try:
+            await asyncio.to_thread(self.remove, tenant, backup_id)
+        except StoreError as exc:
+            log.warning(
+                "backup %d of %s: %s is left: %s", backup_id, tenant, self.store.describe(tenant, backup_id), exc
+            )
+            raise Unavailable(
+                f"backup {backup_id} is marked deleting, but {exc.public}; it is deleted once the store takes it"
+            ) from exc
+        await self._db(lambda s: backups.forget(s, backup_id))
 
     async def _take(self, tenant: str, volume: str, archive: Path) -> tuple[Manifest, int]:
         """Archive the volume with its app paused, where it lives and kept there throughout (no move releases it
@@ -445,10 +471,6 @@ def compare(manifest: Manifest, found: dict[str, str]) -> str | None:
         if paths:
             return f"{len(paths)} file(s) {what}, e.g. {paths[0]}"
     return None
-
-
-def _delete_row(session: Session, *, tenant: str, backup_id: int) -> None:
-    backups.delete(session, SCHEDULE, get_tenant(session, tenant), backup_id)
 
 
 def _load_manifest(archive: Path, recorded: str | None) -> Manifest:

@@ -68,7 +68,8 @@ def _restored_files_of_service(engine: Engine, tenant: str, backup: int, volume:
 
 
 @router.delete("/tenants/{tenant}/backups/{backup}", status_code=204)
-def delete_backup(session: DB, principal: Caller, tenant: TenantName, backup: RowId, store: Backups) -> Response:
-    backups.delete(session, principal.actor, get_tenant(session, tenant), backup)
-    store.remove(tenant, backup)
+async def delete_backup(principal: Caller, tenant: TenantName, backup: RowId, store: Backups) -> Response:
+    """Delete the backup and its archive. 503 if the store keeps the archive for now: the backup stays listed as
+    `deleting`, restored no more, and goes once the store takes the deletion."""
+    await store.delete(principal.actor, tenant, backup)
     return Response(status_code=204)

@@ -187,17 +187,30 @@ def test_a_store_out_of_reach_fails_the_backup_with_the_reason(
         with s3_platform.operator() as api:
             failed = api.create_backup(unique, "data")
             listed = {b.id: b for b in api.backups(unique)}
-            with pytest.raises(ApiError, match="could not be fetched from s3://strata-backups/site-a") as refused:
+            with pytest.raises(ApiError, match="the backup store could not hand the archive back") as refused:
                 api.restore_backup(unique, verified.id)
-            with pytest.raises(ApiError, match=f"backup {verified.id} is deleted but not its archive s3://") as kept:
+            with pytest.raises(ApiError, match=f"backup {verified.id} is marked deleting, but the backup") as kept:
                 api.delete_backup(unique, verified.id)
+            deleting = {b.id: b for b in api.backups(unique)}[verified.id]
     finally:
         store.start()
+    # what the tenant is told names no bucket nor endpoint; the operator's log says where and why
     assert failed.state == BackupState.FAILED and failed.message is not None
-    assert "it could not be stored in s3://strata-backups/site-a at http://127.0.0.1:" in failed.message
-    assert "Could not connect to the endpoint URL" in failed.message and SECRET not in failed.message
+    assert failed.message == "the backup store could not keep the archive; an operator finds why in the daemon's log"
     assert listed[failed.id].state == BackupState.FAILED and listed[failed.id].message == failed.message
+    assert "s3://" not in refused.value.message + kept.value.message
+    log = (s3_platform.home.parent / f"{s3_platform.home.name}-daemon.log").read_text()
+    assert "it could not be stored in s3://strata-backups/site-a at http://127.0.0.1:" in log
+    assert "Could not connect to the endpoint URL" in log and SECRET not in log
     assert refused.value.status == 503 and kept.value.status == 503
+    # the deleted backup stays, `deleting` and restored no more, until the store takes its deletion
+    assert deleting.state == BackupState.DELETING  # (moto's server keeps nothing across its restart)
+    with s3_platform.operator() as api, pytest.raises(ApiError, match="is deleting; only a verified backup"):
+        api.restore_backup(unique, verified.id)
+    with s3_platform.operator() as api:
+        api.delete_backup(unique, verified.id)  # again, the store back: gone, row and objects
+        assert verified.id not in {b.id for b in api.backups(unique)}
+    assert store.keys(unique) == {}
     assert local_files(s3_platform, unique) == []  # the failed one left nothing behind
     assert [i.id for i in ready(s3_platform, unique, "web", 1)] == [instance.id]  # not stopped for a restore
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from hosting.paas.backup_store import LocalStore, StoreError
 from hosting.paas.backups import BackupError, VolumeBackups, read_manifest
 from hosting.paas.fake_runtime import FakeRuntime
 from hosting.paas.node_volumes import NodeVolumes
@@ -18,7 +19,7 @@ from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.volumes import VolumeUsage
 from tenants import apps, audit, backups, db, tenancy, volumes
 from tenants.enums import BackupState
-from tenants.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from tenants.errors import Conflict, Invalid, NotFound, QuotaExceeded, Unavailable
 from tenants.models import Backup, utcnow
 from tenants.schemas import AppSpec, TenantCreate, VolumeMount
 
@@ -107,7 +108,7 @@ def test_only_a_verified_backup_restores_and_a_running_one_is_not_deleted(sessio
     with pytest.raises(Conflict, match="is failed: broken; only a verified backup is restored"):
         backups.restorable(session, acme, failed, None)
     with pytest.raises(Conflict, match="is running"):
-        backups.delete(session, "op", acme, running)
+        backups.mark_deleting(session, "op", acme, running)
     assert backups.recover(session) == ([(running, "acme")], [])
     assert session.get(Backup, running).state == BackupState.FAILED  # type: ignore[union-attr]
 
@@ -150,3 +151,41 @@ def test_a_sparse_file_past_the_volumes_size_is_refused_before_it_is_read(tmp_pa
     assert archive.stat().st_size < 1 << 20
     with pytest.raises(BackupError, match="add up to over 16 MiB, the volume's size .* holes is one"):
         read_manifest(archive, 16 << 20)
+
+
+class FlakyStore(LocalStore):
+    """A store whose deletions fail while `down`."""
+
+    down = True
+
+    def delete(self, tenant: str, backup_id: int) -> None:
+        if self.down:
+            raise StoreError("s3://bucket/acme/1.tar: connection refused", public="the backup store could not delete")
+        super().delete(tenant, backup_id)
+
+
+def test_a_backup_whose_archive_the_store_keeps_stays_deleting_until_the_schedule_removes_it(
+    engine: Engine, session: Session, tmp_path: Path
+) -> None:
+    make_volume(session)
+    acme = tenancy.get_tenant(session, "acme")
+    kept = backup(session, BackupState.VERIFIED)
+    runtime = FakeRuntime("local")
+    pool = NodePool([NodeHandle(runtime, "local", "fake://")])
+    store = FlakyStore(tmp_path / "store")
+    backups_ = VolumeBackups(engine, pool, DirVolumes(tmp_path / "volumes", engine, pool, "platform"), tmp_path, store)
+    with pytest.raises(Unavailable, match=f"backup {kept} is marked deleting, but the backup store could not delete"):
+        asyncio.run(backups_.delete("op", "acme", kept))
+    session.expire_all()
+    assert backups.get_backup(session, acme, kept).state == BackupState.DELETING
+    with pytest.raises(Conflict, match="is deleting; only a verified backup is restored"):
+        backups.restorable(session, acme, kept, None)
+    asyncio.run(backups_.run_schedule(utcnow()))  # still down: kept, and tried again next time
+    session.expire_all()
+    assert backups.get_backup(session, acme, kept).state == BackupState.DELETING
+    store.down = False
+    asyncio.run(backups_.run_schedule(utcnow()))
+    session.expire_all()
+    with pytest.raises(NotFound):
+        backups.get_backup(session, acme, kept)
+    assert [e.action for e in audit.list_events(session) if e.action == "backup.delete"] == ["backup.delete"]
