@@ -35,14 +35,16 @@ def start(session: Session, actor: str, tenant_name: str, volume_name: str) -> B
 
 def finish(
     session: Session, backup_id: int, *, files: int = 0, size_bytes: int = 0, sha256: str | None = None,
-    failure: str | None = None,
+    store: str | None = None, failure: str | None = None,
 ) -> Backup:  # fmt: skip
-    """Mark the backup verified (with what it holds) or, given `failure`, failed; audited either way."""
+    """Mark the backup verified (with what it holds, kept in `store`) or, given `failure`, failed; audited
+    either way."""
     backup = session.get(Backup, backup_id)
     if backup is None:
         raise NotFound(f"no backup {backup_id}", field="backup")
     backup.state = BackupState.FAILED if failure else BackupState.VERIFIED
     backup.files, backup.size_bytes, backup.archive_sha256, backup.message = files, size_bytes, sha256, failure
+    backup.store = store
     backup.finished_at = utcnow()
     tenant = session.get(Tenant, backup.tenant_id)
     detail = {"backup": backup_id, "volume": backup.volume, "state": backup.state}
@@ -110,6 +112,11 @@ def restorable(session: Session, tenant: Tenant, backup_id: int, into: str | Non
             field="volume",
         )
     return backup, target
+
+
+def stores(session: Session, tenant: Tenant) -> set[str | None]:
+    """Where the tenant's backups are kept (None: this host)."""
+    return set(session.exec(select(Backup.store).where(Backup.tenant_id == tenant.id)))
 
 
 def is_service(session: Session, tenant: Tenant, volume: str) -> bool:
@@ -196,4 +203,6 @@ def surplus(session: Session) -> list[tuple[Backup, str]]:
 
 
 def read(rows: Iterable[tuple[Backup, str]]) -> list[BackupRead]:
-    return [BackupRead(tenant=name, **backup.model_dump(exclude={"tenant_id", "actor"})) for backup, name in rows]
+    return [
+        BackupRead(tenant=name, **backup.model_dump(exclude={"tenant_id", "actor", "store"})) for backup, name in rows
+    ]

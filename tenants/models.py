@@ -191,6 +191,7 @@ class Backup(SQLModel, table=True):
     files: int = 0  # a dump's: its tables
     size_bytes: int = 0  # what the volume (the database) used when it was taken: what a restore needs
     archive_sha256: str | None = None
+    store: str | None = None  # where its archive is kept (an S3 location, as JSON); None: on this host
     message: str | None = None  # why it failed, in words
     started_at: datetime = _time(index=True)
     finished_at: datetime | None = _time(nullable=True)

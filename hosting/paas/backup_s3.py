@@ -37,7 +37,7 @@ class S3Store(ArchiveStore):
     files; `fetch` downloads into the restore's scratch directory, after checking the host has room."""
 
     def __init__(self, location: S3Location) -> None:
-        self.location = location
+        self.location, self.record = location, location.record()
         self.client: S3Client = boto3.session.Session().client(
             "s3",
             endpoint_url=location.endpoint_url,

@@ -5,10 +5,11 @@ files for a restore. It keeps both as they were given and judges neither: the re
 checksum against the backup's record before it touches anything.
 """
 
+import json
 import os
 import shutil
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 HOST_RESERVE = 1 << 30  # free space a backup or a restore's copy leaves the host beside it
@@ -44,6 +45,14 @@ class S3Location:
     def __str__(self) -> str:
         return self.url() + (f" at {self.endpoint_url}" if self.endpoint_url else "")
 
+    def record(self) -> str:
+        """The location as a backup's row keeps it (JSON): where its pair is, whatever the store is later."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def recorded(cls, record: str) -> "S3Location":
+        return cls(**json.loads(record))
+
 
 class ArchiveStore(ABC):
     """Keeps the archives of verified backups, by tenant and backup id. Every method blocks (run them in a
@@ -54,7 +63,10 @@ class ArchiveStore(ABC):
     - `fetch` puts the archive with its manifest beside it where a restore reads them, and returns the
       archive's path: the archive as kept, or under `scratch` (a directory the caller removes after).
     - `delete` removes one backup's pair, `forget_tenant` every pair of a tenant; what is gone already is fine.
+    - `record` says where the pairs are, as a backup's row keeps it: None for this host.
     """
+
+    record: str | None = None
 
     @abstractmethod
     def keep(self, tenant: str, backup_id: int, archive: Path) -> None: ...

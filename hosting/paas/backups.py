@@ -40,7 +40,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hosting.paas import service_backups
-from hosting.paas.backup_store import ArchiveStore, LocalStore, StoreError, check_room
+from hosting.paas.backup_s3 import S3Store
+from hosting.paas.backup_store import ArchiveStore, LocalStore, S3Location, StoreError, check_room
 from hosting.paas.guest_disks import GuestDisks
 from hosting.paas.node_volumes import NodeVolumes, guest_path
 from hosting.paas.nodes import NodePool
@@ -94,6 +95,7 @@ class VolumeBackups:
         self.store = store or self.local
         self.paused: set[str] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}  # one backup or restore of a volume at a time
+        self._former: dict[str, ArchiveStore] = {}  # S3 locations backups were kept in before, by record
 
     async def create(self, actor: str, tenant: str, volume: str) -> BackupRead:
         """Back the volume up and verify it; the row says verified or failed (with why) when this returns."""
@@ -123,7 +125,12 @@ class VolumeBackups:
             else:
                 done = await self._db(
                     lambda s: backups.finish(
-                        s, backup_id, files=len(manifest.files), size_bytes=needed, sha256=manifest.archive_sha256
+                        s,
+                        backup_id,
+                        files=len(manifest.files),
+                        size_bytes=needed,
+                        sha256=manifest.archive_sha256,
+                        store=self.store.record,
                     )  # fmt: skip
                 )
             return backups.read([(done, tenant)])[0]
@@ -139,7 +146,7 @@ class VolumeBackups:
         async with self._lock(tenant, target.name), self._scratch() as scratch:
             failed = f"restoring backup {backup_id} into {target.name} failed"
             try:  # fetched and checked before the apps stop: a store that fails, or a changed archive, stops nothing
-                archive = await asyncio.to_thread(self._fetch, tenant, backup_id, scratch)
+                archive = await asyncio.to_thread(self._fetch, tenant, backup, scratch)
                 manifest = await asyncio.to_thread(_load_manifest, archive, backup.archive_sha256)
                 await asyncio.to_thread(_check_archive, archive, manifest)
             except StoreError as exc:
@@ -175,23 +182,34 @@ class VolumeBackups:
         await self._db(lambda s: backups.mark_deleting(s, actor, get_tenant(s, tenant), backup_id))
         await self._forget(tenant, backup_id)
 
-    def remove(self, tenant: str, backup_id: int) -> None:
-        """Delete a backup's archive and manifest, here and in the store; one gone already is fine. `StoreError`
-        if the store kept them. Blocks."""
+    def remove(self, tenant: str, backup_id: int, record: str | None = None) -> None:
+        """Delete a backup's archive and manifest, here and in the store its row names (`record`); one gone
+        already is fine. `StoreError` if the store kept them. Blocks."""
         self.local.delete(tenant, backup_id)
-        if self.store is not self.local:
-            self.store.delete(tenant, backup_id)
+        if (store := self.store_of(record)) is not self.local:
+            store.delete(tenant, backup_id)
 
-    def forget_tenant(self, tenant: str) -> None:
-        """Delete every archive of a deleted tenant, here and in the store; `Unavailable` if the store kept
-        some. Blocks."""
+    def forget_tenant(self, tenant: str, records: set[str | None]) -> None:
+        """Delete every archive of a deleted tenant, here and in each store its backups were kept in (`records`,
+        read before its rows went); `Unavailable` if a store kept some. Blocks."""
         self.local.forget_tenant(tenant)
-        if self.store is self.local:
-            return
-        try:
-            self.store.forget_tenant(tenant)
-        except StoreError as exc:
-            raise Unavailable(f"tenant {tenant} is deleted but not all its backups: {exc}") from exc
+        for store in {id(s): s for s in map(self.store_of, records | {None})}.values():
+            if store is self.local:
+                continue
+            try:
+                store.forget_tenant(tenant)
+            except StoreError as exc:
+                raise Unavailable(f"tenant {tenant} is deleted but not all its backups: {exc}") from exc
+
+    def store_of(self, record: str | None) -> ArchiveStore:
+        """The store a backup's row names: the platform's, or an S3 location it used before (reached with the
+        credentials it has now). None is the platform's: rows from before stores were recorded, and backups
+        on this host (`_fetch` looks on the host first)."""
+        if record is None or record == self.store.record:
+            return self.store
+        if record not in self._former:
+            self._former[record] = S3Store(S3Location.recorded(record))
+        return self._former[record]
 
     def sweep(self) -> None:
         """Remove the scratch copies a stopped daemon left. Blocks."""
@@ -231,8 +249,9 @@ class VolumeBackups:
     async def _forget(self, tenant: str, backup_id: int) -> None:
         """Remove a `deleting` backup's archive and manifest, then its row; `Unavailable` if the store kept
         them (the row stays)."""
+        row = await self._db(lambda s: s.get(Backup, backup_id))
         try:
-            await asyncio.to_thread(self.remove, tenant, backup_id)
+            await asyncio.to_thread(self.remove, tenant, backup_id, row.store if row is not None else None)
         except StoreError as exc:
             log.warning(
                 "backup %d of %s: %s is left: %s", backup_id, tenant, self.store.describe(tenant, backup_id), exc
@@ -315,12 +334,13 @@ class VolumeBackups:
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
 
-    def _fetch(self, tenant: str, backup_id: int, scratch: Path) -> Path:
+    def _fetch(self, tenant: str, backup: Backup, scratch: Path) -> Path:
         """The archive where a restore reads it: the one on this host if there is one (taken before the store
-        was S3, say), else the store's, fetched into `scratch`."""
+        was S3, say), else the one in the store its row names, fetched into `scratch`."""
+        backup_id = saved_id(backup)
         if self.local.path(tenant, backup_id).exists():
             return self.local.path(tenant, backup_id)
-        return self.store.fetch(tenant, backup_id, scratch)
+        return self.store_of(backup.store).fetch(tenant, backup_id, scratch)
 
     def _discard(self, tenant: str, backup_id: int) -> None:
         """What a failed backup left, here and in the store (a pair half-uploaded); logged if the store keeps it."""

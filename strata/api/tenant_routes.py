@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response
 
 from strata.api import volume_routes
 from strata.api.deps import DB, BackupStore, Caller, Operator, TenantName, VolumeStore
-from tenants import tenancy, volumes
+from tenants import backups, tenancy, volumes
 from tenants.enums import TenantStatus
 from tenants.schemas import PlanRead, TenantCreate, TenantRead
 
@@ -50,10 +50,11 @@ def resume_tenant(session: DB, principal: Operator, tenant: str) -> TenantRead:
 def delete_tenant(session: DB, principal: Operator, tenant: str, store: VolumeStore, archives: BackupStore) -> Response:
     """Delete the tenant with its apps, volumes and backups (and their data), keys and tokens. The audit log
     keeps its events."""
-    owned = [v.name for v, _ in volumes.list_volumes(session, tenancy.get_tenant(session, tenant))]
+    owner = tenancy.get_tenant(session, tenant)
+    owned, kept_in = [v.name for v, _ in volumes.list_volumes(session, owner)], backups.stores(session, owner)
     tenancy.delete_tenant(session, principal.actor, tenant)
     if store is not None:
         volume_routes.remove_filesystems(store, tenant, owned)
     if archives is not None:
-        archives.forget_tenant(tenant)
+        archives.forget_tenant(tenant, kept_in)
     return Response(status_code=204)

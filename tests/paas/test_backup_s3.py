@@ -18,7 +18,7 @@ from mypy_boto3_s3 import S3Client
 
 from tenants.client import ApiError
 from tenants.enums import BackupState
-from tests.containers import ready, running_platform
+from tests.containers import ready, running_platform, wait_for
 from tests.harness import Daemon, free_port
 from tests.paas.test_backups import checksums, exec_in, seed
 
@@ -72,6 +72,9 @@ class MotoStore:
         listed = self.client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{tenant}/")
         return {item["Key"]: dict(item) for item in listed.get("Contents", [])}
 
+    def keys_under(self, prefix: str) -> set[str]:
+        return {item["Key"] for item in self.client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])}
+
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
@@ -87,12 +90,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoStore]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def s3_platform(tmp_path_factory: pytest.TempPathFactory, store: MotoStore) -> Iterator[Daemon]:
-    """A platform that keeps its backups in the bucket; the AWS settings of the machine are not read."""
-    home = tmp_path_factory.mktemp("s3") / "home"
-    env = {
-        "STRATA_BACKUP_S3_URL": f"s3://{BUCKET}/{PREFIX}/",
+def settings(home: Path, store: MotoStore, prefix: str) -> dict[str, str]:
+    """A platform's settings to keep its backups under `prefix` in the bucket; the machine's AWS settings unread."""
+    return {
+        "STRATA_BACKUP_S3_URL": f"s3://{BUCKET}/{prefix}/",
         "STRATA_BACKUP_S3_ENDPOINT": store.endpoint,
         "STRATA_BACKUP_S3_REGION": "us-east-1",
         "AWS_CONFIG_FILE": str(home.parent / "no-aws-config"),
@@ -100,7 +101,13 @@ def s3_platform(tmp_path_factory: pytest.TempPathFactory, store: MotoStore) -> I
         "AWS_EC2_METADATA_DISABLED": "true",
         **CREDENTIALS,
     }
-    with running_platform(home, env=env) as daemon:
+
+
+@pytest.fixture(scope="module")
+def s3_platform(tmp_path_factory: pytest.TempPathFactory, store: MotoStore) -> Iterator[Daemon]:
+    """A platform that keeps its backups in the bucket; the AWS settings of the machine are not read."""
+    home = tmp_path_factory.mktemp("s3") / "home"
+    with running_platform(home, env=settings(home, store, PREFIX)) as daemon:
         yield daemon
     log = home.parent / f"{home.name}-daemon.log"
     assert "backups are kept in s3://strata-backups/site-a at http://127.0.0.1:" in log.read_text()
@@ -228,3 +235,36 @@ def test_deleting_backups_deletes_their_objects(
         }
         api.delete_tenant(unique)  # its backups go with it
         assert store.keys(unique) == {}
+
+
+def test_backups_kept_in_an_earlier_store_restore_and_delete_from_there(
+    store: MotoStore, tmp_path: Path, unique: str
+) -> None:
+    """The operator moves the platform's backups to another prefix (or bucket, or store): each backup's row says
+    where it is, so those taken before still restore from there, and their deletion deletes them there."""
+    home = tmp_path / "home"
+    with running_platform(home, env=settings(home, store, "before")) as daemon:
+        seeded = seed(daemon, unique)
+        before = checksums(seeded)
+        with daemon.operator() as api:
+            earlier = api.create_backup(unique, "data")
+        assert earlier.state == BackupState.VERIFIED, earlier.message
+        [gone] = ready(daemon, unique, "web", 1)
+    assert store.keys_under("before/") == {f"before/{unique}/{earlier.id}.tar", f"before/{unique}/{earlier.id}.json"}
+    with running_platform(home, env=settings(home, store, "after")) as daemon:
+        [instance] = wait_for(
+            lambda: [i for i in ready(daemon, unique, "web", 1) if i.container_id != gone.container_id],
+            what="its app in a container of the new daemon",
+        )
+        exec_in(instance.container_id, "echo changed > /data/secret")
+        with daemon.operator() as api:
+            api.restore_backup(unique, earlier.id)
+            assert checksums(seeded) == before
+            later = api.create_backup(unique, "data")
+            assert later.state == BackupState.VERIFIED, later.message
+            api.delete_backup(unique, earlier.id)
+        assert store.keys_under("before/") == set()  # deleted where it was
+        assert store.keys_under("after/") == {f"after/{unique}/{later.id}.tar", f"after/{unique}/{later.id}.json"}
+        with daemon.operator() as api:
+            api.delete_tenant(unique)
+        assert store.keys_under("after/") == set()
