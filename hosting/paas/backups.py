@@ -24,10 +24,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -67,6 +69,7 @@ KEPT_OUT = ("lost+found",)  # ext4's own, in every volume
 SCHEDULE = "schedule"  # the actor of scheduled backups and of the removal of those past their keep
 SCHEDULE_CHECK_SECONDS = 600.0  # how often the schedule is looked at: a backup is due within this of its time
 RESTORE_STOP_SECONDS, RESTORE_POLL_SECONDS = 120.0, 0.2  # for the instances of a restored volume's apps to go
+GNU_ESCAPES = {"\\": "\\", "n": "\n", "r": "\r"}  # what GNU sha256sum escapes in a name
 SCRATCH = ".scratch"  # under the root: where backups are read back, and fetched archives wait for a restore
 
 
@@ -96,6 +99,7 @@ class VolumeBackups:
         self.paused: set[str] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}  # one backup or restore of a volume at a time
         self._former: dict[str, ArchiveStore] = {}  # S3 locations backups were kept in before, by record
+        self._restoring: Counter[int] = Counter()  # the backups being restored: not deleted meanwhile
 
     async def create(self, actor: str, tenant: str, volume: str) -> BackupRead:
         """Back the volume up and verify it; the row says verified or failed (with why) when this returns."""
@@ -141,7 +145,14 @@ class VolumeBackups:
         the volume while root writes into it); they start again on the restored data. The archive's checksum
         is checked first, against the backup's record (nothing is touched if it changed), and every restored
         file's after; `Conflict` says what failed, `Unavailable` that the store could not hand the archive back
-        (the apps kept running)."""
+        (the apps kept running). The backup is not deleted meanwhile."""
+        self._restoring[backup_id] += 1
+        try:
+            return await self._restore(actor, tenant, backup_id, into)
+        finally:
+            self._restoring[backup_id] -= 1
+
+    async def _restore(self, actor: str, tenant: str, backup_id: int, into: str | None) -> VolumeRead:
         backup, target = await self._db(lambda s: backups.restorable(s, get_tenant(s, tenant), backup_id, into))
         async with self._lock(tenant, target.name), self._scratch() as scratch:
             failed = f"restoring backup {backup_id} into {target.name} failed"
@@ -179,6 +190,8 @@ class VolumeBackups:
         """Delete the backup: marked `deleting` (restored no more), its archive and manifest removed here and in
         the store, then its row. `Unavailable` if the store kept them: the row stays `deleting`, and the schedule
         removes them when the store takes it."""
+        if self._restoring[backup_id]:
+            raise Conflict(f"backup {backup_id} is being restored; delete it once that is over")
         await self._db(lambda s: backups.mark_deleting(s, actor, get_tenant(s, tenant), backup_id))
         await self._forget(tenant, backup_id)
 
@@ -193,13 +206,17 @@ class VolumeBackups:
         """Delete every archive of a deleted tenant, here and in each store its backups were kept in (`records`,
         read before its rows went); `Unavailable` if a store kept some. Blocks."""
         self.local.forget_tenant(tenant)
+        failed = []
         for store in {id(s): s for s in map(self.store_of, records | {None})}.values():
             if store is self.local:
                 continue
             try:
                 store.forget_tenant(tenant)
             except StoreError as exc:
-                raise Unavailable(f"tenant {tenant} is deleted but not all its backups: {exc}") from exc
+                log.warning("the backups of deleted tenant %s are left: %s", tenant, exc)
+                failed.append(exc.public)
+        if failed:
+            raise Unavailable(f"tenant {tenant} is deleted but not all its backups: {failed[0]}")
 
     def store_of(self, record: str | None) -> ArchiveStore:
         """The store a backup's row names: the platform's, or an S3 location it used before (reached with the
@@ -223,7 +240,10 @@ class VolumeBackups:
                 return
             except TimeoutError:
                 pass
-            await self.run_schedule(utcnow())
+            try:
+                await self.run_schedule(utcnow())
+            except Exception:  # the database out of reach, say: the schedule looks again next time
+                log.exception("backups' schedule")
 
     async def run_schedule(self, now: datetime) -> None:
         """Back up every volume that is due on its plan's schedule, then remove the backups past its keep; one
@@ -238,6 +258,8 @@ class VolumeBackups:
                 await self._forget(tenant, backup_id)
             except Unavailable:
                 pass  # logged: tried again next time
+            except Exception:
+                log.exception("removing backup %d of %s, deleted", backup_id, tenant)
         for backup, tenant in await self._db(backups.surplus):
             try:
                 await self.delete(SCHEDULE, tenant, saved_id(backup))
@@ -250,12 +272,12 @@ class VolumeBackups:
         """Remove a `deleting` backup's archive and manifest, then its row; `Unavailable` if the store kept
         them (the row stays)."""
         row = await self._db(lambda s: s.get(Backup, backup_id))
+        record = row.store if row is not None else None
         try:
-            await asyncio.to_thread(self.remove, tenant, backup_id, row.store if row is not None else None)
+            await asyncio.to_thread(self.remove, tenant, backup_id, record)
         except StoreError as exc:
-            log.warning(
-                "backup %d of %s: %s is left: %s", backup_id, tenant, self.store.describe(tenant, backup_id), exc
-            )
+            where = self.store_of(record).describe(tenant, backup_id)
+            log.warning("backup %d of %s: %s is left: %s", backup_id, tenant, where, exc)
             raise Unavailable(
                 f"backup {backup_id} is marked deleting, but {exc.public}; it is deleted once the store takes it"
             ) from exc
@@ -292,7 +314,8 @@ class VolumeBackups:
         await asyncio.to_thread(check_room, self.root, 3 * size, room)
         archive.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         await service_backups.take(runtime, instance.container_id, archive)
-        tables = await service_backups.verify(self._runtime(), archive, self.root / SCRATCH / str(backup_id))
+        scratch = self.root / SCRATCH / str(backup_id)
+        tables = await service_backups.verify(self._runtime(), archive, scratch, size)
         manifest = Manifest(tables, size, await asyncio.to_thread(_sha256_file, archive))
         await asyncio.to_thread(_manifest_path(archive).write_text, json.dumps(asdict(manifest)))
         return manifest, size
@@ -308,7 +331,7 @@ class VolumeBackups:
             usage = await asyncio.to_thread(self.volumes.usage, tenant, name)
             service_backups.check_room(usage.size_bytes - usage.used_bytes, backup.size_bytes, name)
             await service_backups.restore(self._runtime_of(instance.node), instance.container_id, archive)
-        except (DumpError, VolumeError) as exc:
+        except (DumpError, VolumeError, OSError) as exc:
             raise Conflict(f"{failed}: {exc}") from exc
         await self._db(lambda s: backups.record_restore(s, actor, get_tenant(s, tenant), backup, target))
         used = (await asyncio.to_thread(self.volumes.usage, tenant, name)).used_bytes / 2**20
@@ -472,12 +495,17 @@ def tree_sums(root: Path) -> dict[str, str]:
 
 def parse_sums(output: bytes) -> dict[str, str]:
     """`sha256sum`'s lines (`HASH  ./PATH`) as path -> checksum; names as the file system has them (bytes that
-    are not UTF-8 kept as Python keeps them, as in `tree_sums` and the manifest)."""
+    are not UTF-8 kept as Python keeps them, as in `tree_sums` and the manifest). GNU's (a guest's) escapes a name
+    holding a backslash or a line break, and says so by a backslash before the line; busybox's (the scratch
+    container's) does not."""
     sums = {}
     for line in output.decode(errors="surrogateescape").split("\n"):
         if not line:
             continue
-        digest, _, path = line.partition("  ")
+        escaped = line.startswith("\\")
+        digest, _, path = line.removeprefix("\\").partition("  ")
+        if escaped:
+            path = re.sub(r"\\(.)", lambda found: GNU_ESCAPES.get(found[1], found[0]), path)
         sums[_relative(path)] = digest
     return sums
 

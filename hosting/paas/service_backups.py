@@ -4,34 +4,46 @@ beside the live database, which is swapped for it only once the restore is whole
 
 - Taken: `pg_dump -Fc` in the service's container, as the superuser over its socket, streamed to the archive.
 - Verified: in a scratch container of the service's image (as nobody, no network, no capability), a fresh
-  cluster gets the dump (`pg_restore --exit-on-error --single-transaction`) and is dumped again (its schema and
-  its data, the data as text once); the two must list the same objects, and every table the same rows (a count
-  and a sum of hashes of each row as COPY writes it: order-free). Both are written with the same session
-  settings, so a value reads the same.
-- Restored: into a new database of the service, in one transaction; then, in one more, the live database's
-  sessions are ended and the two are renamed, and the old one is dropped. A restore that fails leaves the live
-  database as it was. The roles are the cluster's, not the database's: a restore keeps the service's logins.
+  cluster gets the dump and is dumped again (its schema and its data, the data as text once); the two must list
+  the same objects, and every table the same rows (a count and a sum of hashes of each row as COPY writes it:
+  order-free). Both are written with the same session settings, so a value reads the same.
+- Restored: into a new database of the service; then, in one transaction, the live database's sessions are
+  ended and the two are renamed; then the old one is dropped. A restore that fails before the swap leaves the
+  live database as it was. The roles are the cluster's, not the database's: a restore keeps the service's logins.
   What `ALTER DATABASE ... SET` gave the database is not in a dump (as with any `pg_dump` without `--create`).
+
+A dump is the tenant's: restoring it runs the tenant's code (a CHECK constraint's function, a generated column),
+so every restore, the scratch server's too, runs as the owner role `app` (`--role`), never as the superuser, and
+makes everything `app`'s (`--no-owner`). A dump waits for its locks a minute at most (a tenant's transaction
+holding a table cannot hold up the platform's schedule), and what the scratch server leaves is read only if it
+is a regular file of a bounded size.
 """
 
 import asyncio
+import contextlib
 import hashlib
+import logging
+import os
 import shutil
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from hosting.paas.runtime import EngineError, ExecSession, Mount, NodeRuntime
-from hosting.paas.service_credentials import run_sql
+from hosting.paas.service_credentials import exit_code, run_sql
 from tenants import services
+
+log = logging.getLogger(__name__)
 
 # Both dumps are written in these: a timestamp or a bytea reads the same whatever the database's own settings.
 OPTIONS = "PGOPTIONS=-c TimeZone=UTC -c bytea_output=hex -c extra_float_digits=3"
-DUMP = ["env", OPTIONS, "pg_dump", "--format=custom", "--dbname", services.DATABASE]
+DUMP = ["env", OPTIONS, "pg_dump", "--format=custom", "--lock-wait-timeout=60s", "--dbname", services.DATABASE]
 RESTORING = "strata_restore"  # the database a restore fills, beside the live one
 REPLACED = "strata_replaced"  # the live one once the restore took its name, until it is dropped
-RESTORE = ["pg_restore", "--exit-on-error", "--single-transaction", "--dbname", RESTORING]
+RESTORING_AS = f"--exit-on-error --no-owner --role={services.USERNAME}"  # what the tenant's code runs as
+RESTORE = ["pg_restore", *RESTORING_AS.split(), "--dbname", RESTORING]
 CHUNK = 1 << 20
 STDERR_LIMIT = 2000  # bytes of a command's errors kept for its message
 # Not in the objects compared: a dump's own database (restored into another, by design), and data (compared row
@@ -48,7 +60,7 @@ pg_ctl -D /out/pgdata -s -w -l /out/server.log start -o "-c listen_addresses= -c
  -c fsync=off -c shared_buffers=16MB -c dynamic_shared_memory_type=posix -c jit=off"
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c 'CREATE ROLE {services.USERNAME}' \
  -c 'CREATE DATABASE {services.DATABASE} OWNER {services.USERNAME}'
-pg_restore --exit-on-error --single-transaction -d {services.DATABASE} /in/dump
+pg_restore {RESTORING_AS} -d {services.DATABASE} /in/dump
 pg_dump --schema-only --format=custom -f /out/restored -d {services.DATABASE}
 pg_dump --data-only -f /out/restored.data -d {services.DATABASE}
 pg_ctl -D /out/pgdata -s -w -m fast stop
@@ -62,10 +74,11 @@ DROP DATABASE IF EXISTS {RESTORING} WITH (FORCE);
 CREATE DATABASE {RESTORING} OWNER {services.USERNAME} STRATEGY FILE_COPY;
 """
 # The live database's sessions ended and the names swapped in one transaction; a session that came meanwhile
-# makes the rename wait (up to 5 s) and fail, and it is tried again.
+# makes the rename wait (up to 5 s) and fail, and it is tried again, on a fresh view of the sessions.
 SWAP = f"""DO $$
 BEGIN
   FOR attempt IN 1..5 LOOP
+    PERFORM pg_stat_clear_snapshot();
     PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
       WHERE datname = '{services.DATABASE}' AND pid <> pg_backend_pid();
     BEGIN
@@ -77,9 +90,10 @@ BEGIN
   END LOOP;
   ALTER DATABASE {RESTORING} RENAME TO {services.DATABASE};
 END $$;
-DROP DATABASE {REPLACED} WITH (FORCE);
 """
+DROP_REPLACED = f"DROP DATABASE IF EXISTS {REPLACED} WITH (FORCE);\n"
 DISCARD = f"DROP DATABASE IF EXISTS {RESTORING} WITH (FORCE);\n"
+SWAPPED = f"SELECT count(*) FROM pg_database WHERE datname = '{RESTORING}'"  # 0 once the swap is committed
 
 
 class DumpError(Exception):
@@ -96,17 +110,23 @@ async def database_size(runtime: NodeRuntime, container_id: str) -> int:
 
 
 async def take(runtime: NodeRuntime, container_id: str, archive: Path) -> None:
-    """Dump the service's database into `archive`, streamed (the server's snapshot: its apps run on)."""
+    """Dump the service's database into `archive`, streamed (the server's snapshot: its apps run on). What a
+    restore cut off by a daemon's stop left beside the database goes first: it takes room on the volume."""
+    try:
+        await run_sql(runtime, container_id, DROP_REPLACED + DISCARD, database="postgres")
+    except EngineError as exc:
+        raise DumpError(f"the service's server does not answer: {exc}") from exc
     with archive.open("wb") as out:
         code, _, errors = await _exec(runtime, container_id, DUMP, stdout=out)
     if code != 0:
         raise DumpError(f"pg_dump failed: {errors or f'exit status {code}'}")
 
 
-async def verify(runtime: NodeRuntime, archive: Path, scratch: Path) -> dict[str, str]:
+async def verify(runtime: NodeRuntime, archive: Path, scratch: Path, database_bytes: int) -> dict[str, str]:
     """Restore the dump into a scratch server on `runtime` (`scratch` its directory, removed after), dump that
-    again and compare; returns the dump's tables (a COPY line, and "" for its other statements) with their
-    count and sum of row hashes, for the manifest. `DumpError` says what differs, or what failed."""
+    again and compare; returns the dump's tables (a COPY line) with their count and sum of row hashes, for the
+    manifest. `database_bytes` (what the dumped database took) bounds what the scratch server's files may hold.
+    `DumpError` says what differs, or what failed."""
     given, out = scratch / "in", scratch / "out"
     try:
         await asyncio.to_thread(_prepare, archive, given, out)
@@ -114,28 +134,43 @@ async def verify(runtime: NodeRuntime, archive: Path, scratch: Path) -> dict[str
         code, output = await runtime.run_once(SCRATCH_IMAGE, ["/bin/sh", "-c", VERIFY], mounts)
         if code != 0:
             raise DumpError(f"the dump does not restore into a scratch server: {output.strip()[-STDERR_LIMIT:]}")
-        return await asyncio.to_thread(_compare, out)
+        return await asyncio.to_thread(_compare, out, 4 * database_bytes + (64 << 20))
     finally:
         await asyncio.to_thread(shutil.rmtree, scratch, True)
 
 
 async def restore(runtime: NodeRuntime, container_id: str, archive: Path) -> None:
     """Restore the dump beside the service's live database and swap them; nothing of the live one changes
-    unless the restore is whole. `DumpError` says what failed."""
+    unless the restore is whole. `DumpError` says what failed (the live database is as it was then)."""
     try:
         await run_sql(runtime, container_id, PREPARE, database="postgres")
         with archive.open("rb") as dump:
             code, _, errors = await _exec(runtime, container_id, RESTORE, stdin=dump)
         if code != 0:
             raise DumpError(f"pg_restore failed (the database is as it was): {errors or f'exit status {code}'}")
-        await run_sql(runtime, container_id, SWAP, database="postgres")
+        await _swap(runtime, container_id)
     except EngineError as exc:
-        raise DumpError(f"the database could not be swapped for the restored one (it is as it was): {exc}") from exc
+        raise DumpError(f"the restore failed before its swap (the database is as it was): {exc}") from exc
     finally:
         try:
             await run_sql(runtime, container_id, DISCARD, database="postgres")
         except EngineError:
-            pass  # the next restore drops it first
+            pass  # the next dump or restore drops it first
+    try:
+        await run_sql(runtime, container_id, DROP_REPLACED, database="postgres")
+    except EngineError as exc:  # restored all the same: the old data goes at the next dump or restore
+        log.warning("the database replaced by a restore is left for now: %s", exc)
+
+
+async def _swap(runtime: NodeRuntime, container_id: str) -> None:
+    """The restored database swapped in; `EngineError` only if it is not (an answer lost after the commit is
+    no failure: what the server has is asked)."""
+    try:
+        await run_sql(runtime, container_id, SWAP, database="postgres")
+    except EngineError:
+        code, output, _ = await _exec(runtime, container_id, ["psql", "-XAt", "-d", "postgres", "-c", SWAPPED])
+        if code != 0 or output.strip() != "0":
+            raise
 
 
 def check_room(free_bytes: int, database_bytes: int, name: str) -> None:
@@ -190,15 +225,15 @@ def _rows(data: IO[bytes]) -> Iterator[tuple[str, bytes]]:
             yield "", line
 
 
-def _compare(out: Path) -> dict[str, str]:
-    taken, restored = (toc_entries((out / f"{name}.toc").read_text()) for name in ("dump", "restored"))
+def _compare(out: Path, limit: int) -> dict[str, str]:
+    taken, restored = (toc_entries(_read(out / f"{name}.toc", limit).decode()) for name in ("dump", "restored"))
     if taken != restored:
         differing = sorted((taken - restored) + (restored - taken))
         raise DumpError(f"the restored database's objects differ from the dump's: {len(differing)}, e.g. "
                         f"{differing[0]}")  # fmt: skip
     sums = {}
     for name in ("dump", "restored"):
-        with (out / f"{name}.data").open("rb") as data:
+        with _opened(out / f"{name}.data", limit) as data:
             sums[name] = table_sums(data)
     for table, found in sums["dump"].items():
         if sums["restored"].get(table) != found:
@@ -206,6 +241,25 @@ def _compare(out: Path) -> dict[str, str]:
     if extra := sums["restored"].keys() - sums["dump"].keys():
         raise DumpError(f"the restored database has data the dump has not: {sorted(extra)[0]}")
     return {table: found for table, found in sums["dump"].items() if table}
+
+
+def _opened(path: Path, limit: int) -> IO[bytes]:
+    """`path`, a file the scratch container wrote, opened only if it is a regular file (not a link to one of
+    the host's: it is read as root) of at most `limit` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise DumpError(f"the scratch server left no readable {path.name}: {exc.strerror}") from exc
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_size > limit:
+        os.close(fd)
+        raise DumpError(f"the scratch server left {path.name} that is no regular file of at most {limit >> 20} MiB")
+    return os.fdopen(fd, "rb")
+
+
+def _read(path: Path, limit: int) -> bytes:
+    with _opened(path, limit) as opened:
+        return opened.read()
 
 
 def _prepare(archive: Path, given: Path, out: Path) -> None:
@@ -244,13 +298,11 @@ async def _exec(
         if stdout is not None and pending:
             await asyncio.to_thread(stdout.write, bytes(pending))
         await feeding
-        code = None
-        for _ in range(50):  # the engine records the exit a moment after the output ends
-            if (code := await session.exit_code()) is not None:
-                break
-            await asyncio.sleep(0.02)
+        code = await exit_code(session)
     finally:
         feeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeding
         await session.kill()
     return code, output.decode(errors="replace"), errors.decode(errors="replace").strip()
 

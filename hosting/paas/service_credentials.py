@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hosting.paas.nodes import NodePool
-from hosting.paas.runtime import EngineError, NodeRuntime
+from hosting.paas.runtime import EngineError, ExecSession, NodeRuntime
 from tenants import db, services
 from tenants.errors import Conflict, Unavailable
 from tenants.models import Instance
@@ -42,6 +42,7 @@ REAPPLY_SECONDS = 120.0  # how long the logins' reapplying waits for a restored 
 REAPPLY_ROUNDS = 3
 PSQL = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-", "-d"]  # and the database
 OUTPUT_LIMIT = 2000  # bytes of psql's output kept for an error
+EXIT_SECONDS = 5.0
 
 
 def scram_verifier(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
@@ -121,15 +122,20 @@ async def run_sql(runtime: NodeRuntime, container_id: str, sql: str, *, database
         while (piece := await session.read()) is not None:
             output += piece[1][-OUTPUT_LIMIT:]
             del output[:-OUTPUT_LIMIT]
-        code = None
-        for _ in range(50):  # the engine records the exit a moment after the output ends
-            if (code := await session.exit_code()) is not None:
-                break
-            await asyncio.sleep(0.02)
+        code = await exit_code(session)
     finally:
         await session.kill()
     if code != 0:
         raise EngineError(f"psql ended with {code}: {output.decode(errors='replace').strip()}")
+
+
+async def exit_code(session: ExecSession) -> int | None:
+    """The exit code of a command whose output has ended: the engine records it a moment after (seconds, on a
+    busy host); None if it has not within `EXIT_SECONDS`."""
+    deadline = asyncio.get_running_loop().time() + EXIT_SECONDS
+    while (code := await session.exit_code()) is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    return code
 
 
 async def rotate(

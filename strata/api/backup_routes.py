@@ -52,19 +52,22 @@ async def restore_backup(
     database beside the live one, which it then replaces (its apps run on). A service's volume restored from
     files is answered once the service runs again with the logins its apps have now (a backup's roles may be
     older)."""
+    files = await asyncio.to_thread(_kind, engine, tenant, backup) == BackupKind.FILES
     restored = await store.restore(principal.actor, tenant, backup, body.volume)
-    if await asyncio.to_thread(_restored_files_of_service, engine, tenant, backup, restored.name):
+    if files and await asyncio.to_thread(_is_service, engine, tenant, restored.name):
         await service_credentials.reapply(engine, pool, box, tenant, restored.name)
     return restored
 
 
-def _restored_files_of_service(engine: Engine, tenant: str, backup: int, volume: str) -> bool:
-    """Whether a service's volume got a backup's files, and with them the roles it had then."""
+def _kind(engine: Engine, tenant: str, backup: int) -> str:
     with db.session(engine) as session:
-        owner = get_tenant(session, tenant)
-        return backups.get_backup(session, owner, backup).kind == BackupKind.FILES and backups.is_service(
-            session, owner, volume
-        )
+        return backups.get_backup(session, get_tenant(session, tenant), backup).kind
+
+
+def _is_service(engine: Engine, tenant: str, volume: str) -> bool:
+    """Whether the volume is a service's: restored from files, it has the roles of the backup's time."""
+    with db.session(engine) as session:
+        return backups.is_service(session, get_tenant(session, tenant), volume)
 
 
 @router.delete("/tenants/{tenant}/backups/{backup}", status_code=204)

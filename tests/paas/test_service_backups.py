@@ -59,7 +59,7 @@ def dump(postgres: Postgres, archive: Path) -> None:
 
 
 def verify(archive: Path, scratch: Path) -> dict[str, str]:
-    return on_engine(lambda runtime: service_backups.verify(runtime, archive, scratch))
+    return on_engine(lambda runtime: service_backups.verify(runtime, archive, scratch, 64 << 20))
 
 
 def restore(postgres: Postgres, archive: Path) -> None:
@@ -137,3 +137,31 @@ def test_a_restore_that_fails_leaves_the_live_database_as_it_was(
     assert psql(postgres.port, "SELECT x FROM empty").stdout.strip() == "42"
     databases = psql(postgres.port, "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
     assert databases.stdout.strip() == "app,postgres,template0,template1"  # the half restore is dropped
+
+
+# A tenant's trap: a CHECK constraint's function that makes `app` a superuser when a superuser runs it, as a
+# restore's COPY does for every row unless it runs as `app`.
+TRAP = """
+CREATE FUNCTION public.esc(x int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE 'ALTER ROLE app SUPERUSER';
+  END IF;
+  RETURN true;
+END $$;
+CREATE TABLE trap (x int CHECK (public.esc(x)));
+INSERT INTO trap VALUES (1);
+"""
+
+
+def test_a_restore_runs_the_tenants_code_as_the_owner_never_as_the_superuser(
+    containers: Containers, volume: Path, tmp_path: Path
+) -> None:
+    postgres = server(containers, volume)
+    assert psql(postgres.port, TRAP).returncode == 0
+    archive = tmp_path / "1.tar"
+    dump(postgres, archive)
+    assert "COPY public.trap (x) FROM stdin;" in verify(archive, tmp_path / "scratch")
+    restore(postgres, archive)
+    assert psql(postgres.port, "SELECT x FROM trap").stdout.strip() == "1"
+    assert psql(postgres.port, "SELECT rolsuper FROM pg_roles WHERE rolname = 'app'").stdout.strip() == "f"

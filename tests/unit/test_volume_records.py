@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hosting.paas.backup_store import LocalStore, StoreError
-from hosting.paas.backups import BackupError, VolumeBackups, read_manifest
+from hosting.paas.backups import BackupError, VolumeBackups, parse_sums, read_manifest
 from hosting.paas.fake_runtime import FakeRuntime
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool
@@ -189,3 +189,11 @@ def test_a_backup_whose_archive_the_store_keeps_stays_deleting_until_the_schedul
     with pytest.raises(NotFound):
         backups.get_backup(session, acme, kept)
     assert [e.action for e in audit.list_events(session) if e.action == "backup.delete"] == ["backup.delete"]
+
+
+def test_sums_read_back_as_gnu_or_busybox_write_them() -> None:
+    """A guest's GNU sha256sum escapes a name with a backslash or a line break; busybox's writes it as it is."""
+    gnu = b"\\" + b"a" * 64 + b"  ./a\\\\b\\nc\n" + b"b" * 64 + b"  ./plain\n"
+    busybox = b"c" * 64 + b"  ./a\\b\n"
+    assert parse_sums(gnu) == {"a\\b\nc": "a" * 64, "plain": "b" * 64}
+    assert parse_sums(busybox) == {"a\\b": "c" * 64}
