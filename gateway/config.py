@@ -35,18 +35,19 @@ RATE_TABLE = "strata_rates"
 # The access log, one JSON object per line. Strings from the request are escaped by `json(utf8s)`; HAProxy
 # writes "-" for a value it does not have (the tenant and app of what was routed to no app). "server" is the
 # instance that answered, "end" HAProxy's termination state ("--" for a normal end, "SH" the instance closed
-# before its headers, ... as in its manual's section 8.5).
+# before its headers, ... as in its manual's section 8.5). "bytes" were sent to the client and "bytes_in" read
+# from it, headers included: what usage metering counts.
 LOG_FORMAT = (
     '{"time":%Ts.%ms,"id":"%[var(txn.rid),json(utf8s)]","client":"%ci","host":"%[var(txn.host),json(utf8s)]",'
-    '"method":"%HM","target":"%[capture.req.uri,json(utf8s)]","status":%ST,"bytes":%B,"ms":%Ta,'
-    '"tenant":"%[var(txn.tenant)]","app":"%[var(txn.backend),field(2,.)]","tls":"%[ssl_fc_protocol]",'
+    '"method":"%HM","target":"%[capture.req.uri,json(utf8s)]","status":%ST,"bytes":%B,"bytes_in":%U,'
+    '"ms":%Ta,"tenant":"%[var(txn.tenant)]","app":"%[var(txn.backend),field(2,.)]","tls":"%[ssl_fc_protocol]",'
     '"server":"%s","end":"%ts"}'
 )
 # What never became a request: a head HAProxy could not read (400) or that came too slowly (408), a failed TLS
 # handshake (status 0).
 ERROR_LOG_FORMAT = (
     '{"time":%Ts.%ms,"id":"-","client":"%ci","host":"-","method":"-","target":"-","status":%ST,"bytes":%B,'
-    '"ms":%Ta,"tenant":"-","app":"-","tls":"%[ssl_fc_protocol]","error":"%[fc_err_str,json(utf8s)]"}'
+    '"bytes_in":%U,"ms":%Ta,"tenant":"-","app":"-","tls":"%[ssl_fc_protocol]","error":"%[fc_err_str,json(utf8s)]"}'
 )
 DEFAULT_LIMITS = Limits()
 PAGES = (400, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import runtime, tls
-from gateway.accesslog import AccessLog, traffic
+from gateway.accesslog import AccessLog, Request, traffic
 from gateway.config import (
     MAPS,
     SERVER_OPTIONS,
@@ -88,6 +88,7 @@ class FrontDoor:
         self.access_log = AccessLog(root / "access.fifo", access_log)
         self._lines: list[bytes] = []  # whole lines read from HAProxy, not yet written
         self._metrics: dict[tuple[str, str], RouteMetrics] = {}
+        self._usage: dict[tuple[str, str], tuple[int, int, int]] = {}  # since `take_usage`: requests, bytes in, out
         self._desired: list[RouteSpec] = []
         self._state = _State()
         self._generation = 0  # reloads so far: servers that went into maintenance before one are the old worker's
@@ -142,6 +143,12 @@ class FrontDoor:
     def traffic(self, tenant: str, app: str) -> Traffic | None:
         metrics = self._metrics.get((tenant, app))
         return metrics.traffic() if metrics else None
+
+    def take_usage(self) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """(tenant, app) -> requests, bytes read from the clients and bytes sent to them, as logged since the last
+        call (the meter's); what is taken is the caller's to keep."""
+        usage, self._usage = self._usage, {}
+        return usage
 
     # ACME's HTTP-01 challenges (gateway.acme's ChallengeBoard)
 
@@ -389,12 +396,14 @@ class FrontDoor:
         if not lines:
             return
         counted = await asyncio.to_thread(_write_and_count, self.access_log, lines)
-        for (status, ms, tenant, app), count in counted.items():
+        for (status, bytes_out, bytes_in, ms, tenant, app), count in counted.items():
             if tenant == b"-":
                 continue  # no app's
             key = (tenant.decode(), app.decode())
             metrics = self._metrics.get(key) or self._metrics.setdefault(key, RouteMetrics())
             metrics.observe(int(status), int(ms) / 1000, count)
+            requests, read, sent = self._usage.get(key, (0, 0, 0))
+            self._usage[key] = (requests + count, read + int(bytes_in) * count, sent + int(bytes_out) * count)
         routed = {(r.tenant, r.app) for r in self._desired}
         for key in self._metrics.keys() - routed:  # a deleted app's traffic goes with it
             del self._metrics[key]
@@ -416,7 +425,7 @@ class FrontDoor:
                     log.error("front door: %s", exc)  # tried again next second
 
 
-def _write_and_count(log: AccessLog, lines: bytes) -> "Counter[tuple[bytes, bytes, bytes, bytes]]":
+def _write_and_count(log: AccessLog, lines: bytes) -> "Counter[Request]":
     """In a worker thread: append the lines to the access log, and count each app's requests in them."""
     log.append(lines)
     return traffic(lines)

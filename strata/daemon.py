@@ -118,6 +118,7 @@ def run(settings: Settings, options: Options) -> None:
             secrets=SecretBox(settings.secret_key_file),
             volumes=volumes.mounted if volumes is not None else None,
         )
+        reconciler.usage.traffic = gateway.take_usage  # requests and bytes through the front door, metered
         hypervisors = _hypervisors(engine, settings, reconciler)
         if volumes is not None:
             volumes.nudge = reconciler.nudge

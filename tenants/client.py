@@ -7,6 +7,7 @@ caller never handles raw JSON. Refusals arrive as `ApiError` carrying the API's 
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -52,6 +53,7 @@ from tenants.schemas import (
     TokenCreated,
     TokenRead,
     TrafficRead,
+    UsageReport,
     VolumeCreate,
     VolumeMove,
     VolumeRead,
@@ -467,6 +469,13 @@ class StrataClient:
 
     def whoami(self) -> Whoami:
         return self._call("GET", "/whoami", Whoami)
+
+    def usage(self, tenant: str | None = None, since: date | None = None) -> UsageReport:
+        """Metered usage from `since` (the daemon's default: this month): every visible tenant's, or `tenant`'s."""
+        params = {"since": since.isoformat() if since else None}
+        if tenant is None:
+            return self._call("GET", "/usage", UsageReport, params=params)
+        return self._call("GET", f"/tenants/{tenant}/usage", UsageReport, params=params)
 
     def members(self, tenant: str) -> list[MemberRead]:
         return self._call("GET", f"/tenants/{tenant}/members", list[MemberRead])

@@ -7,7 +7,7 @@ database type migration. Times are UTC and come back timezone-aware on every bac
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, TypeDecorator, UniqueConstraint, false
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, TypeDecorator, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from tenants.enums import Isolation, TenantStatus
@@ -341,3 +341,29 @@ class Build(SQLModel, table=True):
     message: str | None = None  # why it failed, in words
     started_at: datetime = _time(index=True)
     finished_at: datetime | None = _time(nullable=True)
+
+
+def _count() -> Any:
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class UsageHour(SQLModel, table=True):
+    """What one app of a tenant used in one hour (UTC, truncated) on one kind of node: sums the meter only ever
+    adds to. `app` is a name, so the usage outlives the app (not the tenant); "" is the tenant's volumes no app
+    mounts."""
+
+    __tablename__ = "usage_hour"
+    __table_args__ = (UniqueConstraint("tenant_id", "app", "hour", "node_kind"), AUTOINCREMENT)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    app: str
+    hour: datetime = _time(index=True)
+    node_kind: str  # Isolation: a shared node, or a VM dedicated to the tenant
+    cpu_seconds: float = 0.0
+    memory_mib_hours: float = 0.0
+    storage_gib_hours: float = 0.0
+    instance_hours: float = 0.0
+    requests: int = _count()
+    bytes_in: int = _count()  # read from the clients, headers and all, through the front door
+    bytes_out: int = _count()  # sent to them

@@ -600,3 +600,32 @@ class RotationRead(BaseModel):
 class ServiceBind(BaseModel):
     model_config = ConfigDict(extra="forbid")
     app: Name
+
+
+class UsageLine(BaseModel):
+    """What one app of a tenant used on one kind of node over a report's period (app "": the tenant's volumes
+    no app mounts). Memory and instances at 10 s granularity; requests and bytes through the front door."""
+
+    tenant: str
+    app: str
+    node_kind: Isolation  # a shared node, or a VM dedicated to the tenant
+    cpu_seconds: float
+    memory_mib_hours: float
+    storage_gib_hours: float
+    instance_hours: float
+    requests: int
+    bytes_in: int  # read from the clients, headers included
+    bytes_out: int  # sent to them
+
+
+METERED = tuple(name for name in UsageLine.model_fields if name not in ("tenant", "app", "node_kind"))  # its counters
+
+
+class UsageReport(BaseModel):
+    """Usage from `since` (its hour included; rolled up per hour, UTC) to `until` (now), with each tenant's plan
+    to hold it against."""
+
+    since: datetime
+    until: datetime
+    lines: list[UsageLine]
+    plans: dict[str, PlanRead]  # tenant -> its plan now

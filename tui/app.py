@@ -21,6 +21,7 @@ from tui.screens.catalog import CatalogScreen
 from tui.screens.dialogs import message, prompt
 from tui.screens.lists import EventsScreen, NodesScreen
 from tui.screens.overview import OverviewScreen
+from tui.screens.usage import UsageScreen
 
 REFRESH_SECONDS = 2.0
 KEYS = [  # (key, what it does, for operators only)
@@ -39,7 +40,13 @@ KEYS = [  # (key, what it does, for operators only)
     ("`ctrl+d`", "delete (asks first; a tenant: operators only)", False),
     ("`q`", "quit", False),
 ]
-COMMANDS = {"tenants": OverviewScreen, "nodes": NodesScreen, "events": EventsScreen, "catalog": CatalogScreen}
+COMMANDS = {
+    "tenants": OverviewScreen,
+    "nodes": NodesScreen,
+    "events": EventsScreen,
+    "usage": UsageScreen,
+    "catalog": CatalogScreen,
+}
 OPERATOR_COMMANDS = {"nodes"}
 
 

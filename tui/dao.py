@@ -27,6 +27,7 @@ from tenants.schemas import (
     TenantRead,
     TenantSummary,
     TrafficRead,
+    UsageReport,
     VolumeRead,
     Whoami,
 )
@@ -175,6 +176,10 @@ class ConsoleData:
 
     def events(self, tenant: str | None = None) -> list[EventRead]:
         return self._call(lambda: self.client.events(tenant, limit=200))
+
+    def usage(self) -> UsageReport:
+        """This month's metered usage of every tenant the token sees, with their plans."""
+        return self._call(self.client.usage)
 
     def logs(self, tenant: str, app: str) -> AsyncIterator[str]:
         """An endless stream of the app's log lines from the last 5 minutes on (its own connection)."""

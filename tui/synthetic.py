@@ -27,6 +27,8 @@ from tenants.schemas import (
     TenantRead,
     TenantSummary,
     TrafficRead,
+    UsageLine,
+    UsageReport,
     VmStatsRead,
     VolumeMount,
     VolumeRead,
@@ -320,6 +322,45 @@ class SyntheticData:
 
     def catalog(self) -> list[Template]:
         return templates()
+
+    def usage(self) -> UsageReport:
+        """This month so far (six days): each app's usage, growing with its index; app-0's volume, and the one no
+        app mounts."""
+        since, hours = datetime(2026, 12, 1, tzinfo=UTC), 6 * 24
+        plan = self.tenant("tenant-0000").tenant.plan
+        lines = [
+            UsageLine(
+                tenant=f"tenant-{i:04d}",
+                app=f"app-{a}",
+                node_kind=Isolation.SHARED,
+                cpu_seconds=a * 900.0,
+                memory_mib_hours=a * 64.0 * hours,
+                storage_gib_hours=0.5 * hours if a == VOLUME_APP else 0.0,
+                instance_hours=2.0 * hours,
+                requests=a * 1000,
+                bytes_in=a * 250_000,
+                bytes_out=a * 4_000_000,
+            )  # fmt: skip
+            for i in range(self.tenants)
+            for a in range(APPS_PER_TENANT)
+        ]
+        lines += [
+            UsageLine(
+                tenant=f"tenant-{i:04d}",
+                app="",
+                node_kind=Isolation.SHARED,
+                cpu_seconds=0,
+                memory_mib_hours=0,
+                storage_gib_hours=0.25 * hours,
+                instance_hours=0,
+                requests=0,
+                bytes_in=0,
+                bytes_out=0,
+            )  # fmt: skip
+            for i in range(self.tenants)
+        ]
+        plans = {f"tenant-{i:04d}": plan for i in range(self.tenants)}
+        return UsageReport(since=since, until=since + timedelta(hours=hours), lines=lines, plans=plans)
 
     async def logs(self, tenant: str, app: str) -> AsyncIterator[str]:
         """Each instance's first line, then nothing more (a live stream would wait here)."""

@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from aiodocker.jsonstream import json_stream_stream
 from aiodocker.networks import DockerNetwork
 from aiodocker.utils import compose_auth_header
 
+from hosting.paas.cgroups import CGROUP_ROOT, Counters, Layout, read_files
 from hosting.paas.docker_build import stream_build
 from hosting.paas.docker_exec import DockerExec
 from hosting.paas.runtime import (
@@ -46,7 +47,6 @@ from hosting.paas.runtime import (
     PullFailed,
     PullProgress,
     RegistryAuth,
-    Usage,
     declared_capabilities,
 )
 from hosting.paas.subnets import PoolExhausted, free_subnet, host_routes, subnets_of
@@ -80,6 +80,10 @@ class EngineHost(ABC):
     async def kill(self, pid: int) -> None:
         """SIGKILL the process `pid` of the engine's machine, and the process group it leads, if it does."""
 
+    @abstractmethod
+    async def cgroup_files(self, paths: list[str]) -> dict[str, str]:
+        """The text of each of the machine's cgroup files `paths` (relative to its cgroup root) that exists."""
+
 
 class ThisHost(EngineHost):
     """The engine of the platform's own host: ports published on 127.0.0.1 and reached as they are."""
@@ -101,6 +105,9 @@ class ThisHost(EngineHost):
         except (ProcessLookupError, PermissionError):
             pass
 
+    async def cgroup_files(self, paths: list[str]) -> dict[str, str]:
+        return await asyncio.to_thread(read_files, CGROUP_ROOT, paths)
+
 
 class DockerRuntime(NodeRuntime):
     def __init__(self, name: str, url: str, host: EngineHost | None = None) -> None:
@@ -110,6 +117,7 @@ class DockerRuntime(NodeRuntime):
         self._docker: aiodocker.Docker | None = None
         self._networks: set[str] = set()
         self._seen: dict[tuple[str, str], Container | None] = {}  # (id, state) -> what inspect said
+        self._layout: Layout | None = None  # where its containers' cgroups are, once asked
         self._network_lock = asyncio.Lock()
         self._closed = False
 
@@ -263,26 +271,14 @@ class DockerRuntime(NodeRuntime):
         except aiodocker.DockerError as exc:
             raise EngineError(exc.message) from None
 
-    async def usage(self, container_id: str) -> Usage | None:
-        try:
-            stats = await self._call(
-                self.docker._query_json(
-                    f"containers/{container_id}/stats", params={"stream": "false", "one-shot": "true"}
-                )
-            )
-        except EngineError:
-            return None
-        cpu, memory = stats.get("cpu_stats") or {}, stats.get("memory_stats") or {}
-        if not cpu.get("system_cpu_usage") or "usage" not in memory:
-            return None  # not running
-        detail = memory.get("stats") or {}
-        reclaimable = detail.get("inactive_file", detail.get("total_inactive_file", 0))  # as `docker stats` counts
-        return Usage(
-            cpu_ns=cpu["cpu_usage"]["total_usage"],
-            system_ns=cpu["system_cpu_usage"],
-            cpus=cpu.get("online_cpus") or 1,
-            memory_bytes=max(0, memory["usage"] - reclaimable),
-        )
+    async def counters(self, container_ids: Sequence[str]) -> dict[str, Counters]:
+        if not container_ids:
+            return {}
+        if self._layout is None:
+            self._layout = Layout.of(await self._call(self.docker.system.info()))
+        layout = self._layout
+        paths = [path for container_id in container_ids for path in layout.files(container_id)]
+        return layout.counters(container_ids, await self.host.cgroup_files(paths))
 
     async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:
         return await DockerExec.start(self.docker.containers.container(container_id), command, tty, self.host.kill)

@@ -18,10 +18,11 @@ import itertools
 import json
 import tarfile
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from hosting.paas.cgroups import Counters
 from hosting.paas.health import OK, REFUSED, HealthChecker
 from hosting.paas.runtime import (
     INSTANCE_LABEL,
@@ -42,7 +43,6 @@ from hosting.paas.runtime import (
     PullFailed,
     PullProgress,
     RegistryAuth,
-    Usage,
     declared_capabilities,
 )
 from tenants.enums import AppKind
@@ -363,19 +363,18 @@ class FakeRuntime(NodeRuntime):
         finally:
             self._followers.discard(woken)
 
-    async def usage(self, container_id: str) -> Usage | None:
-        self._answer("usage")
-        container = self._containers.get(container_id)
-        if container is None or not container.running or container.started_at is None:
-            return None
-        elapsed_ns = int((self.clock() - container.started_at).total_seconds() * 1e9)
-        cpus = max(1, self.total.cpu_millicores // 1000)
-        return Usage(
-            cpu_ns=elapsed_ns * container.cpu_millicores_used // 1000,
-            system_ns=elapsed_ns * cpus,
-            cpus=cpus,
-            memory_bytes=container.memory_bytes_used,
-        )
+    async def counters(self, container_ids: Sequence[str]) -> dict[str, Counters]:
+        """A running container has used `cpu_millicores_used` since it last started (its cgroup's age)."""
+        self._answer("counters")
+        found = {}
+        for container_id in container_ids:
+            container = self._containers.get(container_id)
+            if container is None or not container.running or container.started_at is None:
+                continue
+            elapsed_ns = int((self.clock() - container.started_at).total_seconds() * 1e9)
+            cpu_ns = elapsed_ns * container.cpu_millicores_used // 1000
+            found[container_id] = Counters(cpu_ns=cpu_ns, memory_bytes=container.memory_bytes_used)
+        return found
 
     async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:
         self._answer("exec")

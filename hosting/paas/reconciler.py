@@ -93,7 +93,7 @@ class Reconciler:
         self.image_store = image_store  # where images are built, loaded and pulled; shipped to nodes from there
         self.pulls = ImagePuller(engine, image_store, secrets, clock, self.nudge) if image_store else None
         self.box = secrets
-        self.liveness, self.usage, self.problems = liveness or Liveness(), UsageSampler(), AppProblems()
+        self.liveness, self.usage, self.problems = liveness or Liveness(), UsageSampler(engine), AppProblems()
         self.tracked: dict[str, Tracked] = {}
         self._adopted = False
         self._desired: list[DesiredApp] = []
@@ -161,7 +161,7 @@ class Reconciler:
             if verdict.stop:
                 await self._stop(tracked)
         self.problems.settle(desired, self.tracked.values())
-        await self.usage.sample(self.pool, list(self.tracked.values()))
+        await self.usage.sample(self.pool, list(self.tracked.values()), names)
         self._publish()
         await asyncio.to_thread(self._save, work)
         if work.removed or tenants_gone or self.clock() - self._swept_at >= networks.SWEEP_SECONDS:

@@ -6,9 +6,11 @@ over SSH); nothing above this module knows it is Docker.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from hosting.paas.cgroups import Counters
 
 # Labels that mark a container as Strata's, and say whose and which copy it is.
 PLATFORM_LABEL = "strata.platform"
@@ -111,16 +113,6 @@ class ImageInfo:
     ports: list[int] = field(default_factory=list)  # the TCP ports it EXPOSEs, lowest first
     digests: list[str] = field(default_factory=list)  # `repo@sha256:...` of the registries it came from, if any
     onbuild: list[str] = field(default_factory=list)  # its ONBUILD triggers: run by a build FROM it
-
-
-@dataclass(frozen=True)
-class Usage:
-    """A container's resource counters at one moment (CPU as cumulative nanoseconds, to be differenced)."""
-
-    cpu_ns: int
-    system_ns: int
-    cpus: int
-    memory_bytes: int
 
 
 @dataclass(frozen=True)
@@ -280,8 +272,9 @@ class NodeRuntime(ABC):
         """The container's output lines (stdout and stderr), from `since` (unix time) on."""
 
     @abstractmethod
-    async def usage(self, container_id: str) -> Usage | None:
-        """The container's CPU and memory counters now, or None if it is not running."""
+    async def counters(self, container_ids: Sequence[str]) -> dict[str, Counters]:
+        """The CPU and memory counters of those of the containers that run, read in one go (their cgroups'
+        files on the engine's machine: one command on a VM node)."""
 
     @abstractmethod
     async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:

@@ -24,6 +24,7 @@ from hosting.iaas.flavors import flavor
 from hosting.iaas.guest_ssh import connect
 from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
 from hosting.iaas.provision import Booted, Provisioner
+from hosting.paas.cgroups import guest_command, parse_dump
 from hosting.paas.docker_runtime import DockerRuntime, EngineHost
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.pause import pause
@@ -40,6 +41,7 @@ GUEST_DOCKER_SOCKET = "/var/run/docker.sock"
 PASS_INTERVAL_SECONDS = 5
 RECONNECT_TIMEOUT_SECONDS = 20
 ENGINE_READY_TIMEOUT_SECONDS = 120
+COMMAND_SECONDS = 10.0  # a guest's cgroup files, read in one command
 
 
 class GuestHost(EngineHost):
@@ -72,6 +74,16 @@ class GuestHost(EngineHost):
 
     async def kill(self, pid: int) -> None:
         await self.connection.run(f"kill -KILL -{pid} 2>/dev/null || kill -KILL {pid}", check=False)
+
+    async def cgroup_files(self, paths: list[str]) -> dict[str, str]:
+        """One command in the guest for all of them, whatever their number."""
+        try:
+            result = await asyncio.wait_for(self.connection.run(guest_command(paths), check=False), COMMAND_SECONDS)
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
+            raise EngineUnavailable(
+                f"the guest of node {self.vm} does not answer: {exc or type(exc).__name__}"
+            ) from None
+        return parse_dump(str(result.stdout or ""))
 
     async def _known(self) -> dict[int, int]:
         if self._forwards is None:  # what QEMU has: forwards outlive a restart of the platform

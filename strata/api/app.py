@@ -23,6 +23,7 @@ from strata.api import (
     runtime_routes,
     service_routes,
     tenant_routes,
+    usage_routes,
     volume_routes,
 )
 from strata.api.deps import Platform
@@ -64,6 +65,7 @@ def create_app(platform: Platform) -> FastAPI:
         backup_routes,
         service_routes,
         catalog_routes,
+        usage_routes,
     ):
         app.include_router(module.router)
     return app

@@ -15,6 +15,7 @@ from strata.cli.registry_commands import registries_group
 from strata.cli.runtime_commands import images_group, nodes_group
 from strata.cli.service_commands import services_group
 from strata.cli.tenant_commands import plans, tenants_group
+from strata.cli.usage_commands import usage
 from strata.cli.volume_commands import volumes_group
 
 
@@ -51,5 +52,6 @@ for command in (
     keys_group,
     tokens_group,
     events,
+    usage,
 ):
     main.add_command(command)

@@ -72,6 +72,15 @@ def test_nodes_with_a_vm_node(snap_compare) -> None:  # type: ignore[no-untyped-
     assert snap_compare(console(), terminal_size=SIZE, run_before=nodes)
 
 
+def test_usage_per_tenant_and_app_against_the_plan(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def usage(pilot: Pilot) -> None:
+        await painted(pilot)
+        await pilot.press("colon", *"usage", "enter")
+        await painted(pilot, "#usage")
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=usage)
+
+
 def test_catalog_with_what_each_template_makes(snap_compare) -> None:  # type: ignore[no-untyped-def]
     async def catalog(pilot: Pilot) -> None:
         await painted(pilot)

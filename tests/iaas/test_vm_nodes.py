@@ -102,6 +102,12 @@ def test_an_app_runs_on_a_vm_node_and_moves_when_the_vm_dies(
         api.deploy(unique, "web", HELLO.model_copy(update={"env": {"GREETING": "from a VM"}}))
     (instance,) = wait_for(lambda: _ready_on(vm_platform, unique, "vm1"), timeout=240, what="an instance on vm1")
     assert _get(vm_platform, unique).text.startswith("from a VM")
+    # its usage, read from its cgroup inside the guest (one command per node and sample)
+    metered = wait_for(lambda: _metered(vm_platform, unique), timeout=60, what="the instance's usage from the guest")
+    assert metered.memory_mib_used is not None and 0 < metered.memory_mib_used <= 64
+    with vm_platform.operator() as api:
+        [line] = api.usage(unique).lines
+    assert line.app == "web" and line.instance_hours > 0 and line.memory_mib_hours > 0
 
     listed = json.loads(vm_platform.cli("nodes", "list", "--json").stdout)
     vm = next(n for n in listed if n["name"] == "vm1")
@@ -118,6 +124,13 @@ def test_an_app_runs_on_a_vm_node_and_moves_when_the_vm_dies(
 
     # And the node comes back by itself, restored from its template: seconds, not a cold boot.
     assert wait_for(lambda: _node_state(vm_platform, "vm1") == "ready", timeout=120, what="vm1 ready again")
+
+
+def _metered(daemon: Daemon, tenant: str) -> InstanceRead | None:
+    """The app's instance once two samples of its counters gave its CPU and memory."""
+    with daemon.operator() as api:
+        [instance] = api.instances(tenant, "web")
+    return instance if instance.memory_mib_used is not None else None
 
 
 def test_a_restored_clone_is_its_own_machine(vm_platform: Daemon, report: Callable[[str], None]) -> None:

@@ -38,16 +38,17 @@ def test_a_full_disk_costs_whole_lines_and_never_a_torn_one(tmp_path: Path) -> N
     assert log.lost == 3
 
 
-def test_traffic_is_counted_per_app_status_and_latency_from_haproxys_lines() -> None:
-    def line(status: int, ms: int, tenant: str, app: str) -> bytes:
+def test_traffic_is_counted_per_app_status_size_and_latency_from_haproxys_lines() -> None:
+    def line(status: int, ms: int, tenant: str, app: str, sent: int = 10) -> bytes:
         return (
             f'{{"time":1.0,"id":"x","client":"127.0.0.1","host":"h","method":"GET","target":"\\/",'
-            f'"status":{status},"bytes":10,"ms":{ms},"tenant":"{tenant}","app":"{app}","tls":"-"}}\n'
+            f'"status":{status},"bytes":{sent},"bytes_in":75,"ms":{ms},"tenant":"{tenant}","app":"{app}",'
+            f'"tls":"-"}}\n'
         ).encode()
 
-    lines = line(200, 1, "acme", "web") * 3 + line(503, 0, "acme", "web") + line(404, 0, "-", "-")
+    lines = line(200, 1, "acme", "web") * 3 + line(503, 0, "acme", "web", 99) + line(404, 0, "-", "-")
     assert traffic(lines) == {
-        (b"200", b"1", b"acme", b"web"): 3,
-        (b"503", b"0", b"acme", b"web"): 1,
-        (b"404", b"0", b"-", b"-"): 1,
+        (b"200", b"10", b"75", b"1", b"acme", b"web"): 3,
+        (b"503", b"99", b"75", b"0", b"acme", b"web"): 1,
+        (b"404", b"10", b"75", b"0", b"-", b"-"): 1,
     }
