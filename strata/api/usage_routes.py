@@ -1,5 +1,6 @@
 """Metered usage: `/usage` (every tenant the caller may see), `/tenants/{tenant}/usage`, and `/metrics`, the
-same counters for Prometheus (all time, per tenant, app and kind of node)."""
+same counters for Prometheus (all time, per tenant, app and kind of node: read from `usage_total`, a row each,
+never a sum over the hours)."""
 
 import re
 from datetime import UTC, date, datetime
@@ -12,7 +13,7 @@ from pydantic import BeforeValidator
 from strata.api.deps import DB, Caller, TenantName, listing_scope
 from tenants import tenancy
 from tenants.schemas import METERED, UsageLine, UsageReport
-from tenants.usage import report, usage_report
+from tenants.usage import totals, usage_report
 
 router = APIRouter(tags=["usage"])
 
@@ -63,7 +64,7 @@ PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
 def metrics(session: DB, principal: Caller) -> PlainTextResponse:
     """Prometheus' text format: each tenant's usage counters since metering began (a tenant's credentials:
     their own)."""
-    lines = report(session, listing_scope(principal, None), datetime(1970, 1, 1, tzinfo=UTC))
+    lines = totals(session, listing_scope(principal, None))
     return PlainTextResponse(exposition(lines))
 
 
