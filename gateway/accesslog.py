@@ -6,6 +6,11 @@ so a file truncated by a rotation would be written on at HAProxy's old offset (a
 shrinks). Through the FIFO the daemon owns the file: rotation is a rename, and a full disk costs whole lines,
 never a torn one. The FIFO (made 0600 under HAProxy's directory) outlives the daemon: an adopted HAProxy
 writes on into it. While no daemon reads, HAProxy's writes fail and it drops those lines — it never blocks.
+
+The usage meter counts requests and bytes from these lines alone, so a line lost is usage lost: HAProxy counts
+the lines it dropped (`show info`'s `DroppedLogs`: `dropped_logs`), and a line that is no request's as
+`gateway.config.LOG_FORMAT` makes it is counted too (`unparsed`); the front door logs both and the control API's
+`/metrics` shows them (`strata_usage_log_lines_dropped_total`, `..._unparsed_total`).
 """
 
 import contextlib
@@ -133,3 +138,14 @@ def traffic(lines: bytes) -> Counter[Request]:
     """How many requests of each (status, bytes out, bytes in, ms, tenant, app) `lines` hold (unrouted ones have
     tenant `-`)."""
     return Counter(_TRAFFIC.findall(lines))
+
+
+def unparsed(lines: bytes, counted: Counter[Request]) -> int:
+    """How many of `lines` are not among the requests `traffic` `counted` in them."""
+    return max(0, lines.count(b"\n") - counted.total())
+
+
+def dropped_logs(info: str) -> int | None:
+    """The log lines HAProxy could not write since it started, from its `show info` (None if it does not say)."""
+    found = re.search(r"^DroppedLogs: (\d+)$", info, re.M)
+    return int(found[1]) if found else None

@@ -10,6 +10,7 @@ again and HAProxy reloads seamlessly. After every change the configuration and m
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import runtime, tls
-from gateway.accesslog import AccessLog, Request, traffic
+from gateway.accesslog import AccessLog, Request, dropped_logs, traffic, unparsed
 from gateway.config import (
     MAPS,
     SERVER_OPTIONS,
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 LOG_READ_SECONDS = 1.0
 LOG_POLL_SECONDS = 0.05
+DROPPED_CHECK_SECONDS = 10.0  # how often HAProxy is asked how many log lines it dropped
 WATCH_SECONDS = 1.0
 DRAIN_POLL_SECONDS = 0.05
 
@@ -89,6 +91,9 @@ class FrontDoor:
         self._lines: list[bytes] = []  # whole lines read from HAProxy, not yet written
         self._metrics: dict[tuple[str, str], RouteMetrics] = {}
         self._usage: dict[tuple[str, str], tuple[int, int, int]] = {}  # since `take_usage`: requests, bytes in, out
+        self.log_lines_unparsed = 0  # since this daemon started: lines no request's (their usage is not metered)
+        self.log_lines_dropped = 0  # lines HAProxy could not write to the FIFO (nor is theirs), summed over its runs
+        self._dropped_seen: int | None = None  # HAProxy's own count when last asked
         self._desired: list[RouteSpec] = []
         self._state = _State()
         self._generation = 0  # reloads so far: servers that went into maintenance before one are the old worker's
@@ -384,18 +389,42 @@ class FrontDoor:
     async def _read_log_forever(self) -> None:
         """Empty the FIFO often (its 1 MiB holds ~0.1 s of heavy traffic), in big reads rather than a wake-up
         per line; write and count what came once a second."""
-        polls = round(LOG_READ_SECONDS / LOG_POLL_SECONDS)
-        while True:
+        polls, checks = round(LOG_READ_SECONDS / LOG_POLL_SECONDS), round(DROPPED_CHECK_SECONDS / LOG_READ_SECONDS)
+        for second in itertools.count():
             for _ in range(polls):
                 await asyncio.sleep(LOG_POLL_SECONDS)
                 self._lines.append(self.access_log.read())
             await self._write_log()
+            if second % checks == 0:
+                await self._count_dropped()
+
+    async def _count_dropped(self) -> None:
+        """Add what HAProxy dropped since it was last asked (all it counts, if it started again since)."""
+        try:
+            count = dropped_logs(await runtime.command(self.files.runtime_socket, "show info"))
+        except runtime.HAProxyError:
+            return  # asked again later
+        if count is None:
+            return
+        seen, self._dropped_seen = self._dropped_seen, count
+        if seen is None:  # its count before this daemon: reported, not added (an earlier daemon may have)
+            if count:
+                log.warning("front door: HAProxy has dropped %d access-log lines since it started", count)
+            return
+        lost = count - seen if count >= seen else count
+        if lost:
+            self.log_lines_dropped += lost
+            log.warning("front door: HAProxy dropped %d access-log lines: their requests are not metered", lost)
 
     async def _write_log(self) -> None:
         lines, self._lines = b"".join(self._lines), []
         if not lines:
             return
         counted = await asyncio.to_thread(_write_and_count, self.access_log, lines)
+        bad = unparsed(lines, counted)
+        if bad:
+            self.log_lines_unparsed += bad
+            log.warning("front door: %d access-log lines not understood: their requests are not metered", bad)
         for (status, bytes_out, bytes_in, ms, tenant, app), count in counted.items():
             if tenant == b"-":
                 continue  # no app's

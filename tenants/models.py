@@ -367,3 +367,37 @@ class UsageHour(SQLModel, table=True):
     requests: int = _count()
     bytes_in: int = _count()  # read from the clients, headers and all, through the front door
     bytes_out: int = _count()  # sent to them
+
+
+class UsageTotal(SQLModel, table=True):
+    """`usage_hour` summed over all hours: what `/metrics` reads, one row per tenant, app and kind of node
+    however long metering has run. Added to in the transaction that adds to the hours."""
+
+    __tablename__ = "usage_total"
+    __table_args__ = (UniqueConstraint("tenant_id", "app", "node_kind"), AUTOINCREMENT)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = _tenant_fk(nullable=False)
+    app: str
+    node_kind: str
+    cpu_seconds: float = 0.0
+    memory_mib_hours: float = 0.0
+    storage_gib_hours: float = 0.0
+    instance_hours: float = 0.0
+    requests: int = _count()
+    bytes_in: int = _count()
+    bytes_out: int = _count()
+
+
+class UsagePosition(SQLModel, table=True):
+    """Where the meter's count of one instance stands: its container, that container's cgroup (identity) and CPU
+    counter, and when they were read. Written in the transaction that writes what was counted up to there, so a
+    daemon started again goes on from it (`hosting.paas.usage`); gone with its instance."""
+
+    __tablename__ = "usage_position"
+
+    instance: str = Field(primary_key=True)
+    container_id: str
+    cgroup: int = _count()
+    cpu_ns: int = _count()
+    at: datetime = _time()

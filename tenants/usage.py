@@ -1,17 +1,23 @@
 """Metered usage: what each tenant's apps used, summed per hour (UTC) and kind of node in `usage_hour`.
 
 The meter (`hosting.paas.usage`) adds a batch of amounts in one transaction (`record`): rows are only ever added
-to, so their sums are counters that never go down; reports and metrics sum them over a period.
+to, so their sums are counters that never go down; reports sum them over a period. Each amount is added by the
+database itself (`INSERT ... ON CONFLICT DO UPDATE SET x = x + excluded.x`, SQLite's and PostgreSQL's), to its
+hour's row and to the all-time row in `usage_total`, which `/metrics` reads (one row per tenant, app and kind of
+node, however many hours there are). The same transaction saves where the meter's count of each instance stands
+(`usage_position`), so that a daemon started again goes on from there.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Table, delete, func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from tenants.models import App, Plan, Tenant, UsageHour, Volume, saved_id
+from tenants.models import App, Plan, Tenant, UsageHour, UsagePosition, UsageTotal, Volume, saved_id
 from tenants.schemas import PlanRead, UsageLine, UsageReport
 
 MIB_PER_GIB = 1024
@@ -48,6 +54,17 @@ class UsageKey:
     node_kind: str
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where the meter's count of an instance stands: its container's cgroup and CPU counter, read `at`."""
+
+    instance: str
+    container_id: str
+    cgroup: int
+    cpu_ns: int
+    at: datetime
+
+
 Batch = dict[UsageKey, Amounts]
 Traffic = Mapping[tuple[str, str], tuple[int, int, int]]  # (tenant, app) -> requests, bytes in, bytes out
 
@@ -60,36 +77,82 @@ def merge(batch: Batch, key: UsageKey, amounts: Amounts) -> None:
     batch.setdefault(key, Amounts()).add(amounts)
 
 
-def record(session: Session, batch: Batch, traffic: Traffic, stored_seconds: float, now: datetime) -> None:
-    """Add `batch`, the front door's `traffic` and `stored_seconds` of every volume's size to the hours' rows,
-    and commit. Traffic and storage count on the kind of node the tenant's isolation gives it; a tenant deleted
-    meanwhile is left out."""
-    tenants = {tenant.name: tenant for tenant in session.exec(select(Tenant))}
+def record(
+    session: Session,
+    batch: Batch,
+    traffic: Traffic,
+    stored_seconds: float,
+    now: datetime,
+    positions: Iterable[Position] = (),
+    gone: Collection[str] = (),
+) -> None:
+    """Add `batch`, the front door's `traffic` and `stored_seconds` of every volume's size to the hours' rows and
+    the totals, save the instances' `positions` (and drop those of instances `gone`), and commit. Traffic and
+    storage count on the kind of node the tenant's isolation gives it; a tenant deleted meanwhile is left out."""
     hour, whole = hour_of(now), {key: replace(amounts) for key, amounts in batch.items()}  # `batch` stays as it was
+    named = {key.tenant for key in whole} | {tenant for tenant, _ in traffic}
+    tenants = {t.name: t for t in session.exec(select(Tenant).where(col(Tenant.name).in_(named)))} if named else {}
     for (tenant, app), (requests, bytes_in, bytes_out) in traffic.items():
         if tenant in tenants:
             key = UsageKey(tenant, app, hour, tenants[tenant].isolation)
             merge(whole, key, Amounts(requests=requests, bytes_in=bytes_in, bytes_out=bytes_out))
+    ids = {name: saved_id(tenant) for name, tenant in tenants.items()}
     for owner, app, size_mib in _volumes(session) if stored_seconds > 0 else []:
         gib_hours = size_mib / MIB_PER_GIB * stored_seconds / SECONDS_PER_HOUR
         merge(whole, UsageKey(owner.name, app, hour, owner.isolation), Amounts(storage_gib_hours=gib_hours))
-    ids = {name: saved_id(tenant) for name, tenant in tenants.items()}
-    whole = {key: amounts for key, amounts in whole.items() if key.tenant in ids}
-    hours = {key.hour for key in whole}
-    rows = {
-        (row.tenant_id, row.app, row.hour, row.node_kind): row
-        for row in session.exec(select(UsageHour).where(col(UsageHour.hour).in_(hours)))
-    }
-    for key, amounts in whole.items():
-        tenant_id = ids[key.tenant]
-        row = rows.get((tenant_id, key.app, key.hour, key.node_kind))
-        if row is None:
-            row = UsageHour(tenant_id=tenant_id, app=key.app, hour=key.hour, node_kind=key.node_kind)
-            rows[(tenant_id, key.app, key.hour, key.node_kind)] = row
+        ids[owner.name] = saved_id(owner)
+    rows = [
+        {"tenant_id": ids[key.tenant], "app": key.app, "hour": key.hour, "node_kind": key.node_kind, **vars(amounts)}
+        for key, amounts in whole.items()
+        if key.tenant in ids
+    ]
+    totals: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for row in rows:
+        whose = {"tenant_id": row["tenant_id"], "app": row["app"], "node_kind": row["node_kind"]}
+        total = totals.setdefault(tuple(whose.values()), {**whose, **dict.fromkeys(FIELDS, 0)})
         for field in FIELDS:
-            setattr(row, field, getattr(row, field) + getattr(amounts, field))
-        session.add(row)
+            total[field] += row[field]
+    if rows:
+        _add(session, UsageHour.__table__, ("tenant_id", "app", "hour", "node_kind"), rows)  # type: ignore[attr-defined]
+        _add(session, UsageTotal.__table__, ("tenant_id", "app", "node_kind"), list(totals.values()))  # type: ignore[attr-defined]
+    saved = [vars(position) for position in positions]
+    if saved:
+        table: Table = UsagePosition.__table__  # type: ignore[attr-defined]
+        insert = _insert(_dialect(session), table).values(saved)
+        changed = {name: insert.excluded[name] for name in ("container_id", "cgroup", "cpu_ns", "at")}
+        session.execute(insert.on_conflict_do_update(index_elements=["instance"], set_=changed))
+    if gone:
+        session.execute(delete(UsagePosition).where(col(UsagePosition.instance).in_(gone)))
     session.commit()
+
+
+def positions(session: Session) -> dict[str, Position]:
+    """Where the meter's count of each instance stood at its last write."""
+    return {
+        row.instance: Position(row.instance, row.container_id, row.cgroup, row.cpu_ns, row.at)
+        for row in session.exec(select(UsagePosition))
+    }
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite's and PostgreSQL's alike)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+def adding(dialect: str, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> Any:
+    """An INSERT of `rows` that adds their amounts to the rows of the same `keys` instead where there are:
+    one statement, no read, the sums made by the database."""
+    insert = _insert(dialect, table).values(rows)
+    added = {field: table.c[field] + insert.excluded[field] for field in FIELDS}
+    return insert.on_conflict_do_update(index_elements=list(keys), set_=added)
+
+
+def _add(session: Session, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    session.execute(adding(_dialect(session), table, keys, rows))
 
 
 def _volumes(session: Session) -> list[tuple[Tenant, str, int]]:
@@ -112,6 +175,19 @@ def report(session: Session, tenant: str | None, since: datetime) -> list[UsageL
         .where(UsageHour.tenant_id == Tenant.id, col(UsageHour.hour) >= hour_of(since))
         .group_by(Tenant.name, UsageHour.app, UsageHour.node_kind)
         .order_by(Tenant.name, UsageHour.app, UsageHour.node_kind)
+    )
+    if tenant is not None:
+        query = query.where(Tenant.name == tenant)
+    columns = ("tenant", "app", "node_kind", *FIELDS)
+    return [UsageLine.model_validate(dict(zip(columns, row, strict=True))) for row in session.exec(query)]
+
+
+def totals(session: Session, tenant: str | None) -> list[UsageLine]:
+    """All-time usage per tenant (all, or `tenant`'s), app and kind of node: `usage_total`'s rows, one each."""
+    query = (
+        select(Tenant.name, UsageTotal.app, UsageTotal.node_kind, *(getattr(UsageTotal, field) for field in FIELDS))
+        .where(UsageTotal.tenant_id == Tenant.id)
+        .order_by(Tenant.name, UsageTotal.app, UsageTotal.node_kind)
     )
     if tenant is not None:
         query = query.where(Tenant.name == tenant)

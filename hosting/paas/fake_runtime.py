@@ -78,6 +78,9 @@ class FakeClock:
         self._monotonic += seconds
 
 
+_CGROUPS = itertools.count(1)  # cgroup identities, as inodes: never one twice
+
+
 @dataclass
 class FakeContainer:
     """A container as the fake engine holds it; tests read and set `health`, `logs`, `cpu_millicores_used`."""
@@ -96,6 +99,7 @@ class FakeContainer:
     logs: list[tuple[datetime, str]] = field(default_factory=list)
     cpu_millicores_used: int = 0
     memory_bytes_used: int = MEMORY_BYTES
+    cgroup: int = 0  # its cgroup's identity: another at each start
     runtime: "FakeRuntime | None" = field(default=None, repr=False)
 
     @property
@@ -373,7 +377,7 @@ class FakeRuntime(NodeRuntime):
                 continue
             elapsed_ns = int((self.clock() - container.started_at).total_seconds() * 1e9)
             cpu_ns = elapsed_ns * container.cpu_millicores_used // 1000
-            found[container_id] = Counters(cpu_ns=cpu_ns, memory_bytes=container.memory_bytes_used)
+            found[container_id] = Counters(cpu_ns, container.memory_bytes_used, container.cgroup)
         return found
 
     async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:
@@ -536,6 +540,7 @@ class FakeRuntime(NodeRuntime):
     def _run(self, container: FakeContainer) -> None:
         container.running, container.exit_code = True, None
         container.started_at = self.clock()
+        container.cgroup = next(_CGROUPS)
         container.port = self.ports.publish(container)
         self._notify()
 

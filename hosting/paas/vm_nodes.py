@@ -24,7 +24,7 @@ from hosting.iaas.flavors import flavor
 from hosting.iaas.guest_ssh import connect
 from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
 from hosting.iaas.provision import Booted, Provisioner
-from hosting.paas.cgroups import guest_command, parse_dump
+from hosting.paas.cgroups import guest_command, guest_input, parse_dump
 from hosting.paas.docker_runtime import DockerRuntime, EngineHost
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.pause import pause
@@ -76,9 +76,10 @@ class GuestHost(EngineHost):
         await self.connection.run(f"kill -KILL -{pid} 2>/dev/null || kill -KILL {pid}", check=False)
 
     async def cgroup_files(self, paths: list[str]) -> dict[str, str]:
-        """One command in the guest for all of them, whatever their number."""
+        """One command in the guest for all of them, whatever their number (the paths on its stdin)."""
+        command = self.connection.run(guest_command(), input=guest_input(paths), check=False)
         try:
-            result = await asyncio.wait_for(self.connection.run(guest_command(paths), check=False), COMMAND_SECONDS)
+            result = await asyncio.wait_for(command, COMMAND_SECONDS)
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             raise EngineUnavailable(
                 f"the guest of node {self.vm} does not answer: {exc or type(exc).__name__}"

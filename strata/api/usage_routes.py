@@ -1,5 +1,6 @@
 """Metered usage: `/usage` (every tenant the caller may see), `/tenants/{tenant}/usage`, and `/metrics`, the
-same counters for Prometheus (all time, per tenant, app and kind of node)."""
+same counters for Prometheus (all time, per tenant, app and kind of node: read from `usage_total`, a row each,
+never a sum over the hours)."""
 
 import re
 from datetime import UTC, date, datetime
@@ -9,10 +10,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BeforeValidator
 
-from strata.api.deps import DB, Caller, TenantName, listing_scope
+from strata.api.deps import DB, Caller, FrontDoor, TenantName, listing_scope
 from tenants import tenancy
 from tenants.schemas import METERED, UsageLine, UsageReport
-from tenants.usage import report, usage_report
+from tenants.usage import totals, usage_report
 
 router = APIRouter(tags=["usage"])
 
@@ -59,12 +60,29 @@ PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The front door's access-log lines whose requests could not be metered (operators only: they are no tenant's)
+LOST_LINES = {
+    "log_lines_dropped": (
+        "strata_usage_log_lines_dropped_total",
+        "access-log lines HAProxy dropped (its FIFO full): requests and bytes not metered",
+    ),
+    "log_lines_unparsed": (
+        "strata_usage_log_lines_unparsed_total",
+        "access-log lines not understood: requests and bytes not metered",
+    ),
+}
+
+
 @router.get("/metrics", response_class=Response, responses=PROMETHEUS_TEXT)
-def metrics(session: DB, principal: Caller) -> PlainTextResponse:
+def metrics(session: DB, principal: Caller, gateway: FrontDoor) -> PlainTextResponse:
     """Prometheus' text format: each tenant's usage counters since metering began (a tenant's credentials:
-    their own)."""
-    lines = report(session, listing_scope(principal, None), datetime(1970, 1, 1, tzinfo=UTC))
-    return PlainTextResponse(exposition(lines))
+    their own); for an operator, the access-log lines lost to metering since the daemon started too."""
+    scope = listing_scope(principal, None)
+    text = exposition(totals(session, scope))
+    if scope is None:
+        for attribute, (name, help_text) in LOST_LINES.items():
+            text += f"# HELP {name} {help_text}\n# TYPE {name} counter\n{name} {getattr(gateway, attribute)}\n"
+    return PlainTextResponse(text)
 
 
 def exposition(lines: list[UsageLine]) -> str:

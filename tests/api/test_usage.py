@@ -4,6 +4,8 @@ token its own only; `since` picks the hours. The rows are written as the daemon'
 import csv
 import io
 import json
+import os
+import re
 from datetime import UTC, datetime
 
 import httpx
@@ -14,8 +16,10 @@ from tenants.client import ApiError
 from tenants.enums import Isolation, Role
 from tenants.schemas import TenantCreate, TokenCreate
 from tenants.usage import Amounts, UsageKey, record
+from tests.containers import wait_for
 from tests.harness import Daemon
 
+UNPARSED = "strata_usage_log_lines_unparsed_total"
 DECEMBER, NOVEMBER = datetime(2026, 12, 2, 10, 30, tzinfo=UTC), datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
@@ -82,6 +86,33 @@ def test_prometheus_reads_each_tenants_counters_and_a_tenant_its_own(
     assert f'strata_usage_requests_total{{tenant="{other}",app="api",node_kind="shared"}} 1' in operator.text
     assert f'tenant="{tenant}"' in own.text and f'tenant="{other}"' not in own.text
     assert httpx.get(f"{daemon.url}/metrics").status_code == 401
+
+
+def lost_lines(daemon: Daemon, token: str) -> dict[str, int]:
+    text = httpx.get(f"{daemon.url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    return {name: int(value) for name, value in re.findall(r"^(strata_usage_log_lines_\w+) (\d+)$", text, re.M)}
+
+
+def test_access_log_lines_that_cannot_be_metered_are_counted_for_operators(
+    daemon: Daemon, metered: tuple[str, str, str]
+) -> None:
+    """A line in the front door's log that is no request's costs that request's usage: counted, not silent."""
+    _, _, token = metered
+    before = lost_lines(daemon, daemon.operator_token)
+    fifo = os.open(daemon.home / "haproxy" / "access.fifo", os.O_WRONLY | os.O_NONBLOCK)  # as HAProxy writes
+    try:
+        os.write(fifo, b"not a request\n" + b'{"status":200,"cut short\n')
+    finally:
+        os.close(fifo)
+
+    def counted() -> dict[str, int] | None:
+        now = lost_lines(daemon, daemon.operator_token)
+        return now if now[UNPARSED] >= before[UNPARSED] + 2 else None
+
+    after = wait_for(counted, timeout=10, what="the lines counted")
+    assert after[UNPARSED] == before[UNPARSED] + 2
+    assert "strata_usage_log_lines_dropped_total" in after
+    assert lost_lines(daemon, token) == {}  # no tenant's
 
 
 def test_the_cli_prints_usage_as_a_table_json_and_csv(daemon: Daemon, metered: tuple[str, str, str]) -> None:

@@ -2,6 +2,7 @@
 a container burning half a CPU for 20 s is metered at 10 CPU-s; requests and bytes are what the client sent and
 received; the counters never go down and never count twice across a container's and the daemon's restart."""
 
+import json
 import re
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import httpcore
 import httpx
 import pytest
 
+from hosting.paas.cgroups import CGROUP_ROOT, Layout, read_files
 from tenants.schemas import AppSpec, TenantCreate, UsageLine
 from tests.containers import docker, platform_id, ready, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
@@ -175,6 +177,51 @@ def test_usage_never_goes_down_nor_counts_twice_across_a_container_and_a_daemon_
         bound = 0.5 * (time.monotonic() - began)  # half a CPU at most since it was deployed: a double count shows
         print(f"\nmetered {seen[-1]:.1f} CPU-s of at most {bound:.1f} over {len(seen)} readings")
         assert seen[-1] <= bound * 1.02
+    finally:
+        daemon.stop()
+        remove_everything_of(platform)
+
+
+def cgroup_cpu_seconds(container_id: str) -> float:
+    """The container's CPU counter as its cgroup holds it (the ground truth the meter differences)."""
+    layout = Layout.of(json.loads(docker("info", "--format", "{{json .}}")))
+    counters = layout.counters([container_id], read_files(CGROUP_ROOT, layout.files(container_id)))
+    return counters[container_id].cpu_ns / 1e9
+
+
+def test_the_cpu_a_container_used_while_the_daemon_was_down_is_metered_once_after_it_restarts(
+    tmp_path: Path, unique: str
+) -> None:
+    """A container burns half a CPU for 45 s; the daemon is stopped for 15 s of it. Once the burn is over, the
+    meter has what the container's cgroup counted, the down time's CPU included, nothing twice."""
+    home = tmp_path / "home"
+    daemon = start_daemon(home, local_node=True)
+    platform = platform_id(daemon)
+    burn = BURNER.model_copy(update={"command": [*BURN[:2], BURN[2].replace(f"timeout {BURN_SECONDS}", "timeout 45")]})
+    try:
+        with daemon.operator() as api:
+            api.create_tenant(TenantCreate(name=unique, plan="medium"))
+            api.deploy(unique, "burn", burn)
+        [instance] = ready(daemon, unique, "burn", 1)
+        wait_for(lambda: cpu(daemon, unique, "burn") or None, timeout=3 * INTERVAL, what="a first metered sample")
+
+        daemon.process.send_signal(signal.SIGKILL)  # a crash: not even its last batch written
+        daemon.process.wait(timeout=10)
+        time.sleep(15)
+        daemon = start_daemon(home, daemon.port, local_node=True, like=daemon)
+        wait_for(lambda: "real" in errors_of(instance.container_id), timeout=90, what="the burn to end")
+        time.sleep(INTERVAL + 2)  # a sample after the burn ended, and its flush
+        truth = cgroup_cpu_seconds(instance.container_id)
+
+        def whole() -> float | None:
+            metered = cpu(daemon, unique, "burn")
+            return metered if metered >= truth * 0.98 else None
+
+        metered = wait_for(whole, timeout=2 * INTERVAL, what="the whole burn metered")
+        print(f"\nmetered {metered:.3f} CPU-s; the container's cgroup counted {truth:.3f} s")
+        assert metered == pytest.approx(truth, rel=0.02)  # the down time included, nothing twice
+        line = usage(daemon, unique, "burn")
+        assert line is not None and line.instance_hours * 3600 >= 45 * 0.9  # the gap's time too
     finally:
         daemon.stop()
         remove_everything_of(platform)

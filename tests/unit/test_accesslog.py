@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from gateway.accesslog import AccessLog, traffic
+from gateway.accesslog import AccessLog, dropped_logs, traffic, unparsed
 
 
 def test_lines_through_the_fifo_are_appended_whole_and_rotated_by_renaming(tmp_path: Path) -> None:
@@ -52,3 +52,17 @@ def test_traffic_is_counted_per_app_status_size_and_latency_from_haproxys_lines(
         (b"503", b"99", b"75", b"0", b"acme", b"web"): 1,
         (b"404", b"10", b"75", b"0", b"-", b"-"): 1,
     }
+
+
+def test_lines_that_are_no_requests_are_counted_apart_and_haproxys_dropped_lines_read_from_its_info() -> None:
+    """What the usage meter cannot count is counted itself: lines not understood, lines HAProxy dropped."""
+    good = (
+        b'{"time":1.0,"id":"x","client":"127.0.0.1","host":"h","method":"GET","target":"\\/","status":200,'
+        b'"bytes":10,"bytes_in":75,"ms":1,"tenant":"acme","app":"web","tls":"-"}\n'
+    )
+    lines = good * 2 + b"not json at all\n" + b'{"status":"cut short\n'
+
+    assert unparsed(lines, traffic(lines)) == 2
+    assert unparsed(good, traffic(good)) == 0
+    assert dropped_logs("Name: HAProxy\nVersion: 2.6.12\nDroppedLogs: 17\nBusyPolling: 0\n") == 17
+    assert dropped_logs("Name: HAProxy\n") is None
