@@ -18,6 +18,7 @@ from strata.api import (
     event_routes,
     exec_routes,
     member_routes,
+    metrics_routes,
     overview_routes,
     registry_routes,
     runtime_routes,
@@ -64,6 +65,7 @@ def create_app(platform: Platform) -> FastAPI:
         backup_routes,
         service_routes,
         catalog_routes,
+        metrics_routes,
     ):
         app.include_router(module.router)
     return app
