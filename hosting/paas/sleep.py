@@ -5,7 +5,8 @@ instances frozen (`docker pause`, woken in tens of milliseconds) and out of the 
 its next request to the activator, which wakes it. Paused `STOP_AFTER_IDLE_FACTOR` times as long, its instances
 are stopped too (they free their memory; waking takes a start and a health check). Only an app at rest sleeps:
 every instance of its current revision, as many as its replicas, ready, and nothing in flight. A sleeping app
-whose desired state changed (a deploy, a scale, sleep turned off) is woken, and the reconciler takes it on.
+whose desired state changed (a deploy, a scale, sleep turned off) is woken, and the reconciler takes it on; one
+scaled to zero is not: its instances are removed as they are.
 """
 
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ def decide(app: DesiredApp, instances: Sequence[Tracked], idle_seconds: float, i
     began (`in_flight` requests at the front door now)."""
     sleeping = asleep(instances)
     if sleeping is not None:
+        if app.replicas == 0:
+            return Step.STAY  # scaled to zero or suspended: the reconciler removes its instances as they are
         if not _may_sleep(app) or any(t.revision != app.revision for t in instances) or len(instances) != app.replicas:
             return Step.WAKE
         deeper = idle_seconds >= app.idle_stop_seconds * STOP_AFTER_IDLE_FACTOR

@@ -10,6 +10,7 @@ flight (`in_flight`), so an app with one never sleeps.
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -179,11 +180,8 @@ class Sleeper:
                 instance.state = InstanceState.PAUSED  # out of the routes: the activator takes its requests
             self.publish()
             try:
-                for instance in instances:
-                    if self.drain is not None and instance.endpoint and not await self.drain(instance.endpoint):
-                        raise EngineError(f"instance {instance.id} still had requests in flight")
-                if self.in_flight(app.tenant, app.name):
-                    raise EngineError("a request came meanwhile")
+                if not await self._drained(app, instances):
+                    raise EngineError("a request came meanwhile, or one in flight outlasted the drain")
                 for instance in instances:
                     await self.pool[instance.node].runtime.pause(instance.container_id)
             except EngineError as exc:
@@ -192,6 +190,23 @@ class Sleeper:
                 self.publish()
                 return
             self._event("app.sleep", app, state=str(InstanceState.PAUSED))
+
+    async def _drained(self, app: DesiredApp, instances: Sequence[Tracked]) -> bool:
+        """Drain every instance (no request in flight to it), unless a request for the app comes to the
+        activator first: then the sleep is called off at once, rather than after the drain, and it is served."""
+        drains = [self.drain(t.endpoint) for t in instances if t.endpoint] if self.drain is not None else []
+        draining = asyncio.ensure_future(asyncio.gather(*drains))
+        while not draining.done():
+            if self.in_flight(app.tenant, app.name):
+                draining.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await draining
+                return False
+            await asyncio.wait([draining], timeout=WAKE_POLL_SECONDS)
+        if (failed := draining.exception()) is not None:  # the front door's (HAProxy did not answer)
+            log.warning("draining %s/%s: %s", app.tenant, app.name, failed)
+            return False
+        return all(draining.result()) and not self.in_flight(app.tenant, app.name)
 
     async def _unpause(self, instances: Sequence[Tracked]) -> None:
         for instance in instances:

@@ -38,6 +38,7 @@ def instances(*states: InstanceState, revision: int = 2) -> list[Tracked]:
         (APP, instances(STOPPED, STOPPED), 1e9, 0, Step.STAY),  # as deep as it goes
         (APP, instances(PAUSED, PAUSED, revision=1), 0.0, 0, Step.WAKE),  # deployed while asleep
         (replace(APP, replicas=3), instances(STOPPED, STOPPED), 0.0, 0, Step.WAKE),  # scaled while asleep
+        (replace(APP, replicas=0), instances(PAUSED, PAUSED), 0.0, 0, Step.STAY),  # removed as they are
         (replace(APP, idle_stop_seconds=0), instances(PAUSED, PAUSED), 0.0, 0, Step.WAKE),  # sleep turned off
     ],
 )
