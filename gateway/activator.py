@@ -6,7 +6,8 @@ instances back as the app's servers, so later requests go to them directly.
 It listens on loopback and is a `backup` server of each app's backend: HAProxy uses it only while no other
 server is ready. The app is known by the request's Host, looked up in the front door's own hostname map, as
 HAProxy routed it. Held requests are bounded per app (`HELD_PER_APP`; past it 503 with Retry-After at once),
-so a burst at one sleeping app holds little and costs other tenants nothing. The request goes on with
+so a burst at one sleeping app holds little and costs other tenants nothing; once it is awake they are passed
+on a few at a time (`PASSING_PER_APP`). The request goes on with
 `Connection: close` (an upgrade keeps its own), so the connection carries it alone and ends with its answer:
 no later request can ride it to an instance that has gone to sleep again.
 """
@@ -25,6 +26,10 @@ HELD_PER_APP = 64  # requests held while their app wakes; past it 503 with Retry
 HEAD_TIMEOUT_SECONDS = 10.0  # HAProxy sends a request's head at once: this only bounds a broken peer
 WAKE_TIMEOUT_SECONDS = 30.0  # the longest a request is held for its app's wake-up
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Held requests passed on to a woken instance at once, per app: all of them at the same instant overflow a small
+# listen backlog (busybox's servers), and the dropped SYNs wait out the kernel's retransmissions (1, 3, 7, 15 s)
+PASSING_PER_APP = 4
+SLOT_SECONDS = 0.5  # the longest one of them holds its place before its answer starts
 HEAD_BYTES = 64 * 1024  # HAProxy's own buffer bounds a head to 16 KiB, plus the headers it adds
 COPY_BYTES = 64 * 1024
 REFUSED = page(503, close=True, retry_after=1)
@@ -42,6 +47,7 @@ class Activator:
         self.app_of, self.wake = app_of, wake
         self.held: Counter[AppKey] = Counter()  # requests waiting for their app's wake-up
         self.proxied: Counter[AppKey] = Counter()  # requests passed through to an instance, not answered yet
+        self._passing: dict[AppKey, asyncio.Semaphore] = {}
         self._server: asyncio.Server | None = None
         self.address = ""
 
@@ -89,11 +95,13 @@ class Activator:
             return
         self.proxied[key] += 1
         try:
-            await _pass_through(reader, writer, endpoint, _closing(head))
+            slot = self._passing.setdefault(key, asyncio.Semaphore(PASSING_PER_APP))
+            await _pass_through(reader, writer, endpoint, _closing(head), slot)
         finally:
             self.proxied[key] -= 1
             if not self.held[key] and not self.proxied[key]:
                 del self.held[key], self.proxied[key]
+                self._passing.pop(key, None)
 
 
 def _host(head: bytes) -> str:
@@ -120,18 +128,28 @@ async def _answer(writer: asyncio.StreamWriter, response: bytes) -> None:
     writer.close()
 
 
-async def _pass_through(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: str, head: bytes) -> None:
-    """Send the head to the instance, then copy bytes both ways until the instance's answer ends."""
+async def _pass_through(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: str, head: bytes, slot: asyncio.Semaphore
+) -> None:
+    """Send the head to the instance, then copy bytes both ways until the instance's answer ends. `slot` is held
+    until the answer starts (or `SLOT_SECONDS` passed: a slow answer or a tunnel holds no other request back)."""
     host, _, port = endpoint.rpartition(":")
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-            upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
-    except (OSError, TimeoutError) as exc:
-        log.warning("activator: %s does not answer: %s", endpoint, exc)
-        await _answer(writer, page(502, close=True))
-        return
-    upstream_writer.write(head)
-    sending = asyncio.ensure_future(_copy(reader, upstream_writer))
+    async with slot:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        except (OSError, TimeoutError) as exc:
+            log.warning("activator: %s does not answer: %s", endpoint, exc)
+            await _answer(writer, page(502, close=True))
+            return
+        upstream_writer.write(head)
+        sending = asyncio.ensure_future(_copy(reader, upstream_writer))
+        first = b""
+        with contextlib.suppress(TimeoutError, OSError):  # a slow answer, or none: copied (or ended) below
+            async with asyncio.timeout(SLOT_SECONDS):
+                first = await upstream_reader.read(COPY_BYTES)
+    with contextlib.suppress(OSError, RuntimeError):
+        writer.write(first)
     await _copy(upstream_reader, writer)
     sending.cancel()
     upstream_writer.close()
