@@ -55,7 +55,7 @@ def test_an_idle_app_is_paused_then_stopped_and_its_first_request_wakes_it(platf
 
     wait_for(lambda: asleep(platform, unique, "web", InstanceState.PAUSED), what="the app paused")
     (instance,) = ready_or_not(platform, unique)
-    assert inspect(instance)["State"]["Paused"]
+    wait_for(lambda: inspect(instance)["State"]["Paused"], what="its container frozen")  # once drained
     woken = get(platform, host)
     assert woken.status_code == 200 and f"tenant={unique} app=web" in woken.text
     assert not inspect(instance)["State"]["Paused"]
