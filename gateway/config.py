@@ -22,6 +22,10 @@ Address = tuple[str, int]
 # passive checks eject an instance after three failed connections in a row, and active TCP checks bring it
 # back after `downinter`; the reconciler's own health checks decide whether it is routed at all.
 SERVER_OPTIONS = "check inter 10s downinter 10s fall 3 rise 1 observe layer4 error-limit 3 on-error mark-down"
+# The activator (`gateway.activator`): used only while no other server of the backend is ready, with no
+# connection kept for reuse (each one it takes carries one request to a woken instance), and not checked.
+ACTIVATOR = "activator"
+ACTIVATOR_OPTIONS = "backup pool-max-conn 0"
 # Mozilla's "intermediate" profile: TLS 1.2 with AEAD ciphers and forward secrecy only, and TLS 1.3.
 CIPHERS = ":".join(
     f"ECDHE-{kind}-{cipher}"
@@ -118,8 +122,10 @@ def render(
     *,
     threads: int = 1,
     limits: Limits = DEFAULT_LIMITS,
+    activator: str | None = None,
 ) -> str:
-    """The whole configuration: `backends` maps each backend's name to its servers' HOST:PORT."""
+    """The whole configuration: `backends` maps each backend's name to its servers' HOST:PORT; `activator`
+    (HOST:PORT) is every backend's backup server, taking the requests of an app with no ready instance."""
     lines = [
         "global",
         "    master-worker",
@@ -171,8 +177,9 @@ def render(
     for name in sorted(backends):
         lines += [
             f"backend {name}",
-            "    balance leastconn",  # no server ready: HAProxy's own 503, our page with Retry-After
+            "    balance leastconn",  # no server ready: the activator (or, without one, our 503 with Retry-After)
             *(f"    server {address} {address} {SERVER_OPTIONS}" for address in sorted(backends[name])),
+            *([f"    server {ACTIVATOR} {activator} {ACTIVATOR_OPTIONS}"] if activator else []),
             "",
         ]
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gateway import runtime, tls
 from gateway.accesslog import AccessLog, Request, dropped_logs, traffic, unparsed
+from gateway.activator import Activator, Wake
 from gateway.config import (
     MAPS,
     SERVER_OPTIONS,
@@ -35,7 +36,7 @@ from gateway.config import (
 from gateway.haproxy import HAProxy, HAProxyError
 from gateway.limits import Limits
 from gateway.metrics import RouteMetrics, Traffic
-from tenants.routes import RouteSpec
+from tenants.routes import Activity, RouteSpec
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class FrontDoor:
         access_log: Path,
         threads: int = 1,
         limits: Limits | None = None,
+        wake: Wake | None = None,
     ) -> None:
         self.domain = domain
         self.files = Files(root)
@@ -104,6 +106,7 @@ class FrontDoor:
         self._tasks: list[asyncio.Task[None]] = []
         self.adopted = False  # `start` found HAProxy serving, left by an earlier daemon
         self._doubtful = False  # a change failed half-way: reload from the files before anything else
+        self.activator = Activator(self._app_of, wake)  # requests for apps with no ready instance: sleeping ones
 
     # the control plane's side
 
@@ -144,6 +147,28 @@ class FrontDoor:
     def hostnames(self, routes: Iterable[RouteSpec]) -> set[str]:
         """Every hostname `routes` serve: `<app>.<tenant>.<domain>` and each app's extra ones."""
         return {host.lower() for r in routes for host in (f"{r.app}.{r.tenant}.{self.domain}", *r.hostnames)}
+
+    async def activity(self) -> dict[tuple[str, str], Activity] | None:
+        """Each app's traffic as HAProxy's worker counts it now: seconds since its last request (None: none
+        since the worker started) and its requests in flight (the activator's among them). None when HAProxy
+        does not answer: then nobody knows, and no app may be taken for idle."""
+        found = {}
+        try:
+            rows = await runtime.stats(self.files.runtime_socket, kinds=runtime.BACKENDS)
+        except runtime.HAProxyError:
+            return None
+        for row in rows:
+            tenant, dot, app = row.get("pxname", "").partition(".")
+            if dot and row.get("svname") == "BACKEND":
+                idle = row.get("lastsess", "")
+                in_flight = int(row.get("scur") or 0) + int(row.get("qcur") or 0)
+                found[(tenant, app)] = Activity(float(idle) if idle.isdigit() else None, in_flight)
+        return found
+
+    def _app_of(self, host: str) -> tuple[str, str] | None:
+        """The (tenant, app) `host` is routed to, as HAProxy's map has it."""
+        tenant, dot, app = self._state.maps["hosts"].get(host, "").partition(".")
+        return (tenant, app) if dot else None
 
     def traffic(self, tenant: str, app: str) -> Traffic | None:
         metrics = self._metrics.get((tenant, app))
@@ -225,6 +250,7 @@ class FrontDoor:
         self._state.certificates = {p for p in self._state.certificates if Path(p).exists()}
         self._write_certificate_list()
         self._state.maps["challenges"] = {}  # an order cut off by a stop is ordered again
+        await self.activator.start()
         await self._write()
         self.access_log.open()
         self.adopted = self.haproxy.pid() is not None
@@ -249,6 +275,7 @@ class FrontDoor:
                 await task
         if stop_haproxy:
             await self.haproxy.stop()
+        await self.activator.close()  # an adopted HAProxy's next daemon renders its own activator's address
         if self.access_log.reader >= 0:
             self._lines.append(self.access_log.read())
             await self._write_log()
@@ -369,7 +396,10 @@ class FrontDoor:
         state = self._state
         self._write_maps()
         servers = {name: set(addresses) for name, addresses in state.backends.items()}
-        config = render(self.files, self.listeners, servers, threads=self.threads, limits=self.limits)
+        config = render(
+            self.files, self.listeners, servers, threads=self.threads, limits=self.limits,
+            activator=self.activator.address or None,
+        )  # fmt: skip
         candidate = self.files.config.with_suffix(".new")
         _write_atomically(candidate, config)
         if not self.files.config.exists() or self.files.config.read_text() != config:

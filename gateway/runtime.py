@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 TIMEOUT_SECONDS = 10.0
+BACKENDS, SERVERS = 2, 4  # `show stat`'s object types
 
 
 class HAProxyError(Exception):
@@ -47,9 +48,12 @@ async def expect(socket: Path, line: str, *, ok: tuple[str, ...] = ("",), payloa
     return answer
 
 
-async def stats(socket: Path, backend: str | None = None) -> list[dict[str, str]]:
-    """`show stat` as rows (one per frontend, backend and server; only `backend`'s servers if given), keyed by
-    the CSV's column names."""
-    answer = await command(socket, f"show stat {backend} 4 -1" if backend else "show stat")
+async def stats(socket: Path, backend: str | None = None, kinds: int | None = None) -> list[dict[str, str]]:
+    """`show stat` as rows (one per frontend, backend and server; only `backend`'s servers if given, only the
+    `kinds` of every proxy if given), keyed by the CSV's column names."""
+    if backend is not None:
+        kinds = SERVERS
+    line = f"show stat {backend or -1} {kinds} -1" if kinds is not None else "show stat"
+    answer = await command(socket, line)
     text = answer.lstrip("# ")
     return list(csv.DictReader(io.StringIO(text)))

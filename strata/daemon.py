@@ -97,6 +97,7 @@ def run(settings: Settings, options: Options) -> None:
             Listeners(options.gateway, options.https, options.gateway_admin),
             access_log=settings.home / "logs" / "access.log",
             threads=options.gateway_workers,
+            wake=lambda tenant, app: reconciler.wake(tenant, app),  # the activator's: the reconciler comes next
         )
         certificates = _certificates(settings, gateway) if options.https else None
 
@@ -117,6 +118,8 @@ def run(settings: Settings, options: Options) -> None:
             image_store=local if options.local_node else None,
             secrets=SecretBox(settings.secret_key_file),
             volumes=volumes.mounted if volumes is not None else None,
+            activity=gateway.activity,
+            in_flight=gateway.activator.in_flight,
         )
         reconciler.usage.traffic = gateway.take_usage  # requests and bytes through the front door, metered
         hypervisors = _hypervisors(engine, settings, reconciler)
@@ -166,6 +169,8 @@ def run(settings: Settings, options: Options) -> None:
             pulls=reconciler.pulls,
             volumes=volumes,
             backups=backups,
+            sleeps=reconciler.sleeps,
+            cold_starts=reconciler.sleeper.cold_starts,
         )
         app = create_app(platform)
         sockets = [_unix_socket(settings.api_socket)]

@@ -13,8 +13,9 @@ from tenants.quotas import check_quota, usage_of
 from tenants.schemas import AppRead, AppSpec, InstanceRead
 from tenants.tenancy import get_plan, get_tenant
 
-# What a container is made from: a change of any of these is a new revision. Replicas are not in it.
-REVISIONED_FIELDS = tuple(field for field in AppSpec.model_fields if field != "replicas")
+# What a container is made from: a change of any of these is a new revision. Replicas and sleep are not in it.
+UNREVISIONED_FIELDS = ("replicas", "idle_stop_seconds")
+REVISIONED_FIELDS = tuple(field for field in AppSpec.model_fields if field not in UNREVISIONED_FIELDS)
 
 
 def list_apps(session: Session, tenant: Tenant) -> list[App]:
@@ -62,9 +63,9 @@ def deploy(
 
     wanted = spec.model_dump()  # as the row holds it (volumes as plain dicts)
     changed = [f for f in REVISIONED_FIELDS if getattr(app, f) != wanted[f]]
-    if not changed and app.replicas == spec.replicas:
+    if not changed and all(getattr(app, f) == wanted[f] for f in UNREVISIONED_FIELDS):
         return app, False
-    for field in (*changed, "replicas"):
+    for field in (*changed, *UNREVISIONED_FIELDS):
         setattr(app, field, wanted[field])
     if changed:
         app.revision += 1

@@ -39,6 +39,8 @@ class InstanceState(StrEnum):
     UNHEALTHY = "unhealthy"  # failing its health check: once ready, or never healthy in its start period
     CRASHLOOP = "crashloop"  # exits again and again; restarted with growing delays
     STOPPING = "stopping"  # being removed; the gateway drains it
+    PAUSED = "paused"  # its app sleeps: frozen (the cgroup freezer), woken by the app's next request
+    STOPPED = "stopped"  # its app slept long: stopped, started again by the app's next request
 
 
 class NodeState(StrEnum):

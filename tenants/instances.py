@@ -45,6 +45,7 @@ class DesiredApp:
     volume_node: str | None = None  # where its volumes' data lives: its instance runs there and nowhere else
     kind: str = "web"  # AppKind: only web apps are routed by the front door
     sealed_env: tuple[tuple[str, str], ...] = ()  # (name, encrypted value): decrypted into the container's env
+    idle_stop_seconds: int = 0  # it sleeps after this long without a request (the app's or its plan's); 0: never
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def desired_apps(session: Session) -> list[DesiredApp]:
             volumes=tuple((mount["volume"], mount["path"]) for mount in app.volumes),
             kind=app.kind,
             sealed_env=tuple(sorted(app.sealed_env.items())),
+            idle_stop_seconds=app.idle_stop_seconds if app.idle_stop_seconds is not None else plan.idle_stop_seconds,
             volume_node=next((nodes[key] for m in app.volumes if (key := (app.tenant_id, m["volume"])) in nodes), None),
         )
         for app, tenant, plan in rows

@@ -79,6 +79,8 @@ class Plan(SQLModel, table=True):
     max_storage_mib: int = Field(default=1_024, sa_column_kwargs={"server_default": "1024"})  # all its volumes
     backup_every_hours: int = Field(default=24, sa_column_kwargs={"server_default": "24"})  # each volume's
     backups_kept: int = Field(default=7, sa_column_kwargs={"server_default": "7"})  # verified ones, per volume
+    # An app with no request for this long sleeps (its instances paused, later stopped); 0: never
+    idle_stop_seconds: int = Field(default=900, sa_column_kwargs={"server_default": "900"})
 
 
 class Tenant(SQLModel, table=True):
@@ -127,6 +129,7 @@ class App(SQLModel, table=True):
     # Env given to its containers and never shown: a service's password, a binding's DATABASE_URL. Each value
     # encrypted with the installation's key (`tenants.secrets`).
     sealed_env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    idle_stop_seconds: int | None = None  # sleep after this long without a request; None: the plan's, 0: never
 
 
 class Volume(SQLModel, table=True):

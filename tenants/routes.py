@@ -21,3 +21,12 @@ class RouteSpec:
     max_body_bytes: int
     redirect_https: bool = False  # answer plain-HTTP requests with a 308 to the same URL over https
     hsts: bool = False  # add Strict-Transport-Security to the app's HTTPS answers
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the front door tells the control plane of one app's traffic: seconds since it last sent the app a
+    request (None: not since its worker started), and the requests it has in flight to the app now."""
+
+    idle_seconds: float | None
+    in_flight: int

@@ -32,6 +32,7 @@ MAX_HEALTH_PATH = 256
 MAX_PUBLIC_KEY = 16_384
 MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600
 MAX_VOLUMES_PER_APP = 8
+MAX_IDLE_STOP_SECONDS = 7 * 24 * 3600
 MIN_VOLUME_MIB, MAX_VOLUME_MIB = 16, 1_048_576  # ext4 needs a few MiB of its own; 1 TiB
 MAX_MOUNT_PATH = 256
 
@@ -90,6 +91,7 @@ class PlanRead(BaseModel):
     max_storage_mib: int
     backup_every_hours: int
     backups_kept: int
+    idle_stop_seconds: int = 0  # an app with no request for this long sleeps; 0: never
 
 
 class Usage(BaseModel):
@@ -152,6 +154,8 @@ class AppSpec(BaseModel):
     https_redirect: bool = False  # the front door answers its plain-HTTP requests with a 308 to https
     hsts: bool = False  # the front door adds Strict-Transport-Security to its HTTPS answers
     volumes: Annotated[list[VolumeMount], Field(max_length=MAX_VOLUMES_PER_APP)] = []
+    # Sleep after this long without a request (paused; stopped after longer); None: the plan's, 0: never
+    idle_stop_seconds: Annotated[int, Field(ge=0, le=MAX_IDLE_STOP_SECONDS)] | None = None
 
     @field_validator("image")
     @classmethod
@@ -229,6 +233,15 @@ class PullRead(BaseModel):
     detail: str = ""  # the engine's last status line, or why the pull failed
 
 
+class SleepRead(BaseModel):
+    """An app's sleep: `awake`, `paused` or `stopped` (its instances' state when it sleeps), how often the
+    front door woke it since the daemon started, and how long its last wake-up held the first request."""
+
+    state: str
+    wakeups: int = 0
+    last_wake_ms: float | None = None
+
+
 class AppRead(AppSpec):
     model_config = ConfigDict(extra="ignore")
     tenant: str
@@ -240,6 +253,7 @@ class AppRead(AppSpec):
     commit: str | None = None  # the git commit its image was built from, when it was
     instances: list[InstanceRead] = []
     pull: PullRead | None = None  # its image being pulled for the current revision
+    sleep: SleepRead | None = None  # whether it sleeps and how it woke, as the daemon knows it (not stored)
 
     def ready(self) -> int:
         """How many instances of the current revision are ready."""

@@ -15,6 +15,8 @@ STATE_STYLES = {
     "unhealthy": "red",
     "crashloop": "bold red",
     "stopping": "dim",
+    "paused": "blue",  # its app sleeps
+    "stopped": "blue",
     "active": "green",
     "suspended": "yellow",
     "unreachable": "red",

@@ -20,6 +20,8 @@ UNHEALTHY_AFTER_FAILURES = 3
 RESTART_UNHEALTHY_AFTER_SECONDS = 60.0
 START_PERIOD_SECONDS = 60.0  # an instance never healthy this long after it started is stopped and restarted
 STABLE_AFTER_SECONDS = 30.0  # healthy and running this long forgives earlier crashes
+# Not checked: being removed, or asleep with their app (frozen or stopped until its next request)
+UNCHECKED = (InstanceState.STOPPING, InstanceState.PAUSED, InstanceState.STOPPED)
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,13 @@ class Liveness:
     async def check(
         self, tracked: Iterable[Tracked], apps: Mapping[int, DesiredApp], stopped: set[str], now: float
     ) -> list[tuple[Tracked, Verdict]]:
-        """Check every live instance that is due (those created this very pass included), all at once."""
+        """Check every live instance that is due (those created this very pass included), all at once; one
+        put to sleep while its check ran is not judged by it."""
         due = [
             (apps[t.app_id], t, t.endpoint)
             for t in tracked
             if t.app_id in apps
-            and t.state != InstanceState.STOPPING
+            and t.state not in UNCHECKED
             and t.endpoint is not None
             and t.id not in stopped
             and t.restart_at is None
@@ -113,7 +116,8 @@ class Liveness:
         results = await asyncio.gather(
             *(self.checker.check(endpoint, app.health_path, app.kind) for app, _, endpoint in due)
         )
-        return [(t, judge(app, t, result, now)) for (app, t, _), result in zip(due, results, strict=True)]
+        checked = zip(due, results, strict=True)
+        return [(t, judge(app, t, result, now)) for (app, t, _), result in checked if t.state not in UNCHECKED]
 
     async def close(self) -> None:
         await self.checker.close()

@@ -16,6 +16,7 @@ reconciler carries them out. No engine, no database, no clock of its own, so the
 - an app with volumes (one replica) is replaced stop-then-start, never two writers of its data, on the node
   its volumes are on, draining or not; and it starts no instance while a container of another app still mounts
   one of them.
+- an instance stopped because its app sleeps (`sleep`) is no crash: it stays as it is until woken.
 """
 
 from collections import Counter, defaultdict
@@ -139,7 +140,8 @@ def _plan_app(
             live.append(container)
         elif app.replicas > 0:
             live.append(container)
-            actions += _crashed(app, container, observed.tracked.get(container.instance), now)
+            if state(container) != InstanceState.STOPPED:  # else its app sleeps: started by its next request
+                actions += _crashed(app, container, observed.tracked.get(container.instance), now)
         else:
             actions.append(Remove(container, "scaled to zero"))
 

@@ -31,6 +31,7 @@ from hosting.paas.pulls import ImagePuller
 from hosting.paas.runtime import Container, EngineError, ImageMissing, InstanceSpec, Mount, NodeRuntime
 from hosting.paas.scheduler import Strategy
 from hosting.paas.serving import routes
+from hosting.paas.sleeper import ActivitySource, InFlight, Sleeper
 from hosting.paas.tracked import Tracked
 from hosting.paas.usage import UsageSampler
 from hosting.paas.volumes import VolumeError
@@ -41,6 +42,7 @@ from tenants.enums import InstanceState
 from tenants.instances import ActionEvent, DesiredApp
 from tenants.models import Instance, Tenant
 from tenants.routes import RouteSpec
+from tenants.schemas import SleepRead
 from tenants.secrets import SecretBox, SecretKeyError
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,  # for deadlines and backoff; tests pass a FakeClock's
         secrets: SecretBox | None = None,  # decrypts tenants' registry logins for their pulls
         volumes: VolumeMounts | None = None,  # the nodes' volumes (`NodeVolumes.mounted`)
+        activity: ActivitySource | None = None,  # the front door's traffic per app: idle apps sleep
+        in_flight: InFlight = lambda tenant, app: 0,  # requests the front door's activator holds for an app
     ) -> None:
         self.engine, self.platform_id, self.pool, self.strategy = engine, platform_id, pool, strategy
         pool.on_change = self.nudge
@@ -107,6 +111,25 @@ class Reconciler:
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.sleeper = Sleeper(pool, self.liveness.checker, self._publish, drain, activity, in_flight, clock)
+
+    async def wake(self, tenant: str, name: str) -> str | None:
+        """The endpoint of a ready instance of the app, woken first if it sleeps (the front door's activator
+        asks, holding a request for it); None when it has none to offer."""
+        app = next((a for a in self._desired if (a.tenant, a.name) == (tenant, name)), None)
+        if app is None:
+            return None
+        return await self.sleeper.wake(app, [t for t in self.tracked.values() if t.app_id == app.app_id])
+
+    def sleeps(self) -> dict[tuple[str, str], SleepRead]:
+        """Each app's sleep as this daemon knows it: asleep or not, its wake-ups (for the API, in memory)."""
+        by_app: dict[int, list[Tracked]] = {}
+        for instance in self.tracked.values():
+            by_app.setdefault(instance.app_id, []).append(instance)
+        return {
+            (app.tenant, app.name): self.sleeper.status(app.tenant, app.name, by_app.get(app.app_id, []))
+            for app in self._desired
+        }
 
     def nudge(self) -> None:
         """Ask for a pass now (the desired state changed); safe to call from any thread."""
@@ -125,6 +148,7 @@ class Reconciler:
                     log.exception("reconcile pass failed; retrying")
                 await pause(self._wake, stopping, self._interval())
         finally:
+            await self.sleeper.close()
             await self.liveness.close()
             if self.pulls is not None:
                 await self.pulls.close()
@@ -145,6 +169,7 @@ class Reconciler:
         containers = await observe(self.engine, self.platform_id, self.pool, self.tracked, names, now)
         work.removed, found = track(self.tracked, containers, names)
         work.events += found
+        await self.sleeper.settle(desired, self.tracked.values(), now)
 
         observed = Observed(containers, self.tracked, self.pool.views(draining), self.problems.retry_at() | waiting)
         actions = plan(desired, observed, now, self.strategy)
@@ -163,6 +188,8 @@ class Reconciler:
         self.problems.settle(desired, self.tracked.values())
         await self.usage.sample(self.pool, list(self.tracked.values()), names)
         self._publish()
+        work.events += self.sleeper.events
+        self.sleeper.events = []
         await asyncio.to_thread(self._save, work)
         if work.removed or tenants_gone or self.clock() - self._swept_at >= networks.SWEEP_SECONDS:
             self._swept_at = self.clock()

@@ -18,6 +18,7 @@ from strata.api import (
     event_routes,
     exec_routes,
     member_routes,
+    metrics_routes,
     overview_routes,
     registry_routes,
     runtime_routes,
@@ -66,6 +67,7 @@ def create_app(platform: Platform) -> FastAPI:
         service_routes,
         catalog_routes,
         usage_routes,
+        metrics_routes,
     ):
         app.include_router(module.router)
     return app

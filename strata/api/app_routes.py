@@ -4,9 +4,9 @@ from collections.abc import Mapping
 
 from fastapi import APIRouter, Response
 
-from strata.api.deps import DB, Caller, Config, InstanceUsage, Pulls, TenantName
+from strata.api.deps import DB, Caller, Config, InstanceUsage, Pulls, Sleeps, TenantName
 from tenants import apps
-from tenants.schemas import AppRead, AppSpec, InstanceRead, PullRead, Scale
+from tenants.schemas import AppRead, AppSpec, InstanceRead, PullRead, Scale, SleepRead
 from tenants.tenancy import get_tenant
 
 router = APIRouter(prefix="/tenants/{tenant}/apps", tags=["apps"])
@@ -27,17 +27,23 @@ def with_pull(pulls: Mapping[tuple[str, str], PullRead], app: AppRead) -> AppRea
     return app
 
 
+def with_sleep(sleeps: Mapping[tuple[str, str], SleepRead], app: AppRead) -> AppRead:
+    """Add whether it sleeps and how often it was woken (the reconciler's, in memory)."""
+    app.sleep = sleeps.get((app.tenant, app.name))
+    return app
+
+
 @router.get("")
-def list_apps(session: DB, tenant: TenantName, usage: InstanceUsage, pulls: Pulls) -> list[AppRead]:
+def list_apps(session: DB, tenant: TenantName, usage: InstanceUsage, pulls: Pulls, sleeps: Sleeps) -> list[AppRead]:
     owner = get_tenant(session, tenant)
     found = apps.read_apps(session, owner, apps.list_apps(session, owner))
-    return [with_pull(pulls, with_usage(usage, app)) for app in found]
+    return [with_sleep(sleeps, with_pull(pulls, with_usage(usage, app))) for app in found]
 
 
 @router.get("/{app}")
-def get_app(session: DB, tenant: TenantName, app: str, usage: InstanceUsage, pulls: Pulls) -> AppRead:
-    """The app's spec, its instances (with what they use), and the pull of its image while there is one."""
-    return with_pull(pulls, with_usage(usage, apps.describe(session, tenant, app)))
+def get_app(session: DB, tenant: TenantName, app: str, usage: InstanceUsage, pulls: Pulls, sleeps: Sleeps) -> AppRead:
+    """The app's spec, its instances (with what they use), the pull of its image while there is one, its sleep."""
+    return with_sleep(sleeps, with_pull(pulls, with_usage(usage, apps.describe(session, tenant, app))))
 
 
 @router.get("/{app}/instances")

@@ -2,7 +2,7 @@
 `Platform` that `create_app` stored) and decides authorisation. Routes take both as typed dependencies."""
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path
@@ -19,13 +19,14 @@ from hosting.paas.builds import Builder
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodePool
 from hosting.paas.pulls import ImagePuller
+from hosting.paas.sleeper import ColdStarts
 from hosting.paas.usage import UsageSampler
 from hosting.paas.vm_nodes import VmNodes
 from strata.config import Settings
 from tenants import db, roles, tokens
 from tenants.enums import Role
 from tenants.errors import Conflict, Forbidden, NotFound
-from tenants.schemas import PullRead
+from tenants.schemas import PullRead, SleepRead
 from tenants.secrets import SecretBox
 from tenants.tokens import Principal
 
@@ -48,6 +49,8 @@ class Platform:
     pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
     volumes: NodeVolumes | None = None  # the volumes, on the host and VM nodes (None: volumes are refused)
     backups: VolumeBackups | None = None  # their backups (None with no volumes)
+    sleeps: Callable[[], Mapping[tuple[str, str], SleepRead]] = dict  # each app's sleep and wake-ups (in memory)
+    cold_starts: ColdStarts = field(default_factory=ColdStarts)  # how long sleeping apps took to wake
 
     def install(self, app: FastAPI) -> None:
         app.state.platform = self
@@ -107,6 +110,15 @@ async def get_pulls(platform: _Platform) -> Mapping[tuple[str, str], PullRead]:
     return platform.pulls.progress() if platform.pulls is not None else {}
 
 
+async def get_sleeps(platform: _Platform) -> Mapping[tuple[str, str], SleepRead]:
+    """(tenant, app) -> its sleep: asleep or awake, and how often it was woken (in memory, per request)."""
+    return platform.sleeps()
+
+
+async def get_cold_starts(platform: _Platform) -> ColdStarts:
+    return platform.cold_starts
+
+
 async def get_volume_store(platform: _Platform) -> NodeVolumes | None:
     return platform.volumes
 
@@ -135,6 +147,8 @@ FrontDoor = Annotated[Gateway, Depends(get_gateway)]
 Hypervisors = Annotated[Mapping[str, VmNodes], Depends(get_hypervisors)]
 Nudge = Annotated[Callable[[], None], Depends(get_nudge)]
 Pulls = Annotated[Mapping[tuple[str, str], PullRead], Depends(get_pulls)]
+Sleeps = Annotated[Mapping[tuple[str, str], SleepRead], Depends(get_sleeps)]
+ColdStartTimes = Annotated[ColdStarts, Depends(get_cold_starts)]
 Puller = Annotated[ImagePuller | None, Depends(get_puller)]
 Builds = Annotated[Builder, Depends(get_builder)]
 Volumes = Annotated[NodeVolumes, Depends(get_volumes)]

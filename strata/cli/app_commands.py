@@ -9,7 +9,7 @@ from strata.cli.build_commands import deploy_build
 from strata.cli.context import api, confirm_destructive, fail, json_option, split_ref, validated
 from strata.cli.output import emit_json, fields, table
 from strata.cli.progress import follow
-from strata.cli.units import Cpu, Duration, EnvVar, Memory
+from strata.cli.units import Cpu, Duration, EnvVar, IdleTime, Memory
 from tenants.client import ApiError, StrataClient
 from tenants.schemas import AppRead, AppSpec
 
@@ -48,6 +48,12 @@ def apps_group() -> None:
 )
 @click.option("--no-volumes", is_flag=True, help="Mount no volume any more (their data stays in them).")
 @click.option(
+    "--idle-stop",
+    type=IdleTime(),
+    help="Sleep after this long without a request (15m, 2h; paused, later stopped; woken by the next request); "
+    "0 never [the plan's].",
+)
+@click.option(
     "--build",
     "build_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -71,6 +77,7 @@ def deploy(
     hsts: bool | None,
     volume: tuple[str, ...],
     no_volumes: bool,
+    idle_stop: int | None,
     build_dir: Path | None,
     detach: bool,
     as_json: bool,
@@ -93,6 +100,7 @@ def deploy(
             or memory
             or https
             or mounts
+            or idle_stop is not None
         ):
             fail("--build deploys the built image alone; change other settings with a separate `apps deploy`")
         return deploy_build(tenant, name, build_dir, as_json)
@@ -111,6 +119,7 @@ def deploy(
             "command": shlex.split(command) if command is not None else None,
             "https_redirect": https_redirect,
             "hsts": hsts,
+            "idle_stop_seconds": idle_stop,
         }
         spec.update({key: value for key, value in given.items() if value is not None})
         spec["env"] = {
@@ -157,7 +166,8 @@ def list_(tenant: str | None, as_json: bool) -> None:
             ("cpu", lambda a: f"{a.cpu_millicores}m"),
             ("memory", lambda a: f"{a.memory_mib}Mi"),
             ("port", lambda a: a.port),
-            ("status", lambda a: _short(a.reason()) or "ok"),
+            ("status", lambda a: _short(_status(a)) or "ok"),
+            ("wakes", lambda a: a.sleep.wakeups if a.sleep else None),
         ],
         empty="no apps yet; deploy one with `strata apps deploy TENANT/APP --image IMAGE`",
     )
@@ -248,6 +258,8 @@ def _print(app: AppRead, as_json: bool) -> None:
             ("hostnames", app.hostnames),
             ("https-redirect", "on" if app.https_redirect else "off"),
             ("hsts", "on" if app.hsts else "off"),
+            ("idle-stop", _idle_stop(app)),
+            ("sleep", _sleep(app)),
             ("updated", app.updated_at),
         ]
     )
@@ -271,6 +283,26 @@ def _print(app: AppRead, as_json: bool) -> None:
     for instance in app.instances:
         if instance.message:
             click.echo(f"{instance.id}: {instance.message}")
+
+
+def _status(app: AppRead) -> str | None:
+    """Why the app does not run as asked; a sleeping app says so (woken by its next request)."""
+    if app.sleep is not None and app.sleep.state != "awake":
+        return f"asleep ({app.sleep.state})"
+    return app.reason()
+
+
+def _idle_stop(app: AppRead) -> str:
+    if app.idle_stop_seconds is None:
+        return "the plan's"
+    return f"{app.idle_stop_seconds}s" if app.idle_stop_seconds else "off"
+
+
+def _sleep(app: AppRead) -> str | None:
+    if app.sleep is None:
+        return None
+    last = f", the last in {app.sleep.last_wake_ms:.0f} ms" if app.sleep.last_wake_ms is not None else ""
+    return f"{app.sleep.state}; woken {app.sleep.wakeups} times{last}"
 
 
 def _short(reason: str | None, width: int = STATUS_WIDTH) -> str | None:

@@ -48,6 +48,17 @@ class Duration(click.ParamType):
         return int(match.group(1)) * _SECONDS[match.group(2)]
 
 
+class IdleTime(Duration):
+    """A duration, or `0` (or `off`) for never."""
+
+    name = "DURATION|0"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if str(value).strip().lower() in ("0", "off"):
+            return 0
+        return super().convert(value, param, ctx)
+
+
 class EnvVar(click.ParamType):
     name = "KEY=VALUE"
 

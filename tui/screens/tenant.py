@@ -441,7 +441,16 @@ def app_name(app: AppRead, services: Sequence[ServiceRead] = ()) -> Text:
 
 
 def status(app: AppRead) -> Text:
-    """The app's WHY: its problem, else its image's pull under way (the figures, not cut off by the width)."""
+    """The app's WHY: its problem, else its image's pull under way (the figures, not cut off by the width), else
+    its sleep (woken by its next request) and its wake-ups."""
+    if (
+        app.sleep is not None
+        and not app.problem
+        and app.pull is None
+        and (app.sleep.state != "awake" or app.sleep.wakeups)
+    ):
+        asleep = f"asleep ({app.sleep.state}), " if app.sleep.state != "awake" else ""
+        return Text(f"{asleep}woken {app.sleep.wakeups}×", style="blue")
     if app.problem or app.pull is None:
         return why(app.problem)
     text = render.pull(app.pull)
