@@ -91,7 +91,8 @@ class Postgres:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def create_database(self, name: str, template: str = "template1") -> None:
-        self.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY")  # no WAL: twice as fast here
+        self.execute(create.format(sql.Identifier(name), sql.Identifier(template)))
 
     @contextmanager
     def database(self, template: str = "template1") -> Iterator[str]:
