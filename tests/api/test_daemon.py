@@ -1,5 +1,6 @@
 """`strata up` as a process: one per home, clean stop, everything kept across a restart, on PostgreSQL too."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -56,6 +57,15 @@ def test_a_lost_operator_token_file_is_minted_anew(tmp_path: Path) -> None:
             assert api.tenants() == []
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_database_that_does_not_answer_stops_the_start_saying_which_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql://strata:s3cret@/strata?host={tmp_path / 'no-server'}"
+    env = os.environ | {"STRATA_HOME": str(tmp_path / "home"), "STRATA_DATABASE_URL": url}
+    up = subprocess.run([*STRATA, "up", "--no-local-node"], env=env, capture_output=True, text=True, timeout=30)
+    assert up.returncode == 1
+    assert up.stderr.startswith("error: the database postgresql://strata:***@/strata?host=")
+    assert "cannot be opened: connection is bad" in up.stderr and "s3cret" not in up.stderr
 
 
 def test_on_postgresql_a_tenants_app_is_deployed_and_served(postgres: Postgres, tmp_path: Path) -> None:
