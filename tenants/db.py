@@ -28,7 +28,7 @@ def open_engine(url: str) -> Engine:
 
     A bare `postgresql://` URL means psycopg 3, the driver installed (SQLAlchemy's default would be psycopg2).
     """
-    parsed = engine_url(url)
+    parsed = _engine_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args=_SQLITE_ARGS)
         event.listen(engine, "connect", _tune_sqlite)
@@ -39,7 +39,7 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
-def engine_url(url: str) -> URL:
+def _engine_url(url: str) -> URL:
     """`url` parsed, its PostgreSQL driver made explicit (psycopg 3)."""
     parsed = make_url(url)
     return parsed.set(drivername="postgresql+psycopg") if parsed.drivername == "postgresql" else parsed
