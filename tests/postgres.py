@@ -1,5 +1,6 @@
 """A PostgreSQL 15 server (Debian's binaries) run for tests: a cluster of its own in a temporary directory, owned
-by an unprivileged user (PostgreSQL refuses to run as root), reached only through a Unix socket in that directory.
+by an unprivileged user (PostgreSQL refuses to run as root), reached only through a Unix socket in that directory
+(mode 0700: only that user and root may connect, so trust is the authentication).
 
 Durability is off (fsync, full-page writes): a test database is thrown away, and `CREATE DATABASE ... TEMPLATE`
 of a migrated one (`database(template=...)`) then takes milliseconds, so each test gets a fresh one.
@@ -28,8 +29,6 @@ STOP_TIMEOUT_SECONDS = 20
 FAST_AND_LOOSE = ("fsync=off", "full_page_writes=off", "synchronous_commit=off")
 
 _names = itertools.count(1)
-
-
 # The server's user when the tests run as root (PostgreSQL refuses root); otherwise the tests' own.
 USER, GROUP = ("nobody", "nogroup") if os.geteuid() == 0 else (None, None)
 
@@ -49,7 +48,9 @@ class Postgres:
             shutil.chown(directory, USER, GROUP)
         initdb = [str(BIN / "initdb"), "-D", str(directory / "data"), "-U", SUPERUSER, "--auth=trust"]
         initdb += ["--no-sync", "--locale=C.UTF-8", "--encoding=UTF8"]
-        subprocess.run(initdb, cwd=directory, capture_output=True, check=True, timeout=60, user=USER, group=GROUP)
+        done = subprocess.run(initdb, cwd=directory, capture_output=True, text=True, timeout=60, user=USER, group=GROUP)
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed: {done.stderr.strip()}")
         return cls(directory)
 
     @property
