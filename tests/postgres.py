@@ -27,6 +27,7 @@ SUPERUSER = "strata"
 START_TIMEOUT_SECONDS = 20
 STOP_TIMEOUT_SECONDS = 20
 FAST_AND_LOOSE = ("fsync=off", "full_page_writes=off", "synchronous_commit=off")
+ODD_TIMEZONE = "timezone=Pacific/Chatham"  # sessions' zone +12:45 or +13:45: a time read back in it, not UTC, shows
 
 _names = itertools.count(1)
 # The server's user when the tests run as root (PostgreSQL refuses root); otherwise the tests' own.
@@ -61,7 +62,7 @@ class Postgres:
         return f"postgresql+psycopg://{SUPERUSER}@/{database}?host={self.directory}"
 
     def start(self) -> None:
-        settings = ["listen_addresses=", f"unix_socket_directories={self.directory}", *FAST_AND_LOOSE]
+        settings = ["listen_addresses=", f"unix_socket_directories={self.directory}", *FAST_AND_LOOSE, ODD_TIMEZONE]
         command = [str(BIN / "postgres"), "-D", str(self.directory / "data")]
         command += [arg for setting in settings for arg in ("-c", setting)]
         with open(self.log, "ab") as log:
