@@ -9,16 +9,26 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # Python binding, an SSH client and tmux for the end-to-end tests, wrk and nginx for the benchmarks' baselines,
 # a registry (Distribution's) and htpasswd for the tests of pulls, HAProxy (the front door), and an ACME server
 # (pebble), curl, openssl and a headless browser (chromium; NSS's certutil to trust a CA) for the tests of HTTPS,
-# and psql for the tests of managed PostgreSQL (whose image debootstrap builds).
+# psql for the tests of managed PostgreSQL (whose image debootstrap builds), and the PostgreSQL 15 server that the
+# tests start as the control plane's second database (`tests/postgres.py`).
 DEB_PACKAGES := docker.io busybox-static openssh-client qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio \
 	libvirt-daemon libvirt-dev pkg-config gcc tmux wrk nginx-light docker-registry apache2-utils \
-	haproxy pebble curl openssl chromium libnss3-tools postgresql-client
+	haproxy pebble curl openssl chromium libnss3-tools postgresql-client postgresql-15
 
 .PHONY: install system-packages demo test test-vm lint clean
 
 install: system-packages $(VENV)/.installed
 
 system-packages:
+	@# postgresql-15's postinst makes a `main` cluster and starts its server unless postgresql-common's
+	@# createcluster.conf says not to. The tests run a server of their own (as nobody, in a temporary directory), and
+	@# `make install` must leave nothing running: so postgresql-common, which writes that file, is installed first and
+	@# told to make no cluster (as PostgreSQL's official image does). Existing clusters are left alone.
+	@if ! dpkg -s postgresql-15 >/dev/null 2>&1; then \
+		{ dpkg -s postgresql-common >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$(SUDO) apt-get install -y -qq --no-install-recommends postgresql-common; }; } && \
+		echo 'create_main_cluster = false' | $(SUDO) tee -a /etc/postgresql-common/createcluster.conf >/dev/null; \
+	fi
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \

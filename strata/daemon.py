@@ -23,7 +23,8 @@ from pathlib import Path
 import uvicorn
 import uvloop
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from gateway import FrontDoor, Listeners
 from gateway.acme import AcmeIssuer
@@ -86,7 +87,7 @@ def run(settings: Settings, options: Options) -> None:
     """Run the daemon in the foreground until SIGINT or SIGTERM."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _exclusive(settings.lock_file):
-        engine = db.open_engine(settings.database_url)
+        engine = _open_database(settings.database_url)
         ensure_operator_token(engine, settings.operator_token_file)
         local = DockerRuntime("local", settings.docker_url)
         nodes = [NodeHandle(local, "local", settings.docker_url)] if options.local_node else []
@@ -405,6 +406,20 @@ def _unix_socket(path: Path) -> socket.socket:
     finally:
         os.umask(old_umask)
     return sock
+
+
+def _open_database(url: str) -> Engine:
+    """The control-plane database, migrated; one that cannot be reached or named is said so, its password hidden."""
+    try:
+        return db.open_engine(url)
+    except (ArgumentError, ModuleNotFoundError) as exc:  # no URL, or a driver not installed
+        raise DaemonError(
+            f"STRATA_DATABASE_URL is not a database Strata can use ({exc}): it takes sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DB"
+        ) from None
+    except OperationalError as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise DaemonError(f"the database {shown} cannot be opened: {str(exc.orig).strip()}") from None
 
 
 def _tcp_socket(address: tuple[str, int]) -> socket.socket:

@@ -1,7 +1,10 @@
 """The control-plane database: an engine tuned for many readers and one writer, upgraded on open.
 
-SQLite (the default) runs in WAL mode with a busy timeout, so the API, the reconciler and the console
-can read while one of them writes; any SQLAlchemy URL (PostgreSQL at scale) works the same way.
+SQLite (the default, embedded) runs in WAL mode with a busy timeout, so the API, the reconciler and the console
+can read while one of them writes. PostgreSQL (`postgresql+psycopg://USER@HOST/DB`, psycopg 3) is the database
+of larger installations. On both a statement waits at most `LOCK_TIMEOUT_MS` for another writer's lock, and a
+connection at most `CONNECT_TIMEOUT_SECONDS`, then fails with an OperationalError, which the API answers with
+503 and Retry-After: the transaction is rolled back, nothing half-written.
 """
 
 from pathlib import Path
@@ -9,23 +12,37 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
 from tenants.errors import Conflict
 
-SQLITE_BUSY_TIMEOUT_MS = 5_000
+LOCK_TIMEOUT_MS = 5_000  # SQLite's busy_timeout, PostgreSQL's lock_timeout
+CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not answer (SQLite's file is always there)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def open_engine(url: str) -> Engine:
-    """Create an engine for `url` and bring its schema to the current version (keeping the data)."""
-    engine = create_engine(url, connect_args=_connect_args(url))
-    if engine.dialect.name == "sqlite":
+    """Create an engine for `url` and bring its schema to the current version (keeping the data).
+
+    A bare `postgresql://` URL means psycopg 3, the driver installed (SQLAlchemy's default would be psycopg2).
+    """
+    parsed = _engine_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args=_SQLITE_ARGS)
         event.listen(engine, "connect", _tune_sqlite)
+    else:
+        # pre_ping: a pooled connection that a server restart closed is replaced, not handed to a request
+        engine = create_engine(parsed, connect_args=_POSTGRES_ARGS, pool_pre_ping=True)
     upgrade(engine)
     return engine
+
+
+def _engine_url(url: str) -> URL:
+    """`url` parsed, its PostgreSQL driver made explicit (psycopg 3)."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg") if parsed.drivername == "postgresql" else parsed
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -33,6 +50,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     On SQLite, foreign keys are off while they run: a migration that rebuilds a table (batch mode) drops the
     old one, which would otherwise cascade to every row that refers to it. They are checked afterwards.
+    PostgreSQL alters tables in place, and runs them all in one transaction as SQLite does.
     """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -53,9 +71,21 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 connection.commit()
 
 
+class _Session(Session):
+    def close(self) -> None:
+        """Close; a connection the server dropped meanwhile (PostgreSQL stopped, say) cannot be rolled back, and
+        needs not be: the server rolled back what it had not committed. Its session ends without an error, so a
+        request answered already is not failed afterwards."""
+        try:
+            super().close()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+
+
 def session(engine: Engine) -> Session:
     """A session whose objects stay readable after commit (the API serialises them afterwards)."""
-    return Session(engine, expire_on_commit=False)
+    return _Session(engine, expire_on_commit=False)
 
 
 def commit(session: Session, *, conflict: str) -> None:
@@ -67,17 +97,19 @@ def commit(session: Session, *, conflict: str) -> None:
         raise Conflict(conflict) from None
 
 
-def _connect_args(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
-        # Sessions run in worker threads; each thread still gets its own connection from the pool.
-        return {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-    return {}
+# Sessions run in worker threads; each thread still gets its own connection from the pool.
+_SQLITE_ARGS: dict[str, Any] = {"check_same_thread": False, "timeout": LOCK_TIMEOUT_MS / 1000}
+_POSTGRES_ARGS: dict[str, Any] = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}",
+    "application_name": "strata",
+}
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={LOCK_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

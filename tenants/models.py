@@ -32,6 +32,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# A count of bytes: past 2 GiB, more than PostgreSQL's INTEGER holds (SQLite's INTEGER has 64 bits, as it is).
+BYTES = BigInteger().with_variant(Integer(), "sqlite")
+
 # Integer ids are never reused (SQLite reuses a deleted row's id without AUTOINCREMENT): whatever holds an id
 # in memory, a log line or a client can never take a new row for a deleted one.
 AUTOINCREMENT = {"sqlite_autoincrement": True}
@@ -54,6 +57,10 @@ def _time(*, index: bool = False, nullable: bool = False) -> Any:
         default_factory=utcnow if not nullable else None,
         sa_column=Column(UTCDateTime(), nullable=nullable, index=index),
     )
+
+
+def _bytes() -> Any:
+    return Field(default=0, sa_column=Column(BYTES, nullable=False))
 
 
 def _tenant_fk(*, nullable: bool) -> Any:
@@ -192,7 +199,7 @@ class Backup(SQLModel, table=True):
     state: str  # BackupState: running | verified | failed
     actor: str
     files: int = 0  # a dump's: its tables
-    size_bytes: int = 0  # what the volume (the database) used when it was taken: what a restore needs
+    size_bytes: int = _bytes()  # what the volume (the database) used when it was taken: what a restore needs
     archive_sha256: str | None = None
     store: str | None = None  # where its archive is kept (an S3 location, as JSON); None: on this host
     message: str | None = None  # why it failed, in words
@@ -322,7 +329,7 @@ class TenantImage(SQLModel, table=True):
     reference: str  # as the tenant names it, e.g. registry.example.com/team/web:1.4
     image_id: str  # the engine's immutable id (sha256:...): what the tenant's containers are created from
     source: str  # ImageSource: pull | build
-    size_bytes: int = 0
+    size_bytes: int = _bytes()
     created_at: datetime = _time()
 
 

@@ -1,4 +1,4 @@
-"""Fixtures: a daemon per session, a fresh tenant name per test, a migrated database per test."""
+"""Fixtures: a daemon per session, a fresh tenant name per test, a migrated database per test on each backend."""
 
 import itertools
 import os
@@ -12,8 +12,10 @@ from sqlalchemy import Engine
 from tenants import db
 from tests.containers import running_platform
 from tests.harness import Daemon, start_daemon
+from tests.postgres import BACKENDS, Postgres
 
 _names = itertools.count(1)
+MIGRATED = "strata_migrated"  # the session's PostgreSQL template: a database at the current schema
 
 
 @pytest.fixture(scope="session")
@@ -41,12 +43,41 @@ def unique(request: pytest.FixtureRequest) -> Iterator[str]:
                     api.delete_tenant(tenant.name)
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """A migrated SQLite control-plane database, as the daemon opens it."""
-    engine = db.open_engine(f"sqlite:///{tmp_path / 'strata.db'}")
-    yield engine
-    engine.dispose()
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """The session's PostgreSQL server, with a migrated template database (`MIGRATED`) to copy."""
+    server = Postgres.create()
+    try:
+        server.start()
+        server.create_database(MIGRATED)
+        db.open_engine(server.url(MIGRATED)).dispose()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'strata.db'}"
+    else:
+        with request.getfixturevalue("postgres").database() as url:
+            yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated control-plane database, as the daemon opens it, on each backend."""
+    if request.param == "sqlite":
+        engine = db.open_engine(f"sqlite:///{tmp_path / 'strata.db'}")
+        yield engine
+        engine.dispose()
+        return
+    with request.getfixturevalue("postgres").database(template=MIGRATED) as url:
+        engine = db.open_engine(url)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,8 @@ def install(app: FastAPI) -> None:
         return error_response(
             503,
             "unavailable",
-            "the database is busy or cannot write now (locked, or its disk full); nothing was changed: try again",
+            "the database is busy or unavailable now (locked, its disk full, or its server unreachable); nothing was "
+            "changed: try again",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 

@@ -1,7 +1,5 @@
 """An app's HTTPS options travel from its row to the front door's RouteSpec; older databases get them off."""
 
-from pathlib import Path
-
 from sqlalchemy import Engine, create_engine, text
 
 from hosting.paas import serving
@@ -33,8 +31,8 @@ def test_the_desired_state_reads_the_https_options_from_the_database(engine: Eng
     assert read == {"api": (False, True), "web": (True, False)}
 
 
-def test_apps_of_an_older_database_get_both_options_off(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'strata.db'}"
+def test_apps_of_an_older_database_get_both_options_off(empty_database: str) -> None:
+    url = empty_database
     before = create_engine(url)
     db.upgrade(before, "0006")
     with before.begin() as connection:

@@ -19,14 +19,15 @@ def revisions() -> list[str]:
     return [script.revision for script in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))]
 
 
-def test_the_migrations_build_exactly_the_models_schema(tmp_path: Path) -> None:
-    engine = db.open_engine(f"sqlite:///{tmp_path / 'strata.db'}")
+def test_the_migrations_build_exactly_the_models_schema(empty_database: str) -> None:
+    engine = db.open_engine(empty_database)
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), SQLModel.metadata) == []
+    engine.dispose()
 
 
-def test_an_older_database_is_upgraded_with_its_data(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'strata.db'}"
+def test_an_older_database_is_upgraded_with_its_data(empty_database: str) -> None:
+    url = empty_database
     oldest = create_engine(url)
     db.upgrade(oldest, revisions()[0])
     with oldest.begin() as connection:
@@ -44,6 +45,7 @@ def test_an_older_database_is_upgraded_with_its_data(tmp_path: Path) -> None:
         assert tenancy.get_tenant(session, "acme").plan == "small"
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == revisions()[-1]
+    engine.dispose()
 
 
 def test_opening_twice_is_harmless_and_uses_wal(tmp_path: Path) -> None:

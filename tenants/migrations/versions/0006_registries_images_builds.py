@@ -8,7 +8,7 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
-from tenants.models import UTCDateTime
+from tenants.models import BYTES, UTCDateTime
 
 revision = "0006"
 down_revision = "0005"
@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("reference", sa.String, nullable=False),
         sa.Column("image_id", sa.String, nullable=False),
         sa.Column("source", sa.String, nullable=False),
-        sa.Column("size_bytes", sa.Integer, nullable=False),
+        sa.Column("size_bytes", BYTES, nullable=False),  # BIGINT on PostgreSQL; on SQLite INTEGER, as ever
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.UniqueConstraint("tenant_id", "reference"),
         **AUTOINCREMENT,

@@ -9,7 +9,7 @@ Revises: 0007
 import sqlalchemy as sa
 from alembic import op
 
-from tenants.models import UTCDateTime
+from tenants.models import BYTES, UTCDateTime
 
 revision = "0008"
 down_revision = "0007"
@@ -80,7 +80,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String, nullable=False),
         sa.Column("actor", sa.String, nullable=False),
         sa.Column("files", sa.Integer, nullable=False),
-        sa.Column("size_bytes", sa.Integer, nullable=False),
+        sa.Column("size_bytes", BYTES, nullable=False),  # BIGINT on PostgreSQL; on SQLite INTEGER, as ever
         sa.Column("archive_sha256", sa.String, nullable=True),
         sa.Column("message", sa.String, nullable=True),
         sa.Column("started_at", UTCDateTime(), nullable=False, index=True),
