@@ -124,7 +124,9 @@ def test_a_tenant_pulls_its_private_image_with_its_login_and_it_serves(
         "apps", "deploy", f"{unique}/web", "--image", registry.image, "--health", "/", "--memory", "32M", timeout=120
     )
     assert deployed.returncode == 0, deployed.stderr
-    assert f"pulling {registry.image}" in deployed.stdout and "revision 1 is ready" in deployed.stdout
+    # its pull is proven below (the image.pulled event, the image's source); the CLI shows a line of it only if it
+    # polls while the pull runs, which a 2 MB image from loopback can outrun
+    assert "revision 1 is ready" in deployed.stdout
     answer = wait_for(lambda: (r := _through_gateway(platform, unique)).status_code == 200 and r, what="a route")
     assert answer.text == "hello from a private registry\n"
 
