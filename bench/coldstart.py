@@ -11,8 +11,6 @@ measured here.
 
 import argparse
 import multiprocessing
-import signal
-import socket
 import statistics
 import tempfile
 import time
@@ -31,12 +29,6 @@ TIMEOUT_SECONDS = 60
 BURST = 500
 SETTLE_SECONDS = 0.5  # after the app is seen asleep: its first request meets a sleep that is over
 PROBES = 400  # the other tenant's requests, alone and then under the burst
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_asleep(client: StrataClient, tenant: str, state: str) -> None:
@@ -88,12 +80,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=200)
     args = parser.parse_args()
-    gateway = f"127.0.0.1:{free_port()}"
+    gateway = f"127.0.0.1:{strata_daemon.free_port()}"
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.parent.mkdir(exist_ok=True)
         daemon = strata_daemon.start(
-            home, "--gateway", gateway, "--gateway-admin", f"127.0.0.1:{free_port()}", "--https", "none",
+            home, "--gateway", gateway, "--gateway-admin", f"127.0.0.1:{strata_daemon.free_port()}", "--https", "none",
             "--ssh", "none",
         )  # fmt: skip
         platform = ""
@@ -145,10 +137,7 @@ def main() -> None:
                           f"({loaded / alone:.2f}x)")  # fmt: skip
                     bursting.join()
         finally:
-            daemon.send_signal(signal.SIGINT)  # SIGTERM would leave HAProxy serving for a next daemon
-            daemon.wait(timeout=30)
-            if platform:
-                strata_daemon.remove_containers(platform)
+            strata_daemon.stop(daemon, platform)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ tenant (its service, volume and backups) through the API, the baseline's contain
 
 import argparse
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -140,8 +138,8 @@ def main() -> int:
         scratch = Path(scratch_dir)
         home = scratch / "home"
         daemon = strata_daemon.start(
-            home, "--local-node", "--gateway", f"127.0.0.1:{free_port()}", "--gateway-admin",
-            f"127.0.0.1:{free_port()}", "--ssh", "none", "--https", "none",
+            home, "--local-node", "--gateway", f"127.0.0.1:{strata_daemon.free_port()}", "--gateway-admin",
+            f"127.0.0.1:{strata_daemon.free_port()}", "--ssh", "none", "--https", "none",
         )  # fmt: skip
         platform = ""
         try:
@@ -177,13 +175,7 @@ def main() -> int:
         finally:
             if baseline:
                 subprocess.run(["docker", "rm", "-f", *baseline], capture_output=True)
-            daemon.send_signal(signal.SIGINT)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-            strata_daemon.remove_containers(platform)
+            strata_daemon.stop(daemon, platform)
     provision = statistics.median(results["provision"])
     met = "met" if provision <= PROVISION_GOAL_SECONDS else "missed"
     print(f"managed PostgreSQL 15, {args.runs} run(s), medians; the database {size / 2**20:.0f} MiB ({args.rows} rows)")
@@ -192,12 +184,6 @@ def main() -> int:
     print(line("backup: pg_dump, then verified (platform)", results["backup"], results["backup by hand"]))
     print(line("restore: beside the live one, swapped (platform)", results["restore"], results["restore by hand"]))
     return 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ and container it starts it removes again; traffic stays on 127.0.0.1.
 
 import argparse
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,12 +31,6 @@ from tenants.schemas import AppSpec, TenantCreate
 
 SPEC = AppSpec(image="strata/static", replicas=2, cpu_millicores=100, memory_mib=32)
 CHURN_EVERY_SECONDS = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_ready(client: StrataClient, gateway: int, apps: list[tuple[str, str]], replicas: int) -> None:
@@ -98,8 +90,8 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="strata-soak-") as scratch:
-        home, gateway = Path(scratch) / "home", free_port()
-        admin = f"127.0.0.1:{free_port()}"
+        home, gateway = Path(scratch) / "home", strata_daemon.free_port()
+        admin = f"127.0.0.1:{strata_daemon.free_port()}"
         daemon = strata_daemon.start(
             home,
             "--local-node",
@@ -136,9 +128,7 @@ def main() -> int:
                 churner.join()
             peak = peak_rss_mib(daemon.pid)
         finally:
-            daemon.send_signal(signal.SIGINT)
-            daemon.wait(timeout=30)
-            strata_daemon.remove_containers(platform)
+            strata_daemon.stop(daemon, platform)
 
     requests = sum(r.requests for r in results)
     failures = {kind: sum(r.failures[kind] for r in results) for kind in FAILURE_KINDS}

@@ -1,6 +1,8 @@
 """`strata up` for a benchmark: started in `home` with these arguments, returned once its API answers."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -9,6 +11,7 @@ from pathlib import Path
 from tenants.client import ApiError, StrataClient
 
 START_TIMEOUT_SECONDS = 30
+STOP_TIMEOUT_SECONDS = 30
 
 
 def start(home: Path, *arguments: str) -> subprocess.Popen[bytes]:
@@ -24,6 +27,24 @@ def start(home: Path, *arguments: str) -> subprocess.Popen[bytes]:
             raise SystemExit(f"strata up did not start; see {home.parent / 'daemon.log'}")
         time.sleep(0.05)
     return daemon
+
+
+def stop(daemon: subprocess.Popen[bytes], platform: str) -> None:
+    """Stop the daemon as Ctrl-C would (its front door stops with it: SIGTERM would leave HAProxy serving for a
+    next daemon), killed if it has not within `STOP_TIMEOUT_SECONDS`; then remove what it kept of `platform`'s."""
+    daemon.send_signal(signal.SIGINT)
+    try:
+        daemon.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+    remove_containers(platform)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def remove_containers(platform: str) -> None:

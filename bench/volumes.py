@@ -38,8 +38,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -182,12 +180,6 @@ class Bench:
         return writes / (time.perf_counter() - started)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def compile_randwrite(scratch: Path) -> Path | None:
     if shutil.which("gcc") is None:
         return None
@@ -316,8 +308,8 @@ def main() -> int:
         bench = Bench(args, "c" if randwrite else "sh")
         home = scratch / "home"
         daemon = strata_daemon.start(
-            home, "--local-node", "--gateway", f"127.0.0.1:{free_port()}", "--gateway-admin",
-            f"127.0.0.1:{free_port()}", "--ssh", "none", "--https", "none",
+            home, "--local-node", "--gateway", f"127.0.0.1:{strata_daemon.free_port()}", "--gateway-admin",
+            f"127.0.0.1:{strata_daemon.free_port()}", "--ssh", "none", "--https", "none",
         )  # fmt: skip
         platform = ""
         results: dict[tuple[str, str], list[float]] = {}
@@ -366,13 +358,7 @@ def main() -> int:
                 finally:
                     cleanup(client, plain_name, plain_volume)
         finally:
-            daemon.send_signal(signal.SIGINT)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-            strata_daemon.remove_containers(platform)
+            strata_daemon.stop(daemon, platform)
             left = leftover_mounts(scratch)
             if left:
                 print(f"unmounted (lazily) what was left mounted: {', '.join(left)}", file=sys.stderr)
