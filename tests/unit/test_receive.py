@@ -80,6 +80,10 @@ def api(tmp_path: Path) -> Iterator[tuple[str, list[tuple[str, str, dict[str, st
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield path, requests, handlers
+    # Wake the thread's accept and wait for it to end before the descriptor is closed: closed first, its number
+    # could go to the next test's socket, whose connection the old thread would then take with no handler left.
+    server.shutdown(socket.SHUT_RDWR)
+    thread.join(timeout=10)
     server.close()
 
 
