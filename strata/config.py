@@ -5,6 +5,7 @@ Everything the daemon keeps lives under `STRATA_HOME` (default `~/.local/share/s
 """
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ class Settings:
     acme_email: str | None = None  # the ACME account's contact
     acme_ca_bundle: Path | None = None  # CA certificates to trust for the ACME server's own HTTPS (a private CA)
     backup_s3: S3Location | None = None  # where verified backups are kept; None: under `home`/backups
+    daemon_name: str = ""  # this daemon among those on one database (STRATA_DAEMON_NAME; its host's name)
 
     @classmethod
     def from_env(cls, home: Path | None = None) -> "Settings":
@@ -50,6 +52,7 @@ class Settings:
                 os.environ.get("STRATA_BACKUP_S3_ENDPOINT") or None,
                 os.environ.get("STRATA_BACKUP_S3_REGION") or None,
             ),
+            daemon_name=os.environ.get("STRATA_DAEMON_NAME") or socket.gethostname(),
         )
 
     @property

@@ -14,7 +14,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -46,17 +46,20 @@ from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
+from hosting.paas.standby import StandbyRoutes
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
+from strata.leadership import Leadership
 from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
-from tenants import db, tokens
+from tenants import db, installation, tokens
 from tenants import volumes as volume_records
 from tenants.enums import Role
+from tenants.errors import Invalid
 from tenants.routes import RouteSpec
 from tenants.schemas import TokenCreate
-from tenants.secrets import SecretBox
+from tenants.secrets import SecretBox, SecretKeyError
 from tui.ssh.server import serve_ssh
 
 log = logging.getLogger("strata")
@@ -89,6 +92,8 @@ def run(settings: Settings, options: Options) -> None:
     with _exclusive(settings.lock_file):
         engine = _open_database(settings.database_url)
         ensure_operator_token(engine, settings.operator_token_file)
+        box = SecretBox(settings.secret_key_file)
+        platform_id = _join(engine, settings.platform_id_file, box)
         local = DockerRuntime("local", settings.docker_url)
         nodes = [NodeHandle(local, "local", settings.docker_url)] if options.local_node else []
         (settings.home / "logs").mkdir(exist_ok=True)
@@ -107,17 +112,17 @@ def run(settings: Settings, options: Options) -> None:
             if certificates is not None:
                 certificates.want(gateway.hostnames(routes))
 
-        pool, installation = NodePool(nodes), platform_id(settings.platform_id_file)
-        volumes = NodeVolumes(settings.home / "volumes", engine, pool, installation) if options.local_node else None
+        pool = NodePool(nodes)
+        volumes = NodeVolumes(settings.home / "volumes", engine, pool, platform_id) if options.local_node else None
         reconciler = Reconciler(
             engine,
-            installation,
+            platform_id,
             pool,
             settings.scheduler,
             publish=publish,
             drain=gateway.drain,
             image_store=local if options.local_node else None,
-            secrets=SecretBox(settings.secret_key_file),
+            secrets=box,
             volumes=volumes.mounted if volumes is not None else None,
             activity=gateway.activity,
             in_flight=gateway.activator.in_flight,
@@ -127,9 +132,6 @@ def run(settings: Settings, options: Options) -> None:
         if volumes is not None:
             volumes.nudge = reconciler.nudge
             volumes.use(hypervisors)
-            with db.session(engine) as session:
-                for volume in volume_records.recover_moves(session):
-                    log.warning("the move of volume %s was cut off by the daemon's stop: it stays where it was", volume)
         builder = Builder(
             engine,
             local if options.local_node else None,
@@ -138,8 +140,6 @@ def run(settings: Settings, options: Options) -> None:
             platform=reconciler.platform_id,
         )
         reconciler.building = builder.tenants_building  # a build's RUN steps use its tenant's network
-        for build_id in builder.recover():
-            log.warning("build %d was cut off by the daemon's stop: marked failed", build_id)
         backups = None
         if volumes is not None:
             backups = VolumeBackups(
@@ -147,16 +147,20 @@ def run(settings: Settings, options: Options) -> None:
             )
             reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
             backups.sweep()
-            with db.session(engine) as session:
-                cut, restores = backup_records.recover(session)
-            for backup_id, tenant in cut:
-                log.warning("backup %d was cut off by the daemon's stop: marked failed", backup_id)
-                try:
-                    backups.remove(tenant, backup_id)
-                except StoreError as exc:  # the store is out of reach: the daemon starts all the same
-                    log.warning("backup %d: its archive may be left in the store: %s", backup_id, exc)
-            for volume in restores:
-                log.warning("the restore of volume %s was cut off by the daemon's stop: its apps run again", volume)
+        standby = StandbyRoutes(engine, publish)
+
+        def changed() -> None:  # another daemon changed the desired state
+            reconciler.nudge()
+            standby.nudge()
+            for vm_nodes in hypervisors:
+                vm_nodes.nudge()
+
+        leadership = Leadership(engine, settings.daemon_name, changed)
+
+        def nudge() -> None:  # this daemon's API changed the desired state
+            reconciler.nudge()
+            leadership.announce()
+
         platform = Platform(
             engine=engine,
             settings=settings,
@@ -165,7 +169,7 @@ def run(settings: Settings, options: Options) -> None:
             gateway=gateway,
             certificates=certificates,
             hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
-            nudge=reconciler.nudge,
+            nudge=nudge,
             builder=builder,
             pulls=reconciler.pulls,
             volumes=volumes,
@@ -177,14 +181,13 @@ def run(settings: Settings, options: Options) -> None:
         sockets = [_unix_socket(settings.api_socket)]
         if options.api:
             sockets.append(_tcp_socket(options.api))
+        parts = _Parts(
+            app, reconciler, hypervisors, gateway, certificates, backups, volumes, leadership, standby,
+            partial(_recover, engine, builder, backups),
+        )  # fmt: skip
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(
-                    _serve(
-                        app, reconciler, hypervisors, gateway, certificates, backups, volumes, sockets, options,
-                        settings,
-                    )
-                )  # fmt: skip
+                runner.run(_serve(parts, sockets, options, settings))
         finally:
             settings.api_socket.unlink(missing_ok=True)
             engine.dispose()
@@ -267,23 +270,32 @@ def _provisioner(settings: Settings, driver: HypervisorDriver, templates: Hyperv
     )
 
 
-async def _serve(
-    app: FastAPI,
-    reconciler: Reconciler,
-    hypervisors: list[VmNodes],
-    gateway: FrontDoor,
-    certificates: Certificates | None,
-    backups: VolumeBackups | None,
-    volumes: NodeVolumes | None,
-    sockets: list[socket.socket],
-    options: Options,
-    settings: Settings,
-) -> None:
-    """Serve, route and reconcile until SIGINT or SIGTERM, then let in-flight requests finish (within a grace
-    period). Containers keep running across a stop: the next start adopts them.
+@dataclass
+class _Parts:
+    """What the daemon runs on its loop. Every daemon serves the API, SSH and its front door (`standby` feeds it
+    until the daemon leads); the one that leads also `recover`s what a stop cut off, and runs the reconciler, the
+    VM nodes and the backup schedule."""
+
+    app: FastAPI
+    reconciler: Reconciler
+    hypervisors: list[VmNodes]
+    gateway: FrontDoor
+    certificates: Certificates | None
+    backups: VolumeBackups | None
+    volumes: NodeVolumes | None
+    leadership: Leadership
+    standby: StandbyRoutes
+    recover: Callable[[], None]
+
+
+async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, settings: Settings) -> None:
+    """Serve, route (and reconcile, once leading) until SIGINT or SIGTERM, then let in-flight requests finish
+    (within a grace period). Containers keep running across a stop: the next start adopts them. A leader that
+    loses its lock stops as for a SIGTERM, and says so (`DaemonError`): it must not act once another may lead.
     """
-    if volumes is not None:
-        await volumes.start()
+    gateway, reconciler = parts.gateway, parts.reconciler
+    if parts.volumes is not None:
+        await parts.volumes.start()
     try:
         await gateway.start()
     except (HAProxyError, RuntimeApiError, OSError) as exc:
@@ -300,7 +312,7 @@ async def _serve(
             raise DaemonError(f"the SSH server cannot listen: {exc.strerror or exc}; choose another --ssh") from None
         log.info("SSH on %s:%d (ssh -p %d admin@%s)", *options.ssh, options.ssh[1], options.ssh[0])
     config = uvicorn.Config(
-        app,
+        parts.app,
         log_level="warning",
         lifespan="off",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
@@ -317,30 +329,78 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
     serving = asyncio.create_task(api.serve(sockets=sockets))
-    reconciling = asyncio.create_task(reconciler.run(stopping))
-    tasks = [serving, reconciling]
-    tasks.extend(asyncio.create_task(vm_nodes.run(stopping)) for vm_nodes in hypervisors)
-    if backups is not None:
-        tasks.append(asyncio.create_task(backups.run(stopping)))
-    if certificates is not None:
-        tasks.append(asyncio.create_task(_until(stopping, certificates.run())))
+    electing = asyncio.create_task(parts.leadership.run(stopping))
+    tasks = [serving, asyncio.create_task(_lead(parts, stopping))]
+    if parts.certificates is not None:
+        tasks.append(asyncio.create_task(_until(stopping, parts.certificates.run())))
     log.info(
         "control API on %s; nodes: %s",
         ", ".join(map(_describe, sockets)),
         ", ".join(reconciler.pool.names()) or "none yet",
     )
-    await asyncio.wait([serving, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+    until = asyncio.create_task(stopping.wait())
+    await asyncio.wait([serving, electing, until], return_when=asyncio.FIRST_COMPLETED)
     stopping.set()
+    lost = electing.exception() if electing.done() and not electing.cancelled() else None
+    if lost is not None:
+        log.error("%s: stopping (a service manager starts this daemon again, as a standby)", lost)
     if ssh is not None:
         await ssh.close()  # first: its sessions' commands are clients of the API, and end with their sessions
     api.should_exit = True
     await asyncio.gather(*tasks)
-    for vm_nodes in hypervisors:
+    for vm_nodes in parts.hypervisors:
         await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
     await gateway.close(stop_haproxy=signal.SIGINT in interrupted)
+    if not electing.done():
+        await electing
     for node in reconciler.pool:
         await node.runtime.close()
     log.info("stopped")
+    if lost is not None:
+        raise DaemonError(f"this daemon lost the lead ({lost})")
+
+
+async def _lead(parts: _Parts, stopping: asyncio.Event) -> None:
+    """Feed the front door from the records while standing by (until `stopping`); once this daemon leads, its
+    own reconciler feeds it (the standby's feed ends first), what the last leader's stop cut off is recovered,
+    and the leader's work runs until `stopping`."""
+    feeding = asyncio.create_task(parts.standby.run(stopping))
+    leading = asyncio.create_task(parts.leadership.leading.wait())
+    await asyncio.wait([feeding, leading], return_when=asyncio.FIRST_COMPLETED)
+    leading.cancel()
+    if not parts.leadership.leading.is_set():
+        await feeding  # ended: the daemon stops
+        return
+    feeding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await feeding
+    await asyncio.to_thread(parts.recover)
+    work = [parts.reconciler.run(stopping), *(vm_nodes.run(stopping) for vm_nodes in parts.hypervisors)]
+    if parts.backups is not None:
+        work.append(parts.backups.run(stopping))
+    await asyncio.gather(*work)
+
+
+def _recover(engine: Engine, builder: Builder, backups: VolumeBackups | None) -> None:
+    """Mark what the last leader's stop cut off: its builds failed, its volume moves and restores undone, its
+    backups failed (their archives removed)."""
+    for build_id in builder.recover():
+        log.warning("build %d was cut off by the daemon's stop: marked failed", build_id)
+    with db.session(engine) as session:
+        for volume in volume_records.recover_moves(session):
+            log.warning("the move of volume %s was cut off by the daemon's stop: it stays where it was", volume)
+    if backups is None:
+        return
+    with db.session(engine) as session:
+        cut, restores = backup_records.recover(session)
+    for backup_id, tenant in cut:
+        log.warning("backup %d was cut off by the daemon's stop: marked failed", backup_id)
+        try:
+            backups.remove(tenant, backup_id)
+        except StoreError as exc:  # the store is out of reach: the daemon starts all the same
+            log.warning("backup %d: its archive may be left in the store: %s", backup_id, exc)
+    for volume in restores:
+        log.warning("the restore of volume %s was cut off by the daemon's stop: its apps run again", volume)
 
 
 class _ApiServer(uvicorn.Server):
@@ -365,14 +425,29 @@ def ensure_operator_token(engine: Engine, path: Path) -> None:
     log.info("new operator token written to %s", path)
 
 
-def platform_id(path: Path) -> str:
-    """This installation's id, made on first start: its containers carry it, so two installations sharing
-    a Docker engine never take each other's containers for orphans."""
+def _join(engine: Engine, path: Path, box: SecretBox) -> str:
+    """The platform's id, which its containers carry so two installations sharing an engine never take each
+    other's for orphans: the database's, shared by every daemon on it; the first daemon's makes it (the one in
+    its home from an earlier start, or a new one). It is written to `path` too, for the tools that read it there.
+    A daemon whose secret key is not the platform's is refused."""
     try:
-        return path.read_text().strip()
+        mine = path.read_text().strip()
     except FileNotFoundError:
-        path.write_text(secrets.token_hex(8) + "\n")
-        return path.read_text().strip()
+        mine = secrets.token_hex(8)
+    try:
+        fingerprint = box.fingerprint()
+    except SecretKeyError as exc:
+        raise DaemonError(str(exc)) from None
+    with db.session(engine) as session:
+        try:
+            platform = installation.join(session, mine, fingerprint)
+        except Invalid as exc:
+            raise DaemonError(str(exc)) from None
+    if platform != mine:
+        path.write_text(platform + "\n")
+    elif not path.exists():
+        path.write_text(mine + "\n")
+    return platform
 
 
 @contextmanager

@@ -45,6 +45,7 @@ from tenants.schemas import (
     ServiceBind,
     ServiceCreate,
     ServiceRead,
+    StatusRead,
     TenantCreate,
     TenantImageRead,
     TenantRead,
@@ -135,6 +136,10 @@ class StrataClient:
     # platform
     def health(self) -> Health:
         return self._call("GET", "/healthz", Health)
+
+    def status(self) -> StatusRead:
+        """Which daemon leads, since when, and the daemons standing by (operators only)."""
+        return self._call("GET", "/status", StatusRead)
 
     def plans(self) -> list[PlanRead]:
         return self._call("GET", "/plans", list[PlanRead])

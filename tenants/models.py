@@ -411,3 +411,23 @@ class UsagePosition(SQLModel, table=True):
     cgroup: int = _count()
     cpu_ns: int = _count()
     at: datetime = _time()
+
+
+class Daemon(SQLModel, table=True):
+    """A `strata up` on this database, as it last said (`seen_at`, every few seconds): the one that leads
+    (`leading_since`) reconciles; the others stand by, serving the API and their hosts' front doors."""
+
+    name: str = Field(primary_key=True)
+    pid: int
+    started_at: datetime = _time()
+    seen_at: datetime = _time()
+    leading_since: datetime | None = _time(nullable=True)
+
+
+class Installation(SQLModel, table=True):
+    """What every daemon of the platform must share, one row: the platform's id (its containers' label) and the
+    fingerprint of the key its secrets are sealed with (a daemon with another key is refused at its start)."""
+
+    id: int = Field(default=1, primary_key=True)
+    platform_id: str
+    key_fingerprint: str

@@ -643,3 +643,23 @@ class UsageReport(BaseModel):
     until: datetime
     lines: list[UsageLine]
     plans: dict[str, PlanRead]  # tenant -> its plan now
+
+
+class DaemonRead(BaseModel):
+    """A daemon on the platform's database: `alive` when it said so within the last few seconds."""
+
+    name: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime
+    leading_since: datetime | None = None
+    alive: bool
+
+
+class StatusRead(BaseModel):
+    """Who leads the platform and since when, the daemons standing by, and which daemon answered."""
+
+    database: str  # sqlite | postgresql
+    answered_by: str
+    leader: DaemonRead | None
+    daemons: list[DaemonRead]

@@ -6,6 +6,8 @@ use with mode 0600 by an exclusive create (two processes starting at once agree 
 others may read it: a database copied off the machine alone holds no usable secret.
 """
 
+import hashlib
+import hmac
 import os
 import stat
 import tempfile
@@ -49,6 +51,12 @@ class SecretBox:
                 public="a stored registry login does not decrypt (the platform's key changed since it was stored): "
                 "store it again (`strata registries add`)",
             ) from None
+
+    def fingerprint(self) -> str:
+        """A short name of the key that reveals nothing of it (an HMAC of a fixed label): daemons sharing a
+        database compare theirs, since one with another key could not unseal what the others sealed."""
+        key = _load_or_create(self.path)
+        return hmac.new(key, b"strata secret key fingerprint", hashlib.sha256).hexdigest()[:16]
 
     def _key(self) -> Fernet:
         if self._fernet is None:

@@ -14,6 +14,7 @@ from strata.cli.platform_commands import console, doctor_command, up
 from strata.cli.registry_commands import registries_group
 from strata.cli.runtime_commands import images_group, nodes_group
 from strata.cli.service_commands import services_group
+from strata.cli.status_command import status
 from strata.cli.tenant_commands import plans, tenants_group
 from strata.cli.usage_commands import usage
 from strata.cli.volume_commands import volumes_group
@@ -33,6 +34,7 @@ def main(token: str | None) -> None:
 
 for command in (
     up,
+    status,
     console,
     doctor_command,
     plans,

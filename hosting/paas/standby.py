@@ -1,0 +1,61 @@
+"""A standby daemon's front door, fed from the leader's records.
+
+Only the leader reconciles, and it tells its own front door each app's ready endpoints as it sees them. Every
+other daemon serves its host's front door too: it reads the same desired state and instance rows the leader
+writes, and publishes the same routes from them — at once when told of a change, and every
+`REFRESH_SECONDS` in any case (a notification may be lost). It stops before the daemon's own reconciler starts,
+so the two never publish over each other.
+"""
+
+import asyncio
+import logging
+
+from sqlalchemy import Engine
+
+from hosting.paas.pause import pause
+from hosting.paas.reconciler import Publish
+from hosting.paas.serving import routes
+from hosting.paas.tracked import Tracked
+from tenants import db
+from tenants import instances as store
+from tenants.routes import RouteSpec
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 1.0
+
+
+class StandbyRoutes:
+    """Routes for `publish`, read from the records."""
+
+    def __init__(self, engine: Engine, publish: Publish) -> None:
+        self.engine, self.publish = engine, publish
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._published: list[RouteSpec] | None = None
+
+    def nudge(self) -> None:
+        """Read the records again now; safe from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Publish the recorded routes whenever they change, until `stopping` (or cancelled: the daemon leads)."""
+        self._loop = asyncio.get_running_loop()
+        while not stopping.is_set():
+            self._wake.clear()
+            try:
+                served = await asyncio.to_thread(self._load)
+            except Exception as exc:  # the database is out of reach a moment: the routes stay as they are
+                log.warning("the standby's routes were not read: %s", exc)
+            else:
+                if served != self._published:
+                    self._published = served
+                    self.publish(served)
+            await pause(self._wake, stopping, REFRESH_SECONDS)
+
+    def _load(self) -> list[RouteSpec]:
+        with db.session(self.engine) as session:
+            desired = store.desired_apps(session)
+            rows = store.load_instances(session)
+        return routes(desired, [Tracked.adopt(row) for row in rows.values()])

@@ -1,0 +1,179 @@
+"""Which daemon leads, and the wake-ups that carry changes between daemons.
+
+One daemon leads a platform: it alone reconciles, places instances, runs the schedules and drives the VMs (two
+reconcilers on the same engines would start every instance twice). The others stand by: they serve the API,
+their host's SSH and front door, and lead when the leader goes.
+
+On PostgreSQL the leader is the daemon that holds a session-level advisory lock (`LOCK_KEY`) on a connection of
+its own. The server releases it the moment that session ends — its process killed, its host or its network gone
+(a half-open connection: when the server's TCP keepalive or `client_connection_check_interval` finds it) — and a
+standby, trying every `TRY_SECONDS`, leads next. The leader proves its session alive as often; if it cannot
+within `PROBE_TIMEOUT_SECONDS`, a standby may lead already, and `run` raises `LeadershipLost`: the daemon must stop
+acting at once (it exits, and a service manager starts it again, as a standby, as Kubernetes' controllers do).
+
+The same connection LISTENs on `CHANGES`: a daemon whose API changed the desired state NOTIFYs it, and every
+daemon's `on_change` runs (the leader's reconciler passes at once; a standby's front door reloads its routes).
+A notification is a wake-up only, lost on a disconnect: the database stays the truth, read again every pass.
+
+On SQLite (one daemon: its home's lock file keeps a second out) the daemon leads from its start.
+"""
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psycopg
+from sqlalchemy import Engine
+
+from tenants import daemons, db
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = 0x5374726174614C64  # "StrataLd" in ASCII: no other program on the database takes this lock
+CHANGES = "strata_changes"
+TRY_SECONDS = 0.5
+PROBE_TIMEOUT_SECONDS = 2.0
+RECONNECT_SECONDS = 1.0
+
+
+class LeadershipLost(Exception):
+    """The leader's session can no longer be proved alive: another daemon may lead now."""
+
+
+class Leadership:
+    """This daemon's part in the election: `leading` is set once it leads, and stays set until `run` ends.
+    `on_change` runs (on the loop) when another daemon says the desired state changed."""
+
+    def __init__(self, engine: Engine, name: str, on_change: Callable[[], None]) -> None:
+        self.engine, self.name, self.on_change = engine, name, on_change
+        self.leading = asyncio.Event()
+        self.since: datetime | None = None  # when this daemon began to lead
+        self._postgres = engine.dialect.name == "postgresql"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._announcing = False
+        self._announce_again = False
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Take part until `stopping`: registered, heartbeating, leading when the lock is won; the row is
+        removed at the end. Raises `LeadershipLost` when leading and the lock's session cannot be proved alive."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._write, daemons.register, os.getpid(), _now())
+        beating = asyncio.create_task(self._heartbeat(stopping))
+        try:
+            if self._postgres:
+                await self._elect(stopping)
+            else:
+                await self._lead()
+                await stopping.wait()
+        finally:
+            beating.cancel()
+            try:
+                await asyncio.to_thread(self._write, daemons.leave)
+            except Exception as exc:  # the database is out of reach: the row ages into `gone`
+                log.warning("could not remove this daemon's row: %s", exc)
+
+    def announce(self) -> None:
+        """Tell the other daemons the desired state changed (NOTIFY); safe from any thread, coalesced."""
+        if self._postgres and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._schedule_announce)
+
+    def _schedule_announce(self) -> None:
+        if self._announcing:
+            self._announce_again = True
+            return
+        self._announcing = True
+        asyncio.ensure_future(self._send_announcements())
+
+    async def _send_announcements(self) -> None:
+        try:
+            while True:
+                self._announce_again = False
+                try:
+                    await asyncio.to_thread(self._notify)
+                except Exception as exc:  # a wake-up lost: the others read the database on their own anyway
+                    log.warning("could not tell the other daemons of a change: %s", exc)
+                if not self._announce_again:
+                    return
+        finally:
+            self._announcing = False
+
+    def _notify(self) -> None:
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(f"NOTIFY {CHANGES}")
+
+    async def _elect(self, stopping: asyncio.Event) -> None:
+        """Stand by, trying for the lock, until won; then lead, probing the lock's session, until `stopping`."""
+        while not stopping.is_set():
+            try:
+                async with await self._connect() as connection:
+                    await connection.execute(f"LISTEN {CHANGES}")
+                    while not stopping.is_set():
+                        await self._listen(connection)
+                        if self.leading.is_set():
+                            await self._probe(connection)
+                        elif await self._try_lock(connection):
+                            await self._lead()
+            except psycopg.Error as exc:
+                if self.leading.is_set():
+                    raise LeadershipLost(f"the session holding the leader's lock failed: {exc}") from None
+                log.warning("standing by without the database (%s); trying again", exc)
+                await _pause(stopping, RECONNECT_SECONDS)
+
+    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return await psycopg.AsyncConnection.connect(
+            conninfo,
+            autocommit=True,
+            connect_timeout=db.CONNECT_TIMEOUT_SECONDS,
+            application_name=f"strata leader election ({self.name})",
+        )
+
+    async def _listen(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        """Wait `TRY_SECONDS` for notifications, passing each on."""
+        async for _ in connection.notifies(timeout=TRY_SECONDS):
+            self.on_change()
+
+    async def _try_lock(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> bool:
+        cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+        row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def _probe(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        try:
+            await asyncio.wait_for(connection.execute("SELECT 1"), PROBE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise LeadershipLost(f"the database did not answer within {PROBE_TIMEOUT_SECONDS} s") from None
+
+    async def _lead(self) -> None:
+        self.since = _now()
+        self.leading.set()
+        log.info("this daemon (%s) leads", self.name)
+        try:
+            await asyncio.to_thread(self._write, daemons.lead, self.since)
+        except Exception as exc:  # the lock is what makes the leader; the row only says so, at the next beat
+            log.warning("could not record that this daemon leads: %s", exc)
+
+    async def _heartbeat(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await _pause(stopping, daemons.HEARTBEAT_SECONDS)
+            try:
+                await asyncio.to_thread(self._write, daemons.heartbeat, os.getpid(), _now(), self.since)
+            except Exception as exc:  # the database is out of reach a moment: the next beat tries again
+                log.warning("heartbeat not recorded: %s", exc)
+
+    def _write(self, write: Callable[..., None], *args: object) -> None:
+        with db.session(self.engine) as session:
+            write(session, self.name, *args)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        pass

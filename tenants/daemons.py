@@ -1,0 +1,61 @@
+"""The daemons on one database, as each says of itself: started, still there (`seen_at`, a heartbeat), leading.
+
+The leader is chosen elsewhere (`strata.leadership`: a PostgreSQL advisory lock, or the only daemon on SQLite);
+these rows only say who won, for `strata status` and the console. A daemon that died says nothing more: it is
+shown as gone once its heartbeat is `STALE_SECONDS` old, and a leader's row is taken over by the next leader.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from tenants.models import Daemon
+from tenants.schemas import DaemonRead
+
+HEARTBEAT_SECONDS = 2.0
+STALE_SECONDS = 3 * HEARTBEAT_SECONDS
+
+
+def register(session: Session, name: str, pid: int, now: datetime) -> None:
+    """Record the daemon as started now, standing by (a row left by an earlier daemon of its name is replaced)."""
+    session.merge(Daemon(name=name, pid=pid, started_at=now, seen_at=now, leading_since=None))
+    session.commit()
+
+
+def heartbeat(session: Session, name: str, pid: int, now: datetime, leading_since: datetime | None) -> None:
+    """The daemon is still there, leading since `leading_since` (None: standing by); its row is made again if it
+    went meanwhile (removed by hand)."""
+    row = session.get(Daemon, name) or Daemon(name=name, pid=pid, started_at=now)
+    row.seen_at, row.leading_since = now, leading_since
+    session.add(row)
+    session.commit()
+
+
+def lead(session: Session, name: str, now: datetime) -> None:
+    """`name` leads from now on: no other row says it leads."""
+    session.exec(update(Daemon).where(col(Daemon.name) != name).values(leading_since=None))
+    session.exec(update(Daemon).where(col(Daemon.name) == name).values(leading_since=now, seen_at=now))
+    session.commit()
+
+
+def leave(session: Session, name: str) -> None:
+    """The daemon stops: its row goes."""
+    row = session.get(Daemon, name)
+    if row is not None:
+        session.delete(row)
+        session.commit()
+
+
+def daemons(session: Session, now: datetime) -> list[DaemonRead]:
+    """Every daemon on record, by name."""
+    stale = now - timedelta(seconds=STALE_SECONDS)
+    rows = session.exec(select(Daemon).order_by(col(Daemon.name)))
+    return [DaemonRead(**row.model_dump(), alive=row.seen_at >= stale) for row in rows]
+
+
+def leader(found: list[DaemonRead]) -> DaemonRead | None:
+    """The daemon that leads: the latest to have begun leading among those alive (a leader that died keeps its
+    row's `leading_since` until the next leader clears it)."""
+    leading = [d for d in found if d.alive and d.leading_since is not None]
+    return max(leading, key=lambda d: d.leading_since or d.started_at, default=None)

@@ -1,0 +1,39 @@
+"""Several daemons on one database: each one's row (`daemon`: who leads, who stands by) and what they must share
+(`installation`: the platform's id, which its containers carry, and the fingerprint of the key its secrets are
+sealed with).
+
+Revision ID: 0015
+Revises: 0014
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from tenants.models import UTCDateTime
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "daemon",
+        sa.Column("name", sa.String, primary_key=True),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("seen_at", UTCDateTime(), nullable=False),
+        sa.Column("leading_since", UTCDateTime(), nullable=True),
+    )
+    op.create_table(
+        "installation",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("platform_id", sa.String, nullable=False),
+        sa.Column("key_fingerprint", sa.String, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("installation")
+    op.drop_table("daemon")
