@@ -14,10 +14,11 @@ START_TIMEOUT_SECONDS = 30
 STOP_TIMEOUT_SECONDS = 30
 
 
-def start(home: Path, *arguments: str) -> subprocess.Popen[bytes]:
+def start(home: Path, *arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`env` adds to (or overrides) this process's environment for the daemon."""
     daemon = subprocess.Popen(
         [sys.executable, "-m", "strata", "up", *arguments],
-        env={**os.environ, "STRATA_HOME": str(home)},
+        env={**os.environ, **(env or {}), "STRATA_HOME": str(home)},
         stdout=subprocess.DEVNULL,
         stderr=open(home.parent / "daemon.log", "wb"),  # noqa: SIM115 (the process owns it)
     )

@@ -46,7 +46,7 @@ from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
-from hosting.paas.standby import StandbyRoutes
+from hosting.paas.standby import Standby
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
@@ -147,7 +147,7 @@ def run(settings: Settings, options: Options) -> None:
             )
             reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
             backups.sweep()
-        standby = StandbyRoutes(engine, publish)
+        standby = Standby(engine, pool, publish)
 
         def changed() -> None:  # another daemon changed the desired state
             reconciler.nudge()
@@ -284,7 +284,7 @@ class _Parts:
     backups: VolumeBackups | None
     volumes: NodeVolumes | None
     leadership: Leadership
-    standby: StandbyRoutes
+    standby: Standby
     recover: Callable[[], None]
 
 

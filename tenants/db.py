@@ -21,6 +21,7 @@ from tenants.errors import Conflict
 LOCK_TIMEOUT_MS = 5_000  # SQLite's busy_timeout, PostgreSQL's lock_timeout
 CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not answer (SQLite's file is always there)
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x5374726174614D67  # "StrataMg": held by the transaction that upgrades the schema
 
 
 def open_engine(url: str) -> Engine:
@@ -50,7 +51,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     On SQLite, foreign keys are off while they run: a migration that rebuilds a table (batch mode) drops the
     old one, which would otherwise cascade to every row that refers to it. They are checked afterwards.
-    PostgreSQL alters tables in place, and runs them all in one transaction as SQLite does.
+    PostgreSQL alters tables in place, and runs them all in one transaction as SQLite does, holding an advisory
+    lock: a second daemon starting meanwhile waits for it, then finds the schema current.
     """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -61,6 +63,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             connection.commit()
         try:
             with connection.begin():
+                if not sqlite:  # daemons starting together on one database upgrade it one after the other
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
                 if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").all()):

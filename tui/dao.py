@@ -23,6 +23,7 @@ from tenants.schemas import (
     EventRead,
     NodeRead,
     ServiceRead,
+    StatusRead,
     TenantCreate,
     TenantRead,
     TenantSummary,
@@ -173,6 +174,10 @@ class ConsoleData:
 
     def nodes(self) -> list[NodeRead]:
         return self._call(self.client.nodes)
+
+    def status(self) -> StatusRead:
+        """Which daemon leads the platform, since when (operators)."""
+        return self._call(self.client.status)
 
     def events(self, tenant: str | None = None) -> list[EventRead]:
         return self._call(lambda: self.client.events(tenant, limit=200))

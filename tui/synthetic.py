@@ -19,11 +19,13 @@ from tenants.enums import AppKind, BuildSource, BuildState, InstanceState, Isola
 from tenants.schemas import (
     AppRead,
     BuildRead,
+    DaemonRead,
     EventRead,
     InstanceRead,
     NodeRead,
     PullRead,
     ServiceRead,
+    StatusRead,
     TenantRead,
     TenantSummary,
     TrafficRead,
@@ -95,6 +97,12 @@ class SyntheticData:
             )
             for i in range(self.tenants)
         ]
+
+    def status(self) -> StatusRead:
+        """Two daemons on PostgreSQL: `host-a` leads since the epoch, `host-b` stands by."""
+        leader = DaemonRead(name="host-a", pid=4242, started_at=EPOCH, seen_at=EPOCH, leading_since=EPOCH, alive=True)
+        standby = DaemonRead(name="host-b", pid=4343, started_at=EPOCH, seen_at=EPOCH, alive=True)
+        return StatusRead(database="postgresql", answered_by="host-a", leader=leader, daemons=[leader, standby])
 
     def nodes(self) -> list[NodeRead]:
         return [

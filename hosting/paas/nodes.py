@@ -57,6 +57,16 @@ class NodeHandle:
         await asyncio.to_thread(self._record, engine, "ready")
         return True
 
+    async def probe(self) -> None:
+        """Whether the engine answers, and its capacity, for this daemon's own use (a standby's API): nothing is
+        recorded, since the leader's passes record the nodes."""
+        try:
+            self.capacity = await self.runtime.capacity()
+        except EngineError:
+            self.reachable = False
+        else:
+            self.reachable = True
+
     async def mark_unreachable(self, engine: Engine, now: float | None = None) -> None:
         self.reachable = False
         if self.unreachable_since is None:

@@ -1,10 +1,12 @@
-"""A standby daemon's front door, fed from the leader's records.
+"""What a standby daemon keeps current while another leads: its front door, fed from the leader's records, and
+its view of its engines, for its own API.
 
 Only the leader reconciles, and it tells its own front door each app's ready endpoints as it sees them. Every
 other daemon serves its host's front door too: it reads the same desired state and instance rows the leader
 writes, and publishes the same routes from them — at once when told of a change, and every
 `REFRESH_SECONDS` in any case (a notification may be lost). It stops before the daemon's own reconciler starts,
-so the two never publish over each other.
+so the two never publish over each other. Its engines are asked whether they answer as often (nothing recorded:
+the leader records the nodes), so its API's calls to them (images, logs, a shell) know where to go.
 """
 
 import asyncio
@@ -12,6 +14,7 @@ import logging
 
 from sqlalchemy import Engine
 
+from hosting.paas.nodes import NodePool
 from hosting.paas.pause import pause
 from hosting.paas.reconciler import Publish
 from hosting.paas.serving import routes
@@ -25,11 +28,11 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 1.0
 
 
-class StandbyRoutes:
-    """Routes for `publish`, read from the records."""
+class Standby:
+    """Routes for `publish`, read from the records; `pool`'s engines probed."""
 
-    def __init__(self, engine: Engine, publish: Publish) -> None:
-        self.engine, self.publish = engine, publish
+    def __init__(self, engine: Engine, pool: NodePool, publish: Publish) -> None:
+        self.engine, self.pool, self.publish = engine, pool, publish
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._published: list[RouteSpec] | None = None
@@ -44,6 +47,7 @@ class StandbyRoutes:
         self._loop = asyncio.get_running_loop()
         while not stopping.is_set():
             self._wake.clear()
+            await asyncio.gather(*(node.probe() for node in self.pool))
             try:
                 served = await asyncio.to_thread(self._load)
             except Exception as exc:  # the database is out of reach a moment: the routes stay as they are

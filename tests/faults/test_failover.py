@@ -59,6 +59,8 @@ def test_a_standby_leads_within_seconds_when_the_leader_is_killed_and_finishes_i
             roles = {d.name: (d.alive, d.leading_since is not None) for d in _status(first).daemons}
             assert roles == {"a": (True, False), "b": (True, True)}  # the one started again stands by
             assert _leader(first) == "b"
+            shown = first.cli("status", token=first.operator_token)
+            assert shown.returncode == 0 and shown.stdout.startswith("leader: b (pid "), shown.stderr
             wait_for(lambda: _serving(first, "revision=2"), what="the restarted standby's door fed by the records")
         finally:
             for daemon in (first, second):

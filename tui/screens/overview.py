@@ -8,7 +8,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
 from tenants.enums import TenantStatus
-from tenants.schemas import NodeRead, TenantCreate, TenantSummary
+from tenants.schemas import NodeRead, StatusRead, TenantCreate, TenantSummary
 from tui import render
 from tui.dao import ConsoleData
 from tui.model import Column, ordered, visible
@@ -83,15 +83,19 @@ class OverviewScreen(DataScreen):
     def on_mount(self) -> None:
         self.query_one("#tenants", DataTable).focus()
 
-    def load(self, data: ConsoleData) -> tuple[list[TenantSummary], list[NodeRead] | None]:
-        return data.overview(), data.nodes() if data.is_operator else None
+    def load(self, data: ConsoleData) -> tuple[list[TenantSummary], list[NodeRead] | None, StatusRead | None]:
+        if not data.is_operator:
+            return data.overview(), None, None
+        return data.overview(), data.nodes(), data.status()
 
-    def show(self, payload: tuple[list[TenantSummary], list[NodeRead] | None]) -> None:
-        tenants, nodes = payload
+    def show(self, payload: tuple[list[TenantSummary], list[NodeRead] | None, StatusRead | None]) -> None:
+        tenants, nodes, status = payload
         total = sum(t.requests_per_second for t in tenants)
         health = [render.plural(len(tenants), "tenant"), f"gateway {total:.1f} req/s"]
         if nodes is not None:
             health.insert(1, f"docker engines {sum(n.state == 'ready' for n in nodes)}/{len(nodes)} ready")
+        if status is not None:
+            health.insert(0, _leader(status))
         self.sub_title = " · ".join(health)
         if tenants == self.rows:
             return  # nothing changed: nothing to paint
@@ -179,3 +183,12 @@ class OverviewScreen(DataScreen):
                 self.app.act(lambda data: data.delete_tenant(name), f"tenant {name} deleted")
 
         self.app.push_screen(ConfirmDialog(f"Delete tenant {name} with all its apps, keys and tokens?"), confirmed)
+
+
+def _leader(status: StatusRead) -> str:
+    """Which daemon leads, since when (local time), among how many; or that none does now."""
+    if status.leader is None or status.leader.leading_since is None:
+        return "no leader now"
+    since = status.leader.leading_since.astimezone().strftime("%H:%M")
+    others = sum(d.alive for d in status.daemons) - 1
+    return f"leader {status.leader.name} since {since}" + (f" (+{others} standby)" if others > 0 else "")
