@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from psycopg import sql
 
 from tenants.enums import InstanceState
 from tenants.schemas import AppSpec, StatusRead, TenantCreate
@@ -95,3 +96,26 @@ def _rolled(daemon: Daemon) -> bool:
     with daemon.operator() as api:
         found = api.instances("acme", "web")
     return len(found) == 2 and all(i.revision == 2 and i.state == InstanceState.READY for i in found)
+
+
+def test_a_leader_whose_lock_session_ends_stops_and_a_standby_leads(postgres: Postgres, tmp_path: Path) -> None:
+    """The server ends the leader's lock session (as a network cut would, once noticed): the leader stops acting
+    and exits saying it lost the lead; the standby leads."""
+    with postgres.database() as url:
+        first = start_daemon(tmp_path / "a", env=_env(url, "a"))
+        (tmp_path / "b").mkdir(mode=0o700)
+        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
+        second = start_daemon(tmp_path / "b", env=_env(url, "b"))
+        try:
+            assert _leader(second) == "a"
+            postgres.execute(
+                sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = {}").format(
+                    sql.Literal("strata leader election (a)")
+                )
+            )
+            assert first.process.wait(timeout=15) == 1
+            assert "this daemon lost the lead" in (tmp_path / "a-daemon.log").read_text()
+            assert wait_for(lambda: (s := _status(second)).leader and s.leader.name, timeout=10) == "b"
+        finally:
+            for daemon in (first, second):
+                daemon.stop()
