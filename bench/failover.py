@@ -145,7 +145,7 @@ def main() -> None:
     server.start()
     root = Path(tempfile.mkdtemp(prefix="strata-failover-"))
     daemons: list[Daemon] = []
-    platform = ""
+    platform, finished = "", False
     try:
         with server.database() as url:
             daemons = [Daemon(root, "a", url), Daemon(root, "b", url)]
@@ -201,12 +201,16 @@ def main() -> None:
             print(f"  rolls not finished by the new leader: {unfinished}; duplicate containers: {duplicates}; "
                   f"apps lost: {lost}")  # fmt: skip
             print(f"  load: {sum(load.outcomes.values())} requests, {failed} failed {load.failures[:10]}")
+            finished = True
     finally:
         for daemon in daemons:
             daemon.stop()
         strata_daemon.remove_containers(platform)
         server.remove()
-        shutil.rmtree(root, ignore_errors=True)
+        if finished:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"the daemons' homes and logs are kept in {root}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -53,7 +54,7 @@ from strata.config import Settings
 from strata.leadership import Leadership
 from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
-from tenants import db, installation, tokens
+from tenants import daemons, db, installation, tokens
 from tenants import volumes as volume_records
 from tenants.enums import Role
 from tenants.errors import Invalid
@@ -137,9 +138,12 @@ def run(settings: Settings, options: Options) -> None:
             local if options.local_node else None,
             settings.home / "builds",
             platform_domain=settings.domain,
+            daemon=settings.daemon_name,
             platform=reconciler.platform_id,
         )
         reconciler.building = builder.tenants_building  # a build's RUN steps use its tenant's network
+        for build_id in builder.recover():
+            log.warning("build %d was cut off by this daemon's stop: marked failed", build_id)
         backups = None
         if volumes is not None:
             backups = VolumeBackups(
@@ -382,10 +386,12 @@ async def _lead(parts: _Parts, stopping: asyncio.Event) -> None:
 
 
 def _recover(engine: Engine, builder: Builder, backups: VolumeBackups | None) -> None:
-    """Mark what the last leader's stop cut off: its builds failed, its volume moves and restores undone, its
-    backups failed (their archives removed)."""
-    for build_id in builder.recover():
-        log.warning("build %d was cut off by the daemon's stop: marked failed", build_id)
+    """Mark what the last leader's stop cut off: its volume moves and restores undone, its backups failed (their
+    archives removed); and the builds of every daemon gone failed."""
+    with db.session(engine) as session:
+        gone = [d.name for d in daemons.daemons(session, datetime.now(UTC)) if not d.alive]
+    for build_id in builder.recover(gone):
+        log.warning("build %d was cut off by the stop of its daemon: marked failed", build_id)
     with db.session(engine) as session:
         for volume in volume_records.recover_moves(session):
             log.warning("the move of volume %s was cut off by the daemon's stop: it stays where it was", volume)

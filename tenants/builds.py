@@ -7,6 +7,9 @@ The `strata-build/` namespace is the platform's: a reference under it is deploya
 owns it (`tenants.images`), and is never looked for in a registry.
 """
 
+from collections.abc import Collection
+
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from tenants import audit, images
@@ -64,11 +67,14 @@ def check_usable(session: Session, tenant: Tenant, reference: str) -> None:
         )
 
 
-def start(session: Session, actor: str, tenant: Tenant, app: str, source: BuildSource, commit: str | None) -> Build:
-    """Record a build as running, with its audit event; committed."""
+def start(
+    session: Session, actor: str, tenant: Tenant, app: str, source: BuildSource, commit: str | None, daemon: str
+) -> Build:
+    """Record a build as running on `daemon`, with its audit event; committed."""
     build = Build(
-        tenant_id=saved_id(tenant), app=app, state=BuildState.BUILDING, source=source, actor=actor, commit=commit
-    )
+        tenant_id=saved_id(tenant), app=app, state=BuildState.BUILDING, source=source, actor=actor, commit=commit,
+        daemon=daemon,
+    )  # fmt: skip
     session.add(build)
     session.flush()
     audit.record(session, actor, "build.start", tenant.name, app=app, build=build.id, commit=commit, source=source)
@@ -108,9 +114,11 @@ def finish(
     return build
 
 
-def fail_interrupted(session: Session) -> list[int]:
-    """Builds still `building` when the daemon starts were cut off by its stop: mark them failed, saying so."""
-    running = list(session.exec(select(Build).where(Build.state == BuildState.BUILDING)))
+def fail_interrupted(session: Session, daemons: Collection[str]) -> list[int]:
+    """Builds still `building` on these daemons (this one, at its start; those gone, when it begins to lead) were
+    cut off by their stop: mark them failed, saying so. So are those of no daemon's (recorded before daemons were)."""
+    on = or_(col(Build.daemon).in_(daemons), col(Build.daemon).is_(None))
+    running = list(session.exec(select(Build).where(Build.state == BuildState.BUILDING, on)))
     for build in running:
         finish(session, saved_id(build), BuildState.FAILED, message=INTERRUPTED)
     return [saved_id(build) for build in running]

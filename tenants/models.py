@@ -351,6 +351,7 @@ class Build(SQLModel, table=True):
     message: str | None = None  # why it failed, in words
     started_at: datetime = _time(index=True)
     finished_at: datetime | None = _time(nullable=True)
+    daemon: str | None = None  # the daemon running it, its log in that daemon's home (None: recorded before 0015)
 
 
 def _count() -> Any:

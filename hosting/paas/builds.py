@@ -36,7 +36,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,10 +122,11 @@ class Builder:
         directory: Path,
         *,
         platform_domain: str,
+        daemon: str,
         platform: str | None = None,
         keep: int = KEEP_BUILD_IMAGES,
     ) -> None:
-        self.engine = engine
+        self.engine, self.daemon = engine, daemon  # this daemon's name: the builds it runs are recorded as its
         self.store = store
         self.directory = directory
         self.platform_domain = platform_domain
@@ -134,11 +135,12 @@ class Builder:
         self._building: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[BuildRead]] = set()
 
-    def recover(self) -> list[int]:
-        """At the daemon's start: builds it was running when it stopped are failed, saying so."""
+    def recover(self, gone: Collection[str] = ()) -> list[int]:
+        """Builds this daemon was running when it stopped (at its start), and those of daemons `gone` (when it
+        begins to lead), are failed, saying so."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         with db.session(self.engine) as session:
-            return builds.fail_interrupted(session)
+            return builds.fail_interrupted(session, {self.daemon, *gone})
 
     def log_path(self, build_id: int) -> Path:
         return self.directory / f"{build_id}.log"
@@ -227,7 +229,7 @@ class Builder:
         with db.session(self.engine) as session:
             tenant, plan = _admit(session, slot)  # again: the upload took a while
             cache_from = builds.cache_images(session, tenant, slot.app)
-            build = builds.start(session, actor, tenant, slot.app, source, commit)
+            build = builds.start(session, actor, tenant, slot.app, source, commit, self.daemon)
             limits = BuildLimits(plan.build_cpu_millicores, plan.build_memory_mib)
             return _Plan(limits, saved_id(build), actor, cache_from, network, source)
 

@@ -51,7 +51,7 @@ def builder(engine: Engine, store: FakeRuntime, tmp_path: Path) -> Iterator[Buil
     with db.session(engine) as session:
         tenancy.create_tenant(session, "op", TenantCreate(name="acme"))
         tenancy.create_tenant(session, "op", TenantCreate(name="other"))
-    yield Builder(engine, store, tmp_path / "builds", platform_domain=DOMAIN)
+    yield Builder(engine, store, tmp_path / "builds", platform_domain=DOMAIN, daemon="here")
 
 
 async def start(
@@ -191,12 +191,18 @@ def test_a_built_image_runs_for_its_own_tenant_only(builder: Builder, engine: En
 
 
 def test_builds_a_stop_cut_off_are_failed_at_the_next_start(builder: Builder, engine: Engine) -> None:
+    """A daemon's start fails its own builds a stop cut off, not those another daemon runs; a new leader fails
+    those of daemons gone."""
     with db.session(engine) as session:
-        cut = builds.start(session, "alice", tenancy.get_tenant(session, "acme"), "web", BuildSource.GIT, None)
+        acme = tenancy.get_tenant(session, "acme")
+        cut = builds.start(session, "alice", acme, "web", BuildSource.GIT, None, "here")
+        elsewhere = builds.start(session, "alice", acme, "api", BuildSource.GIT, None, "there")
     assert builder.recover() == [cut.id]
     with db.session(engine) as session:
-        [found] = builds.list_builds(session, None)
-    assert (found.state, found.message) == (BuildState.FAILED, builds.INTERRUPTED)
+        found = {b.id: b for b in builds.list_builds(session, None)}
+    assert (found[cut.id].state, found[cut.id].message) == (BuildState.FAILED, builds.INTERRUPTED)
+    assert found[elsewhere.id].state == BuildState.BUILDING
+    assert builder.recover(gone={"there"}) == [elsewhere.id]
 
 
 def test_a_build_caches_from_its_apps_own_earlier_images_only(builder: Builder, store: FakeRuntime) -> None:
@@ -301,7 +307,7 @@ def test_a_builds_image_carries_only_the_labels_something_reads(
 ) -> None:
     with db.session(engine) as session:
         tenancy.create_tenant(session, "op", TenantCreate(name="acme"))
-    labelled = Builder(engine, store, tmp_path / "builds", platform_domain=DOMAIN, platform="p1")
+    labelled = Builder(engine, store, tmp_path / "builds", platform_domain=DOMAIN, daemon="here", platform="p1")
     _, result = build(labelled, context(index="v1"), commit="abc1234")
     assert result.image is not None
     assert store._images[result.image].labels == {"strata.platform": "p1", "strata.tenant": "acme"}
@@ -508,7 +514,7 @@ def test_builds_are_refused_without_the_disk_for_a_context_or_an_engine(
     monkeypatch.setattr(builds_module.shutil, "disk_usage", lambda path: real(path)._replace(free=100 * 1024**2))
     with pytest.raises(Unavailable, match="100 MiB free for builds"):
         builder.claim("acme", "web")
-    engineless = Builder(engine, None, tmp_path / "b", platform_domain=DOMAIN)
+    engineless = Builder(engine, None, tmp_path / "b", platform_domain=DOMAIN, daemon="here")
     with pytest.raises(Conflict, match="builds need the host's Docker engine"):  # how it was started: no outage
         engineless.claim("acme", "web")
     assert STATUS[Unavailable] == 503

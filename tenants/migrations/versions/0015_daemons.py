@@ -1,6 +1,6 @@
 """Several daemons on one database: each one's row (`daemon`: who leads, who stands by) and what they must share
 (`installation`: the platform's id, which its containers carry, and the fingerprint of the key its secrets are
-sealed with).
+sealed with); and which daemon runs a build.
 
 Revision ID: 0015
 Revises: 0014
@@ -32,8 +32,13 @@ def upgrade() -> None:
         sa.Column("platform_id", sa.String, nullable=False),
         sa.Column("key_fingerprint", sa.String, nullable=False),
     )
+    # A plain ADD COLUMN (no rebuild on SQLite): a rebuilt `build` would lose AUTOINCREMENT (ids never reused).
+    with op.batch_alter_table("build", recreate="never") as batch:
+        batch.add_column(sa.Column("daemon", sa.String, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("build", table_kwargs={"sqlite_autoincrement": True}) as batch:
+        batch.drop_column("daemon")
     op.drop_table("installation")
     op.drop_table("daemon")
