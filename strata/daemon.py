@@ -151,7 +151,7 @@ def run(settings: Settings, options: Options) -> None:
             )
             reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
             backups.sweep()
-        standby = Standby(engine, pool, publish)
+        standby = Standby(engine, pool, publish, gateway.take_usage)
 
         def changed() -> None:  # another daemon changed the desired state
             reconciler.nudge()

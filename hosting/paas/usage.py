@@ -230,7 +230,7 @@ class UsageSampler:
         transaction; the volumes' storage every `STORAGE_INTERVAL_SECONDS`."""
         if self.meter is None:
             return
-        batch, traffic = self.meter.take(), _added(self._unwritten, self.traffic())
+        batch, traffic = self.meter.take(), added(self._unwritten, self.traffic())
         self._unwritten = {}
         gone, mono = set(self.meter.gone), self.monotonic()
         stored = mono - self._stored_at
@@ -270,7 +270,8 @@ def _kind(node: NodeHandle) -> Isolation:
     return Isolation.DEDICATED if node.tenant else Isolation.SHARED
 
 
-def _added(*traffics: Traffic) -> dict[tuple[str, str], tuple[int, int, int]]:
+def added(*traffics: Traffic) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """The sum of the front door's counts."""
     total: dict[tuple[str, str], tuple[int, int, int]] = {}
     for traffic in traffics:
         for key, (requests, bytes_in, bytes_out) in traffic.items():

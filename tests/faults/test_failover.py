@@ -4,6 +4,7 @@ finishes the deploy, and no container is duplicated or lost; both front doors se
 
 import shutil
 import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,3 +120,39 @@ def test_a_leader_whose_lock_session_ends_stops_and_a_standby_leads(postgres: Po
         finally:
             for daemon in (first, second):
                 daemon.stop()
+
+
+def test_what_a_standbys_front_door_carries_is_metered(postgres: Postgres, tmp_path: Path) -> None:
+    """Requests through the standby's front door count in the tenant's usage, once each, as the leader's do."""
+    with postgres.database() as url:
+        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
+        (tmp_path / "b").mkdir(mode=0o700)
+        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
+        second = start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b"))
+        platform = platform_id(first)
+        try:
+            assert _leader(second) == "a"
+            with first.operator() as api:
+                api.create_tenant(TenantCreate(name="acme"))
+                api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1}))
+            served = routed = 0  # a request to the app's route counts, served (200) or not yet (503)
+            with httpx.Client(timeout=5) as client:
+                for _ in range(400):
+                    answer = client.get(f"http://{second.gateway}/", headers={"Host": "web.acme.localhost"})
+                    served += answer.status_code == 200
+                    routed += answer.status_code != 404  # 404: no app at this host yet, nobody's request
+                    if served >= 30:
+                        break
+                    time.sleep(0.05 if served else 0.2)
+            assert served == 30
+
+            def metered() -> int:
+                with second.operator() as api:
+                    return sum(line.requests for line in api.usage("acme").lines if line.app == "web")
+
+            wait_for(lambda: metered() >= routed, timeout=40, what="the standby's requests metered")
+            assert metered() == routed  # none twice
+        finally:
+            for daemon in (first, second):
+                daemon.stop()
+            remove_everything_of(platform)
