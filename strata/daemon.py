@@ -47,7 +47,7 @@ from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.reconciler import Reconciler
-from hosting.paas.standby import Standby
+from hosting.paas.standby import Standby, every_door
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
@@ -104,7 +104,7 @@ def run(settings: Settings, options: Options) -> None:
             Listeners(options.gateway, options.https, options.gateway_admin),
             access_log=settings.home / "logs" / "access.log",
             threads=options.gateway_workers,
-            wake=lambda tenant, app: reconciler.wake(tenant, app),  # the activator's: the reconciler comes next
+            wake=lambda tenant, app: _wake(tenant, app),  # the activator's: defined below
         )
         certificates = _certificates(settings, gateway) if options.https else None
 
@@ -125,7 +125,7 @@ def run(settings: Settings, options: Options) -> None:
             image_store=local if options.local_node else None,
             secrets=box,
             volumes=volumes.mounted if volumes is not None else None,
-            activity=gateway.activity,
+            activity=every_door(engine, settings.daemon_name, gateway.activity),
             in_flight=gateway.activator.in_flight,
         )
         reconciler.usage.traffic = gateway.take_usage  # requests and bytes through the front door, metered
@@ -151,7 +151,26 @@ def run(settings: Settings, options: Options) -> None:
             )
             reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
             backups.sweep()
-        standby = Standby(engine, pool, publish, gateway.take_usage)
+        standby = Standby(
+            engine, settings.daemon_name, pool, publish, traffic=gateway.take_usage, activity=gateway.activity,
+            request_wake=lambda tenant, app: leadership.request_wake(tenant, app),
+        )  # fmt: skip
+
+        async def _wake(tenant: str, app: str) -> str | None:  # the front door holds a request for a sleeping app
+            if leadership.leading.is_set():
+                return await reconciler.wake(tenant, app)
+            return await standby.wake(tenant, app)
+
+        def wake_asked(tenant: str, app: str) -> None:  # a standby's front door holds a request for the app
+            async def wake() -> None:
+                await reconciler.wake(tenant, app)
+                reconciler.nudge()  # a pass at once writes the woken instances' rows: the standby waits for them
+
+            task = asyncio.ensure_future(wake())
+            waking.add(task)  # held: the loop keeps only weak references to tasks
+            task.add_done_callback(waking.discard)
+
+        waking: set[asyncio.Task[None]] = set()
 
         def changed() -> None:  # another daemon changed the desired state
             reconciler.nudge()
@@ -159,7 +178,8 @@ def run(settings: Settings, options: Options) -> None:
             for vm_nodes in hypervisors:
                 vm_nodes.nudge()
 
-        leadership = Leadership(engine, settings.daemon_name, changed)
+        leadership = Leadership(engine, settings.daemon_name, changed, wake_asked)
+        reconciler.saved = leadership.announce  # the standbys' front doors read the rows again at once
 
         def nudge() -> None:  # this daemon's API changed the desired state
             reconciler.nudge()

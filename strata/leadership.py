@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x5374726174614C64  # "StrataLd" in ASCII: no other program on the database takes this lock
 CHANGES = "strata_changes"
+WAKES = "strata_wakes"  # payload TENANT/APP: a standby's front door holds a request for that sleeping app
 TRY_SECONDS = 0.5
 PROBE_TIMEOUT_SECONDS = 2.0
 RECONNECT_SECONDS = 1.0
@@ -44,16 +45,24 @@ class LeadershipLost(Exception):
 
 class Leadership:
     """This daemon's part in the election: `leading` is set once it leads, and stays set until `run` ends.
-    `on_change` runs (on the loop) when another daemon says the desired state changed."""
+    `on_change` runs (on the loop) when another daemon says the desired state changed; `on_wake`, while leading,
+    when a standby asks for a sleeping app to be woken."""
 
-    def __init__(self, engine: Engine, name: str, on_change: Callable[[], None]) -> None:
-        self.engine, self.name, self.on_change = engine, name, on_change
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        on_change: Callable[[], None],
+        on_wake: Callable[[str, str], None] = lambda tenant, app: None,
+    ) -> None:
+        self.engine, self.name, self.on_change, self.on_wake = engine, name, on_change, on_wake
         self.leading = asyncio.Event()
         self.since: datetime | None = None  # when this daemon began to lead
         self._postgres = engine.dialect.name == "postgresql"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._announcing = False
         self._announce_again = False
+        self._sending: set[asyncio.Future[None]] = set()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Take part until `stopping`: registered, heartbeating, leading when the lock is won; the row is
@@ -84,7 +93,9 @@ class Leadership:
             self._announce_again = True
             return
         self._announcing = True
-        asyncio.ensure_future(self._send_announcements())
+        task = asyncio.ensure_future(self._send_announcements())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _send_announcements(self) -> None:
         try:
@@ -103,12 +114,28 @@ class Leadership:
         with self.engine.begin() as connection:
             connection.exec_driver_sql(f"NOTIFY {CHANGES}")
 
+    def request_wake(self, tenant: str, app: str) -> None:
+        """Ask the leader to wake the app (NOTIFY); from the loop."""
+        task = asyncio.ensure_future(asyncio.to_thread(self._send_wake, f"{tenant}/{app}"))
+        self._sending.add(task)  # held: the loop keeps only weak references to tasks
+        task.add_done_callback(self._sending.discard)
+
+    def _send_wake(self, payload: str) -> None:
+        try:
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": WAKES, "payload": payload}
+                )
+        except Exception as exc:  # the request waits its time out at the activator, answered 503
+            log.warning("could not ask the leader to wake %s: %s", payload, exc)
+
     async def _elect(self, stopping: asyncio.Event) -> None:
         """Stand by, trying for the lock, until won; then lead, probing the lock's session, until `stopping`."""
         while not stopping.is_set():
             try:
                 async with await self._connect() as connection:
                     await connection.execute(f"LISTEN {CHANGES}")
+                    await connection.execute(f"LISTEN {WAKES}")
                     while not stopping.is_set():
                         await self._listen(connection)
                         if self.leading.is_set():
@@ -132,8 +159,12 @@ class Leadership:
 
     async def _listen(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         """Wait `TRY_SECONDS` for notifications, passing each on."""
-        async for _ in connection.notifies(timeout=TRY_SECONDS):
-            self.on_change()
+        async for notification in connection.notifies(timeout=TRY_SECONDS):
+            if notification.channel == CHANGES:
+                self.on_change()
+            elif self.leading.is_set():
+                tenant, _, app = notification.payload.partition("/")
+                self.on_wake(tenant, app)
 
     async def _try_lock(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> bool:
         cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))

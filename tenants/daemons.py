@@ -5,12 +5,14 @@ these rows only say who won, for `strata status` and the console. A daemon that 
 shown as gone once its heartbeat is `STALE_SECONDS` old, and a leader's row is taken over by the next leader.
 """
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
-from tenants.models import Daemon
+from tenants.models import Daemon, DoorActivity
+from tenants.routes import Activity
 from tenants.schemas import DaemonRead
 
 HEARTBEAT_SECONDS = 2.0
@@ -59,3 +61,39 @@ def leader(found: list[DaemonRead]) -> DaemonRead | None:
     row's `leading_since` until the next leader clears it)."""
     leading = [d for d in found if d.alive and d.leading_since is not None]
     return max(leading, key=lambda d: d.leading_since or d.started_at, default=None)
+
+
+AppKey = tuple[str, str]  # (tenant, app)
+
+
+def report_activity(session: Session, name: str, seen: Mapping[AppKey, Activity], now: datetime) -> None:
+    """What the daemon's front door sees of each app's traffic now, replacing what it said before."""
+    session.exec(delete(DoorActivity).where(col(DoorActivity.daemon) == name))
+    for (tenant, app), activity in seen.items():
+        last = None if activity.idle_seconds is None else now - timedelta(seconds=activity.idle_seconds)
+        session.add(
+            DoorActivity(daemon=name, tenant=tenant, app=app, last_request_at=last, in_flight=activity.in_flight)
+        )
+    session.commit()
+
+
+def activity_elsewhere(session: Session, name: str, now: datetime) -> dict[AppKey, Activity]:
+    """Each app's traffic at the other daemons' front doors, those alive: its least idle time and the sum of its
+    requests in flight."""
+    alive = select(Daemon.name).where(col(Daemon.seen_at) >= now - timedelta(seconds=STALE_SECONDS))
+    rows = session.exec(
+        select(DoorActivity).where(col(DoorActivity.daemon) != name, col(DoorActivity.daemon).in_(alive))
+    )
+    found: dict[AppKey, Activity] = {}
+    for row in rows:
+        idle = None if row.last_request_at is None else max(0.0, (now - row.last_request_at).total_seconds())
+        found[(row.tenant, row.app)] = merged(found.get((row.tenant, row.app)), Activity(idle, row.in_flight))
+    return found
+
+
+def merged(one: Activity | None, other: Activity) -> Activity:
+    """Two doors' view of an app as one: idle since the later of their last requests, both doors' in flight."""
+    if one is None:
+        return other
+    idles = [idle for idle in (one.idle_seconds, other.idle_seconds) if idle is not None]
+    return Activity(min(idles) if idles else None, one.in_flight + other.in_flight)

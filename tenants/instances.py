@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import Session, col, delete, select, update
 
 from tenants import audit
-from tenants.enums import TenantStatus
+from tenants.enums import InstanceState, TenantStatus
 from tenants.models import App, Instance, Plan, Tenant, Volume, saved_id
 
 RECONCILER = "reconciler"
@@ -144,3 +144,14 @@ def instances_of(session: Session, app_ids: Iterable[int]) -> dict[int, list[Ins
     for row in rows:
         grouped.setdefault(row.app_id, []).append(row)
     return grouped
+
+
+def ready_endpoints(session: Session, tenant: str, app: str) -> list[str]:
+    """The endpoints of the app's instances recorded ready (a standby's activator waits for one)."""
+    query = (
+        select(Instance.endpoint)
+        .join(App, col(Instance.app_id) == App.id)
+        .join(Tenant, col(App.tenant_id) == Tenant.id)
+        .where(Tenant.name == tenant, App.name == app, Instance.state == InstanceState.READY)
+    )
+    return sorted(endpoint for endpoint in session.exec(query) if endpoint)

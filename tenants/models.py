@@ -7,7 +7,18 @@ database type migration. Times are UTC and come back timezone-aware on every bac
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, TypeDecorator, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 from tenants.enums import Isolation, TenantStatus
@@ -423,6 +434,18 @@ class Daemon(SQLModel, table=True):
     started_at: datetime = _time()
     seen_at: datetime = _time()
     leading_since: datetime | None = _time(nullable=True)
+
+
+class DoorActivity(SQLModel, table=True):
+    """What a standby's front door last saw of an app's traffic (the leader sees its own door's directly)."""
+
+    __tablename__ = "door_activity"
+
+    daemon: str = Field(sa_column=Column(String, ForeignKey("daemon.name", ondelete="CASCADE"), primary_key=True))
+    tenant: str = Field(primary_key=True)
+    app: str = Field(primary_key=True)
+    last_request_at: datetime | None = _time(nullable=True)  # None: no request since its HAProxy started
+    in_flight: int = 0
 
 
 class Installation(SQLModel, table=True):

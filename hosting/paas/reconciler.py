@@ -107,6 +107,7 @@ class Reconciler:
         self._swept_at = 0.0
         self.building: Callable[[], set[str]] = set  # the tenants with a build running: their networks stay
         self.paused: set[str] = set()  # containers frozen for a backup's copy: not health-checked meanwhile
+        self.saved: Callable[[], None] = lambda: None  # after a pass wrote instance rows (other daemons read them)
         self._tenants_seen: set[str] = set()  # the tenants with apps last pass: one gone brings a sweep
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._wake = asyncio.Event()
@@ -393,5 +394,7 @@ class Reconciler:
             for tracked, snapshot in changed:  # only once written: a failed write is tried again next pass
                 tracked.saved = snapshot
             self.problems.saved(problems)
+            if changed or work.removed:
+                self.saved()
         for event in work.events:
             log.info("%s %s %s", event.action, event.tenant, event.detail)

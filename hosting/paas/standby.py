@@ -1,5 +1,5 @@
-"""What a standby daemon keeps current while another leads: its front door, fed from the leader's records, and
-its view of its engines, for its own API.
+"""What a standby daemon does while another leads: its front door, fed from the leader's records, its view of its
+engines, for its own API, and what its door's traffic tells the leader.
 
 Only the leader reconciles, and it tells its own front door each app's ready endpoints as it sees them. Every
 other daemon serves its host's front door too: it reads the same desired state and instance rows the leader
@@ -9,12 +9,17 @@ so the two never publish over each other. Its engines are asked whether they ans
 the leader records the nodes), so its API's calls to them (images, logs, a shell) know where to go. And what its
 front door carried (requests, bytes) is metered every `USAGE_INTERVAL_SECONDS`, added to the same rows as the
 leader's (the writes add, so daemons never overwrite each other's counts).
+
+Sleeping apps: the door reports each app's activity (idle time, requests in flight) every `REFRESH_SECONDS`, and
+the leader puts an app to sleep only when it is idle at every door. A request for a sleeping app reaches this
+door's activator, which asks the leader to wake it (`request_wake`: a notification) and holds the request until
+the records show an instance of it ready.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -23,16 +28,18 @@ from hosting.paas.nodes import NodePool
 from hosting.paas.pause import pause
 from hosting.paas.reconciler import Publish
 from hosting.paas.serving import routes
+from hosting.paas.sleeper import WAKE_TIMEOUT_SECONDS, ActivitySource, AppKey
 from hosting.paas.tracked import Tracked
 from hosting.paas.usage import USAGE_INTERVAL_SECONDS, added
-from tenants import db, usage
+from tenants import daemons, db, usage
 from tenants import instances as store
-from tenants.routes import RouteSpec
+from tenants.routes import Activity, RouteSpec
 from tenants.usage import Traffic
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 1.0
+WAKE_POLL_SECONDS = 0.02  # how often the records are read for a woken app's ready instance
 
 
 class Standby:
@@ -41,13 +48,19 @@ class Standby:
     def __init__(
         self,
         engine: Engine,
+        name: str,
         pool: NodePool,
         publish: Publish,
+        *,
         traffic: Callable[[], Traffic] = dict,
+        activity: ActivitySource | None = None,
+        request_wake: Callable[[str, str], None] = lambda tenant, app: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.engine, self.pool, self.publish, self.traffic, self.monotonic = engine, pool, publish, traffic, monotonic
-        self._metered_at = monotonic()
+        self.engine, self.name, self.pool, self.publish, self.monotonic = engine, name, pool, publish, monotonic
+        self.traffic, self.activity, self.request_wake = traffic, activity, request_wake
+        self._metered_at = self._reported_at = monotonic()
+        self._waking: dict[AppKey, asyncio.Task[str | None]] = {}
         self._unwritten: Traffic = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,6 +79,8 @@ class Standby:
             await asyncio.gather(*(node.probe() for node in self.pool))
             if self.monotonic() - self._metered_at >= USAGE_INTERVAL_SECONDS:
                 await self._meter()
+            if self.monotonic() - self._reported_at >= REFRESH_SECONDS:
+                await self._report()
             try:
                 served = await asyncio.to_thread(self._load)
             except Exception as exc:  # the database is out of reach a moment: the routes stay as they are
@@ -75,6 +90,43 @@ class Standby:
                     self._published = served
                     self.publish(served)
             await pause(self._wake, stopping, REFRESH_SECONDS)
+
+    async def wake(self, tenant: str, app: str) -> str | None:
+        """An endpoint of a ready instance of the app, once the leader, asked, woke it; None if none is ready within
+        `WAKE_TIMEOUT_SECONDS`. The requests held for one app share one wait."""
+        key = (tenant, app)
+        if key not in self._waking:
+            self.request_wake(tenant, app)
+            self._waking[key] = asyncio.ensure_future(self._ready(tenant, app))
+            self._waking[key].add_done_callback(lambda _: self._waking.pop(key, None))
+        return await asyncio.shield(self._waking[key])
+
+    async def _ready(self, tenant: str, app: str) -> str | None:
+        deadline = self.monotonic() + WAKE_TIMEOUT_SECONDS
+        while self.monotonic() < deadline:
+            endpoints = await asyncio.to_thread(self._ready_endpoints, tenant, app)
+            if endpoints:
+                return endpoints[0]
+            await asyncio.sleep(WAKE_POLL_SECONDS)
+        return None
+
+    def _ready_endpoints(self, tenant: str, app: str) -> list[str]:
+        with db.session(self.engine) as session:
+            return store.ready_endpoints(session, tenant, app)
+
+    async def _report(self) -> None:
+        self._reported_at = self.monotonic()
+        seen = await self.activity() if self.activity is not None else None
+        if seen is None:
+            return  # HAProxy did not answer: the rows age with this daemon's heartbeat
+        try:
+            await asyncio.to_thread(self._write_activity, seen)
+        except Exception as exc:
+            log.warning("the front door's activity not written: %s", exc)
+
+    def _write_activity(self, seen: Mapping[AppKey, Activity]) -> None:
+        with db.session(self.engine) as session:
+            daemons.report_activity(session, self.name, seen, datetime.now(UTC))
 
     async def _meter(self) -> None:
         traffic, self._metered_at = added(self._unwritten, self.traffic()), self.monotonic()
@@ -96,3 +148,23 @@ class Standby:
             desired = store.desired_apps(session)
             rows = store.load_instances(session)
         return routes(desired, [Tracked.adopt(row) for row in rows.values()])
+
+
+def every_door(engine: Engine, name: str, own: ActivitySource) -> ActivitySource:
+    """The leader's view of each app's traffic: its own door's, merged with what the standbys' doors reported
+    (an app is idle only if idle at every door). None, as from `own`, when its own door does not answer."""
+
+    async def activity() -> Mapping[AppKey, Activity] | None:
+        seen = await own()
+        if seen is None:
+            return None
+        elsewhere = await asyncio.to_thread(_elsewhere, engine, name)
+        return {key: daemons.merged(elsewhere.get(key), seen[key]) if key in seen else elsewhere[key]
+                for key in seen.keys() | elsewhere.keys()}  # fmt: skip
+
+    return activity
+
+
+def _elsewhere(engine: Engine, name: str) -> dict[AppKey, Activity]:
+    with db.session(engine) as session:
+        return daemons.activity_elsewhere(session, name, datetime.now(UTC))

@@ -12,13 +12,14 @@ import httpx
 from psycopg import sql
 
 from tenants.enums import InstanceState
-from tenants.schemas import AppSpec, StatusRead, TenantCreate
+from tenants.schemas import AppSpec, SleepRead, StatusRead, TenantCreate
 from tests.containers import containers_of, platform_id, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
 from tests.postgres import Postgres
 
 HELLO = AppSpec(image="strata/hello", replicas=2, health_path="/healthz", memory_mib=64)
 TAKEOVER_SECONDS = 3.0  # issue 20's goal
+IDLE_SECONDS = 4  # above the standbys' report of their doors' activity (every second), and its seconds' rounding
 
 
 def test_a_standby_leads_within_seconds_when_the_leader_is_killed_and_finishes_its_roll(
@@ -156,3 +157,55 @@ def test_what_a_standbys_front_door_carries_is_metered(postgres: Postgres, tmp_p
             for daemon in (first, second):
                 daemon.stop()
             remove_everything_of(platform)
+
+
+def test_a_standbys_front_door_keeps_an_app_awake_and_wakes_it_through_the_leader(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """Traffic at the standby's door alone keeps an app awake (the leader sleeps it only when idle at every door);
+    once it sleeps, a request at the standby's door is held while the leader wakes it, then served."""
+    with postgres.database() as url:
+        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
+        (tmp_path / "b").mkdir(mode=0o700)
+        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
+        second = start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b"))
+        platform = platform_id(first)
+        try:
+            assert _leader(second) == "a"
+            with first.operator() as api:
+                api.create_tenant(TenantCreate(name="acme"))
+                api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1, "idle_stop_seconds": IDLE_SECONDS}))
+            wait_for(lambda: _serving(second, "revision=1"), what="the standby's door")
+            with httpx.Client(timeout=5) as client:  # 8 s of requests, 4 a second, at the standby's door only
+                answers = [_get(client, second.gateway) for _ in range(32)]
+            assert answers == [200] * 32
+            assert _sleep(first).wakeups == 0  # never put to sleep meanwhile: it would have been woken since
+
+            wait_for(lambda: _sleep(first).state == "paused", timeout=30, what="the app asleep, once idle")
+            wait_for(lambda: _states(second) == ["paused"], what="the records saying so")
+            time.sleep(0.5)  # the leader's notification of its writes: the standby's door drops the instance at once
+            with httpx.Client(timeout=30) as client:
+                assert _get(client, second.gateway) == 200
+            assert _sleep(first).wakeups == 1
+        finally:
+            for daemon in (first, second):
+                daemon.stop()
+            remove_everything_of(platform)
+
+
+def _get(client: httpx.Client, gateway: str) -> int:
+    status = client.get(f"http://{gateway}/", headers={"Host": "web.acme.localhost"}).status_code
+    time.sleep(0.25)
+    return status
+
+
+def _sleep(daemon: Daemon) -> SleepRead:
+    with daemon.operator() as api:
+        sleep = api.app("acme", "web").sleep
+    assert sleep is not None
+    return sleep
+
+
+def _states(daemon: Daemon) -> list[str]:
+    with daemon.operator() as api:
+        return [instance.state for instance in api.instances("acme", "web")]
