@@ -51,7 +51,7 @@ from hosting.paas.standby import Standby, every_door
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
-from strata.leadership import Leadership
+from strata.leadership import Leadership, LeadershipLost
 from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
 from tenants import daemons, db, installation, tokens
@@ -354,7 +354,8 @@ async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, 
         loop.add_signal_handler(signum, stop, signum)
     serving = asyncio.create_task(api.serve(sockets=sockets))
     electing = asyncio.create_task(parts.leadership.run(stopping))
-    tasks = [serving, asyncio.create_task(_lead(parts, stopping))]
+    leader_work = asyncio.create_task(_lead(parts, stopping))
+    tasks = [serving, leader_work]
     if parts.certificates is not None:
         tasks.append(asyncio.create_task(_until(stopping, parts.certificates.run())))
     log.info(
@@ -366,12 +367,13 @@ async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, 
     await asyncio.wait([serving, electing, until], return_when=asyncio.FIRST_COMPLETED)
     stopping.set()
     lost = electing.exception() if electing.done() and not electing.cancelled() else None
-    if lost is not None:
+    if lost is not None:  # cut short at once, mid-pass if so: another daemon may lead in seconds
         log.error("%s: stopping (a service manager starts this daemon again, as a standby)", lost)
+        leader_work.cancel()
     if ssh is not None:
         await ssh.close()  # first: its sessions' commands are clients of the API, and end with their sessions
     api.should_exit = True
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*tasks, return_exceptions=lost is not None)
     for vm_nodes in parts.hypervisors:
         await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
     await gateway.close(stop_haproxy=signal.SIGINT in interrupted)
@@ -380,8 +382,10 @@ async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, 
     for node in reconciler.pool:
         await node.runtime.close()
     log.info("stopped")
-    if lost is not None:
+    if isinstance(lost, LeadershipLost):
         raise DaemonError(f"this daemon lost the lead ({lost})")
+    if lost is not None:
+        raise DaemonError(f"the leader election failed: {lost}")
 
 
 async def _lead(parts: _Parts, stopping: asyncio.Event) -> None:

@@ -5,9 +5,9 @@ reconcilers on the same engines would start every instance twice). The others st
 their host's SSH and front door, and lead when the leader goes.
 
 On PostgreSQL the leader is the daemon that holds a session-level advisory lock (`LOCK_KEY`) on a connection of
-its own. The server releases it the moment that session ends — its process killed, its host or its network gone
-(a half-open connection: when the server's TCP keepalive or `client_connection_check_interval` finds it) — and a
-standby, trying every `TRY_SECONDS`, leads next. The leader proves its session alive as often; if it cannot
+its own. The server releases it the moment that session ends — its process killed at once, its host or its network
+gone once the server's TCP keepalives (`SERVER_KEEPALIVES`, set on the session) go unanswered — and a standby,
+trying every `TRY_SECONDS`, leads next. The leader proves its session alive as often; if it cannot
 within `PROBE_TIMEOUT_SECONDS`, a standby may lead already, and `run` raises `LeadershipLost`: the daemon must stop
 acting at once (it exits, and a service manager starts it again, as a standby, as Kubernetes' controllers do).
 
@@ -37,6 +37,10 @@ WAKES = "strata_wakes"  # payload TENANT/APP: a standby's front door holds a req
 TRY_SECONDS = 0.5
 PROBE_TIMEOUT_SECONDS = 2.0
 RECONNECT_SECONDS = 1.0
+# The server gives up a silent lock session (a cut network, a host gone) after 3 + 3 x 1 s of unanswered TCP
+# keepalives: later than the leader gives up its lead (`PROBE_TIMEOUT_SECONDS` after its last good probe), so the
+# next leader never begins before the last one stopped. (A Unix socket has no keepalive; its end is seen at once.)
+SERVER_KEEPALIVES = "-c tcp_keepalives_idle=3 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3"
 
 
 class LeadershipLost(Exception):
@@ -155,6 +159,7 @@ class Leadership:
             autocommit=True,
             connect_timeout=db.CONNECT_TIMEOUT_SECONDS,
             application_name=f"strata leader election ({self.name})",
+            options=SERVER_KEEPALIVES,
         )
 
     async def _listen(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
