@@ -58,10 +58,10 @@ class NodeHandle:
         return True
 
     async def probe(self) -> None:
-        """Whether the engine answers, and its capacity, for this daemon's own use (a standby's API): nothing is
-        recorded, since the leader's passes record the nodes."""
+        """Whether the engine answers, for this daemon's own use (a standby's API): nothing is recorded and its
+        capacity is left unknown, since the leader's passes learn and record the nodes."""
         try:
-            self.capacity = await self.runtime.capacity()
+            await self.runtime.capacity()
         except EngineError:
             self.reachable = False
         else:

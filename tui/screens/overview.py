@@ -95,7 +95,7 @@ class OverviewScreen(DataScreen):
         if nodes is not None:
             health.insert(1, f"docker engines {sum(n.state == 'ready' for n in nodes)}/{len(nodes)} ready")
         if status is not None:
-            health.insert(0, _leader(status))
+            health.append(_leader(status))
         self.sub_title = " · ".join(health)
         if tenants == self.rows:
             return  # nothing changed: nothing to paint
