@@ -206,11 +206,13 @@ def main() -> None:
         for daemon in daemons:
             daemon.stop()
         strata_daemon.remove_containers(platform)
+        if not finished and server.log.exists():
+            shutil.copy2(server.log, root / "postgres.log")
         server.remove()
         if finished:
             shutil.rmtree(root, ignore_errors=True)
         else:
-            print(f"the daemons' homes and logs are kept in {root}")
+            print(f"the daemons' homes and logs, and PostgreSQL's, are kept in {root}")
 
 
 if __name__ == "__main__":
