@@ -142,6 +142,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     server = Postgres.create()
+    with open(server.directory / "data" / "postgresql.conf", "a") as conf:  # kept when the run fails: what waited
+        conf.write("log_lock_waits = on\nlog_min_duration_statement = 1000\n")
     server.start()
     root = Path(tempfile.mkdtemp(prefix="strata-failover-"))
     daemons: list[Daemon] = []
