@@ -14,7 +14,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +25,7 @@ import uvicorn
 import uvloop
 from fastapi import FastAPI
 from sqlalchemy import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from gateway import FrontDoor, Listeners
 from gateway.acme import AcmeIssuer
@@ -51,7 +51,7 @@ from hosting.paas.standby import Standby, every_door
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
-from strata.leadership import Leadership, LeadershipLost
+from strata.leadership import Leadership
 from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
 from tenants import daemons, db, installation, tokens
@@ -353,9 +353,10 @@ async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
     serving = asyncio.create_task(api.serve(sockets=sockets))
-    electing = asyncio.create_task(parts.leadership.run(stopping))
-    leader_work = asyncio.create_task(_lead(parts, stopping))
-    tasks = [serving, leader_work]
+    released = asyncio.Event()  # the leader work has stopped: the lock may go
+    electing = asyncio.create_task(parts.leadership.run(stopping, released))
+    leading = asyncio.create_task(_lead(parts, stopping))
+    tasks = [serving, leading]
     if parts.certificates is not None:
         tasks.append(asyncio.create_task(_until(stopping, parts.certificates.run())))
     log.info(
@@ -364,49 +365,84 @@ async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, 
         ", ".join(reconciler.pool.names()) or "none yet",
     )
     until = asyncio.create_task(stopping.wait())
-    await asyncio.wait([serving, electing, until], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([serving, electing, leading, until], return_when=asyncio.FIRST_COMPLETED)
+    failed = next((t for t in (electing, leading) if t.done() and not stopping.is_set()), None)
     stopping.set()
-    lost = electing.exception() if electing.done() and not electing.cancelled() else None
-    if lost is not None:  # cut short at once, mid-pass if so: another daemon may lead in seconds
-        log.error("%s: stopping (a service manager starts this daemon again, as a standby)", lost)
-        leader_work.cancel()
     if ssh is not None:
         await ssh.close()  # first: its sessions' commands are clients of the API, and end with their sessions
     api.should_exit = True
-    await asyncio.gather(*tasks, return_exceptions=lost is not None)
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     for vm_nodes in parts.hypervisors:
         await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
+    await reconciler.close()
+    if parts.leadership.leading.is_set():
+        log.info("this daemon's leader work has stopped: it gives up the lead")
+    released.set()
+    election = (await asyncio.gather(electing, return_exceptions=True))[0]
     await gateway.close(stop_haproxy=signal.SIGINT in interrupted)
-    if not electing.done():
-        await electing
     for node in reconciler.pool:
         await node.runtime.close()
     log.info("stopped")
-    if isinstance(lost, LeadershipLost):
-        raise DaemonError(f"this daemon lost the lead ({lost})")
-    if lost is not None:
-        raise DaemonError(f"the leader election failed: {lost}")
+    if failed is not None:
+        why = election if failed is electing else outcomes[1]
+        raise DaemonError(f"the daemon's {'leader election' if failed is electing else 'leader work'} failed: {why}")
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            raise outcome
 
 
 async def _lead(parts: _Parts, stopping: asyncio.Event) -> None:
-    """Feed the front door from the records while standing by (until `stopping`); once this daemon leads, its
-    own reconciler feeds it (the standby's feed ends first), what the last leader's stop cut off is recovered,
-    and the leader's work runs until `stopping`."""
-    feeding = asyncio.create_task(parts.standby.run(stopping))
-    leading = asyncio.create_task(parts.leadership.leading.wait())
-    await asyncio.wait([feeding, leading], return_when=asyncio.FIRST_COMPLETED)
-    leading.cancel()
-    if not parts.leadership.leading.is_set():
-        await feeding  # ended: the daemon stops
-        return
-    feeding.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await feeding
-    await asyncio.to_thread(parts.recover)
+    """Term after term until `stopping`: stand by, feeding the front door from the records; once this daemon
+    leads, its own reconciler feeds it (the standby's feed ends first), what a stop cut off is recovered, and the
+    leader's work runs until `stopping` — or is cut short at once if the term ends (`demoted`), and the daemon
+    stands by again."""
+    leadership = parts.leadership
+    while not stopping.is_set():
+        feeding = asyncio.create_task(parts.standby.run(stopping))
+        await _first(feeding, leadership.leading.wait())
+        if not leadership.leading.is_set():
+            await feeding  # ended: the daemon stops
+            return
+        feeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeding
+        work = asyncio.create_task(_leader_work(parts, stopping))
+        await _first(work, leadership.demoted.wait())
+        if not leadership.demoted.is_set():
+            await work  # ended: the daemon stops (or it failed: the daemon says so)
+            return
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        parts.reconciler.forget()  # what it knew may be stale by the next term: it adopts again
+
+
+async def _leader_work(parts: _Parts, stopping: asyncio.Event) -> None:
+    await _until_done(stopping, parts.recover)
     work = [parts.reconciler.run(stopping), *(vm_nodes.run(stopping) for vm_nodes in parts.hypervisors)]
     if parts.backups is not None:
         work.append(parts.backups.run(stopping))
     await asyncio.gather(*work)
+
+
+async def _until_done(stopping: asyncio.Event, step: Callable[[], None]) -> None:
+    """Run `step` in a thread until it succeeds, again every second while the database is out of reach."""
+    while not stopping.is_set():
+        try:
+            await asyncio.to_thread(step)
+            return
+        except SQLAlchemyError as exc:
+            log.warning("recovering what a stop cut off: %s; trying again", exc)
+            await asyncio.sleep(1.0)
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Until the first of `waits` ends; the others are cancelled (a task among them is left running)."""
+    futures = [asyncio.ensure_future(w) for w in waits]
+    await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    for future, wait in zip(futures, waits, strict=True):
+        if future is not wait:
+            future.cancel()
 
 
 def _recover(engine: Engine, builder: Builder, backups: VolumeBackups | None) -> None:

@@ -7,9 +7,11 @@ their host's SSH and front door, and lead when the leader goes.
 On PostgreSQL the leader is the daemon that holds a session-level advisory lock (`LOCK_KEY`) on a connection of
 its own. The server releases it the moment that session ends — its process killed at once, its host or its network
 gone once the server's TCP keepalives (`SERVER_KEEPALIVES`, set on the session) go unanswered — and a standby,
-trying every `TRY_SECONDS`, leads next. The leader proves its session alive as often; if it cannot
-within `PROBE_TIMEOUT_SECONDS`, a standby may lead already, and `run` raises `LeadershipLost`: the daemon must stop
-acting at once (it exits, and a service manager starts it again, as a standby, as Kubernetes' controllers do).
+trying every `TRY_SECONDS`, leads next. The leader proves its session alive as often; if it cannot within
+`PROBE_TIMEOUT_SECONDS` (before the server would give the session up), its term ends (`demoted`): the daemon stops
+its leader work at once, mid-pass if so, and stands by again in the same process (a database restarted under a
+lone daemon costs it a few seconds of reconciling, not its life). A leader that stops keeps its lock until its work
+has (`released`): a standby never leads while it still acts.
 
 The same connection LISTENs on `CHANGES`: a daemon whose API changed the desired state NOTIFYs it, and every
 daemon's `on_change` runs (the leader's reconciler passes at once; a standby's front door reloads its routes).
@@ -43,14 +45,11 @@ RECONNECT_SECONDS = 1.0
 SERVER_KEEPALIVES = "-c tcp_keepalives_idle=3 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3"
 
 
-class LeadershipLost(Exception):
-    """The leader's session can no longer be proved alive: another daemon may lead now."""
-
-
 class Leadership:
-    """This daemon's part in the election: `leading` is set once it leads, and stays set until `run` ends.
-    `on_change` runs (on the loop) when another daemon says the desired state changed; `on_wake`, while leading,
-    when a standby asks for a sleeping app to be woken."""
+    """This daemon's part in the election. `leading` is set while it leads; `demoted` is set when a term ends
+    without its asking (the lock's session failed): its leader work must stop at once, and it stands by again,
+    leading again when it wins the lock again. `on_change` runs (on the loop) when another daemon says the desired
+    state changed; `on_wake`, while leading, when a standby asks for a sleeping app to be woken."""
 
     def __init__(
         self,
@@ -60,7 +59,7 @@ class Leadership:
         on_wake: Callable[[str, str], None] = lambda tenant, app: None,
     ) -> None:
         self.engine, self.name, self.on_change, self.on_wake = engine, name, on_change, on_wake
-        self.leading = asyncio.Event()
+        self.leading, self.demoted = asyncio.Event(), asyncio.Event()
         self.since: datetime | None = None  # when this daemon began to lead
         self._postgres = engine.dialect.name == "postgresql"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -68,18 +67,19 @@ class Leadership:
         self._announce_again = False
         self._sending: set[asyncio.Future[None]] = set()
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Take part until `stopping`: registered, heartbeating, leading when the lock is won; the row is
-        removed at the end. Raises `LeadershipLost` when leading and the lock's session cannot be proved alive."""
+    async def run(self, stopping: asyncio.Event, released: asyncio.Event) -> None:
+        """Take part, registered and heartbeating: standing by until the lock is won, leading while it is held.
+        A standby ends at `stopping`; a leader keeps the lock until `released` (its work has stopped: no standby
+        may lead before). The daemon's row is removed at the end."""
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._write, daemons.register, os.getpid(), _now())
-        beating = asyncio.create_task(self._heartbeat(stopping))
+        beating = asyncio.create_task(self._heartbeat())
         try:
             if self._postgres:
-                await self._elect(stopping)
+                await self._elect(stopping, released)
             else:
                 await self._lead()
-                await stopping.wait()
+                await released.wait()
         finally:
             beating.cancel()
             try:
@@ -120,6 +120,8 @@ class Leadership:
 
     def request_wake(self, tenant: str, app: str) -> None:
         """Ask the leader to wake the app (NOTIFY); from the loop."""
+        if not self._postgres:
+            return  # one daemon: it leads
         task = asyncio.ensure_future(asyncio.to_thread(self._send_wake, f"{tenant}/{app}"))
         self._sending.add(task)  # held: the loop keeps only weak references to tasks
         task.add_done_callback(self._sending.discard)
@@ -133,24 +135,34 @@ class Leadership:
         except Exception as exc:  # the request waits its time out at the activator, answered 503
             log.warning("could not ask the leader to wake %s: %s", payload, exc)
 
-    async def _elect(self, stopping: asyncio.Event) -> None:
-        """Stand by, trying for the lock, until won; then lead, probing the lock's session, until `stopping`."""
-        while not stopping.is_set():
+    async def _elect(self, stopping: asyncio.Event, released: asyncio.Event) -> None:
+        """Stand by, trying for the lock, until won; then lead, probing the lock's session. A session that fails
+        ends the term (`demoted`), and the daemon stands by again, on a new connection."""
+        while not self._done(stopping, released):
             try:
                 async with await self._connect() as connection:
                     await connection.execute(f"LISTEN {CHANGES}")
                     await connection.execute(f"LISTEN {WAKES}")
-                    while not stopping.is_set():
-                        await self._listen(connection)
+                    while not self._done(stopping, released):
                         if self.leading.is_set():
                             await self._probe(connection)
-                        elif await self._try_lock(connection):
+                        elif not stopping.is_set() and await self._try_lock(connection):
                             await self._lead()
-            except psycopg.Error as exc:
+                        await self._listen(connection)
+            except (psycopg.Error, TimeoutError) as exc:
                 if self.leading.is_set():
-                    raise LeadershipLost(f"the session holding the leader's lock failed: {exc}") from None
-                log.warning("standing by without the database (%s); trying again", exc)
-                await _pause(stopping, RECONNECT_SECONDS)
+                    log.error("this daemon (%s) lost the lead: its lock's session failed (%s)", self.name, exc)
+                    self.leading.clear()
+                    self.since = None
+                    self.demoted.set()
+                    await self._beat()  # its row says so at once, if the database answers
+                else:
+                    log.warning("standing by without the database (%s); trying again", exc)
+                if not self._done(stopping, released):
+                    await _pause(stopping, RECONNECT_SECONDS)
+
+    def _done(self, stopping: asyncio.Event, released: asyncio.Event) -> bool:
+        return released.is_set() if self.leading.is_set() else stopping.is_set()
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         conninfo = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -177,13 +189,12 @@ class Leadership:
         return bool(row and row[0])
 
     async def _probe(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-        try:
-            await asyncio.wait_for(connection.execute("SELECT 1"), PROBE_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise LeadershipLost(f"the database did not answer within {PROBE_TIMEOUT_SECONDS} s") from None
+        """The lock's session answers within `PROBE_TIMEOUT_SECONDS`, or TimeoutError."""
+        await asyncio.wait_for(connection.execute("SELECT 1"), PROBE_TIMEOUT_SECONDS)
 
     async def _lead(self) -> None:
         self.since = _now()
+        self.demoted.clear()
         self.leading.set()
         log.info("this daemon (%s) leads", self.name)
         try:
@@ -191,13 +202,17 @@ class Leadership:
         except Exception as exc:  # the lock is what makes the leader; the row only says so, at the next beat
             log.warning("could not record that this daemon leads: %s", exc)
 
-    async def _heartbeat(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            await _pause(stopping, daemons.HEARTBEAT_SECONDS)
-            try:
-                await asyncio.to_thread(self._write, daemons.heartbeat, os.getpid(), _now(), self.since)
-            except Exception as exc:  # the database is out of reach a moment: the next beat tries again
-                log.warning("heartbeat not recorded: %s", exc)
+    async def _heartbeat(self) -> None:
+        """Until cancelled (at the end of `run`): a leader stopping still leads until it releases the lock."""
+        while True:
+            await asyncio.sleep(daemons.HEARTBEAT_SECONDS)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        try:
+            await asyncio.to_thread(self._write, daemons.heartbeat, os.getpid(), _now(), self.since)
+        except Exception as exc:  # the database is out of reach a moment: the next beat tries again
+            log.warning("heartbeat not recorded: %s", exc)
 
     def _write(self, write: Callable[..., None], *args: object) -> None:
         with db.session(self.engine) as session:

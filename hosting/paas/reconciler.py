@@ -138,21 +138,29 @@ class Reconciler:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Reconcile until `stopping` is set; a failing pass is logged and retried, never fatal."""
+        """Reconcile until `stopping` is set (or cancelled); a failing pass is logged and retried, never fatal.
+        It may run again after (a daemon that leads again): `close` ends what it keeps."""
         self._loop = asyncio.get_running_loop()
-        try:
-            while not stopping.is_set():
-                self._wake.clear()  # before the pass: a nudge during it brings the next one at once
-                try:
-                    await self.reconcile()
-                except Exception:
-                    log.exception("reconcile pass failed; retrying")
-                await pause(self._wake, stopping, self._interval())
-        finally:
-            await self.sleeper.close()
-            await self.liveness.close()
-            if self.pulls is not None:
-                await self.pulls.close()
+        while not stopping.is_set():
+            self._wake.clear()  # before the pass: a nudge during it brings the next one at once
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+            await pause(self._wake, stopping, self._interval())
+
+    def forget(self) -> None:
+        """Drop what it knows of the instances (another daemon may act on them before this one runs again): the
+        next pass adopts them from their rows and containers, and the meter goes on from the saved positions."""
+        self.tracked, self._adopted, self._published = {}, False, None
+        self.usage.meter = None
+
+    async def close(self) -> None:
+        """End its sleeper's, health checker's and puller's work and connections."""
+        await self.sleeper.close()
+        await self.liveness.close()
+        if self.pulls is not None:
+            await self.pulls.close()
 
     async def reconcile(self) -> None:
         """One pass: observe, plan, act, check health, record."""

@@ -79,7 +79,7 @@ def up(
     """Run the platform in the foreground until Ctrl-C."""
     from strata import daemon  # the server's imports are heavy; other verbs should start fast
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s.%(msecs)03d %(name)s: %(message)s", datefmt="%H:%M:%S")
     for chatty in ("alembic", "httpx", "asyncssh", "qemu.qmp"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:

@@ -1,6 +1,6 @@
 """PostgreSQL gone (its server stopped under a running daemon), or taking no more connections: every request
 answers 503 with Retry-After and changes nothing; once it is back the same write succeeds, once, with no restart
-of the daemon."""
+of the daemon, which leads again (its lock's session went with the server)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +11,7 @@ from psycopg import sql
 
 from tenants.client import ApiError
 from tenants.schemas import TenantCreate
+from tests.containers import wait_for
 from tests.harness import start_daemon
 from tests.postgres import Postgres
 
@@ -36,6 +37,7 @@ def test_an_unreachable_postgresql_is_a_503_and_the_daemon_carries_on_once_it_is
     try:
         with daemon.operator() as api:
             api.create_tenant(TenantCreate(name="acme"))
+            wait_for(lambda: api.status().leader, what="the daemon to lead")
             server.stop()
 
             with pytest.raises(ApiError) as refused:
@@ -50,6 +52,7 @@ def test_an_unreachable_postgresql_is_a_503_and_the_daemon_carries_on_once_it_is
             server.start()
             api.create_tenant(TenantCreate(name="globex"))
             assert [t.name for t in api.tenants()] == ["acme", "globex"]
+            wait_for(lambda: api.status().leader, timeout=15, what="the daemon to lead again")
     finally:
         assert daemon.stop() == 0
 
@@ -64,6 +67,7 @@ def test_a_postgresql_that_takes_no_more_connections_is_a_503_until_it_does(serv
     try:
         with daemon.operator() as api:
             api.create_tenant(TenantCreate(name="acme"))
+            wait_for(lambda: api.status().leader, what="the daemon to lead")
             server.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 0").format(role))
             server.execute(sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app'"))
 
@@ -74,5 +78,6 @@ def test_a_postgresql_that_takes_no_more_connections_is_a_503_until_it_does(serv
             server.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT -1").format(role))
             api.create_tenant(TenantCreate(name="globex"))
             assert [t.name for t in api.tenants()] == ["acme", "globex"]
+            wait_for(lambda: api.status().leader, timeout=15, what="the daemon to lead again")
     finally:
         assert daemon.stop() == 0

@@ -100,9 +100,9 @@ def _rolled(daemon: Daemon) -> bool:
     return len(found) == 2 and all(i.revision == 2 and i.state == InstanceState.READY for i in found)
 
 
-def test_a_leader_whose_lock_session_ends_stops_and_a_standby_leads(postgres: Postgres, tmp_path: Path) -> None:
-    """The server ends the leader's lock session (as a network cut would, once noticed): the leader stops acting
-    and exits saying it lost the lead; the standby leads."""
+def test_a_leader_whose_lock_session_ends_stands_by_and_a_standby_leads(postgres: Postgres, tmp_path: Path) -> None:
+    """The server ends the leader's lock session (as a network cut would, once noticed): the leader's term ends
+    (it stops acting, and says so) and the standby leads; the old leader, still running, stands by."""
     with postgres.database() as url:
         first = start_daemon(tmp_path / "a", env=_env(url, "a"))
         (tmp_path / "b").mkdir(mode=0o700)
@@ -115,9 +115,11 @@ def test_a_leader_whose_lock_session_ends_stops_and_a_standby_leads(postgres: Po
                     sql.Literal("strata leader election (a)")
                 )
             )
-            assert first.process.wait(timeout=15) == 1
-            assert "this daemon lost the lead" in (tmp_path / "a-daemon.log").read_text()
-            assert wait_for(lambda: (s := _status(second)).leader and s.leader.name, timeout=10) == "b"
+            wait_for(lambda: (s := _status(second)).leader and s.leader.name == "b", timeout=10, what="b to lead")
+            assert "this daemon (a) lost the lead" in (tmp_path / "a-daemon.log").read_text()
+            roles = {d.name: (d.alive, d.leading_since is not None) for d in _status(first).daemons}
+            assert roles == {"a": (True, False), "b": (True, True)}
+            assert first.process.poll() is None
         finally:
             for daemon in (first, second):
                 daemon.stop()
@@ -206,6 +208,47 @@ def _sleep(daemon: Daemon) -> SleepRead:
     return sleep
 
 
+def _logged_at(log: Path, words: str) -> datetime:
+    """When the daemon logged the line with `words` (today, in this machine's zone), in UTC."""
+    line = next(line for line in log.read_text().splitlines() if words in line)
+    clock = datetime.strptime(line.split()[0], "%H:%M:%S.%f").time()
+    return datetime.combine(datetime.now().date(), clock).astimezone(UTC)
+
+
 def _states(daemon: Daemon) -> list[str]:
     with daemon.operator() as api:
         return [instance.state for instance in api.instances("acme", "web")]
+
+
+def test_a_leader_stopped_mid_roll_keeps_the_lead_until_its_work_has_stopped(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """A service manager's restart (SIGTERM) of the leader mid-roll: the standby leads only once the old leader's
+    work has stopped (it holds the lock until then, so two never act at once), and finishes the roll."""
+    with postgres.database() as url:
+        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
+        (tmp_path / "b").mkdir(mode=0o700)
+        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
+        second = start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b"))
+        platform = platform_id(first)
+        try:
+            assert _leader(second) == "a"
+            with second.operator() as api:
+                api.create_tenant(TenantCreate(name="acme"))
+                api.deploy("acme", "web", HELLO)
+            wait_for(lambda: _serving(second, "revision=1"), what="the app")
+            with second.operator() as api:
+                api.deploy("acme", "web", HELLO.model_copy(update={"env": {"GREETING": "v2"}}))
+            wait_for(lambda: containers_of(platform, "strata.revision=2"), what="the roll to begin")
+            first.process.send_signal(signal.SIGTERM)
+            first.process.wait(timeout=30)
+            status = wait_for(lambda: (s := _status(second)).leader and s.leader.name == "b" and s, timeout=10)
+            assert status.leader is not None and status.leader.leading_since is not None
+            stopped = _logged_at(tmp_path / "a-daemon.log", "leader work has stopped")
+            assert status.leader.leading_since > stopped  # not a moment before
+            wait_for(lambda: _rolled(second), timeout=90, what="revision 2 on 2 ready instances")
+            assert len(containers_of(platform)) == 2
+        finally:
+            for daemon in (first, second):
+                daemon.stop()
+            remove_everything_of(platform)
