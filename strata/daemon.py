@@ -46,6 +46,7 @@ from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool
+from hosting.paas.pause import pause
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.standby import Standby, every_door
 from hosting.paas.vm_nodes import VmNodes, engine_ready
@@ -67,6 +68,7 @@ log = logging.getLogger("strata")
 
 OPERATOR_TOKEN_NAME = "bootstrap"
 SHUTDOWN_GRACE_SECONDS = 5
+ORPHANS_SECONDS = 10.0  # how often the leader looks for builds whose daemon is gone
 
 
 Address = tuple[str, int]
@@ -200,6 +202,7 @@ def run(settings: Settings, options: Options) -> None:
             backups=backups,
             sleeps=reconciler.sleeps,
             cold_starts=reconciler.sleeper.cold_starts,
+            leads=leadership.leading.is_set,
         )
         app = create_app(platform)
         sockets = [_unix_socket(settings.api_socket)]
@@ -207,7 +210,7 @@ def run(settings: Settings, options: Options) -> None:
             sockets.append(_tcp_socket(options.api))
         parts = _Parts(
             app, reconciler, hypervisors, gateway, certificates, backups, volumes, leadership, standby,
-            partial(_recover, engine, builder, backups),
+            partial(_recover, engine, backups), builder,
         )  # fmt: skip
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -310,6 +313,7 @@ class _Parts:
     leadership: Leadership
     standby: Standby
     recover: Callable[[], None]
+    builder: Builder
 
 
 async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, settings: Settings) -> None:
@@ -420,9 +424,30 @@ async def _lead(parts: _Parts, stopping: asyncio.Event) -> None:
 async def _leader_work(parts: _Parts, stopping: asyncio.Event) -> None:
     await _until_done(stopping, parts.recover)
     work = [parts.reconciler.run(stopping), *(vm_nodes.run(stopping) for vm_nodes in parts.hypervisors)]
+    work.append(_fail_orphaned_builds(parts.reconciler.engine, parts.builder, stopping))
     if parts.backups is not None:
         work.append(parts.backups.run(stopping))
     await asyncio.gather(*work)
+
+
+async def _fail_orphaned_builds(engine: Engine, builder: Builder, stopping: asyncio.Event) -> None:
+    """Every `ORPHANS_SECONDS`: the builds of daemons gone (no heartbeat) are failed; they will not finish."""
+    while not stopping.is_set():
+        try:
+            with db.session(engine) as session:
+                alive = [
+                    d.name for d in await asyncio.to_thread(daemons.daemons, session, datetime.now(UTC)) if d.alive
+                ]
+            for build_id in await asyncio.to_thread(builder.fail_orphaned, alive):
+                log.warning("build %d was cut off by the end of its daemon: marked failed", build_id)
+        except SQLAlchemyError as exc:
+            log.warning("builds of daemons gone not looked for: %s", exc)
+        await pause(asyncio.Event(), stopping, ORPHANS_SECONDS)
+
+
+def _alive(engine: Engine) -> list[str]:
+    with db.session(engine) as session:
+        return [daemon.name for daemon in daemons.daemons(session, datetime.now(UTC)) if daemon.alive]
 
 
 async def _until_done(stopping: asyncio.Event, step: Callable[[], None]) -> None:
@@ -445,13 +470,9 @@ async def _first(*waits: Awaitable[object]) -> None:
             future.cancel()
 
 
-def _recover(engine: Engine, builder: Builder, backups: VolumeBackups | None) -> None:
-    """Mark what the last leader's stop cut off: its volume moves and restores undone, its backups failed (their
-    archives removed); and the builds of every daemon gone failed."""
-    with db.session(engine) as session:
-        gone = [d.name for d in daemons.daemons(session, datetime.now(UTC)) if not d.alive]
-    for build_id in builder.recover(gone):
-        log.warning("build %d was cut off by the stop of its daemon: marked failed", build_id)
+def _recover(engine: Engine, backups: VolumeBackups | None) -> None:
+    """Mark what the last leader's stop cut off (only a leader moves volumes and makes backups): its volume moves
+    and restores undone, its backups failed (their archives removed)."""
     with db.session(engine) as session:
         for volume in volume_records.recover_moves(session):
             log.warning("the move of volume %s was cut off by the daemon's stop: it stays where it was", volume)
@@ -506,9 +527,11 @@ def _join(engine: Engine, path: Path, box: SecretBox) -> str:
         raise DaemonError(str(exc)) from None
     with db.session(engine) as session:
         try:
-            platform = installation.join(session, mine, fingerprint)
+            platform, replaced = installation.join(session, mine, fingerprint, sole=engine.dialect.name == "sqlite")
         except Invalid as exc:
             raise DaemonError(str(exc)) from None
+    if replaced:
+        log.warning("the secret key %s is not the one the stored secrets were sealed with: store them again", box.path)
     if platform != mine:
         path.write_text(platform + "\n")
     elif not path.exists():

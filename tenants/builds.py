@@ -9,7 +9,7 @@ owns it (`tenants.images`), and is never looked for in a registry.
 
 from collections.abc import Collection
 
-from sqlalchemy import or_
+from sqlalchemy import ColumnElement, or_
 from sqlmodel import Session, col, select
 
 from tenants import audit, images
@@ -114,11 +114,19 @@ def finish(
     return build
 
 
-def fail_interrupted(session: Session, daemons: Collection[str]) -> list[int]:
-    """Builds still `building` on these daemons (this one, at its start; those gone, when it begins to lead) were
-    cut off by their stop: mark them failed, saying so. So are those of no daemon's (recorded before daemons were)."""
-    on = or_(col(Build.daemon).in_(daemons), col(Build.daemon).is_(None))
-    running = list(session.exec(select(Build).where(Build.state == BuildState.BUILDING, on)))
+def fail_interrupted(session: Session, daemon: str) -> list[int]:
+    """Builds still `building` on `daemon` when it starts were cut off by its stop: mark them failed, saying so.
+    So are those of no daemon's (recorded before there were several)."""
+    return _fail(session, or_(col(Build.daemon) == daemon, col(Build.daemon).is_(None)))
+
+
+def fail_orphaned(session: Session, alive: Collection[str]) -> list[int]:
+    """Builds still `building` on a daemon not `alive` (gone without starting again): mark them failed."""
+    return _fail(session, col(Build.daemon).not_in(alive))
+
+
+def _fail(session: Session, whose: ColumnElement[bool]) -> list[int]:
+    running = list(session.exec(select(Build).where(Build.state == BuildState.BUILDING, whose)))
     for build in running:
         finish(session, saved_id(build), BuildState.FAILED, message=INTERRUPTED)
     return [saved_id(build) for build in running]

@@ -135,12 +135,16 @@ class Builder:
         self._building: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[BuildRead]] = set()
 
-    def recover(self, gone: Collection[str] = ()) -> list[int]:
-        """Builds this daemon was running when it stopped (at its start), and those of daemons `gone` (when it
-        begins to lead), are failed, saying so."""
+    def recover(self) -> list[int]:
+        """At the daemon's start: the builds it was running when it stopped are failed, saying so."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         with db.session(self.engine) as session:
-            return builds.fail_interrupted(session, {self.daemon, *gone})
+            return builds.fail_interrupted(session, self.daemon)
+
+    def fail_orphaned(self, alive: Collection[str]) -> list[int]:
+        """The leader, now and then: the builds of daemons gone (not `alive`) are failed, saying so."""
+        with db.session(self.engine) as session:
+            return builds.fail_orphaned(session, alive)
 
     def log_path(self, build_id: int) -> Path:
         return self.directory / f"{build_id}.log"

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import Engine
 
 from hosting.paas import service_credentials
-from strata.api.deps import DB, Backups, Caller, DbEngine, Pool, RowId, Secrets, TenantName, listing_scope
+from strata.api.deps import DB, Backups, Caller, DbEngine, LeaderOnly, Pool, RowId, Secrets, TenantName, listing_scope
 from tenants import backups, db
 from tenants.enums import BackupKind
 from tenants.schemas import BackupRead, BackupRestore, VolumeRead
@@ -29,7 +29,7 @@ def list_backups(session: DB, tenant: TenantName) -> list[BackupRead]:
     return backups.read(backups.list_backups(session, get_tenant(session, tenant)))
 
 
-@router.post("/tenants/{tenant}/volumes/{volume}/backups", status_code=201)
+@router.post("/tenants/{tenant}/volumes/{volume}/backups", status_code=201, dependencies=[LeaderOnly])
 async def create_backup(principal: Caller, tenant: TenantName, volume: str, store: Backups) -> BackupRead:
     """Back the volume up now, wherever it lives, its app paused for the copy, and verify it: the answer says
     `verified`, or `failed` and why."""
@@ -42,7 +42,7 @@ def get_backup(session: DB, tenant: TenantName, backup: RowId) -> BackupRead:
     return backups.read([(backups.get_backup(session, owner, backup), tenant)])[0]
 
 
-@router.post("/tenants/{tenant}/backups/{backup}/restore")
+@router.post("/tenants/{tenant}/backups/{backup}/restore", dependencies=[LeaderOnly])
 async def restore_backup(
     engine: DbEngine, pool: Pool, box: Secrets, principal: Caller, tenant: TenantName, backup: RowId,
     body: BackupRestore, store: Backups,
@@ -70,7 +70,7 @@ def _is_service(engine: Engine, tenant: str, volume: str) -> bool:
         return backups.is_service(session, get_tenant(session, tenant), volume)
 
 
-@router.delete("/tenants/{tenant}/backups/{backup}", status_code=204)
+@router.delete("/tenants/{tenant}/backups/{backup}", status_code=204, dependencies=[LeaderOnly])
 async def delete_backup(principal: Caller, tenant: TenantName, backup: RowId, store: Backups) -> Response:
     """Delete the backup and its archive. 503 if the store keeps the archive for now: the backup stays listed as
     `deleting`, restored no more, and goes once the store takes the deletion."""

@@ -51,6 +51,7 @@ class Platform:
     backups: VolumeBackups | None = None  # their backups (None with no volumes)
     sleeps: Callable[[], Mapping[tuple[str, str], SleepRead]] = dict  # each app's sleep and wake-ups (in memory)
     cold_starts: ColdStarts = field(default_factory=ColdStarts)  # how long sleeping apps took to wake
+    leads: Callable[[], bool] = lambda: True  # whether this daemon leads (it alone keeps the volumes)
 
     def install(self, app: FastAPI) -> None:
         app.state.platform = self
@@ -211,6 +212,19 @@ def require_operator(principal: Caller) -> Principal:
 
 
 Operator = Annotated[Principal, Depends(require_operator)]
+
+
+async def require_leader(platform: _Platform, _: Caller) -> None:
+    """Volumes (and what keeps its data on one: backups, managed services) live in the leading daemon's home: a
+    standby refuses to make, move, copy or delete them, naming where to ask."""
+    if not platform.leads():
+        raise Conflict(
+            f"this daemon ({platform.settings.daemon_name}) stands by: volumes, backups and services are kept by "
+            "the daemon that leads; use its API or SSH (`strata status` names it)"
+        )
+
+
+LeaderOnly = Depends(require_leader)
 
 
 def scope(principal: Principal, tenant: str | None) -> None:

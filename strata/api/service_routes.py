@@ -16,6 +16,7 @@ from strata.api.deps import (
     Caller,
     Config,
     DbEngine,
+    LeaderOnly,
     Nudge,
     Pool,
     Secrets,
@@ -51,7 +52,7 @@ def list_services(session: DB, tenant: TenantName, store: VolumeStore) -> list[S
     return [_read(session, store, s, tenant) for s, _ in services.list_services(session, owner)]
 
 
-@router.post("/tenants/{tenant}/services", status_code=201)
+@router.post("/tenants/{tenant}/services", status_code=201, dependencies=[LeaderOnly])
 async def create_service(
     engine: DbEngine, principal: Caller, tenant: TenantName, body: ServiceCreate, store: Volumes, box: Secrets,
     settings: Config,
@@ -94,7 +95,7 @@ def get_service(session: DB, tenant: TenantName, service: str, store: VolumeStor
     return _read(session, store, services.get_service(session, get_tenant(session, tenant), service), tenant)
 
 
-@router.delete("/tenants/{tenant}/services/{service}", status_code=204)
+@router.delete("/tenants/{tenant}/services/{service}", status_code=204, dependencies=[LeaderOnly])
 def delete_service(
     session: DB,
     principal: Caller,
@@ -121,7 +122,7 @@ def unbind(session: DB, principal: Caller, tenant: TenantName, service: str, app
     return Response(status_code=204)
 
 
-@router.post("/tenants/{tenant}/services/{service}/credentials/rotate")
+@router.post("/tenants/{tenant}/services/{service}/credentials/rotate", dependencies=[LeaderOnly])
 async def rotate_credentials(
     engine: DbEngine, pool: Pool, principal: Caller, tenant: TenantName, service: str, box: Secrets, nudge: Nudge
 ) -> RotationRead:

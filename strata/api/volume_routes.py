@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.volumes import VolumeError
-from strata.api.deps import DB, Caller, DbEngine, Operator, TenantName, Volumes, VolumeStore, listing_scope
+from strata.api.deps import DB, Caller, DbEngine, LeaderOnly, Operator, TenantName, Volumes, VolumeStore, listing_scope
 from tenants import db, volumes
 from tenants.errors import Forbidden, Unavailable
 from tenants.models import Volume
@@ -46,7 +46,7 @@ def list_volumes(session: DB, tenant: TenantName, store: VolumeStore) -> list[Vo
     return [_read(session, store, v, tenant) for v, _ in volumes.list_volumes(session, owner)]
 
 
-@router.post("/tenants/{tenant}/volumes", status_code=201)
+@router.post("/tenants/{tenant}/volumes", status_code=201, dependencies=[LeaderOnly])
 def create_volume(session: DB, principal: Caller, tenant: TenantName, body: VolumeCreate, store: Volumes) -> VolumeRead:
     """A volume of `size_mib` with a hard limit (writes past it fail with ENOSPC in the container), counted
     against the plan's storage quota, on `node` (operators only): by default the host, or for a dedicated tenant
@@ -89,7 +89,7 @@ def filesystem_then(
         raise
 
 
-@router.post("/tenants/{tenant}/volumes/{volume}/move")
+@router.post("/tenants/{tenant}/volumes/{volume}/move", dependencies=[LeaderOnly])
 async def move_volume(
     engine: DbEngine, principal: Operator, tenant: TenantName, volume: str, body: VolumeMove, store: Volumes
 ) -> VolumeRead:
@@ -112,7 +112,7 @@ def get_volume(session: DB, tenant: TenantName, volume: str, store: VolumeStore)
     return _read(session, store, volumes.get_volume(session, get_tenant(session, tenant), volume), tenant)
 
 
-@router.delete("/tenants/{tenant}/volumes/{volume}", status_code=204)
+@router.delete("/tenants/{tenant}/volumes/{volume}", status_code=204, dependencies=[LeaderOnly])
 def delete_volume(
     session: DB,
     principal: Caller,

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from psycopg import sql
 
+from tenants.client import ApiError
 from tenants.enums import InstanceState
-from tenants.schemas import AppSpec, SleepRead, StatusRead, TenantCreate
+from tenants.schemas import AppSpec, SleepRead, StatusRead, TenantCreate, VolumeCreate
 from tests.containers import containers_of, platform_id, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
 from tests.postgres import Postgres
@@ -39,6 +41,9 @@ def test_a_standby_leads_within_seconds_when_the_leader_is_killed_and_finishes_i
                 api.deploy("acme", "web", HELLO)
             wait_for(lambda: _serving(first, "revision=1") and _serving(second, "revision=1"), what="both doors")
             assert {d.name for d in _status(second).daemons} == {"a", "b"}
+            with second.operator() as api, pytest.raises(ApiError) as refused:  # volumes live in the leader's home
+                api.create_volume("acme", VolumeCreate(name="data", size_mib=64))
+            assert refused.value.status == 409 and "this daemon (b) stands by" in refused.value.message
 
             with second.operator() as api:
                 api.deploy("acme", "web", HELLO.model_copy(update={"env": {"GREETING": "v2"}}))

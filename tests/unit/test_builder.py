@@ -202,7 +202,8 @@ def test_builds_a_stop_cut_off_are_failed_at_the_next_start(builder: Builder, en
         found = {b.id: b for b in builds.list_builds(session, None)}
     assert (found[cut.id].state, found[cut.id].message) == (BuildState.FAILED, builds.INTERRUPTED)
     assert found[elsewhere.id].state == BuildState.BUILDING
-    assert builder.recover(gone={"there"}) == [elsewhere.id]
+    assert builder.fail_orphaned({"here", "there"}) == []
+    assert builder.fail_orphaned({"here"}) == [elsewhere.id]
 
 
 def test_a_build_caches_from_its_apps_own_earlier_images_only(builder: Builder, store: FakeRuntime) -> None:
