@@ -24,11 +24,14 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import col, select
 
 from hosting.paas.fake_runtime import FakeClock, FakeHealthChecker, FakePorts, FakeRuntime
@@ -38,6 +41,7 @@ from hosting.paas.planner import BACKOFF_CAP_SECONDS
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.runtime import Capacity
 from hosting.paas.scheduler import Strategy
+from hosting.paas.usage import USAGE_INTERVAL_SECONDS, UsageSampler
 from tenants import apps, db, tenancy
 from tenants.enums import InstanceState
 from tenants.models import App, Tenant
@@ -50,10 +54,21 @@ CRASHED_SHARE = 0.01
 TIMEOUT_SECONDS = 300.0
 
 
-def make_world(engine: Engine, args: argparse.Namespace) -> tuple[Reconciler, FakeClock, list[FakeRuntime]]:
+@dataclass
+class World:
+    """A reconciler over fake nodes; `clock` its time, `metered` the time its usage sampler reads (moved apart, so
+    a phase samples usage only when it means to)."""
+
+    reconciler: Reconciler
+    clock: FakeClock
+    metered: FakeClock
+    nodes: list[FakeRuntime]
+
+
+def make_world(engine: Engine, args: argparse.Namespace) -> World:
     """The nodes, the apps (10 replicas each by default, five per tenant) and a reconciler over them."""
     rng = random.Random(args.seed)
-    clock, ports = FakeClock(), FakePorts()
+    clock, metered, ports = FakeClock(), FakeClock(), FakePorts()
     nodes = [
         FakeRuntime(f"node-{i:03d}", capacity=rng.choice(NODE_SIZES), clock=clock.now, ports=ports)
         for i in range(args.nodes)
@@ -75,42 +90,69 @@ def make_world(engine: Engine, args: argparse.Namespace) -> tuple[Reconciler, Fa
         liveness=Liveness(FakeHealthChecker(ports)),
         clock=clock.monotonic,
     )
-    return reconciler, clock, nodes
+    reconciler.usage = UsageSampler(engine, clock.now, metered.monotonic)
+    return World(reconciler, clock, metered, nodes)
 
 
-async def timed(reconciler: Reconciler, before: Callable[[], object] = lambda: None) -> float:
-    before()
-    started = time.perf_counter()
-    await reconciler.reconcile()
-    return time.perf_counter() - started
+class Statements:
+    """The SQL statements an engine runs (SQLAlchemy's `before_cursor_execute`), counted from any thread: the
+    reconciler reads and writes in `asyncio.to_thread`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_: object) -> None:
+        with self._lock:
+            self.count += 1
 
 
-async def phases(reconciler: Reconciler, clock: FakeClock, nodes: list[FakeRuntime], args: argparse.Namespace) -> None:
+Pass = tuple[float, int]  # (seconds, statements)
+
+
+async def phases(world: World, args: argparse.Namespace) -> None:
+    reconciler, clock, nodes = world.reconciler, world.clock, world.nodes
     rng = random.Random(args.seed)
+    statements = Statements(reconciler.engine)
     print(f"{args.nodes} nodes, {args.instances} instances wanted, {args.passes} passes per repeated phase")
-    print(f"{'phase':<12} {'median':>9} {'worst':>9} {'per instance':>13}  what")
+    print(f"database: {args.database}")
+    print(f"{'phase':<12} {'median':>9} {'worst':>9} {'per instance':>13} {'SQL/pass':>9} {'worst':>6}  what")
 
-    def report(name: str, seconds: list[float], what: str) -> None:
+    def report(name: str, passes: list[Pass], what: str) -> None:
         instances = max(1, len(reconciler.tracked))
+        seconds, queries = [s for s, _ in passes], [q for _, q in passes]
         median = statistics.median(seconds)
         print(
             f"{name:<12} {median * 1000:>7.0f}ms {max(seconds) * 1000:>7.0f}ms "
-            f"{median / instances * 1e6:>11.0f}us  {what}"
+            f"{median / instances * 1e6:>11.0f}us {statistics.median(queries):>9.0f} {max(queries):>6}  {what}"
         )
+
+    async def timed(before: Callable[[], object] = lambda: None) -> Pass:
+        before()
+        counted, started = statements.count, time.perf_counter()
+        await reconciler.reconcile()
+        return time.perf_counter() - started, statements.count - counted
 
     def ready() -> int:
         return sum(1 for t in reconciler.tracked.values() if t.state == InstanceState.READY)
 
-    deploy = [await timed(reconciler)]
+    deploy = [await timed()]
     report("deploy", deploy, f"{sum(len(n.running()) for n in nodes)} created, {ready()} ready")
 
-    report("idle", [await timed(reconciler) for _ in range(args.passes)], "nothing due")
+    report("idle", [await timed() for _ in range(args.passes)], "nothing due")
 
     def checks_due() -> None:
         clock.advance(HEALTH_INTERVAL_SECONDS)
 
-    due = [await timed(reconciler, checks_due) for _ in range(args.passes)]
+    due = [await timed(checks_due) for _ in range(args.passes)]
     report("checks due", due, f"{ready()} ready instances checked each pass")
+
+    def usage_due() -> None:
+        world.metered.advance(USAGE_INTERVAL_SECONDS)
+
+    metered = [await timed(usage_due) for _ in range(args.passes)]
+    report("usage due", metered, f"{len(reconciler.usage.usage)} instances' counters read and metered each pass")
 
     running = [(node, c.instance) for node in nodes for c in node.running()]
     crashed = rng.sample(running, max(1, int(len(running) * CRASHED_SHARE)))
@@ -120,13 +162,13 @@ async def phases(reconciler: Reconciler, clock: FakeClock, nodes: list[FakeRunti
             node.emit(instance, "panic: the benchmark")
             node.crash(instance, exit_code=2)
 
-    report("crashes", [await timed(reconciler, crash)], f"{len(crashed)} crashes recorded")
+    report("crashes", [await timed(crash)], f"{len(crashed)} crashes recorded")
 
     def backoff_passes() -> None:
         clock.advance(BACKOFF_CAP_SECONDS)
 
     starts = sum(node.calls["start"] for node in nodes)
-    restart = [await timed(reconciler, backoff_passes)]
+    restart = [await timed(backoff_passes)]
     report("restarts", restart, f"{sum(node.calls['start'] for node in nodes) - starts} restarted")
 
     def scale_up() -> None:
@@ -135,19 +177,18 @@ async def phases(reconciler: Reconciler, clock: FakeClock, nodes: list[FakeRunti
                 apps.scale(session, "bench", tenant.name, app.name, app.replicas + 1)
 
     created = sum(node.calls["create"] for node in nodes)
-    scale = [await timed(reconciler, scale_up)]
+    scale = [await timed(scale_up)]
     report("scale up", scale, f"{sum(node.calls['create'] for node in nodes) - created} created")
 
     lost = max(nodes, key=lambda node: len(node.running()))  # SPREAD fills the roomiest nodes first
 
-    def lose_a_node() -> None:
-        lost.unreachable()
-        reconciler.pool[lost.name].lost_after = 0.0  # given up at once, not after 30 s
+    def give_up() -> None:
+        reconciler.pool[lost.name].lost_after = 0.0  # given up now, not 30 s after it stopped answering
 
     had = len(lost.running())
-    report("unreachable", [await timed(reconciler, lose_a_node)], f"a node of {had} stops answering: they are kept")
+    report("unreachable", [await timed(lost.unreachable)], f"a node of {had} stops answering: they are kept")
     created = sum(node.calls["create"] for node in nodes)
-    moved = [await timed(reconciler)]
+    moved = [await timed(give_up)]
     report("node lost", moved, f"{sum(n.calls['create'] for n in nodes) - created} of its {had} placed elsewhere")
 
 
@@ -159,25 +200,47 @@ async def bounded(work: Awaitable[None], seconds: float) -> bool:
     return True
 
 
+@contextmanager
+def database(kind: str, home: Path) -> Iterator[Engine]:
+    """A migrated control-plane database: SQLite in `home`, or a PostgreSQL 15 server of the bench's own (the
+    tests' `tests/postgres.py`: a cluster in a temporary directory, on a Unix socket, durability off)."""
+    if kind == "sqlite":
+        engine = db.open_engine(f"sqlite:///{home / 'strata.db'}")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    from tests.postgres import Postgres  # only this option needs the repository's root on sys.path
+
+    server = Postgres.create()
+    try:
+        server.start()
+        server.create_database("bench")
+        engine = db.open_engine(server.url("bench"))
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+    finally:
+        server.remove()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=200)
-    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--instances", type=int, default=10_000)
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--passes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS)
     args = parser.parse_args()
     logging.getLogger("hosting").setLevel(logging.ERROR)  # a lost node's warning is the point of a phase
-    with tempfile.TemporaryDirectory(prefix="strata-bench-") as home:
-        engine = db.open_engine(f"sqlite:///{Path(home) / 'strata.db'}")
-        try:
-            reconciler, clock, nodes = make_world(engine, args)
-            if not asyncio.run(bounded(phases(reconciler, clock, nodes, args), args.timeout)):
-                print(f"stopped after {args.timeout:.0f} s (--timeout)", file=sys.stderr)
-                sys.exit(1)
-        finally:
-            engine.dispose()
+    with tempfile.TemporaryDirectory(prefix="strata-bench-") as home, database(args.database, Path(home)) as engine:
+        if not asyncio.run(bounded(phases(make_world(engine, args), args), args.timeout)):
+            print(f"stopped after {args.timeout:.0f} s (--timeout)", file=sys.stderr)
+            sys.exit(1)
 
 
 if __name__ == "__main__":
