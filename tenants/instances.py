@@ -8,11 +8,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Row, Table
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, select, update
 
-from tenants import audit
+from tenants import audit, db
 from tenants.enums import TenantStatus
-from tenants.models import App, Instance, Plan, Tenant, Volume, saved_id
+from tenants.models import App, Instance, Plan, Tenant, Volume
 
 RECONCILER = "reconciler"
 
@@ -57,48 +59,63 @@ class ActionEvent:
     detail: dict[str, Any]
 
 
+# What a pass reads of each app, its tenant and its plan: columns, not rows (no objects to track, no times to
+# parse), since every pass reads every app.
+_DESIRED_COLUMNS: list[Any] = [
+    App.id, App.tenant_id, App.name, App.revision, App.replicas, App.image, App.command, App.port, App.cpu_millicores,
+    App.memory_mib, App.env, App.health_path, App.hostnames, App.https_redirect, App.hsts, App.volumes, App.kind,
+    App.sealed_env, App.idle_stop_seconds, col(Tenant.name).label("tenant"), Tenant.isolation, Tenant.status,
+    Plan.requests_per_second, Plan.burst, Plan.max_body_mib,
+    col(Plan.idle_stop_seconds).label("plan_idle_stop_seconds"),
+]  # fmt: skip
+_DESIRED = (
+    sa_select(*_DESIRED_COLUMNS)
+    .join(Tenant, col(App.tenant_id) == Tenant.id)
+    .join(Plan, col(Tenant.plan) == Plan.name)
+    .order_by(Tenant.name, App.name)
+)
+_VOLUME_COLUMNS: list[Any] = [Volume.tenant_id, Volume.name, Volume.node, Volume.restoring, Volume.moving_to]
+_VOLUMES = sa_select(*_VOLUME_COLUMNS)
+
+
 def desired_apps(session: Session) -> list[DesiredApp]:
-    found = list(session.exec(select(Volume)))
+    found = session.execute(_VOLUMES).all()
     nodes = {(v.tenant_id, v.name): v.node for v in found}
     restoring = {(v.tenant_id, v.name) for v in found if v.restoring or v.moving_to is not None}
-    rows = session.exec(
-        select(App, Tenant, Plan)
-        .join(Tenant, col(App.tenant_id) == Tenant.id)
-        .join(Plan, col(Tenant.plan) == Plan.name)
-        .order_by(Tenant.name, App.name)
-    )
     return [
         DesiredApp(
-            tenant=tenant.name,
-            isolation=tenant.isolation,
-            app_id=saved_id(app),
-            name=app.name,
-            revision=app.revision,
-            replicas=0 if tenant.status == TenantStatus.SUSPENDED or _restoring(app, restoring) else app.replicas,
-            image=app.image,
-            command=app.command,
-            port=app.port,
-            cpu_millicores=app.cpu_millicores,
-            memory_mib=app.memory_mib,
-            env=dict(app.env),
-            health_path=app.health_path,
-            hostnames=list(app.hostnames),
-            requests_per_second=plan.requests_per_second,
-            burst=plan.burst,
-            max_body_mib=plan.max_body_mib,
-            https_redirect=app.https_redirect,
-            hsts=app.hsts,
-            volumes=tuple((mount["volume"], mount["path"]) for mount in app.volumes),
-            kind=app.kind,
-            sealed_env=tuple(sorted(app.sealed_env.items())),
-            idle_stop_seconds=app.idle_stop_seconds if app.idle_stop_seconds is not None else plan.idle_stop_seconds,
-            volume_node=next((nodes[key] for m in app.volumes if (key := (app.tenant_id, m["volume"])) in nodes), None),
+            tenant=row.tenant,
+            isolation=row.isolation,
+            app_id=row.id,
+            name=row.name,
+            revision=row.revision,
+            replicas=0 if row.status == TenantStatus.SUSPENDED or _restoring(row, restoring) else row.replicas,
+            image=row.image,
+            command=row.command,
+            port=row.port,
+            cpu_millicores=row.cpu_millicores,
+            memory_mib=row.memory_mib,
+            env=row.env,
+            health_path=row.health_path,
+            hostnames=row.hostnames,
+            requests_per_second=row.requests_per_second,
+            burst=row.burst,
+            max_body_mib=row.max_body_mib,
+            https_redirect=row.https_redirect,
+            hsts=row.hsts,
+            volumes=tuple((mount["volume"], mount["path"]) for mount in row.volumes),
+            kind=row.kind,
+            sealed_env=tuple(sorted(row.sealed_env.items())),
+            idle_stop_seconds=row.idle_stop_seconds
+            if row.idle_stop_seconds is not None
+            else row.plan_idle_stop_seconds,
+            volume_node=next((nodes[key] for m in row.volumes if (key := (row.tenant_id, m["volume"])) in nodes), None),
         )
-        for app, tenant, plan in rows
+        for row in session.execute(_DESIRED)
     ]
 
 
-def _restoring(app: App, restoring: set[tuple[int, str]]) -> bool:
+def _restoring(app: Row[Any], restoring: set[tuple[int, str]]) -> bool:
     """The app mounts a volume being restored or moved: none of its instances runs until that is over."""
     return any((app.tenant_id, mount["volume"]) in restoring for mount in app.volumes)
 
@@ -120,9 +137,12 @@ def record(
     Rows of apps deleted meanwhile are skipped (their foreign key is gone).
     """
     live_apps = set(session.exec(select(App.id)))
-    for row in changed:
-        if row.app_id in live_apps:
-            session.merge(row)
+    rows = [row.model_dump() for row in changed if row.app_id in live_apps]
+    if rows:  # one statement for them all, new or not (a merge would read each row first)
+        table: Table = Instance.__table__  # type: ignore[attr-defined]
+        insert = db.insert(session.get_bind().dialect.name, table)
+        written = {name: insert.excluded[name] for name in rows[0] if name != "id"}
+        session.execute(insert.on_conflict_do_update(index_elements=["id"], set_=written), rows)
     for app_id, problem in (problems or {}).items():
         session.exec(update(App).where(col(App.id) == app_id).values(problem=problem))
     removed = list(removed)

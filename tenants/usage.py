@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, delete, func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from tenants import db
 from tenants.models import App, Plan, Tenant, UsageHour, UsagePosition, UsageTotal, Volume, saved_id
 from tenants.schemas import PlanRead, UsageLine, UsageReport
 
@@ -118,7 +118,7 @@ def record(
     saved = [vars(position) for position in positions]
     if saved:
         table: Table = UsagePosition.__table__  # type: ignore[attr-defined]
-        insert = _insert(_dialect(session), table).values(saved)
+        insert = db.insert(_dialect(session), table).values(saved)
         changed = {name: insert.excluded[name] for name in ("container_id", "cgroup", "cpu_ns", "at")}
         session.execute(insert.on_conflict_do_update(index_elements=["instance"], set_=changed))
     if gone:
@@ -138,15 +138,10 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _insert(dialect: str, table: Table) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (SQLite's and PostgreSQL's alike)."""
-    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
-
-
 def adding(dialect: str, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> Any:
     """An INSERT of `rows` that adds their amounts to the rows of the same `keys` instead where there are:
     one statement, no read, the sums made by the database."""
-    insert = _insert(dialect, table).values(rows)
+    insert = db.insert(dialect, table).values(rows)
     added = {field: table.c[field] + insert.excluded[field] for field in FIELDS}
     return insert.on_conflict_do_update(index_elements=list(keys), set_=added)
 
