@@ -101,6 +101,7 @@ class Reconciler:
         self.tracked: dict[str, Tracked] = {}
         self._adopted = False
         self._desired: list[DesiredApp] = []
+        self._read = store.DesiredCache()  # the apps as last read: those that read the same are not built again
         self._published: list[RouteSpec] | None = None
         self._busy = False  # the last pass acted: the next one comes soon
         self._unsaved = _Pass()  # removals and events a failed write (a full disk, a lock) left for the next
@@ -213,7 +214,7 @@ class Reconciler:
 
     def _load(self) -> tuple[list[DesiredApp], dict[str, Instance] | None, set[str]]:
         with db.session(self.engine) as session:
-            desired = store.desired_apps(session)
+            desired = store.desired_apps(session, self._read)
             rows = None if self._adopted else store.load_instances(session)
             draining = registry.draining(session)
         return desired, rows, draining
