@@ -166,8 +166,7 @@ def record(
     removed = list(removed)
     if removed:
         session.exec(delete(Instance).where(col(Instance.id).in_(removed)))
-    for event in events:
-        audit.record(session, RECONCILER, event.action, event.tenant, **event.detail)
+    audit.record_all(session, RECONCILER, ((event.action, event.tenant, event.detail) for event in events))
     session.commit()
 
 
