@@ -35,6 +35,9 @@ class Verdict:
     event: ActionEvent | None = None
 
 
+NOTHING = Verdict()  # what most results make of an instance: one value for them all (10,000 every 2 s)
+
+
 def judge(app: DesiredApp, tracked: Tracked, result: str, now: float) -> Verdict:
     """Apply one health result (`now` is monotonic) to `tracked`: its state, streaks and message."""
     tracked.checked_at = now
@@ -43,17 +46,17 @@ def judge(app: DesiredApp, tracked: Tracked, result: str, now: float) -> Verdict
         tracked.failures = 0
         tracked.unhealthy_since = None
         tracked.message = None
-        if tracked.age() > STABLE_AFTER_SECONDS:
+        if tracked.crashes and tracked.age() > STABLE_AFTER_SECONDS:  # the clock read only when there is one
             tracked.crashes = 0
         if tracked.state != InstanceState.READY:
             tracked.state = InstanceState.READY
             return Verdict(event=_event("instance.ready", app, tracked, endpoint=tracked.endpoint))
-        return Verdict()
+        return NOTHING
     tracked.failures += 1
     check = describe_check(app, result)
     if tracked.state == InstanceState.READY:
         if tracked.failures < UNHEALTHY_AFTER_FAILURES:
-            return Verdict()  # a failure or two: not unhealthy yet
+            return NOTHING  # a failure or two: not unhealthy yet
         tracked.state = InstanceState.UNHEALTHY
         tracked.unhealthy_since = now
         tracked.message = f"unhealthy: {check}"
@@ -63,7 +66,7 @@ def judge(app: DesiredApp, tracked: Tracked, result: str, now: float) -> Verdict
         if tracked.unhealthy_since is None:
             tracked.unhealthy_since = now  # adopted unhealthy after a restart: timed from now
         if now - tracked.unhealthy_since <= RESTART_UNHEALTHY_AFTER_SECONDS:
-            return Verdict()
+            return NOTHING
         tracked.unhealthy_since = None
         tracked.stopped_because = f"unhealthy for over {RESTART_UNHEALTHY_AFTER_SECONDS:.0f} s: {check}"
         reason = f"unhealthy for over {RESTART_UNHEALTHY_AFTER_SECONDS:.0f}s"
@@ -71,7 +74,7 @@ def judge(app: DesiredApp, tracked: Tracked, result: str, now: float) -> Verdict
     if tracked.age() <= START_PERIOD_SECONDS:  # not healthy yet
         if not tracked.crashes:  # else its message says why it was restarted, which matters more
             tracked.message = f"waiting for its health check: {check}"
-        return Verdict()
+        return NOTHING
     # Never healthy: a liveness failure, stopped now and restarted with backoff as a crash is.
     tracked.state = InstanceState.UNHEALTHY
     tracked.message = tracked.stopped_because = f"not healthy {START_PERIOD_SECONDS:.0f} s after start: {check}"
