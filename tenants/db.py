@@ -12,7 +12,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
@@ -90,6 +91,11 @@ class _Session(Session):
 def session(engine: Engine) -> Session:
     """A session whose objects stay readable after commit (the API serialises them afterwards)."""
     return _Session(engine, expire_on_commit=False)
+
+
+def insert(dialect: str, table: Table) -> Any:
+    """An INSERT into `table` in the dialect's own form, which has ON CONFLICT (SQLite's and PostgreSQL's alike)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 def commit(session: Session, *, conflict: str) -> None:

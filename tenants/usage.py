@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, delete, func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from tenants import db
 from tenants.models import App, Plan, Tenant, UsageHour, UsagePosition, UsageTotal, Volume, saved_id
 from tenants.schemas import PlanRead, UsageLine, UsageReport
 
@@ -37,8 +37,14 @@ class Amounts:
     bytes_out: int = 0
 
     def add(self, other: "Amounts") -> None:
-        for field in FIELDS:
-            setattr(self, field, getattr(self, field) + getattr(other, field))
+        """Field by field, spelt out: once per instance at each sample (10,000 per 10 s at scale)."""
+        self.cpu_seconds += other.cpu_seconds
+        self.memory_mib_hours += other.memory_mib_hours
+        self.storage_gib_hours += other.storage_gib_hours
+        self.instance_hours += other.instance_hours
+        self.requests += other.requests
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
 
 
 FIELDS = tuple(field.name for field in fields(Amounts))
@@ -116,11 +122,11 @@ def record(
         _add(session, UsageHour.__table__, ("tenant_id", "app", "hour", "node_kind"), rows)  # type: ignore[attr-defined]
         _add(session, UsageTotal.__table__, ("tenant_id", "app", "node_kind"), list(totals.values()))  # type: ignore[attr-defined]
     saved = [vars(position) for position in positions]
-    if saved:
+    if saved:  # one instance's each, by executemany: one VALUES list of 10,000 took seconds to compile
         table: Table = UsagePosition.__table__  # type: ignore[attr-defined]
-        insert = _insert(_dialect(session), table).values(saved)
+        insert = db.insert(_dialect(session), table)
         changed = {name: insert.excluded[name] for name in ("container_id", "cgroup", "cpu_ns", "at")}
-        session.execute(insert.on_conflict_do_update(index_elements=["instance"], set_=changed))
+        session.execute(insert.on_conflict_do_update(index_elements=["instance"], set_=changed), saved)
     if gone:
         session.execute(delete(UsagePosition).where(col(UsagePosition.instance).in_(gone)))
     session.commit()
@@ -138,21 +144,17 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _insert(dialect: str, table: Table) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (SQLite's and PostgreSQL's alike)."""
-    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
-
-
-def adding(dialect: str, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> Any:
-    """An INSERT of `rows` that adds their amounts to the rows of the same `keys` instead where there are:
-    one statement, no read, the sums made by the database."""
-    insert = _insert(dialect, table).values(rows)
+def adding(dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
+    """An INSERT of a row that adds its amounts to the row of the same `keys` instead where there is one: no
+    read, the sums made by the database."""
+    insert = db.insert(dialect, table)
     added = {field: table.c[field] + insert.excluded[field] for field in FIELDS}
     return insert.on_conflict_do_update(index_elements=list(keys), set_=added)
 
 
 def _add(session: Session, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    session.execute(adding(_dialect(session), table, keys, rows))
+    """`rows` added by one statement, executed for each (executemany: compiled once, whatever their number)."""
+    session.execute(adding(_dialect(session), table, keys), rows)
 
 
 def _volumes(session: Session) -> list[tuple[Tenant, str, int]]:

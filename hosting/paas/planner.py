@@ -19,7 +19,7 @@ reconciler carries them out. No engine, no database, no clock of its own, so the
 - an instance stopped because its app sleeps (`sleep`) is no crash: it stays as it is until woken.
 """
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -97,17 +97,16 @@ def plan(desired: Sequence[DesiredApp], observed: Observed, now: float, strategy
     """Everything to do this pass, in order; placements claim their node's room as they are made."""
     wanted = {(app.tenant, app.name): app for app in desired}
     by_app: dict[AppKey, list[Container]] = defaultdict(list)
+    holders: dict[tuple[str, str], set[str]] = defaultdict(set)  # (tenant, volume) -> apps whose containers mount it
     for container in observed.containers:
         by_app[(container.tenant, container.app)].append(container)
+        for volume in container.volumes:
+            holders[(container.tenant, volume)].add(container.app)
     actions: list[Action] = [
         Remove(container, "orphan") for key, found in by_app.items() if key not in wanted for container in found
     ]
-    scheduler = Scheduler(_claimed(observed.nodes, observed.containers, wanted), strategy)
+    scheduler = Scheduler(_claimed(observed.nodes, desired, by_app), strategy)
     draining = {node.name for node in observed.nodes if node.draining}
-    holders: dict[tuple[str, str], set[str]] = defaultdict(set)  # (tenant, volume) -> apps whose containers mount it
-    for container in observed.containers:
-        for volume in container.volumes:
-            holders[(container.tenant, volume)].add(container.app)
     for app in desired:
         found = by_app.get((app.tenant, app.name), [])
         actions += _plan_app(app, found, observed, scheduler, draining, now, _held(app, holders))
@@ -131,6 +130,10 @@ def _plan_app(
 
     if app.volumes:
         draining = set()  # its data stays on its node: so does its instance (`strata volumes move` moves both)
+    if len(found) == app.replicas and all(
+        c.running and c.revision == app.revision and c.node not in draining for c in found
+    ):
+        return []  # as asked, every instance running: nothing below would act (most apps, most passes)
     current = [c for c in found if c.revision == app.revision and c.node not in draining]
     old = [c for c in found if c.revision != app.revision or c.node in draining]
     actions: list[Action] = []
@@ -212,24 +215,26 @@ def _usefulness(container: Container, state: InstanceState | None) -> tuple[int,
 
 
 def _claimed(
-    nodes: Sequence[NodeView], containers: Sequence[Container], wanted: Mapping[AppKey, DesiredApp]
+    nodes: Sequence[NodeView], desired: Sequence[DesiredApp], by_app: Mapping[AppKey, list[Container]]
 ) -> list[NodeView]:
     """The nodes with what the instances of wanted apps found on them claim (orphans claim nothing)."""
-    cpu: Counter[str] = Counter()
-    memory: Counter[str] = Counter()
-    instances: dict[str, Counter[AppKey]] = defaultdict(Counter)
-    for container in containers:
-        app = wanted.get((container.tenant, container.app))
-        if app is not None:
-            cpu[container.node] += app.cpu_millicores
-            memory[container.node] += app.memory_mib
-            instances[container.node][(container.tenant, container.app)] += 1
+    cpu: dict[str, int] = {}
+    memory: dict[str, int] = {}
+    instances: dict[str, dict[AppKey, int]] = {}
+    for app in desired:
+        key = (app.tenant, app.name)
+        for container in by_app.get(key, ()):
+            node = container.node
+            cpu[node] = cpu.get(node, 0) + app.cpu_millicores
+            memory[node] = memory.get(node, 0) + app.memory_mib
+            counts = instances.setdefault(node, {})
+            counts[key] = counts.get(key, 0) + 1
     return [
         replace(
             node,
-            allocated_cpu_millicores=node.allocated_cpu_millicores + cpu[node.name],
-            allocated_memory_mib=node.allocated_memory_mib + memory[node.name],
-            instances=dict(instances[node.name]),
+            allocated_cpu_millicores=node.allocated_cpu_millicores + cpu.get(node.name, 0),
+            allocated_memory_mib=node.allocated_memory_mib + memory.get(node.name, 0),
+            instances=instances.get(node.name, {}),
         )
         for node in nodes
     ]

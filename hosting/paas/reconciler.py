@@ -99,8 +99,10 @@ class Reconciler:
         self.box = secrets
         self.liveness, self.usage, self.problems = liveness or Liveness(), UsageSampler(engine), AppProblems()
         self.tracked: dict[str, Tracked] = {}
+        self._creating: set[str] = set()  # the ids of instances whose containers are being created
         self._adopted = False
         self._desired: list[DesiredApp] = []
+        self._read = store.DesiredCache()  # the apps as last read: those that read the same are not built again
         self._published: list[RouteSpec] | None = None
         self._busy = False  # the last pass acted: the next one comes soon
         self._unsaved = _Pass()  # removals and events a failed write (a full disk, a lock) left for the next
@@ -222,7 +224,7 @@ class Reconciler:
 
     def _load(self) -> tuple[list[DesiredApp], dict[str, Instance] | None, set[str]]:
         with db.session(self.engine) as session:
-            desired = store.desired_apps(session)
+            desired = store.desired_apps(session, self._read)
             rows = None if self._adopted else store.load_instances(session)
             draining = registry.draining(session)
         return desired, rows, draining
@@ -232,7 +234,11 @@ class Reconciler:
     async def _act(self, action: Action, work: _Pass) -> None:
         match action:
             case Create(app, node):
-                await self._create(app, self.pool[node], work)
+                instance = self._new_instance_id()
+                try:
+                    await self._create(instance, app, self.pool[node], work)
+                finally:
+                    self._creating.discard(instance)
             case Remove(container, reason):
                 await self._remove(container, reason, work)
             case Restart(app, container):
@@ -243,8 +249,15 @@ class Reconciler:
                 if self.problems.unplaceable(app, reason):
                     work.event("instance.unschedulable", app.tenant, app=app.name, reason=reason)
 
-    async def _create(self, app: DesiredApp, node: NodeHandle, work: _Pass) -> None:
-        instance, network = secrets.token_hex(3), networks.tenant_network(self.platform_id, app.tenant)
+    def _new_instance_id(self) -> str:
+        """An id that no instance has, nor one being created: of 6 hex digits, 10,000 instances drew one twice."""
+        while (instance := secrets.token_hex(3)) in self.tracked or instance in self._creating:
+            pass
+        self._creating.add(instance)
+        return instance
+
+    async def _create(self, instance: str, app: DesiredApp, node: NodeHandle, work: _Pass) -> None:
+        network = networks.tenant_network(self.platform_id, app.tenant)
         async with self._limit:
             try:
                 async with self._mounts(app, node.name) as mounts:  # none moves until its container exists

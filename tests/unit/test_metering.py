@@ -22,7 +22,7 @@ from tenants import apps, db, tenancy, volumes
 from tenants.enums import InstanceState, Isolation
 from tenants.models import UsageHour
 from tenants.schemas import AppSpec, TenantCreate, VolumeMount
-from tenants.usage import Amounts, Position, UsageKey, adding, positions, record, report, totals, usage_report
+from tenants.usage import FIELDS, Amounts, Position, UsageKey, adding, positions, record, report, totals, usage_report
 
 BEGAN = datetime(2026, 12, 6, 10, 0, 0, tzinfo=UTC)
 HOUR = BEGAN
@@ -368,8 +368,7 @@ def test_a_running_container_without_counters_is_warned_of_once(
 def test_the_rows_are_added_to_by_the_database_in_one_statement(dialect: Dialect) -> None:
     """INSERT ... ON CONFLICT DO UPDATE with additions, no read first: the same statement on both backends."""
     table = UsageHour.__table__  # type: ignore[attr-defined]
-    rows = [{"tenant_id": 1, "app": "web", "hour": HOUR, "node_kind": "shared", **vars(Amounts(cpu_seconds=1.0))}]
-    sql = str(adding(dialect.name, table, ("tenant_id", "app", "hour", "node_kind"), rows).compile(dialect=dialect))
+    sql = str(adding(dialect.name, table, ("tenant_id", "app", "hour", "node_kind")).compile(dialect=dialect))
 
     assert "ON CONFLICT (tenant_id, app, hour, node_kind) DO UPDATE SET cpu_seconds" in sql
     assert "usage_hour.cpu_seconds + excluded.cpu_seconds" in sql
@@ -384,3 +383,10 @@ def test_totals_are_the_sums_of_all_hours_one_row_each(session: Session) -> None
     [total] = totals(session, "acme")
     assert (total.cpu_seconds, total.requests, total.bytes_out) == (3.5, 2, 200)
     assert totals(session, "solo") == []
+
+
+def test_amounts_add_every_field() -> None:
+    """`Amounts.add` names its fields one by one (it runs for each instance at each sample): none is left out."""
+    total = Amounts(**dict.fromkeys(FIELDS, 1))
+    total.add(Amounts(**dict.fromkeys(FIELDS, 2)))
+    assert vars(total) == dict.fromkeys(FIELDS, 3)
