@@ -267,7 +267,7 @@ class VmNodes:
 
     def _rows(self) -> list[Node]:
         with db.session(self.engine) as session:
-            return registry.vm_nodes(session, self.driver.name)
+            return registry.of_driver(session, self.driver.name)
 
     def _record(self, name: str, state: NodeState, message: str | None) -> None:
         with db.session(self.engine) as session:
