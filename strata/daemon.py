@@ -43,9 +43,11 @@ from hosting.paas.backup_store import ArchiveStore, LocalStore, StoreError
 from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
+from hosting.paas.host_login import host_client_key
 from hosting.paas.node_volumes import NodeVolumes
-from hosting.paas.nodes import NodeHandle, NodePool
+from hosting.paas.nodes import NodeHandle, NodePool, NodeSource
 from hosting.paas.reconciler import Reconciler
+from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
@@ -124,6 +126,8 @@ def run(settings: Settings, options: Options) -> None:
         )
         reconciler.usage.traffic = gateway.take_usage  # requests and bytes through the front door, metered
         hypervisors = _hypervisors(engine, settings, reconciler)
+        client = host_client_key(settings.home / "host_client_key")
+        remote_hosts = RemoteHosts(engine, client, reconciler.platform_id, settings.home / "sockets", reconciler.pool)
         if volumes is not None:
             volumes.nudge = reconciler.nudge
             volumes.use(hypervisors)
@@ -165,6 +169,7 @@ def run(settings: Settings, options: Options) -> None:
             gateway=gateway,
             certificates=certificates,
             hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
+            remote_hosts=remote_hosts,
             nudge=reconciler.nudge,
             builder=builder,
             pulls=reconciler.pulls,
@@ -181,8 +186,8 @@ def run(settings: Settings, options: Options) -> None:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(
                     _serve(
-                        app, reconciler, hypervisors, gateway, certificates, backups, volumes, sockets, options,
-                        settings,
+                        app, reconciler, [*hypervisors, remote_hosts], gateway, certificates, backups, volumes,
+                        sockets, options, settings,
                     )
                 )  # fmt: skip
         finally:
@@ -270,7 +275,7 @@ def _provisioner(settings: Settings, driver: HypervisorDriver, templates: Hyperv
 async def _serve(
     app: FastAPI,
     reconciler: Reconciler,
-    hypervisors: list[VmNodes],
+    node_sources: list[NodeSource],
     gateway: FrontDoor,
     certificates: Certificates | None,
     backups: VolumeBackups | None,
@@ -319,7 +324,7 @@ async def _serve(
     serving = asyncio.create_task(api.serve(sockets=sockets))
     reconciling = asyncio.create_task(reconciler.run(stopping))
     tasks = [serving, reconciling]
-    tasks.extend(asyncio.create_task(vm_nodes.run(stopping)) for vm_nodes in hypervisors)
+    tasks.extend(asyncio.create_task(source.run(stopping)) for source in node_sources)
     if backups is not None:
         tasks.append(asyncio.create_task(backups.run(stopping)))
     if certificates is not None:
@@ -335,8 +340,8 @@ async def _serve(
         await ssh.close()  # first: its sessions' commands are clients of the API, and end with their sessions
     api.should_exit = True
     await asyncio.gather(*tasks)
-    for vm_nodes in hypervisors:
-        await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
+    for source in node_sources:
+        await source.close()  # after the reconciler: it must never see a node's engine go mid-pass
     await gateway.close(stop_haproxy=signal.SIGINT in interrupted)
     for node in reconciler.pool:
         await node.runtime.close()
