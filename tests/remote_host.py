@@ -4,7 +4,9 @@ its own, joined to this host by a bridge the test makes, on a /24 of 10.213.0.0/
 The daemon under test reaches it only at its address in that namespace, as it would a host across a network. The
 engine listens on a socket in the host's temporary directory (namespaces share the filesystem: /var/run/docker.sock
 is this host's engine's), which the node is added with (`--docker-socket`); it has no iptables rules, and its
-default bridge is inside the namespace. Everything is started and ended by its PID, and removed after."""
+default bridge is inside the namespace. The host has a network of its own (`LAN`) where the platform would put a
+tenant's network if it looked at this host's routes instead of the host's. Everything is started and ended by its
+PID, and removed after."""
 
 import ipaddress
 import os
@@ -21,6 +23,7 @@ from typing import IO
 from hosting.paas.subnets import host_routes
 from tests.containers import wait_for
 
+LAN = "10.210.0"  # the host's own network, a /24 of the platform's pool of tenant subnets: none may overlap it
 PRIVSEP = Path("/run/sshd")  # OpenSSH's privilege separation directory, which its packaged service makes
 SSHD_CONFIG = """ListenAddress {address}:22
 HostKey {root}/{host_key}
@@ -176,6 +179,9 @@ def remote_host() -> Iterator[RemoteHost]:
         _ip("-n", host.namespace, "addr", "add", f"{address}/24", "dev", f"strp{tag}")
         _ip("-n", host.namespace, "link", "set", f"strp{tag}", "up")
         _ip("-n", host.namespace, "link", "set", "lo", "up")
+        _ip("-n", host.namespace, "link", "add", "lan", "type", "bridge")  # a network of its own, in the platform's
+        _ip("-n", host.namespace, "addr", "add", f"{LAN}.1/24", "dev", "lan")  # pool of tenant subnets
+        _ip("-n", host.namespace, "link", "set", "lan", "up")
         yield host
     finally:
         host.kill_sshd()

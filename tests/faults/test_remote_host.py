@@ -9,6 +9,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from ipaddress import ip_network
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from tenants.schemas import AppSpec, InstanceRead, TenantCreate
 from tenants.ssh_targets import fingerprint
 from tests.containers import platform_id, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
-from tests.remote_host import RemoteHost, remote_host
+from tests.remote_host import LAN, RemoteHost, remote_host
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's `ip netns` to make the other host"),
@@ -118,6 +119,8 @@ def test_an_app_on_a_remote_host_is_served_and_moves_when_the_host_is_lost(
     [container] = host.containers(platform_id(daemon))
     published = json.loads(host.docker("inspect", container).stdout)[0]["NetworkSettings"]["Ports"]
     assert {binding["HostIp"] for bindings in published.values() for binding in bindings} == {"127.0.0.1"}
+    [network] = json.loads(host.docker("network", "inspect", f"strata-{platform_id(daemon)[:8]}-{unique}").stdout)
+    assert not ip_network(network["IPAM"]["Config"][0]["Subnet"]).overlaps(ip_network(f"{LAN}.0/24"))
 
     # The host goes away (its SSH server and sessions killed): past the grace period, the app moves to local.
     assert daemon.cli("nodes", "resume", "local").returncode == 0
