@@ -122,6 +122,18 @@ def test_an_app_on_a_remote_host_is_served_and_moves_when_the_host_is_lost(
     [network] = json.loads(host.docker("network", "inspect", f"strata-{platform_id(daemon)[:8]}-{unique}").stdout)
     assert not ip_network(network["IPAM"]["Config"][0]["Subnet"]).overlaps(ip_network(f"{LAN}.0/24"))
 
+    # A daemon started again logs in again, and adopts the instance there, reached through a forward of its own.
+    assert daemon.stop() == 0
+    daemon.process = start_daemon(daemon.home, daemon.port, local_node=True, like=daemon).process
+
+    def adopted() -> list[InstanceRead] | None:
+        found = _ready_on(daemon, unique, "host2")
+        return found if found and found[0].endpoint != instance.endpoint else None
+
+    (again,) = wait_for(adopted, timeout=60, what="the instance adopted, through a new forward")
+    assert again.id == instance.id
+    assert _get(daemon, unique).text.startswith("from host2")
+
     # The host goes away (its SSH server and sessions killed): past the grace period, the app moves to local.
     assert daemon.cli("nodes", "resume", "local").returncode == 0
     host.kill_sshd()
