@@ -90,8 +90,9 @@ def check_new(session: Session, spec: NodeCreate) -> None:
         raise Conflict(f"node {spec.name} exists already")
     if spec.ssh is not None:
         url, socket = parse_target(spec.ssh).url, spec.docker_socket or DEFAULT_DOCKER_SOCKET
-        for other in session.exec(select(Node).where(Node.docker_url == url, Node.docker_socket == socket)):
-            raise Conflict(f"the engine at {url} ({socket}) is node {other.name} already", field="ssh")
+        other = session.exec(select(Node.name).where(Node.docker_url == url, Node.docker_socket == socket)).first()
+        if other is not None:
+            raise Conflict(f"the engine at {url} ({socket}) is node {other} already", field="ssh")
     if spec.tenant is not None:
         tenant = get_tenant(session, spec.tenant)
         if tenant.isolation != Isolation.DEDICATED:
@@ -125,8 +126,8 @@ def set_draining(session: Session, actor: str, name: str, draining: bool) -> Nod
 
 def request_removal(session: Session, actor: str, name: str, *, force: bool) -> Node:
     """Mark a VM node or remote host for removal (the daemon destroys its VM, or removes this platform's
-    containers from the host, then forgets it). Refused while instances run
-    on it, unless `force`: drain it first and they move without downtime."""
+    containers from the host, then forgets it). Refused while instances run on it, unless `force`: drain it first
+    and they move without downtime."""
     node = get_node(session, name)
     if node.driver == "local":
         raise Invalid("the local node is this host's own engine; it is not removed (drain it instead)", field="name")
