@@ -57,6 +57,7 @@ class RemoteHost:
     namespace: str
     bridge: str
     address: str  # the host's, in its namespace
+    link: str  # this side of the veth pair to it, on the bridge
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -106,6 +107,10 @@ class RemoteHost:
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+
+    def cut_off(self, cut: bool = True) -> None:
+        """Take the host's link down (every packet to and from it lost, as when its network fails), or up again."""
+        _ip("link", "set", self.link, "down" if cut else "up")
 
     def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {"DOCKER_HOST": f"unix://{self.docker_socket}", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -165,7 +170,7 @@ def remote_host() -> Iterator[RemoteHost]:
     subnet = _free_subnet()
     gateway, address = str(subnet[1]), str(subnet[2])
     root = Path(tempfile.mkdtemp(prefix="sh-", dir="/tmp"))  # short: socket paths under it are limited
-    host = RemoteHost(root, f"strata-host-{tag}", f"strb{tag}", address)
+    host = RemoteHost(root, f"strata-host-{tag}", f"strb{tag}", address, f"strv{tag}")
     made_privsep = not PRIVSEP.exists()
     PRIVSEP.mkdir(mode=0o755, exist_ok=True)
     try:
@@ -173,8 +178,8 @@ def remote_host() -> Iterator[RemoteHost]:
         _ip("link", "add", host.bridge, "type", "bridge")
         _ip("addr", "add", f"{gateway}/24", "dev", host.bridge)
         _ip("link", "set", host.bridge, "up")
-        _ip("link", "add", f"strv{tag}", "type", "veth", "peer", "name", f"strp{tag}")
-        _ip("link", "set", f"strv{tag}", "master", host.bridge, "up")
+        _ip("link", "add", host.link, "type", "veth", "peer", "name", f"strp{tag}")
+        _ip("link", "set", host.link, "master", host.bridge, "up")
         _ip("link", "set", f"strp{tag}", "netns", host.namespace)
         _ip("-n", host.namespace, "addr", "add", f"{address}/24", "dev", f"strp{tag}")
         _ip("-n", host.namespace, "link", "set", f"strp{tag}", "up")
@@ -191,7 +196,7 @@ def remote_host() -> Iterator[RemoteHost]:
                 host.docker("rm", "-f", *ids)
         host.stop_dockerd()
         _ip("netns", "del", host.namespace, check=False)  # its end of the veth goes with it, and so the other
-        _ip("link", "del", f"strv{tag}", check=False)
+        _ip("link", "del", host.link, check=False)
         _ip("link", "del", host.bridge, check=False)
         for mount in _mounts_under(root):  # what a container stopped with its engine may leave mounted
             subprocess.run(["umount", "-l", mount], check=False)

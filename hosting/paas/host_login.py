@@ -15,7 +15,8 @@ from hosting.iaas.guest_ssh import client_key
 from tenants.ssh_targets import SshTarget, fingerprint
 
 CONNECT_SECONDS = 10.0
-KEEPALIVE_SECONDS = 5  # a host gone silent (a cut network) is known within three of these
+KEEPALIVE_SECONDS = 2  # a host gone silent (a cut network) is known within three of these: meanwhile a docker call
+# to it waits, and with it the reconciler's pass
 KEEPALIVE_COUNT = 3
 
 

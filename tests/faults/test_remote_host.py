@@ -169,6 +169,37 @@ def test_an_app_on_a_remote_host_is_served_and_moves_when_the_host_is_lost(
     assert _get(daemon, unique).status_code == 200
 
 
+def test_a_remote_host_cut_off_by_its_network_is_given_up_then_rejoins(
+    host: RemoteHost, daemon: Daemon, unique: str
+) -> None:
+    host.authorize(daemon.cli("nodes", "ssh-key").stdout)
+    added = daemon.cli(
+        "nodes", "add", "host2", "--ssh", f"root@{host.address}", f"--docker-socket={host.docker_socket}"
+    )
+    assert added.returncode == 0, added.stderr
+    assert daemon.cli("nodes", "drain", "local").returncode == 0
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=unique, plan="medium"))
+        api.deploy(unique, "web", HELLO)
+    wait_for(lambda: _ready_on(daemon, unique, "host2"), timeout=120, what="an instance on host2")
+    assert daemon.cli("nodes", "resume", "local").returncode == 0
+
+    # Every packet to and from the host is lost: no connection closes, the keepalives go unanswered.
+    host.cut_off()
+    cut = time.monotonic()
+    wait_for(lambda: _node(daemon, "host2")["state"] == NodeState.UNREACHABLE, timeout=60, what="host2 unreachable")
+    print(f"host2 unreachable {time.monotonic() - cut:.1f} s after its network was cut")
+    wait_for(lambda: _ready_on(daemon, unique, "local"), timeout=120, what="the instance on local")
+    print(f"instance ready on local {time.monotonic() - cut:.1f} s after the host's network was cut")
+    assert _get(daemon, unique).text.startswith("from host2")
+
+    # Its network back: the host rejoins, and the app runs one instance.
+    host.cut_off(False)
+    wait_for(lambda: _node(daemon, "host2")["state"] == NodeState.READY, timeout=60, what="host2 ready again")
+    wait_for(lambda: _one_ready(daemon, unique), timeout=60, what="one ready instance of the app")
+    assert _get(daemon, unique).text.startswith("from host2")
+
+
 def _node(daemon: Daemon, name: str) -> dict:
     shown = daemon.cli("nodes", "show", name, "--json")
     assert shown.returncode == 0, shown.stderr
