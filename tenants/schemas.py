@@ -24,6 +24,7 @@ from tenants.names import MAX_NAME_LENGTH, NAME_PATTERN, check_hostname, check_n
 from tenants.ssh_targets import SSH_DRIVER, check_host_key, check_socket, parse_target
 
 MAX_REPLICAS = 100
+DEFAULT_FLAVOR = "small"  # a VM node's, when none is asked for
 MIN_CPU_MILLICORES, MAX_CPU_MILLICORES = 10, 64_000
 MIN_MEMORY_MIB, MAX_MEMORY_MIB = 6, 1_048_576  # Docker refuses less than 6 MiB
 MAX_ENV_VARS, MAX_ENV_VALUE = 100, 4_096
@@ -317,7 +318,7 @@ class NodeCreate(BaseModel):
 
     name: Name
     driver: str = "qemu"
-    flavor: str = "small"
+    flavor: str | None = None  # a VM's; small when not given
     tenant: TenantName | None = None  # dedicate the node to this tenant
     ssh: Annotated[str, Field(max_length=300), AfterValidator(_target)] | None = None
     docker_socket: Annotated[str, AfterValidator(check_socket)] | None = None
@@ -333,10 +334,16 @@ class NodeCreate(BaseModel):
 
     @model_validator(mode="after")
     def _ssh_fields(self) -> "NodeCreate":
-        if (self.driver == SSH_DRIVER) != (self.ssh is not None):
+        if self.driver == SSH_DRIVER and self.ssh is None:
             raise Invalid("a remote host (driver ssh) is given by its ssh login, USER@HOST[:PORT]", field="ssh")
+        if self.ssh is not None and self.driver != SSH_DRIVER:
+            raise Invalid(f"ssh adds a remote host, whose driver is ssh, not {self.driver}", field="driver")
         if self.ssh is None and (self.docker_socket is not None or self.host_key is not None):
             raise Invalid("docker_socket and host_key are a remote host's (with ssh)", field="ssh")
+        if self.ssh is not None and self.flavor is not None:
+            raise Invalid("a remote host is added as the machine it is: it has no flavor", field="flavor")
+        if self.ssh is None and self.flavor is None:
+            self.flavor = DEFAULT_FLAVOR
         return self
 
 

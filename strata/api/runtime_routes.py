@@ -25,7 +25,16 @@ from strata.api.deps import DB, DbEngine, FrontDoor, Hypervisors, Nudge, Operato
 from tenants import apps, audit, db, nodes
 from tenants import images as tenant_images
 from tenants.errors import Conflict, Invalid, NotFound
-from tenants.schemas import ImageRead, InstanceRead, NodeCreate, NodeRead, SshKeyRead, TrafficRead, VmStatsRead
+from tenants.schemas import (
+    DEFAULT_FLAVOR,
+    ImageRead,
+    InstanceRead,
+    NodeCreate,
+    NodeRead,
+    SshKeyRead,
+    TrafficRead,
+    VmStatsRead,
+)
 from tenants.ssh_targets import SSH_DRIVER
 from tenants.tenancy import get_tenant
 
@@ -79,7 +88,7 @@ async def add_node(
     if vm_nodes is None:
         raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {', '.join(hypervisors)}", field="driver")
     try:
-        flavor(spec.flavor)
+        flavor(spec.flavor or DEFAULT_FLAVOR)
     except ValueError as exc:
         raise Invalid(str(exc), field="flavor") from None
 

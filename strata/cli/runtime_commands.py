@@ -156,8 +156,6 @@ def add(
 ) -> None:
     """Add a node NAME: a VM booted (or restored from its flavor's snapshot) with a Docker engine, or with --ssh
     the Docker engine of another machine."""
-    if ssh is not None and (driver is not None or flavor is not None):
-        fail("--ssh adds a machine as it is: it takes no --driver or --flavor", code=2)
     given = {"driver": driver, "flavor": flavor, "ssh": ssh, "host_key": host_key, "docker_socket": docker_socket}
     spec = validated(NodeCreate, name=name, tenant=tenant, **{k: v for k, v in given.items() if v is not None})
     with api() as client:

@@ -81,7 +81,8 @@ def test_bad_remote_hosts_are_refused_saying_why_and_leave_no_node(host: RemoteH
     for args, words in (
         (["--ssh", "host2.example"], "is not USER@HOST[:PORT]"),
         (["--ssh", f"root@{host.address}:70000"], "the port must be a number"),
-        (["--ssh", f"root@{host.address}", "--flavor", "small"], "takes no --driver or --flavor"),
+        (["--ssh", f"root@{host.address}", "--flavor", "small"], "it has no flavor"),
+        (["--ssh", f"root@{host.address}", "--driver", "qemu"], "whose driver is ssh, not qemu"),
         (["--ssh", f"root@{host.address}", "--docker-socket", "run/docker.sock"], "absolute path"),
         (["--ssh", f"root@{host.address}", "--host-key", "not-a-key"], "not an OpenSSH public key"),
     ):

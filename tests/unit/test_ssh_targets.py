@@ -67,6 +67,10 @@ def test_a_node_with_ssh_is_a_remote_host_and_the_ssh_options_need_it() -> None:
     host = NodeCreate(name="host2", ssh="root@10.213.0.2", host_key=f"{KEY} c", docker_socket="/run/docker.sock")
     assert (host.driver, host.ssh, host.host_key) == ("ssh", "root@10.213.0.2:22", KEY)
     assert NodeCreate(name="vm1").driver == "qemu"
-    for values in ({"driver": "ssh"}, {"driver": "qemu", "ssh": "root@h2"}, {"host_key": KEY}, {"docker_socket": "/s"}):
+    for values in ({"driver": "ssh"}, {"host_key": KEY}, {"docker_socket": "/s"}):
         with pytest.raises(ValueError, match="ssh"):
             NodeCreate(name="n", **values)
+    with pytest.raises(ValueError, match="whose driver is ssh, not qemu"):
+        NodeCreate(name="n", ssh="root@h2", driver="qemu")
+    with pytest.raises(ValueError, match="it has no flavor"):
+        NodeCreate(name="n", ssh="root@h2", flavor="small")
