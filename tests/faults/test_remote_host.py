@@ -56,7 +56,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     running = start_daemon(home, local_node=True)
     try:
         with running.operator() as api:
-            api.bootstrap_images()
+            wait_for(lambda: _node(running, "local")["state"] == NodeState.READY, timeout=60, what="local ready")
+            api.bootstrap_images()  # once its engine answered (the daemon's first pass may be slow on a busy machine)
         yield running
     finally:
         platform = platform_id(running)
