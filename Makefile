@@ -29,6 +29,15 @@ system-packages:
 			$(SUDO) apt-get install -y -qq --no-install-recommends postgresql-common; }; } && \
 		echo 'create_main_cluster = false' | $(SUDO) tee -a /etc/postgresql-common/createcluster.conf >/dev/null; \
 	fi
+	@# OpenSSH's server, for the remote hosts the tests make (each runs one of its own, in a network namespace). Its
+	@# postinst enables and starts the host's sshd: one installed here is disabled and stopped again; an sshd the host
+	@# had already is left as it is.
+	@if ! dpkg -s openssh-server >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$(SUDO) apt-get install -y -qq --no-install-recommends openssh-server && \
+		{ ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 \
+			|| true; }; \
+	fi
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \

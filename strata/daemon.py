@@ -44,10 +44,12 @@ from hosting.paas.backup_store import ArchiveStore, LocalStore, StoreError
 from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
+from hosting.paas.host_login import host_client_key
 from hosting.paas.node_volumes import NodeVolumes
-from hosting.paas.nodes import NodeHandle, NodePool
+from hosting.paas.nodes import NodeHandle, NodePool, NodeSource
 from hosting.paas.pause import pause
 from hosting.paas.reconciler import Reconciler
+from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.standby import Standby, every_door
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
@@ -132,6 +134,9 @@ def run(settings: Settings, options: Options) -> None:
         )
         reconciler.usage.traffic = gateway.take_usage  # requests and bytes through the front door, metered
         hypervisors = _hypervisors(engine, settings, reconciler)
+        client = host_client_key(settings.home / "host_client_key")
+        remote_hosts = RemoteHosts(engine, client, reconciler.platform_id, settings.home / "sockets", reconciler.pool)
+        node_sources: list[NodeSource] = [*hypervisors, remote_hosts]  # the leader drives them
         if volumes is not None:
             volumes.nudge = reconciler.nudge
             volumes.use(hypervisors)
@@ -177,8 +182,8 @@ def run(settings: Settings, options: Options) -> None:
         def changed() -> None:  # another daemon changed the desired state
             reconciler.nudge()
             standby.nudge()
-            for vm_nodes in hypervisors:
-                vm_nodes.nudge()
+            for source in node_sources:
+                source.nudge()
 
         leadership = Leadership(engine, settings.daemon_name, changed, wake_asked)
         reconciler.saved = leadership.announce  # the standbys' front doors read the rows again at once
@@ -195,6 +200,7 @@ def run(settings: Settings, options: Options) -> None:
             gateway=gateway,
             certificates=certificates,
             hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
+            remote_hosts=remote_hosts,
             nudge=nudge,
             builder=builder,
             pulls=reconciler.pulls,
@@ -209,7 +215,7 @@ def run(settings: Settings, options: Options) -> None:
         if options.api:
             sockets.append(_tcp_socket(options.api))
         parts = _Parts(
-            app, reconciler, hypervisors, gateway, certificates, backups, volumes, leadership, standby,
+            app, reconciler, node_sources, gateway, certificates, backups, volumes, leadership, standby,
             partial(_recover, engine, backups), builder,
         )  # fmt: skip
         try:
@@ -305,7 +311,7 @@ class _Parts:
 
     app: FastAPI
     reconciler: Reconciler
-    hypervisors: list[VmNodes]
+    node_sources: list[NodeSource]  # VM nodes and remote hosts: the leader drives them
     gateway: FrontDoor
     certificates: Certificates | None
     backups: VolumeBackups | None
@@ -376,8 +382,8 @@ async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, 
         await ssh.close()  # first: its sessions' commands are clients of the API, and end with their sessions
     api.should_exit = True
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    for vm_nodes in parts.hypervisors:
-        await vm_nodes.close()  # after the reconciler: it must never see an engine of a VM go mid-pass
+    for source in parts.node_sources:
+        await source.close()  # after the reconciler: it must never see a node's engine go mid-pass
     await reconciler.close()
     if parts.leadership.leading.is_set():
         log.info("this daemon's leader work has stopped: it gives up the lead")
@@ -423,7 +429,7 @@ async def _lead(parts: _Parts, stopping: asyncio.Event) -> None:
 
 async def _leader_work(parts: _Parts, stopping: asyncio.Event) -> None:
     await _until_done(stopping, parts.recover)
-    work = [parts.reconciler.run(stopping), *(vm_nodes.run(stopping) for vm_nodes in parts.hypervisors)]
+    work = [parts.reconciler.run(stopping), *(source.run(stopping) for source in parts.node_sources)]
     work.append(_fail_orphaned_builds(parts.reconciler.engine, parts.builder, stopping))
     if parts.backups is not None:
         work.append(parts.backups.run(stopping))

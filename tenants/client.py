@@ -45,6 +45,7 @@ from tenants.schemas import (
     ServiceBind,
     ServiceCreate,
     ServiceRead,
+    SshKeyRead,
     StatusRead,
     TenantCreate,
     TenantImageRead,
@@ -250,6 +251,10 @@ class StrataClient:
 
     def add_node(self, spec: NodeCreate) -> NodeRead:
         return self._call("POST", "/nodes", NodeRead, body=spec)
+
+    def host_ssh_key(self) -> str:
+        """The public key remote hosts must authorize for the platform to log in."""
+        return self._call("GET", "/hosts/ssh-key", SshKeyRead).public_key
 
     def drain_node(self, name: str) -> NodeRead:
         return self._call("POST", f"/nodes/{name}/drain", NodeRead)

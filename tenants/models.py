@@ -281,10 +281,11 @@ class Event(SQLModel, table=True):
 
 
 class Node(SQLModel, table=True):
-    """A Docker engine the platform may place containers on: the host's own (`local`) or a VM's."""
+    """A Docker engine the platform may place containers on: the host's own (`local`), a VM's, or a remote host's
+    reached over SSH (driver `ssh`, `docker_url` its `ssh://USER@HOST:PORT`)."""
 
     name: str = Field(primary_key=True)
-    driver: str  # "local", or the hypervisor driver of a VM node
+    driver: str  # "local", the hypervisor driver of a VM node, or "ssh"
     docker_url: str
     state: str = "ready"  # NodeState
     cpu_millicores: int = 0
@@ -295,6 +296,8 @@ class Node(SQLModel, table=True):
     draining: bool = False  # no new instances; those on it move elsewhere
     accel: str | None = None  # what a VM node's hypervisor runs it with, e.g. "tcg (kvm unusable: pvm)"
     message: str | None = None  # why it failed, when it did
+    host_key: str | None = None  # the SSH host key a remote host must show (OpenSSH's one line, no comment)
+    docker_socket: str | None = None  # where a remote host's engine listens, on that host
 
 
 class Instance(SQLModel, table=True):

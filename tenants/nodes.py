@@ -1,5 +1,7 @@
 """The registry of nodes (Docker engines) and what the instances on them claim."""
 
+from typing import Any
+
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -9,6 +11,7 @@ from tenants.enums import Isolation, NodeState
 from tenants.errors import Conflict, Invalid, NotFound
 from tenants.models import App, Instance, Node, Tenant, Volume
 from tenants.schemas import NodeCreate, NodeRead
+from tenants.ssh_targets import DEFAULT_DOCKER_SOCKET, SSH_DRIVER, fingerprint, parse_target
 from tenants.tenancy import get_tenant
 
 
@@ -40,16 +43,7 @@ def register(session: Session, actor: str, node: Node) -> None:
 
 def add_vm(session: Session, actor: str, spec: NodeCreate, accel: str) -> Node:
     """Ask for a VM node: recorded `provisioning`; the daemon boots it and marks it ready."""
-    if session.get(Node, spec.name) is not None:
-        raise Conflict(f"node {spec.name} exists already")
-    if spec.tenant is not None:
-        tenant = get_tenant(session, spec.tenant)
-        if tenant.isolation != Isolation.DEDICATED:
-            raise Invalid(
-                f"tenant {spec.tenant} is shared: its instances never go to a dedicated VM; "
-                f"make it dedicated first (strata tenants update {spec.tenant} --isolation dedicated)",
-                field="tenant",
-            )
+    check_new(session, spec)
     node = Node(
         name=spec.name,
         driver=spec.driver,
@@ -63,6 +57,50 @@ def add_vm(session: Session, actor: str, spec: NodeCreate, accel: str) -> Node:
     audit.record(session, actor, "node.add", spec.tenant, node=spec.name, driver=spec.driver, flavor=spec.flavor)
     commit(session, conflict=f"node {spec.name} exists already")
     return node
+
+
+def add_host(session: Session, actor: str, spec: NodeCreate, host_key: str) -> Node:
+    """Record a remote host the daemon has just reached (`host_key` is the key it showed, which every later
+    connection must show too): `provisioning` until the daemon connects to it again and its engine answers."""
+    assert spec.ssh is not None
+    check_new(session, spec)
+    target = parse_target(spec.ssh)
+    node = Node(
+        name=spec.name,
+        driver=SSH_DRIVER,
+        docker_url=target.url,
+        state=NodeState.PROVISIONING,
+        tenant=spec.tenant,
+        host_key=host_key,
+        docker_socket=spec.docker_socket or DEFAULT_DOCKER_SOCKET,
+    )
+    session.add(node)
+    audit.record(
+        session, actor, "node.add", spec.tenant, node=spec.name, driver=SSH_DRIVER, ssh=str(target),
+        host_key=fingerprint(host_key),
+    )  # fmt: skip
+    commit(session, conflict=f"node {spec.name} exists already")
+    return node
+
+
+def check_new(session: Session, spec: NodeCreate) -> None:
+    """Refuse a node whose name is taken, a remote host's engine that is a node already, or a dedicated node for a
+    tenant that is shared."""
+    if session.get(Node, spec.name) is not None:
+        raise Conflict(f"node {spec.name} exists already")
+    if spec.ssh is not None:
+        url, socket = parse_target(spec.ssh).url, spec.docker_socket or DEFAULT_DOCKER_SOCKET
+        other = session.exec(select(Node.name).where(Node.docker_url == url, Node.docker_socket == socket)).first()
+        if other is not None:
+            raise Conflict(f"the engine at {url} ({socket}) is node {other} already", field="ssh")
+    if spec.tenant is not None:
+        tenant = get_tenant(session, spec.tenant)
+        if tenant.isolation != Isolation.DEDICATED:
+            raise Invalid(
+                f"tenant {spec.tenant} is shared: its instances never go to a dedicated node; "
+                f"make it dedicated first (strata tenants update {spec.tenant} --isolation dedicated)",
+                field="tenant",
+            )
 
 
 def get_node(session: Session, name: str) -> Node:
@@ -87,8 +125,9 @@ def set_draining(session: Session, actor: str, name: str, draining: bool) -> Nod
 
 
 def request_removal(session: Session, actor: str, name: str, *, force: bool) -> Node:
-    """Mark a VM node for removal (the daemon destroys its VM, then forgets it). Refused while instances run
-    on it, unless `force`: drain it first and they move without downtime."""
+    """Mark a VM node or remote host for removal (the daemon destroys its VM, or removes this platform's
+    containers from the host, then forgets it). Refused while instances run on it, unless `force`: drain it first
+    and they move without downtime."""
     node = get_node(session, name)
     if node.driver == "local":
         raise Invalid("the local node is this host's own engine; it is not removed (drain it instead)", field="name")
@@ -122,7 +161,8 @@ def forget(session: Session, name: str) -> None:
         session.commit()
 
 
-def vm_nodes(session: Session, driver: str) -> list[Node]:
+def of_driver(session: Session, driver: str) -> list[Node]:
+    """The nodes of one driver (a hypervisor's VM nodes, or the remote hosts), by name."""
     return list(session.exec(select(Node).where(Node.driver == driver).order_by(Node.name)))
 
 
@@ -161,9 +201,21 @@ def list_nodes(session: Session) -> list[NodeRead]:
             accel=node.accel,
             message=node.message,
             volumes=pinned.get(node.name, []),
+            **_remote(node),
         )
         for node in session.exec(select(Node).order_by(Node.name))
     ]
+
+
+def _remote(node: Node) -> dict[str, Any]:
+    """What a remote host's row shows of how it is reached (its host key by fingerprint)."""
+    if node.driver != SSH_DRIVER:
+        return {}
+    return {
+        "ssh": str(parse_target(node.docker_url)),
+        "docker_socket": node.docker_socket,
+        "host_key": fingerprint(node.host_key) if node.host_key else None,
+    }
 
 
 def _volumes_by_node(session: Session) -> dict[str, list[str]]:

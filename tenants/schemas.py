@@ -5,7 +5,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from tenants.enums import (
     AppKind,
@@ -19,9 +19,12 @@ from tenants.enums import (
     Role,
     TenantStatus,
 )
+from tenants.errors import Invalid
 from tenants.names import MAX_NAME_LENGTH, NAME_PATTERN, check_hostname, check_name, check_tenant_name
+from tenants.ssh_targets import SSH_DRIVER, check_host_key, check_socket, parse_target
 
 MAX_REPLICAS = 100
+DEFAULT_FLAVOR = "small"  # a VM node's, when none is asked for
 MIN_CPU_MILLICORES, MAX_CPU_MILLICORES = 10, 64_000
 MIN_MEMORY_MIB, MAX_MEMORY_MIB = 6, 1_048_576  # Docker refuses less than 6 MiB
 MAX_ENV_VARS, MAX_ENV_VALUE = 100, 4_096
@@ -299,13 +302,55 @@ class NodeRead(BaseModel):
     message: str | None = None
     vm: VmStatsRead | None = None  # what a VM node costs its host, when it is a VM
     volumes: list[str] = []  # `TENANT/VOLUME (APP)`: data on it, and the apps it keeps here even when draining
+    ssh: str | None = None  # a remote host's login, USER@HOST:PORT
+    docker_socket: str | None = None  # a remote host's engine socket, on that host
+    host_key: str | None = None  # the SHA256 fingerprint of the host key a remote host must show
+
+
+def _target(value: str) -> str:
+    return str(parse_target(value))
 
 
 class NodeCreate(BaseModel):
+    """A VM node (`driver` a hypervisor's, `flavor`), or a remote host's Docker engine (`ssh`; its driver is
+    `ssh`): reached as USER@HOST:PORT, its engine on `docker_socket` there, showing `host_key` (without one, the
+    key it shows when added is recorded and required from then on)."""
+
     name: Name
     driver: str = "qemu"
-    flavor: str = "small"
-    tenant: TenantName | None = None  # dedicate the VM to this tenant
+    flavor: str | None = None  # a VM's; small when not given
+    tenant: TenantName | None = None  # dedicate the node to this tenant
+    ssh: Annotated[str, Field(max_length=300), AfterValidator(_target)] | None = None
+    docker_socket: Annotated[str, AfterValidator(check_socket)] | None = None
+    host_key: Annotated[str, Field(max_length=MAX_PUBLIC_KEY), AfterValidator(check_host_key)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ssh_driver(cls, values: Any) -> Any:
+        """`ssh` alone says the driver."""
+        if isinstance(values, dict) and values.get("ssh") is not None and values.get("driver") is None:
+            return {**values, "driver": SSH_DRIVER}
+        return values
+
+    @model_validator(mode="after")
+    def _ssh_fields(self) -> "NodeCreate":
+        if self.driver == SSH_DRIVER and self.ssh is None:
+            raise Invalid("a remote host (driver ssh) is given by its ssh login, USER@HOST[:PORT]", field="ssh")
+        if self.ssh is not None and self.driver != SSH_DRIVER:
+            raise Invalid(f"ssh adds a remote host, whose driver is ssh, not {self.driver}", field="driver")
+        if self.ssh is None and (self.docker_socket is not None or self.host_key is not None):
+            raise Invalid("docker_socket and host_key are a remote host's (with ssh)", field="ssh")
+        if self.ssh is not None and self.flavor is not None:
+            raise Invalid("a remote host is added as the machine it is: it has no flavor", field="flavor")
+        if self.ssh is None and self.flavor is None:
+            self.flavor = DEFAULT_FLAVOR
+        return self
+
+
+class SshKeyRead(BaseModel):
+    """The public key the platform logs in to remote hosts with (OpenSSH's one line)."""
+
+    public_key: str
 
 
 class ImageRead(BaseModel):

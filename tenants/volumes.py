@@ -16,6 +16,7 @@ from tenants.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from tenants.models import App, Backup, Node, Service, Tenant, Volume, saved_id, utcnow
 from tenants.names import check_name
 from tenants.schemas import VolumeRead
+from tenants.ssh_targets import SSH_DRIVER
 from tenants.tenancy import get_plan, get_tenant, storage_mib
 
 HOST_NODE = "local"  # the host's own node: a volume there is loop-mounted on the host
@@ -90,6 +91,11 @@ def check_node(session: Session, tenant: Tenant, name: str) -> Node:
     node = session.get(Node, name)
     if node is None or node.state == NodeState.REMOVING:
         raise Invalid(f"no node named {name!r}; see `strata nodes list`", field="node")
+    if node.driver == SSH_DRIVER:
+        raise Invalid(
+            f"node {name!r} is a remote host: volumes live on this host or its VM nodes, whose disks are this host's",
+            field="node",
+        )
     if tenant.isolation == Isolation.DEDICATED and node.tenant != tenant.name:
         where = "the host" if name == HOST_NODE else f"node {name!r}, which is not one of its own VM nodes"
         raise Invalid(

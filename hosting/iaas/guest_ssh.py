@@ -16,11 +16,11 @@ SSH_USER = "root"
 CONNECT_ATTEMPT_SECONDS = 5
 
 
-def client_key(path: Path) -> SSHKey:
+def client_key(path: Path, comment: str = "strata-platform") -> SSHKey:
     """The platform's SSH key for its guests, made on first use (0600); guests accept only it."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        asyncssh.generate_private_key("ssh-ed25519", comment="strata-platform").write_private_key(str(path))
+        asyncssh.generate_private_key("ssh-ed25519", comment=comment).write_private_key(str(path))
         path.chmod(0o600)
     return asyncssh.read_private_key(str(path))
 

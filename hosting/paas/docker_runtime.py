@@ -84,6 +84,10 @@ class EngineHost(ABC):
     async def cgroup_files(self, paths: list[str]) -> dict[str, str]:
         """The text of each of the machine's cgroup files `paths` (relative to its cgroup root) that exists."""
 
+    @abstractmethod
+    async def routes(self) -> list[str]:
+        """The destinations of the machine's IPv4 routes (its LAN, other bridges): no tenant network overlaps one."""
+
 
 class ThisHost(EngineHost):
     """The engine of the platform's own host: ports published on 127.0.0.1 and reached as they are."""
@@ -107,6 +111,9 @@ class ThisHost(EngineHost):
 
     async def cgroup_files(self, paths: list[str]) -> dict[str, str]:
         return await asyncio.to_thread(read_files, CGROUP_ROOT, paths)
+
+    async def routes(self) -> list[str]:
+        return host_routes()
 
 
 class DockerRuntime(NodeRuntime):
@@ -156,7 +163,7 @@ class DockerRuntime(NodeRuntime):
                 if any(network["Name"] == name for network in found):
                     break
                 try:
-                    subnet = free_subnet(subnets_of(found) + host_routes())
+                    subnet = free_subnet(subnets_of(found) + await self.host.routes())
                 except PoolExhausted as exc:
                     raise EngineError(f"on {self.name}: {exc}") from None
                 config = {

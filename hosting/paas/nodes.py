@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import Engine
 
@@ -87,9 +88,21 @@ class NodeHandle:
             registry.register(session, "daemon", node)
 
 
+class NodeSource(Protocol):
+    """What brings nodes to the pool beside the local one (a hypervisor's VM nodes, the remote hosts): run until
+    `stopping`, then `close` once the reconciler no longer uses them; `nudge` asks for a pass now."""
+
+    async def run(self, stopping: asyncio.Event) -> None: ...
+
+    def nudge(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class NodePool:
-    """The live nodes by name. VM nodes attach theirs once connected and detach them when removed; a node that
-    is gone but not detached (a daemon restarted before its VMs reconnect) is `away`, and its instances are kept
+    """The live nodes by name. VM nodes and remote hosts attach theirs once connected and detach them when
+    removed; a node that is gone but not detached (a daemon restarted before its VMs reconnect, a remote host's
+    connection set aside while it is made again) is `away`, and its instances are kept
     for as long as an unreachable node's. `on_change` is called on every attach and detach."""
 
     def __init__(self, nodes: Iterable[NodeHandle] = ()) -> None:
@@ -118,6 +131,12 @@ class NodePool:
         self._nodes[node.name] = node
         self._away_since.pop(node.name, None)
         self._removed.discard(node.name)
+        self.on_change()
+
+    def set_aside(self, name: str) -> None:
+        """Stop using node `name` for now (its connection dropped and is being made again): it is away, and its
+        instances are kept for as long as an unreachable node's, then placed elsewhere."""
+        self._nodes.pop(name, None)
         self.on_change()
 
     def detach(self, name: str) -> None:

@@ -3,7 +3,7 @@
 Each tenant has a bridge network of its own on every node it runs on. Left to Docker, each takes a /16 or /20
 of Docker's default pools, which hold 31 networks in all: the 30th tenant on a node would get no network.
 The platform gives each a /24 of its pool instead (256 tenants per node for the default /16), the first one
-that overlaps no network of that engine and no route of this host (another engine's bridges, the LAN).
+that overlaps no network of that engine and no route of its machine (another engine's bridges, the LAN).
 """
 
 import ipaddress
@@ -37,9 +37,14 @@ def subnets_of(networks: Iterable[dict]) -> list[str]:
 
 
 def host_routes(routes: Path = ROUTES) -> list[str]:
-    """The destinations of this host's IPv4 routes but the default one (`/proc/net/route`: little-endian hex)."""
+    """The destinations of this host's IPv4 routes but the default one."""
+    return parse_routes(routes.read_text())
+
+
+def parse_routes(table: str) -> list[str]:
+    """The destinations of the IPv4 routes but the default one in a `/proc/net/route` (little-endian hex)."""
     found = []
-    for line in routes.read_text().splitlines()[1:]:
+    for line in table.splitlines()[1:]:
         fields = line.split()
         destination, mask = (int.from_bytes(bytes.fromhex(field), "little") for field in (fields[1], fields[7]))
         if mask:

@@ -24,11 +24,11 @@ from hosting.iaas.flavors import flavor
 from hosting.iaas.guest_ssh import connect
 from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
 from hosting.iaas.provision import Booted, Provisioner
-from hosting.paas.cgroups import guest_command, guest_input, parse_dump
-from hosting.paas.docker_runtime import DockerRuntime, EngineHost
+from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import NodeHandle
 from hosting.paas.pause import pause
 from hosting.paas.runtime import EngineError, EngineUnavailable
+from hosting.paas.ssh_machine import SshMachine
 from tenants import audit, db
 from tenants import nodes as registry
 from tenants.enums import NodeState
@@ -41,10 +41,9 @@ GUEST_DOCKER_SOCKET = "/var/run/docker.sock"
 PASS_INTERVAL_SECONDS = 5
 RECONNECT_TIMEOUT_SECONDS = 20
 ENGINE_READY_TIMEOUT_SECONDS = 120
-COMMAND_SECONDS = 10.0  # a guest's cgroup files, read in one command
 
 
-class GuestHost(EngineHost):
+class GuestHost(SshMachine):
     """A VM node's machine: containers publish on the guest's user-network address, each published port is
     reached through a QEMU forward on 127.0.0.1 (added on first use, removed when no container uses it),
     and an exec's process is killed inside the guest."""
@@ -52,9 +51,9 @@ class GuestHost(EngineHost):
     publish_ip = GUEST_ADDRESS
 
     def __init__(self, driver: HypervisorDriver, vm: str, connection: SSHClientConnection, ssh_port: int) -> None:
+        super().__init__(f"the guest of node {vm}", connection)
         self.driver = driver
         self.vm = vm
-        self.connection = connection
         self.ssh_port = ssh_port
         self._forwards: dict[int, int] | None = None  # guest port -> host port
         self._lock = asyncio.Lock()
@@ -71,20 +70,6 @@ class GuestHost(EngineHost):
             forwards = await self._known()
             for guest_port in [p for p in forwards if p not in ports and forwards[p] != self.ssh_port]:
                 await _engine_call(self.driver.unforward(self.vm, forwards.pop(guest_port)))
-
-    async def kill(self, pid: int) -> None:
-        await self.connection.run(f"kill -KILL -{pid} 2>/dev/null || kill -KILL {pid}", check=False)
-
-    async def cgroup_files(self, paths: list[str]) -> dict[str, str]:
-        """One command in the guest for all of them, whatever their number (the paths on its stdin)."""
-        command = self.connection.run(guest_command(), input=guest_input(paths), check=False)
-        try:
-            result = await asyncio.wait_for(command, COMMAND_SECONDS)
-        except (asyncssh.Error, OSError, TimeoutError) as exc:
-            raise EngineUnavailable(
-                f"the guest of node {self.vm} does not answer: {exc or type(exc).__name__}"
-            ) from None
-        return parse_dump(str(result.stdout or ""))
 
     async def _known(self) -> dict[int, int]:
         if self._forwards is None:  # what QEMU has: forwards outlive a restart of the platform
@@ -282,7 +267,7 @@ class VmNodes:
 
     def _rows(self) -> list[Node]:
         with db.session(self.engine) as session:
-            return registry.vm_nodes(session, self.driver.name)
+            return registry.of_driver(session, self.driver.name)
 
     def _record(self, name: str, state: NodeState, message: str | None) -> None:
         with db.session(self.engine) as session:

@@ -19,6 +19,7 @@ from hosting.paas.builds import Builder
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodePool
 from hosting.paas.pulls import ImagePuller
+from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.sleeper import ColdStarts
 from hosting.paas.usage import UsageSampler
 from hosting.paas.vm_nodes import VmNodes
@@ -34,8 +35,8 @@ from tenants.tokens import Principal
 @dataclass(frozen=True)
 class Platform:
     """The running parts the routes use, beside the database: the live nodes, what their instances use, the
-    gateway's traffic, the VM nodes of each hypervisor driver (by its name), and `nudge`, which asks the
-    reconciler for a pass now. Made by the daemon, stored once by `create_app`, shared by every request."""
+    gateway's traffic, the VM nodes of each hypervisor driver (by its name), the remote hosts, and `nudge`, which
+    asks the reconciler for a pass now. Made by the daemon, stored once by `create_app`, shared by every request."""
 
     engine: Engine
     settings: Settings
@@ -44,6 +45,7 @@ class Platform:
     gateway: Gateway
     hypervisors: Mapping[str, VmNodes]
     nudge: Callable[[], None]
+    remote_hosts: RemoteHosts  # other machines' engines, over SSH
     builder: Builder | None = None  # builds from source (None: builds are refused)
     certificates: Certificates | None = None  # HTTPS certificates (None: no HTTPS listener)
     pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
@@ -90,6 +92,10 @@ async def get_gateway(platform: _Platform) -> Gateway:
 
 async def get_hypervisors(platform: _Platform) -> Mapping[str, VmNodes]:
     return platform.hypervisors
+
+
+async def get_remote_hosts(platform: _Platform) -> RemoteHosts:
+    return platform.remote_hosts
 
 
 async def get_nudge(platform: _Platform) -> Callable[[], None]:
@@ -147,6 +153,7 @@ InstanceUsage = Annotated[Mapping[str, tuple[int, int]], Depends(get_usage)]
 FrontDoor = Annotated[Gateway, Depends(get_gateway)]
 Hypervisors = Annotated[Mapping[str, VmNodes], Depends(get_hypervisors)]
 Nudge = Annotated[Callable[[], None], Depends(get_nudge)]
+RemoteHostsDep = Annotated[RemoteHosts, Depends(get_remote_hosts)]
 Pulls = Annotated[Mapping[tuple[str, str], PullRead], Depends(get_pulls)]
 Sleeps = Annotated[Mapping[tuple[str, str], SleepRead], Depends(get_sleeps)]
 ColdStartTimes = Annotated[ColdStarts, Depends(get_cold_starts)]

@@ -15,15 +15,27 @@ from sqlmodel import Session
 from hosting.iaas.driver import HypervisorError
 from hosting.iaas.flavors import flavor
 from hosting.paas import images
+from hosting.paas.host_login import HostKeyMismatch, HostUnreachable
 from hosting.paas.logs import merged_logs
 from hosting.paas.nodes import NodeHandle, NodePool
+from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.runtime import EngineError
 from hosting.paas.vm_nodes import VmNodes
-from strata.api.deps import DB, DbEngine, FrontDoor, Hypervisors, Nudge, Operator, Pool, TenantName
+from strata.api.deps import DB, DbEngine, FrontDoor, Hypervisors, Nudge, Operator, Pool, RemoteHostsDep, TenantName
 from tenants import apps, audit, db, nodes
 from tenants import images as tenant_images
 from tenants.errors import Conflict, Invalid, NotFound
-from tenants.schemas import ImageRead, InstanceRead, NodeCreate, NodeRead, TrafficRead, VmStatsRead
+from tenants.schemas import (
+    DEFAULT_FLAVOR,
+    ImageRead,
+    InstanceRead,
+    NodeCreate,
+    NodeRead,
+    SshKeyRead,
+    TrafficRead,
+    VmStatsRead,
+)
+from tenants.ssh_targets import SSH_DRIVER
 from tenants.tenancy import get_tenant
 
 router = APIRouter(tags=["runtime"])
@@ -64,20 +76,53 @@ async def show_node(engine: DbEngine, hypervisors: Hypervisors, name: str, _: Op
 
 
 @router.post("/nodes", status_code=202)
-def add_node(session: DB, hypervisors: Hypervisors, principal: Operator, spec: NodeCreate) -> NodeRead:
+async def add_node(
+    engine: DbEngine, hypervisors: Hypervisors, remote_hosts: RemoteHostsDep, principal: Operator, spec: NodeCreate
+) -> NodeRead:
     """Ask for a VM node; it is `provisioning` until its engine answers (a restore from the flavor's
-    template snapshot takes seconds; the flavor's first VM boots cold, once)."""
+    template snapshot takes seconds; the flavor's first VM boots cold, once). Or add a remote host (`ssh`): it is
+    logged in to and its engine asked first, and recorded only if both answer, with the host key it showed."""
+    if spec.ssh is not None:
+        return await _add_host(engine, remote_hosts, principal.actor, spec)
     vm_nodes = hypervisors.get(spec.driver)
     if vm_nodes is None:
         raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {', '.join(hypervisors)}", field="driver")
     try:
-        flavor(spec.flavor)
+        flavor(spec.flavor or DEFAULT_FLAVOR)
     except ValueError as exc:
         raise Invalid(str(exc), field="flavor") from None
-    node = nodes.add_vm(session, principal.actor, spec, str(vm_nodes.driver.accel))
-    added = _read(session, node.name)
+
+    def add(session: Session) -> NodeRead:
+        node = nodes.add_vm(session, principal.actor, spec, str(vm_nodes.driver.accel))
+        return _read(session, node.name)
+
+    added = await asyncio.to_thread(_in_session, engine, add)
     vm_nodes.nudge()
     return added
+
+
+async def _add_host(engine: Engine, remote_hosts: RemoteHosts, actor: str, spec: NodeCreate) -> NodeRead:
+    await asyncio.to_thread(_in_session, engine, lambda session: nodes.check_new(session, spec))  # before connecting
+    try:
+        host_key = await remote_hosts.probe(spec)
+    except HostKeyMismatch as exc:
+        raise Invalid(str(exc), field="host_key") from None
+    except (HostUnreachable, EngineError) as exc:
+        raise Invalid(str(exc), field="ssh") from None
+
+    def add(session: Session) -> NodeRead:
+        node = nodes.add_host(session, actor, spec, host_key)
+        return _read(session, node.name)
+
+    added = await asyncio.to_thread(_in_session, engine, add)
+    remote_hosts.nudge()
+    return added
+
+
+@router.get("/hosts/ssh-key")
+async def host_ssh_key(remote_hosts: RemoteHostsDep, _: Operator) -> SshKeyRead:
+    """The public key the platform logs in to remote hosts with: what a host's `authorized_keys` must hold."""
+    return SshKeyRead(public_key=remote_hosts.public_key)
 
 
 @router.post("/nodes/{name}/drain")
@@ -88,25 +133,39 @@ def drain_node(session: DB, principal: Operator, name: str) -> NodeRead:
 
 
 @router.post("/nodes/{name}/resume")
-def resume_node(session: DB, hypervisors: Hypervisors, principal: Operator, name: str) -> NodeRead:
-    """Put a drained node back in service; a VM node that failed is tried again."""
+def resume_node(
+    session: DB, hypervisors: Hypervisors, remote_hosts: RemoteHostsDep, principal: Operator, name: str
+) -> NodeRead:
+    """Put a drained node back in service; a VM node or remote host that failed is tried again."""
     node = nodes.set_draining(session, principal.actor, name, False)
     resumed = _read(session, name)
-    vm_nodes = hypervisors.get(node.driver)
-    if vm_nodes is not None:
-        vm_nodes.nudge()
+    _nudge(hypervisors, remote_hosts, node.driver)
     return resumed
 
 
 @router.delete("/nodes/{name}", status_code=202)
-def remove_node(session: DB, hypervisors: Hypervisors, principal: Operator, name: str, force: bool = False) -> NodeRead:
-    """Destroy a VM node (refused while instances run on it, unless `force`); it is gone once `removing` ends."""
+def remove_node(
+    session: DB,
+    hypervisors: Hypervisors,
+    remote_hosts: RemoteHostsDep,
+    principal: Operator,
+    name: str,
+    force: bool = False,
+) -> NodeRead:
+    """Destroy a VM node, or take a remote host out of the platform with this platform's containers on it (refused
+    while instances run on it, unless `force`); it is gone once `removing` ends."""
     nodes.request_removal(session, principal.actor, name, force=force)
     removing = _read(session, name)  # before the nudge: the record may be gone a moment later
-    vm_nodes = hypervisors.get(removing.driver)
-    if vm_nodes is not None:
-        vm_nodes.nudge()
+    _nudge(hypervisors, remote_hosts, removing.driver)
     return removing
+
+
+def _nudge(hypervisors: Mapping[str, VmNodes], remote_hosts: RemoteHosts, driver: str) -> None:
+    """Have the part that brings nodes of `driver` look at the registry now."""
+    if driver == SSH_DRIVER:
+        remote_hosts.nudge()
+    elif (vm_nodes := hypervisors.get(driver)) is not None:
+        vm_nodes.nudge()
 
 
 def _read(session: Session, name: str) -> NodeRead:

@@ -115,31 +115,49 @@ def _describe(image: NodeImage) -> str:
 
 @click.group("nodes")
 def nodes_group() -> None:
-    """The Docker engines app containers run on: this host's, and VMs'."""
+    """The Docker engines app containers run on: this host's, VMs', and other machines' over SSH."""
 
 
 @nodes_group.command("add")
 @click.argument("name")
 @click.option(
     "--driver",
-    default="qemu",
-    show_default=True,
-    help="The hypervisor driver: qemu, or libvirt (with STRATA_LIBVIRT_URI).",
+    help="The hypervisor driver: qemu (the default), or libvirt (with STRATA_LIBVIRT_URI).",
 )
 @click.option(
     "--flavor",
     type=click.Choice(list(FLAVORS)),
-    default="small",
-    show_default=True,
-    help=", ".join(f"{f.name}: {f.vcpus} vCPU {f.memory_mib} MiB {f.disk_gib} GiB" for f in FLAVORS.values()),
+    help="A VM's size (default small): "
+    + ", ".join(f"{f.name}: {f.vcpus} vCPU {f.memory_mib} MiB {f.disk_gib} GiB" for f in FLAVORS.values()),
 )
-@click.option("--tenant", help="Dedicate the VM to this tenant (a dedicated tenant's instances run only there).")
+@click.option(
+    "--ssh",
+    metavar="USER@HOST[:PORT]",
+    help="Add another machine's Docker engine, reached over SSH, instead of a VM (authorize the key that "
+    "`strata nodes ssh-key` prints there first).",
+)
+@click.option("--host-key", help="The host key it must show ('ssh-ed25519 AAAA...'); default: the one it shows now.")
+@click.option("--docker-socket", help="Its engine's socket on that host (default /var/run/docker.sock).")
+@click.option("--tenant", help="Dedicate the node to this tenant (a dedicated tenant's instances run only there).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the node is ready.")
 @click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait.")
 @json_option
-def add(name: str, driver: str, flavor: str, tenant: str | None, wait: bool, timeout: float, as_json: bool) -> None:
-    """Add a VM node NAME: a VM booted (or restored from its flavor's snapshot) with a Docker engine."""
-    spec = validated(NodeCreate, name=name, driver=driver, flavor=flavor, tenant=tenant)
+def add(
+    name: str,
+    driver: str | None,
+    flavor: str | None,
+    ssh: str | None,
+    host_key: str | None,
+    docker_socket: str | None,
+    tenant: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Add a node NAME: a VM booted (or restored from its flavor's snapshot) with a Docker engine, or with --ssh
+    the Docker engine of another machine."""
+    given = {"driver": driver, "flavor": flavor, "ssh": ssh, "host_key": host_key, "docker_socket": docker_socket}
+    spec = validated(NodeCreate, name=name, tenant=tenant, **{k: v for k, v in given.items() if v is not None})
     with api() as client:
         node = client.add_node(spec)
         deadline = time.monotonic() + timeout
@@ -149,6 +167,14 @@ def add(name: str, driver: str, flavor: str, tenant: str | None, wait: bool, tim
     if wait and node.state != NodeState.READY:
         fail(f"node {name} is {node.state}" + (f": {node.message}" if node.message else ""), code=1)
     _print_node(node, as_json)
+
+
+@nodes_group.command("ssh-key")
+def ssh_key() -> None:
+    """Print the public key the platform logs in to remote hosts with: add it to ~USER/.ssh/authorized_keys on a
+    host before `strata nodes add NAME --ssh USER@HOST`."""
+    with api() as client:
+        click.echo(client.host_ssh_key())
 
 
 @nodes_group.command("show")
@@ -191,8 +217,9 @@ def resume(name: str) -> None:
 @click.option("--force", is_flag=True, help="Even with instances on it (they are then placed elsewhere).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def remove(name: str, force: bool, yes: bool) -> None:
-    """Destroy the VM node NAME (drain it first, and its instances move without downtime)."""
-    confirm_destructive(f"Destroy VM node {name!r} and its disk?", yes)
+    """Destroy the VM node NAME, or take the remote host NAME out with this platform's containers on it (drain it
+    first, and its instances move without downtime)."""
+    confirm_destructive(f"Remove node {name!r} (a VM is destroyed with its disk)?", yes)
     with api() as client:
         client.remove_node(name, force=force)
     click.echo(f"node {name} is being removed")
@@ -229,6 +256,7 @@ def _print_node(node: NodeRead, as_json: bool) -> None:
         ("name", node.name),
         ("driver", node.driver),
         ("state", node.state + (" (draining)" if node.draining else "")),
+        *([("ssh", node.ssh), ("docker socket", node.docker_socket), ("host key", node.host_key)] if node.ssh else []),
         ("flavor", node.flavor or "-"),
         ("accel", node.accel or "-"),
         ("tenant", node.tenant or "shared"),

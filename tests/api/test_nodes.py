@@ -1,4 +1,4 @@
-"""`/nodes`: asking for VM nodes, refusing bad requests, draining and removing — against a real daemon.
+"""`/nodes`: asking for VM nodes and remote hosts, refusing bad requests, draining and removing — against a real daemon.
 
 The daemon of these tests has no node image built, so a VM node it is asked for fails, saying what to do;
 booting real VMs is tests/iaas (STRATA_VM_TESTS=1)."""
@@ -62,3 +62,20 @@ def test_a_dedicated_tenants_vm_is_its_own_and_only_operators_manage_nodes(daemo
         refused(lambda: tenant.remove_node(node.name), 403)
     with daemon.operator() as api:
         api.remove_node(node.name, force=True)
+
+
+def test_a_remote_host_that_does_not_answer_is_refused_and_leaves_no_node(daemon: Daemon, unique: str) -> None:
+    with daemon.operator() as api:
+        before = api.nodes()
+        key = api.host_ssh_key()
+        assert key.startswith("ssh-ed25519 ") and key.endswith(" strata-hosts")
+        error = refused(lambda: api.add_node(NodeCreate(name=f"{unique}-h", ssh="root@127.0.0.1:9")), 422, "invalid")
+        assert (error.field, error.message) == ("ssh", "cannot reach root@127.0.0.1:9: connection refused")
+        assert api.nodes() == before
+        assert not any(event.detail.get("node") == f"{unique}-h" for event in api.events())
+        token = api.create_token(
+            TokenCreate(role=Role.TENANT, tenant=api.create_tenant(TenantCreate(name=unique)).name)
+        )
+    with daemon.client(token.token) as tenant:
+        refused(tenant.host_ssh_key, 403)
+        refused(lambda: tenant.add_node(NodeCreate(name=f"{unique}-h", ssh="root@127.0.0.1:9")), 403)

@@ -2,13 +2,14 @@
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from tenants import db, nodes, tenancy
+from tenants import db, nodes, tenancy, volumes
 from tenants.enums import Isolation, NodeState
 from tenants.errors import Conflict, Invalid
-from tenants.models import Node
+from tenants.models import Event, Node
 from tenants.schemas import NodeCreate, TenantCreate
+from tenants.ssh_targets import fingerprint
 
 
 @pytest.fixture
@@ -47,3 +48,40 @@ def test_the_local_node_is_drained_not_removed(session: Session) -> None:
         nodes.request_removal(session, "op", "local", force=True)
     assert nodes.set_draining(session, "op", "local", True).draining
     assert nodes.draining(session) == {"local"}
+
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def test_a_remote_host_is_recorded_with_its_login_socket_and_host_key(session: Session) -> None:
+    spec = NodeCreate(name="host2", ssh="root@10.213.0.2:2200")
+    node = nodes.add_host(session, "op", spec, HOST_KEY)
+    assert (node.state, node.driver, node.docker_url) == ("provisioning", "ssh", "ssh://root@10.213.0.2:2200")
+    assert (node.host_key, node.docker_socket) == (HOST_KEY, "/var/run/docker.sock")
+    [shown] = [n for n in nodes.list_nodes(session) if n.name == "host2"]
+    assert (shown.ssh, shown.docker_socket) == ("root@10.213.0.2:2200", "/var/run/docker.sock")
+    assert shown.host_key == fingerprint(HOST_KEY) and shown.host_key.startswith("SHA256:")
+    [event] = [e for e in session.exec(select(Event)) if e.action == "node.add"]
+    assert event.detail["ssh"] == "root@10.213.0.2:2200" and event.detail["host_key"] == fingerprint(HOST_KEY)
+
+
+def test_one_engine_is_one_node(session: Session) -> None:
+    nodes.add_host(session, "op", NodeCreate(name="host2", ssh="root@10.213.0.2"), HOST_KEY)
+    with pytest.raises(Conflict, match="exists already"):
+        nodes.check_new(session, NodeCreate(name="host2", ssh="root@10.213.0.3"))
+    with pytest.raises(Conflict, match="is node host2 already") as taken:
+        nodes.check_new(session, NodeCreate(name="host3", ssh="root@10.213.0.2:22"))
+    assert taken.value.field == "ssh"
+    nodes.check_new(
+        session, NodeCreate(name="host3", ssh="root@10.213.0.2", docker_socket="/run/user/1000/docker.sock")
+    )
+    with pytest.raises(Invalid, match="globex is shared"):
+        nodes.check_new(session, NodeCreate(name="host3", ssh="root@10.213.0.9", tenant="globex"))
+
+
+def test_a_remote_host_holds_no_volume(session: Session) -> None:
+    nodes.add_host(session, "op", NodeCreate(name="host2", ssh="root@10.213.0.2"), HOST_KEY)
+    session.get(Node, "host2").state = NodeState.READY
+    with pytest.raises(Invalid, match="host2' is a remote host") as refused:
+        volumes.check_node(session, tenancy.get_tenant(session, "globex"), "host2")
+    assert refused.value.field == "node"

@@ -403,6 +403,31 @@ def test_an_unreachable_node_keeps_its_instances_until_it_counts_as_lost(world: 
     assert len(world.served()) == 2
 
 
+def test_a_node_set_aside_keeps_its_instances_as_long_as_an_unreachable_one_then_rejoins(world: World) -> None:
+    a, b = world.node("a"), world.node("b")
+    reconciler = world.reconciler()
+    world.deploy(spec=HELLO.model_copy(update={"replicas": 2}))
+
+    async def scenario() -> None:
+        await passes(reconciler)
+        assert (len(a.running()), len(b.running())) == (1, 1)
+        handle = reconciler.pool["a"]
+        reconciler.pool.set_aside("a")  # a remote host's connection dropped, being made again
+        for _ in range(5):
+            world.clock.advance(5)
+            await passes(reconciler)
+        assert len(b.running()) == 1 and len(reconciler.tracked) == 2  # nothing made twice meanwhile
+        world.clock.advance(NODE_LOST_AFTER_SECONDS - 20)
+        await passes(reconciler, 2)
+        assert len(b.running()) == 2  # its instance is placed elsewhere
+        reconciler.pool.attach(handle)  # connected again
+        await passes(reconciler, 3)
+
+    run(scenario)
+    assert len(a.running()) + len(b.running()) == 2  # the one on `a` is surplus once `a` is back
+    assert len(world.served()) == 2
+
+
 def test_a_restarted_reconciler_adopts_the_running_instances_and_creates_nothing(world: World) -> None:
     local = world.node("local")
     world.deploy()
