@@ -106,6 +106,7 @@ class FrontDoor:
         self._tasks: list[asyncio.Task[None]] = []
         self.adopted = False  # `start` found HAProxy serving, left by an earlier daemon
         self._doubtful = False  # a change failed half-way: reload from the files before anything else
+        self._checked: str | None = None  # the configuration last in force, rendered without its servers
         self.activator = Activator(self._app_of, wake)  # requests for apps with no ready instance: sleeping ones
 
     # the control plane's side
@@ -392,20 +393,30 @@ class FrontDoor:
         return False  # connections still open (idle ones close within moments)
 
     async def _write(self) -> None:
-        """The configuration, maps and state as HAProxy holds them now: what a reload or restart starts from."""
+        """The configuration, maps and state as HAProxy holds them now: what a reload or restart starts from.
+
+        The configuration is checked (`haproxy -c`) when more than its servers changed since the last one in
+        force: a server's line is the one HAProxy parsed when it was added at run time (`SERVER_OPTIONS`), and
+        a check forks a process and keeps a core busy for tens of milliseconds, which a request held for a
+        woken app would wait out (every wake and sleep adds and removes servers)."""
         state = self._state
         self._write_maps()
         servers = {name: set(addresses) for name, addresses in state.backends.items()}
-        config = render(
+        config, structure = (self._render(servers), self._render({name: set() for name in servers}))
+        candidate = self.files.config.with_suffix(".new")
+        _write_atomically(candidate, config)
+        in_force = self.files.config.read_text() if self.files.config.exists() else None
+        if in_force != config and structure != self._checked:
+            await self.haproxy.check(candidate)
+        self._checked = structure
+        os.replace(candidate, self.files.config)
+        self._save()
+
+    def _render(self, servers: dict[str, set[str]]) -> str:
+        return render(
             self.files, self.listeners, servers, threads=self.threads, limits=self.limits,
             activator=self.activator.address or None,
         )  # fmt: skip
-        candidate = self.files.config.with_suffix(".new")
-        _write_atomically(candidate, config)
-        if not self.files.config.exists() or self.files.config.read_text() != config:
-            await self.haproxy.check(candidate)
-        os.replace(candidate, self.files.config)
-        self._save()
 
     def _write_maps(self) -> None:
         for name in MAPS:

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -177,10 +177,13 @@ class Reconciler:
             desired, waiting = await self.pulls.resolve(desired, work.events, self.problems)
         self._desired, now = desired, self.clock()
         names = {app.app_id: (app.tenant, app.name) for app in desired}
+        mark = self.sleeper.starts
         containers = await observe(self.engine, self.platform_id, self.pool, self.tracked, names, now)
         work.removed, found = track(self.tracked, containers, names)
         work.events += found
         await self.sleeper.settle(desired, self.tracked.values(), now)
+        woken = self.sleeper.started_since(mark)  # by a request meanwhile: seen stopped, running now
+        containers = [replace(c, running=True) if c.instance in woken else c for c in containers]
 
         observed = Observed(containers, self.tracked, self.pool.views(draining), self.problems.retry_at() | waiting)
         actions = plan(desired, observed, now, self.strategy)

@@ -83,6 +83,8 @@ class Sleeper:
         self.events: list[ActionEvent] = []  # recorded by the reconciler's next pass
         self._apps: dict[AppKey, _Sleep] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.starts = 0  # containers a wake started so far: a pass's mark (`started_since`)
+        self._started: dict[str, int] = {}  # instance id -> the count of starts when a wake started it
 
     def status(self, tenant: str, app: str, instances: Iterable[Tracked]) -> SleepRead:
         known = self._apps.get((tenant, app))
@@ -123,6 +125,13 @@ class Sleeper:
         sleep = self._apps.setdefault((app.tenant, app.name), _Sleep(self.clock()))
         return await self._wake(app, instances, sleep)
 
+    def started_since(self, mark: int) -> set[str]:
+        """The instances whose containers a wake started after `mark` (a value of `starts`): a pass that observed
+        them before saw them stopped, and must not take them for crashed. Forgets earlier starts (a pass asks
+        once, passes one after another)."""
+        self._started = {instance: start for instance, start in self._started.items() if start > mark}
+        return set(self._started)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -156,6 +165,8 @@ class Sleeper:
                 await runtime.unpause(instance.container_id)
             elif instance.state == InstanceState.STOPPED:
                 started = await runtime.start(instance.container_id)
+                self.starts += 1
+                self._started[instance.id] = self.starts
                 instance.endpoint, instance.started_at = started.endpoint, started.started_at
                 await self._healthy(app, instance)
         except (EngineError, TimeoutError) as exc:

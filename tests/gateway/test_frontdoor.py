@@ -124,21 +124,38 @@ def test_a_new_controller_adopts_the_haproxy_left_serving(tmp_path: Path, three:
         first.loop.call_soon_threadsafe(first.loop.stop)
 
 
-def test_a_dead_haproxy_is_started_again_with_its_routes(front: RunningGateway, three: list[str]) -> None:
-    front.apply(route("web", "acme", three[0]))
+def kill_and_wait_for(front: RunningGateway, name: str) -> None:
+    """Kill HAProxy, and wait until the one started again answers from the backend `name`."""
     pid = front.front.haproxy.pid()
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)  # master and workers: its own session
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            if httpx.get(front.url, headers={"Host": "web.acme.localhost"}).json()["name"] == "a":
+            if httpx.get(front.url, headers={"Host": "web.acme.localhost"}).json()["name"] == name:
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
     else:
         pytest.fail("HAProxy was not started again within 10 s")
     assert front.front.haproxy.pid() not in (None, pid)
+
+
+def test_a_dead_haproxy_is_started_again_with_its_routes(front: RunningGateway, three: list[str]) -> None:
+    front.apply(route("web", "acme", three[0]))
+    kill_and_wait_for(front, "a")
+
+
+def test_servers_changed_at_run_time_are_in_the_configuration_haproxy_starts_again_from(
+    front: RunningGateway, three: list[str]
+) -> None:
+    a, b, c = three
+    front.apply(route("web", "acme", a))
+    front.apply(route("web", "acme", b, c))  # servers only: HAProxy parsed them as they came; the file is not checked
+    assert front.run(front.front.drain(a)) is True
+    kill_and_wait_for(front, "b")
+    names = {httpx.get(front.url, headers={"Host": "web.acme.localhost"}).json()["name"] for _ in range(10)}
+    assert names == {"b", "c"}
 
 
 # HTTPS

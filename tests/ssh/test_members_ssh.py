@@ -49,7 +49,8 @@ def test_a_viewers_key_reads_but_changes_nothing_and_opens_no_shell(
     assert f"member 'vic' is a viewer of {unique!r}: scale app takes a developer" in scaled.stderr
     shell = ssh(platform, viewer, unique, "shell", "web", "--", "id")
     assert shell.returncode == 1 and f"you are a viewer of {unique!r}: a shell takes a developer" in shell.stderr
-    for command in (["events"], ["builds"], ["images"], ["registries"], ["logs", "web"]):  # reads: a viewer's
+    reads = (["events"], ["builds"], ["images"], ["registries"], ["logs", "web"], ["usage"])  # a viewer's
+    for command in reads:
         assert ssh(platform, viewer, unique, *command).returncode == 0, command
     for command, takes in (
         (["restart", "web"], "a developer"),
@@ -68,7 +69,7 @@ def test_a_viewers_key_reads_but_changes_nothing_and_opens_no_shell(
             ["ssh-keygen", "-l", "-E", "sha256", "-f", str(viewer)], capture_output=True, text=True, check=True
         ).stdout.split()[1]
     assert {e.actor for e in sessions} == {f"{unique}/vic/ssh:{fingerprint}@127.0.0.1"}
-    assert sorted(e.detail["exit_code"] for e in sessions) == [0] * 6 + [1] * 4
+    assert sorted(e.detail["exit_code"] for e in sessions) == [0] * 7 + [1] * 4
 
 
 def test_an_open_session_ends_within_seconds_of_its_members_removal_or_role_change(

@@ -1,5 +1,7 @@
 """The SSH server with a real OpenSSH client: commands, refusals, and the console on a terminal (tmux)."""
 
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -14,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from tenants.enums import InstanceState, Role
 from tenants.schemas import AppSpec, InstanceRead, KeyCreate, ServiceCreate, TenantCreate, TokenCreate
 from tenants.services import USERNAME
+from tests.api.test_usage import DECEMBER, meter
 from tests.containers import docker, inspect, ready, wait_for
 from tests.harness import Daemon
 from tui.shell import open_socket
@@ -171,6 +174,35 @@ def test_an_operator_names_any_tenant(daemon: Daemon, acme: tuple[str, Path], tm
     register(daemon, key, Role.OPERATOR)
     listed = ssh(daemon, key, "admin", "apps", tenant)
     assert listed.returncode == 0 and f"{tenant}/web" in listed.stdout
+
+
+def test_usage_over_ssh_is_the_sessions_tenants_and_any_tenants_for_an_operator(
+    daemon: Daemon, acme: tuple[str, Path], tmp_path: Path
+) -> None:
+    tenant, key = acme
+    other = f"{tenant}-b"
+    with daemon.operator() as api:
+        api.create_tenant(TenantCreate(name=other))
+    meter(daemon, tenant, "web", DECEMBER, 2.5, 3)
+    meter(daemon, other, "api", DECEMBER, 7.0, 1)
+    operator = keypair(tmp_path, "operator")
+    register(daemon, operator, Role.OPERATOR)
+
+    own = ssh(daemon, key, tenant, "usage", "--since", "2026-12-01", "--csv")
+    assert own.returncode == 0, own.stderr
+    rows = list(csv.DictReader(io.StringIO(own.stdout)))
+    assert [(r["tenant"], r["app"], float(r["cpu_seconds"]), int(r["requests"])) for r in rows] == [
+        (tenant, "web", 2.5, 3)
+    ]
+    refused = ssh(daemon, key, tenant, "usage", "--tenant", other)
+    assert refused.returncode == 2 and f"your usage is {tenant}'s alone" in refused.stderr and not refused.stdout
+    bad_day = ssh(daemon, key, tenant, "usage", "--since", "yesterday")
+    assert bad_day.returncode == 2 and "--since" in bad_day.stderr  # the CLI's own refusal
+    named = ssh(daemon, operator, "admin", "usage", other, "--since=2026-12-01", "--json")
+    assert named.returncode == 0, named.stderr
+    assert [(line["tenant"], line["cpu_seconds"]) for line in json.loads(named.stdout)["lines"]] == [(other, 7.0)]
+    everyone = ssh(daemon, operator, "admin", "usage", "--since", "2026-12-01", "--csv")
+    assert {tenant, other} <= {r["tenant"] for r in csv.DictReader(io.StringIO(everyone.stdout))}
 
 
 class Terminal:

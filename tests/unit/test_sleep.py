@@ -90,5 +90,38 @@ def test_an_idle_app_is_paused_then_stopped_and_woken_with_its_routes(world: Wor
     asyncio.run(scenario())
 
 
+def test_an_app_woken_from_stopped_while_a_pass_looks_is_not_taken_for_crashed(world: World) -> None:  # noqa: F811
+    world.node("local")
+    world.deploy(spec=HELLO.model_copy(update={"replicas": 2, "idle_stop_seconds": 60}))
+    traffic = {("acme", "web"): Activity(None, 0)}
+
+    async def scenario() -> None:
+        reconciler = world.reconciler()
+        reconciler.sleeper.activity = lambda: _now(traffic)
+        await passes(reconciler, 2)
+        world.clock.advance(60)
+        await passes(reconciler)
+        await asyncio.sleep(0)
+        world.clock.advance(60 * STOP_AFTER_IDLE_FACTOR)
+        await passes(reconciler)
+        await asyncio.sleep(0)
+        await passes(reconciler, 2)
+        assert {t.state for t in reconciler.tracked.values()} == {STOPPED}
+
+        async def a_request_meanwhile() -> dict[tuple[str, str], Activity]:
+            # the pass has seen the containers stopped; the activator's wake starts them before it plans
+            await reconciler.wake("acme", "web")
+            reconciler.sleeper.activity = lambda: _now(traffic)
+            return traffic
+
+        traffic[("acme", "web")] = Activity(None, 1)
+        reconciler.sleeper.activity = a_request_meanwhile
+        await passes(reconciler, 3)
+        assert not world.events("instance.crashed")
+        assert {t.state for t in reconciler.tracked.values()} == {READY} and len(world.running("web")) == 2
+
+    asyncio.run(scenario())
+
+
 async def _now(traffic: dict[tuple[str, str], Activity]) -> dict[tuple[str, str], Activity]:
     return traffic

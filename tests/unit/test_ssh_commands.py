@@ -1,12 +1,12 @@
-"""How an SSH command becomes a command in a container: `shell APP ...` and `psql SERVICE`. What reaches the
-containers of a real platform is `tests/ssh/test_ssh.py`'s."""
+"""How an SSH command becomes a command in a container (`shell APP ...`, `psql SERVICE`) or a CLI command
+(`usage`). What reaches the containers and the API of a real platform is `tests/ssh/test_ssh.py`'s."""
 
 import shlex
 
 import pytest
 
 from tenants.services import DATABASE, USERNAME
-from tui.ssh.commands import PSQL_COMMAND, Shell, UsageError, shell_request
+from tui.ssh.commands import PSQL_COMMAND, Shell, UsageError, cli_arguments, shell_request
 
 OPERATOR = None  # the session's tenant of an operator
 
@@ -80,3 +80,37 @@ def test_a_shell_that_names_no_app_is_refused_with_the_usage(command: str, tenan
 @pytest.mark.parametrize("command", ["apps", "logs db -f", "psqlx db", ""])
 def test_other_commands_are_no_shells(command: str) -> None:
     assert parsed(command, "acme") is None
+
+
+@pytest.mark.parametrize(
+    ("command", "tenant", "arguments"),
+    [
+        ("usage", "acme", ["usage", "--tenant", "acme"]),
+        ("usage --since 2026-12-01 --csv", "acme", ["usage", "--tenant", "acme", "--since", "2026-12-01", "--csv"]),
+        ("usage --tenant=acme --json", "acme", ["usage", "--tenant", "acme", "--json"]),
+        ("usage", OPERATOR, ["usage"]),
+        ("usage acme --since=2026-11-01", OPERATOR, ["usage", "--tenant", "acme", "--since", "2026-11-01"]),
+        ("usage --tenant acme --json", OPERATOR, ["usage", "--tenant", "acme", "--json"]),
+    ],
+)
+def test_usage_is_the_sessions_tenants_or_the_one_an_operator_names(
+    command: str, tenant: str | None, arguments: list[str]
+) -> None:
+    assert cli_arguments(shlex.split(command), tenant) == arguments
+
+
+@pytest.mark.parametrize(
+    ("command", "tenant", "said"),
+    [
+        ("usage --tenant other", "acme", "your usage is acme's alone"),
+        ("usage other", "acme", "unknown command: usage other"),
+        ("usage --since", "acme", "--since takes a value"),
+        ("usage --tenant=", OPERATOR, "--tenant takes a value"),
+        ("usage --verbose", OPERATOR, "unknown command: usage --verbose"),
+        ("usage acme --tenant other", OPERATOR, "name one tenant"),
+    ],
+)
+def test_a_usage_of_another_tenant_or_an_unknown_option_is_refused(command: str, tenant: str | None, said: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        cli_arguments(shlex.split(command), tenant)
+    assert str(refused.value).startswith(said) and "usage [--since YYYY-MM-DD]" in str(refused.value)

@@ -13,10 +13,11 @@ from tenants.services import DATABASE, USERNAME
 USAGE = """\
 commands: apps | logs APP [-f] | scale APP REPLICAS | restart APP | events | builds [APP] | builds log ID
           images | registries | registries add REGISTRY --username U --password-stdin | registries remove REGISTRY
+          usage [--since YYYY-MM-DD] [--json | --csv]
           shell APP [INSTANCE] [-- COMMAND...]   (ssh -t for an interactive shell)
           psql SERVICE   (a managed PostgreSQL: ssh -t for a prompt, or a script on stdin)
 git push ssh://TENANT@HOST:PORT/APP main builds and deploys; git clone reads what was pushed
-(an operator names the tenant: apps TENANT, logs TENANT/APP, psql TENANT/SERVICE, ...)
+(an operator names the tenant: apps TENANT, logs TENANT/APP, psql TENANT/SERVICE, usage [TENANT], ...)
 without a command, with a terminal (ssh -t): the console
 """
 
@@ -155,6 +156,37 @@ def _login_options(args: list[str]) -> list[str]:
     raise UsageError(f"give the password on stdin: registries add REGISTRY --username U --password-stdin\n{USAGE}")
 
 
+def _usage(args: list[str], tenant: str | None) -> list[str]:
+    """`usage [TENANT] [--tenant T] [--since DAY] [--json | --csv]` as the CLI's `usage`: a tenant's session its
+    own tenant's (naming another is refused, as everywhere), an operator's every tenant's or the one named."""
+    named: list[str] = []
+    options: list[str] = []
+    words = iter(args)
+    for word in words:
+        option, equals, value = word.partition("=")
+        if option in ("--since", "--tenant"):
+            value = value if equals else next(words, "")
+            if not value:
+                raise UsageError(f"{option} takes a value\n{USAGE}")
+        if option == "--since":
+            options += ["--since", value]
+        elif word in ("--json", "--csv"):
+            options.append(word)
+        elif option == "--tenant":
+            named.append(value)
+        elif not word.startswith("-") and tenant is None:
+            named.append(word)  # an operator's `usage TENANT`, as `apps TENANT`
+        else:
+            raise UsageError(f"unknown command: usage {' '.join(args)}\n{USAGE}")
+    if len(named) > 1:
+        raise UsageError(f"name one tenant: usage TENANT\n{USAGE}")
+    if tenant is not None:
+        if named and named[0] != tenant:
+            raise UsageError(f"your usage is {tenant}'s alone: usage without --tenant\n{USAGE}")
+        named = [tenant]
+    return ["usage", *(["--tenant", *named] if named else []), *options]
+
+
 def cli_arguments(words: list[str], tenant: str | None) -> list[str]:
     """The `strata` arguments for an SSH command; `tenant` is the session's (None for an operator)."""
     if not words:
@@ -210,4 +242,6 @@ def cli_arguments(words: list[str], tenant: str | None) -> list[str]:
         case "builds", [app]:
             owner, _, name = ref(app).partition("/")
             return ["builds", "list", owner, "--app", name]
+        case "usage", _:
+            return _usage(args, tenant)
     raise UsageError(f"unknown command: {' '.join(words)}\n{USAGE}")
