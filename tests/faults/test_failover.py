@@ -1,10 +1,13 @@
 """Two daemons on one PostgreSQL database: one leads (an advisory lock), the other stands by serving its API and
-its front door. The leader is killed (SIGKILL) in the middle of a rolling deploy: the standby leads within 3 s,
-finishes the deploy, and no container is duplicated or lost; both front doors served the app throughout."""
+its front door. The leader is killed (SIGKILL) or stopped in the middle of a rolling deploy, or loses its lock's
+session: the standby leads within 3 s, finishes the deploy, and no container is duplicated or lost. A standby's
+front door is fed from the records, metered, and wakes sleeping apps through the leader."""
 
 import shutil
 import signal
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,61 +22,85 @@ from tests.containers import containers_of, platform_id, remove_everything_of, w
 from tests.harness import Daemon, start_daemon
 from tests.postgres import Postgres
 
+
+@dataclass
+class Pair:
+    """Two daemons on one database, both placing containers on this host's engine: `a` started first (it leads),
+    `b` with a's secret key, as docs/scale-out.md says to do."""
+
+    postgres: Postgres
+    a: Daemon
+    b: Daemon
+
+    @property
+    def platform(self) -> str:
+        return platform_id(self.a)
+
+
+@pytest.fixture
+def pair(postgres: Postgres, tmp_path: Path) -> Iterator[Pair]:
+    """A fresh database and two daemons on it; stopped after, and their containers removed."""
+    with postgres.database() as url:
+        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
+        (tmp_path / "b").mkdir(mode=0o700)
+        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
+        try:
+            pair = Pair(postgres, first, start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b")))
+        except BaseException:
+            first.stop()
+            raise
+        platform = pair.platform
+        try:
+            yield pair
+        finally:
+            for daemon in (pair.a, pair.b):
+                daemon.stop()
+            remove_everything_of(platform)
+
+
 HELLO = AppSpec(image="strata/hello", replicas=2, health_path="/healthz", memory_mib=64)
 TAKEOVER_SECONDS = 3.0  # issue 20's goal
 IDLE_SECONDS = 4  # above the standbys' report of their doors' activity (every second), and its seconds' rounding
 
 
-def test_a_standby_leads_within_seconds_when_the_leader_is_killed_and_finishes_its_roll(
-    postgres: Postgres, tmp_path: Path
-) -> None:
-    with postgres.database() as url:
-        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
-        (tmp_path / "b").mkdir(mode=0o700)
-        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")  # what the docs say to do
-        second = start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b"))
-        platform = platform_id(first)
-        try:
-            assert platform_id(second) == platform  # the platform's, from the database: one set of containers
-            assert _leader(second) == "a"
-            with second.operator() as api:  # a change made through the standby reaches the leader
-                api.create_tenant(TenantCreate(name="acme"))
-                api.deploy("acme", "web", HELLO)
-            wait_for(lambda: _serving(first, "revision=1") and _serving(second, "revision=1"), what="both doors")
-            assert {d.name for d in _status(second).daemons} == {"a", "b"}
-            with second.operator() as api, pytest.raises(ApiError) as refused:  # volumes live in the leader's home
-                api.create_volume("acme", VolumeCreate(name="data", size_mib=64))
-            assert refused.value.status == 409 and "this daemon (b) stands by" in refused.value.message
+def test_a_standby_leads_within_seconds_when_the_leader_is_killed_and_finishes_its_roll(pair: Pair) -> None:
+    first, second, platform = pair.a, pair.b, pair.platform
+    assert platform_id(second) == platform  # the platform's, from the database: one set of containers
+    assert _leader(second) == "a"
+    with second.operator() as api:  # a change made through the standby reaches the leader
+        api.create_tenant(TenantCreate(name="acme"))
+        api.deploy("acme", "web", HELLO)
+    wait_for(lambda: _serving(first, "revision=1") and _serving(second, "revision=1"), what="both doors")
+    assert {d.name for d in _status(second).daemons} == {"a", "b"}
+    with second.operator() as api, pytest.raises(ApiError) as refused:  # volumes live in the leader's home
+        api.create_volume("acme", VolumeCreate(name="data", size_mib=64))
+    assert refused.value.status == 409 and "this daemon (b) stands by" in refused.value.message
 
-            with second.operator() as api:
-                api.deploy("acme", "web", HELLO.model_copy(update={"env": {"GREETING": "v2"}}))
-            wait_for(lambda: containers_of(platform, "strata.revision=2"), what="the roll to begin")
-            killed_at = datetime.now(UTC)
-            first.process.send_signal(signal.SIGKILL)
-            first.process.wait(timeout=10)
+    with second.operator() as api:
+        api.deploy("acme", "web", HELLO.model_copy(update={"env": {"GREETING": "v2"}}))
+    wait_for(lambda: containers_of(platform, "strata.revision=2"), what="the roll to begin")
+    killed_at = datetime.now(UTC)
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(timeout=10)
 
-            status = wait_for(lambda: (s := _status(second)).leader and s.leader.name == "b" and s, timeout=10)
-            assert status.leader is not None and status.leader.leading_since is not None
-            took = (status.leader.leading_since - killed_at).total_seconds()
-            assert took <= TAKEOVER_SECONDS, f"the standby led {took:.2f} s after the kill"
-            print(f"the standby led {took:.2f} s after the kill")
+    status = wait_for(lambda: (s := _status(second)).leader and s.leader.name == "b" and s, timeout=10)
+    assert status.leader is not None and status.leader.leading_since is not None
+    took = (status.leader.leading_since - killed_at).total_seconds()
+    assert took <= TAKEOVER_SECONDS, f"the standby led {took:.2f} s after the kill"
+    print(f"the standby led {took:.2f} s after the kill")
 
-            wait_for(lambda: _rolled(second), timeout=90, what="revision 2 on 2 ready instances")
-            assert len(containers_of(platform)) == 2  # none duplicated, none of revision 1 left
-            assert _serving(second, "revision=2")
-            # The killed daemon's HAProxy outlived it, with the routes it had: it is fed again once it restarts.
+    wait_for(lambda: _rolled(second), timeout=90, what="revision 2 on 2 ready instances")
+    assert len(containers_of(platform)) == 2  # none duplicated, none of revision 1 left
+    assert _serving(second, "revision=2")
+    # The killed daemon's HAProxy outlived it, with the routes it had: it is fed again once it restarts.
 
-            first = start_daemon(first.home, first.port, local_node=True, env=_env(url, "a"), like=first)
-            roles = {d.name: (d.alive, d.leading_since is not None) for d in _status(first).daemons}
-            assert roles == {"a": (True, False), "b": (True, True)}  # the one started again stands by
-            assert _leader(first) == "b"
-            shown = first.cli("status", token=first.operator_token)
-            assert shown.returncode == 0 and shown.stdout.startswith("leader: b (pid "), shown.stderr
-            wait_for(lambda: _serving(first, "revision=2"), what="the restarted standby's door fed by the records")
-        finally:
-            for daemon in (first, second):
-                daemon.stop()
-            remove_everything_of(platform)
+    first = pair.a = start_daemon(first.home, first.port, local_node=True, env=first.extra_env, like=first)
+    roles = {d.name: (d.alive, d.leading_since is not None) for d in _status(first).daemons}
+    assert roles == {"a": (True, False), "b": (True, True)}  # the one started again stands by
+    assert _leader(first) == "b"
+    shown = first.cli("status", token=first.operator_token)
+    assert shown.returncode == 0 and shown.stdout.startswith("leader: b (pid "), shown.stderr
+    wait_for(lambda: _serving(first, "revision=2"), what="the restarted standby's door fed by the records")
 
 
 def _env(url: str, name: str) -> dict[str, str]:
@@ -105,99 +132,69 @@ def _rolled(daemon: Daemon) -> bool:
     return len(found) == 2 and all(i.revision == 2 and i.state == InstanceState.READY for i in found)
 
 
-def test_a_leader_whose_lock_session_ends_stands_by_and_a_standby_leads(postgres: Postgres, tmp_path: Path) -> None:
+def test_a_leader_whose_lock_session_ends_stands_by_and_a_standby_leads(pair: Pair) -> None:
     """The server ends the leader's lock session (as a network cut would, once noticed): the leader's term ends
     (it stops acting, and says so) and the standby leads; the old leader, still running, stands by."""
-    with postgres.database() as url:
-        first = start_daemon(tmp_path / "a", env=_env(url, "a"))
-        (tmp_path / "b").mkdir(mode=0o700)
-        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
-        second = start_daemon(tmp_path / "b", env=_env(url, "b"))
-        try:
-            assert _leader(second) == "a"
-            postgres.execute(
-                sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = {}").format(
-                    sql.Literal("strata leader election (a)")
-                )
-            )
-            wait_for(lambda: (s := _status(second)).leader and s.leader.name == "b", timeout=10, what="b to lead")
-            assert "this daemon (a) lost the lead" in (tmp_path / "a-daemon.log").read_text()
-            roles = {d.name: (d.alive, d.leading_since is not None) for d in _status(first).daemons}
-            assert roles == {"a": (True, False), "b": (True, True)}
-            assert first.process.poll() is None
-        finally:
-            for daemon in (first, second):
-                daemon.stop()
+    first, second = pair.a, pair.b
+    assert _leader(second) == "a"
+    pair.postgres.execute(
+        sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = {}").format(
+            sql.Literal("strata leader election (a)")
+        )
+    )
+    wait_for(lambda: (s := _status(second)).leader and s.leader.name == "b", timeout=10, what="b to lead")
+    assert "this daemon (a) lost the lead" in (first.home.parent / "a-daemon.log").read_text()
+    roles = {d.name: (d.alive, d.leading_since is not None) for d in _status(first).daemons}
+    assert roles == {"a": (True, False), "b": (True, True)}
+    assert first.process.poll() is None
 
 
-def test_what_a_standbys_front_door_carries_is_metered(postgres: Postgres, tmp_path: Path) -> None:
+def test_what_a_standbys_front_door_carries_is_metered(pair: Pair) -> None:
     """Requests through the standby's front door count in the tenant's usage, once each, as the leader's do."""
-    with postgres.database() as url:
-        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
-        (tmp_path / "b").mkdir(mode=0o700)
-        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
-        second = start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b"))
-        platform = platform_id(first)
-        try:
-            assert _leader(second) == "a"
-            with first.operator() as api:
-                api.create_tenant(TenantCreate(name="acme"))
-                api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1}))
-            served = routed = 0  # a request to the app's route counts, served (200) or not yet (503)
-            with httpx.Client(timeout=5) as client:
-                for _ in range(400):
-                    answer = client.get(f"http://{second.gateway}/", headers={"Host": "web.acme.localhost"})
-                    served += answer.status_code == 200
-                    routed += answer.status_code != 404  # 404: no app at this host yet, nobody's request
-                    if served >= 30:
-                        break
-                    time.sleep(0.05 if served else 0.2)
-            assert served == 30
+    first, second = pair.a, pair.b
+    assert _leader(second) == "a"
+    with first.operator() as api:
+        api.create_tenant(TenantCreate(name="acme"))
+        api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1}))
+    served = routed = 0  # a request to the app's route counts, served (200) or not yet (503)
+    with httpx.Client(timeout=5) as client:
+        for _ in range(400):
+            answer = client.get(f"http://{second.gateway}/", headers={"Host": "web.acme.localhost"})
+            served += answer.status_code == 200
+            routed += answer.status_code != 404  # 404: no app at this host yet, nobody's request
+            if served >= 30:
+                break
+            time.sleep(0.05 if served else 0.2)
+    assert served == 30
 
-            def metered() -> int:
-                with second.operator() as api:
-                    return sum(line.requests for line in api.usage("acme").lines if line.app == "web")
+    def metered() -> int:
+        with second.operator() as api:
+            return sum(line.requests for line in api.usage("acme").lines if line.app == "web")
 
-            wait_for(lambda: metered() >= routed, timeout=40, what="the standby's requests metered")
-            assert metered() == routed  # none twice
-        finally:
-            for daemon in (first, second):
-                daemon.stop()
-            remove_everything_of(platform)
+    wait_for(lambda: metered() >= routed, timeout=40, what="the standby's requests metered")
+    assert metered() == routed  # none twice
 
 
-def test_a_standbys_front_door_keeps_an_app_awake_and_wakes_it_through_the_leader(
-    postgres: Postgres, tmp_path: Path
-) -> None:
+def test_a_standbys_front_door_keeps_an_app_awake_and_wakes_it_through_the_leader(pair: Pair) -> None:
     """Traffic at the standby's door alone keeps an app awake (the leader sleeps it only when idle at every door);
     once it sleeps, a request at the standby's door is held while the leader wakes it, then served."""
-    with postgres.database() as url:
-        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
-        (tmp_path / "b").mkdir(mode=0o700)
-        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
-        second = start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b"))
-        platform = platform_id(first)
-        try:
-            assert _leader(second) == "a"
-            with first.operator() as api:
-                api.create_tenant(TenantCreate(name="acme"))
-                api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1, "idle_stop_seconds": IDLE_SECONDS}))
-            wait_for(lambda: _serving(second, "revision=1"), what="the standby's door")
-            with httpx.Client(timeout=5) as client:  # 8 s of requests, 4 a second, at the standby's door only
-                answers = [_get(client, second.gateway) for _ in range(32)]
-            assert answers == [200] * 32
-            assert _sleep(first).wakeups == 0  # never put to sleep meanwhile: it would have been woken since
+    first, second = pair.a, pair.b
+    assert _leader(second) == "a"
+    with first.operator() as api:
+        api.create_tenant(TenantCreate(name="acme"))
+        api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1, "idle_stop_seconds": IDLE_SECONDS}))
+    wait_for(lambda: _serving(second, "revision=1"), what="the standby's door")
+    with httpx.Client(timeout=5) as client:  # 8 s of requests, 4 a second, at the standby's door only
+        answers = [_get(client, second.gateway) for _ in range(32)]
+    assert answers == [200] * 32
+    assert _sleep(first).wakeups == 0  # never put to sleep meanwhile: it would have been woken since
 
-            wait_for(lambda: _sleep(first).state == "paused", timeout=30, what="the app asleep, once idle")
-            wait_for(lambda: _states(second) == ["paused"], what="the records saying so")
-            time.sleep(0.5)  # the leader's notification of its writes: the standby's door drops the instance at once
-            with httpx.Client(timeout=30) as client:
-                assert _get(client, second.gateway) == 200
-            assert _sleep(first).wakeups == 1
-        finally:
-            for daemon in (first, second):
-                daemon.stop()
-            remove_everything_of(platform)
+    wait_for(lambda: _sleep(first).state == "paused", timeout=30, what="the app asleep, once idle")
+    wait_for(lambda: _states(second) == ["paused"], what="the records saying so")
+    time.sleep(0.5)  # the leader's notification of its writes: the standby's door drops the instance at once
+    with httpx.Client(timeout=30) as client:
+        assert _get(client, second.gateway) == 200
+    assert _sleep(first).wakeups == 1
 
 
 def _get(client: httpx.Client, gateway: str) -> int:
@@ -225,35 +222,23 @@ def _states(daemon: Daemon) -> list[str]:
         return [instance.state for instance in api.instances("acme", "web")]
 
 
-def test_a_leader_stopped_mid_roll_keeps_the_lead_until_its_work_has_stopped(
-    postgres: Postgres, tmp_path: Path
-) -> None:
+def test_a_leader_stopped_mid_roll_keeps_the_lead_until_its_work_has_stopped(pair: Pair) -> None:
     """A service manager's restart (SIGTERM) of the leader mid-roll: the standby leads only once the old leader's
     work has stopped (it holds the lock until then, so two never act at once), and finishes the roll."""
-    with postgres.database() as url:
-        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
-        (tmp_path / "b").mkdir(mode=0o700)
-        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
-        second = start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b"))
-        platform = platform_id(first)
-        try:
-            assert _leader(second) == "a"
-            with second.operator() as api:
-                api.create_tenant(TenantCreate(name="acme"))
-                api.deploy("acme", "web", HELLO)
-            wait_for(lambda: _serving(second, "revision=1"), what="the app")
-            with second.operator() as api:
-                api.deploy("acme", "web", HELLO.model_copy(update={"env": {"GREETING": "v2"}}))
-            wait_for(lambda: containers_of(platform, "strata.revision=2"), what="the roll to begin")
-            first.process.send_signal(signal.SIGTERM)
-            first.process.wait(timeout=30)
-            status = wait_for(lambda: (s := _status(second)).leader and s.leader.name == "b" and s, timeout=10)
-            assert status.leader is not None and status.leader.leading_since is not None
-            stopped = _logged_at(tmp_path / "a-daemon.log", "leader work has stopped")
-            assert status.leader.leading_since > stopped  # not a moment before
-            wait_for(lambda: _rolled(second), timeout=90, what="revision 2 on 2 ready instances")
-            assert len(containers_of(platform)) == 2
-        finally:
-            for daemon in (first, second):
-                daemon.stop()
-            remove_everything_of(platform)
+    first, second, platform = pair.a, pair.b, pair.platform
+    assert _leader(second) == "a"
+    with second.operator() as api:
+        api.create_tenant(TenantCreate(name="acme"))
+        api.deploy("acme", "web", HELLO)
+    wait_for(lambda: _serving(second, "revision=1"), what="the app")
+    with second.operator() as api:
+        api.deploy("acme", "web", HELLO.model_copy(update={"env": {"GREETING": "v2"}}))
+    wait_for(lambda: containers_of(platform, "strata.revision=2"), what="the roll to begin")
+    first.process.send_signal(signal.SIGTERM)
+    first.process.wait(timeout=30)
+    status = wait_for(lambda: (s := _status(second)).leader and s.leader.name == "b" and s, timeout=10)
+    assert status.leader is not None and status.leader.leading_since is not None
+    stopped = _logged_at(first.home.parent / "a-daemon.log", "leader work has stopped")
+    assert status.leader.leading_since > stopped  # not a moment before
+    wait_for(lambda: _rolled(second), timeout=90, what="revision 2 on 2 ready instances")
+    assert len(containers_of(platform)) == 2
