@@ -160,7 +160,7 @@ def run(settings: Settings, options: Options) -> None:
             backups.sweep()
         standby = Standby(
             engine, settings.daemon_name, pool, publish, traffic=gateway.take_usage, activity=gateway.activity,
-            request_wake=lambda tenant, app: leadership.request_wake(tenant, app),
+            request_wake=lambda tenant, app: leadership.request_wake(tenant, app), host_client=client,
         )  # fmt: skip
 
         async def _wake(tenant: str, app: str) -> str | None:  # the front door holds a request for a sleeping app

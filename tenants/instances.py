@@ -183,12 +183,13 @@ def instances_of(session: Session, app_ids: Iterable[int]) -> dict[int, list[Ins
     return grouped
 
 
-def ready_endpoints(session: Session, tenant: str, app: str) -> list[str]:
-    """The endpoints of the app's instances recorded ready (a standby's activator waits for one)."""
+def ready_instances(session: Session, tenant: str, app: str) -> list[Instance]:
+    """The app's instances recorded ready (a standby's activator waits for one)."""
     query = (
-        select(Instance.endpoint)
+        select(Instance)
         .join(App, col(Instance.app_id) == App.id)
         .join(Tenant, col(App.tenant_id) == Tenant.id)
         .where(Tenant.name == tenant, App.name == app, Instance.state == InstanceState.READY)
+        .order_by(Instance.id)
     )
-    return sorted(endpoint for endpoint in session.exec(query) if endpoint)
+    return list(session.exec(query))

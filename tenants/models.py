@@ -309,12 +309,13 @@ class Instance(SQLModel, table=True):
     container_id: str
     revision: int
     state: str  # starting | ready | unhealthy | crashloop | stopping
-    endpoint: str | None = None  # HOST:PORT on 127.0.0.1 (or a node's forward)
+    endpoint: str | None = None  # HOST:PORT on 127.0.0.1 (or a node's forward), as the leader reaches it
     restarts: int = 0
     started_at: datetime | None = _time(nullable=True)
     last_health: str | None = None  # the last health check's result, e.g. "ok", "HTTP 500", "refused"
     message: str | None = None  # why it is not ready, in words (an exit code and last log lines, a failing check)
     created_at: datetime = _time()
+    published: int | None = None  # the port its container publishes on its node's machine (on loopback there)
 
 
 class RegistryCredential(SQLModel, table=True):

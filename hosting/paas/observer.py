@@ -73,13 +73,11 @@ def track(
             tracked[container.instance] = Tracked(
                 container.instance, app_ids[(container.tenant, container.app)], container.node, container.id,
                 container.revision, InstanceState.STARTING, container.endpoint, started_at=container.started_at,
+                published=container.published,
             )  # fmt: skip
         elif known is not None:
-            known.endpoint, known.started_at, known.container_id = (
-                container.endpoint,
-                container.started_at,
-                container.id,
-            )
+            known.endpoint, known.published = container.endpoint, container.published
+            known.started_at, known.container_id = container.started_at, container.id
     present = {c.instance for c in containers}
     gone = [t for t in tracked.values() if t.id not in present]
     events = [

@@ -279,7 +279,7 @@ class Reconciler:
         self.problems.created(app)
         self.tracked[instance] = Tracked(
             instance, app.app_id, node.name, container.id, app.revision, InstanceState.STARTING, container.endpoint,
-            started_at=container.started_at,
+            started_at=container.started_at, published=container.published,
         )  # fmt: skip
         detail = {"app": app.name, "instance": instance, "node": node.name, "revision": app.revision}
         work.events.append(ActionEvent("instance.create", app.tenant, {**detail, "endpoint": container.endpoint}))
@@ -333,7 +333,8 @@ class Reconciler:
                 return
         tracked.restarts += 1
         tracked.restart_at, tracked.checked_at = None, 0.0
-        tracked.endpoint, tracked.started_at = started.endpoint, started.started_at
+        tracked.endpoint, tracked.published = started.endpoint, started.published
+        tracked.started_at = started.started_at
         work.event("instance.restart", app.tenant, app=app.name, instance=tracked.id, restarts=tracked.restarts)
 
     async def _record_crash(self, crash: Crashed, work: _Pass) -> None:

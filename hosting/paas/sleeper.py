@@ -167,7 +167,8 @@ class Sleeper:
                 started = await runtime.start(instance.container_id)
                 self.starts += 1
                 self._started[instance.id] = self.starts
-                instance.endpoint, instance.started_at = started.endpoint, started.started_at
+                instance.endpoint, instance.published = started.endpoint, started.published
+                instance.started_at = started.started_at
                 await self._healthy(app, instance)
         except (EngineError, TimeoutError) as exc:
             log.warning("waking %s of %s/%s: %s", instance.id, app.tenant, app.name, exc)

@@ -6,7 +6,8 @@ other daemon serves its host's front door too: it reads the same desired state a
 writes, and publishes the same routes from them — at once when told of a change, and every
 `REFRESH_SECONDS` in any case (a notification may be lost). It stops before the daemon's own reconciler starts,
 so the two never publish over each other. Its engines are asked whether they answer as often (nothing recorded:
-the leader records the nodes), so its API's calls to them (images, logs, a shell) know where to go. And what its
+the leader records the nodes), so its API's calls to them (images, logs, a shell) know where to go. Instances on
+remote hosts are reached through SSH forwards of its own (`tunnels`), not the leader's. And what its
 front door carried (requests, bytes) is metered every `USAGE_INTERVAL_SECONDS`, added to the same rows as the
 leader's (the writes add, so daemons never overwrite each other's counts).
 
@@ -22,7 +23,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from asyncssh import SSHKey
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from hosting.paas.nodes import NodePool
 from hosting.paas.pause import pause
@@ -30,10 +33,15 @@ from hosting.paas.reconciler import Publish
 from hosting.paas.serving import routes
 from hosting.paas.sleeper import WAKE_TIMEOUT_SECONDS, ActivitySource, AppKey
 from hosting.paas.tracked import Tracked
+from hosting.paas.tunnels import HostAddress, Tunnels
 from hosting.paas.usage import USAGE_INTERVAL_SECONDS, added
 from tenants import daemons, db, usage
 from tenants import instances as store
+from tenants import nodes as registry
+from tenants.instances import DesiredApp
+from tenants.models import Instance
 from tenants.routes import Activity, RouteSpec
+from tenants.ssh_targets import SSH_DRIVER
 from tenants.usage import Traffic
 
 log = logging.getLogger(__name__)
@@ -43,7 +51,8 @@ WAKE_POLL_SECONDS = 0.02  # how often the records are read for a woken app's rea
 
 
 class Standby:
-    """Routes for `publish`, read from the records; `pool`'s engines probed; the front door's `traffic` metered."""
+    """Routes for `publish`, read from the records; `pool`'s engines probed; the front door's `traffic` metered.
+    Remote hosts' instances are reached through forwards logged in with `host_client` (None: not routed here)."""
 
     def __init__(
         self,
@@ -55,10 +64,12 @@ class Standby:
         traffic: Callable[[], Traffic] = dict,
         activity: ActivitySource | None = None,
         request_wake: Callable[[str, str], None] = lambda tenant, app: None,
+        host_client: SSHKey | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine, self.name, self.pool, self.publish, self.monotonic = engine, name, pool, publish, monotonic
         self.traffic, self.activity, self.request_wake = traffic, activity, request_wake
+        self.tunnels = Tunnels(host_client, self.nudge) if host_client is not None else None
         self._metered_at = self._reported_at = monotonic()
         self._waking: dict[AppKey, asyncio.Task[str | None]] = {}
         self._unwritten: Traffic = {}
@@ -82,14 +93,17 @@ class Standby:
             if self.monotonic() - self._reported_at >= REFRESH_SECONDS:
                 await self._report()
             try:
-                served = await asyncio.to_thread(self._load)
+                desired, rows, hosts = await asyncio.to_thread(self._load)
             except Exception as exc:  # the database is out of reach a moment: the routes stay as they are
                 log.warning("the standby's routes were not read: %s", exc)
             else:
+                served = routes(desired, await self._reached(rows, hosts))
                 if served != self._published:
                     self._published = served
                     self.publish(served)
             await pause(self._wake, stopping, REFRESH_SECONDS)
+        if self.tunnels is not None:
+            await self.tunnels.close()
 
     async def wake(self, tenant: str, app: str) -> str | None:
         """An endpoint of a ready instance of the app, once the leader, asked, woke it; None if none is ready within
@@ -104,15 +118,30 @@ class Standby:
     async def _ready(self, tenant: str, app: str) -> str | None:
         deadline = self.monotonic() + WAKE_TIMEOUT_SECONDS
         while self.monotonic() < deadline:
-            endpoints = await asyncio.to_thread(self._ready_endpoints, tenant, app)
+            rows, hosts = await asyncio.to_thread(self._ready_instances, tenant, app)
+            endpoints = [t.endpoint for t in await self._reached(rows, hosts) if t.endpoint]
             if endpoints:
                 return endpoints[0]
             await asyncio.sleep(WAKE_POLL_SECONDS)
         return None
 
-    def _ready_endpoints(self, tenant: str, app: str) -> list[str]:
+    def _ready_instances(self, tenant: str, app: str) -> tuple[list[Instance], dict[str, HostAddress]]:
         with db.session(self.engine) as session:
-            return store.ready_endpoints(session, tenant, app)
+            return store.ready_instances(session, tenant, app), _remote_hosts(session)
+
+    async def _reached(self, rows: list[Instance], hosts: Mapping[str, HostAddress]) -> list[Tracked]:
+        """The instances as this door reaches them: those on remote hosts through forwards of its own (none yet:
+        not routed here)."""
+        wanted: dict[HostAddress, set[int]] = {}
+        for row in rows:
+            if row.node in hosts and row.published is not None:
+                wanted.setdefault(hosts[row.node], set()).add(row.published)
+        ours = await self.tunnels.endpoints(wanted) if self.tunnels is not None else {}
+        reached = [Tracked.adopt(row) for row in rows]
+        for instance in reached:
+            if instance.node in hosts:
+                instance.endpoint = ours.get((instance.node, instance.published or 0))
+        return reached
 
     async def _report(self) -> None:
         self._reported_at = self.monotonic()
@@ -143,11 +172,18 @@ class Standby:
             with db.session(self.engine) as session:
                 usage.record(session, {}, traffic, 0.0, datetime.now(UTC))
 
-    def _load(self) -> list[RouteSpec]:
+    def _load(self) -> tuple[list[DesiredApp], list[Instance], dict[str, HostAddress]]:
         with db.session(self.engine) as session:
-            desired = store.desired_apps(session)
-            rows = store.load_instances(session)
-        return routes(desired, [Tracked.adopt(row) for row in rows.values()])
+            return store.desired_apps(session), list(store.load_instances(session).values()), _remote_hosts(session)
+
+
+def _remote_hosts(session: Session) -> dict[str, HostAddress]:
+    """The remote hosts recorded, by name, as they are logged in to."""
+    return {
+        node.name: HostAddress(node.name, node.docker_url, node.host_key)
+        for node in registry.of_driver(session, SSH_DRIVER)
+        if node.host_key is not None
+    }
 
 
 def every_door(engine: Engine, name: str, own: ActivitySource) -> ActivitySource:

@@ -13,7 +13,7 @@ _persisted = attrgetter(*PERSISTED)  # their values, as one tuple, in C
 
 @dataclass
 class Tracked:
-    """One instance. The fields up to `created_at` are its row's; the rest live in memory and start afresh
+    """One instance. The fields up to `published` are its row's; the rest live in memory and start afresh
     after a restart of the daemon (crash counts, backoff deadlines, health streaks)."""
 
     id: str
@@ -28,6 +28,7 @@ class Tracked:
     last_health: str | None = None
     message: str | None = None  # why it is not ready, in words
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    published: int | None = None  # its container's port on its node's machine
     failures: int = 0  # health checks failed in a row
     crashes: int = 0  # crashes in a row (forgiven once stable)
     restart_at: float | None = None  # when to restart after a crash (monotonic)

@@ -7,10 +7,12 @@ sshd, joined to this host by a bridge the test makes; the daemon reaches it only
 
 import json
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from ipaddress import ip_network
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +22,8 @@ from tenants.schemas import AppSpec, InstanceRead, TenantCreate
 from tenants.ssh_targets import fingerprint
 from tests.containers import platform_id, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
+from tests.pair import daemon_pair
+from tests.postgres import Postgres
 from tests.remote_host import LAN, RemoteHost, remote_host
 
 
@@ -207,6 +211,51 @@ def test_a_remote_host_cut_off_by_its_network_is_given_up_then_rejoins(
     wait_for(lambda: _node(daemon, "host2")["state"] == NodeState.READY, timeout=60, what="host2 ready again")
     wait_for(lambda: _one_ready(daemon, unique), timeout=60, what="one ready instance of the app")
     assert _get(daemon, unique).text.startswith("from host2")
+
+
+def test_a_standbys_front_door_reaches_a_remote_hosts_instances_through_forwards_of_its_own(
+    host: RemoteHost, postgres: Postgres, tmp_path: Path, unique: str
+) -> None:
+    """Two daemons on one database: the leader drives the host, and the standby's door serves the app there by
+    logging in itself. Proof it needs none of the leader's forwards: with the leader frozen (SIGSTOP: its lock
+    held, its forwards silent), the standby's door still serves the app."""
+    with daemon_pair(postgres, tmp_path) as pair:
+        leader, standby = pair.a, pair.b
+        key = standby.cli("nodes", "ssh-key").stdout
+        assert key == leader.cli("nodes", "ssh-key").stdout  # one platform key, in both homes
+        host.authorize(key)
+        added = standby.cli(
+            "nodes", "add", "host2", "--ssh", f"root@{host.address}", f"--docker-socket={host.docker_socket}"
+        )
+        assert added.returncode == 0, added.stderr  # any daemon's API takes it; the leader connects
+        assert leader.cli("nodes", "drain", "local").returncode == 0
+        with leader.operator() as api:
+            api.bootstrap_images()
+            api.create_tenant(TenantCreate(name=unique, plan="medium"))
+            api.deploy(unique, "web", HELLO)
+        (instance,) = wait_for(lambda: _ready_on(leader, unique, "host2"), timeout=120, what="an instance on host2")
+        assert _get(leader, unique).text.startswith("from host2")
+        assert _get(standby, unique).text.startswith("from host2")
+        served_by = wait_for(lambda: _servers(standby, unique), what="the request in the standby's access log")
+        assert instance.endpoint not in served_by  # the standby's own forward, not the leader's
+
+        leader.process.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(5):
+                answer = httpx.get(
+                    f"http://{standby.gateway}/", headers={"Host": f"web.{unique}.localhost"}, timeout=10
+                )
+                assert answer.status_code == 200 and answer.text.startswith("from host2")
+        finally:
+            leader.process.send_signal(signal.SIGCONT)
+
+
+def _servers(daemon: Daemon, tenant: str) -> set[str]:
+    """The servers the daemon's front door sent the app's requests to, from its access log (HAProxy's own
+    messages are in it too, as they are, not JSON)."""
+    lines = (daemon.home / "logs" / "access.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    return {entry["server"] for entry in entries if entry["tenant"] == tenant}
 
 
 def _node(daemon: Daemon, name: str) -> dict:
