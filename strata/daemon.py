@@ -14,10 +14,11 @@ import os
 import secrets
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def run(settings: Settings, options: Options) -> None:
         ensure_operator_token(engine, settings.operator_token_file)
         box = SecretBox(settings.secret_key_file)
         platform_id = _join(engine, settings.platform_id_file, box)
+        _unique(engine, settings.daemon_name)
         local = DockerRuntime("local", settings.docker_url)
         nodes = [NodeHandle(local, "local", settings.docker_url)] if options.local_node else []
         (settings.home / "logs").mkdir(exist_ok=True)
@@ -543,6 +545,30 @@ def _join(engine: Engine, path: Path, box: SecretBox) -> str:
     elif not path.exists():
         path.write_text(mine + "\n")
     return platform
+
+
+def _unique(engine: Engine, name: str) -> None:
+    """Refuse to start under the name of a daemon running on the database: two would share one row, and each take
+    the other's door activity and builds for its own. Running means its heartbeat moves: a row left by a daemon
+    that died (its heartbeat still fresh when it is restarted at once) is taken over after one heartbeat's wait.
+    SQLite's database is one home's, and its daemon is alone (the home's lock)."""
+    if engine.dialect.name == "sqlite":
+        return
+
+    def seen() -> tuple[int, datetime] | None:
+        with db.session(engine) as session:
+            return daemons.last_seen(session, name)
+
+    before = seen()
+    if before is None or before[1] < datetime.now(UTC) - timedelta(seconds=daemons.STALE_SECONDS):
+        return
+    time.sleep(2 * daemons.HEARTBEAT_SECONDS)
+    after = seen()
+    if after is not None and after[1] != before[1]:
+        raise DaemonError(
+            f"a daemon named {name} runs on this database (pid {after[0]}): give this one another name "
+            "(STRATA_DAEMON_NAME)"
+        )
 
 
 @contextmanager

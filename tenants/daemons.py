@@ -19,6 +19,13 @@ HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
+def last_seen(session: Session, name: str) -> tuple[int, datetime] | None:
+    """The pid and heartbeat of the daemon recorded under `name`, if any (a daemon's start compares two of these a
+    heartbeat apart: one that moved is another daemon's, running; one that did not, a dead daemon's)."""
+    row = session.get(Daemon, name)
+    return None if row is None else (row.pid, row.seen_at)
+
+
 def register(session: Session, name: str, pid: int, now: datetime) -> None:
     """Record the daemon as started now, standing by (a row left by an earlier daemon of its name is replaced)."""
     session.merge(Daemon(name=name, pid=pid, started_at=now, seen_at=now, leading_since=None))

@@ -7,7 +7,6 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,44 +17,16 @@ from psycopg import sql
 from tenants.client import ApiError
 from tenants.enums import InstanceState
 from tenants.schemas import AppSpec, SleepRead, StatusRead, TenantCreate, VolumeCreate
-from tests.containers import containers_of, platform_id, remove_everything_of, wait_for
+from tests.containers import containers_of, platform_id, wait_for
 from tests.harness import Daemon, start_daemon
+from tests.pair import Pair, daemon_pair
 from tests.postgres import Postgres
-
-
-@dataclass
-class Pair:
-    """Two daemons on one database, both placing containers on this host's engine: `a` started first (it leads),
-    `b` with a's secret key, as docs/scale-out.md says to do."""
-
-    postgres: Postgres
-    a: Daemon
-    b: Daemon
-
-    @property
-    def platform(self) -> str:
-        return platform_id(self.a)
 
 
 @pytest.fixture
 def pair(postgres: Postgres, tmp_path: Path) -> Iterator[Pair]:
-    """A fresh database and two daemons on it; stopped after, and their containers removed."""
-    with postgres.database() as url:
-        first = start_daemon(tmp_path / "a", local_node=True, env=_env(url, "a"))
-        (tmp_path / "b").mkdir(mode=0o700)
-        shutil.copy2(tmp_path / "a" / "secret.key", tmp_path / "b" / "secret.key")
-        try:
-            pair = Pair(postgres, first, start_daemon(tmp_path / "b", local_node=True, env=_env(url, "b")))
-        except BaseException:
-            first.stop()
-            raise
-        platform = pair.platform
-        try:
-            yield pair
-        finally:
-            for daemon in (pair.a, pair.b):
-                daemon.stop()
-            remove_everything_of(platform)
+    with daemon_pair(postgres, tmp_path) as made:
+        yield made
 
 
 HELLO = AppSpec(image="strata/hello", replicas=2, health_path="/healthz", memory_mib=64)
@@ -102,9 +73,13 @@ def test_a_standby_leads_within_seconds_when_the_leader_is_killed_and_finishes_i
     assert shown.returncode == 0 and shown.stdout.startswith("leader: b (pid "), shown.stderr
     wait_for(lambda: _serving(first, "revision=2"), what="the restarted standby's door fed by the records")
 
-
-def _env(url: str, name: str) -> dict[str, str]:
-    return {"STRATA_DATABASE_URL": url, "STRATA_DAEMON_NAME": name}
+    # A third daemon given a running one's name is refused: the two would share one row.
+    third = pair.a.home.parent / "c"
+    third.mkdir(mode=0o700)
+    shutil.copy2(first.home / "secret.key", third / "secret.key")
+    with pytest.raises(RuntimeError, match="strata up exited"):
+        start_daemon(third, env=second.extra_env)
+    assert "a daemon named b runs on this database" in (third.parent / "c-daemon.log").read_text()
 
 
 def _status(daemon: Daemon) -> StatusRead:
