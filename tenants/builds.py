@@ -10,11 +10,12 @@ owns it (`tenants.images`), and is never looked for in a registry.
 from collections.abc import Collection
 
 from sqlalchemy import ColumnElement, or_
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from tenants import audit, images
 from tenants.enums import BuildSource, BuildState, ImageSource
-from tenants.errors import Invalid, NotFound
+from tenants.errors import Conflict, Invalid, NotFound
 from tenants.models import Build, Tenant, TenantImage, saved_id, utcnow
 from tenants.references import canonical, registry_host, split_registry
 from tenants.schemas import BuildRead
@@ -67,19 +68,39 @@ def check_usable(session: Session, tenant: Tenant, reference: str) -> None:
         )
 
 
+def check_none_running(session: Session, tenant: Tenant, app: str) -> None:
+    """Refuse a second build of the app while one runs, on any daemon (each builds what it receives)."""
+    running = session.exec(
+        select(Build).where(Build.tenant_id == tenant.id, Build.app == app, Build.state == BuildState.BUILDING)
+    ).first()
+    if running is not None:
+        raise _running(tenant, app, running.daemon)
+
+
 def start(
     session: Session, actor: str, tenant: Tenant, app: str, source: BuildSource, commit: str | None, daemon: str
 ) -> Build:
-    """Record a build as running on `daemon`, with its audit event; committed."""
+    """Record a build as running on `daemon`, with its audit event; committed. `Conflict` if one of the app runs
+    already: one running build per app is the database's rule (a partial unique index), so two daemons that
+    received a build of one app at once never both run it."""
     build = Build(
         tenant_id=saved_id(tenant), app=app, state=BuildState.BUILDING, source=source, actor=actor, commit=commit,
         daemon=daemon,
     )  # fmt: skip
     session.add(build)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise _running(tenant, app, None) from None
     audit.record(session, actor, "build.start", tenant.name, app=app, build=build.id, commit=commit, source=source)
     session.commit()
     return build
+
+
+def _running(tenant: Tenant, app: str, daemon: str | None) -> Conflict:
+    where = f" (on daemon {daemon})" if daemon else ""
+    return Conflict(f"a build of {app} is running{where}; wait for it to end (`strata builds list {tenant.name}`)")
 
 
 def finish(

@@ -13,11 +13,13 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -350,9 +352,19 @@ class TenantImage(SQLModel, table=True):
 
 class Build(SQLModel, table=True):
     """One build of an app from source (a `git push` or an uploaded context); its log is a file under
-    STRATA_HOME/builds/."""
+    STRATA_HOME/builds/. One runs at a time per app, whichever daemon runs it (a partial unique index)."""
 
-    __table_args__ = AUTOINCREMENT
+    __table_args__ = (
+        Index(
+            "build_one_running",
+            "tenant_id",
+            "app",
+            unique=True,
+            sqlite_where=text("state = 'building'"),
+            postgresql_where=text("state = 'building'"),
+        ),  # fmt: skip
+        AUTOINCREMENT,
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: int = _tenant_fk(nullable=False)

@@ -407,6 +407,7 @@ def _admit(session: Session, slot: BuildSlot) -> tuple[Tenant, Plan]:
     tenant = get_tenant(session, slot.tenant)
     if tenant.status == TenantStatus.SUSPENDED:
         raise Conflict(f"tenant {tenant.name!r} is suspended; resume it before changing its apps")
+    builds.check_none_running(session, tenant, slot.app)  # on another daemon: this one's slot was claimed here
     plan = get_plan(session, tenant.plan)
     existing = apps.list_apps(session, tenant)
     if all(app.name != slot.app for app in existing):  # a new app must fit before minutes of building

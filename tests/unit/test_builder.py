@@ -161,6 +161,33 @@ def test_one_build_per_app_at_a_time_and_the_slot_goes_with_the_build(builder: B
     asyncio.run(scenario())
 
 
+def test_one_build_per_app_across_the_daemons_on_one_database(
+    builder: Builder, engine: Engine, store: FakeRuntime, tmp_path: Path
+) -> None:
+    """Each daemon builds what it receives, holding its own builds apart; the database holds them apart across
+    daemons: refused before the upload (the other's build is recorded), and at the record (both got past that)."""
+    other = Builder(engine, FakeRuntime("there"), tmp_path / "there", platform_domain=DOMAIN, daemon="there")
+
+    async def scenario() -> None:
+        store.build_gate = asyncio.Event()
+        job = await start(builder, context(index="v1"))
+        slot = other.claim("acme", "web")  # free on this daemon...
+        with pytest.raises(Conflict, match="a build of web is running \\(on daemon here\\)"):
+            other.admit(slot)  # ...but not on the database
+        slot.release()
+        store.build_gate.set()
+        assert (await job.result()).state == BuildState.SUCCEEDED
+        assert (await (await start(other, context(index="v2"))).result()).state == BuildState.SUCCEEDED
+
+    asyncio.run(scenario())
+    with db.session(engine) as session:  # two daemons past the check at once: the index refuses the second
+        acme = tenancy.get_tenant(session, "acme")
+        builds.start(session, "alice", acme, "web", BuildSource.GIT, None, "here")
+        with pytest.raises(Conflict, match="a build of web is running"):
+            builds.start(session, "bob", acme, "web", BuildSource.GIT, None, "there")
+        builds.start(session, "bob", acme, "api", BuildSource.GIT, None, "there")  # another app's may
+
+
 def test_a_client_that_goes_away_cancels_its_build_and_frees_the_slot(builder: Builder, store: FakeRuntime) -> None:
     async def scenario() -> BuildRead:
         store.build_gate = asyncio.Event()
