@@ -19,6 +19,7 @@ from tenants.models import Node
 log = logging.getLogger(__name__)
 
 NODE_LOST_AFTER_SECONDS = 30.0  # unreachable this long: its instances are placed elsewhere
+PROBE_SECONDS = 5.0  # an engine that has not answered a probe by then is taken as unreachable
 
 
 @dataclass
@@ -60,10 +61,11 @@ class NodeHandle:
 
     async def probe(self) -> None:
         """Whether the engine answers, for this daemon's own use (a standby's API): nothing is recorded and its
-        capacity is left unknown, since the leader's passes learn and record the nodes."""
+        capacity is left unknown, since the leader's passes learn and record the nodes. A hung engine is
+        given up after `PROBE_SECONDS`: a standby probes between reads of its front door's routes."""
         try:
-            await self.runtime.capacity()
-        except EngineError:
+            await asyncio.wait_for(self.runtime.capacity(), PROBE_SECONDS)
+        except (EngineError, TimeoutError):
             self.reachable = False
         else:
             self.reachable = True
