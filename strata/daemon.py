@@ -51,7 +51,7 @@ from hosting.paas.nodes import NodeHandle, NodePool, NodeSource
 from hosting.paas.pause import pause
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.remote_hosts import RemoteHosts
-from hosting.paas.standby import Standby, every_door
+from hosting.paas.standby import Standby, every_door, other_doors
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
@@ -163,6 +163,7 @@ def run(settings: Settings, options: Options) -> None:
         standby = Standby(
             engine, settings.daemon_name, pool, publish, traffic=gateway.take_usage, activity=gateway.activity,
             request_wake=lambda tenant, app: leadership.request_wake(tenant, app), host_client=client,
+            drain=gateway.drain,
         )  # fmt: skip
 
         async def _wake(tenant: str, app: str) -> str | None:  # the front door holds a request for a sleeping app
@@ -189,6 +190,9 @@ def run(settings: Settings, options: Options) -> None:
 
         leadership = Leadership(engine, settings.daemon_name, changed, wake_asked)
         reconciler.saved = leadership.announce  # the standbys' front doors read the rows again at once
+        if engine.dialect.name == "postgresql":  # standbys' doors may serve an instance: they let go of it first
+            timeout = gateway.limits.drain_timeout
+            reconciler.let_go = other_doors(engine, settings.daemon_name, leadership.announce, timeout)
 
         def nudge() -> None:  # this daemon's API changed the desired state
             reconciler.nudge()

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
-from tenants.models import Daemon, DoorActivity
+from tenants.models import Daemon, DoorActivity, DoorDrain
 from tenants.routes import Activity
 from tenants.schemas import DaemonRead
 
@@ -104,3 +104,21 @@ def merged(one: Activity | None, other: Activity) -> Activity:
         return other
     idles = [idle for idle in (one.idle_seconds, other.idle_seconds) if idle is not None]
     return Activity(min(idles) if idles else None, one.in_flight + other.in_flight)
+
+
+def report_drained(session: Session, name: str, instances: set[str]) -> None:
+    """The instances being removed that the daemon's front door has let go of now, replacing what it said before."""
+    session.exec(delete(DoorDrain).where(col(DoorDrain.daemon) == name))
+    session.add_all(DoorDrain(daemon=name, instance=instance) for instance in instances)
+    session.commit()
+
+
+def holding(session: Session, name: str, instance: str, now: datetime) -> set[str]:
+    """The other daemons alive whose front doors have not let go of `instance` yet."""
+    alive = session.exec(
+        select(Daemon.name).where(
+            col(Daemon.name) != name, col(Daemon.seen_at) >= now - timedelta(seconds=STALE_SECONDS)
+        )
+    )
+    let_go = session.exec(select(DoorDrain.daemon).where(DoorDrain.instance == instance))
+    return set(alive) - set(let_go)

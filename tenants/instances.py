@@ -193,3 +193,9 @@ def ready_instances(session: Session, tenant: str, app: str) -> list[Instance]:
         .order_by(Instance.id)
     )
     return list(session.exec(query))
+
+
+def mark_stopping(session: Session, instance: str) -> None:
+    """The instance is being removed: recorded at once, for the standbys' front doors to let go of it."""
+    session.exec(update(Instance).where(col(Instance.id) == instance).values(state=InstanceState.STOPPING))
+    session.commit()

@@ -464,6 +464,16 @@ class DoorActivity(SQLModel, table=True):
     in_flight: int = 0
 
 
+class DoorDrain(SQLModel, table=True):
+    """A standby's front door has let go of an instance the leader is removing: out of its routes, with no request
+    in flight to it. The leader stops the container once every standby alive says so (or its drain timeout)."""
+
+    __tablename__ = "door_drain"
+
+    daemon: str = Field(sa_column=Column(String, ForeignKey("daemon.name", ondelete="CASCADE"), primary_key=True))
+    instance: str = Field(primary_key=True)
+
+
 class Installation(SQLModel, table=True):
     """What every daemon of the platform must share, one row: the platform's id (its containers' label) and the
     fingerprint of the key its secrets are sealed with (a daemon with another key is refused at its start)."""

@@ -55,6 +55,7 @@ MAX_PARALLEL_ACTIONS = 8
 
 Publish = Callable[[list[RouteSpec]], None]
 Drain = Callable[[str], Awaitable[bool]]
+LetGo = Callable[[str], Awaitable[bool]]  # instance -> whether the other daemons' front doors let go of it in time
 # (tenant, volumes, node) -> a block in which they are mounted on the node and stay there: their paths there
 VolumeMounts = Callable[[str, Sequence[str], str], AbstractAsyncContextManager[list[str]]]
 
@@ -110,6 +111,9 @@ class Reconciler:
         self.building: Callable[[], set[str]] = set  # the tenants with a build running: their networks stay
         self.paused: set[str] = set()  # containers frozen for a backup's copy: not health-checked meanwhile
         self.saved: Callable[[], None] = lambda: None  # after a pass wrote instance rows (other daemons read them)
+        self.let_go: LetGo | None = (
+            None  # the other daemons' front doors, waited for before a container that served stops
+        )
         self._tenants_seen: set[str] = set()  # the tenants with apps last pass: one gone brings a sweep
         self._limit = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         self._wake = asyncio.Event()
@@ -366,7 +370,10 @@ class Reconciler:
             was_serving = was == InstanceState.READY
             if was_serving and tracked.endpoint and self.drain is not None:
                 self._publish()  # out of the routes first...
-                if not await self.drain(tracked.endpoint):  # ...then its requests in flight finish
+                drained, _ = await asyncio.gather(  # ...then its requests in flight finish, at every door
+                    self.drain(tracked.endpoint), self.let_go(tracked.id) if self.let_go else asyncio.sleep(0)
+                )
+                if not drained:
                     log.warning("instance %s still had requests in flight after the drain timeout", tracked.id)
         async with self._limit:
             try:

@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from hosting.paas.nodes import NodePool
 from hosting.paas.pause import pause
-from hosting.paas.reconciler import Publish
+from hosting.paas.reconciler import Drain, LetGo, Publish
 from hosting.paas.serving import routes
 from hosting.paas.sleeper import WAKE_TIMEOUT_SECONDS, ActivitySource, AppKey
 from hosting.paas.tracked import Tracked
@@ -38,6 +38,7 @@ from hosting.paas.usage import USAGE_INTERVAL_SECONDS, added
 from tenants import daemons, db, usage
 from tenants import instances as store
 from tenants import nodes as registry
+from tenants.enums import InstanceState
 from tenants.instances import DesiredApp
 from tenants.models import Instance
 from tenants.routes import Activity, RouteSpec
@@ -47,6 +48,7 @@ from tenants.usage import Traffic
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 1.0
+LET_GO_POLL_SECONDS = 0.05  # how often the leader reads whether the standbys' doors let go of an instance
 WAKE_POLL_SECONDS = 0.02  # how often the records are read for a woken app's ready instance
 
 
@@ -65,11 +67,15 @@ class Standby:
         activity: ActivitySource | None = None,
         request_wake: Callable[[str, str], None] = lambda tenant, app: None,
         host_client: SSHKey | None = None,
+        drain: Drain | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine, self.name, self.pool, self.publish, self.monotonic = engine, name, pool, publish, monotonic
-        self.traffic, self.activity, self.request_wake = traffic, activity, request_wake
+        self.traffic, self.activity, self.request_wake, self.drain = traffic, activity, request_wake, drain
         self.tunnels = Tunnels(host_client, self.nudge) if host_client is not None else None
+        self._routed: dict[str, str] = {}  # instance -> its endpoint at this door, as last published
+        self._draining: dict[str, asyncio.Task[None]] = {}
+        self._let_go: set[str] = set()  # the instances being removed this door said it let go of
         self._metered_at = self._reported_at = monotonic()
         self._waking: dict[AppKey, asyncio.Task[str | None]] = {}
         self._unwritten: Traffic = {}
@@ -85,6 +91,15 @@ class Standby:
     async def run(self, stopping: asyncio.Event) -> None:
         """Publish the recorded routes whenever they change, until `stopping` (or cancelled: the daemon leads)."""
         self._loop = asyncio.get_running_loop()
+        try:
+            await self._serve(stopping)
+        finally:
+            for task in self._draining.values():
+                task.cancel()
+            if self.tunnels is not None:
+                await self.tunnels.close()
+
+    async def _serve(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             self._wake.clear()
             await asyncio.gather(*(node.probe() for node in self.pool))
@@ -97,13 +112,13 @@ class Standby:
             except Exception as exc:  # the database is out of reach a moment: the routes stay as they are
                 log.warning("the standby's routes were not read: %s", exc)
             else:
-                served = routes(desired, await self._reached(rows, hosts))
+                reached = await self._reached(rows, hosts)
+                served = routes(desired, reached)
                 if served != self._published:
                     self._published = served
                     self.publish(served)
+                await self._let_go_of(rows, reached)
             await pause(self._wake, stopping, REFRESH_SECONDS)
-        if self.tunnels is not None:
-            await self.tunnels.close()
 
     async def wake(self, tenant: str, app: str) -> str | None:
         """An endpoint of a ready instance of the app, once the leader, asked, woke it; None if none is ready within
@@ -142,6 +157,37 @@ class Standby:
             if instance.node in hosts:
                 instance.endpoint = ours.get((instance.node, instance.published or 0))
         return reached
+
+    async def _let_go_of(self, rows: list[Instance], reached: list[Tracked]) -> None:
+        """Drain what left this door's routes, and tell the leader which instances it is removing this door has let
+        go of: those out of its routes with no drain of theirs still waiting for requests in flight."""
+        routed = {t.id: t.endpoint for t in reached if t.state == InstanceState.READY and t.endpoint}
+        for instance, endpoint in self._routed.items():
+            if routed.get(instance) != endpoint and instance not in self._draining and self.drain is not None:
+                self._draining[instance] = asyncio.create_task(self._drain(instance, endpoint))
+        self._routed = routed
+        removing = {row.id for row in rows if row.state == InstanceState.STOPPING}
+        let_go = {instance for instance in removing if instance not in routed and instance not in self._draining}
+        if let_go != self._let_go:
+            try:
+                await asyncio.to_thread(self._write_let_go, let_go)
+            except Exception as exc:  # said again at the next read
+                log.warning("the front door's drained instances not written: %s", exc)
+            else:
+                self._let_go = let_go
+
+    async def _drain(self, instance: str, endpoint: str) -> None:
+        assert self.drain is not None
+        try:
+            if not await self.drain(endpoint):
+                log.warning("instance %s still had requests in flight at this door after the drain timeout", instance)
+        finally:
+            del self._draining[instance]
+            self.nudge()  # say so at once
+
+    def _write_let_go(self, instances: set[str]) -> None:
+        with db.session(self.engine) as session:
+            daemons.report_drained(session, self.name, instances)
 
     async def _report(self) -> None:
         self._reported_at = self.monotonic()
@@ -184,6 +230,36 @@ def _remote_hosts(session: Session) -> dict[str, HostAddress]:
         for node in registry.of_driver(session, SSH_DRIVER)
         if node.host_key is not None
     }
+
+
+def other_doors(engine: Engine, name: str, announce: Callable[[], None], timeout: float) -> LetGo:
+    """The leader's wait, before it stops a container that served, for every standby's front door to let go of it:
+    its row says `stopping` at once and the standbys are told; True once each one alive said it let go, False if
+    one had not within `timeout` (its requests in flight may be cut)."""
+
+    async def let_go(instance: str) -> bool:
+        await asyncio.to_thread(_mark_stopping, engine, instance)
+        announce()
+        deadline = time.monotonic() + timeout
+        while holding := await asyncio.to_thread(_holding, engine, name, instance):
+            if time.monotonic() > deadline:
+                log.warning("the front doors of %s did not let go of %s within %.0f s", ", ".join(sorted(holding)),
+                            instance, timeout)  # fmt: skip
+                return False
+            await asyncio.sleep(LET_GO_POLL_SECONDS)
+        return True
+
+    return let_go
+
+
+def _mark_stopping(engine: Engine, instance: str) -> None:
+    with db.session(engine) as session:
+        store.mark_stopping(session, instance)
+
+
+def _holding(engine: Engine, name: str, instance: str) -> set[str]:
+    with db.session(engine) as session:
+        return daemons.holding(session, name, instance, datetime.now(UTC))
 
 
 def every_door(engine: Engine, name: str, own: ActivitySource) -> ActivitySource:

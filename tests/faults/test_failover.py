@@ -7,6 +7,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,6 +149,33 @@ def test_what_a_standbys_front_door_carries_is_metered(pair: Pair) -> None:
 
     wait_for(lambda: metered() >= routed, timeout=40, what="the standby's requests metered")
     assert metered() == routed  # none twice
+
+
+def test_a_request_in_flight_at_a_standbys_door_finishes_before_its_instance_is_removed(pair: Pair) -> None:
+    """A rolling deploy removes the instance a slow request (4 s) through the standby's front door is on: the
+    leader waits for that door to let go of it (its own has nothing in flight), so that instance answers it."""
+    first, second = pair.a, pair.b
+    with first.operator() as api:
+        api.bootstrap_images()  # the sample app as of this tree (its /slow)
+        api.create_tenant(TenantCreate(name="acme"))
+        api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1}))
+    wait_for(lambda: _serving(second, "revision=1"), what="the standby's door")
+    (old,) = containers_of(pair.platform)
+    with first.operator() as api:
+        (serving,) = api.instances("acme", "web")
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(
+            httpx.get, f"http://{second.gateway}/slow", headers={"Host": "web.acme.localhost"}, timeout=30
+        )
+        time.sleep(0.5)  # on its way to the only instance
+        with first.operator() as api:
+            api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1, "env": {"GREETING": "v2"}}))
+        answer = slow.result()
+    # answered by the instance it was sent to (a request cut off would be retried on the new one: a GET may be)
+    assert (answer.status_code, answer.text) == (200, f"slow from instance={serving.id}\n")
+    wait_for(lambda: old not in containers_of(pair.platform), timeout=60, what="the old instance removed")
+    assert _serving(second, "revision=2")
 
 
 def test_a_standbys_front_door_keeps_an_app_awake_and_wakes_it_through_the_leader(pair: Pair) -> None:

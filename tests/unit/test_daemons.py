@@ -55,6 +55,21 @@ def test_an_app_is_idle_only_as_long_as_at_its_busiest_door(engine: Engine) -> N
         assert daemons.activity_elsewhere(session, "leader", NOW) == {("acme", "web"): Activity(30.0, 0)}
 
 
+def test_an_instance_is_held_by_every_standby_alive_until_its_door_lets_go(engine: Engine) -> None:
+    with db.session(engine) as session:
+        for name in ("leader", "b", "c", "gone"):
+            daemons.register(session, name, 1, NOW)
+        daemons.heartbeat(session, "gone", 1, NOW - timedelta(minutes=5), None)  # its door is waited for no more
+        assert daemons.holding(session, "leader", "i1", NOW) == {"b", "c"}
+        daemons.report_drained(session, "b", {"i1", "i2"})
+        assert daemons.holding(session, "leader", "i1", NOW) == {"c"}
+        daemons.report_drained(session, "c", {"i1"})
+        assert daemons.holding(session, "leader", "i1", NOW) == set()
+        daemons.report_drained(session, "b", {"i2"})  # said again: replaces what it said
+        assert daemons.holding(session, "leader", "i1", NOW) == {"b"}
+        assert daemons.holding(session, "leader", "i2", NOW) == {"c"}
+
+
 def test_a_daemon_with_another_key_is_refused_unless_it_is_the_only_one_there_can_be(engine: Engine) -> None:
     with db.session(engine) as session:
         assert installation.join(session, "first", "key-1") == ("first", False)

@@ -19,6 +19,10 @@ respond() {  # status, body
 case "${target%%\?*}" in
   /healthz) respond "200 OK" "ok
 " ;;
+  /slow)  # an answer that takes a while: a request in flight while the instance is removed
+    sleep 4
+    respond "200 OK" "slow from instance=$STRATA_INSTANCE
+" ;;
   /crash)
     respond "200 OK" "crashing
 "
