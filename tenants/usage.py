@@ -11,6 +11,7 @@ node, however many hours there are). The same transaction saves where the meter'
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, delete, func
@@ -112,6 +113,9 @@ def record(
         for key, amounts in whole.items()
         if key.tenant in ids
     ]
+    # In key order, as every daemon writes them: two adding to the same rows at once lock them in one order (in
+    # any other, PostgreSQL may find the two deadlocked, and fail one's write)
+    rows.sort(key=itemgetter("tenant_id", "app", "hour", "node_kind"))
     totals: dict[tuple[int, str, str], dict[str, Any]] = {}
     for row in rows:
         whose = {"tenant_id": row["tenant_id"], "app": row["app"], "node_kind": row["node_kind"]}
@@ -120,7 +124,8 @@ def record(
             total[field] += row[field]
     if rows:
         _add(session, UsageHour.__table__, ("tenant_id", "app", "hour", "node_kind"), rows)  # type: ignore[attr-defined]
-        _add(session, UsageTotal.__table__, ("tenant_id", "app", "node_kind"), list(totals.values()))  # type: ignore[attr-defined]
+        ordered = [totals[key] for key in sorted(totals)]
+        _add(session, UsageTotal.__table__, ("tenant_id", "app", "node_kind"), ordered)  # type: ignore[attr-defined]
     saved = [vars(position) for position in positions]
     if saved:  # one instance's each, by executemany: one VALUES list of 10,000 took seconds to compile
         table: Table = UsagePosition.__table__  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ clock; amounts rolled up per hour and added to the database's rows by the databa
 
 import asyncio
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -362,6 +363,29 @@ def test_a_running_container_without_counters_is_warned_of_once(
 
     warnings = [r for r in caplog.records if "has no cgroup counters" in r.getMessage()]
     assert len(warnings) == 1 and "i1" in warnings[0].getMessage()
+
+
+def test_two_daemons_adding_to_the_same_rows_at_once_never_deadlock(engine: Engine) -> None:
+    """Each writes its front door's traffic, in whatever order its apps came: the rows are written in key order, so
+    PostgreSQL never finds the two writes waiting on each other (and fails one)."""
+    with db.session(engine) as session:
+        for tenant in ("t1", "t2", "t3"):
+            tenancy.create_tenant(session, "op", TenantCreate(name=tenant))
+    apps_ = [(tenant, "web") for tenant in ("t1", "t2", "t3")]
+    rounds = 60
+
+    def door(order: list[tuple[str, str]]) -> None:
+        for n in range(rounds):
+            with db.session(engine) as session:
+                record(session, {}, {app: (1, 10, 100) for app in order}, 0, at(n))
+
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(door, apps_), pool.submit(door, apps_[::-1])]:
+            done.result()
+    with db.session(engine) as session:
+        assert sorted((line.tenant, line.requests) for line in report(session, None, BEGAN)) == [
+            (tenant, 2 * rounds) for tenant in ("t1", "t2", "t3")
+        ]
 
 
 @pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "postgresql"])
