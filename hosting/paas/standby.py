@@ -134,7 +134,7 @@ class Standby:
         deadline = self.monotonic() + WAKE_TIMEOUT_SECONDS
         while self.monotonic() < deadline:
             rows, hosts = await asyncio.to_thread(self._ready_instances, tenant, app)
-            endpoints = [t.endpoint for t in await self._reached(rows, hosts) if t.endpoint]
+            endpoints = [t.endpoint for t in await self._reached(rows, hosts, every=False) if t.endpoint]
             if endpoints:
                 return endpoints[0]
             await asyncio.sleep(WAKE_POLL_SECONDS)
@@ -144,14 +144,16 @@ class Standby:
         with db.session(self.engine) as session:
             return store.ready_instances(session, tenant, app), _remote_hosts(session)
 
-    async def _reached(self, rows: list[Instance], hosts: Mapping[str, HostAddress]) -> list[Tracked]:
+    async def _reached(
+        self, rows: list[Instance], hosts: Mapping[str, HostAddress], *, every: bool = True
+    ) -> list[Tracked]:
         """The instances as this door reaches them: those on remote hosts through forwards of its own (none yet:
-        not routed here)."""
+        not routed here). `every`: `rows` are all there are (the forwards to no other are let go)."""
         wanted: dict[HostAddress, set[int]] = {}
         for row in rows:
             if row.node in hosts and row.published is not None:
                 wanted.setdefault(hosts[row.node], set()).add(row.published)
-        ours = await self.tunnels.endpoints(wanted) if self.tunnels is not None else {}
+        ours = await self.tunnels.endpoints(wanted, every=every) if self.tunnels is not None else {}
         reached = [Tracked.adopt(row) for row in rows]
         for instance in reached:
             if instance.node in hosts:

@@ -51,13 +51,17 @@ class Tunnels:
         self._logins: dict[HostAddress, asyncio.Task[None]] = {}
         self._retry_at: dict[HostAddress, float] = {}
 
-    async def endpoints(self, wanted: Mapping[HostAddress, set[int]]) -> dict[tuple[str, int], str]:
+    async def endpoints(
+        self, wanted: Mapping[HostAddress, set[int]], *, every: bool = False
+    ) -> dict[tuple[str, int], str]:
         """HOST:PORT here for each (host's name, published port) wanted, of the hosts connected now; logins begun
-        for the others, and the hosts (and forwards) no longer wanted let go."""
-        for host in [h for h in self._machines if h not in wanted]:
-            self._machines.pop(host).connection.close()
-        for host in [h for h in self._logins if h not in wanted]:
-            self._logins.pop(host).cancel()
+        for the others. When `wanted` is `every` one this door routes to, the hosts and forwards not in it are let
+        go."""
+        if every:
+            for host in [h for h in self._machines if h not in wanted]:
+                self._machines.pop(host).connection.close()
+            for host in [h for h in self._logins if h not in wanted]:
+                self._logins.pop(host).cancel()
         found: dict[tuple[str, int], str] = {}
         for host, ports in wanted.items():
             machine = self._machines.get(host)
@@ -69,7 +73,8 @@ class Tunnels:
                 self._log_in(host)
                 continue
             try:
-                await machine.retain(ports)
+                if every:
+                    await machine.retain(ports)
                 for port in ports:
                     found[(host.name, port)] = await machine.endpoint(port)
             except (asyncssh.Error, OSError) as exc:

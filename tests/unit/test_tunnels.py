@@ -1,0 +1,93 @@
+"""A standby's forwards to remote hosts' instances (`hosting.paas.tunnels`), on stand-in SSH connections: logins run
+beside the door's reads, a partial look (a wake's) lets nothing go, a whole one lets go what it no longer names, and
+a host that refused is tried again only after a pause."""
+
+import asyncio
+from itertools import count
+
+import pytest
+
+from hosting.paas import tunnels
+from hosting.paas.host_login import HostUnreachable
+from hosting.paas.tunnels import HostAddress, Tunnels
+from tenants.ssh_targets import SshTarget
+
+HOST2 = HostAddress("host2", "root@10.0.0.2:22", "ssh-ed25519 AAAA2")
+HOST3 = HostAddress("host3", "root@10.0.0.3:22", "ssh-ed25519 AAAA3")
+
+
+class Listener:
+    def __init__(self, port: int) -> None:
+        self.port, self.closed = port, False
+
+    def get_port(self) -> int:
+        return self.port
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Connection:
+    """What `RemoteMachine` uses of an asyncssh connection: a local forward per port."""
+
+    ports = count(40000)
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.forwards: dict[int, Listener] = {}
+
+    async def forward_local_port(self, host: str, port: int, to_host: str, to_port: int) -> Listener:
+        self.forwards[to_port] = Listener(next(self.ports))
+        return self.forwards[to_port]
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_forwards_are_made_beside_the_reads_and_let_go_only_by_a_whole_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: dict[str, Connection] = {}
+    refused = {"10.0.0.3"}
+    clock = [0.0]
+
+    async def login(target: SshTarget, client: object, host_key: str) -> Connection:
+        address = target.host
+        if address in refused:
+            raise HostUnreachable(f"cannot reach {address}")
+        made[address] = Connection()
+        return made[address]
+
+    monkeypatch.setattr(tunnels, "login", login)
+
+    async def scenario() -> None:
+        connected = asyncio.Event()
+        ours = Tunnels(object(), connected.set, monotonic=lambda: clock[0])  # type: ignore[arg-type]
+        assert await ours.endpoints({HOST2: {8080}, HOST3: {9090}}, every=True) == {}  # logging in meanwhile
+        await asyncio.wait_for(connected.wait(), 1)
+        found = await ours.endpoints({HOST2: {8080, 8081}, HOST3: {9090}}, every=True)
+        host2 = made["10.0.0.2"]
+        assert found == {
+            ("host2", 8080): f"127.0.0.1:{host2.forwards[8080].port}",
+            ("host2", 8081): f"127.0.0.1:{host2.forwards[8081].port}",
+        }  # host3 refused: its instances are not routed here
+        await ours.endpoints({HOST2: {8081}})  # a wake's look, at one app: nothing let go
+        assert not host2.forwards[8080].closed and not host2.closed
+        await ours.endpoints({HOST2: {8081}}, every=True)  # the door's own: what it no longer routes goes
+        assert host2.forwards[8080].closed and not host2.forwards[8081].closed
+
+        refused.clear()
+        await ours.endpoints({HOST3: {9090}}, every=True)  # host2 no longer wanted; host3 not tried yet again
+        assert host2.closed and "10.0.0.3" not in made
+        clock[0] += tunnels.RETRY_SECONDS
+        connected.clear()
+        await ours.endpoints({HOST3: {9090}}, every=True)
+        await asyncio.wait_for(connected.wait(), 1)
+        assert await ours.endpoints({HOST3: {9090}}, every=True) == {
+            ("host3", 9090): f"127.0.0.1:{made['10.0.0.3'].forwards[9090].port}"
+        }
+        await ours.close()
+        assert made["10.0.0.3"].closed
+
+    asyncio.run(scenario())
