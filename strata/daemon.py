@@ -196,6 +196,7 @@ def run(settings: Settings, options: Options) -> None:
 
         def nudge() -> None:  # this daemon's API changed the desired state
             reconciler.nudge()
+            standby.nudge()
             leadership.announce()
 
         platform = Platform(

@@ -14,7 +14,9 @@ lone daemon costs it a few seconds of reconciling, not its life). A leader that 
 has (`released`): a standby never leads while it still acts.
 
 The same connection LISTENs on `CHANGES`: a daemon whose API changed the desired state NOTIFYs it, and every
-daemon's `on_change` runs (the leader's reconciler passes at once; a standby's front door reloads its routes).
+other daemon's `on_change` runs (the leader's reconciler passes at once; a standby's front door reloads its
+routes). A notification names its sender, which takes its own as said already (a leader's after each pass wrote
+rows would bring it another pass each time).
 A notification is a wake-up only, lost on a disconnect: the database stays the truth, read again every pass.
 
 On SQLite (one daemon: its home's lock file keeps a second out) the daemon leads from its start.
@@ -34,7 +36,7 @@ from tenants import daemons, db
 log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x5374726174614C64  # "StrataLd" in ASCII: no other program on the database takes this lock
-CHANGES = "strata_changes"
+CHANGES = "strata_changes"  # payload: the sending daemon's name
 WAKES = "strata_wakes"  # payload TENANT/APP: a standby's front door holds a request for that sleeping app
 TRY_SECONDS = 0.5
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -116,7 +118,9 @@ class Leadership:
 
     def _notify(self) -> None:
         with self.engine.begin() as connection:
-            connection.exec_driver_sql(f"NOTIFY {CHANGES}")
+            connection.exec_driver_sql(
+                "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": CHANGES, "payload": self.name}
+            )
 
     def request_wake(self, tenant: str, app: str) -> None:
         """Ask the leader to wake the app (NOTIFY); from the loop."""
@@ -178,7 +182,8 @@ class Leadership:
         """Wait `TRY_SECONDS` for notifications, passing each on."""
         async for notification in connection.notifies(timeout=TRY_SECONDS):
             if notification.channel == CHANGES:
-                self.on_change()
+                if notification.payload != self.name:
+                    self.on_change()
             elif self.leading.is_set():
                 tenant, _, app = notification.payload.partition("/")
                 self.on_wake(tenant, app)
