@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -447,10 +447,7 @@ async def _fail_orphaned_builds(engine: Engine, builder: Builder, stopping: asyn
     """Every `ORPHANS_SECONDS`: the builds of daemons gone (no heartbeat) are failed; they will not finish."""
     while not stopping.is_set():
         try:
-            with db.session(engine) as session:
-                alive = [
-                    d.name for d in await asyncio.to_thread(daemons.daemons, session, datetime.now(UTC)) if d.alive
-                ]
+            alive = await asyncio.to_thread(_alive, engine)
             for build_id in await asyncio.to_thread(builder.fail_orphaned, alive):
                 log.warning("build %d was cut off by the end of its daemon: marked failed", build_id)
         except SQLAlchemyError as exc:
@@ -460,7 +457,7 @@ async def _fail_orphaned_builds(engine: Engine, builder: Builder, stopping: asyn
 
 def _alive(engine: Engine) -> list[str]:
     with db.session(engine) as session:
-        return [daemon.name for daemon in daemons.daemons(session, datetime.now(UTC)) if daemon.alive]
+        return [daemon.name for daemon in daemons.daemons(session, db.clock(session)) if daemon.alive]
 
 
 async def _until_done(stopping: asyncio.Event, step: Callable[[], None]) -> None:
@@ -560,15 +557,13 @@ def _unique(engine: Engine, name: str) -> None:
     if engine.dialect.name == "sqlite":
         return
 
-    def seen() -> tuple[int, datetime] | None:
-        with db.session(engine) as session:
-            return daemons.last_seen(session, name)
-
-    before = seen()
-    if before is None or before[1] < datetime.now(UTC) - timedelta(seconds=daemons.STALE_SECONDS):
+    with db.session(engine) as session:
+        before, now = daemons.last_seen(session, name), db.clock(session)
+    if before is None or before[1] < now - timedelta(seconds=daemons.STALE_SECONDS):
         return
     time.sleep(2 * daemons.HEARTBEAT_SECONDS)
-    after = seen()
+    with db.session(engine) as session:
+        after = daemons.last_seen(session, name)
     if after is not None and after[1] != before[1]:
         raise DaemonError(
             f"a daemon named {name} runs on this database (pid {after[0]}): give this one another name "

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 import psycopg
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from tenants import daemons, db
 
@@ -74,7 +75,7 @@ class Leadership:
         A standby ends at `stopping`; a leader keeps the lock until `released` (its work has stopped: no standby
         may lead before). The daemon's row is removed at the end."""
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._write, daemons.register, os.getpid(), _now())
+        await asyncio.to_thread(self._write, self._register_row)
         beating = asyncio.create_task(self._heartbeat())
         try:
             if self._postgres:
@@ -85,7 +86,7 @@ class Leadership:
         finally:
             beating.cancel()
             try:
-                await asyncio.to_thread(self._write, daemons.leave)
+                await asyncio.to_thread(self._write, lambda session: daemons.leave(session, self.name))
             except Exception as exc:  # the database is out of reach: the row ages into `gone`
                 log.warning("could not remove this daemon's row: %s", exc)
 
@@ -198,12 +199,16 @@ class Leadership:
         await asyncio.wait_for(connection.execute("SELECT 1"), PROBE_TIMEOUT_SECONDS)
 
     async def _lead(self) -> None:
-        self.since = _now()
+        try:  # the database's clock, as every daemon's heartbeat is judged by
+            since = await asyncio.wait_for(asyncio.to_thread(self._clock), PROBE_TIMEOUT_SECONDS)
+        except Exception:  # it answered for the lock a moment ago; not leading for want of the time would be worse
+            since = datetime.now(UTC)
+        self.since = since
         self.demoted.clear()
         self.leading.set()
         log.info("this daemon (%s) leads", self.name)
         try:
-            await asyncio.to_thread(self._write, daemons.lead, self.since)
+            await asyncio.to_thread(self._write, lambda session: daemons.lead(session, self.name, since))
         except Exception as exc:  # the lock is what makes the leader; the row only says so, at the next beat
             log.warning("could not record that this daemon leads: %s", exc)
 
@@ -215,17 +220,23 @@ class Leadership:
 
     async def _beat(self) -> None:
         try:
-            await asyncio.to_thread(self._write, daemons.heartbeat, os.getpid(), _now(), self.since)
+            await asyncio.to_thread(self._write, self._heartbeat_row)
         except Exception as exc:  # the database is out of reach a moment: the next beat tries again
             log.warning("heartbeat not recorded: %s", exc)
 
-    def _write(self, write: Callable[..., None], *args: object) -> None:
+    def _register_row(self, session: Session) -> None:
+        daemons.register(session, self.name, os.getpid(), db.clock(session))
+
+    def _heartbeat_row(self, session: Session) -> None:
+        daemons.heartbeat(session, self.name, os.getpid(), db.clock(session), self.since)
+
+    def _clock(self) -> datetime:
         with db.session(self.engine) as session:
-            write(session, self.name, *args)
+            return db.clock(session)
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    def _write(self, write: Callable[[Session], None]) -> None:
+        with db.session(self.engine) as session:
+            write(session)
 
 
 async def _pause(stopping: asyncio.Event, seconds: float) -> None:

@@ -7,12 +7,13 @@ connection at most `CONNECT_TIMEOUT_SECONDS`, then fails with an OperationalErro
 503 and Retry-After: the transaction is rolled back, nothing half-written.
 """
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import URL, Engine, Table, create_engine, event, make_url
+from sqlalchemy import URL, Engine, Table, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
@@ -91,6 +92,15 @@ class _Session(Session):
 def session(engine: Engine) -> Session:
     """A session whose objects stay readable after commit (the API serialises them afterwards)."""
     return _Session(engine, expire_on_commit=False)
+
+
+def clock(session: Session) -> datetime:
+    """The time by the database's clock (UTC): every daemon on a PostgreSQL database stamps and judges heartbeats
+    and front doors' activity by this one clock, whatever its host's says; on SQLite (one daemon) this host's."""
+    if session.get_bind().dialect.name == "postgresql":
+        now: datetime = session.execute(text("SELECT now()")).scalar_one()
+        return now.astimezone(UTC)
+    return datetime.now(UTC)
 
 
 def insert(dialect: str, table: Table) -> Any:

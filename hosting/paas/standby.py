@@ -203,7 +203,7 @@ class Standby:
 
     def _write_activity(self, seen: Mapping[AppKey, Activity]) -> None:
         with db.session(self.engine) as session:
-            daemons.report_activity(session, self.name, seen, datetime.now(UTC))
+            daemons.report_activity(session, self.name, seen, db.clock(session))
 
     async def _meter(self) -> None:
         traffic, self._metered_at = added(self._unwritten, self.traffic()), self.monotonic()
@@ -261,7 +261,7 @@ def _mark_stopping(engine: Engine, instance: str) -> None:
 
 def _holding(engine: Engine, name: str, instance: str) -> set[str]:
     with db.session(engine) as session:
-        return daemons.holding(session, name, instance, datetime.now(UTC))
+        return daemons.holding(session, name, instance, db.clock(session))
 
 
 def every_door(engine: Engine, name: str, own: ActivitySource) -> ActivitySource:
@@ -281,4 +281,4 @@ def every_door(engine: Engine, name: str, own: ActivitySource) -> ActivitySource
 
 def _elsewhere(engine: Engine, name: str) -> dict[AppKey, Activity]:
     with db.session(engine) as session:
-        return daemons.activity_elsewhere(session, name, datetime.now(UTC))
+        return daemons.activity_elsewhere(session, name, db.clock(session))

@@ -4,7 +4,7 @@ PostgreSQL."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tenants import daemons, db, installation
 from tenants.errors import Invalid
@@ -53,6 +53,16 @@ def test_an_app_is_idle_only_as_long_as_at_its_busiest_door(engine: Engine) -> N
     with db.session(engine) as session:
         daemons.report_activity(session, "c", {}, NOW)  # a report replaces the last
         assert daemons.activity_elsewhere(session, "leader", NOW) == {("acme", "web"): Activity(30.0, 0)}
+
+
+def test_the_daemons_clock_is_the_databases_in_utc(engine: Engine) -> None:
+    """Heartbeats are stamped and judged by one clock: PostgreSQL's, whatever the session's time zone says."""
+    with db.session(engine) as session:
+        if engine.dialect.name == "postgresql":
+            session.execute(text("SET TIME ZONE 'Asia/Tokyo'"))
+        now = db.clock(session)
+    assert now.utcoffset() == timedelta(0)
+    assert abs(now - datetime.now(UTC)) < timedelta(seconds=5)  # one machine here: the same time
 
 
 def test_an_instance_is_held_by_every_standby_alive_until_its_door_lets_go(engine: Engine) -> None:
