@@ -29,7 +29,7 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from gateway import FrontDoor, Listeners
-from gateway.acme import AcmeIssuer
+from gateway.acme import AcmeIssuer, ChallengeBoard
 from gateway.certificates import Certificates
 from gateway.certs import CertStore, LocalCA
 from gateway.haproxy import HAProxyError
@@ -56,6 +56,7 @@ from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
 from strata.leadership import Leadership
+from strata.shared_challenges import SharedChallenges
 from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
 from tenants import daemons, db, installation, tokens
@@ -112,7 +113,10 @@ def run(settings: Settings, options: Options) -> None:
             threads=options.gateway_workers,
             wake=lambda tenant, app: _wake(tenant, app),  # the activator's: defined below
         )
-        certificates = _certificates(settings, gateway) if options.https else None
+        shared = None  # on PostgreSQL another daemon's door may be where the CA validates this one's order
+        if engine.dialect.name == "postgresql":
+            shared = SharedChallenges(engine, settings.daemon_name, gateway)
+        certificates = _certificates(settings, gateway, shared or gateway) if options.https else None
 
         def publish(routes: list[RouteSpec]) -> None:
             gateway.apply(routes)
@@ -223,7 +227,7 @@ def run(settings: Settings, options: Options) -> None:
             sockets.append(_tcp_socket(options.api))
         parts = _Parts(
             app, reconciler, node_sources, gateway, certificates, backups, volumes, leadership, standby,
-            partial(_recover, engine, backups), builder,
+            partial(_recover, engine, backups), builder, shared,
         )  # fmt: skip
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -242,16 +246,16 @@ def _archive_store(settings: Settings) -> ArchiveStore:
     return S3Store(settings.backup_s3)
 
 
-def _certificates(settings: Settings, gateway: FrontDoor) -> Certificates:
+def _certificates(settings: Settings, gateway: FrontDoor, board: ChallengeBoard) -> Certificates:
     """Certificates from the local CA under `ca/`, or over ACME when `STRATA_ACME_DIRECTORY` names a server
-    (its account key under `acme/`), kept under `certs/`; the front door answers ACME's challenges."""
+    (its account key under `acme/`), kept under `certs/`; ACME's challenges are put on `board`."""
     acme = None
     if settings.acme_directory:
         (settings.home / "acme").mkdir(mode=0o700, exist_ok=True)
         acme = AcmeIssuer(
             settings.acme_directory,
             settings.home / "acme" / "account.key",
-            gateway,
+            board,
             email=settings.acme_email,
             ca_bundle=settings.acme_ca_bundle,
         )
@@ -327,6 +331,7 @@ class _Parts:
     standby: Standby
     recover: Callable[[], None]
     builder: Builder
+    challenges: SharedChallenges | None  # the other daemons' ACME challenges, on this daemon's front door too
 
 
 async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, settings: Settings) -> None:
@@ -376,6 +381,8 @@ async def _serve(parts: _Parts, sockets: list[socket.socket], options: Options, 
     tasks = [serving, leading]
     if parts.certificates is not None:
         tasks.append(asyncio.create_task(_until(stopping, parts.certificates.run())))
+    if parts.challenges is not None:
+        tasks.append(asyncio.create_task(parts.challenges.run(stopping)))
     log.info(
         "control API on %s; nodes: %s",
         ", ".join(map(_describe, sockets)),

@@ -474,6 +474,18 @@ class DoorDrain(SQLModel, table=True):
     instance: str = Field(primary_key=True)
 
 
+class AcmeChallenge(SQLModel, table=True):
+    """An HTTP-01 challenge of a daemon's ACME order, answered by every daemon's front door: the CA may reach any
+    host the name points at. Removed when the order ends, and a daemon's leftovers (a crash mid-order) at its
+    next start."""
+
+    __tablename__ = "acme_challenge"
+
+    token: str = Field(primary_key=True)
+    key_authorization: str
+    daemon: str
+
+
 class Installation(SQLModel, table=True):
     """What every daemon of the platform must share, one row: the platform's id (its containers' label) and the
     fingerprint of the key its secrets are sealed with (a daemon with another key is refused at its start)."""

@@ -100,17 +100,19 @@ def start_daemon(
     extra: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     like: Daemon | None = None,
+    gateway: str | None = None,
 ) -> Daemon:
     """Start `strata up`; without `local_node` it places no container (a control plane alone). `env` adds
     STRATA_* settings (all others from the test's environment are dropped); `like` reuses an earlier daemon's
-    addresses."""
+    addresses; `gateway` is its front door's HTTP address (a free port's otherwise)."""
     port = port or free_port()
     log = open(home.parent / f"{home.name}-daemon.log", "ab")  # noqa: SIM115 (the process owns it)
     node = "--local-node" if local_node else "--no-local-node"
     if like is not None:  # the same addresses as an earlier daemon (a restart)
         gateway, https, admin, ssh = like.gateway, like.https, like.admin, like.ssh
     else:
-        gateway, https, admin, ssh = (f"127.0.0.1:{free_port()}" for _ in range(4))
+        http, https, admin, ssh = (f"127.0.0.1:{free_port()}" for _ in range(4))
+        gateway = gateway or http
     listen = ["--api", f"127.0.0.1:{port}", "--gateway", gateway, "--https", https, "--gateway-admin", admin]
     listen += ["--ssh", ssh]
     env = env or {}

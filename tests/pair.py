@@ -27,16 +27,18 @@ class Pair:
 
 
 @contextmanager
-def daemon_pair(postgres: Postgres, directory: Path) -> Iterator[Pair]:
-    """A fresh database and two daemons on it (homes `directory/a` and `/b`); stopped after, their containers
-    removed."""
+def daemon_pair(
+    postgres: Postgres, directory: Path, settings: dict[str, str] | None = None, gateway: str | None = None
+) -> Iterator[Pair]:
+    """A fresh database and two daemons on it (homes `directory/a` and `/b`, both with STRATA_* `settings`, a's
+    front door on `gateway` if given); stopped after, their containers removed."""
     with postgres.database() as url:
-        first = start_daemon(directory / "a", local_node=True, env=env(url, "a"))
+        first = start_daemon(directory / "a", local_node=True, env=env(url, "a", settings), gateway=gateway)
         (directory / "b").mkdir(mode=0o700)
         for name in SHARED:
             shutil.copy2(directory / "a" / name, directory / "b" / name)
         try:
-            pair = Pair(postgres, first, start_daemon(directory / "b", local_node=True, env=env(url, "b")))
+            pair = Pair(postgres, first, start_daemon(directory / "b", local_node=True, env=env(url, "b", settings)))
         except BaseException:
             first.stop()
             raise
@@ -49,5 +51,5 @@ def daemon_pair(postgres: Postgres, directory: Path) -> Iterator[Pair]:
             remove_everything_of(platform)
 
 
-def env(url: str, name: str) -> dict[str, str]:
-    return {"STRATA_DATABASE_URL": url, "STRATA_DAEMON_NAME": name}
+def env(url: str, name: str, settings: dict[str, str] | None = None) -> dict[str, str]:
+    return {"STRATA_DATABASE_URL": url, "STRATA_DAEMON_NAME": name, **(settings or {})}

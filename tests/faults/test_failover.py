@@ -5,6 +5,7 @@ front door is fed from the records, metered, and wakes sleeping apps through the
 
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +20,9 @@ from tenants.client import ApiError
 from tenants.enums import InstanceState
 from tenants.schemas import AppSpec, SleepRead, StatusRead, TenantCreate, VolumeCreate
 from tests.containers import containers_of, platform_id, wait_for
-from tests.harness import Daemon, start_daemon
+from tests.harness import Daemon, free_port, start_daemon
 from tests.pair import Pair, daemon_pair
+from tests.pebble import start_pebble
 from tests.postgres import Postgres
 
 
@@ -245,3 +247,37 @@ def test_a_leader_stopped_mid_roll_keeps_the_lead_until_its_work_has_stopped(pai
     assert status.leader.leading_since > stopped  # not a moment before
     wait_for(lambda: _rolled(second), timeout=90, what="revision 2 on 2 ready instances")
     assert len(containers_of(platform)) == 2
+
+
+def test_an_acme_challenge_of_one_daemons_order_is_answered_at_anothers_front_door(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """The CA validates at whatever host the name points to: here every validation goes to a's front door, and b's
+    order of a certificate for its own door succeeds all the same (its challenge was answered by a's door)."""
+    gateway = f"127.0.0.1:{free_port()}"
+    with start_pebble(tmp_path / "pebble", int(gateway.rpartition(":")[2])) as pebble:
+        acme = {"STRATA_ACME_DIRECTORY": pebble.directory_url, "STRATA_ACME_CA_BUNDLE": str(pebble.ca_bundle)}
+        with daemon_pair(postgres, tmp_path, acme, gateway=gateway) as pair:
+            with pair.b.operator() as api:
+                api.bootstrap_images()
+                api.create_tenant(TenantCreate(name="acme"))
+                api.deploy("acme", "web", HELLO.model_copy(update={"replicas": 1, "hostnames": [SHOP]}))
+            root = tmp_path / "pebble-root.pem"
+            root.write_bytes(pebble.root_pem())
+            for door in (pair.b, pair.a):
+                answer = wait_for(lambda door=door: _https(door, root), timeout=90, what=f"{door.home.name} on HTTPS")
+                assert "revision=1" in answer, answer
+
+
+SHOP = "shop.example.com"
+
+
+def _https(daemon: Daemon, root: Path) -> str | None:
+    """The app's answer over HTTPS at the daemon's front door, trusting pebble's root only; None until then."""
+    port = daemon.https.rpartition(":")[2]
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "5", "--cacert", str(root), "--resolve", f"{SHOP}:{port}:127.0.0.1",
+         f"https://{SHOP}:{port}/"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return done.stdout if done.returncode == 0 else None
