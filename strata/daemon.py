@@ -155,6 +155,10 @@ def run(settings: Settings, options: Options) -> None:
             platform=reconciler.platform_id,
         )
         reconciler.building = builder.tenants_building  # a build's RUN steps use its tenant's network
+        here = socket.gethostname()
+        builder.elsewhere = lambda session: (
+            None if leadership.leading.is_set() else daemons.builds_elsewhere(session, here, db.clock(session))
+        )
         for build_id in builder.recover():
             log.warning("build %d was cut off by this daemon's stop: marked failed", build_id)
         backups = None

@@ -25,6 +25,7 @@ On SQLite (one daemon: its home's lock file keeps a second out) the daemon leads
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -225,7 +226,7 @@ class Leadership:
             log.warning("heartbeat not recorded: %s", exc)
 
     def _register_row(self, session: Session) -> None:
-        daemons.register(session, self.name, os.getpid(), db.clock(session))
+        daemons.register(session, self.name, os.getpid(), db.clock(session), socket.gethostname())
 
     def _heartbeat_row(self, session: Session) -> None:
         daemons.heartbeat(session, self.name, os.getpid(), db.clock(session), self.since)

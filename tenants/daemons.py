@@ -26,9 +26,10 @@ def last_seen(session: Session, name: str) -> tuple[int, datetime] | None:
     return None if row is None else (row.pid, row.seen_at)
 
 
-def register(session: Session, name: str, pid: int, now: datetime) -> None:
-    """Record the daemon as started now, standing by (a row left by an earlier daemon of its name is replaced)."""
-    session.merge(Daemon(name=name, pid=pid, started_at=now, seen_at=now, leading_since=None))
+def register(session: Session, name: str, pid: int, now: datetime, host: str | None = None) -> None:
+    """Record the daemon as started now on `host`, standing by (a row left by an earlier daemon of its name is
+    replaced)."""
+    session.merge(Daemon(name=name, pid=pid, started_at=now, seen_at=now, leading_since=None, host=host))
     session.commit()
 
 
@@ -122,3 +123,16 @@ def holding(session: Session, name: str, instance: str, now: datetime) -> set[st
     )
     let_go = session.exec(select(DoorDrain.daemon).where(DoorDrain.instance == instance))
     return set(alive) - set(let_go)
+
+
+def builds_elsewhere(session: Session, host: str, now: datetime) -> str | None:
+    """Why a daemon on `host` must not build: the leader, alive, is on another host, whose engine is the image
+    store its nodes are given images from (a build here would make an image the leader cannot ship). None if
+    it may (it leads, or shares the leader's host, or no leader is known)."""
+    found = leader(daemons(session, now))
+    if found is None or found.host is None or found.host == host:
+        return None
+    return (
+        f"builds run where the leader's image store is: on host {found.host} (daemon {found.name}); push or upload "
+        "to that daemon"
+    )

@@ -450,6 +450,7 @@ class Daemon(SQLModel, table=True):
     started_at: datetime = _time()
     seen_at: datetime = _time()
     leading_since: datetime | None = _time(nullable=True)
+    host: str | None = None  # its machine's name: builds go where the leader's image store is
 
 
 class DoorActivity(SQLModel, table=True):

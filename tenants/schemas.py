@@ -698,6 +698,7 @@ class DaemonRead(BaseModel):
     started_at: datetime
     seen_at: datetime
     leading_since: datetime | None = None
+    host: str | None = None  # its machine's name
     alive: bool
 
 

@@ -134,6 +134,8 @@ class Builder:
         self.keep = keep
         self._building: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[BuildRead]] = set()
+        # why builds belong on another host (the leader's, with the image store), if they do
+        self.elsewhere: Callable[[Session], str | None] = lambda session: None
 
     def recover(self) -> list[int]:
         """At the daemon's start: the builds it was running when it stopped are failed, saying so."""
@@ -187,8 +189,11 @@ class Builder:
         return {tenant for tenant, _ in self._building}
 
     def admit(self, slot: BuildSlot) -> None:
-        """What can be refused before the context is uploaded: a suspended tenant, a new app past the plan."""
+        """What can be refused before the context is uploaded: a build on a host other than the leader's, a
+        suspended tenant, a new app past the plan."""
         with db.session(self.engine) as session:
+            if (elsewhere := self.elsewhere(session)) is not None:
+                raise Conflict(elsewhere)
             _admit(session, slot)
 
     async def start(

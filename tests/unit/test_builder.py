@@ -188,6 +188,16 @@ def test_one_build_per_app_across_the_daemons_on_one_database(
         builds.start(session, "bob", acme, "api", BuildSource.GIT, None, "there")  # another app's may
 
 
+def test_a_build_at_a_daemon_on_another_host_than_the_leaders_is_refused_before_the_upload(builder: Builder) -> None:
+    builder.elsewhere = lambda session: "builds run where the leader's image store is: on host host1 (daemon a)"
+    slot = builder.claim("acme", "web")
+    with pytest.raises(Conflict, match="on host host1"):
+        builder.admit(slot)
+    slot.release()
+    builder.elsewhere = lambda session: None
+    build(builder, context(index="v1"))
+
+
 def test_a_client_that_goes_away_cancels_its_build_and_frees_the_slot(builder: Builder, store: FakeRuntime) -> None:
     async def scenario() -> BuildRead:
         store.build_gate = asyncio.Event()
