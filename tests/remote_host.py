@@ -1,5 +1,6 @@
 """Another machine, made by a test on this one: a network namespace with a Docker engine and an OpenSSH server of
-its own, joined to this host by a bridge the test makes, on a /24 of 10.213.0.0/16 no route here uses.
+its own (SFTP starts in the host's directory: what a login's home would be), joined to this host by a bridge the
+test makes, on a /24 of 10.213.0.0/16 no route here uses.
 
 The daemon under test reaches it only at its address in that namespace, as it would a host across a network. The
 engine listens on a socket in the host's temporary directory (namespaces share the filesystem: /var/run/docker.sock
@@ -36,6 +37,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
+Subsystem sftp internal-sftp -d {root}
 """
 
 
