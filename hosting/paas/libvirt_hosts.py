@@ -97,6 +97,10 @@ class LibvirtHosts:
             connection.close()
         return host_key
 
+    def driver_of(self, name: str) -> HypervisorDriver | None:
+        """The driver of VM node `name`, while its host is connected."""
+        return next((host.driver for host in self.hosts.values() if name in host.driver.names()), None)
+
     def nudge(self) -> None:
         """Look at the registry now (a node was added, resumed or removed); safe from any thread."""
         if self._loop is not None:

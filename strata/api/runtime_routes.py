@@ -72,19 +72,23 @@ def _log_event(engine: Engine, actor: str, action: str, **detail: object) -> Non
 
 
 @router.get("/nodes")
-async def list_nodes(engine: DbEngine, hypervisors: Hypervisors, _: Operator) -> list[NodeRead]:
+async def list_nodes(
+    engine: DbEngine, hypervisors: Hypervisors, libvirt_hosts: LibvirtHostsDep, _: Operator
+) -> list[NodeRead]:
     """Every node with its capacity, what its instances claim of it, and what a VM node costs its host."""
     found = await asyncio.to_thread(_in_session, engine, nodes.list_nodes)
-    return [await _with_vm_stats(hypervisors, node) for node in found]
+    return [await _with_vm_stats(hypervisors, libvirt_hosts, node) for node in found]
 
 
 @router.get("/nodes/{name}")
-async def show_node(engine: DbEngine, hypervisors: Hypervisors, name: str, _: Operator) -> NodeRead:
+async def show_node(
+    engine: DbEngine, hypervisors: Hypervisors, libvirt_hosts: LibvirtHostsDep, name: str, _: Operator
+) -> NodeRead:
     found = await asyncio.to_thread(_in_session, engine, nodes.list_nodes)
     node = next((node for node in found if node.name == name), None)
     if node is None:
         raise NotFound(f"no node {name}")
-    return await _with_vm_stats(hypervisors, node)
+    return await _with_vm_stats(hypervisors, libvirt_hosts, node)
 
 
 @router.post("/nodes", status_code=202)
@@ -230,12 +234,17 @@ def _in_session(engine: Engine, read: Callable[[Session], T]) -> T:
         return read(session)
 
 
-async def _with_vm_stats(hypervisors: Mapping[str, VmNodes], node: NodeRead) -> NodeRead:
-    vm_nodes = hypervisors.get(node.driver)
-    if vm_nodes is None or node.name not in vm_nodes.driver.names():
+async def _with_vm_stats(hypervisors: Mapping[str, VmNodes], libvirt_hosts: LibvirtHosts, node: NodeRead) -> NodeRead:
+    """The node with what its VM costs its host, if it is a VM this daemon reaches (another host's: while it leads)."""
+    if node.uri is not None:
+        driver = libvirt_hosts.driver_of(node.name)
+    else:
+        vm_nodes = hypervisors.get(node.driver)
+        driver = vm_nodes.driver if vm_nodes is not None else None
+    if driver is None or node.name not in driver.names():
         return node
     try:
-        stats = await vm_nodes.driver.stats(node.name)
+        stats = await driver.stats(node.name)
     except (HypervisorError, OSError):
         return node  # it stopped meanwhile
     return node.model_copy(update={"vm": VmStatsRead(**asdict(stats))})

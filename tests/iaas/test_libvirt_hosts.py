@@ -20,7 +20,7 @@ import libvirt
 import pytest
 
 from tenants.enums import InstanceState, NodeState
-from tenants.schemas import AppSpec, InstanceRead, TenantCreate
+from tenants.schemas import AppSpec, InstanceRead, NodeRead, TenantCreate
 from tenants.ssh_targets import fingerprint
 from tests.containers import platform_id, remove_everything_of, wait_for
 from tests.harness import Daemon, start_daemon
@@ -79,6 +79,10 @@ def test_a_bad_hypervisor_host_is_refused_saying_why_and_leaves_no_node(host: Re
     assert refused.returncode != 0 and "refused the platform's key" in refused.stderr
 
     host.authorize(daemon.cli("nodes", "ssh-key").stdout)
+    other = host.host_key("another_host_key")
+    refused = daemon.cli("nodes", "add", "vm9", "--driver", "libvirt", "--uri", uri, "--host-key", other)
+    assert f"shows host key {fingerprint(host.host_key())}, not the {fingerprint(other)}" in refused.stderr
+
     refused = daemon.cli("nodes", "add", "vm9", "--driver", "libvirt", "--uri", uri)
     assert refused.returncode != 0 and f"no libvirtd answers on {host.root / 'no-libvirt-sock'}" in refused.stderr
 
@@ -131,11 +135,21 @@ def test_a_vm_on_another_host_serves_an_app_and_leaves_nothing_when_removed(
             api.deploy(unique, "web", HELLO)
         wait_for(lambda: _ready_on(daemon, unique, "vm9"), timeout=300, what="an instance on vm9")
         assert _get(daemon, unique).text.startswith("from vm9")
+        stats = _node(daemon, "vm9").vm  # what the VM costs its host, as its libvirtd reads it
+        assert stats is not None and stats.memory_bytes > 100 * 1024**2 and stats.disk_bytes > 0
         listening = _listening(host)  # the VM's forwards are on the host's loopback only
         assert listening and all(address.startswith("127.0.0.1:") for address in listening), listening
 
-        # Removed: its domain, its files on the host (and the image shipped there with it) and here are gone.
+        # The host lost (its sshd killed, and every session with it): vm9 is unreachable and its instance moves to
+        # the local node, as a lost VM node's does; the host back, vm9 (whose VM ran on) is ready again.
         assert daemon.cli("nodes", "resume", "local").returncode == 0
+        host.kill_sshd()
+        wait_for(lambda: _ready_on(daemon, unique, "local"), timeout=120, what="the instance moved to local")
+        assert _node(daemon, "vm9").state == NodeState.UNREACHABLE
+        host.start_sshd()
+        wait_for(lambda: _node(daemon, "vm9").state == NodeState.READY, timeout=120, what="vm9 ready again")
+
+        # Removed: its domain, its files on the host (and the image shipped there with it) and here are gone.
         removed = daemon.cli("nodes", "remove", "vm9", "--force", "--yes")
         assert removed.returncode == 0, removed.stderr
         wait_for(lambda: "vm9" not in _names(daemon), timeout=120, what="vm9 removed")
@@ -144,8 +158,7 @@ def test_a_vm_on_another_host_serves_an_app_and_leaves_nothing_when_removed(
         assert not files.exists()
         assert list((daemon.home / "libvirt" / "hosts").glob("*/vms/vm9")) == []
         assert _listening(host) == []
-        wait_for(lambda: _ready_on(daemon, unique, "local"), timeout=120, what="the instance back on local")
-        assert _get(daemon, unique).text.startswith("from vm9")
+        assert _get(daemon, unique).text.startswith("from vm9")  # from local
         with daemon.operator() as api:
             api.delete_app(unique, "web")
             assert api.node("local").state == NodeState.READY
@@ -164,6 +177,11 @@ def _boot(daemon: Daemon, name: str) -> str:
     return (
         f"{name} (another host, cold boot): SSH-ready {boot['ssh_seconds']} s, Docker-ready {boot['docker_seconds']} s"
     )
+
+
+def _node(daemon: Daemon, name: str) -> NodeRead:
+    with daemon.operator() as api:
+        return api.node(name)
 
 
 def _names(daemon: Daemon) -> list[str]:
