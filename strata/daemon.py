@@ -46,6 +46,7 @@ from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.host_login import host_client_key
+from hosting.paas.libvirt_hosts import LibvirtHosts
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool, NodeSource
 from hosting.paas.pause import pause
@@ -142,7 +143,11 @@ def run(settings: Settings, options: Options) -> None:
         hypervisors = _hypervisors(engine, settings, reconciler)
         client = host_client_key(settings.home / "host_client_key")
         remote_hosts = RemoteHosts(engine, client, reconciler.platform_id, settings.home / "sockets", reconciler.pool)
-        node_sources: list[NodeSource] = [*hypervisors, remote_hosts]  # the leader drives them
+        libvirt_hosts = LibvirtHosts(
+            engine, client, detect_accel(), settings.home / "libvirt", settings.home / "sockets", reconciler.pool,
+            lambda driver: _provisioner(settings, driver, driver),  # it cannot snapshot: no templates
+        )  # fmt: skip
+        node_sources: list[NodeSource] = [*hypervisors, remote_hosts, libvirt_hosts]  # the leader drives them
         if volumes is not None:
             volumes.nudge = reconciler.nudge
             volumes.use(hypervisors)
@@ -216,6 +221,7 @@ def run(settings: Settings, options: Options) -> None:
             certificates=certificates,
             hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
             remote_hosts=remote_hosts,
+            libvirt_hosts=libvirt_hosts,
             nudge=nudge,
             builder=builder,
             pulls=reconciler.pulls,

@@ -9,6 +9,7 @@ from tenants import audit
 from tenants.db import commit
 from tenants.enums import Isolation, NodeState
 from tenants.errors import Conflict, Invalid, NotFound
+from tenants.libvirt_uris import is_remote
 from tenants.models import App, Instance, Node, Tenant, Volume
 from tenants.schemas import NodeCreate, NodeRead
 from tenants.ssh_targets import DEFAULT_DOCKER_SOCKET, SSH_DRIVER, fingerprint, parse_target
@@ -41,20 +42,25 @@ def register(session: Session, actor: str, node: Node) -> None:
     session.commit()
 
 
-def add_vm(session: Session, actor: str, spec: NodeCreate, accel: str) -> Node:
-    """Ask for a VM node: recorded `provisioning`; the daemon boots it and marks it ready."""
+def add_vm(session: Session, actor: str, spec: NodeCreate, accel: str, host_key: str | None = None) -> Node:
+    """Ask for a VM node: recorded `provisioning`; the daemon boots it and marks it ready. One on another host's
+    hypervisor (`spec.uri`, which stays its `docker_url`) has the host key its SSH server showed (`host_key`)."""
     check_new(session, spec)
     node = Node(
         name=spec.name,
         driver=spec.driver,
-        docker_url="",
+        docker_url=spec.uri or "",
         state=NodeState.PROVISIONING,
         flavor=spec.flavor,
         tenant=spec.tenant,
         accel=accel,
+        host_key=host_key,
     )
     session.add(node)
-    audit.record(session, actor, "node.add", spec.tenant, node=spec.name, driver=spec.driver, flavor=spec.flavor)
+    remote = {"uri": spec.uri, "host_key": fingerprint(host_key)} if spec.uri and host_key else {}
+    audit.record(
+        session, actor, "node.add", spec.tenant, node=spec.name, driver=spec.driver, flavor=spec.flavor, **remote
+    )
     commit(session, conflict=f"node {spec.name} exists already")
     return node
 
@@ -208,7 +214,10 @@ def list_nodes(session: Session) -> list[NodeRead]:
 
 
 def _remote(node: Node) -> dict[str, Any]:
-    """What a remote host's row shows of how it is reached (its host key by fingerprint)."""
+    """What a remote host's row, or a VM node's on another host, shows of how it is reached (its host key by
+    fingerprint)."""
+    if is_remote(node.docker_url):
+        return {"uri": node.docker_url, "host_key": fingerprint(node.host_key) if node.host_key else None}
     if node.driver != SSH_DRIVER:
         return {}
     return {

@@ -20,8 +20,9 @@ from tenants.enums import (
     TenantStatus,
 )
 from tenants.errors import Invalid
+from tenants.libvirt_uris import parse_libvirt_uri
 from tenants.names import MAX_NAME_LENGTH, NAME_PATTERN, check_hostname, check_name, check_tenant_name
-from tenants.ssh_targets import SSH_DRIVER, check_host_key, check_socket, parse_target
+from tenants.ssh_targets import LIBVIRT_DRIVER, SSH_DRIVER, check_host_key, check_socket, parse_target
 
 MAX_REPLICAS = 100
 DEFAULT_FLAVOR = "small"  # a VM node's, when none is asked for
@@ -304,17 +305,23 @@ class NodeRead(BaseModel):
     volumes: list[str] = []  # `TENANT/VOLUME (APP)`: data on it, and the apps it keeps here even when draining
     ssh: str | None = None  # a remote host's login, USER@HOST:PORT
     docker_socket: str | None = None  # a remote host's engine socket, on that host
-    host_key: str | None = None  # the SHA256 fingerprint of the host key a remote host must show
+    host_key: str | None = None  # the SHA256 fingerprint of the host key a remote host (or hypervisor) must show
+    uri: str | None = None  # the hypervisor of a VM node on another host, qemu+ssh://USER@HOST:PORT/system?socket=PATH
 
 
 def _target(value: str) -> str:
     return str(parse_target(value))
 
 
+def _libvirt_uri(value: str) -> str:
+    return parse_libvirt_uri(value).uri
+
+
 class NodeCreate(BaseModel):
-    """A VM node (`driver` a hypervisor's, `flavor`), or a remote host's Docker engine (`ssh`; its driver is
-    `ssh`): reached as USER@HOST:PORT, its engine on `docker_socket` there, showing `host_key` (without one, the
-    key it shows when added is recorded and required from then on)."""
+    """A VM node (`driver` a hypervisor's, `flavor`; with `uri`, a libvirt VM on another host, whose SSH server
+    must show `host_key`), or a remote host's Docker engine (`ssh`; its driver is `ssh`): reached as
+    USER@HOST:PORT, its engine on `docker_socket` there, showing `host_key` (without one, the key it shows when
+    added is recorded and required from then on)."""
 
     name: Name
     driver: str = "qemu"
@@ -323,6 +330,7 @@ class NodeCreate(BaseModel):
     ssh: Annotated[str, Field(max_length=300), AfterValidator(_target)] | None = None
     docker_socket: Annotated[str, AfterValidator(check_socket)] | None = None
     host_key: Annotated[str, Field(max_length=MAX_PUBLIC_KEY), AfterValidator(check_host_key)] | None = None
+    uri: Annotated[str, Field(max_length=400), AfterValidator(_libvirt_uri)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -338,8 +346,12 @@ class NodeCreate(BaseModel):
             raise Invalid("a remote host (driver ssh) is given by its ssh login, USER@HOST[:PORT]", field="ssh")
         if self.ssh is not None and self.driver != SSH_DRIVER:
             raise Invalid(f"ssh adds a remote host, whose driver is ssh, not {self.driver}", field="driver")
-        if self.ssh is None and (self.docker_socket is not None or self.host_key is not None):
-            raise Invalid("docker_socket and host_key are a remote host's (with ssh)", field="ssh")
+        if self.uri is not None and self.driver != LIBVIRT_DRIVER:
+            raise Invalid(f"uri names a libvirt hypervisor: it takes driver libvirt, not {self.driver}", field="uri")
+        if self.docker_socket is not None and self.ssh is None:
+            raise Invalid("docker_socket is a remote host's (with ssh)", field="ssh")
+        if self.host_key is not None and self.ssh is None and self.uri is None:
+            raise Invalid("host_key is a remote host's (with ssh) or a remote hypervisor's (with uri)", field="ssh")
         if self.ssh is not None and self.flavor is not None:
             raise Invalid("a remote host is added as the machine it is: it has no flavor", field="flavor")
         if self.ssh is None and self.flavor is None:

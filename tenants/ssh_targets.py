@@ -10,6 +10,7 @@ from tenants.names import check_hostname
 from tenants.sshkeys import parse_public_key
 
 SSH_DRIVER = "ssh"  # a Node's `driver` when it is a remote host
+LIBVIRT_DRIVER = "libvirt"  # a VM node's through libvirt, on this host or (with a qemu+ssh URI) another
 DEFAULT_PORT = 22
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the NUL included

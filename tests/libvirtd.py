@@ -27,8 +27,9 @@ QEMU_CONF = 'user = "+0"\ngroup = "+0"\nstdio_handler = "file"\n'
 
 
 @contextmanager
-def libvirtd(directory: Path) -> Iterator[str]:
-    """Run libvirtd until the block ends; yields its URI. Its VMs are destroyed first."""
+def libvirtd(directory: Path, netns: str | None = None) -> Iterator[str]:
+    """Run libvirtd until the block ends; yields its URI. Its VMs are destroyed first. In the network namespace
+    `netns` if given (a remote host's): its VMs' forwards are then on that namespace's loopback."""
     binary = shutil.which("libvirtd")
     assert binary is not None, "libvirtd missing: run `make install`"
     for name in SYSTEM_DIRECTORIES.values():
@@ -40,7 +41,10 @@ def libvirtd(directory: Path) -> Iterator[str]:
     )
     with (directory / "libvirtd.log").open("wb") as log:
         process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts}exec {binary}"],
+            [
+                *(["nsenter", f"--net=/run/netns/{netns}"] if netns else []),
+                *["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts}exec {binary}"],
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

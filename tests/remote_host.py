@@ -1,5 +1,6 @@
 """Another machine, made by a test on this one: a network namespace with a Docker engine and an OpenSSH server of
-its own, joined to this host by a bridge the test makes, on a /24 of 10.213.0.0/16 no route here uses.
+its own (SFTP starts in the host's directory: what a login's home would be), joined to this host by a bridge the
+test makes, on a /24 of 10.213.0.0/16 no route here uses.
 
 The daemon under test reaches it only at its address in that namespace, as it would a host across a network. The
 engine listens on a socket in the host's temporary directory (namespaces share the filesystem: /var/run/docker.sock
@@ -24,6 +25,7 @@ from hosting.paas.subnets import host_routes
 from tests.containers import wait_for
 
 LAN = "10.210.0"  # the host's own network, a /24 of the platform's pool of tenant subnets: none may overlap it
+SSHD_START_SECONDS = 30  # seconds on a loaded machine (a TCG guest and other tests beside)
 PRIVSEP = Path("/run/sshd")  # OpenSSH's privilege separation directory, which its packaged service makes
 SSHD_CONFIG = """ListenAddress {address}:22
 HostKey {root}/{host_key}
@@ -36,6 +38,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
+Subsystem sftp internal-sftp -d {root}
 """
 
 
@@ -81,7 +84,10 @@ class RemoteHost:
         config.write_text(SSHD_CONFIG.format(address=self.address, root=self.root, host_key=host_key))
         log = open(self.root / "sshd.log", "ab")  # noqa: SIM115 (the process owns it)
         self.processes["sshd"] = self._in_namespace(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], log)
-        wait_for(self._sshd_listens, timeout=10, what="the host's sshd to listen")
+        try:
+            wait_for(self._sshd_listens, timeout=SSHD_START_SECONDS, what="the host's sshd to listen")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log ends: {(self.root / 'sshd.log').read_text()[-1000:]}") from None
 
     def start_dockerd(self) -> None:
         root = self.root

@@ -105,7 +105,7 @@ class LibvirtDriver(VmDirectoryDriver):
 
     async def stats(self, name: str) -> VmStats:
         """vCPU time and resident memory as libvirt reads them for the QEMU process; disk from the overlay."""
-        disk = self.disk_bytes(name)
+        disk = await self._disk_bytes(name)
         domain = await self._domain(name)
         if not await self._call(name, domain.isActive):
             return VmStats(cpu_seconds=0.0, memory_bytes=0, disk_bytes=disk)
@@ -116,6 +116,9 @@ class LibvirtDriver(VmDirectoryDriver):
             memory_bytes=memory.get("rss", 0) * 1024,
             disk_bytes=disk,
         )
+
+    async def _disk_bytes(self, name: str) -> int:
+        return self.disk_bytes(name)
 
     async def snapshot(self, name: str, path: Path) -> None:
         raise HypervisorError(f"VM {name}: the libvirt driver cannot snapshot")

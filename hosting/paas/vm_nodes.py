@@ -32,6 +32,7 @@ from hosting.paas.ssh_machine import SshMachine
 from tenants import audit, db
 from tenants import nodes as registry
 from tenants.enums import NodeState
+from tenants.libvirt_uris import is_remote
 from tenants.models import Node
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,12 @@ class VmNodes:
         sockets: Path,
         attach: Callable[[NodeHandle], None],
         detach: Callable[[str], None],
+        uri: str | None = None,
     ) -> None:
+        """`uri`: the hypervisor on another host whose VM nodes these are (their rows' `docker_url`); None for
+        this host's VM nodes of `driver`."""
         self.engine = engine
+        self.uri = uri
         self.driver = driver
         self._make_provisioner = provisioner
         self.provisioner: Provisioner | None = None
@@ -124,6 +129,22 @@ class VmNodes:
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def use(self, driver: HypervisorDriver, provisioner: Callable[[], Provisioner | None]) -> None:
+        """Drive the VMs with `driver` from now on (a remote host's, over its new connection)."""
+        self.driver = driver
+        self._make_provisioner = provisioner
+        self.provisioner = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether no work on a VM node is under way."""
+        return not self._busy
+
+    def cancel(self) -> None:
+        """Stop the work under way (the daemon stops)."""
+        for task in self._busy.values():
+            task.cancel()
 
     def guest(self, name: str) -> SSHClientConnection | None:
         """The SSH connection to VM node `name`'s guest, while the node is connected (its volumes are mounted
@@ -150,8 +171,7 @@ class VmNodes:
                     log.exception("VM nodes pass failed; retrying")
                 await pause(self._wake, stopping, PASS_INTERVAL_SECONDS)
         finally:
-            for task in self._busy.values():
-                task.cancel()
+            self.cancel()
 
     async def close(self) -> None:
         """Let the VM nodes go (once the reconciler has stopped using them): the VMs keep running, and the
@@ -240,7 +260,8 @@ class VmNodes:
         listener = await connection.forward_local_path(str(socket), GUEST_DOCKER_SOCKET)
         url = f"unix://{socket}"
         host = GuestHost(self.driver, row.name, connection, self.driver.spec(row.name).ssh_port)
-        handle = NodeHandle(DockerRuntime(row.name, url, host), self.driver.name, url, tenant=row.tenant)
+        runtime = DockerRuntime(row.name, url, host)
+        handle = NodeHandle(runtime, self.driver.name, self.uri or url, tenant=row.tenant)  # a remote one keeps its URI
         if not await handle.refresh(self.engine):
             listener.close()
             connection.close()
@@ -267,7 +288,8 @@ class VmNodes:
 
     def _rows(self) -> list[Node]:
         with db.session(self.engine) as session:
-            return registry.of_driver(session, self.driver.name)
+            rows = registry.of_driver(session, self.driver.name)
+        return [row for row in rows if (row.docker_url if is_remote(row.docker_url) else None) == self.uri]
 
     def _record(self, name: str, state: NodeState, message: str | None) -> None:
         with db.session(self.engine) as session:

@@ -16,6 +16,7 @@ from gateway import FrontDoor as Gateway
 from gateway.certificates import Certificates
 from hosting.paas.backups import VolumeBackups
 from hosting.paas.builds import Builder
+from hosting.paas.libvirt_hosts import LibvirtHosts
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodePool
 from hosting.paas.pulls import ImagePuller
@@ -35,8 +36,9 @@ from tenants.tokens import Principal
 @dataclass(frozen=True)
 class Platform:
     """The running parts the routes use, beside the database: the live nodes, what their instances use, the
-    gateway's traffic, the VM nodes of each hypervisor driver (by its name), the remote hosts, and `nudge`, which
-    asks the reconciler for a pass now. Made by the daemon, stored once by `create_app`, shared by every request."""
+    gateway's traffic, the VM nodes of each hypervisor driver (by its name), the remote hosts and hypervisor hosts,
+    and `nudge`, which asks the reconciler for a pass now. Made by the daemon, stored once by `create_app`, shared
+    by every request."""
 
     engine: Engine
     settings: Settings
@@ -46,6 +48,7 @@ class Platform:
     hypervisors: Mapping[str, VmNodes]
     nudge: Callable[[], None]
     remote_hosts: RemoteHosts  # other machines' engines, over SSH
+    libvirt_hosts: LibvirtHosts  # VM nodes on other machines' hypervisors, over SSH
     builder: Builder | None = None  # builds from source (None: builds are refused)
     certificates: Certificates | None = None  # HTTPS certificates (None: no HTTPS listener)
     pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
@@ -96,6 +99,10 @@ async def get_hypervisors(platform: _Platform) -> Mapping[str, VmNodes]:
 
 async def get_remote_hosts(platform: _Platform) -> RemoteHosts:
     return platform.remote_hosts
+
+
+async def get_libvirt_hosts(platform: _Platform) -> LibvirtHosts:
+    return platform.libvirt_hosts
 
 
 async def get_nudge(platform: _Platform) -> Callable[[], None]:
@@ -154,6 +161,7 @@ FrontDoor = Annotated[Gateway, Depends(get_gateway)]
 Hypervisors = Annotated[Mapping[str, VmNodes], Depends(get_hypervisors)]
 Nudge = Annotated[Callable[[], None], Depends(get_nudge)]
 RemoteHostsDep = Annotated[RemoteHosts, Depends(get_remote_hosts)]
+LibvirtHostsDep = Annotated[LibvirtHosts, Depends(get_libvirt_hosts)]
 Pulls = Annotated[Mapping[tuple[str, str], PullRead], Depends(get_pulls)]
 Sleeps = Annotated[Mapping[tuple[str, str], SleepRead], Depends(get_sleeps)]
 ColdStartTimes = Annotated[ColdStarts, Depends(get_cold_starts)]

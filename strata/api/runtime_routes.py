@@ -16,12 +16,24 @@ from hosting.iaas.driver import HypervisorError
 from hosting.iaas.flavors import flavor
 from hosting.paas import images
 from hosting.paas.host_login import HostKeyMismatch, HostUnreachable
+from hosting.paas.libvirt_hosts import LibvirtHosts
 from hosting.paas.logs import merged_logs
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.runtime import EngineError
 from hosting.paas.vm_nodes import VmNodes
-from strata.api.deps import DB, DbEngine, FrontDoor, Hypervisors, Nudge, Operator, Pool, RemoteHostsDep, TenantName
+from strata.api.deps import (
+    DB,
+    DbEngine,
+    FrontDoor,
+    Hypervisors,
+    LibvirtHostsDep,
+    Nudge,
+    Operator,
+    Pool,
+    RemoteHostsDep,
+    TenantName,
+)
 from tenants import apps, audit, db, nodes
 from tenants import images as tenant_images
 from tenants.errors import Conflict, Invalid, NotFound
@@ -35,7 +47,7 @@ from tenants.schemas import (
     TrafficRead,
     VmStatsRead,
 )
-from tenants.ssh_targets import SSH_DRIVER
+from tenants.ssh_targets import LIBVIRT_DRIVER, SSH_DRIVER
 from tenants.tenancy import get_tenant
 
 router = APIRouter(tags=["runtime"])
@@ -60,30 +72,43 @@ def _log_event(engine: Engine, actor: str, action: str, **detail: object) -> Non
 
 
 @router.get("/nodes")
-async def list_nodes(engine: DbEngine, hypervisors: Hypervisors, _: Operator) -> list[NodeRead]:
+async def list_nodes(
+    engine: DbEngine, hypervisors: Hypervisors, libvirt_hosts: LibvirtHostsDep, _: Operator
+) -> list[NodeRead]:
     """Every node with its capacity, what its instances claim of it, and what a VM node costs its host."""
     found = await asyncio.to_thread(_in_session, engine, nodes.list_nodes)
-    return [await _with_vm_stats(hypervisors, node) for node in found]
+    return [await _with_vm_stats(hypervisors, libvirt_hosts, node) for node in found]
 
 
 @router.get("/nodes/{name}")
-async def show_node(engine: DbEngine, hypervisors: Hypervisors, name: str, _: Operator) -> NodeRead:
+async def show_node(
+    engine: DbEngine, hypervisors: Hypervisors, libvirt_hosts: LibvirtHostsDep, name: str, _: Operator
+) -> NodeRead:
     found = await asyncio.to_thread(_in_session, engine, nodes.list_nodes)
     node = next((node for node in found if node.name == name), None)
     if node is None:
         raise NotFound(f"no node {name}")
-    return await _with_vm_stats(hypervisors, node)
+    return await _with_vm_stats(hypervisors, libvirt_hosts, node)
 
 
 @router.post("/nodes", status_code=202)
 async def add_node(
-    engine: DbEngine, hypervisors: Hypervisors, remote_hosts: RemoteHostsDep, principal: Operator, spec: NodeCreate
+    engine: DbEngine,
+    hypervisors: Hypervisors,
+    remote_hosts: RemoteHostsDep,
+    libvirt_hosts: LibvirtHostsDep,
+    principal: Operator,
+    spec: NodeCreate,
 ) -> NodeRead:
     """Ask for a VM node; it is `provisioning` until its engine answers (a restore from the flavor's
     template snapshot takes seconds; the flavor's first VM boots cold, once). Or add a remote host (`ssh`): it is
-    logged in to and its engine asked first, and recorded only if both answer, with the host key it showed."""
+    logged in to and its engine asked first, and recorded only if both answer, with the host key it showed. A VM
+    on another host's libvirtd (`uri`) is recorded only once that host let the platform in and its libvirtd
+    answered, with the host key it showed."""
     if spec.ssh is not None:
         return await _add_host(engine, remote_hosts, principal.actor, spec)
+    if spec.uri is not None:
+        return await _add_vm_on_host(engine, libvirt_hosts, principal.actor, spec)
     vm_nodes = hypervisors.get(spec.driver)
     if vm_nodes is None:
         raise Invalid(f"no hypervisor driver {spec.driver!r}; drivers: {', '.join(hypervisors)}", field="driver")
@@ -119,6 +144,28 @@ async def _add_host(engine: Engine, remote_hosts: RemoteHosts, actor: str, spec:
     return added
 
 
+async def _add_vm_on_host(engine: Engine, libvirt_hosts: LibvirtHosts, actor: str, spec: NodeCreate) -> NodeRead:
+    try:
+        flavor(spec.flavor or DEFAULT_FLAVOR)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="flavor") from None
+    await asyncio.to_thread(_in_session, engine, lambda session: nodes.check_new(session, spec))  # before connecting
+    try:
+        host_key = await libvirt_hosts.probe(spec)
+    except HostKeyMismatch as exc:
+        raise Invalid(str(exc), field="host_key") from None
+    except (HostUnreachable, HypervisorError) as exc:
+        raise Invalid(str(exc), field="uri") from None
+
+    def add(session: Session) -> NodeRead:
+        node = nodes.add_vm(session, actor, spec, str(libvirt_hosts.accel), host_key)
+        return _read(session, node.name)
+
+    added = await asyncio.to_thread(_in_session, engine, add)
+    libvirt_hosts.nudge()
+    return added
+
+
 @router.get("/hosts/ssh-key")
 async def host_ssh_key(remote_hosts: RemoteHostsDep, _: Operator) -> SshKeyRead:
     """The public key the platform logs in to remote hosts with: what a host's `authorized_keys` must hold."""
@@ -134,12 +181,17 @@ def drain_node(session: DB, principal: Operator, name: str) -> NodeRead:
 
 @router.post("/nodes/{name}/resume")
 def resume_node(
-    session: DB, hypervisors: Hypervisors, remote_hosts: RemoteHostsDep, principal: Operator, name: str
+    session: DB,
+    hypervisors: Hypervisors,
+    remote_hosts: RemoteHostsDep,
+    libvirt_hosts: LibvirtHostsDep,
+    principal: Operator,
+    name: str,
 ) -> NodeRead:
     """Put a drained node back in service; a VM node or remote host that failed is tried again."""
     node = nodes.set_draining(session, principal.actor, name, False)
     resumed = _read(session, name)
-    _nudge(hypervisors, remote_hosts, node.driver)
+    _nudge(hypervisors, remote_hosts, libvirt_hosts, node.driver)
     return resumed
 
 
@@ -148,6 +200,7 @@ def remove_node(
     session: DB,
     hypervisors: Hypervisors,
     remote_hosts: RemoteHostsDep,
+    libvirt_hosts: LibvirtHostsDep,
     principal: Operator,
     name: str,
     force: bool = False,
@@ -156,16 +209,20 @@ def remove_node(
     while instances run on it, unless `force`); it is gone once `removing` ends."""
     nodes.request_removal(session, principal.actor, name, force=force)
     removing = _read(session, name)  # before the nudge: the record may be gone a moment later
-    _nudge(hypervisors, remote_hosts, removing.driver)
+    _nudge(hypervisors, remote_hosts, libvirt_hosts, removing.driver)
     return removing
 
 
-def _nudge(hypervisors: Mapping[str, VmNodes], remote_hosts: RemoteHosts, driver: str) -> None:
+def _nudge(
+    hypervisors: Mapping[str, VmNodes], remote_hosts: RemoteHosts, libvirt_hosts: LibvirtHosts, driver: str
+) -> None:
     """Have the part that brings nodes of `driver` look at the registry now."""
     if driver == SSH_DRIVER:
         remote_hosts.nudge()
     elif (vm_nodes := hypervisors.get(driver)) is not None:
         vm_nodes.nudge()
+    if driver == LIBVIRT_DRIVER:
+        libvirt_hosts.nudge()
 
 
 def _read(session: Session, name: str) -> NodeRead:
@@ -177,12 +234,17 @@ def _in_session(engine: Engine, read: Callable[[Session], T]) -> T:
         return read(session)
 
 
-async def _with_vm_stats(hypervisors: Mapping[str, VmNodes], node: NodeRead) -> NodeRead:
-    vm_nodes = hypervisors.get(node.driver)
-    if vm_nodes is None or node.name not in vm_nodes.driver.names():
+async def _with_vm_stats(hypervisors: Mapping[str, VmNodes], libvirt_hosts: LibvirtHosts, node: NodeRead) -> NodeRead:
+    """The node with what its VM costs its host, if it is a VM this daemon reaches (another host's: while it leads)."""
+    if node.uri is not None:
+        driver = libvirt_hosts.driver_of(node.name)
+    else:
+        vm_nodes = hypervisors.get(node.driver)
+        driver = vm_nodes.driver if vm_nodes is not None else None
+    if driver is None or node.name not in driver.names():
         return node
     try:
-        stats = await vm_nodes.driver.stats(node.name)
+        stats = await driver.stats(node.name)
     except (HypervisorError, OSError):
         return node  # it stopped meanwhile
     return node.model_copy(update={"vm": VmStatsRead(**asdict(stats))})

@@ -122,7 +122,13 @@ def nodes_group() -> None:
 @click.argument("name")
 @click.option(
     "--driver",
-    help="The hypervisor driver: qemu (the default), or libvirt (with STRATA_LIBVIRT_URI).",
+    help="The hypervisor driver: qemu (the default), or libvirt (with STRATA_LIBVIRT_URI, or --uri).",
+)
+@click.option(
+    "--uri",
+    metavar="qemu+ssh://[USER@]HOST[:PORT]/system[?socket=PATH]",
+    help="With --driver libvirt: a VM on another host's libvirtd, reached over SSH as a remote host is (authorize "
+    "the key that `strata nodes ssh-key` prints there first).",
 )
 @click.option(
     "--flavor",
@@ -145,6 +151,7 @@ def nodes_group() -> None:
 def add(
     name: str,
     driver: str | None,
+    uri: str | None,
     flavor: str | None,
     ssh: str | None,
     host_key: str | None,
@@ -154,9 +161,11 @@ def add(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Add a node NAME: a VM booted (or restored from its flavor's snapshot) with a Docker engine, or with --ssh
-    the Docker engine of another machine."""
-    given = {"driver": driver, "flavor": flavor, "ssh": ssh, "host_key": host_key, "docker_socket": docker_socket}
+    """Add a node NAME: a VM booted (or restored from its flavor's snapshot) with a Docker engine (on another
+    host's libvirtd with --uri), or with --ssh the Docker engine of another machine."""
+    given = {
+        "driver": driver, "uri": uri, "flavor": flavor, "ssh": ssh, "host_key": host_key, "docker_socket": docker_socket
+    }  # fmt: skip
     spec = validated(NodeCreate, name=name, tenant=tenant, **{k: v for k, v in given.items() if v is not None})
     with api() as client:
         node = client.add_node(spec)
@@ -257,6 +266,7 @@ def _print_node(node: NodeRead, as_json: bool) -> None:
         ("driver", node.driver),
         ("state", node.state + (" (draining)" if node.draining else "")),
         *([("ssh", node.ssh), ("docker socket", node.docker_socket), ("host key", node.host_key)] if node.ssh else []),
+        *([("uri", node.uri), ("host key", node.host_key)] if node.uri else []),
         ("flavor", node.flavor or "-"),
         ("accel", node.accel or "-"),
         ("tenant", node.tenant or "shared"),
