@@ -7,7 +7,8 @@ writes, and publishes the same routes from them — at once when told of a chang
 `REFRESH_SECONDS` in any case (a notification may be lost). It stops before the daemon's own reconciler starts,
 so the two never publish over each other. Its engines are asked whether they answer as often (nothing recorded:
 the leader records the nodes), so its API's calls to them (images, logs, a shell) know where to go. Instances on
-remote hosts are reached through SSH forwards of its own (`tunnels`), not the leader's. And what its
+remote hosts are reached through SSH forwards of its own (`tunnels`), not the leader's; the others' recorded
+endpoints are on the leader's machine's loopback, routed only by a standby on that machine. And what its
 front door carried (requests, bytes) is metered every `USAGE_INTERVAL_SECONDS`, added to the same rows as the
 leader's (the writes add, so daemons never overwrite each other's counts).
 
@@ -19,6 +20,7 @@ the records show an instance of it ready.
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -68,6 +70,7 @@ class Standby:
         request_wake: Callable[[str, str], None] = lambda tenant, app: None,
         host_client: SSHKey | None = None,
         drain: Drain | None = None,
+        host: str = socket.gethostname(),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine, self.name, self.pool, self.publish, self.monotonic = engine, name, pool, publish, monotonic
@@ -76,6 +79,8 @@ class Standby:
         self._routed: dict[str, str] = {}  # instance -> its endpoint at this door, as last published
         self._draining: dict[str, asyncio.Task[None]] = {}
         self._let_go: set[str] = set()  # the instances being removed this door said it let go of
+        self.host = host  # this daemon's machine
+        self._leader_host: str | None = None  # the leader's machine, as last known
         self._metered_at = self._reported_at = monotonic()
         self._waking: dict[AppKey, asyncio.Task[str | None]] = {}
         self._unwritten: Traffic = {}
@@ -94,7 +99,7 @@ class Standby:
         try:
             await self._serve(stopping)
         finally:
-            for task in self._draining.values():
+            for task in [*self._draining.values(), *self._waking.values()]:
                 task.cancel()
             if self.tunnels is not None:
                 await self.tunnels.close()
@@ -108,7 +113,8 @@ class Standby:
             if self.monotonic() - self._reported_at >= REFRESH_SECONDS:
                 await self._report()
             try:
-                desired, rows, hosts = await asyncio.to_thread(self._load)
+                desired, rows, hosts, leader_host = await asyncio.to_thread(self._load)
+                self._leader_host = leader_host or self._leader_host
             except Exception as exc:  # the database is out of reach a moment: the routes stay as they are
                 log.warning("the standby's routes were not read: %s", exc)
             else:
@@ -148,16 +154,21 @@ class Standby:
         self, rows: list[Instance], hosts: Mapping[str, HostAddress], *, every: bool = True
     ) -> list[Tracked]:
         """The instances as this door reaches them: those on remote hosts through forwards of its own (none yet:
-        not routed here). `every`: `rows` are all there are (the forwards to no other are let go)."""
+        not routed here), the others (the local node's, VM nodes') at the endpoints the leader recorded, which are on
+        its machine's loopback: reached only from that machine (elsewhere the same address is another's, maybe
+        another tenant's). `every`: `rows` are all there are (the forwards to no other are let go)."""
         wanted: dict[HostAddress, set[int]] = {}
         for row in rows:
             if row.node in hosts and row.published is not None:
                 wanted.setdefault(hosts[row.node], set()).add(row.published)
         ours = await self.tunnels.endpoints(wanted, every=every) if self.tunnels is not None else {}
+        elsewhere = self._leader_host is not None and self._leader_host != self.host
         reached = [Tracked.adopt(row) for row in rows]
         for instance in reached:
             if instance.node in hosts:
                 instance.endpoint = ours.get((instance.node, instance.published or 0))
+            elif elsewhere:
+                instance.endpoint = None
         return reached
 
     async def _let_go_of(self, rows: list[Instance], reached: list[Tracked]) -> None:
@@ -220,9 +231,11 @@ class Standby:
             with db.session(self.engine) as session:
                 usage.record(session, {}, traffic, 0.0, datetime.now(UTC))
 
-    def _load(self) -> tuple[list[DesiredApp], list[Instance], dict[str, HostAddress]]:
+    def _load(self) -> tuple[list[DesiredApp], list[Instance], dict[str, HostAddress], str | None]:
         with db.session(self.engine) as session:
-            return store.desired_apps(session), list(store.load_instances(session).values()), _remote_hosts(session)
+            desired, rows = store.desired_apps(session), list(store.load_instances(session).values())
+            leader = daemons.leader(daemons.daemons(session, db.clock(session)))
+            return desired, rows, _remote_hosts(session), leader.host if leader is not None else None
 
 
 def _remote_hosts(session: Session) -> dict[str, HostAddress]:
