@@ -98,8 +98,18 @@ class RemoteLibvirtDriver(LibvirtDriver):
     # the files QEMU reads, on the host
 
     async def _define(self, spec: VmSpec, directory: Path) -> None:
-        image = await self._ship(spec.image)
         remote = self._remote_dir(spec.name)
+        try:
+            async with self.connection.start_sftp_client() as sftp:
+                taken = await sftp.exists(remote)
+        except (asyncssh.Error, OSError) as exc:
+            raise HypervisorError(f"VM {spec.name}: looking at {self.where} failed: {exc}") from None
+        if taken:  # another home's VM of that name (a daemon that led before): never written over, nor removed
+            raise HypervisorError(
+                f"VM {spec.name} has files on {self.where} ({remote}) that this daemon did not make: a VM on another "
+                "host's libvirtd is driven by the home that made it; left as it is"
+            )
+        image = await self._ship(spec.image)
         overlay = directory / "disk.qcow2"
         await run("qemu-img", "rebase", "-u", "-F", "qcow2", "-b", str(image.disk), str(overlay))
         try:
@@ -160,7 +170,8 @@ class RemoteLibvirtDriver(LibvirtDriver):
             async with self.connection.start_sftp_client() as sftp:
                 await sftp.rmtree(self._remote_dir(name), ignore_errors=True)
                 if not self.names():
-                    await sftp.rmtree(self.root, ignore_errors=True)
+                    async with self._shipping:  # not under a create's shipping
+                        await sftp.rmtree(posixpath.join(self.root, "images"), ignore_errors=True)
         except (asyncssh.Error, OSError) as exc:
             raise HypervisorError(f"VM {name}: removing its files from {self.where} failed: {exc}") from None
 

@@ -153,16 +153,17 @@ class LibvirtHosts:
         if host_key is None:
             raise HostUnreachable(f"{host.target}: no host key is recorded for it")
         connection = await login(host.target, self.client, host_key)
+        known = self.hosts.get(uri)
+        if known is not None:  # the dropped connection's driver first: its socket's path is the new one's
+            await known.driver.close()
+            known.connection.close()
         driver = self._driver(host, connection, f"libvirt-{_digest(uri)}")
         try:
             await driver.open()
         except BaseException:
             connection.close()
             raise
-        known = self.hosts.get(uri)
         if known is not None:
-            await known.driver.close()
-            known.connection.close()
             known.driver, known.connection = driver, connection
         else:
             vm_nodes = VmNodes(
