@@ -52,7 +52,7 @@ from hosting.paas.nodes import NodeHandle, NodePool, NodeSource
 from hosting.paas.pause import pause
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.remote_hosts import RemoteHosts
-from hosting.paas.standby import Standby, every_door, other_doors
+from hosting.paas.standby import REFRESH_SECONDS, Standby, every_door, other_doors
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
@@ -204,7 +204,8 @@ def run(settings: Settings, options: Options) -> None:
         leadership = Leadership(engine, settings.daemon_name, changed, wake_asked)
         reconciler.saved = leadership.announce  # the standbys' front doors read the rows again at once
         if engine.dialect.name == "postgresql":  # standbys' doors may serve an instance: they let go of it first
-            timeout = gateway.limits.drain_timeout
+            # their drains begin a read of the records later than the leader's, and may take as long
+            timeout = gateway.limits.drain_timeout + 2 * REFRESH_SECONDS
             reconciler.let_go = other_doors(engine, settings.daemon_name, leadership.announce, timeout)
 
         def nudge() -> None:  # this daemon's API changed the desired state
@@ -569,7 +570,7 @@ def _join(engine: Engine, path: Path, box: SecretBox) -> str:
 def _unique(engine: Engine, name: str) -> None:
     """Refuse to start under the name of a daemon running on the database: two would share one row, and each take
     the other's door activity and builds for its own. Running means its heartbeat moves: a row left by a daemon
-    that died (its heartbeat still fresh when it is restarted at once) is taken over after one heartbeat's wait.
+    that died (its heartbeat still fresh when it is restarted at once) is taken over after `STALE_SECONDS`.
     SQLite's database is one home's, and its daemon is alone (the home's lock)."""
     if engine.dialect.name == "sqlite":
         return
@@ -578,7 +579,7 @@ def _unique(engine: Engine, name: str) -> None:
         before, now = daemons.last_seen(session, name), db.clock(session)
     if before is None or before[1] < now - timedelta(seconds=daemons.STALE_SECONDS):
         return
-    time.sleep(2 * daemons.HEARTBEAT_SECONDS)
+    time.sleep(daemons.STALE_SECONDS)  # as long as the others wait before they take a daemon for gone
     with db.session(engine) as session:
         after = daemons.last_seen(session, name)
     if after is not None and after[1] != before[1]:

@@ -229,7 +229,7 @@ class Leadership:
         daemons.register(session, self.name, os.getpid(), db.clock(session), socket.gethostname())
 
     def _heartbeat_row(self, session: Session) -> None:
-        daemons.heartbeat(session, self.name, os.getpid(), db.clock(session), self.since)
+        daemons.heartbeat(session, self.name, os.getpid(), db.clock(session), self.since, socket.gethostname())
 
     def _clock(self) -> datetime:
         with db.session(self.engine) as session:

@@ -52,9 +52,12 @@ class SharedChallenges:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until `stopping`: this daemon's leftovers removed, then the others' challenges kept on its door."""
-        await asyncio.to_thread(self._write, challenges.drop_all_of, self.name)
+        left = True  # this daemon's leftovers (a crash mid-order) are still to be removed
         while not stopping.is_set():
             try:
+                if left:
+                    await asyncio.to_thread(self._write, challenges.drop_all_of, self.name)
+                    left = False
                 await self._sync()
             except Exception as exc:  # the database is out of reach a moment: as they were
                 log.warning("other daemons' ACME challenges not read: %s", exc)

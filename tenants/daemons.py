@@ -33,10 +33,12 @@ def register(session: Session, name: str, pid: int, now: datetime, host: str | N
     session.commit()
 
 
-def heartbeat(session: Session, name: str, pid: int, now: datetime, leading_since: datetime | None) -> None:
+def heartbeat(
+    session: Session, name: str, pid: int, now: datetime, leading_since: datetime | None, host: str | None = None
+) -> None:
     """The daemon is still there, leading since `leading_since` (None: standing by); its row is made again if it
     went meanwhile (removed by hand)."""
-    row = session.get(Daemon, name) or Daemon(name=name, pid=pid, started_at=now)
+    row = session.get(Daemon, name) or Daemon(name=name, pid=pid, started_at=now, host=host)
     row.seen_at, row.leading_since = now, leading_since
     session.add(row)
     session.commit()

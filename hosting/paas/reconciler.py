@@ -371,7 +371,7 @@ class Reconciler:
             if was_serving and tracked.endpoint and self.drain is not None:
                 self._publish()  # out of the routes first...
                 drained, _ = await asyncio.gather(  # ...then its requests in flight finish, at every door
-                    self.drain(tracked.endpoint), self.let_go(tracked.id) if self.let_go else asyncio.sleep(0)
+                    self.drain(tracked.endpoint), self._others_let_go(tracked.id)
                 )
                 if not drained:
                     log.warning("instance %s still had requests in flight after the drain timeout", tracked.id)
@@ -382,11 +382,22 @@ class Reconciler:
                 log.warning("removing %s: %s", container.instance, exc)
                 if tracked is not None and was is not None:
                     tracked.state = was  # judged as before, and planned again next pass
+                    tracked.saved = None  # its row may say stopping (for the other doors): written again
                 return
         detail = {"app": container.app, "instance": container.instance, "node": container.node, "reason": reason}
         work.events.append(ActionEvent("instance.remove", container.tenant, detail))
         if self.tracked.pop(container.instance, None) is not None:
             work.removed.append(container.instance)
+
+    async def _others_let_go(self, instance: str) -> None:
+        """Wait for the other daemons' front doors to let go of the instance (a failure to learn it is logged: the
+        container stops all the same, as after their timeout)."""
+        if self.let_go is None:
+            return
+        try:
+            await self.let_go(instance)
+        except Exception as exc:  # noqa: BLE001 - the database out of reach a moment: not worth a stuck removal
+            log.warning("whether the other front doors let go of %s is not known: %s", instance, exc)
 
     async def _stop(self, tracked: Tracked) -> None:
         """Stop an instance that failed liveness; the next pass restarts it as a crashed one."""

@@ -18,7 +18,8 @@ RUNNING = sa.text("state = 'building'")
 
 def upgrade() -> None:
     op.execute(
-        "UPDATE build SET state = 'failed', message = 'another build of the app ran beside it; build again' "
+        "UPDATE build SET state = 'failed', message = 'another build of the app ran beside it; build again', "
+        "finished_at = CURRENT_TIMESTAMP "
         "WHERE state = 'building' AND id NOT IN "
         "(SELECT MAX(id) FROM build WHERE state = 'building' GROUP BY tenant_id, app)"
     )
