@@ -134,21 +134,25 @@ async def _burst(gateway: str, host: str, going: "multiprocessing.synchronize.Ev
         going.clear()
 
 
-def burst_round(gateway: str, probing: httpx.Client, at: str, other: str) -> tuple[Counter[str], list[float]]:
-    """One burst at host `at`, and the other tenant's probes sent while it was in flight (in its first
-    `BURST_WINDOW_SECONDS`)."""
+def burst_round(gateway: str, probing: httpx.Client, at: str, other: str) -> tuple[Counter[str], list[float], float]:
+    """One burst at host `at`: its answers, the other tenant's probes sent while it was in flight (in its first
+    `BURST_WINDOW_SECONDS`), and its seconds from the first request sent to the last answer."""
     going = multiprocessing.Event()
     answers: multiprocessing.Queue[Counter[str]] = multiprocessing.Queue()
     bursting = multiprocessing.Process(target=burst, args=(gateway, at, going, answers))
     bursting.start()
     while not going.is_set() and bursting.is_alive():
         time.sleep(0.001)
-    samples, window = [], time.monotonic() + BURST_WINDOW_SECONDS
+    started = time.monotonic()
+    samples, window = [], started + BURST_WINDOW_SECONDS
     while going.is_set() and time.monotonic() < window:
         samples.append(probe(probing, gateway, other))
+    while going.is_set() and bursting.is_alive():
+        time.sleep(0.001)
+    seconds = time.monotonic() - started
     outcomes = answers.get(timeout=TIMEOUT_SECONDS)
     bursting.join()
-    return outcomes, samples
+    return outcomes, samples, seconds
 
 
 def first_requests(
@@ -190,6 +194,7 @@ def bursts(client: StrataClient, http: httpx.Client, gateway: str) -> None:
     other = "web.busy.localhost"
     during: dict[str, list[float]] = {"alone": [], "paused": [], "stopped": [], "awake": []}
     answers: dict[str, Counter[str]] = {state: Counter() for state in ("paused", "stopped", "awake")}
+    longest = dict.fromkeys(answers, 0.0)  # seconds of the longest burst
     with httpx.Client(timeout=30) as probing:
         for _ in range(BURST_ROUNDS):
             during["alone"] += [probe(probing, gateway, other) for _ in range(PROBES)]
@@ -197,14 +202,16 @@ def bursts(client: StrataClient, http: httpx.Client, gateway: str) -> None:
                 tenant = "awake" if state == "awake" else "sleepy"
                 if state != "awake":
                     wait_asleep(client, http, gateway, tenant, state)
-                outcomes, samples = burst_round(gateway, probing, f"web.{tenant}.localhost", other)
+                outcomes, samples, seconds = burst_round(gateway, probing, f"web.{tenant}.localhost", other)
+                longest[state] = max(longest[state], seconds)
                 answers[state] += outcomes
                 during[state] += samples
     alone = p(during["alone"], 0.99)
     print(f"other tenant's p99 alone: {alone * 1000:.1f} ms ({len(during['alone'])} probes)")
     for state in ("paused", "stopped", "awake"):
         samples = during[state]
-        print(f"bursts of {BURST} at the {state} app x{BURST_ROUNDS}: {dict(answers[state])}; other tenant's p99 "
+        print(f"bursts of {BURST} at the {state} app x{BURST_ROUNDS}: {dict(answers[state])}, the longest "
+              f"{longest[state]:.1f} s; other tenant's p99 "
               f"during them {p(samples, 0.99) * 1000:.1f} ms ({len(samples)} probes), "
               f"{p(samples, 0.99) / alone:.2f}x alone", flush=True)  # fmt: skip
 
