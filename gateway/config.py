@@ -20,8 +20,9 @@ Address = tuple[str, int]
 
 # Options of every server, static or added at run time (`default-server` does not reach dynamic servers):
 # passive checks eject an instance after three failed connections in a row, and active TCP checks bring it
-# back after `downinter`; the reconciler's own health checks decide whether it is routed at all.
-SERVER_OPTIONS = "check inter 10s downinter 10s fall 3 rise 1 observe layer4 error-limit 3 on-error mark-down"
+# back after `downinter`; the reconciler's own health checks decide whether it is routed at all. `maxconn`
+# (`server_options`) bounds the requests open to it at once.
+SERVER_CHECKS = "check inter 10s downinter 10s fall 3 rise 1 observe layer4 error-limit 3 on-error mark-down"
 # The activator (`gateway.activator`): used only while no other server of the backend is ready, with no
 # connection kept for reuse (each one it takes carries one request to a woken instance), and not checked.
 ACTIVATOR = "activator"
@@ -147,6 +148,7 @@ def render(
         "    option http-buffer-request",  # a body's first 16 KiB before the app is asked: a slow client is 408
         *(f"    errorfile {status} {files.page(status)}" for status in PAGES),
         f"    timeout connect {_ms(limits.connect_timeout)}",
+        f"    timeout queue {_ms(limits.queue_timeout)}",
         f"    timeout client {_ms(limits.idle_timeout)}",
         f"    timeout server {_ms(limits.upstream_timeout)}",
         f"    timeout http-request {_ms(limits.header_timeout)}",
@@ -178,11 +180,16 @@ def render(
         lines += [
             f"backend {name}",
             "    balance leastconn",  # no server ready: the activator (or, without one, our 503 with Retry-After)
-            *(f"    server {address} {address} {SERVER_OPTIONS}" for address in sorted(backends[name])),
+            *(f"    server {address} {address} {server_options(limits)}" for address in sorted(backends[name])),
             *([f"    server {ACTIVATOR} {activator} {ACTIVATOR_OPTIONS}"] if activator else []),
             "",
         ]
     return "\n".join(lines)
+
+
+def server_options(limits: Limits) -> str:
+    """An instance's server options: its checks, and at most `instance_connections` requests at once."""
+    return f"{SERVER_CHECKS} maxconn {limits.instance_connections}"
 
 
 def _frontend(files: Files, listeners: Listeners, limits: Limits) -> list[str]:

@@ -25,13 +25,13 @@ from gateway.accesslog import AccessLog, Request, dropped_logs, traffic, unparse
 from gateway.activator import Activator, Wake
 from gateway.config import (
     MAPS,
-    SERVER_OPTIONS,
     Files,
     Listeners,
     backend_name,
     map_lines,
     pages,
     render,
+    server_options,
 )
 from gateway.haproxy import HAProxy, HAProxyError
 from gateway.limits import Limits
@@ -359,7 +359,7 @@ class FrontDoor:
         if self._state.draining.get(address) == backend:  # it came back before its drain ended
             del self._state.draining[address]
         else:
-            await runtime.expect(socket, f"add server {backend}/{address} {address} {SERVER_OPTIONS}",
+            await runtime.expect(socket, f"add server {backend}/{address} {address} {server_options(self.limits)}",
                                  ok=("New server registered",))  # fmt: skip
             await runtime.expect(socket, f"enable health {backend}/{address}")
         await runtime.expect(socket, f"set server {backend}/{address} state ready")
@@ -396,7 +396,7 @@ class FrontDoor:
         """The configuration, maps and state as HAProxy holds them now: what a reload or restart starts from.
 
         The configuration is checked (`haproxy -c`) when more than its servers changed since the last one in
-        force: a server's line is the one HAProxy parsed when it was added at run time (`SERVER_OPTIONS`), and
+        force: a server's line is the one HAProxy parsed when it was added at run time (`server_options`), and
         a check forks a process and keeps a core busy for tens of milliseconds, which a request held for a
         woken app would wait out (every wake and sleep adds and removes servers)."""
         state = self._state

@@ -15,11 +15,13 @@ from hosting.paas.scheduler import NodeView
 from tenants import db
 from tenants import nodes as registry
 from tenants.models import Node
+from tenants.ssh_targets import SSH_DRIVER
 
 log = logging.getLogger(__name__)
 
 NODE_LOST_AFTER_SECONDS = 30.0  # unreachable this long: its instances are placed elsewhere
 PROBE_SECONDS = 5.0  # an engine that has not answered a probe by then is taken as unreachable
+HOST_DRIVER = "local"  # the host's own engine; a remote host's is SSH_DRIVER, a VM node's its hypervisor's
 
 
 @dataclass
@@ -33,6 +35,11 @@ class NodeHandle:
     warned: bool = False  # its being unreachable is logged already
     unreachable_since: float | None = None  # monotonic time it stopped answering
     lost_after: float = NODE_LOST_AFTER_SECONDS
+
+    @property
+    def vm(self) -> bool:
+        """A VM node (its driver a hypervisor's): what its containers free stays the VM's, not the host's."""
+        return self.driver not in (HOST_DRIVER, SSH_DRIVER)
 
     def lost(self, now: float) -> bool:
         """Unreachable for so long that its instances are given up (and placed elsewhere)."""

@@ -3,7 +3,9 @@
 An app with no request for its `idle_stop_seconds` (the app's, else its plan's; 0: never) is paused: its
 instances frozen (`docker pause`, woken in tens of milliseconds) and out of the routes, so the front door hands
 its next request to the activator, which wakes it. Paused `STOP_AFTER_IDLE_FACTOR` times as long, its instances
-are stopped too (they free their memory; waking takes a start and a health check). Only an app at rest sleeps:
+are stopped too (they free their memory; waking takes a start and a health check), unless they run on a VM node:
+there a stop frees nothing the host can use (the VM keeps its memory), and a start in the guest is slow (under
+TCG here, 25-30 s: the engine's shim and runc are emulated), so they stay paused. Only an app at rest sleeps:
 every instance of its current revision, as many as its replicas, ready, and nothing in flight. A sleeping app
 whose desired state changed (a deploy, a scale, sleep turned off) is woken, and the reconciler takes it on; one
 scaled to zero is not: its instances are removed as they are.
@@ -35,9 +37,12 @@ def asleep(instances: Sequence[Tracked]) -> InstanceState | None:
     return InstanceState.STOPPED if InstanceState.STOPPED in states else InstanceState.PAUSED
 
 
-def decide(app: DesiredApp, instances: Sequence[Tracked], idle_seconds: float, in_flight: int) -> Step:
+def decide(
+    app: DesiredApp, instances: Sequence[Tracked], idle_seconds: float, in_flight: int, *, may_stop: bool
+) -> Step:
     """The next step of the app's sleep, given its instances and how long since its last request ended or
-    began (`in_flight` requests at the front door now)."""
+    began (`in_flight` requests at the front door now); `may_stop`: its instances may sleep deeper than paused
+    (none is on a VM node)."""
     sleeping = asleep(instances)
     if sleeping is not None:
         if app.replicas == 0:
@@ -45,7 +50,8 @@ def decide(app: DesiredApp, instances: Sequence[Tracked], idle_seconds: float, i
         if not _may_sleep(app) or any(t.revision != app.revision for t in instances) or len(instances) != app.replicas:
             return Step.WAKE
         deeper = idle_seconds >= app.idle_stop_seconds * STOP_AFTER_IDLE_FACTOR
-        return Step.STOP if sleeping == InstanceState.PAUSED and deeper and not in_flight else Step.STAY
+        paused = sleeping == InstanceState.PAUSED
+        return Step.STOP if paused and deeper and may_stop and not in_flight else Step.STAY
     at_rest = len(instances) == app.replicas and all(
         t.state == InstanceState.READY and t.revision == app.revision for t in instances
     )

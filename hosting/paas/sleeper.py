@@ -111,7 +111,8 @@ class Sleeper:
                 continue  # being put to sleep or woken
             instances = by_app.get(app.app_id, [])
             idle = now - sleep.last_active if traffic is not None else 0.0  # unknown: never idle
-            match decide(app, instances, idle, in_flight):
+            may_stop = not any(self.pool[t.node].vm for t in instances if t.node in self.pool)
+            match decide(app, instances, idle, in_flight, may_stop=may_stop):
                 case Step.WAKE:
                     await self._wake(app, instances, sleep)
                 case Step.PAUSE:

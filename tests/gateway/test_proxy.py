@@ -2,6 +2,7 @@
 upgrades, hostile input, limits. Where HAProxy answers differently from the Python gateway before it, and as
 safely, the expectation says so (docs/reliability.md lists each)."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -94,6 +95,57 @@ def test_a_slow_instance_is_504(gw, backends) -> None:  # type: ignore[no-untype
     answer = get(gw, "web.acme.localhost", "/slow=2", timeout=10)
     assert answer.status_code == 504
     assert get(gw, "web.acme.localhost").status_code == 200
+
+
+def test_a_burst_waits_in_the_front_doors_queue_not_at_an_instances_small_backlog(gw, backends) -> None:  # type: ignore[no-untyped-def]
+    """An instance answering one connection at a time, its accept queue as long as the front door's bound of
+    connections to it: a burst of 100 at once waits in HAProxy's queue, and every request is answered. Without
+    the bound HAProxy opens all 100, the kernel drops most SYNs, and their retransmission (1 s) outlasts the
+    fixture's connect timeout (503), or a request sent on a handshake the kernel never finished hangs (504)."""
+    bound = Limits().instance_connections
+    listener = socket.create_server(("127.0.0.1", 0), backlog=bound - 1)  # Linux queues backlog + 1
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with connection:
+                connection.recv(65536)
+                time.sleep(0.002)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    gw.apply(route("web", "acme", backends["one"]))
+    gw.apply(route("web", "acme", address))  # added at run time, as a woken instance is
+    assert f"maxconn {bound}" in gw.front.files.config.read_text()
+
+    try:
+        answers = asyncio.run(
+            _burst(gw.address, b"GET / HTTP/1.1\r\nHost: web.acme.localhost\r\nConnection: close\r\n\r\n", 100)
+        )
+    finally:
+        listener.close()
+    assert set(answers) == {b"200"}
+
+
+async def _burst(address: tuple[str, int], request: bytes, count: int) -> list[bytes]:
+    """`count` requests at once, each on a connection of its own (raw sockets: a client each would cost more
+    than the front door): each one's status."""
+
+    async def one() -> bytes:
+        try:
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(request)
+            answer = await reader.read()
+            writer.close()
+        except OSError:
+            answer = b""
+        return answer[9:12]
+
+    return await asyncio.gather(*(one() for _ in range(count)))
 
 
 # HTTP correctness

@@ -18,8 +18,8 @@ APP = DesiredApp("acme", "shared", 1, "web", 2, 2, "strata/hello", None, 8080, 2
 READY, PAUSED, STOPPED = InstanceState.READY, InstanceState.PAUSED, InstanceState.STOPPED
 
 
-def instances(*states: InstanceState, revision: int = 2) -> list[Tracked]:
-    return [Tracked(f"i{n}", 1, "local", f"c{n}", revision, state, "127.0.0.1:1") for n, state in enumerate(states)]
+def instances(*states: InstanceState, revision: int = 2, node: str = "local") -> list[Tracked]:
+    return [Tracked(f"i{n}", 1, node, f"c{n}", revision, state, "127.0.0.1:1") for n, state in enumerate(states)]
 
 
 @pytest.mark.parametrize(
@@ -36,6 +36,7 @@ def instances(*states: InstanceState, revision: int = 2) -> list[Tracked]:
         (APP, instances(PAUSED, PAUSED), 60.0 * STOP_AFTER_IDLE_FACTOR - 1, 0, Step.STAY),
         (APP, instances(PAUSED, PAUSED), 60.0 * STOP_AFTER_IDLE_FACTOR, 0, Step.STOP),
         (APP, instances(STOPPED, STOPPED), 1e9, 0, Step.STAY),  # as deep as it goes
+        (APP, instances(PAUSED, PAUSED, node="vm1"), 1e9, 0, Step.STAY),  # on a VM node: paused is the deepest
         (APP, instances(PAUSED, PAUSED, revision=1), 0.0, 0, Step.WAKE),  # deployed while asleep
         (replace(APP, replicas=3), instances(STOPPED, STOPPED), 0.0, 0, Step.WAKE),  # scaled while asleep
         (replace(APP, replicas=0), instances(PAUSED, PAUSED), 0.0, 0, Step.STAY),  # removed as they are
@@ -44,7 +45,7 @@ def instances(*states: InstanceState, revision: int = 2) -> list[Tracked]:
 )
 def test_when_an_app_sleeps_and_wakes(app: DesiredApp, found: list[Tracked], idle: float, in_flight: int,
                                       step: Step) -> None:  # fmt: skip
-    assert decide(app, found, idle, in_flight) == step
+    assert decide(app, found, idle, in_flight, may_stop=all(t.node == "local" for t in found)) == step
 
 
 def test_an_idle_app_is_paused_then_stopped_and_woken_with_its_routes(world: World) -> None:  # noqa: F811
@@ -86,6 +87,30 @@ def test_an_idle_app_is_paused_then_stopped_and_woken_with_its_routes(world: Wor
         await passes(reconciler, 3)
         assert {t.state for t in reconciler.tracked.values()} == {READY}
         assert [e.detail["state"] for e in world.events("app.sleep")] == ["paused", "stopped"]
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_app_on_a_vm_node_stays_paused(world: World) -> None:  # noqa: F811
+    """Stopping it would free only the VM's memory, and its start in the guest is slow: it stays paused."""
+    world.node("vm1")
+    world.deploy(spec=HELLO.model_copy(update={"idle_stop_seconds": 60}))
+    traffic = {("acme", "web"): Activity(None, 0)}
+
+    async def scenario() -> None:
+        reconciler = world.reconciler()
+        reconciler.sleeper.pool["vm1"].driver = "qemu"
+        reconciler.sleeper.activity = lambda: _now(traffic)
+        await passes(reconciler, 2)
+        world.clock.advance(60)
+        await passes(reconciler)
+        await asyncio.sleep(0)
+        await passes(reconciler)
+        world.clock.advance(60 * STOP_AFTER_IDLE_FACTOR * 10)
+        await passes(reconciler, 3)
+        assert {t.state for t in reconciler.tracked.values()} == {PAUSED}
+        assert [e.detail["state"] for e in world.events("app.sleep")] == ["paused"]
+        assert await reconciler.wake("acme", "web") in world.served()
 
     asyncio.run(scenario())
 
