@@ -26,6 +26,7 @@ from aiodocker.utils import compose_auth_header
 from hosting.paas.cgroups import CGROUP_ROOT, Counters, Layout, read_files
 from hosting.paas.docker_build import stream_build
 from hosting.paas.docker_exec import DockerExec
+from hosting.paas.engine_events import ListingWatch
 from hosting.paas.runtime import (
     APP_LABEL,
     INSTANCE_LABEL,
@@ -124,6 +125,7 @@ class DockerRuntime(NodeRuntime):
         self._docker: aiodocker.Docker | None = None
         self._networks: set[str] = set()
         self._seen: dict[tuple[str, str], Container | None] = {}  # (id, state) -> what inspect said
+        self._watch = ListingWatch(name)  # the engine's events: whether the last listing still holds
         self._layout: Layout | None = None  # where its containers' cgroups are, once asked
         self._network_lock = asyncio.Lock()
         self._closed = False
@@ -141,15 +143,22 @@ class DockerRuntime(NodeRuntime):
         return Capacity(cpu_millicores=info["NCPU"] * 1000, memory_mib=info["MemTotal"] // MIB)
 
     async def containers(self, platform: str) -> list[Container]:
-        """One list call per pass; a container is inspected only when first seen or when its state changed."""
-        filters = {"label": [f"{PLATFORM_LABEL}={platform}"]}
-        listed = await self._call(self.docker.containers.list(all=True, filters=filters))
-        keys = [(item["Id"], item["State"]) for item in listed]
-        fresh = [key for key in keys if key not in self._seen]
-        for key, inspected in zip(fresh, await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh)), strict=True):
-            self._seen[key] = inspected
-        self._seen = {key: self._seen[key] for key in keys}
-        found = [container for key in keys if (container := self._seen[key]) is not None]
+        """The last listing again while the engine's events say nothing changed (`engine_events`), else one list
+        call; a container is inspected only when first seen or when its state changed."""
+        self._watch.follow(self.docker, platform)
+        found = self._watch.kept(platform)
+        if found is None:
+            mark = self._watch.listing()
+            filters = {"label": [f"{PLATFORM_LABEL}={platform}"]}
+            listed = await self._call(self.docker.containers.list(all=True, filters=filters))
+            keys = [(item["Id"], item["State"]) for item in listed]
+            fresh = [key for key in keys if key not in self._seen]
+            inspected = await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh))
+            for key, container in zip(fresh, inspected, strict=True):
+                self._seen[key] = container
+            self._seen = {key: self._seen[key] for key in keys}
+            found = [container for key in keys if (container := self._seen[key]) is not None]
+            self._watch.keep(mark, platform, found)
         await self.host.retain({c.published for c in found if c.published is not None})
         return found
 
@@ -407,6 +416,7 @@ class DockerRuntime(NodeRuntime):
 
     async def close(self) -> None:
         self._closed = True
+        await self._watch.close()
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
