@@ -143,24 +143,28 @@ class DockerRuntime(NodeRuntime):
         return Capacity(cpu_millicores=info["NCPU"] * 1000, memory_mib=info["MemTotal"] // MIB)
 
     async def containers(self, platform: str) -> list[Container]:
-        """The last listing again while the engine's events say nothing changed (`engine_events`), else one list
-        call; a container is inspected only when first seen or when its state changed."""
+        """The last listing again while the engine's events say nothing changed (`engine_events`), else
+        `list_containers`."""
         self._watch.follow(self.docker, platform)
         found = self._watch.kept(platform)
         if found is None:
             mark = self._watch.listing()
-            filters = {"label": [f"{PLATFORM_LABEL}={platform}"]}
-            listed = await self._call(self.docker.containers.list(all=True, filters=filters))
-            keys = [(item["Id"], item["State"]) for item in listed]
-            fresh = [key for key in keys if key not in self._seen]
-            inspected = await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh))
-            for key, container in zip(fresh, inspected, strict=True):
-                self._seen[key] = container
-            self._seen = {key: self._seen[key] for key in keys}
-            found = [container for key in keys if (container := self._seen[key]) is not None]
+            found = await self.list_containers(platform)
             self._watch.keep(mark, platform, found)
         await self.host.retain({c.published for c in found if c.published is not None})
         return found
+
+    async def list_containers(self, platform: str) -> list[Container]:
+        """The engine asked (one list call), whatever its events said; a container is inspected only when first
+        seen or when its state changed."""
+        filters = {"label": [f"{PLATFORM_LABEL}={platform}"]}
+        listed = await self._call(self.docker.containers.list(all=True, filters=filters))
+        keys = [(item["Id"], item["State"]) for item in listed]
+        fresh = [key for key in keys if key not in self._seen]
+        for key, inspected in zip(fresh, await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh)), strict=True):
+            self._seen[key] = inspected
+        self._seen = {key: self._seen[key] for key in keys}
+        return [container for key in keys if (container := self._seen[key]) is not None]
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         """The tenant's network, on a subnet of the platform's pool (see `subnets`)."""
