@@ -6,8 +6,8 @@ the engine's event stream, filtered to the platform's containers, is open and ha
 still holds and is given again. Events are a hint, never the truth (the reconciler is level-triggered, as
 Kubernetes' informers resync): a listing made while the stream was not open (not yet, or no longer: the engine
 restarted, its SSH connection dropped) is not kept, and a kept one is listed again after `RELIST_SECONDS` whatever
-the stream says, which bounds what an event missed could cost (Docker subscribes a stream just after it answers,
-so a change in between goes unsaid).
+the stream says, which bounds what an event missed could cost (nothing says the engine subscribes the stream
+before it answers the request: a change in between may go unsaid).
 """
 
 import asyncio
