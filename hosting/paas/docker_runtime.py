@@ -12,7 +12,7 @@ import os
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -216,31 +216,36 @@ class DockerRuntime(NodeRuntime):
             )
         config = _container_config(spec, image, self.host.publish_ip)
         name = f"strata-{spec.tenant}-{spec.app}-{spec.instance}"
-        try:
-            container = await self._call(self.docker.containers.create(config, name=name))
-        except EngineError as exc:
-            if "network" in str(exc):
-                self._networks.discard(spec.network)  # removed behind our back: look again next time
-            raise
-        try:
-            await self._call(container.start())
-        except EngineError:
-            await self.remove(container.id)
-            raise
+        async with self._changing():
+            try:
+                container = await self._call(self.docker.containers.create(config, name=name))
+            except EngineError as exc:
+                if "network" in str(exc):
+                    self._networks.discard(spec.network)  # removed behind our back: look again next time
+                raise
+            try:
+                await self._call(container.start())
+            except EngineError:
+                await self.remove(container.id)
+                raise
         return await self._running(container.id)
 
     async def start(self, container_id: str) -> Container:
-        await self._call(self.docker.containers.container(container_id).start())
+        async with self._changing():
+            await self._call(self.docker.containers.container(container_id).start())
         return await self._running(container_id)
 
     async def stop(self, container_id: str) -> None:
-        await self._call(self.docker.containers.container(container_id).stop(t=STOP_TIMEOUT_SECONDS))
+        async with self._changing():
+            await self._call(self.docker.containers.container(container_id).stop(t=STOP_TIMEOUT_SECONDS))
 
     async def pause(self, container_id: str) -> None:
-        await self._call(self.docker.containers.container(container_id).pause())
+        async with self._changing():
+            await self._call(self.docker.containers.container(container_id).pause())
 
     async def unpause(self, container_id: str) -> None:
-        await self._call(self.docker.containers.container(container_id).unpause())
+        async with self._changing():
+            await self._call(self.docker.containers.container(container_id).unpause())
 
     async def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
         config: dict[str, Any] = {
@@ -272,8 +277,9 @@ class DockerRuntime(NodeRuntime):
     async def remove(self, container_id: str) -> None:
         container = self.docker.containers.container(container_id)
         try:
-            await self._call(container.stop(t=STOP_TIMEOUT_SECONDS))
-            await self._call(container.delete(force=True))
+            async with self._changing():
+                await self._call(container.stop(t=STOP_TIMEOUT_SECONDS))
+                await self._call(container.delete(force=True))
         except EngineError as exc:
             if "No such container" not in str(exc) and "404" not in str(exc):
                 raise
@@ -417,6 +423,15 @@ class DockerRuntime(NodeRuntime):
             if status.startswith("Loaded image:"):
                 tags.append(status.split(":", 1)[1].strip())
         return tags
+
+    @asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """A block that changes the platform's containers: the listing kept before it is not given after it (its
+        events may come after the next listing: a container just created would be missing from it)."""
+        try:
+            yield
+        finally:
+            self._watch.changed()
 
     async def close(self) -> None:
         self._closed = True

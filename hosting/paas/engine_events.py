@@ -30,7 +30,8 @@ CONNECT_SECONDS = 30.0  # to open the stream; once open it stays so for as long 
 class ListingWatch:
     """The last listing of one engine's containers of one platform, kept while the engine's events say none of
     them changed. A caller `follow`s the engine each time it would list (the stream is opened once, and again
-    after it ends), asks for what is `kept`, and when that is None lists: `listing` before, `keep` after."""
+    after it ends), asks for what is `kept`, and when that is None lists: `listing` before, `keep` after. It says
+    it `changed` a container itself once that is done: the engine's event of it may come after the next listing."""
 
     def __init__(self, name: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.name, self.clock = name, clock
@@ -71,16 +72,18 @@ class ListingWatch:
         timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS)
         try:
             async with docker._query("events", params={"filters": filters}, timeout=timeout) as response:
-                self._changed()
+                self.changed()
                 self.open = True
                 async for _ in response.content.iter_any():  # whatever it says, something happened
-                    self._changed()
+                    self.changed()
         except (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.debug("the events of %s are not followed: %r", self.name, exc)
         finally:
             self.open = False
-            self._changed()
+            self.changed()
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
+        """Something happened (an event, the stream opened or ended, or the platform changed a container itself):
+        the listing kept is not given again, nor one begun before now."""
         self._generation += 1
         self._kept = None
