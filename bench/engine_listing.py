@@ -12,6 +12,7 @@ cost neither: what a real engine costs a pass is this.
 
 import argparse
 import asyncio
+import os
 import secrets
 import subprocess
 import time
@@ -20,8 +21,9 @@ from collections.abc import Awaitable, Callable
 from hosting.paas import images
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.runtime import Container
+from strata.config import DEFAULT_DOCKER_URL
 
-DOCKER_URL = "unix:///var/run/docker.sock"
+DOCKER_URL = os.environ.get("DOCKER_HOST", DEFAULT_DOCKER_URL)
 ENGINES = 1000  # a pass over this many engines, as bench/reconciler.py's
 OPEN_SECONDS = 10.0  # for the engine's event stream to open
 

@@ -3,6 +3,7 @@ none of the platform's containers changed, and a change made behind the platform
 in the next listing, well before a kept listing is made again anyway (`RELIST_SECONDS`)."""
 
 import asyncio
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -11,8 +12,10 @@ from hosting.paas import images
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.engine_events import RELIST_SECONDS
 from hosting.paas.runtime import Container
+from strata.config import DEFAULT_DOCKER_URL
 from tests.containers import docker
 
+DOCKER_URL = os.environ.get("DOCKER_HOST", DEFAULT_DOCKER_URL)
 SEEN_WITHIN_SECONDS = 5.0  # a change is in a listing this soon: half of RELIST_SECONDS, so only an event explains it
 
 
@@ -31,7 +34,7 @@ def test_a_listing_is_kept_until_the_engine_says_a_container_changed() -> None:
     labels = {"platform": platform, "tenant": "acme", "app": "web", "revision": "1", "instance": "a1b2c3"}
 
     async def scenario() -> None:
-        runtime = DockerRuntime("local", "unix:///var/run/docker.sock")
+        runtime = DockerRuntime("local", DOCKER_URL)
         container = ""
         try:
             await images.bootstrap([runtime])  # strata/hello, built offline unless the engine has it
