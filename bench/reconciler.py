@@ -65,7 +65,8 @@ TIMEOUT_SECONDS = 600.0
 
 class ListedRuntime(FakeRuntime):
     """A `FakeRuntime` that adds up the time its container listings take (`listing`): the fake engines' share
-    of a pass, made of 10,000 `Container`s as Docker's answer parsed would be, apart from the reconciler's."""
+    of a pass, apart from the reconciler's (a container made into a `Container` once per state, as `DockerRuntime`
+    keeps what it inspected; a real engine's request and its parse are `bench/engine_listing.py`'s)."""
 
     listing = 0.0
 

@@ -12,7 +12,7 @@ import os
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from aiodocker.utils import compose_auth_header
 from hosting.paas.cgroups import CGROUP_ROOT, Counters, Layout, read_files
 from hosting.paas.docker_build import stream_build
 from hosting.paas.docker_exec import DockerExec
+from hosting.paas.engine_events import ListingWatch
 from hosting.paas.runtime import (
     APP_LABEL,
     INSTANCE_LABEL,
@@ -124,6 +125,7 @@ class DockerRuntime(NodeRuntime):
         self._docker: aiodocker.Docker | None = None
         self._networks: set[str] = set()
         self._seen: dict[tuple[str, str], Container | None] = {}  # (id, state) -> what inspect said
+        self._watch = ListingWatch(name)  # the engine's events: whether the last listing still holds
         self._layout: Layout | None = None  # where its containers' cgroups are, once asked
         self._network_lock = asyncio.Lock()
         self._closed = False
@@ -141,7 +143,20 @@ class DockerRuntime(NodeRuntime):
         return Capacity(cpu_millicores=info["NCPU"] * 1000, memory_mib=info["MemTotal"] // MIB)
 
     async def containers(self, platform: str) -> list[Container]:
-        """One list call per pass; a container is inspected only when first seen or when its state changed."""
+        """The last listing again while the engine's events say nothing changed (`engine_events`), else
+        `list_containers`."""
+        self._watch.follow(self.docker, platform)
+        found = self._watch.kept(platform)
+        if found is None:
+            mark = self._watch.listing()
+            found = await self.list_containers(platform)
+            self._watch.keep(mark, platform, found)
+        await self.host.retain({c.published for c in found if c.published is not None})
+        return found
+
+    async def list_containers(self, platform: str) -> list[Container]:
+        """The engine asked (one list call), whatever its events said; a container is inspected only when first
+        seen or when its state changed."""
         filters = {"label": [f"{PLATFORM_LABEL}={platform}"]}
         listed = await self._call(self.docker.containers.list(all=True, filters=filters))
         keys = [(item["Id"], item["State"]) for item in listed]
@@ -149,9 +164,7 @@ class DockerRuntime(NodeRuntime):
         for key, inspected in zip(fresh, await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh)), strict=True):
             self._seen[key] = inspected
         self._seen = {key: self._seen[key] for key in keys}
-        found = [container for key in keys if (container := self._seen[key]) is not None]
-        await self.host.retain({c.published for c in found if c.published is not None})
-        return found
+        return [container for key in keys if (container := self._seen[key]) is not None]
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         """The tenant's network, on a subnet of the platform's pool (see `subnets`)."""
@@ -203,31 +216,36 @@ class DockerRuntime(NodeRuntime):
             )
         config = _container_config(spec, image, self.host.publish_ip)
         name = f"strata-{spec.tenant}-{spec.app}-{spec.instance}"
-        try:
-            container = await self._call(self.docker.containers.create(config, name=name))
-        except EngineError as exc:
-            if "network" in str(exc):
-                self._networks.discard(spec.network)  # removed behind our back: look again next time
-            raise
-        try:
-            await self._call(container.start())
-        except EngineError:
-            await self.remove(container.id)
-            raise
+        async with self._changing():
+            try:
+                container = await self._call(self.docker.containers.create(config, name=name))
+            except EngineError as exc:
+                if "network" in str(exc):
+                    self._networks.discard(spec.network)  # removed behind our back: look again next time
+                raise
+            try:
+                await self._call(container.start())
+            except EngineError:
+                await self.remove(container.id)
+                raise
         return await self._running(container.id)
 
     async def start(self, container_id: str) -> Container:
-        await self._call(self.docker.containers.container(container_id).start())
+        async with self._changing():
+            await self._call(self.docker.containers.container(container_id).start())
         return await self._running(container_id)
 
     async def stop(self, container_id: str) -> None:
-        await self._call(self.docker.containers.container(container_id).stop(t=STOP_TIMEOUT_SECONDS))
+        async with self._changing():
+            await self._call(self.docker.containers.container(container_id).stop(t=STOP_TIMEOUT_SECONDS))
 
     async def pause(self, container_id: str) -> None:
-        await self._call(self.docker.containers.container(container_id).pause())
+        async with self._changing():
+            await self._call(self.docker.containers.container(container_id).pause())
 
     async def unpause(self, container_id: str) -> None:
-        await self._call(self.docker.containers.container(container_id).unpause())
+        async with self._changing():
+            await self._call(self.docker.containers.container(container_id).unpause())
 
     async def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
         config: dict[str, Any] = {
@@ -259,8 +277,9 @@ class DockerRuntime(NodeRuntime):
     async def remove(self, container_id: str) -> None:
         container = self.docker.containers.container(container_id)
         try:
-            await self._call(container.stop(t=STOP_TIMEOUT_SECONDS))
-            await self._call(container.delete(force=True))
+            async with self._changing():
+                await self._call(container.stop(t=STOP_TIMEOUT_SECONDS))
+                await self._call(container.delete(force=True))
         except EngineError as exc:
             if "No such container" not in str(exc) and "404" not in str(exc):
                 raise
@@ -405,8 +424,18 @@ class DockerRuntime(NodeRuntime):
                 tags.append(status.split(":", 1)[1].strip())
         return tags
 
+    @asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """A block that changes the platform's containers: the listing kept before it is not given after it (its
+        events may come after the next listing: a container just created would be missing from it)."""
+        try:
+            yield
+        finally:
+            self._watch.changed()
+
     async def close(self) -> None:
         self._closed = True
+        await self._watch.close()
         if self._docker is not None:
             await self._docker.close()
             self._docker = None

@@ -101,6 +101,8 @@ class FakeContainer:
     memory_bytes_used: int = MEMORY_BYTES
     cgroup: int = 0  # its cgroup's identity: another at each start
     runtime: "FakeRuntime | None" = field(default=None, repr=False)
+    # What the last listing made of it, and of what state: made again only when that changed
+    listed: tuple[tuple[object, ...], Container] | None = field(default=None, repr=False)
 
     @property
     def instance(self) -> str:
@@ -556,8 +558,14 @@ class FakeRuntime(NodeRuntime):
             woken.set()
 
     def _container(self, container: FakeContainer) -> Container:
+        """The container as a listing reports it: the one made last time while its state is the same, as
+        `DockerRuntime.containers` keeps what it inspected until the engine lists another state (so a pass costs
+        the fakes no more Python than it costs a real engine's runtime; the engine's own work is not in Python)."""
+        state = (container.running, container.exit_code, container.started_at, container.port)
+        if container.listed is not None and container.listed[0] == state:
+            return container.listed[1]
         spec = container.spec
-        return Container(
+        made = Container(
             node=self.name,
             id=container.id,
             tenant=container.labels[TENANT_LABEL],
@@ -571,6 +579,8 @@ class FakeRuntime(NodeRuntime):
             published=container.port if container.running else None,
             volumes=Container.volumes_of(container.labels),
         )
+        container.listed = (state, made)
+        return made
 
 
 class FakeExec(ExecSession):

@@ -20,8 +20,9 @@ reconciler carries them out. No engine, no database, no clock of its own, so the
 """
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cache
 
 from hosting.paas.runtime import Container
 from hosting.paas.scheduler import NodeView, NoFit, Request, Scheduler, Strategy
@@ -105,7 +106,9 @@ def plan(desired: Sequence[DesiredApp], observed: Observed, now: float, strategy
     actions: list[Action] = [
         Remove(container, "orphan") for key, found in by_app.items() if key not in wanted for container in found
     ]
-    scheduler = Scheduler(_claimed(observed.nodes, desired, by_app), strategy)
+    # Built at the first placement (most passes place nothing): from the claims as found, as then nothing else
+    # has claimed room yet
+    scheduler = cache(lambda: Scheduler(_claimed(observed.nodes, desired, by_app), strategy))
     draining = {node.name for node in observed.nodes if node.draining}
     for app in desired:
         found = by_app.get((app.tenant, app.name), [])
@@ -119,7 +122,7 @@ def _plan_app(
     app: DesiredApp,
     found: list[Container],
     observed: Observed,
-    scheduler: Scheduler,
+    scheduler: Callable[[], Scheduler],
     draining: set[str],
     now: float,
     held: str | None = None,
@@ -158,7 +161,7 @@ def _plan_app(
         elif held is not None:
             actions.append(Unplaceable(app, held))
         elif not rolling or all(state(c) == InstanceState.READY for c in live):
-            actions += _place(app, scheduler, 1 if rolling else app.replicas - len(live))
+            actions += _place(app, scheduler(), 1 if rolling else app.replicas - len(live))
 
     if app.volumes:
         return [*actions, *(Remove(c, "old revision (stopped before the new one starts: one writer)") for c in old)]

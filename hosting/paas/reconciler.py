@@ -187,7 +187,8 @@ class Reconciler:
         work.events += found
         await self.sleeper.settle(desired, self.tracked.values(), now)
         woken = self.sleeper.started_since(mark)  # by a request meanwhile: seen stopped, running now
-        containers = [replace(c, running=True) if c.instance in woken else c for c in containers]
+        if woken:
+            containers = [replace(c, running=True) if c.instance in woken else c for c in containers]
 
         observed = Observed(containers, self.tracked, self.pool.views(draining), self.problems.retry_at() | waiting)
         actions = plan(desired, observed, now, self.strategy)
