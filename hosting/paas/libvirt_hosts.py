@@ -29,7 +29,7 @@ from hosting.iaas.driver import HypervisorDriver, HypervisorError
 from hosting.iaas.provision import Provisioner
 from hosting.paas.host_login import HostKeyMismatch, HostUnreachable, login, shown_key
 from hosting.paas.nodes import NodePool
-from hosting.paas.pause import pause
+from hosting.paas.pause import Passes
 from hosting.paas.vm_nodes import VmNodes
 from tenants import db
 from tenants import nodes as registry
@@ -54,9 +54,12 @@ class _Host:
     vm_nodes: VmNodes
 
 
-class LibvirtHosts:
+class LibvirtHosts(Passes):
     """`probe` checks a hypervisor host before a VM node on it is recorded; `run` keeps each host that has VM
     nodes connected, and drives them."""
+
+    what = "hypervisor hosts pass"
+    interval = PASS_INTERVAL_SECONDS
 
     def __init__(
         self,
@@ -77,8 +80,7 @@ class LibvirtHosts:
         self.pool = pool
         self.provisioner = provisioner
         self.hosts: dict[str, _Host] = {}  # by URI
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        super().__init__()
 
     async def probe(self, spec: NodeCreate) -> str:
         """Log in to the host `spec.uri` names and see that its libvirtd answers, leaving nothing behind; the host
@@ -101,22 +103,10 @@ class LibvirtHosts:
         """The driver of VM node `name`, while its host is connected."""
         return next((host.driver for host in self.hosts.values() if name in host.driver.names()), None)
 
-    def nudge(self) -> None:
-        """Look at the registry now (a node was added, resumed or removed); safe from any thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
     async def run(self, stopping: asyncio.Event) -> None:
-        self._loop = asyncio.get_running_loop()
         self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            while not stopping.is_set():
-                self._wake.clear()
-                try:
-                    await self.sync()
-                except Exception:
-                    log.exception("hypervisor hosts pass failed; retrying")
-                await pause(self._wake, stopping, PASS_INTERVAL_SECONDS)
+            await self.passes(stopping)
         finally:
             for host in self.hosts.values():
                 host.vm_nodes.cancel()

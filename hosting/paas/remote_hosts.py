@@ -27,7 +27,7 @@ from hosting.iaas.net import LOOPBACK
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.host_login import HostKeyMismatch, HostUnreachable, login, public_key, shown_key
 from hosting.paas.nodes import NodeHandle, NodePool
-from hosting.paas.pause import pause
+from hosting.paas.pause import Passes
 from hosting.paas.runtime import EngineError, NodeRuntime
 from hosting.paas.ssh_machine import SshMachine
 from tenants import db
@@ -72,8 +72,11 @@ class _Connected:
     listener: SSHListener  # the engine's socket, forwarded
 
 
-class RemoteHosts:
+class RemoteHosts(Passes):
     """`probe` checks a host before it is recorded; `run` keeps every recorded one connected to the pool."""
+
+    what = "remote hosts pass"
+    interval = PASS_INTERVAL_SECONDS
 
     def __init__(self, engine: Engine, client: SSHKey, platform: str, sockets: Path, pool: NodePool) -> None:
         self.engine = engine
@@ -84,8 +87,7 @@ class RemoteHosts:
         self.connected: dict[str, _Connected] = {}
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._watches: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        super().__init__()
 
     @property
     def public_key(self) -> str:
@@ -118,22 +120,10 @@ class RemoteHosts:
             socket.unlink(missing_ok=True)
         return host_key
 
-    def nudge(self) -> None:
-        """Look at the registry now (a host was added, resumed or removed); safe from any thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
     async def run(self, stopping: asyncio.Event) -> None:
-        self._loop = asyncio.get_running_loop()
         self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            while not stopping.is_set():
-                self._wake.clear()
-                try:
-                    await self.sync()
-                except Exception:
-                    log.exception("remote hosts pass failed; retrying")
-                await pause(self._wake, stopping, PASS_INTERVAL_SECONDS)
+            await self.passes(stopping)
         finally:
             for task in [*self._busy.values(), *self._watches]:
                 task.cancel()

@@ -26,7 +26,7 @@ from hosting.iaas.net import GUEST_ADDRESS, LOOPBACK
 from hosting.iaas.provision import Booted, Provisioner
 from hosting.paas.docker_runtime import DockerRuntime
 from hosting.paas.nodes import NodeHandle
-from hosting.paas.pause import pause
+from hosting.paas.pause import Passes
 from hosting.paas.runtime import EngineError, EngineUnavailable
 from hosting.paas.ssh_machine import SshMachine
 from tenants import audit, db
@@ -102,8 +102,11 @@ class _Connected:
     listener: SSHListener
 
 
-class VmNodes:
+class VmNodes(Passes):
     """`attach`/`detach` give a connected node to the reconciler, or take it back."""
+
+    what = "VM nodes pass"
+    interval = PASS_INTERVAL_SECONDS
 
     def __init__(
         self,
@@ -127,8 +130,7 @@ class VmNodes:
         self.detach = detach
         self.connected: dict[str, _Connected] = {}
         self._busy: dict[str, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        super().__init__()
 
     def use(self, driver: HypervisorDriver, provisioner: Callable[[], Provisioner | None]) -> None:
         """Drive the VMs with `driver` from now on (a remote host's, over its new connection)."""
@@ -154,22 +156,10 @@ class VmNodes:
             return None
         return connected.connection
 
-    def nudge(self) -> None:
-        """Look at the registry now (a node was added or removed); safe from any thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
     async def run(self, stopping: asyncio.Event) -> None:
-        self._loop = asyncio.get_running_loop()
         self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            while not stopping.is_set():
-                self._wake.clear()
-                try:
-                    await self.sync()
-                except Exception:
-                    log.exception("VM nodes pass failed; retrying")
-                await pause(self._wake, stopping, PASS_INTERVAL_SECONDS)
+            await self.passes(stopping)
         finally:
             self.cancel()
 
