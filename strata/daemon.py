@@ -27,6 +27,7 @@ import uvloop
 from fastapi import FastAPI
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlmodel import Session
 
 from gateway import FrontDoor, Listeners
 from gateway.acme import AcmeIssuer, ChallengeBoard
@@ -160,10 +161,14 @@ def run(settings: Settings, options: Options) -> None:
             platform=reconciler.platform_id,
         )
         reconciler.building = builder.tenants_building  # a build's RUN steps use its tenant's network
-        here = socket.gethostname()
-        builder.elsewhere = lambda session: (
-            None if leadership.leading.is_set() else daemons.builds_elsewhere(session, here, db.clock(session))
-        )
+
+        def build_elsewhere(session: Session) -> str | None:  # a standby on another host than the leader's
+            if leadership.leading.is_set():
+                return None
+            found = daemons.leader_elsewhere(session, socket.gethostname(), db.clock(session))
+            return None if found is None else daemons.image_store_elsewhere("builds run", found)
+
+        builder.elsewhere = build_elsewhere
         for build_id in builder.recover():
             log.warning("build %d was cut off by this daemon's stop: marked failed", build_id)
         backups = None

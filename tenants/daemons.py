@@ -127,14 +127,16 @@ def holding(session: Session, name: str, instance: str, now: datetime) -> set[st
     return set(alive) - set(let_go)
 
 
-def builds_elsewhere(session: Session, host: str, now: datetime) -> str | None:
-    """Why a daemon on `host` must not build: the leader, alive, is on another host, whose engine is the image
-    store its nodes are given images from (a build here would make an image the leader cannot ship). None if
-    it may (it leads, or shares the leader's host, or no leader is known)."""
+def leader_elsewhere(session: Session, host: str, now: datetime) -> DaemonRead | None:
+    """The leader, alive, if it runs on another host than `host`: its engine is the image store the nodes are
+    given images from, so what a daemon on `host` builds or loads into its own would never reach them."""
     found = leader(daemons(session, now))
-    if found is None or found.host is None or found.host == host:
-        return None
+    return found if found is not None and found.host is not None and found.host != host else None
+
+
+def image_store_elsewhere(what: str, leader: DaemonRead) -> str:
+    """Why a standby on another host than `leader`'s refuses to build or load images (`what`: "builds run")."""
     return (
-        f"builds run where the leader's image store is: on host {found.host} (daemon {found.name}); push or upload "
-        "to that daemon"
+        f"{what} where the leader's image store is: on host {leader.host} (daemon {leader.name}); use that daemon's "
+        "API or SSH"
     )

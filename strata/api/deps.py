@@ -1,6 +1,8 @@
 """What a route may reach, and who is asking: the one place the control API reads `app.state` (the
 `Platform` that `create_app` stored) and decides authorisation. Routes take both as typed dependencies."""
 
+import asyncio
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -25,10 +27,10 @@ from hosting.paas.sleeper import ColdStarts
 from hosting.paas.usage import UsageSampler
 from hosting.paas.vm_nodes import VmNodes
 from strata.config import Settings
-from tenants import db, roles, tokens
+from tenants import daemons, db, roles, tokens
 from tenants.enums import Role
 from tenants.errors import Conflict, Forbidden, NotFound
-from tenants.schemas import PullRead, SleepRead
+from tenants.schemas import DaemonRead, PullRead, SleepRead
 from tenants.secrets import SecretBox
 from tenants.tokens import Principal
 
@@ -240,6 +242,23 @@ async def require_leader(platform: _Platform, _: Caller) -> None:
 
 
 LeaderOnly = Depends(require_leader)
+
+
+async def require_image_store(platform: _Platform, engine: DbEngine, _: Caller) -> None:
+    """Images are built and loaded into the leader's image store, its host's engine: a standby on another host
+    refuses, naming it (an image on its own engine would never reach a node)."""
+    if platform.leads():
+        return
+
+    def elsewhere() -> DaemonRead | None:
+        with db.session(engine) as session:
+            return daemons.leader_elsewhere(session, socket.gethostname(), db.clock(session))
+
+    if (found := await asyncio.to_thread(elsewhere)) is not None:
+        raise Conflict(daemons.image_store_elsewhere("images are loaded", found))
+
+
+ImageStoreHere = Depends(require_image_store)
 
 
 def scope(principal: Principal, tenant: str | None) -> None:

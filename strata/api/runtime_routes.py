@@ -27,6 +27,7 @@ from strata.api.deps import (
     DbEngine,
     FrontDoor,
     Hypervisors,
+    ImageStoreHere,
     LibvirtHostsDep,
     Nudge,
     Operator,
@@ -277,7 +278,7 @@ def _owners(session: Session) -> dict[str, set[str]]:
     return owners
 
 
-@router.post("/images/bootstrap")
+@router.post("/images/bootstrap", dependencies=[ImageStoreHere])
 async def bootstrap_images(engine: DbEngine, pool: Pool, nudge: Nudge, principal: Operator) -> list[str]:
     """Build the sample images (strata/hello, strata/static) from busybox-static on every node."""
     try:
@@ -293,7 +294,7 @@ async def bootstrap_images(engine: DbEngine, pool: Pool, nudge: Nudge, principal
 TAR_BODY = {"requestBody": {"content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-@router.post("/images/load", openapi_extra=TAR_BODY)
+@router.post("/images/load", openapi_extra=TAR_BODY, dependencies=[ImageStoreHere])
 async def load_images(request: Request, engine: DbEngine, pool: Pool, nudge: Nudge, principal: Operator) -> list[str]:
     """Load a `docker save` archive (the request body) onto every node; answers the tags it brought."""
     with tempfile.TemporaryFile() as archive:  # spooled once, then streamed to each node

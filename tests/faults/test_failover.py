@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from psycopg import sql
+from sqlalchemy import create_engine, text
 
 from tenants.client import ApiError
 from tenants.enums import InstanceState
@@ -247,6 +248,26 @@ def test_a_leader_stopped_mid_roll_keeps_the_lead_until_its_work_has_stopped(pai
     assert status.leader.leading_since > stopped  # not a moment before
     wait_for(lambda: _rolled(second), timeout=90, what="revision 2 on 2 ready instances")
     assert len(containers_of(platform)) == 2
+
+
+def test_a_standby_on_another_host_than_the_leaders_refuses_images_and_builds(pair: Pair) -> None:
+    """What it built or loaded would stay on its own engine, which the leader does not ship from: refused, naming
+    the leader's host (here a's row says another host, as a's daemon on another machine would)."""
+    assert _leader(pair.b) == "a"
+    database = create_engine(pair.a.extra_env["STRATA_DATABASE_URL"])
+    with database.begin() as connection:
+        connection.execute(text("UPDATE daemon SET host = 'host1.example' WHERE name = 'a'"))
+    database.dispose()
+    with pair.b.operator() as api:
+        api.create_tenant(TenantCreate(name="acme"))
+        with pytest.raises(ApiError) as refused:
+            api.bootstrap_images()
+    assert refused.value.status == 409 and "on host host1.example (daemon a)" in refused.value.message
+    with pair.b.operator() as api, pytest.raises(ApiError) as refused:
+        list(api.build("acme", "web", b"not read: refused before the upload"))
+    assert refused.value.status == 409 and "builds run where the leader's image store is" in refused.value.message
+    with pair.a.operator() as api:
+        assert "strata/hello" in " ".join(api.bootstrap_images())  # the leader's own
 
 
 def test_an_acme_challenge_of_one_daemons_order_is_answered_at_anothers_front_door(

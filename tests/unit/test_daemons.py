@@ -55,17 +55,18 @@ def test_an_app_is_idle_only_as_long_as_at_its_busiest_door(engine: Engine) -> N
         assert daemons.activity_elsewhere(session, "leader", NOW) == {("acme", "web"): Activity(30.0, 0)}
 
 
-def test_builds_belong_on_the_leaders_host(engine: Engine) -> None:
+def test_images_belong_on_the_leaders_host(engine: Engine) -> None:
     with db.session(engine) as session:
-        assert daemons.builds_elsewhere(session, "host2", NOW) is None  # no leader known: nothing to say
+        assert daemons.leader_elsewhere(session, "host2", NOW) is None  # no leader known: nothing to say
         daemons.register(session, "a", 1, NOW, "host1")
         daemons.register(session, "b", 2, NOW, "host2")
         daemons.register(session, "c", 3, NOW, "host1")
         daemons.lead(session, "a", NOW)
-        refused = daemons.builds_elsewhere(session, "host2", NOW)
-        assert refused is not None and "on host host1 (daemon a)" in refused
-        assert daemons.builds_elsewhere(session, "host1", NOW) is None  # c shares a's engine
-        assert daemons.builds_elsewhere(session, "host2", NOW + timedelta(minutes=1)) is None  # a is gone
+        found = daemons.leader_elsewhere(session, "host2", NOW)
+        assert found is not None and (found.name, found.host) == ("a", "host1")
+        assert "on host host1 (daemon a)" in daemons.image_store_elsewhere("builds run", found)
+        assert daemons.leader_elsewhere(session, "host1", NOW) is None  # c shares a's engine
+        assert daemons.leader_elsewhere(session, "host2", NOW + timedelta(minutes=1)) is None  # a is gone
 
 
 def test_the_daemons_clock_is_the_databases_in_utc(engine: Engine) -> None:
