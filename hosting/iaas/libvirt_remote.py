@@ -172,6 +172,9 @@ class RemoteLibvirtDriver(LibvirtDriver):
                 if not self.names():
                     async with self._shipping:  # not under a create's shipping
                         await sftp.rmtree(posixpath.join(self.root, "images"), ignore_errors=True)
+                    for empty in (posixpath.join(self.root, "vms"), self.root):  # kept if another's files are there
+                        with contextlib.suppress(asyncssh.SFTPError):
+                            await sftp.rmdir(empty)
         except (asyncssh.Error, OSError) as exc:
             raise HypervisorError(f"VM {name}: removing its files from {self.where} failed: {exc}") from None
 
