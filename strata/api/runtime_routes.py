@@ -59,7 +59,11 @@ CHUNK_BYTES = 1024 * 1024
 MAX_LOG_AGE_SECONDS = 10 * 365 * 24 * 3600
 
 
-def _reachable(pool: NodePool) -> list[NodeHandle]:
+async def _reachable(pool: NodePool) -> list[NodeHandle]:
+    """The nodes whose engine answers; those not heard from yet (a daemon just started, its first pass to come)
+    are asked first."""
+    unheard = [node for node in pool if not node.reachable and node.capacity is None]
+    await asyncio.gather(*(node.probe() for node in unheard))
     handles = [node for node in pool if node.reachable]
     if not handles:
         raise Conflict("no node's Docker engine answers; see `strata doctor`")
@@ -256,7 +260,7 @@ async def list_images(engine: DbEngine, pool: Pool, _: Operator) -> list[ImageRe
     """Every node's images, each with the tenants it was pulled or built for (none: the platform's own)."""
     owners = await asyncio.to_thread(_in_session, engine, _owners)
     found = []
-    for node in _reachable(pool):
+    for node in await _reachable(pool):
         for image in await node.runtime.images():
             found.append(
                 ImageRead(
@@ -282,7 +286,7 @@ def _owners(session: Session) -> dict[str, set[str]]:
 async def bootstrap_images(engine: DbEngine, pool: Pool, nudge: Nudge, principal: Operator) -> list[str]:
     """Build the sample images (strata/hello, strata/static) from busybox-static on every node."""
     try:
-        built = await images.bootstrap([node.runtime for node in _reachable(pool)])
+        built = await images.bootstrap([node.runtime for node in await _reachable(pool)])
     except (images.BusyboxMissing, EngineError) as exc:
         raise Conflict(str(exc)) from None
     tags = sorted({image.tag for image in built})
@@ -307,7 +311,7 @@ async def load_images(request: Request, engine: DbEngine, pool: Pool, nudge: Nud
         if size == 0:
             raise Invalid("the body must be a `docker save` archive", field="body")
         tags: set[str] = set()
-        for node in _reachable(pool):
+        for node in await _reachable(pool):
             archive.seek(0)
             try:
                 tags.update(await node.runtime.load(_chunks(archive)))
