@@ -33,7 +33,9 @@ def fuzz(daemon: Daemon, token: str, tmp_path: Path, *, last: str | None = None,
         [
             SCHEMATHESIS, "run", f"{daemon.url}/openapi.json",
             "--header", f"Authorization: Bearer {token}",
-            "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+            # use_after_free: a node's DELETE is taken at once and done in the background (its VM stopped first):
+            # the node reads as `removing` until then, as a remote host or a VM on another host must
+            "--checks", "all", "--exclude-checks", "positive_data_acceptance,use_after_free",
             *(["--include-operation-id-regex", last] if last else ["--exclude-operation-id-regex", LAST]),
             "--max-examples", "25", "--seed", "1", "--request-timeout", "20",
             "--generation-database", "none", "--report-dir", str(tmp_path), "--no-color",
