@@ -6,8 +6,13 @@ the engine's event stream, filtered to the platform's containers, is open and ha
 still holds and is given again. Events are a hint, never the truth (the reconciler is level-triggered, as
 Kubernetes' informers resync): a listing made while the stream was not open (not yet, or no longer: the engine
 restarted, its SSH connection dropped) is not kept, and a kept one is listed again after `RELIST_SECONDS` whatever
-the stream says, which bounds what an event missed could cost (nothing says the engine subscribes the stream
-before it answers the request: a change in between may go unsaid).
+the stream says, which bounds what an event missed could cost.
+
+The engine answers the events request (its headers) before it subscribes the stream, so a change made in between
+would go unsaid, and a listing begun after the answer but before the change kept for up to `RELIST_SECONDS`. The
+stream is asked for the engine's past events too (`since` the epoch's first second: the engine keeps its last few
+hundred in memory, and subscribes and replays under one lock), so such a change comes as a replayed event; so do
+older ones, each costing only a listing more.
 """
 
 import asyncio
@@ -25,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RELIST_SECONDS = 10.0  # a listing kept is made again at least this often, events or none
 CONNECT_SECONDS = 30.0  # to open the stream; once open it stays so for as long as the engine keeps it
+SINCE = "1"  # the past events asked for: all the engine keeps (0 would ask for none)
 
 
 class ListingWatch:
@@ -69,9 +75,10 @@ class ListingWatch:
 
     async def _follow(self, docker: aiodocker.Docker, platform: str) -> None:
         filters = json.dumps({"type": ["container"], "label": [f"{PLATFORM_LABEL}={platform}"]})
+        params = {"filters": filters, "since": SINCE}
         timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS)
         try:
-            async with docker._query("events", params={"filters": filters}, timeout=timeout) as response:
+            async with docker._query("events", params=params, timeout=timeout) as response:
                 self.changed()
                 self.open = True
                 async for _ in response.content.iter_any():  # whatever it says, something happened
