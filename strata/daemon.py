@@ -14,11 +14,9 @@ import os
 import secrets
 import signal
 import socket
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -57,7 +55,7 @@ from hosting.paas.standby import REFRESH_SECONDS, Standby, every_door, other_doo
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
-from strata.leadership import Leadership
+from strata.leadership import Leadership, NameTaken, claimed
 from strata.shared_challenges import SharedChallenges
 from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
@@ -98,12 +96,12 @@ class Options:
 def run(settings: Settings, options: Options) -> None:
     """Run the daemon in the foreground until SIGINT or SIGTERM."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with _exclusive(settings.lock_file):
+    with _exclusive(settings.lock_file), contextlib.ExitStack() as held:
         engine = _open_database(settings.database_url)
         ensure_operator_token(engine, settings.operator_token_file)
         box = SecretBox(settings.secret_key_file)
         platform_id = _join(engine, settings.platform_id_file, box)
-        _unique(engine, settings.daemon_name)
+        held.enter_context(_named(engine, settings.daemon_name))
         local = DockerRuntime("local", settings.docker_url)
         nodes = [NodeHandle(local, "local", settings.docker_url)] if options.local_node else []
         (settings.home / "logs").mkdir(exist_ok=True)
@@ -572,26 +570,19 @@ def _join(engine: Engine, path: Path, box: SecretBox) -> str:
     return platform
 
 
-def _unique(engine: Engine, name: str) -> None:
-    """Refuse to start under the name of a daemon running on the database: two would share one row, and each take
-    the other's door activity and builds for its own. Running means its heartbeat moves: a row left by a daemon
-    that died (its heartbeat still fresh when it is restarted at once) is taken over after `STALE_SECONDS`.
-    SQLite's database is one home's, and its daemon is alone (the home's lock)."""
-    if engine.dialect.name == "sqlite":
-        return
-
-    with db.session(engine) as session:
-        before, now = daemons.last_seen(session, name), db.clock(session)
-    if before is None or before[1] < now - timedelta(seconds=daemons.STALE_SECONDS):
-        return
-    time.sleep(daemons.STALE_SECONDS)  # as long as the others wait before they take a daemon for gone
-    with db.session(engine) as session:
-        after = daemons.last_seen(session, name)
-    if after is not None and after[1] != before[1]:
+@contextmanager
+def _named(engine: Engine, name: str) -> Iterator[None]:
+    """The daemon's name held for the block (`leadership.claimed`), or the daemon refused, naming the other."""
+    try:
+        with claimed(engine, name):
+            yield
+    except NameTaken:
+        with db.session(engine) as session:
+            other = daemons.last_seen(session, name)
+        pid = f" (pid {other[0]})" if other is not None else ""
         raise DaemonError(
-            f"a daemon named {name} runs on this database (pid {after[0]}): give this one another name "
-            "(STRATA_DAEMON_NAME)"
-        )
+            f"a daemon named {name} runs on this database{pid}: give this one another name (STRATA_DAEMON_NAME)"
+        ) from None
 
 
 @contextmanager

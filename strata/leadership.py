@@ -19,6 +19,10 @@ routes). A notification names its sender, which takes its own as said already (a
 rows would bring it another pass each time).
 A notification is a wake-up only, lost on a disconnect: the database stays the truth, read again every pass.
 
+A daemon's name is its own the same way: it holds a second advisory lock, keyed by its name (`claimed`), on a
+connection of its own for its whole life, so a second daemon given a running one's name is refused at once, and one
+started again right after its last run died is not.
+
 On SQLite (one daemon: its home's lock file keeps a second out) the daemon leads from its start.
 """
 
@@ -26,7 +30,8 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import psycopg
@@ -38,6 +43,7 @@ from tenants import daemons, db
 log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x5374726174614C64  # "StrataLd" in ASCII: no other program on the database takes this lock
+NAME_LOCK_CLASS = 0x53744E6D  # "StNm": a name's lock is (this, hashtext(name)), a space apart from `LOCK_KEY`'s
 CHANGES = "strata_changes"  # payload: the sending daemon's name
 WAKES = "strata_wakes"  # payload TENANT/APP: a standby's front door holds a request for that sleeping app
 TRY_SECONDS = 0.5
@@ -47,6 +53,32 @@ RECONNECT_SECONDS = 1.0
 # keepalives: later than the leader gives up its lead (`PROBE_TIMEOUT_SECONDS` after its last good probe), so the
 # next leader never begins before the last one stopped. (A Unix socket has no keepalive; its end is seen at once.)
 SERVER_KEEPALIVES = "-c tcp_keepalives_idle=3 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3"
+
+
+class NameTaken(Exception):
+    """Another daemon running on the database has this daemon's name."""
+
+
+@contextmanager
+def claimed(engine: Engine, name: str) -> Iterator[None]:
+    """Hold `name` for the daemon while in the block, or raise NameTaken at once. Two daemons of one name would
+    share one row, each taking the other's door activity and builds for its own. The lock is the session's: the
+    server frees it the moment a daemon's process dies (or its host, once the keepalives go unanswered)."""
+    if engine.dialect.name != "postgresql":
+        yield  # SQLite's database is one home's, and its daemon is alone (the home's lock)
+        return
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(
+        conninfo,
+        autocommit=True,
+        connect_timeout=db.CONNECT_TIMEOUT_SECONDS,
+        application_name=f"strata daemon name ({name})",
+        options=SERVER_KEEPALIVES,
+    ) as connection:
+        row = connection.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (NAME_LOCK_CLASS, name)).fetchone()
+        if not (row and row[0]):
+            raise NameTaken(name)
+        yield
 
 
 class Leadership:

@@ -1,9 +1,17 @@
 """Leadership's notifications on PostgreSQL: a daemon's change wakes the others, never the daemon that sent it (a
-leader's notice after each pass that wrote rows would otherwise bring it a pass more each time)."""
+leader's notice after each pass that wrote rows would otherwise bring it a pass more each time). A daemon's name is
+held by one daemon at a time, and free again the moment its session ends."""
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 
-from strata.leadership import Leadership
+import pytest
+from sqlalchemy import Engine
+
+from strata.leadership import Leadership, NameTaken, claimed
 from tenants import db
 from tests.conftest import MIGRATED
 from tests.postgres import Postgres
@@ -46,3 +54,39 @@ def test_a_daemon_hears_the_others_changes_and_not_its_own(postgres: Postgres) -
             asyncio.run(scenario())
         finally:
             engine.dispose()
+
+
+def test_a_name_is_held_by_one_daemon_at_a_time_and_freed_when_it_dies(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        with claimed(engine, "a"), claimed(engine, "a"):
+            return  # one daemon per SQLite database: its home's lock keeps the second out, not its name
+    with claimed(engine, "a"), claimed(engine, "b"):
+        with pytest.raises(NameTaken), claimed(engine, "a"):
+            pass
+    with claimed(engine, "a"):  # given back at the block's end
+        pass
+
+    # a daemon killed holding its name: the server frees it with its session, at once
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, engine.url.render_as_string(hide_password=False)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(NameTaken), claimed(engine, "a"):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with claimed(engine, "a"):
+        pass
+
+
+HOLD = """
+import sys, time
+from strata.leadership import claimed
+from tenants import db
+with claimed(db.open_engine(sys.argv[1]), "a"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
