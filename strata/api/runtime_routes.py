@@ -3,7 +3,7 @@
 import asyncio
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict
 from typing import IO, Annotated, TypeVar
 
@@ -132,19 +132,10 @@ async def add_node(
 
 
 async def _add_host(engine: Engine, remote_hosts: RemoteHosts, actor: str, spec: NodeCreate) -> NodeRead:
-    await asyncio.to_thread(_in_session, engine, lambda session: nodes.check_new(session, spec))  # before connecting
-    try:
-        host_key = await remote_hosts.probe(spec)
-    except HostKeyMismatch as exc:
-        raise Invalid(str(exc), field="host_key") from None
-    except (HostUnreachable, EngineError) as exc:
-        raise Invalid(str(exc), field="ssh") from None
-
-    def add(session: Session) -> NodeRead:
-        node = nodes.add_host(session, actor, spec, host_key)
-        return _read(session, node.name)
-
-    added = await asyncio.to_thread(_in_session, engine, add)
+    host_key = await _host_key(engine, spec, remote_hosts.probe, "ssh", (HostUnreachable, EngineError))
+    added = await asyncio.to_thread(
+        _in_session, engine, lambda s: _read(s, nodes.add_host(s, actor, spec, host_key).name)
+    )
     remote_hosts.nudge()
     return added
 
@@ -154,21 +145,31 @@ async def _add_vm_on_host(engine: Engine, libvirt_hosts: LibvirtHosts, actor: st
         flavor(spec.flavor or DEFAULT_FLAVOR)
     except ValueError as exc:
         raise Invalid(str(exc), field="flavor") from None
-    await asyncio.to_thread(_in_session, engine, lambda session: nodes.check_new(session, spec))  # before connecting
-    try:
-        host_key = await libvirt_hosts.probe(spec)
-    except HostKeyMismatch as exc:
-        raise Invalid(str(exc), field="host_key") from None
-    except (HostUnreachable, HypervisorError) as exc:
-        raise Invalid(str(exc), field="uri") from None
-
-    def add(session: Session) -> NodeRead:
-        node = nodes.add_vm(session, actor, spec, str(libvirt_hosts.accel), host_key)
-        return _read(session, node.name)
-
-    added = await asyncio.to_thread(_in_session, engine, add)
+    host_key = await _host_key(engine, spec, libvirt_hosts.probe, "uri", (HostUnreachable, HypervisorError))
+    accel = str(libvirt_hosts.accel)
+    added = await asyncio.to_thread(
+        _in_session, engine, lambda s: _read(s, nodes.add_vm(s, actor, spec, accel, host_key).name)
+    )
     libvirt_hosts.nudge()
     return added
+
+
+async def _host_key(
+    engine: Engine,
+    spec: NodeCreate,
+    probe: Callable[[NodeCreate], Awaitable[str]],
+    field: str,
+    failures: tuple[type[Exception], ...],
+) -> str:
+    """The host key of the machine a new node is on, its name checked free before connecting; a machine that cannot
+    be reached (`failures`) is an error of `field`, a host key other than the one given of `host_key`."""
+    await asyncio.to_thread(_in_session, engine, lambda session: nodes.check_new(session, spec))
+    try:
+        return await probe(spec)
+    except HostKeyMismatch as exc:
+        raise Invalid(str(exc), field="host_key") from None
+    except failures as exc:
+        raise Invalid(str(exc), field=field) from None
 
 
 @router.get("/hosts/ssh-key")
