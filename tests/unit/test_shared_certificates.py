@@ -163,3 +163,31 @@ def test_a_failed_order_is_not_repeated_by_another_daemon_before_its_pause(
     [entry] = asyncio.run(b.entries())
     assert entry.last_error is not None and "no ACME server" in entry.last_error
     assert (entry.retry_at, entry.retry) == (NOW + timedelta(minutes=1), timedelta(minutes=1))  # tried once, not twice
+
+
+def test_a_due_certificate_is_renewed_once_for_every_door(engine: Engine, box: SecretBox, tmp_path: Path) -> None:
+    now = [NOW]
+    served: dict[str, list[Path]] = {"a": [], "b": []}
+
+    def door(name: str) -> Certificates:
+        async def serve(path: Path) -> None:
+            served[name].append(path)
+
+        ca = LocalCA(tmp_path / name / "ca")
+        share_local_ca(engine, box, ca)
+        ledger = SharedCertificates(engine, box, name)
+        return Certificates(ledger, CertStore(tmp_path / name / "certs"), ca, serve, serve, clock=lambda: now[0])
+
+    a, b = door("a"), door("b")
+    for controller in (a, b):
+        controller.want(["web.acme.localhost"])
+        asyncio.run(controller.reconcile())
+    [first] = asyncio.run(a.entries())
+    now[0] = first.renew_at() or NOW  # due, at both doors
+    for controller in (a, b):
+        asyncio.run(controller.reconcile())
+    [renewed] = asyncio.run(b.entries())
+    assert renewed.fingerprint != first.fingerprint and (renewed.renew_at() or NOW) > now[0]
+    stores = [CertStore(tmp_path / name / "certs").get("web.acme.localhost") for name in ("a", "b")]
+    assert [s.certificate.fingerprint() for s in stores if s is not None] == [renewed.fingerprint] * 2
+    assert [len(paths) for paths in served.values()] == [2, 2]  # the first and the renewed one, at each door
