@@ -1,4 +1,4 @@
-"""Every hostname the front door serves gets a certificate, and keeps one.
+"""Every hostname the front door serves gets a certificate, and keeps one — one for every daemon's door.
 
 Where it comes from: a certificate the operator installed for that hostname wins and is never replaced; a
 name under `.localhost` (the default domain) is signed by the platform's local CA (Caddy's and mkcert's model;
@@ -8,8 +8,10 @@ HTTP, and `strata certs list` says why). A certificate is renewed once a third o
 failed order is recorded (`strata certs list` shows it), tried again later with a growing pause, and the app
 keeps serving over HTTP.
 
-Certificates live in the `CertStore` (0600 files under `STRATA_HOME`); one already there and not due is served
-as it is — a restart orders nothing.
+Certificates are kept in the `Ledger` every daemon shares (the database): a daemon claims a name before it orders
+it, so one order per name serves every door (a CA's rate limits count orders). Each door serves exactly the
+ledger's certificates, read every `SYNC_SECONDS`, from its `CertStore` (0600 files that HAProxy loads); one already
+there and unchanged is served as it is — a restart orders nothing.
 """
 
 import asyncio
@@ -19,13 +21,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.acme import AcmeError, AcmeIssuer
-from gateway.certs import Certificate, CertificateError, CertStore, LocalCA, StoredCertificate, check_hostname
+from gateway.cert_ledger import Entry, Ledger
+from gateway.certs import Certificate, CertificateError, CertStore, LocalCA, Source, check_hostname
 from gateway.runtime import HAProxyError
 
 log = logging.getLogger(__name__)
 
 LOCAL_SUFFIX = ".localhost"
-CHECK_SECONDS = 600.0  # renewals are looked for this often (new hostnames at once)
+SYNC_SECONDS = 1.0  # the ledger is read this often: another daemon's new certificate is served within it
+ORDER_LEASE = timedelta(minutes=10)  # a claim outlasts any order (ACME's 60 s): a daemon that died holding it
 FIRST_RETRY = timedelta(minutes=1)
 LAST_RETRY = timedelta(hours=6)
 
@@ -35,6 +39,7 @@ Serve = Callable[[Path], Awaitable[None]]  # load a combined PEM file into the f
 class Certificates:
     def __init__(
         self,
+        ledger: Ledger,
         store: CertStore,
         local_ca: LocalCA,
         serve: Serve,
@@ -43,6 +48,7 @@ class Certificates:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.ledger = ledger
         self.store = store
         self.local_ca = local_ca
         self.serve = serve
@@ -50,7 +56,7 @@ class Certificates:
         self.acme = acme
         self.clock = clock
         self._wanted: set[str] = set()
-        self._retry_at: dict[str, tuple[datetime, timedelta]] = {}
+        self._served: dict[str, tuple[str, Path]] | None = None  # primary hostname -> (fingerprint, file) stored
         self._changed = asyncio.Event()
 
     def want(self, hostnames: Iterable[str]) -> None:
@@ -66,53 +72,92 @@ class Certificates:
             return "local"
         return "acme" if self.acme is not None else None
 
-    async def install(self, hostname: str, chain_pem: bytes, key_pem: bytes) -> StoredCertificate:
-        """An operator's certificate for `hostname` (and the others it names): checked, stored, served at once;
-        the platform never orders one for a name it covers."""
+    async def entries(self) -> list[Entry]:
+        """Every hostname's entry in the ledger: what every door serves, and the last errors ordering them."""
+        return await asyncio.to_thread(self.ledger.entries)
+
+    async def install(self, hostname: str, chain_pem: bytes, key_pem: bytes) -> Entry:
+        """An operator's certificate for `hostname` (and the others it names): checked, stored, served at once by
+        this door (by the others within `SYNC_SECONDS`); the platform never orders one for a name it covers."""
         certificate = Certificate.from_pem(chain_pem, key_pem)
         if not certificate.covers(check_hostname(hostname)):
             raise CertificateError(f"the certificate names {', '.join(certificate.hostnames)}, not {hostname}")
-        path = self.store.save(certificate, "operator")
-        await self.serve(path)
-        for other in self.store.all():  # what it covers is the operator's now: the platform's own go
-            if other.source not in (None, "operator") and certificate.covers(other.hostname):
-                await self.unserve(other.path)
-                self.store.remove(other.hostname)
-        stored = self.store.get(certificate.hostnames[0])
-        assert stored is not None
-        return stored
+        await asyncio.to_thread(self.ledger.put, certificate, "operator")
+        await self.sync()
+        entries = {entry.hostname: entry for entry in await self.entries()}
+        return entries[certificate.hostnames[0]]
 
     async def run(self) -> None:
-        """Serve every stored certificate, then keep the wanted hostnames covered, forever."""
-        for stored in self.store.all():
-            if stored.certificate is not None:
-                await self._serve(stored.path)
+        """Serve the ledger's certificates, and keep the wanted hostnames covered, forever."""
         while True:
-            await self.obtain_missing_and_due()
+            try:
+                await self.reconcile()
+            except Exception as exc:  # the database is out of reach a moment: the door serves what it has
+                log.warning("certificates not read from the database: %s", exc)
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), CHECK_SECONDS)
+                await asyncio.wait_for(self._changed.wait(), SYNC_SECONDS)
             except TimeoutError:
                 pass
 
-    async def obtain_missing_and_due(self) -> None:
-        """Order (or sign) a certificate for each wanted hostname that has none valid, or one due."""
+    async def reconcile(self) -> None:
+        """Serve the ledger's certificates; then order (or sign) one for each wanted hostname that has none
+        valid, or one due, unless another daemon is ordering it or a failed order's pause lasts."""
+        entries = await self.sync()
         now = self.clock()
+        ordered = False
         for hostname in sorted(self._wanted):
-            if self._operators_cover(hostname):
+            if any(entry.source == "operator" and entry.covers(hostname) for entry in entries):
                 continue
-            stored = self.store.get(hostname)
-            if stored is not None and stored.certificate is not None and stored.certificate.renew_at() > now:
+            entry = next((entry for entry in entries if entry.hostname == hostname), None)
+            renew_at = entry.renew_at() if entry is not None else None
+            if renew_at is not None and renew_at > now:
                 continue
-            retry = self._retry_at.get(hostname)
-            if retry is not None and retry[0] > now:
+            if entry is not None and entry.retry_at is not None and entry.retry_at > now:
                 continue
+            if not await asyncio.to_thread(self.ledger.claim, hostname, now, now + ORDER_LEASE):
+                continue  # another daemon orders it: its certificate comes through the ledger
+            ordered = True
             try:
-                await self._obtain(hostname, now)
+                await self._obtain(hostname, entry, now)
             except (HAProxyError, CertificateError, OSError) as exc:  # one name's trouble stops no other's
                 log.error("certificate for %s: %s", hostname, exc)
+        if ordered:
+            await self.sync()  # what was just stored is served at once
 
-    async def _obtain(self, hostname: str, now: datetime) -> None:
+    async def sync(self) -> list[Entry]:
+        """Make this door serve exactly the ledger's certificates (the platform's that an operator's covers are
+        dropped from it first); the ledger's entries."""
+        if self._served is None:  # first: what the store holds is served as it is, the database reachable or not
+            self._served = {}
+            for stored in self.store.all():
+                self._served[stored.hostname] = (stored.certificate.fingerprint(), stored.path)
+                await self._serve(stored.path)
+        entries = await self.entries()
+        operators = [entry for entry in entries if entry.source == "operator"]
+        covered = {e.hostname for e in entries if e not in operators and any(o.covers(e.hostname) for o in operators)}
+        for hostname in sorted(covered):
+            await asyncio.to_thread(self.ledger.remove, hostname)
+        entries = [entry for entry in entries if entry.hostname not in covered]
+        shared = {entry.hostname: entry for entry in entries if entry.fingerprint is not None}
+        for hostname, entry in shared.items():
+            served = self._served.get(hostname)
+            if served is None or served[0] != entry.fingerprint:
+                certificate = await asyncio.to_thread(self.ledger.certificate, hostname)
+                if certificate is not None and entry.source is not None:
+                    path = self.store.save(certificate, entry.source)
+                    self._served[hostname] = (certificate.fingerprint(), path)
+                    await self._serve(path)
+        for hostname in sorted(self._served.keys() - shared.keys()):
+            path = self._served.pop(hostname)[1]
+            try:
+                await self.unserve(path)
+            except (HAProxyError, OSError) as exc:
+                log.error("unserving certificate %s: %s", path.name, exc)
+            self.store.remove(hostname)
+        return entries
+
+    async def _obtain(self, hostname: str, entry: Entry | None, now: datetime) -> None:
         source = self.source_for(hostname)
         try:
             if source is None:
@@ -127,23 +172,14 @@ class Certificates:
             else:
                 certificate = self.local_ca.issue([hostname], now=now)
         except (AcmeError, CertificateError, HAProxyError, OSError) as exc:
-            pause = min(self._retry_at.get(hostname, (now, FIRST_RETRY / 2))[1] * 2, LAST_RETRY)
-            self._retry_at[hostname] = (now + pause, pause)
-            self.store.record_error(hostname, str(exc))
+            last = entry.retry if entry is not None and entry.retry is not None else FIRST_RETRY / 2
+            pause = min(last * 2, LAST_RETRY)
+            await asyncio.to_thread(self.ledger.fail, hostname, str(exc), now + pause, pause)
             log.warning("certificate for %s: %s (again in %s)", hostname, exc, pause)
             return
-        self._retry_at.pop(hostname, None)
-        if self._operators_cover(hostname):
-            return  # an operator installed one while this was ordered: theirs stays
-        path = self.store.save(certificate, "acme" if source == "acme" else "local")
-        await self._serve(path)
-        log.info("certificate for %s from %s, valid until %s", hostname, certificate.issuer, certificate.not_after)
-
-    def _operators_cover(self, hostname: str) -> bool:
-        return any(
-            stored.source == "operator" and stored.certificate is not None and stored.certificate.covers(hostname)
-            for stored in self.store.all()
-        )
+        kind: Source = "acme" if source == "acme" else "local"
+        if await asyncio.to_thread(self.ledger.put, certificate, kind):
+            log.info("certificate for %s from %s, valid until %s", hostname, certificate.issuer, certificate.not_after)
 
     async def _serve(self, path: Path) -> None:
         """Load a stored certificate into the front door; one it cannot take now is loaded on its next reload

@@ -6,12 +6,14 @@ ASCII DNS names, a `*.` prefix allowed; upper case is lowered, anything else is 
 """
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -55,6 +57,18 @@ def check_hostname(name: str) -> str:
     ):
         raise CertificateError(f"{name!r} is not a valid hostname (like shop.example.com or *.example.com)")
     return host
+
+
+def covers(sans: Sequence[str], hostname: str) -> bool:
+    """Whether `sans` name `hostname`: exactly (case-insensitive), or `*.example.com` for one more label."""
+    host = hostname.lower()
+    label, _, parent = host.partition(".")
+    return any(host == san or (san.startswith("*.") and label and parent == san[2:]) for san in sans)
+
+
+def renew_at(not_before: datetime, not_after: datetime) -> datetime:
+    """When a third of the lifetime is left (what Let's Encrypt advises and Caddy does)."""
+    return not_after - (not_after - not_before) / 3
 
 
 def _public_der(key: PublicKeyTypes) -> bytes:
@@ -119,18 +133,19 @@ class Certificate:
         )
 
     def renew_at(self) -> datetime:
-        """When a third of the lifetime is left (what Let's Encrypt advises and Caddy does)."""
-        return self.not_after - (self.not_after - self.not_before) / 3
+        return renew_at(self.not_before, self.not_after)
+
+    def fingerprint(self) -> str:
+        """The leaf's SHA-256 (hex): what tells two copies of one certificate from a renewed one."""
+        leaf = x509.load_pem_x509_certificate(self.chain_pem)
+        return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
 
     def combined_pem(self) -> bytes:
         """Chain then key: the one file HAProxy loads per certificate."""
         return self.chain_pem + self.key_pem
 
     def covers(self, hostname: str) -> bool:
-        """Whether a SAN names `hostname`: exactly (case-insensitive), or `*.example.com` for one more label."""
-        host = hostname.lower()
-        label, _, parent = host.partition(".")
-        return any(host == san or (san.startswith("*.") and label and parent == san[2:]) for san in self.hostnames)
+        return covers(self.hostnames, hostname)
 
 
 def _private_directory(directory: Path) -> Path:
@@ -170,6 +185,23 @@ class LocalCA:
         """The CA certificate (PEM) for clients to trust."""
         return self._authority[1].public_bytes(serialization.Encoding.PEM)
 
+    def pem_pair(self) -> tuple[bytes, bytes]:
+        """The CA's certificate and key (PEM), made first if there is none: for the other daemons to adopt."""
+        key, cert = self._authority
+        return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+    def adopt(self, certificate_pem: bytes, key_pem: bytes) -> None:
+        """Make the CA of `certificate_pem` and `key_pem` this directory's (the platform's one CA, which every
+        daemon's door signs with); CertificateError if the key is not the certificate's EC key."""
+        self._parse(certificate_pem, key_pem)
+        with self._locked():
+            if self.key_path.exists() and self.key_path.read_bytes() == key_pem:
+                return
+            self.key_path.unlink(missing_ok=True)  # written last, as on creation: a crash leaves no mismatched pair
+            _write_private(self.cert_path, certificate_pem)
+            _write_private(self.key_path, key_pem)
+            self.__dict__.pop("_authority", None)
+
     def issue(self, hostnames: Sequence[str], *, days: int = 90, now: datetime | None = None) -> Certificate:
         """A server certificate for `hostnames` (checked by `check_hostname`; the first is the primary) on a fresh
         P-256 key, valid from an hour before `now` for `days`. The chain is the leaf alone: clients hold the CA."""
@@ -199,13 +231,18 @@ class LocalCA:
 
     @cached_property
     def _authority(self) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        with self._locked():
+            if not self.key_path.exists():
+                self._create()
+            return self._load()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
         _private_directory(self.directory)
         fd = os.open(self.directory / "ca.lock", os.O_CREAT | os.O_WRONLY, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if not self.key_path.exists():
-                self._create()
-            return self._load()
+            yield
         finally:
             os.close(fd)  # releases the lock
 
@@ -244,9 +281,15 @@ class LocalCA:
         if self.key_path.stat().st_mode & 0o077:
             raise CertificateError(f"{self.key_path} is readable by group or others; chmod 600 it")
         try:
-            cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
-            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as error:
+            return self._parse(self.cert_path.read_bytes(), self.key_path.read_bytes())
+        except OSError as error:
+            raise CertificateError(f"the local CA in {self.directory} is unreadable: {error}") from None
+
+    def _parse(self, certificate_pem: bytes, key_pem: bytes) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        try:
+            cert = x509.load_pem_x509_certificate(certificate_pem)
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
             raise CertificateError(f"the local CA in {self.directory} is unreadable: {error}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey) or _public_der(key.public_key()) != _public_der(
             cert.public_key()
@@ -278,31 +321,37 @@ def _authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
 
 @dataclass(frozen=True)
 class StoredCertificate:
-    """A store entry of primary `hostname`. `certificate` and `source` are None when only an error is recorded (no
-    certificate yet); `path` is the combined PEM HAProxy loads (absent then)."""
+    """A store entry of primary `hostname`; `path` is the combined PEM HAProxy loads."""
 
     hostname: str
-    certificate: Certificate | None
-    source: str | None
+    certificate: Certificate
+    source: Source
     path: Path
-    last_error: str | None
 
 
 class CertStore:
-    """Certificates under a 0700 `directory`, per primary hostname: `<host>.pem` (chain then key, 0600, replaced
-    atomically) and `<host>.json` (hostnames, source, issuer, not_after, last_error, updated). A wildcard's files
-    are `_wildcard_.<parent>.*`: `_` is never in a checked hostname, so no two hostnames share a file."""
+    """The certificates this daemon's door serves, under a 0700 `directory` (HAProxy reads them there; the shared
+    ledger is where they come from), per primary hostname: `<host>.pem` (chain then key, 0600, replaced atomically)
+    and `<host>.json` (hostnames, source, issuer, not_after, updated). A wildcard's files are
+    `_wildcard_.<parent>.*`: `_` is never in a checked hostname, so no two hostnames share a file."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = _private_directory(directory)
 
     def save(self, cert: Certificate, source: Source) -> Path:
-        """Store `cert` under its primary hostname, replacing any entry and clearing its error; the .pem's path."""
+        """Store `cert` under its primary hostname, replacing any entry; the .pem's path."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         pem, meta = self._paths(cert.hostnames[0])
         _write_private(pem, cert.combined_pem())
-        self._write_meta(meta, cert.hostnames, source, cert, None)
+        data = {
+            "hostnames": list(cert.hostnames),
+            "source": source,
+            "issuer": cert.issuer,
+            "not_after": cert.not_after.isoformat(),
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        _write_private(meta, json.dumps(data, indent=2).encode() + b"\n")
         return pem
 
     def get(self, hostname: str) -> StoredCertificate | None:
@@ -312,13 +361,13 @@ class CertStore:
             return None
         try:
             data = json.loads(meta.read_bytes())
-            hostnames, source, last_error = data["hostnames"], data["source"], data["last_error"]
-            certificate = None if source is None else _split(pem.read_bytes())
+            hostnames, source = data["hostnames"], data["source"]
+            certificate = _split(pem.read_bytes())
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise CertificateError(f"the entry of {hostname} in {self.directory} is corrupt: {error}") from None
-        if source not in (None, *SOURCES) or not isinstance(last_error, str | None) or not hostnames:
-            raise CertificateError(f"{meta} is corrupt: bad hostnames, source or last_error")
-        return StoredCertificate(str(hostnames[0]), certificate, source, pem, last_error)
+        if source not in SOURCES or not hostnames:
+            raise CertificateError(f"{meta} is corrupt: bad hostnames or source")
+        return StoredCertificate(str(hostnames[0]), certificate, source, pem)
 
     def all(self) -> list[StoredCertificate]:
         """Every readable entry, by hostname; corrupt ones are logged and skipped, so one bad file hides no other."""
@@ -345,43 +394,9 @@ class CertStore:
                 pass
         return found
 
-    def record_error(self, hostname: str, message: str) -> None:
-        """Note a failed issuance or renewal of `hostname`: a certificate stays; without one, the error is the entry."""
-        entry = self.get(hostname)
-        certificate = entry.certificate if entry else None
-        hostnames = certificate.hostnames if certificate else (check_hostname(hostname),)
-        self._write_meta(self._paths(hostname)[1], hostnames, entry.source if entry else None, certificate, message)
-
-    def due(self, now: datetime) -> list[StoredCertificate]:
-        """Certificates to renew at `now` (past `renew_at`), but not the operator's, which Strata cannot renew.
-        Entries without a certificate are not due: obtaining a first one is up to the caller."""
-        return [
-            entry
-            for entry in self.all()
-            if entry.certificate and entry.source != "operator" and entry.certificate.renew_at() <= now
-        ]
-
     def _paths(self, hostname: str) -> tuple[Path, Path]:
         stem = check_hostname(hostname).replace("*", "_wildcard_", 1)
         return self.directory / f"{stem}.pem", self.directory / f"{stem}.json"
-
-    def _write_meta(
-        self,
-        path: Path,
-        hostnames: Sequence[str],
-        source: str | None,
-        cert: Certificate | None,
-        last_error: str | None,
-    ) -> None:
-        meta = {
-            "hostnames": list(hostnames),
-            "source": source,
-            "issuer": cert.issuer if cert else None,
-            "not_after": cert.not_after.isoformat() if cert else None,
-            "last_error": last_error,
-            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        _write_private(path, json.dumps(meta, indent=2).encode() + b"\n")
 
 
 def _split(combined: bytes) -> Certificate:

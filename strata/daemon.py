@@ -56,6 +56,7 @@ from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
 from strata.leadership import Leadership, NameTaken, claimed
+from strata.shared_certificates import SharedCertificates, share_local_ca
 from strata.shared_challenges import SharedChallenges
 from strata.ssh_access import SshAccess
 from tenants import backups as backup_records
@@ -116,7 +117,7 @@ def run(settings: Settings, options: Options) -> None:
         shared = None  # on PostgreSQL another daemon's door may be where the CA validates this one's order
         if engine.dialect.name == "postgresql":
             shared = SharedChallenges(engine, settings.daemon_name, gateway)
-        certificates = _certificates(settings, gateway, shared or gateway) if options.https else None
+        certificates = _certificates(settings, engine, box, gateway, shared or gateway) if options.https else None
 
         def publish(routes: list[RouteSpec]) -> None:
             gateway.apply(routes)
@@ -260,9 +261,12 @@ def _archive_store(settings: Settings) -> ArchiveStore:
     return S3Store(settings.backup_s3)
 
 
-def _certificates(settings: Settings, gateway: FrontDoor, board: ChallengeBoard) -> Certificates:
-    """Certificates from the local CA under `ca/`, or over ACME when `STRATA_ACME_DIRECTORY` names a server
-    (its account key under `acme/`), kept under `certs/`; ACME's challenges are put on `board`."""
+def _certificates(
+    settings: Settings, engine: Engine, box: SecretBox, gateway: FrontDoor, board: ChallengeBoard
+) -> Certificates:
+    """Certificates from the platform's local CA (kept in the database, its files under `ca/`), or over ACME when
+    `STRATA_ACME_DIRECTORY` names a server (its account key under `acme/`), shared through the database and served
+    from `certs/`; ACME's challenges are put on `board`."""
     acme = None
     if settings.acme_directory:
         (settings.home / "acme").mkdir(mode=0o700, exist_ok=True)
@@ -273,10 +277,11 @@ def _certificates(settings: Settings, gateway: FrontDoor, board: ChallengeBoard)
             email=settings.acme_email,
             ca_bundle=settings.acme_ca_bundle,
         )
+    local_ca = LocalCA(settings.home / "ca")
+    share_local_ca(engine, box, local_ca)
+    ledger = SharedCertificates(engine, box, settings.daemon_name)
     store = CertStore(settings.home / "certs")
-    return Certificates(
-        store, LocalCA(settings.home / "ca"), gateway.serve_certificate, gateway.unserve_certificate, acme
-    )
+    return Certificates(ledger, store, local_ca, gateway.serve_certificate, gateway.unserve_certificate, acme)
 
 
 async def _until(stopping: asyncio.Event, work: Coroutine[object, object, None]) -> None:

@@ -487,6 +487,41 @@ class AcmeChallenge(SQLModel, table=True):
     daemon: str
 
 
+class SharedCertificate(SQLModel, table=True):
+    """A front-door certificate of primary `hostname`, served by every daemon's door: ordered (or signed) once for
+    all of them. `key_sealed` is the private key sealed with the installation's key, never the key itself. A row
+    without a chain records a failed first order. `claimed_by` orders it until `claimed_until`: no other daemon
+    orders the name meanwhile; `retry_at` is when the next order may follow a failed one (`retry_seconds` later)."""
+
+    __tablename__ = "certificate"
+
+    hostname: str = Field(primary_key=True)
+    hostnames: str  # every DNS name it holds, space-separated, the primary first
+    source: str | None = None  # local, acme, operator; None: no certificate yet
+    chain_pem: str | None = None
+    key_sealed: str | None = None
+    fingerprint: str | None = None  # SHA-256 of the leaf: a door compares it with what it serves
+    issuer: str | None = None
+    not_before: datetime | None = _time(nullable=True)
+    not_after: datetime | None = _time(nullable=True)
+    last_error: str | None = None
+    retry_at: datetime | None = _time(nullable=True)
+    retry_seconds: int | None = None
+    claimed_by: str | None = None
+    claimed_until: datetime | None = _time(nullable=True)
+
+
+class SharedLocalCA(SQLModel, table=True):
+    """The platform's one local CA for `.localhost` names (one row): every door's certificates chain to it.
+    `key_sealed` is its key sealed with the installation's key."""
+
+    __tablename__ = "local_ca"
+
+    id: int = Field(default=1, primary_key=True)
+    certificate_pem: str
+    key_sealed: str
+
+
 class Installation(SQLModel, table=True):
     """What every daemon of the platform must share, one row: the platform's id (its containers' label) and the
     fingerprint of the key its secrets are sealed with (a daemon with another key is refused at its start)."""

@@ -5,8 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from gateway.cert_ledger import Entry
 from gateway.certificates import Certificates
-from gateway.certs import CertificateError, StoredCertificate
+from gateway.certs import CertificateError
 from strata.api.deps import DB, Caller, Operator, get_platform
 from strata.api.deps import Platform as _Platform
 from tenants import audit
@@ -26,26 +27,26 @@ HttpsCertificates = Annotated[Certificates, Depends(get_certificates)]
 
 
 @router.get("/certs")
-def list_certificates(_: Operator, certificates: HttpsCertificates) -> list[CertificateRead]:
-    """Each hostname's certificate: where it came from, its issuer and expiry, and the last error ordering it."""
-    return [_read(stored) for stored in certificates.store.all()]
+async def list_certificates(_: Operator, certificates: HttpsCertificates) -> list[CertificateRead]:
+    """Each hostname's certificate, served by every daemon's front door: where it came from, its issuer and
+    expiry, and the last error ordering it."""
+    return [_read(entry) for entry in await certificates.entries()]
 
 
 @router.put("/certs/{hostname}", status_code=201)
 async def add_certificate(
     session: DB, principal: Operator, hostname: str, upload: CertificateUpload, certificates: HttpsCertificates
 ) -> CertificateRead:
-    """Serve HOSTNAME (and the other names the certificate holds) with this certificate at once; the platform
-    never replaces it. The key is kept 0600 and never shown. A certificate that does not name HOSTNAME, or whose
-    key does not match, is refused and changes nothing."""
+    """Serve HOSTNAME (and the other names the certificate holds) with this certificate at every daemon's door
+    at once; the platform never replaces it. The key is kept sealed (and 0600 on disk), never shown. A certificate
+    that does not name HOSTNAME, or whose key does not match, is refused and changes nothing."""
     try:
-        stored = await certificates.install(hostname, upload.certificate_pem.encode(), upload.key_pem.encode())
+        entry = await certificates.install(hostname, upload.certificate_pem.encode(), upload.key_pem.encode())
     except CertificateError as exc:
         raise Invalid(str(exc)) from None
-    audit.record(session, principal.actor, "certificate.add", hostname=hostname, issuer=stored.certificate and
-                 stored.certificate.issuer)  # fmt: skip
+    audit.record(session, principal.actor, "certificate.add", hostname=hostname, issuer=entry.issuer)
     session.commit()
-    return _read(stored)
+    return _read(entry)
 
 
 @router.get("/ca")
@@ -55,13 +56,12 @@ def local_ca(_: Caller, certificates: HttpsCertificates) -> LocalCARead:
     return LocalCARead(certificate_pem=certificates.local_ca.certificate_pem().decode())
 
 
-def _read(stored: StoredCertificate) -> CertificateRead:
-    certificate = stored.certificate
+def _read(entry: Entry) -> CertificateRead:
     return CertificateRead(
-        hostname=stored.hostname,
-        hostnames=list(certificate.hostnames) if certificate else [stored.hostname],
-        source=stored.source,
-        issuer=certificate.issuer if certificate else None,
-        not_after=certificate.not_after if certificate else None,
-        last_error=stored.last_error,
+        hostname=entry.hostname,
+        hostnames=list(entry.hostnames),
+        source=entry.source,
+        issuer=entry.issuer,
+        not_after=entry.not_after,
+        last_error=entry.last_error,
     )

@@ -20,7 +20,10 @@ import pytest
 
 from gateway.certificates import Certificates
 from gateway.certs import CertificateError, CertStore, LocalCA
+from strata.shared_certificates import SharedCertificates
+from tenants import db
 from tenants.routes import RouteSpec
+from tenants.secrets import SecretBox
 from tests.gateway.backend import QuietServer, start_backend
 from tests.gateway.conftest import RunningGateway, route, start_gateway, stop_gateway
 
@@ -173,7 +176,9 @@ def curl(front: RunningGateway, host: str, ca: Path, *flags: str) -> subprocess.
 @pytest.fixture
 def https(tmp_path: Path, front: RunningGateway) -> Iterator[tuple[Certificates, Path]]:
     """Certificates from a local CA kept by a running `Certificates`, and the CA's file for clients."""
+    engine = db.open_engine(f"sqlite:///{tmp_path / 'strata.db'}")
     certificates = Certificates(
+        SharedCertificates(engine, SecretBox(tmp_path / "secret.key"), "a"),
         CertStore(tmp_path / "certs"),
         LocalCA(tmp_path / "ca"),
         front.front.serve_certificate,
@@ -341,8 +346,9 @@ def test_an_operators_certificate_replaces_the_platforms_and_a_real_domain_needs
     routes = [route("web", "acme", three[0], hostnames=("shop.example.com",))]
     front.apply(*routes)
     assert want(front, certificates, ca, *sorted(front.front.hostnames(routes), reverse=True)) < 5
-    refused = certificates.store.get("shop.example.com")  # no ACME server: the local CA signs .localhost only
-    assert refused is not None and refused.certificate is None and "no ACME server" in (refused.last_error or "")
+    entries = {entry.hostname: entry for entry in front.run(certificates.entries())}
+    refused = entries["shop.example.com"]  # no ACME server: the local CA signs .localhost only
+    assert refused.fingerprint is None and "no ACME server" in (refused.last_error or "")
 
     operators = LocalCA(tmp_path / "operators-ca")  # say, the company's own CA
     issued = operators.issue(["web.acme.localhost"])
@@ -351,7 +357,9 @@ def test_an_operators_certificate_replaces_the_platforms_and_a_real_domain_needs
     (tmp_path / "operators.pem").write_bytes(operators.certificate_pem())
     assert curl(front, "web.acme.localhost", tmp_path / "operators.pem").returncode == 0  # served at once
     assert curl(front, "web.acme.localhost", ca).returncode != 0  # the platform's is no longer served
-    assert [s.source for s in certificates.store.all()] == [None, "operator"]  # shop's error; web's, the operator's
+    entries = {entry.hostname: entry for entry in front.run(certificates.entries())}
+    sources = [(e.hostname, e.source) for e in entries.values()]
+    assert sources == [("shop.example.com", None), ("web.acme.localhost", "operator")]  # shop's error; the operator's
     wrong = operators.issue(["other.acme.localhost"])
     with pytest.raises(CertificateError, match="not web.acme.localhost"):
         front.run(certificates.install("web.acme.localhost", wrong.chain_pem, wrong.key_pem))

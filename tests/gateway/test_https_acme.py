@@ -15,6 +15,9 @@ import pytest
 from gateway.acme import AcmeIssuer
 from gateway.certificates import Certificates
 from gateway.certs import CertStore, LocalCA
+from strata.shared_certificates import SharedCertificates
+from tenants import db
+from tenants.secrets import SecretBox
 from tests.gateway.backend import start_backend
 from tests.gateway.conftest import RunningGateway, route, start_gateway, stop_gateway
 from tests.harness import free_port
@@ -45,11 +48,13 @@ def served(tmp_path: Path) -> Iterator[tuple[RunningGateway, Pebble, str]]:
 
 
 def certificates(front: RunningGateway, pebble: Pebble, home: Path, clock: Clock) -> Certificates:
+    """A daemon's controller with its home under `home` (its database there: the ledger of certificates)."""
     issuer = AcmeIssuer(pebble.directory_url, home / "account.key", front.front, ca_bundle=pebble.ca_bundle)
-    store = CertStore(home / "certs")
+    ledger = SharedCertificates(db.open_engine(f"sqlite:///{home / 'strata.db'}"), SecretBox(home / "key"), "a")
     return Certificates(
-        store, LocalCA(home / "ca"), front.front.serve_certificate, front.front.unserve_certificate, issuer, clock=clock
-    )
+        ledger, CertStore(home / "certs"), LocalCA(home / "ca"), front.front.serve_certificate,
+        front.front.unserve_certificate, issuer, clock=clock,
+    )  # fmt: skip
 
 
 def fetch(front: RunningGateway, root: Path) -> subprocess.CompletedProcess[str]:
@@ -86,7 +91,7 @@ def test_a_hostname_gets_a_certificate_from_acme_renewed_and_not_ordered_again(
 
     started = time.monotonic()
     first.want([HOST, "web.acme.localhost"])
-    front.run(first.obtain_missing_and_due())
+    front.run(first.reconcile())
     elapsed = time.monotonic() - started
     assert elapsed <= 5, f"{elapsed:.1f} s to a certificate"
     answer = fetch(front, root)
@@ -98,17 +103,17 @@ def test_a_hostname_gets_a_certificate_from_acme_renewed_and_not_ordered_again(
     before = serial(front)
 
     clock.now = stored.certificate.renew_at() - timedelta(minutes=1)  # type: ignore[union-attr]
-    front.run(first.obtain_missing_and_due())
+    front.run(first.reconcile())
     assert pebble.orders_placed() == orders + 1  # not due yet
     clock.now += timedelta(minutes=2)
-    front.run(first.obtain_missing_and_due())
+    front.run(first.reconcile())
     assert pebble.orders_placed() == orders + 2  # due: renewed, and served without a reload
     assert serial(front) != before and fetch(front, root).returncode == 0
 
     clock.now = datetime.now(UTC)  # the daemon restarted, today: same store, same account
     again = certificates(front, pebble, home, clock)
     again.want([HOST, "web.acme.localhost"])
-    front.run(again.obtain_missing_and_due())
+    front.run(again.reconcile())
     assert pebble.orders_placed() == orders + 2
 
 
@@ -121,15 +126,15 @@ def test_a_failed_order_is_shown_and_the_app_keeps_serving_over_http(
         home.mkdir()
         failing = certificates(front, pebble, home, clock)
         failing.want([HOST])
-        front.run(failing.obtain_missing_and_due())
-        stored = failing.store.get(HOST)
-        assert stored is not None and stored.certificate is None
-        assert stored.last_error is not None and HOST in stored.last_error and "connection" in stored.last_error
+        front.run(failing.reconcile())
+        [entry] = front.run(failing.entries())
+        assert entry.hostname == HOST and entry.fingerprint is None and failing.store.get(HOST) is None
+        assert entry.last_error is not None and HOST in entry.last_error and "connection" in entry.last_error
         answer = httpx.get(front.url, headers={"Host": HOST})
         assert answer.status_code == 200 and answer.json()["name"] == "shop"  # HTTP serves on
         orders = pebble.orders_placed()
-        front.run(failing.obtain_missing_and_due())
+        front.run(failing.reconcile())
         assert pebble.orders_placed() == orders  # tried again after a pause, not at once
         clock.now += timedelta(minutes=2)
-        front.run(failing.obtain_missing_and_due())
+        front.run(failing.reconcile())
         assert pebble.orders_placed() == orders + 1

@@ -212,13 +212,7 @@ def test_the_store_round_trips_private_files(ca: LocalCA, tmp_path: Path) -> Non
     assert (mode(tmp_path / "certs"), mode(path), mode(path.with_suffix(".json"))) == (0o700, 0o600, 0o600)
     entry = store.get("WEB.acme.localhost")
     assert entry is not None
-    assert (entry.hostname, entry.certificate, entry.source, entry.path, entry.last_error) == (
-        "web.acme.localhost",
-        cert,
-        "local",
-        path,
-        None,
-    )
+    assert (entry.hostname, entry.certificate, entry.source, entry.path) == ("web.acme.localhost", cert, "local", path)
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["hostnames"] == ["web.acme.localhost", "www.acme.localhost"]
     assert meta["not_after"] == cert.not_after.isoformat()
@@ -231,42 +225,29 @@ def test_the_store_names_wildcards_safely_and_lists_by_hostname(ca: LocalCA, tmp
     store = CertStore(tmp_path / "certs")
     assert store.save(ca.issue(["*.b.localhost"]), "acme").name == "_wildcard_.b.localhost.pem"
     store.save(ca.issue(["a.localhost"]), "operator")
-    store.record_error("c.localhost", "rate limited")
-    assert [entry.hostname for entry in store.all()] == ["*.b.localhost", "a.localhost", "c.localhost"]
+    assert [entry.hostname for entry in store.all()] == ["*.b.localhost", "a.localhost"]
     with pytest.raises(CertificateError, match="'../x' is not a valid hostname"):
         store.get("../x")
     with pytest.raises(ValueError, match="source must be one of local, acme, operator"):
         store.save(ca.issue(["a.localhost"]), "mine")  # type: ignore[arg-type]
 
 
-def test_an_error_is_kept_with_or_without_a_certificate(ca: LocalCA, tmp_path: Path) -> None:
-    store = CertStore(tmp_path / "certs")
-    store.record_error("new.localhost", "challenge failed: 404")
-    entry = store.get("new.localhost")
-    assert entry is not None
-    assert (entry.certificate, entry.source, entry.last_error) == (None, None, "challenge failed: 404")
-    assert not entry.path.exists()
-
-    cert = ca.issue(["new.localhost"])
-    store.save(cert, "acme")
-    store.record_error("new.localhost", "renewal failed")
-    entry = store.get("new.localhost")
-    assert entry is not None and (entry.certificate, entry.source, entry.last_error) == (cert, "acme", "renewal failed")
-    store.save(cert, "acme")
-    assert store.get("new.localhost") == entry.__class__(entry.hostname, cert, "acme", entry.path, None)
-
-
-def test_due_is_past_two_thirds_of_the_lifetime_and_never_the_operators(ca: LocalCA, tmp_path: Path) -> None:
-    store = CertStore(tmp_path / "certs")
+def test_renewal_is_due_when_a_third_of_the_lifetime_is_left(ca: LocalCA) -> None:
     local = ca.issue(["local.localhost"], days=90, now=NOW)
-    store.save(local, "local")
-    store.save(ca.issue(["mine.localhost"], days=90, now=NOW), "operator")
-    store.record_error("failed.localhost", "no certificate yet")
-    renew_at = NOW - timedelta(hours=1) + (timedelta(days=90, hours=1)) * 2 / 3
-    assert local.renew_at() == renew_at
-    assert store.due(renew_at - timedelta(seconds=1)) == []
-    assert [entry.hostname for entry in store.due(renew_at)] == ["local.localhost"]
-    assert [entry.hostname for entry in store.due(NOW + timedelta(days=365))] == ["local.localhost"]
+    assert local.renew_at() == NOW - timedelta(hours=1) + (timedelta(days=90, hours=1)) * 2 / 3
+
+
+def test_the_local_ca_adopts_another_and_signs_with_it(ca: LocalCA, tmp_path: Path) -> None:
+    mine = LocalCA(tmp_path / "mine")
+    mine.certificate_pem()  # made
+    mine.adopt(*ca.pem_pair())
+    assert mine.certificate_pem() == ca.certificate_pem() and mode(mine.key_path) == 0o600
+    leaf = x509.load_pem_x509_certificate(mine.issue(["web.localhost"]).chain_pem)
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.certificate_pem()))
+    assert LocalCA(tmp_path / "mine").certificate_pem() == ca.certificate_pem()  # kept in its files
+    with pytest.raises(CertificateError, match="is not the EC key of"):
+        mine.adopt(ca.certificate_pem(), LocalCA(tmp_path / "third").pem_pair()[1])
+    assert mine.certificate_pem() == ca.certificate_pem()  # a refused pair changes nothing
 
 
 def test_corrupt_entries_are_skipped_and_logged(ca: LocalCA, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
