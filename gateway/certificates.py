@@ -134,6 +134,8 @@ class Certificates:
                 self._served[stored.hostname] = (stored.certificate.fingerprint(), stored.path)
                 await self._serve(stored.path)
         entries = await self.entries()
+        if not self.store.shared():
+            entries = await self._share_kept(entries)
         operators = [entry for entry in entries if entry.source == "operator"]
         covered = {e.hostname for e in entries if e not in operators and any(o.covers(e.hostname) for o in operators)}
         for hostname in sorted(covered):
@@ -156,6 +158,16 @@ class Certificates:
                 log.error("unserving certificate %s: %s", path.name, exc)
             self.store.remove(hostname)
         return entries
+
+    async def _share_kept(self, entries: list[Entry]) -> list[Entry]:
+        """Put the certificates a store kept before certificates were shared (an upgrade) in the ledger, where it
+        has none for their names, once: they are served on, and not ordered again. The ledger's entries after."""
+        held = {entry.hostname for entry in entries if entry.fingerprint is not None}
+        for stored in self.store.all():
+            if stored.hostname not in held:
+                await asyncio.to_thread(self.ledger.put, stored.certificate, stored.source)
+        self.store.mark_shared()
+        return await self.entries()
 
     async def _obtain(self, hostname: str, entry: Entry | None, now: datetime) -> None:
         source = self.source_for(hostname)

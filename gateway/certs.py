@@ -329,6 +329,9 @@ class StoredCertificate:
     path: Path
 
 
+SHARED_MARK = ".shared"  # in a store whose certificates came from the ledger (never a hostname: it starts with a dot)
+
+
 class CertStore:
     """The certificates this daemon's door serves, under a 0700 `directory` (HAProxy reads them there; the shared
     ledger is where they come from), per primary hostname: `<host>.pem` (chain then key, 0600, replaced atomically)
@@ -353,6 +356,14 @@ class CertStore:
         }
         _write_private(meta, json.dumps(data, indent=2).encode() + b"\n")
         return pem
+
+    def shared(self) -> bool:
+        """Whether what the store holds came from the shared ledger: not so in a home kept before certificates
+        were shared (an upgrade), until `mark_shared`."""
+        return (self.directory / SHARED_MARK).exists()
+
+    def mark_shared(self) -> None:
+        _write_private(self.directory / SHARED_MARK, b"")
 
     def get(self, hostname: str) -> StoredCertificate | None:
         """The entry of primary `hostname`, None if there is none; CertificateError if it is corrupt."""

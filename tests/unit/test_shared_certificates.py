@@ -191,3 +191,41 @@ def test_a_due_certificate_is_renewed_once_for_every_door(engine: Engine, box: S
     stores = [CertStore(tmp_path / name / "certs").get("web.acme.localhost") for name in ("a", "b")]
     assert [s.certificate.fingerprint() for s in stores if s is not None] == [renewed.fingerprint] * 2
     assert [len(paths) for paths in served.values()] == [2, 2]  # the first and the renewed one, at each door
+
+
+def test_an_upgraded_homes_certificates_are_shared_once_not_ordered_again(
+    engine: Engine, box: SecretBox, ca: LocalCA, tmp_path: Path
+) -> None:
+    """A home kept before certificates were shared: its certificates go to the ledger at its daemon's first sync,
+    and are served on; after that, one the ledger no longer holds (removed at another daemon) is not put back."""
+    served: list[str] = []
+
+    async def serve(path: Path) -> None:
+        served.append(path.name)
+
+    async def unserve(path: Path) -> None:
+        served.remove(path.name)
+
+    store = CertStore(tmp_path / "a" / "certs")
+    kept = ca.issue(["shop.example.com"])
+    store.save(kept, "acme")  # as the daemon before the upgrade kept it
+
+    def door() -> Certificates:
+        return Certificates(SharedCertificates(engine, box, "a"), store, ca, serve, unserve, clock=lambda: NOW)
+
+    upgraded = door()
+    upgraded.want(["shop.example.com"])
+    asyncio.run(upgraded.reconcile())  # no ACME server: an order would fail, and say so
+    [entry] = asyncio.run(upgraded.entries())
+    assert (entry.hostname, entry.source, entry.fingerprint, entry.last_error) == (
+        "shop.example.com",
+        "acme",
+        kept.fingerprint(),
+        None,
+    )
+    assert served == ["shop.example.com.pem"]
+
+    SharedCertificates(engine, box, "b").remove("shop.example.com")  # an operator's `certs remove` at b, say
+    served.clear()
+    asyncio.run(door().sync())  # a started again
+    assert asyncio.run(upgraded.entries()) == [] and store.get("shop.example.com") is None
