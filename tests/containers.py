@@ -48,13 +48,21 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 30, what: str = "co
 def ready(daemon: Daemon, tenant: str, app: str, count: int, revision: int | None = None) -> list[InstanceRead]:
     """Wait until the app has exactly `count` instances, all ready (and of `revision`, if given)."""
 
+    seen: list[InstanceRead] = []
+
     def probe() -> list[InstanceRead] | None:
         with daemon.operator() as api:
-            found = api.instances(tenant, app)
-        good = all(i.state == InstanceState.READY and (revision is None or i.revision == revision) for i in found)
-        return found if len(found) == count and good else None
+            seen[:] = api.instances(tenant, app)
+        good = all(i.state == InstanceState.READY and (revision is None or i.revision == revision) for i in seen)
+        return list(seen) if len(seen) == count and good else None
 
-    return wait_for(probe, what=f"{count} ready instance(s) of {tenant}/{app}")
+    try:
+        return wait_for(probe, what=f"{count} ready instance(s) of {tenant}/{app}")
+    except AssertionError as exc:  # say what there was instead, and what the platform said of it
+        with daemon.operator() as api:
+            said = [f"{e.action} {e.detail}" for e in api.events(tenant, limit=10)]
+        found = [f"{i.id} {i.state.value} restarts={i.restarts} health={i.last_health} {i.message}" for i in seen]
+        raise AssertionError(f"{exc}; the last seen: {found}; the newest events: {said}") from None
 
 
 def platform_id(daemon: Daemon) -> str:
