@@ -54,6 +54,7 @@ from hosting.paas.pause import pause
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.standby import REFRESH_SECONDS, Standby, every_door, other_doors
+from hosting.paas.tunnels import Tunnels
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
@@ -178,9 +179,10 @@ def run(settings: Settings, options: Options) -> None:
             )
             reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
             backups.sweep()
+        tunnels = Tunnels(client, lambda: standby.nudge(), settings.home / "sockets")  # a standby's own logins
         standby = Standby(
             engine, settings.daemon_name, pool, publish, traffic=gateway.take_usage, activity=gateway.activity,
-            request_wake=lambda tenant, app: leadership.request_wake(tenant, app), host_client=client,
+            request_wake=lambda tenant, app: leadership.request_wake(tenant, app), tunnels=tunnels,
             drain=gateway.drain,
         )  # fmt: skip
 
