@@ -51,6 +51,7 @@ from hosting.paas.libvirt_hosts import LibvirtHosts
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool, NodeSource
 from hosting.paas.pause import pause
+from hosting.paas.reach import Reach
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.standby import REFRESH_SECONDS, Standby, every_door, other_doors
@@ -230,6 +231,7 @@ def run(settings: Settings, options: Options) -> None:
             hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
             remote_hosts=remote_hosts,
             libvirt_hosts=libvirt_hosts,
+            reach=Reach(reconciler.pool, tunnels, leadership.leading.is_set),
             nudge=nudge,
             builder=builder,
             pulls=reconciler.pulls,
