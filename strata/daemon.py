@@ -49,9 +49,11 @@ from hosting.paas.libvirt_hosts import LibvirtHosts
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodeHandle, NodePool, NodeSource
 from hosting.paas.pause import pause
+from hosting.paas.reach import Reach
 from hosting.paas.reconciler import Reconciler
 from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.standby import REFRESH_SECONDS, Standby, every_door, other_doors
+from hosting.paas.tunnels import Tunnels
 from hosting.paas.vm_nodes import VmNodes, engine_ready
 from strata.api import Platform, create_app
 from strata.config import Settings
@@ -177,9 +179,10 @@ def run(settings: Settings, options: Options) -> None:
             )
             reconciler.paused = backups.paused  # frozen for a copy: their health is not judged meanwhile
             backups.sweep()
+        tunnels = Tunnels(client, lambda: standby.nudge(), settings.home / "sockets")  # a standby's own logins
         standby = Standby(
             engine, settings.daemon_name, pool, publish, traffic=gateway.take_usage, activity=gateway.activity,
-            request_wake=lambda tenant, app: leadership.request_wake(tenant, app), host_client=client,
+            request_wake=lambda tenant, app: leadership.request_wake(tenant, app), tunnels=tunnels,
             drain=gateway.drain,
         )  # fmt: skip
 
@@ -227,6 +230,7 @@ def run(settings: Settings, options: Options) -> None:
             hypervisors={vm_nodes.driver.name: vm_nodes for vm_nodes in hypervisors},
             remote_hosts=remote_hosts,
             libvirt_hosts=libvirt_hosts,
+            reach=Reach(reconciler.pool, tunnels, leadership.leading.is_set),
             nudge=nudge,
             builder=builder,
             pulls=reconciler.pulls,

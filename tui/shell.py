@@ -3,6 +3,7 @@
 It goes through the control API's exec WebSocket with the console's token, like `ssh acme@HOST shell web`.
 """
 
+import contextlib
 import json
 import os
 import select
@@ -26,26 +27,28 @@ def open_socket(target: ExecTarget) -> ClientConnection:
     return connect(target.url, additional_headers=target.headers, max_size=None)
 
 
-def run_shell(target: ExecTarget) -> int:
-    """Relay this terminal to the command until it exits; returns its exit code."""
+def run_shell(target: ExecTarget) -> tuple[int, str]:
+    """Relay this terminal to the command until it exits; returns its exit code, and why the API closed the
+    socket if it did so before (the command could not start: its node's engine not reached, say), else ""."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     saved = termios.tcgetattr(stdin)
-    exit_code = 255
+    exit_code, reason = 255, ""
     with open_socket(target) as ws:
         columns, lines = shutil.get_terminal_size()
-        ws.send(json.dumps({"resize": [columns, lines]}))
+        with contextlib.suppress(ConnectionClosed):  # closed at once: said by `output`
+            ws.send(json.dumps({"resize": [columns, lines]}))
         done = threading.Event()
 
         def output() -> None:
-            nonlocal exit_code
+            nonlocal exit_code, reason
             try:
                 for message in ws:
                     if isinstance(message, str):
                         exit_code = int(json.loads(message).get("exit", 255))
                         break
                     os.write(stdout, message[1:])
-            except ConnectionClosed:
-                pass
+            except ConnectionClosed as closed:
+                reason = closed.rcvd.reason if closed.rcvd is not None else ""
             done.set()
 
         reader = threading.Thread(target=output, daemon=True)
@@ -59,4 +62,4 @@ def run_shell(target: ExecTarget) -> int:
         finally:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         reader.join(timeout=2)
-    return exit_code
+    return exit_code, reason

@@ -296,6 +296,8 @@ class DockerRuntime(NodeRuntime):
                     yield line
         except aiodocker.DockerError as exc:
             raise EngineError(exc.message) from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise EngineUnavailable(f"docker on {self.name} does not answer ({exc})") from None
 
     async def counters(self, container_ids: Sequence[str]) -> dict[str, Counters]:
         if not container_ids:
@@ -307,7 +309,8 @@ class DockerRuntime(NodeRuntime):
         return layout.counters(container_ids, await self.host.cgroup_files(paths))
 
     async def exec(self, container_id: str, command: list[str], *, tty: bool) -> ExecSession:
-        return await DockerExec.start(self.docker.containers.container(container_id), command, tty, self.host.kill)
+        start = DockerExec.start(self.docker.containers.container(container_id), command, tty, self.host.kill)
+        return await self._call(start)  # an engine that does not answer is said to
 
     async def images(self) -> list[ImageInfo]:
         listed = await self._call(self.docker.images.list())

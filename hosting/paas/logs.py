@@ -1,7 +1,7 @@
 """Logs of several instances as one stream, each line prefixed by its instance."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from hosting.paas.runtime import EngineError, NodeRuntime
 
@@ -19,17 +19,24 @@ async def last_lines(runtime: NodeRuntime, container_id: str, count: int) -> lis
 
 
 async def merged_logs(
-    sources: list[tuple[str, NodeRuntime, str]], *, follow: bool, since: int | None
+    sources: list[tuple[str, NodeRuntime, str]],
+    *,
+    follow: bool,
+    since: int | None,
+    unreached: Sequence[tuple[str, EngineError]] = (),
 ) -> AsyncIterator[str]:
-    """Yield `[instance] line` from every (instance, runtime, container id) as lines arrive."""
+    """Yield `[instance] line` from every (instance, runtime, container id) as lines arrive; first a line for each
+    (instance, why) of `unreached` (its engine is not reached), so that none is left out without a word."""
     queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LINES)
+    for instance, exc in unreached:
+        yield _unavailable(instance, exc)
 
     async def pump(instance: str, runtime: NodeRuntime, container_id: str) -> None:
         try:
             async for line in runtime.logs(container_id, follow=follow, since=since):
                 await queue.put(f"[{instance}] {line.rstrip()}\n")
         except EngineError as exc:
-            await queue.put(f"[{instance}] (logs unavailable: {exc})\n")
+            await queue.put(_unavailable(instance, exc))
         finally:
             await queue.put(None)
 
@@ -45,3 +52,7 @@ async def merged_logs(
     finally:
         for task in tasks:
             task.cancel()
+
+
+def _unavailable(instance: str, exc: EngineError) -> str:
+    return f"[{instance}] (logs unavailable: {exc})\n"

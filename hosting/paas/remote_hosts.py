@@ -50,8 +50,17 @@ class RemoteMachine(SshMachine):
 
     def __init__(self, name: str, connection: SSHClientConnection) -> None:
         super().__init__(f"node {name}", connection)
+        self.name = name
         self._forwards: dict[int, SSHListener] = {}  # the host's port -> the listener here
         self._lock = asyncio.Lock()
+
+    async def forward_engine(self, socket: Path, docker_socket: str) -> tuple[DockerRuntime, SSHListener]:
+        """The host's engine, its unix socket `docker_socket` forwarded to `socket` here (one left there before is
+        replaced), and the forward's listener, for the caller to close with the runtime. Its containers' ports, and
+        an exec's kill, go through the same connection: one login a host, the leader's or a standby's."""
+        socket.unlink(missing_ok=True)
+        listener = await self.connection.forward_local_path(str(socket), docker_socket)
+        return DockerRuntime(self.name, f"unix://{socket}", self), listener
 
     async def endpoint(self, port: int) -> str:
         async with self._lock:
@@ -179,10 +188,8 @@ class RemoteHosts(Passes):
         assert row.host_key is not None and row.docker_socket is not None
         connection = await login(target, self.client, row.host_key)
         try:
-            socket = self.sockets / f"{row.name}.sock"
-            socket.unlink(missing_ok=True)
-            listener = await connection.forward_local_path(str(socket), row.docker_socket)
-            runtime = DockerRuntime(row.name, f"unix://{socket}", RemoteMachine(row.name, connection))
+            machine = RemoteMachine(row.name, connection)
+            runtime, listener = await machine.forward_engine(self.sockets / f"{row.name}.sock", row.docker_socket)
             handle = NodeHandle(runtime, SSH_DRIVER, target.url, tenant=row.tenant)
             if not await handle.refresh(self.engine):
                 listener.close()

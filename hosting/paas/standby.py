@@ -7,10 +7,11 @@ writes, and publishes the same routes from them — at once when told of a chang
 `REFRESH_SECONDS` in any case (a notification may be lost). It stops before the daemon's own reconciler starts,
 so the two never publish over each other. Its engines are asked whether they answer as often (nothing recorded:
 the leader records the nodes), so its API's calls to them (images, logs, a shell) know where to go. Instances on
-remote hosts are reached through SSH forwards of its own (`tunnels`), not the leader's; the others' recorded
-endpoints are on the leader's machine's loopback, routed only by a standby on that machine. And what its
-front door carried (requests, bytes) is metered every `USAGE_INTERVAL_SECONDS`, added to the same rows as the
-leader's (the writes add, so daemons never overwrite each other's counts).
+remote hosts are reached through SSH forwards of its own (`tunnels`), not the leader's, and so are those hosts'
+engines, for its API; the others' recorded endpoints are on the leader's machine's loopback, routed only by a
+standby on that machine. And what its front door carried (requests, bytes) is metered every
+`USAGE_INTERVAL_SECONDS`, added to the same rows as the leader's (the writes add, so daemons never overwrite each
+other's counts).
 
 Sleeping apps: the door reports each app's activity (idle time, requests in flight) every `REFRESH_SECONDS`, and
 the leader puts an app to sleep only when it is idle at every door. A request for a sleeping app reaches this
@@ -25,7 +26,6 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from asyncssh import SSHKey
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -56,7 +56,8 @@ WAKE_POLL_SECONDS = 0.02  # how often the records are read for a woken app's rea
 
 class Standby:
     """Routes for `publish`, read from the records; `pool`'s engines probed; the front door's `traffic` metered.
-    Remote hosts' instances are reached through forwards logged in with `host_client` (None: not routed here)."""
+    Remote hosts' instances are reached through `tunnels` (None: not routed here), which call `nudge` once a host is
+    logged in to."""
 
     def __init__(
         self,
@@ -68,14 +69,14 @@ class Standby:
         traffic: Callable[[], Traffic] = dict,
         activity: ActivitySource | None = None,
         request_wake: Callable[[str, str], None] = lambda tenant, app: None,
-        host_client: SSHKey | None = None,
+        tunnels: Tunnels | None = None,
         drain: Drain | None = None,
         host: str = socket.gethostname(),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine, self.name, self.pool, self.publish, self.monotonic = engine, name, pool, publish, monotonic
         self.traffic, self.activity, self.request_wake, self.drain = traffic, activity, request_wake, drain
-        self.tunnels = Tunnels(host_client, self.nudge) if host_client is not None else None
+        self.tunnels = tunnels
         self._routed: dict[str, str] = {}  # instance -> its endpoint at this door, as last published
         self._draining: dict[str, asyncio.Task[None]] = {}
         self._let_go: set[str] = set()  # the instances being removed this door said it let go of
@@ -159,8 +160,10 @@ class Standby:
         another tenant's). `every`: `rows` are all there are (the forwards to no other are let go)."""
         wanted: dict[HostAddress, set[int]] = {}
         for row in rows:
-            if row.node in hosts and row.published is not None:
-                wanted.setdefault(hosts[row.node], set()).add(row.published)
+            if row.node in hosts:  # its engine is wanted too (its logs, a shell), whether or not it publishes
+                ports = wanted.setdefault(hosts[row.node], set())
+                if row.published is not None:
+                    ports.add(row.published)
         ours = await self.tunnels.endpoints(wanted, every=every) if self.tunnels is not None else {}
         elsewhere = self._leader_host is not None and self._leader_host != self.host
         reached = [Tracked.adopt(row) for row in rows]
@@ -241,9 +244,9 @@ class Standby:
 def _remote_hosts(session: Session) -> dict[str, HostAddress]:
     """The remote hosts recorded, by name, as they are logged in to."""
     return {
-        node.name: HostAddress(node.name, node.docker_url, node.host_key)
+        node.name: HostAddress(node.name, node.docker_url, node.host_key, node.docker_socket)
         for node in registry.of_driver(session, SSH_DRIVER)
-        if node.host_key is not None
+        if node.host_key is not None and node.docker_socket is not None
     }
 
 

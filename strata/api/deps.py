@@ -22,6 +22,7 @@ from hosting.paas.libvirt_hosts import LibvirtHosts
 from hosting.paas.node_volumes import NodeVolumes
 from hosting.paas.nodes import NodePool
 from hosting.paas.pulls import ImagePuller
+from hosting.paas.reach import Reach
 from hosting.paas.remote_hosts import RemoteHosts
 from hosting.paas.sleeper import ColdStarts
 from hosting.paas.usage import UsageSampler
@@ -39,8 +40,8 @@ from tenants.tokens import Principal
 class Platform:
     """The running parts the routes use, beside the database: the live nodes, what their instances use, the
     gateway's traffic, the VM nodes of each hypervisor driver (by its name), the remote hosts and hypervisor hosts,
-    and `nudge`, which asks the reconciler for a pass now. Made by the daemon, stored once by `create_app`, shared
-    by every request."""
+    which engine answers for an instance (`reach`), and `nudge`, which asks the reconciler for a pass now. Made by
+    the daemon, stored once by `create_app`, shared by every request."""
 
     engine: Engine
     settings: Settings
@@ -51,6 +52,7 @@ class Platform:
     nudge: Callable[[], None]
     remote_hosts: RemoteHosts  # other machines' engines, over SSH
     libvirt_hosts: LibvirtHosts  # VM nodes on other machines' hypervisors, over SSH
+    reach: Reach  # the engines of instances' nodes, a standby's remote hosts' through its own logins
     builder: Builder | None = None  # builds from source (None: builds are refused)
     certificates: Certificates | None = None  # HTTPS certificates (None: no HTTPS listener)
     pulls: ImagePuller | None = None  # the images being pulled for apps (None: no image store, no pulls)
@@ -84,6 +86,10 @@ async def get_settings(platform: _Platform) -> Settings:
 
 async def get_pool(platform: _Platform) -> NodePool:
     return platform.pool
+
+
+async def get_reach(platform: _Platform) -> Reach:
+    return platform.reach
 
 
 async def get_usage(platform: _Platform) -> Mapping[str, tuple[int, int]]:
@@ -158,6 +164,7 @@ async def get_backups(platform: _Platform) -> VolumeBackups:
 DbEngine = Annotated[Engine, Depends(get_engine)]
 Config = Annotated[Settings, Depends(get_settings)]
 Pool = Annotated[NodePool, Depends(get_pool)]
+Engines = Annotated[Reach, Depends(get_reach)]  # for what a user asks of an instance: its logs, a shell
 InstanceUsage = Annotated[Mapping[str, tuple[int, int]], Depends(get_usage)]
 FrontDoor = Annotated[Gateway, Depends(get_gateway)]
 Hypervisors = Annotated[Mapping[str, VmNodes], Depends(get_hypervisors)]

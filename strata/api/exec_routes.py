@@ -1,7 +1,9 @@
 """`/tenants/{t}/apps/{a}/instances/{i}/exec`: a command in an instance's container, over a WebSocket (as
 Kubernetes does it). Binary frames carry the bytes: to the command as they come, from it with a first byte
 saying the stream (1 stdout, 2 stderr). Text frames carry control: `{"resize": [w, h]}` and `{"eof": true}` in,
-`{"exit": CODE}` out, last. When the client goes, the command is ended: the engine would let it run on."""
+`{"exit": CODE}` out, last. When the client goes, the command is ended: the engine would let it run on. A command
+that cannot start (its node's engine not reached, or refusing) closes the socket once open, with the reason: a
+close before it opens reaches the client as a bare 403."""
 
 import asyncio
 import contextlib
@@ -12,7 +14,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine
 
 from hosting.paas.runtime import EngineError, ExecSession
-from strata.api.deps import DbEngine, Pool, authorize
+from strata.api.deps import DbEngine, Engines, authorize
 from tenants import apps, audit, db, roles, tokens
 from tenants.errors import DomainError, Forbidden
 
@@ -20,13 +22,14 @@ router = APIRouter(tags=["apps"])
 
 DEFAULT_COMMAND = ["/bin/sh"]
 UNAUTHORIZED, FORBIDDEN, NOT_FOUND, FAILED = 4401, 4403, 4404, 4500  # WebSocket close codes: 4000-4999 are ours
+MAX_REASON_BYTES = 123  # of a close frame's reason (RFC 6455: 125 bytes of payload, the code's 2 among them)
 
 
 @router.websocket(roles.EXEC[1])
 async def exec_in_instance(
     websocket: WebSocket,
     engine: DbEngine,
-    pool: Pool,
+    reach: Engines,
     tenant: str,
     app: str,
     instance: str,
@@ -39,17 +42,19 @@ async def exec_in_instance(
         await websocket.close(code=found)
         return
     node, container_id = found
-    if node not in pool:
-        await websocket.close(code=NOT_FOUND)
-        return
-    runtime = pool[node].runtime
     try:
-        session = await runtime.exec(container_id, cmd, tty=tty)
+        session = await reach.runtime(node).exec(container_id, cmd, tty=tty)
     except EngineError as exc:
-        await websocket.close(code=FAILED, reason=str(exc)[:120])
+        await websocket.accept()
+        await websocket.close(code=FAILED, reason=close_reason(str(exc)))
         return
     await websocket.accept()
     await _bridge(websocket, session)
+
+
+def close_reason(message: str) -> str:
+    """`message` cut to what a close frame carries, on a character's edge."""
+    return message.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
 def _find(engine: Engine, token: str, tenant: str, app: str, instance: str, cmd: list[str]) -> tuple[str, str] | int:

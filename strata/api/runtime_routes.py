@@ -20,11 +20,12 @@ from hosting.paas.libvirt_hosts import LibvirtHosts
 from hosting.paas.logs import merged_logs
 from hosting.paas.nodes import NodeHandle, NodePool
 from hosting.paas.remote_hosts import RemoteHosts
-from hosting.paas.runtime import EngineError
+from hosting.paas.runtime import EngineError, NodeRuntime
 from hosting.paas.vm_nodes import VmNodes
 from strata.api.deps import (
     DB,
     DbEngine,
+    Engines,
     FrontDoor,
     Hypervisors,
     ImageStoreHere,
@@ -326,7 +327,7 @@ async def load_images(request: Request, engine: DbEngine, pool: Pool, nudge: Nud
 @router.get("/tenants/{tenant}/apps/{app}/logs", response_class=StreamingResponse, tags=["apps"])
 async def app_logs(
     engine: DbEngine,
-    pool: Pool,
+    reach: Engines,
     tenant: TenantName,
     app: str,
     follow: bool = False,
@@ -334,12 +335,19 @@ async def app_logs(
         int | None, Query(ge=1, le=MAX_LOG_AGE_SECONDS, description="only lines of the last N seconds")
     ] = None,
 ) -> StreamingResponse:
-    """The output of every instance of the app, each line prefixed by `[instance]`; `follow` streams on."""
+    """The output of every instance of the app, each line prefixed by `[instance]`; `follow` streams on. An
+    instance whose node's engine this daemon does not reach has a line saying so, naming the node and why."""
     instances = await asyncio.to_thread(_instances, engine, tenant, app)
-    runtimes = {node.name: node.runtime for node in pool}
-    sources = [(i.id, runtimes[i.node], i.container_id) for i in instances if i.node in runtimes]
+    sources: list[tuple[str, NodeRuntime, str]] = []
+    unreached: list[tuple[str, EngineError]] = []
+    for instance in instances:
+        try:
+            sources.append((instance.id, reach.runtime(instance.node), instance.container_id))
+        except EngineError as exc:
+            unreached.append((instance.id, exc))
     start = int(time.time()) - since if since else None
-    return StreamingResponse(merged_logs(sources, follow=follow, since=start), media_type="text/plain")
+    lines = merged_logs(sources, follow=follow, since=start, unreached=unreached)
+    return StreamingResponse(lines, media_type="text/plain")
 
 
 @router.get("/tenants/{tenant}/apps/{app}/traffic", tags=["apps"])

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosedError
 
+from tenants.client import ExecTarget
 from tenants.enums import InstanceState, NodeState
 from tenants.schemas import AppSpec, InstanceRead, TenantCreate
 from tenants.ssh_targets import fingerprint
@@ -25,6 +27,7 @@ from tests.harness import Daemon, start_daemon
 from tests.pair import daemon_pair
 from tests.postgres import Postgres
 from tests.remote_host import LAN, RemoteHost, remote_host
+from tui.shell import open_socket
 
 
 def _netns() -> bool:
@@ -213,12 +216,14 @@ def test_a_remote_host_cut_off_by_its_network_is_given_up_then_rejoins(
     assert _get(daemon, unique).text.startswith("from host2")
 
 
-def test_a_standbys_front_door_reaches_a_remote_hosts_instances_through_forwards_of_its_own(
+def test_a_standbys_front_door_and_api_reach_a_remote_hosts_instances_through_logins_of_its_own(
     host: RemoteHost, postgres: Postgres, tmp_path: Path, unique: str
 ) -> None:
     """Two daemons on one database: the leader drives the host, and the standby's door serves the app there by
     logging in itself. Proof it needs none of the leader's forwards: with the leader frozen (SIGSTOP: its lock
-    held, its forwards silent), the standby's door still serves the app."""
+    held, its forwards silent), the standby's door still serves the app, and its API gives the instance's logs
+    (followed too) and runs a command in it, through the same login's forward of the host's engine. The host gone,
+    its API says so for the logs and a shell, naming it."""
     with daemon_pair(postgres, tmp_path) as pair:
         leader, standby = pair.a, pair.b
         key = standby.cli("nodes", "ssh-key").stdout
@@ -246,8 +251,38 @@ def test_a_standbys_front_door_reaches_a_remote_hosts_instances_through_forwards
                     f"http://{standby.gateway}/", headers={"Host": f"web.{unique}.localhost"}, timeout=10
                 )
                 assert answer.status_code == 200 and answer.text.startswith("from host2")
+            with standby.operator() as api:
+                started = f"[{instance.id}] hello: tenant={unique} app=web"
+                assert any(line.startswith(started) for line in api.logs(unique, "web")), "the instance's output"
+                assert next(api.logs(unique, "web", follow=True)).startswith(started)  # dropped: the stream closes
+                target = api.exec_target(unique, "web", instance.id, ["sh", "-c", "echo $GREETING"], tty=False)
+            assert _exec(target) == ("from host2\n", 0)
+
+            host.kill_sshd()
+            gone = f"[{instance.id}] (logs unavailable: remote host host2 is not reached from this daemon: "
+            with standby.operator() as api:
+                wait_for(
+                    lambda: [line for line in api.logs(unique, "web") if line.startswith(gone)],
+                    what="the logs saying host2 is not reached",
+                )
+            with pytest.raises(ConnectionClosedError) as refused:
+                _exec(target)
+            assert refused.value.rcvd is not None and refused.value.rcvd.code == 4500
+            assert refused.value.rcvd.reason.startswith("remote host host2 is not reached from this daemon: ")
         finally:
             leader.process.send_signal(signal.SIGCONT)
+
+
+def _exec(target: ExecTarget) -> tuple[str, int]:
+    """What the command printed, and its exit code, through the exec WebSocket."""
+    output, code = b"", 255
+    with open_socket(target) as ws:
+        for message in ws:
+            if isinstance(message, str):
+                code = json.loads(message)["exit"]
+                break
+            output += message[1:]
+    return output.decode(), code
 
 
 def _servers(daemon: Daemon, tenant: str) -> set[str]:

@@ -393,8 +393,11 @@ class TenantScreen(DataScreen):
             return
         target = self.app.data.client.exec_target(self.tenant, app.name, instance, SHELL, tty=True)
         with self.app.suspend():
-            code = run_shell(target)
-        self.notify(f"shell in {instance} exited with {code}")
+            code, refused = run_shell(target)
+        if refused:
+            self.notify(f"no shell in {instance}: {refused}", severity="error")
+        else:
+            self.notify(f"shell in {instance} exited with {code}")
 
     def action_logs(self) -> None:
         from tui.screens.logs import LogsScreen
