@@ -3,6 +3,7 @@ the second stands by with the first's secret key and host key for remote hosts i
 docs/scale-out.md says to do."""
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,3 +54,14 @@ def daemon_pair(
 
 def env(url: str, name: str, settings: dict[str, str] | None = None) -> dict[str, str]:
     return {"STRATA_DATABASE_URL": url, "STRATA_DAEMON_NAME": name, **(settings or {})}
+
+
+def https_answer(daemon: Daemon, hostname: str, root: Path) -> str | None:
+    """The answer for `hostname` over HTTPS at the daemon's front door, trusting `root` only; None until then."""
+    port = daemon.https.rpartition(":")[2]
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "5", "--cacert", str(root), "--resolve", f"{hostname}:{port}:127.0.0.1",
+         f"https://{hostname}:{port}/"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return done.stdout if done.returncode == 0 else None

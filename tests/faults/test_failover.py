@@ -5,7 +5,6 @@ front door is fed from the records, metered, and wakes sleeping apps through the
 
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from tenants.enums import InstanceState
 from tenants.schemas import AppSpec, SleepRead, StatusRead, TenantCreate, VolumeCreate
 from tests.containers import containers_of, platform_id, wait_for
 from tests.harness import Daemon, free_port, start_daemon
-from tests.pair import Pair, daemon_pair
+from tests.pair import Pair, daemon_pair, https_answer
 from tests.pebble import start_pebble
 from tests.postgres import Postgres
 
@@ -286,19 +285,10 @@ def test_an_acme_challenge_of_one_daemons_order_is_answered_at_anothers_front_do
             root = tmp_path / "pebble-root.pem"
             root.write_bytes(pebble.root_pem())
             for door in (pair.b, pair.a):
-                answer = wait_for(lambda door=door: _https(door, root), timeout=90, what=f"{door.home.name} on HTTPS")
+                answer = wait_for(
+                    lambda door=door: https_answer(door, SHOP, root), timeout=90, what=f"{door.home.name} on HTTPS"
+                )
                 assert "revision=1" in answer, answer
 
 
 SHOP = "shop.example.com"
-
-
-def _https(daemon: Daemon, root: Path) -> str | None:
-    """The app's answer over HTTPS at the daemon's front door, trusting pebble's root only; None until then."""
-    port = daemon.https.rpartition(":")[2]
-    done = subprocess.run(
-        ["curl", "-sS", "--max-time", "5", "--cacert", str(root), "--resolve", f"{SHOP}:{port}:127.0.0.1",
-         f"https://{SHOP}:{port}/"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return done.stdout if done.returncode == 0 else None

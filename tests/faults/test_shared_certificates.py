@@ -11,7 +11,7 @@ from gateway.certs import LocalCA
 from tenants.schemas import AppSpec, CertificateUpload, TenantCreate
 from tests.containers import wait_for
 from tests.harness import Daemon, free_port
-from tests.pair import daemon_pair
+from tests.pair import daemon_pair, https_answer
 from tests.pebble import start_pebble
 from tests.postgres import Postgres
 
@@ -33,7 +33,9 @@ def test_one_order_for_a_name_serves_every_daemons_front_door(postgres: Postgres
             root = tmp_path / "pebble-root.pem"
             root.write_bytes(pebble.root_pem())
             for door in (pair.a, pair.b):
-                answer = wait_for(lambda door=door: _https(door, root), timeout=90, what=f"{door.home.name} on HTTPS")
+                answer = wait_for(
+                    lambda door=door: https_answer(door, SHOP, root), timeout=90, what=f"{door.home.name} on HTTPS"
+                )
                 assert "revision=1" in answer, answer
             time.sleep(SECOND_ORDER_SECONDS)
             assert pebble.orders_placed() == orders + 1  # one order for the name, whatever the number of doors
@@ -54,17 +56,6 @@ def test_one_order_for_a_name_serves_every_daemons_front_door(postgres: Postgres
             wanted = _digest(operators.chain_pem)
             wait_for(lambda: _fingerprint(pair.a, SHOP) == wanted, timeout=10, what="the operator's certificate at a")
             assert _fingerprint(pair.b, SHOP) == wanted
-
-
-def _https(daemon: Daemon, root: Path) -> str | None:
-    """The app's answer over HTTPS at the daemon's front door, trusting pebble's root only; None until then."""
-    port = daemon.https.rpartition(":")[2]
-    done = subprocess.run(
-        ["curl", "-sS", "--max-time", "5", "--cacert", str(root), "--resolve", f"{SHOP}:{port}:127.0.0.1",
-         f"https://{SHOP}:{port}/"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return done.stdout if done.returncode == 0 else None
 
 
 def _fingerprint(daemon: Daemon, hostname: str) -> str | None:
