@@ -46,14 +46,16 @@ RATE_TABLE = "strata_rates"
 LOG_FORMAT = (
     '{"time":%Ts.%ms,"id":"%[var(txn.rid),json(utf8s)]","client":"%ci","host":"%[var(txn.host),json(utf8s)]",'
     '"method":"%HM","target":"%[capture.req.uri,json(utf8s)]","status":%ST,"bytes":%B,"bytes_in":%U,'
-    '"framing":%[var(txn.framing_out,0)],"framing_in":%[var(txn.framing_in,0)],"ms":%Ta,"tenant":"%[var(txn.tenant)]","app":"%[var(txn.backend),field(2,.)]","tls":"%[ssl_fc_protocol]",'
+    '"framing":%[var(txn.framing_out,0)],"framing_in":%[var(txn.framing_in,0)],"ms":%Ta,'
+    '"tenant":"%[var(txn.tenant)]","app":"%[var(txn.backend),field(2,.)]","tls":"%[ssl_fc_protocol]",'
     '"server":"%s","end":"%ts"}'
 )
 # What never became a request: a head HAProxy could not read (400) or that came too slowly (408), a failed TLS
 # handshake (status 0).
 ERROR_LOG_FORMAT = (
     '{"time":%Ts.%ms,"id":"-","client":"%ci","host":"-","method":"-","target":"-","status":%ST,"bytes":%B,'
-    '"bytes_in":%U,"framing":0,"framing_in":0,"ms":%Ta,"tenant":"-","app":"-","tls":"%[ssl_fc_protocol]","error":"%[fc_err_str,json(utf8s)]"}'
+    '"bytes_in":%U,"framing":0,"framing_in":0,"ms":%Ta,"tenant":"-","app":"-","tls":"%[ssl_fc_protocol]",'
+    '"error":"%[fc_err_str,json(utf8s)]"}'
 )
 DEFAULT_LIMITS = Limits()
 PAGES = (400, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504)
@@ -262,12 +264,12 @@ def _framing() -> list[str]:
     HAProxy 2.6 counts a message as it first holds it (HTX): a 20-byte block for the start line, each header's
     name and value, a byte for the end of the headers, the body's data and a byte for the end of a chunked body.
     The wire has instead the start line's two spaces and CRLF, ": " and CRLF per header, the blank line and a
-    chunked body's last chunk ("0" CRLF CRLF): 4 bytes a header less 15, less 11 when chunked. An answer is sent
-    as the rules left it (`res.hdrs`: its headers as the wire has them), and after the "100 Continue" HAProxy
-    sends a request that expects one (25 bytes, 40 in its count). Exact for messages written as RFC 9112 has
-    them (one space after a colon, CRLF), but for what HAProxy keeps from no one: each data chunk's size line and
-    CRLF, a Connection header's close or keep-alive (dropped as it reads one) and the Connection header it writes
-    itself. HTTP/2 is left at HAProxy's count: it has no HTTP/1 framing.
+    chunked body's last chunk ("0" CRLF CRLF): 4 bytes a header less 15, less 11 when chunked. An answer goes out
+    as the rules left it (`res.hdrs`: its headers as the wire has them), after the "100 Continue" HAProxy sends
+    first when the request expects one (25 bytes on the wire, 40 in its count). Exact for messages written as RFC
+    9112 has them (one space after a colon, CRLF), but for what HAProxy keeps from no one: each data chunk's size
+    line and CRLF, a Connection header's close or keep-alive (dropped as it reads one) and the Connection header
+    it writes itself. HTTP/2 is left at HAProxy's count: it has no HTTP/1 framing.
 
     Sums are ordered so that no two negative numbers are added: HAProxy 2.6's `add` gives 2^63-1 for those.
     """
