@@ -269,13 +269,20 @@ def _framing() -> list[str]:
     first when the request expects one (25 bytes on the wire, 40 in its count). Exact for messages written as RFC
     9112 has them (one space after a colon, CRLF), but for what HAProxy keeps from no one: each data chunk's size
     line and CRLF, a Connection header's close or keep-alive (dropped as it reads one) and the Connection header
-    it writes itself. HTTP/2 is left at HAProxy's count: it has no HTTP/1 framing.
+    it writes itself, but its "close" to an HTTP/1.0 client and on an answer of no known length (`closes`).
+    HTTP/2 is left at HAProxy's count: it has no HTTP/1 framing.
 
     Sums are ordered so that no two negative numbers are added: HAProxy 2.6's `add` gives 2^63-1 for those.
     """
     h1 = "{ fc_http_major 1 }"
     continues = "HTTP_1.1 { req.hdr(expect) -i 100-continue }"
     unheld = "!{ var(txn.held_out) -m found }"
+    # HAProxy writes "connection: close" (19 bytes with its CRLF) on an answer with none to an HTTP/1.0 client
+    # (24 for "keep-alive" if the client asked for it) and on one of no known length, whose end is the connection's
+    unsized = "!{ res.hdr(content-length) -m found } !{ res.hdr(transfer-encoding) -m found } !METH_HEAD"
+    bodied = "!{ status 101 } !{ status 204 } !{ status 304 }"
+    unclosed = "!{ res.hdr(connection) -m found }"
+    closes = f"{unclosed} {{ var(txn.http10) -m found }} || {h1} {unclosed} {unsized} {bodied}"
     held = [  # the answer's head as HAProxy first held it, less its start line's text
         f"set-var(txn.fields_out) res.fhdr_cnt,mul(4) if {h1}",
         f"set-var(txn.held_out) res.hdrs,length,sub(txn.fields_out),add(19) if {h1}",
@@ -284,6 +291,7 @@ def _framing() -> list[str]:
         f"    http-request set-var(txn.framing_in) req.fhdr_cnt,mul(4),sub(15) if {h1}",
         f"    http-request set-var(txn.framing_in) var(txn.framing_in),add(4) if {h1} "
         "{ req.hdr(transfer-encoding) -m found }",
+        "    http-request set-var(txn.http10) bool(true) if HTTP_1.0",
         f"    http-request set-var(txn.interim_out) int(15) if {continues} {{ req.hdr_val(content-length) gt 0 }} "
         f"|| {continues} {{ req.hdr(transfer-encoding) -m found }}",
         *(f"    http-response {rule}" for rule in held),
@@ -292,6 +300,7 @@ def _framing() -> list[str]:
         "if { var(txn.interim_out) -m found }",
         f"    http-after-response set-var(txn.held_out) var(txn.held_out),sub(4) if {h1} "
         "{ res.hdr(transfer-encoding) -m found }",
+        f"    http-after-response set-var(txn.held_out) var(txn.held_out),sub(19) if {h1} {closes}",
         f"    http-after-response set-var(txn.framing_out) res.hdrs,length,add(4),sub(txn.held_out) if {h1}",
     ]
 

@@ -387,8 +387,14 @@ class Wire:
                 unmetered_out += len(b"%x\r\n\r\n" % size)
                 self._take(size + 2)
             self._line()  # no trailers: the blank line
-        elif not head.startswith(b"HEAD"):
-            self._take(int(fields.get(b"content-length", b"0")))
+        elif head.startswith(b"HEAD"):
+            pass
+        elif b"content-length" in fields:
+            self._take(int(fields[b"content-length"]))
+        else:  # to the end of the connection
+            while data := self.sock.recv(65536):
+                self.buffer += data
+            self._take(len(self.buffer))
         self.chunk_lines += unmetered_in + unmetered_out
         return status, len(head) + len(body) - unmetered_in, self.received - unmetered_out
 
@@ -411,8 +417,8 @@ class Wire:
         self.buffer += data
 
 
-def request(method: str, host: str, path: str = "/", fields: bytes = b"") -> bytes:
-    return f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: wire/1\r\n".encode() + fields + b"\r\n"
+def request(method: str, host: str, path: str = "/", fields: bytes = b"", version: str = "1.1") -> bytes:
+    return f"{method} {path} HTTP/{version}\r\nHost: {host}\r\nUser-Agent: wire/1\r\n".encode() + fields + b"\r\n"
 
 
 def metered(front: RunningGateway, requests: int) -> dict[tuple[str, str], Counts]:
@@ -440,7 +446,8 @@ def test_usage_is_the_http_bytes_each_client_sent_and_received_over_http_and_ins
     front: RunningGateway, three: list[str], https: tuple[Certificates, Path]
 ) -> None:
     """Keep-alive connections, one over HTTP and one over TLS, carry GETs, a HEAD, a body with a Content-Length
-    and a chunked one, one sent after a 100 Continue, a chunked answer, answers of the front door's own for an app
+    and a chunked one, one sent after a 100 Continue, a chunked answer (then an HTTP/1.0 request, an answer of no
+    length, each alone on a connection HAProxy closes after it), answers of the front door's own for an app
     (a 413, the activator's 503 for an app with no instance, an HSTS header added) and for none (a 404 for an
     unknown host, a 308 to HTTPS: no one's usage). Each app is metered every byte its requests and answers took
     on the client's socket (inside TLS), but for each data chunk's size line and CRLF, which HAProxy 2.6 keeps
@@ -484,9 +491,15 @@ def test_usage_is_the_http_bytes_each_client_sent_and_received_over_http_and_ins
                     truth[key] = added(truth.get(key, (0, 0, 0)), (1, read, written))
             chunk_lines += wire.chunk_lines
 
+    for last in (request("GET", api, version="1.0"), request("GET", api, "/unsized")):  # then HAProxy closes
+        with socket.create_connection(front.address, timeout=5) as sock:
+            status, read, written = Wire(sock).exchange(last)
+        statuses.append(status)
+        truth[("acme", "api")] = added(truth[("acme", "api")], (1, read, written))
+
     usage = metered(front, sum(counts[0] for counts in truth.values()))
     print(f"\nmetered {usage}\nthe clients' {truth}\n({chunk_lines} bytes of chunk size lines not counted)")
-    assert statuses == [200] * 9 + [503, 404, 308, 308] + [200] * 9 + [503, 404, 200, 413]
+    assert statuses == [200] * 9 + [503, 404, 308, 308] + [200] * 9 + [503, 404, 200, 413, 200, 200]
     assert usage == truth
 
 
