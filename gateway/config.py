@@ -41,18 +41,21 @@ RATE_TABLE = "strata_rates"
 # writes "-" for a value it does not have (the tenant and app of what was routed to no app). "server" is the
 # instance that answered, "end" HAProxy's termination state ("--" for a normal end, "SH" the instance closed
 # before its headers, ... as in its manual's section 8.5). "bytes" were sent to the client and "bytes_in" read
-# from it, headers included: what usage metering counts.
+# from it as HAProxy holds a message (`%B`, `%U`); "framing" and "framing_in" are what HTTP/1 adds to that on the
+# wire (`_framing`): their sums are what usage metering counts.
 LOG_FORMAT = (
     '{"time":%Ts.%ms,"id":"%[var(txn.rid),json(utf8s)]","client":"%ci","host":"%[var(txn.host),json(utf8s)]",'
     '"method":"%HM","target":"%[capture.req.uri,json(utf8s)]","status":%ST,"bytes":%B,"bytes_in":%U,'
-    '"ms":%Ta,"tenant":"%[var(txn.tenant)]","app":"%[var(txn.backend),field(2,.)]","tls":"%[ssl_fc_protocol]",'
+    '"framing":%[var(txn.framing_out,0)],"framing_in":%[var(txn.framing_in,0)],"ms":%Ta,'
+    '"tenant":"%[var(txn.tenant)]","app":"%[var(txn.backend),field(2,.)]","tls":"%[ssl_fc_protocol]",'
     '"server":"%s","end":"%ts"}'
 )
 # What never became a request: a head HAProxy could not read (400) or that came too slowly (408), a failed TLS
 # handshake (status 0).
 ERROR_LOG_FORMAT = (
     '{"time":%Ts.%ms,"id":"-","client":"%ci","host":"-","method":"-","target":"-","status":%ST,"bytes":%B,'
-    '"bytes_in":%U,"ms":%Ta,"tenant":"-","app":"-","tls":"%[ssl_fc_protocol]","error":"%[fc_err_str,json(utf8s)]"}'
+    '"bytes_in":%U,"framing":0,"framing_in":0,"ms":%Ta,"tenant":"-","app":"-","tls":"%[ssl_fc_protocol]",'
+    '"error":"%[fc_err_str,json(utf8s)]"}'
 )
 DEFAULT_LIMITS = Limits()
 PAGES = (400, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504)
@@ -145,7 +148,6 @@ def render(
         f"    log-format '{LOG_FORMAT}'",
         f"    error-log-format '{ERROR_LOG_FORMAT}'",
         "    option idle-close-on-response",
-        "    option http-buffer-request",  # a body's first 16 KiB before the app is asked: a slow client is 408
         *(f"    errorfile {status} {files.page(status)}" for status in PAGES),
         f"    timeout connect {_ms(limits.connect_timeout)}",
         f"    timeout queue {_ms(limits.queue_timeout)}",
@@ -205,6 +207,10 @@ def _frontend(files: Files, listeners: Listeners, limits: Limits) -> list[str]:
         *binds,
         "    log global",
         "    unique-id-format %{+X}o%ci%cp%Ts%rt",
+        *_framing(),
+        # a body's first 16 KiB before the app is asked, a slow client is 408 (`option http-buffer-request`, as a
+        # rule so that the one above sees an `Expect: 100-continue` before HAProxy answers and drops it)
+        f"    http-request wait-for-body time {_ms(limits.header_timeout)}",
         # refused before anything else: what could be read two ways, or opens a tunnel
         "    http-request deny deny_status 405 if METH_CONNECT",
         "    http-request deny deny_status 400 unless HTTP_1.0 or HTTP_1.1 or HTTP_2.0",
@@ -247,6 +253,55 @@ def _frontend(files: Files, listeners: Listeners, limits: Limits) -> list[str]:
         "    http-request disable-l7-retry unless METH_GET or METH_HEAD or METH_OPTIONS or METH_PUT or METH_DELETE",
         "    use_backend %[var(txn.backend)]",
         "",
+    ]
+
+
+def _framing() -> list[str]:
+    """What HTTP/1 framing adds on the wire to HAProxy's count of a request and of its answer (`%U`, `%B`), for the
+    access log: the frontend's first rules, and its answers' (`http-response`, then `http-after-response`, which
+    its own answers get too).
+
+    HAProxy 2.6 counts a message as it first holds it (HTX): a 20-byte block for the start line, each header's
+    name and value, a byte for the end of the headers, the body's data and a byte for the end of a chunked body.
+    The wire has instead the start line's two spaces and CRLF, ": " and CRLF per header, the blank line and a
+    chunked body's last chunk ("0" CRLF CRLF): 4 bytes a header less 15, less 11 when chunked. An answer goes out
+    as the rules left it (`res.hdrs`: its headers as the wire has them), after the "100 Continue" HAProxy sends
+    first when the request expects one (25 bytes on the wire, 40 in its count). Exact for messages written as RFC
+    9112 has them (one space after a colon, CRLF), but for what HAProxy keeps from no one: each data chunk's size
+    line and CRLF, a Connection header's close or keep-alive (dropped as it reads one) and the Connection header
+    it writes itself, but its "close" to an HTTP/1.0 client and on an answer of no known length (`closes`).
+    HTTP/2 is left at HAProxy's count: it has no HTTP/1 framing.
+
+    Sums are ordered so that no two negative numbers are added: HAProxy 2.6's `add` gives 2^63-1 for those.
+    """
+    h1 = "{ fc_http_major 1 }"
+    continues = "HTTP_1.1 { req.hdr(expect) -i 100-continue }"
+    unheld = "!{ var(txn.held_out) -m found }"
+    # HAProxy writes "connection: close" (19 bytes with its CRLF) on an answer with none to an HTTP/1.0 client
+    # (24 for "keep-alive" if the client asked for it) and on one of no known length, whose end is the connection's
+    unsized = "!{ res.hdr(content-length) -m found } !{ res.hdr(transfer-encoding) -m found } !METH_HEAD"
+    bodied = "!{ status 101 } !{ status 204 } !{ status 304 }"
+    unclosed = "!{ res.hdr(connection) -m found }"
+    closes = f"{unclosed} {{ var(txn.http10) -m found }} || {h1} {unclosed} {unsized} {bodied}"
+    held = [  # the answer's head as HAProxy first held it, less its start line's text
+        f"set-var(txn.fields_out) res.fhdr_cnt,mul(4) if {h1}",
+        f"set-var(txn.held_out) res.hdrs,length,sub(txn.fields_out),add(19) if {h1}",
+    ]
+    return [
+        f"    http-request set-var(txn.framing_in) req.fhdr_cnt,mul(4),sub(15) if {h1}",
+        f"    http-request set-var(txn.framing_in) var(txn.framing_in),add(4) if {h1} "
+        "{ req.hdr(transfer-encoding) -m found }",
+        "    http-request set-var(txn.http10) bool(true) if HTTP_1.0",
+        f"    http-request set-var(txn.interim_out) int(15) if {continues} {{ req.hdr_val(content-length) gt 0 }} "
+        f"|| {continues} {{ req.hdr(transfer-encoding) -m found }}",
+        *(f"    http-response {rule}" for rule in held),
+        *(f"    http-after-response {rule} {unheld}" for rule in held),
+        "    http-after-response set-var(txn.held_out) var(txn.held_out),add(txn.interim_out) "
+        "if { var(txn.interim_out) -m found }",
+        f"    http-after-response set-var(txn.held_out) var(txn.held_out),sub(4) if {h1} "
+        "{ res.hdr(transfer-encoding) -m found }",
+        f"    http-after-response set-var(txn.held_out) var(txn.held_out),sub(19) if {h1} {closes}",
+        f"    http-after-response set-var(txn.framing_out) res.hdrs,length,add(4),sub(txn.held_out) if {h1}",
     ]
 
 

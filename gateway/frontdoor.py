@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import runtime, tls
-from gateway.accesslog import AccessLog, Request, dropped_logs, traffic, unparsed
+from gateway.accesslog import AccessLog, Request, dropped_logs, traffic, unparsed, wire_bytes
 from gateway.activator import Activator, Wake
 from gateway.config import (
     MAPS,
@@ -466,14 +466,16 @@ class FrontDoor:
         if bad:
             self.log_lines_unparsed += bad
             log.warning("front door: %d access-log lines not understood: their requests are not metered", bad)
-        for (status, bytes_out, bytes_in, ms, tenant, app), count in counted.items():
+        for request, count in counted.items():
+            status, *_, ms, tenant, app = request
             if tenant == b"-":
                 continue  # no app's
             key = (tenant.decode(), app.decode())
             metrics = self._metrics.get(key) or self._metrics.setdefault(key, RouteMetrics())
             metrics.observe(int(status), int(ms) / 1000, count)
             requests, read, sent = self._usage.get(key, (0, 0, 0))
-            self._usage[key] = (requests + count, read + int(bytes_in) * count, sent + int(bytes_out) * count)
+            bytes_in, bytes_out = wire_bytes(request)
+            self._usage[key] = (requests + count, read + bytes_in * count, sent + bytes_out * count)
         routed = {(r.tenant, r.app) for r in self._desired}
         for key in self._metrics.keys() - routed:  # a deleted app's traffic goes with it
             del self._metrics[key]

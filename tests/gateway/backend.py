@@ -57,6 +57,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
             return
+        if path.startswith("/unsized"):  # an answer whose end is the connection's
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end\n")
+            self.close_connection = True
+            return
         if path.startswith("/bytes="):
             size = int(path.split("=")[1])
             self.send_response(200)

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from gateway.accesslog import AccessLog, dropped_logs, traffic, unparsed
+from gateway.accesslog import AccessLog, dropped_logs, traffic, unparsed, wire_bytes
 
 
 def test_lines_through_the_fifo_are_appended_whole_and_rotated_by_renaming(tmp_path: Path) -> None:
@@ -42,23 +42,29 @@ def test_traffic_is_counted_per_app_status_size_and_latency_from_haproxys_lines(
     def line(status: int, ms: int, tenant: str, app: str, sent: int = 10) -> bytes:
         return (
             f'{{"time":1.0,"id":"x","client":"127.0.0.1","host":"h","method":"GET","target":"\\/",'
-            f'"status":{status},"bytes":{sent},"bytes_in":75,"ms":{ms},"tenant":"{tenant}","app":"{app}",'
-            f'"tls":"-"}}\n'
+            f'"status":{status},"bytes":{sent},"bytes_in":75,"framing":-3,"framing_in":5,"ms":{ms},'
+            f'"tenant":"{tenant}","app":"{app}","tls":"-"}}\n'
         ).encode()
 
     lines = line(200, 1, "acme", "web") * 3 + line(503, 0, "acme", "web", 99) + line(404, 0, "-", "-")
     assert traffic(lines) == {
-        (b"200", b"10", b"75", b"1", b"acme", b"web"): 3,
-        (b"503", b"99", b"75", b"0", b"acme", b"web"): 1,
-        (b"404", b"10", b"75", b"0", b"-", b"-"): 1,
+        (b"200", b"10", b"75", b"-3", b"5", b"1", b"acme", b"web"): 3,
+        (b"503", b"99", b"75", b"-3", b"5", b"0", b"acme", b"web"): 1,
+        (b"404", b"10", b"75", b"-3", b"5", b"0", b"-", b"-"): 1,
     }
+
+
+def test_a_requests_bytes_are_haproxys_count_of_each_message_and_what_http1_framing_adds_to_it() -> None:
+    """A GET of 3 headers, 72 bytes on the wire, is 75 in HAProxy's count (its 20-byte start line, no ": " nor
+    CRLF); its answer of 2 headers, 101 bytes, is 108 there."""
+    assert wire_bytes((b"200", b"108", b"75", b"-7", b"-3", b"1", b"acme", b"web")) == (72, 101)
 
 
 def test_lines_that_are_no_requests_are_counted_apart_and_haproxys_dropped_lines_read_from_its_info() -> None:
     """What the usage meter cannot count is counted itself: lines not understood, lines HAProxy dropped."""
     good = (
         b'{"time":1.0,"id":"x","client":"127.0.0.1","host":"h","method":"GET","target":"\\/","status":200,'
-        b'"bytes":10,"bytes_in":75,"ms":1,"tenant":"acme","app":"web","tls":"-"}\n'
+        b'"bytes":10,"bytes_in":75,"framing":-7,"framing_in":-3,"ms":1,"tenant":"acme","app":"web","tls":"-"}\n'
     )
     lines = good * 2 + b"not json at all\n" + b'{"status":"cut short\n'
 
