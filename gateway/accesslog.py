@@ -128,9 +128,9 @@ class AccessLog:
 # The fields of an app's request in `gateway.config.LOG_FORMAT`'s order: found by one scan of a whole batch, in C,
 # rather than a JSON parse per line (that was 8 µs a request, on the core HAProxy needs).
 _TRAFFIC = re.compile(
-    rb'"status":(\d+),"bytes":(\d+),"bytes_in":(\d+),"framing":(-?\d+),"framing_in":(-?\d+),"ms":(\d+),'
+    rb'"status":(\d+),"bytes":(\d+),"bytes_in":(\d+),(?:"framing":(-?\d+),"framing_in":(-?\d+),)?"ms":(\d+),'
     rb'"tenant":"([a-z0-9-]+)","app":"([a-z0-9-]+)"'
-)
+)  # a line without the framing (logged before an upgrade, waiting in the FIFO) is counted as HAProxy held it
 
 # status, bytes out and in as HAProxy holds the messages, what HTTP/1 framing adds to each on the wire, ms, tenant, app
 Request = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes]
@@ -146,7 +146,7 @@ def wire_bytes(request: Request) -> tuple[int, int]:
     """The bytes a request of `traffic`'s read from the client and sent to it: HAProxy's count of each message and
     what HTTP/1 framing adds to it (`gateway.config`'s `_framing`)."""
     _, out, read, framing_out, framing_in, *_ = request
-    return int(read) + int(framing_in), int(out) + int(framing_out)
+    return int(read) + int(framing_in or 0), int(out) + int(framing_out or 0)
 
 
 def unparsed(lines: bytes, counted: Counter[Request]) -> int:

@@ -45,8 +45,10 @@ class Ledger(Protocol):
         """The certificate stored for `hostname` with its key; None if there is none (or it cannot be unsealed)."""
         ...
 
-    def claim(self, hostname: str, now: datetime, until: datetime) -> bool:
-        """Whether this daemon may order `hostname` now, until `until`: False while another's claim lasts."""
+    def claim(self, hostname: str, now: datetime, until: datetime, *, seen: str | None) -> bool:
+        """Whether this daemon may order `hostname` now, until `until`: False while another's claim lasts, and
+        when its entry changed since it was read (`seen`: its fingerprint then) or a failed order's pause lasts —
+        another daemon ordered it meanwhile."""
         ...
 
     def put(self, certificate: Certificate, source: Source) -> bool:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from gateway.acme import AcmeError, AcmeIssuer
@@ -58,6 +59,7 @@ class Certificates:
         self._wanted: set[str] = set()
         self._served: dict[str, tuple[str, Path]] | None = None  # primary hostname -> (fingerprint, file) stored
         self._changed = asyncio.Event()
+        self._syncing = asyncio.Lock()
 
     def want(self, hostnames: Iterable[str]) -> None:
         """These hostnames are served now: each gets a certificate (those no longer served keep theirs)."""
@@ -115,19 +117,25 @@ class Certificates:
                 continue
             if entry is not None and entry.retry_at is not None and entry.retry_at > now:
                 continue
-            if not await asyncio.to_thread(self.ledger.claim, hostname, now, now + ORDER_LEASE):
+            seen = entry.fingerprint if entry is not None else None
+            if not await asyncio.to_thread(partial(self.ledger.claim, hostname, now, now + ORDER_LEASE, seen=seen)):
                 continue  # another daemon orders it: its certificate comes through the ledger
             ordered = True
             try:
                 await self._obtain(hostname, entry, now)
-            except (HAProxyError, CertificateError, OSError) as exc:  # one name's trouble stops no other's
+            except Exception as exc:  # one name's trouble (the database's a moment, too) stops no other's
                 log.error("certificate for %s: %s", hostname, exc)
         if ordered:
             await self.sync()  # what was just stored is served at once
 
     async def sync(self) -> list[Entry]:
         """Make this door serve exactly the ledger's certificates (the platform's that an operator's covers are
-        dropped from it first); the ledger's entries."""
+        dropped from it first); the ledger's entries. One at a time: one begun on an older read would unserve
+        what another (an operator's `install`) had just served."""
+        async with self._syncing:
+            return await self._sync()
+
+    async def _sync(self) -> list[Entry]:
         if self._served is None:  # first: what the store holds is served as it is, the database reachable or not
             self._served = {}
             for stored in self.store.all():
@@ -161,11 +169,13 @@ class Certificates:
 
     async def _share_kept(self, entries: list[Entry]) -> list[Entry]:
         """Put the certificates a store kept before certificates were shared (an upgrade) in the ledger, where it
-        has none for their names, once: they are served on, and not ordered again. The ledger's entries after."""
+        has none for their names, once: they are served on, and not ordered again. Not the local CA's: the
+        platform's CA may be another daemon's now (it is signed again for free). The ledger's entries after."""
         held = {entry.hostname for entry in entries if entry.fingerprint is not None}
         for stored in self.store.all():
-            if stored.hostname not in held:
+            if stored.hostname not in held and stored.source != "local":
                 await asyncio.to_thread(self.ledger.put, stored.certificate, stored.source)
+        self.store.drop_unissued()
         self.store.mark_shared()
         return await self.entries()
 

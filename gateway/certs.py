@@ -362,6 +362,13 @@ class CertStore:
         were shared (an upgrade), until `mark_shared`."""
         return (self.directory / SHARED_MARK).exists()
 
+    def drop_unissued(self) -> None:
+        """Remove the entries that hold no certificate (a store kept before they were shared recorded a failed
+        order's error that way): they would be read as corrupt at every start."""
+        for meta in self.directory.glob("*.json"):
+            if not meta.with_suffix(".pem").exists():
+                meta.unlink(missing_ok=True)
+
     def mark_shared(self) -> None:
         _write_private(self.directory / SHARED_MARK, b"")
 

@@ -35,13 +35,16 @@ class SharedCertificates:
                 found = certificates.unsealed(session, self.box, hostname)
                 return None if found is None else Certificate.from_pem(found[1].encode(), found[2].encode())
             except (SecretKeyError, CertificateError) as exc:
+                if certificates.is_operators(session, hostname):  # never ordered again, so never dropped here
+                    log.error("the operator's certificate of %s is unusable: add it again (%s)", hostname, exc)
+                    return None
                 log.error("the stored certificate of %s is unusable, so it is ordered again: %s", hostname, exc)
                 certificates.remove(session, hostname)
                 return None
 
-    def claim(self, hostname: str, now: datetime, until: datetime) -> bool:
+    def claim(self, hostname: str, now: datetime, until: datetime, *, seen: str | None) -> bool:
         with db.session(self.engine) as session:
-            return certificates.claim(session, self.name, hostname, now, until)
+            return certificates.claim(session, self.name, hostname, now, until, seen=seen)
 
     def put(self, certificate: Certificate, source: Source) -> bool:
         row = SharedCertificate(

@@ -37,8 +37,10 @@ def unsealed(session: Session, box: SecretBox, hostname: str) -> tuple[SharedCer
     return row, row.chain_pem, box.decrypt(row.key_sealed)
 
 
-def claim(session: Session, daemon: str, hostname: str, now: datetime, until: datetime) -> bool:
-    """Whether `daemon` may order `hostname` now: no other holds a claim on it that lasts past `now`. The claim
+def claim(session: Session, daemon: str, hostname: str, now: datetime, until: datetime, *, seen: str | None) -> bool:
+    """Whether `daemon` may order `hostname` now: no other holds a claim on it that lasts past `now`, its
+    certificate is still the one `daemon` read (`seen`, its fingerprint, None for none) and no failed order's pause
+    lasts (a daemon that read the row before another stored or failed an order would order it again). The claim
     is `daemon`'s until `until` (or its `put`/`fail`). Atomic: of daemons claiming at once, one wins."""
     table = SharedCertificate.__table__  # type: ignore[attr-defined]
     insert = db.insert(session.get_bind().dialect.name, table)
@@ -46,6 +48,10 @@ def claim(session: Session, daemon: str, hostname: str, now: datetime, until: da
     claimed = session.execute(
         update(SharedCertificate)
         .where(col(SharedCertificate.hostname) == hostname)
+        .where(
+            col(SharedCertificate.fingerprint).is_(None) if seen is None else col(SharedCertificate.fingerprint) == seen
+        )
+        .where(or_(col(SharedCertificate.retry_at).is_(None), col(SharedCertificate.retry_at) <= now))
         .where(
             or_(
                 col(SharedCertificate.claimed_by).is_(None),
@@ -59,11 +65,16 @@ def claim(session: Session, daemon: str, hostname: str, now: datetime, until: da
     return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def is_operators(session: Session, hostname: str) -> bool:
+    row = session.get(SharedCertificate, hostname)
+    return row is not None and row.source == OPERATOR
+
+
 def put(session: Session, box: SecretBox, row: SharedCertificate, key_pem: str) -> bool:
     """Store `row`'s certificate with `key_pem` sealed, replacing the name's row (its error, backoff and claim go);
     whether it was stored: a platform's certificate never replaces an operator's."""
-    if row.source != OPERATOR:
-        existing = session.get(SharedCertificate, row.hostname)
+    if row.source != OPERATOR:  # the row locked while it is read and replaced: an operator's upload waits
+        existing = session.get(SharedCertificate, row.hostname, with_for_update=True)
         if existing is not None and existing.source == OPERATOR:
             return False
     row.key_sealed = box.encrypt(key_pem)

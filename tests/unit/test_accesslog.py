@@ -60,6 +60,16 @@ def test_a_requests_bytes_are_haproxys_count_of_each_message_and_what_http1_fram
     assert wire_bytes((b"200", b"108", b"75", b"-7", b"-3", b"1", b"acme", b"web")) == (72, 101)
 
 
+def test_a_line_logged_before_the_framing_was_is_counted_as_haproxy_held_it() -> None:
+    """Lines of the format before an upgrade, still in the FIFO when the new daemon reads it, are metered."""
+    old = (
+        b'{"time":1.0,"id":"x","client":"127.0.0.1","host":"h","method":"GET","target":"\\/","status":200,'
+        b'"bytes":108,"bytes_in":75,"ms":1,"tenant":"acme","app":"web","tls":"-"}\n'
+    )
+    [request] = traffic(old)
+    assert wire_bytes(request) == (75, 108)
+
+
 def test_lines_that_are_no_requests_are_counted_apart_and_haproxys_dropped_lines_read_from_its_info() -> None:
     """What the usage meter cannot count is counted itself: lines not understood, lines HAProxy dropped."""
     good = (

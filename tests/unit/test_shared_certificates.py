@@ -18,6 +18,7 @@ from tenants.secrets import SecretBox
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
+SHOP = "shop.example.com"
 
 
 @pytest.fixture
@@ -34,15 +35,18 @@ def test_one_daemon_at_a_time_orders_a_name_until_it_stores_fails_or_its_claim_l
     engine: Engine, box: SecretBox, ca: LocalCA
 ) -> None:
     a, b = SharedCertificates(engine, box, "a"), SharedCertificates(engine, box, "b")
-    assert a.claim("shop.example.com", NOW, NOW + LEASE)
-    assert not b.claim("shop.example.com", NOW + timedelta(minutes=9), NOW + LEASE)  # a orders it
-    assert a.claim("shop.example.com", NOW, NOW + LEASE)  # a's own claim, again
-    assert b.claim("other.example.com", NOW, NOW + LEASE)  # a claim is per name
-    assert b.claim("shop.example.com", NOW + LEASE, NOW + 2 * LEASE)  # a died with it: it lapsed
-    b.fail("shop.example.com", "rate limited", NOW + timedelta(minutes=1), timedelta(minutes=1))
-    assert a.claim("shop.example.com", NOW, NOW + LEASE)  # a failure ends the claim
-    assert a.put(ca.issue(["shop.example.com"]), "acme")
-    assert b.claim("shop.example.com", NOW, NOW + LEASE)  # so does a stored certificate (renewed later, once)
+    assert a.claim(SHOP, NOW, NOW + LEASE, seen=None)
+    assert not b.claim(SHOP, NOW + timedelta(minutes=9), NOW + LEASE, seen=None)  # a orders it
+    assert a.claim(SHOP, NOW, NOW + LEASE, seen=None)  # a's own claim, again
+    assert b.claim("other.example.com", NOW, NOW + LEASE, seen=None)  # a claim is per name
+    assert b.claim(SHOP, NOW + LEASE, NOW + 2 * LEASE, seen=None)  # a died with it: it lapsed
+    b.fail(SHOP, "rate limited", NOW + timedelta(minutes=1), timedelta(minutes=1))
+    assert not a.claim(SHOP, NOW, NOW + LEASE, seen=None)  # the failure's pause holds for every daemon
+    assert a.claim(SHOP, NOW + timedelta(minutes=1), NOW + LEASE, seen=None)  # then: the failure ended b's claim
+    certificate = ca.issue([SHOP])
+    assert a.put(certificate, "acme")
+    assert not b.claim(SHOP, NOW, NOW + LEASE, seen=None)  # stored since b read the row: nothing to order
+    assert b.claim(SHOP, NOW, NOW + LEASE, seen=certificate.fingerprint())  # so does a stored one (renewed, once)
 
 
 def test_of_daemons_claiming_one_name_at_once_one_wins(engine: Engine, box: SecretBox) -> None:
@@ -51,7 +55,7 @@ def test_of_daemons_claiming_one_name_at_once_one_wins(engine: Engine, box: Secr
 
     def claim(ledger: SharedCertificates) -> bool:
         start.wait()
-        return ledger.claim("shop.example.com", NOW, NOW + LEASE)
+        return ledger.claim(SHOP, NOW, NOW + LEASE, seen=None)
 
     with ThreadPoolExecutor(len(ledgers)) as pool:
         won = list(pool.map(claim, ledgers))
@@ -209,6 +213,8 @@ def test_an_upgraded_homes_certificates_are_shared_once_not_ordered_again(
     store = CertStore(tmp_path / "a" / "certs")
     kept = ca.issue(["shop.example.com"])
     store.save(kept, "acme")  # as the daemon before the upgrade kept it
+    store.save(LocalCA(tmp_path / "a" / "old-ca").issue(["web.acme.localhost"]), "local")  # its own CA's
+    (store.directory / "failed.example.com.json").write_text('{"last_error": "rate limited"}')  # an old error
 
     def door() -> Certificates:
         return Certificates(SharedCertificates(engine, box, "a"), store, ca, serve, unserve, clock=lambda: NOW)
@@ -223,7 +229,8 @@ def test_an_upgraded_homes_certificates_are_shared_once_not_ordered_again(
         kept.fingerprint(),
         None,
     )
-    assert served == ["shop.example.com.pem"]
+    assert served == ["shop.example.com.pem"]  # not the old CA's: the platform's CA signs it again when wanted
+    assert not (store.directory / "failed.example.com.json").exists()
 
     SharedCertificates(engine, box, "b").remove("shop.example.com")  # an operator's `certs remove` at b, say
     served.clear()
