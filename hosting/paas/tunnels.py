@@ -56,9 +56,11 @@ class _LoggedIn:
         return self.machine.connection.is_closed()
 
     async def close(self) -> None:
-        await self.runtime.close()
-        self.listener.close()
-        self.machine.connection.close()
+        try:
+            await self.runtime.close()
+        finally:
+            self.listener.close()
+            self.machine.connection.close()
 
 
 class Tunnels:
@@ -76,7 +78,7 @@ class Tunnels:
         self._logged_in: dict[HostAddress, _LoggedIn] = {}
         self._logins: dict[HostAddress, asyncio.Task[None]] = {}
         self._retry_at: dict[HostAddress, float] = {}
-        self._refused: dict[str, str] = {}  # host's name -> why its last login failed
+        self._refused: set[str] = set()  # hosts' names whose last login failed (why is in the log)
         self._wanted: set[str] = set()  # the hosts' names last wanted
 
     def __contains__(self, node: object) -> bool:
@@ -91,8 +93,8 @@ class Tunnels:
             return logged.runtime
         if logged is not None:
             why = "its SSH connection dropped; this daemon logs in again"
-        elif node in self._refused:
-            why = f"{self._refused[node]}; tried again every {RETRY_SECONDS:.0f} s"
+        elif node in self._refused:  # what failed (a user, a key, an address) is the operator's, in the log
+            why = f"its login failed (this daemon's log says why); tried again every {RETRY_SECONDS:.0f} s"
         elif any(host.name == node for host in self._logins):
             why = "this daemon is logging in to it; ask again in a moment"
         else:
@@ -107,7 +109,7 @@ class Tunnels:
         go."""
         if every:
             self._wanted = {host.name for host in wanted}
-            self._refused = {name: why for name, why in self._refused.items() if name in self._wanted}
+            self._refused &= self._wanted
             for host in [h for h in self._logged_in if h not in wanted]:
                 await self._logged_in.pop(host).close()
             for host in [h for h in self._logins if h not in wanted]:
@@ -165,8 +167,11 @@ class Tunnels:
             connection.close()
             self._refuse(host, f"its engine's socket was not forwarded: {exc}")
             return
+        except BaseException:  # cancelled (the host no longer wanted, this daemon leads): nothing is left open
+            connection.close()
+            raise
         self._retry_at.pop(host, None)
-        self._refused.pop(host.name, None)
+        self._refused.discard(host.name)
         with contextlib.suppress(KeyError):
             await self._logged_in.pop(host).close()
         self._logged_in[host] = _LoggedIn(machine, runtime, listener)
@@ -175,4 +180,4 @@ class Tunnels:
     def _refuse(self, host: HostAddress, why: str) -> None:
         log.warning("remote host %s: %s; trying again in %.0f s", host.name, why, RETRY_SECONDS)
         self._retry_at[host] = self.monotonic() + RETRY_SECONDS
-        self._refused[host.name] = why
+        self._refused.add(host.name)

@@ -57,7 +57,7 @@ def test_a_standby_asks_its_own_logins_for_a_remote_host_and_its_pool_for_its_ow
         with pytest.raises(EngineUnavailable) as host2:
             reach.runtime("host2")
         assert str(host2.value) == (
-            "remote host host2 is not reached from this daemon: cannot reach root@10.0.0.2:22: connection refused; "
+            "remote host host2 is not reached from this daemon: its login failed (this daemon's log says why); "
             f"tried again every {tunnels.RETRY_SECONDS:.0f} s"
         )
         with pytest.raises(EngineUnavailable) as vm:
