@@ -3,7 +3,7 @@ the API (B looks as absent as a tenant that does not exist), cannot see B in the
 B's keys or tokens, cannot act as the operator; and B is exactly as it was afterwards. (Networks, shells in
 containers, the gateway's Host handling and quotas have their own tests: see docs/reliability.md.)"""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -41,8 +41,9 @@ ATTEMPTS: list[tuple[str, Callable[[StrataClient, str], object], int]] = [
 
 
 @pytest.fixture(scope="module")
-def two_tenants(daemon: Daemon) -> tuple[str, str, str]:
-    """Tenants A and B, each with an app, a key and a token; A's token."""
+def two_tenants(daemon: Daemon) -> Iterator[tuple[str, str, str]]:
+    """Tenants A and B, each with an app, a key and a token; A's token. Deleted after, key and all: the session's
+    daemon is shared, and another test registers the same key."""
     a, b = "iso-a", "iso-b"
     with daemon.operator() as api:
         for tenant in (a, b):
@@ -51,7 +52,10 @@ def two_tenants(daemon: Daemon) -> tuple[str, str, str]:
             api.create_token(TokenCreate(role=Role.TENANT, tenant=tenant))
         api.add_key(KeyCreate(public_key=KEY, role=Role.TENANT, tenant=b))
         token = api.create_token(TokenCreate(role=Role.TENANT, tenant=a)).token
-    return a, b, token
+    yield a, b, token
+    with daemon.operator() as api:
+        for tenant in (a, b):
+            api.delete_tenant(tenant)
 
 
 @pytest.mark.parametrize("what, attempt, status", ATTEMPTS, ids=[what for what, _, _ in ATTEMPTS])
