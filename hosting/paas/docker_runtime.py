@@ -60,6 +60,7 @@ API_TIMEOUT_SECONDS = 30
 NETWORK_ATTEMPTS = 3  # a subnet taken between listing and creating is tried again
 TMPFS = {"/tmp": "rw,noexec,nosuid,size=64m"}  # writable scratch space for read-only roots
 LOG_OPTIONS = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
+RUNNING_STATES = frozenset({"running", "paused"})  # a listing's states in which inspect says the container runs
 PULL_STALL_SECONDS = 120  # a pull whose engine reports nothing for this long has failed
 
 
@@ -156,15 +157,18 @@ class DockerRuntime(NodeRuntime):
 
     async def list_containers(self, platform: str) -> list[Container]:
         """The engine asked (one list call), whatever its events said; a container is inspected only when first
-        seen or when its state changed."""
+        seen, when its state changed, or after the runtime changed it itself. An inspection is kept for the next
+        listing only if it agrees with this one's state: a container that changed between the two (an exit as it
+        is listed running) would otherwise be given as it was inspected for as long as it is listed so."""
         filters = {"label": [f"{PLATFORM_LABEL}={platform}"]}
         listed = await self._call(self.docker.containers.list(all=True, filters=filters))
         keys = [(item["Id"], item["State"]) for item in listed]
-        fresh = [key for key in keys if key not in self._seen]
+        found = {key: self._seen[key] for key in keys if key in self._seen}
+        fresh = [key for key in keys if key not in found]
         for key, inspected in zip(fresh, await asyncio.gather(*(self._inspect(id_) for id_, _ in fresh)), strict=True):
-            self._seen[key] = inspected
-        self._seen = {key: self._seen[key] for key in keys}
-        return [container for key in keys if (container := self._seen[key]) is not None]
+            found[key] = inspected
+        self._seen = {key: c for key, c in found.items() if c is None or c.running == (key[1] in RUNNING_STATES)}
+        return [container for key in keys if (container := found[key]) is not None]
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         """The tenant's network, on a subnet of the platform's pool (see `subnets`)."""
@@ -231,20 +235,20 @@ class DockerRuntime(NodeRuntime):
         return await self._running(container.id)
 
     async def start(self, container_id: str) -> Container:
-        async with self._changing():
+        async with self._changing(container_id):
             await self._call(self.docker.containers.container(container_id).start())
         return await self._running(container_id)
 
     async def stop(self, container_id: str) -> None:
-        async with self._changing():
+        async with self._changing(container_id):
             await self._call(self.docker.containers.container(container_id).stop(t=STOP_TIMEOUT_SECONDS))
 
     async def pause(self, container_id: str) -> None:
-        async with self._changing():
+        async with self._changing(container_id):
             await self._call(self.docker.containers.container(container_id).pause())
 
     async def unpause(self, container_id: str) -> None:
-        async with self._changing():
+        async with self._changing(container_id):
             await self._call(self.docker.containers.container(container_id).unpause())
 
     async def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
@@ -428,13 +432,17 @@ class DockerRuntime(NodeRuntime):
         return tags
 
     @asynccontextmanager
-    async def _changing(self) -> AsyncIterator[None]:
+    async def _changing(self, container_id: str | None = None) -> AsyncIterator[None]:
         """A block that changes the platform's containers: the listing kept before it is not given after it (its
-        events may come after the next listing: a container just created would be missing from it)."""
+        events may come after the next listing: a container just created would be missing from it), nor what was
+        inspected of `container_id` (a restarted container exited again is listed in the state it was inspected
+        in: its old exit was given for its new one)."""
         try:
             yield
         finally:
             self._watch.changed()
+            if container_id is not None:
+                self._seen = {key: c for key, c in self._seen.items() if key[0] != container_id}
 
     async def close(self) -> None:
         self._closed = True
